@@ -1,0 +1,173 @@
+//! Procedural macros for LiveView for Rust.
+//!
+//! Use them through the `liveview` crate, which re-exports them and provides
+//! every item the expansion names (through its hidden `__private` module), so
+//! an application never depends on this crate or on the registry machinery.
+#![deny(missing_docs)]
+
+use proc_macro::TokenStream;
+use proc_macro2::Span;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, ItemFn, LitStr};
+
+/// Registers a function as the LiveView handler called `name`.
+///
+/// The function takes the connection's consumer and the message content, and
+/// may be `async` or plain. A plain function runs on tokio's blocking pool so
+/// that slow work never stalls the async workers. It returns `()` or
+/// `Result<(), E>` for any error that converts into `liveview::Error`.
+///
+/// ```ignore
+/// use liveview::{liveview_handler, Consumer, Content, Update};
+///
+/// #[liveview_handler("say_hello")]
+/// async fn say_hello(consumer: &Consumer, content: Content) -> liveview::Result {
+///     consumer.send(Update::new("#greeting").html("<h1>Hello!</h1>"))?;
+///     Ok(())
+/// }
+/// ```
+///
+/// The name must be 1 to 94 characters of `[A-Za-z0-9_.-]`; anything else is
+/// a compile error, as is an attribute on something other than a free
+/// function, or a function without exactly the two arguments.
+#[proc_macro_attribute]
+pub fn liveview_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let name = if attr.is_empty() {
+        return error(
+            Span::call_site(),
+            "missing handler name: write #[liveview_handler(\"name\")]",
+        );
+    } else {
+        match syn::parse::<LitStr>(attr) {
+            Ok(name) => name,
+            Err(err) => {
+                return error(
+                    err.span(),
+                    "the handler name must be one string literal: #[liveview_handler(\"name\")]",
+                );
+            }
+        }
+    };
+    if let Err(why) = check_name(&name.value()) {
+        return error(name.span(), &why);
+    }
+    let function = match syn::parse::<ItemFn>(item) {
+        Ok(function) => function,
+        Err(err) => {
+            return error(
+                err.span(),
+                "#[liveview_handler] goes on a free function: fn name(consumer: &Consumer, content: Content)",
+            );
+        }
+    };
+    expand(&name, &function).into()
+}
+
+fn error(span: Span, message: &str) -> TokenStream {
+    quote_spanned!(span=> ::core::compile_error!(#message);).into()
+}
+
+/// The same rule as the router's room names: short, printable, URL-safe.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the handler name must not be empty".into());
+    }
+    if name.len() > 94 {
+        return Err("the handler name must be at most 94 characters".into());
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(format!(
+            "the handler name may only contain A-Z, a-z, 0-9, '_', '.' and '-', found {bad:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn expand(name: &LitStr, function: &ItemFn) -> proc_macro2::TokenStream {
+    let sig = &function.sig;
+    let ident = &sig.ident;
+    if let Some(receiver) = sig.receiver() {
+        return quote_spanned!(receiver.span()=> ::core::compile_error!(
+            "#[liveview_handler] goes on a free function, not a method"
+        ););
+    }
+    if !sig.generics.params.is_empty() {
+        return quote_spanned!(sig.generics.span()=> ::core::compile_error!(
+            "a handler cannot be generic"
+        ););
+    }
+    if sig.inputs.len() != 2 {
+        return quote_spanned!(sig.inputs.span()=> ::core::compile_error!(
+            "a handler takes exactly two arguments: (consumer: &Consumer, content: Content)"
+        ););
+    }
+    if let Some(FnArg::Typed(first)) = sig.inputs.first() {
+        if !matches!(*first.ty, syn::Type::Reference(_)) {
+            return quote_spanned!(first.ty.span()=> ::core::compile_error!(
+                "the first argument of a handler is a reference to the consumer: `consumer: &Consumer`"
+            ););
+        }
+    }
+    let (adapter, kind) = if sig.asyncness.is_some() {
+        let adapter = quote! {
+            fn __liveview_adapter<'a>(
+                consumer: &'a ::liveview::Consumer,
+                content: ::liveview::Content,
+            ) -> ::liveview::__private::HandlerFuture<'a> {
+                ::std::boxed::Box::pin(async move {
+                    ::liveview::__private::IntoHandlerResult::into_handler_result(
+                        #ident(consumer, content).await,
+                    )
+                })
+            }
+        };
+        (adapter, quote!(Async))
+    } else {
+        let adapter = quote! {
+            fn __liveview_adapter(
+                consumer: &::liveview::Consumer,
+                content: ::liveview::Content,
+            ) -> ::liveview::Result {
+                ::liveview::__private::IntoHandlerResult::into_handler_result(
+                    #ident(consumer, content),
+                )
+            }
+        };
+        (adapter, quote!(Blocking))
+    };
+    quote! {
+        #function
+
+        const _: () = {
+            #adapter
+            ::liveview::__private::inventory::submit! {
+                ::liveview::__private::HandlerEntry {
+                    name: #name,
+                    module: ::core::module_path!(),
+                    file: ::core::file!(),
+                    line: ::core::line!(),
+                    handler: ::liveview::__private::Handler::#kind(__liveview_adapter),
+                }
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn names_follow_the_room_alphabet() {
+        assert!(check_name("say_hello").is_ok());
+        assert!(check_name("alerts.create-v2").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("say hello").is_err());
+        assert!(check_name("héllo").is_err());
+        assert!(check_name(&"a".repeat(95)).is_err());
+    }
+}

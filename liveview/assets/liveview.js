@@ -1,0 +1,779 @@
+/*!
+ * LiveView for Rust: browser client.
+ *
+ * One file, no dependencies, no build step. It speaks the wire protocol
+ * described in PROTOCOL.md and understands the HTML attributes of Django
+ * LiveView pages (Stimulus-style `data-action` descriptors included), so
+ * those pages work unchanged. See README.md next to this file.
+ *
+ * Sections:
+ *   1. Constants
+ *   2. Helpers
+ *   3. Connection (socket, reconnection, queue, connection state)
+ *   4. Calls and loading states
+ *   5. Form and data collection
+ *   6. Event binding and actions
+ *   7. Observers (init, focus, intersect) and subtree scanning
+ *   8. DOM updates (applying server frames)
+ *   9. History (url, back/forward)
+ *  10. Public API and boot
+ */
+(() => {
+  "use strict";
+
+  if (window.LiveView && window.LiveView.version) return; // loaded twice
+
+  /* ------------------------------------------------------------------ *
+   * 1. Constants
+   * ------------------------------------------------------------------ */
+
+  const VERSION = "0.1.0";
+  const ROOM_KEY = "liveview-room";     // sessionStorage key of the tab's room
+  const QUEUE_MAX = 100;                // calls kept while disconnected
+  const RETRY_BASE = 1000;              // first retry within 1 s...
+  const RETRY_CAP = 30000;              // ...and never more than 30 s apart
+  const LOADING_CLASS = "liveview-loading";
+
+  const ROOT = '[data-controller~="page"]';
+  const A_ACTION = "data-action";
+  const A_FUNCTION = "data-liveview-function";
+  const A_DEBOUNCE = "data-liveview-debounce";
+  const A_INIT = "data-liveview-init";
+  const A_FOCUS = "data-liveview-focus";
+  const A_APPEAR = "data-liveview-intersect-appear";
+  const A_DISAPPEAR = "data-liveview-intersect-disappear";
+  const A_THRESHOLD = "data-liveview-intersect-threshold";
+  const A_LOADING_TARGET = "data-liveview-loading-target";
+  const A_NO_DISABLE = "data-liveview-no-disable";
+  const A_PERMANENT = "data-liveview-permanent";
+  const A_CONNECTED = "data-liveview-connected";
+  const INTERSECT = `[${A_APPEAR}],[${A_DISAPPEAR}]`;
+  const PERMANENT = `[${A_PERMANENT}][id]`;
+
+  // Events listened to from the start; others are added when a
+  // `data-action` descriptor names them.
+  const BASE_EVENTS = ["click", "submit", "input", "change", "keydown", "keyup",
+    "focusin", "focusout", "focus", "blur", "toggle"];
+
+  // Key names usable in `keydown.enter->page#run` style filters.
+  const KEY_NAMES = {
+    enter: "Enter", tab: "Tab", esc: "Escape", space: " ", up: "ArrowUp",
+    down: "ArrowDown", left: "ArrowLeft", right: "ArrowRight", home: "Home",
+    end: "End", page_up: "PageUp", page_down: "PageDown",
+  };
+  const MODIFIERS = ["ctrl", "alt", "shift", "meta"];
+
+  const doc = document;
+  const html = doc.documentElement;
+
+  /* ------------------------------------------------------------------ *
+   * 2. Helpers
+   * ------------------------------------------------------------------ */
+
+  const emit = (name, detail) => doc.dispatchEvent(new CustomEvent(name, { detail }));
+
+  // First element matching a selector; a bad selector is a warning, not a throw.
+  const find = (sel) => {
+    try { return doc.querySelector(sel); } catch (_) {
+      console.warn("LiveView: invalid selector", sel);
+      return null;
+    }
+  };
+
+  // `root` itself when it matches, then its matching descendants.
+  const each = (root, sel, fn) => {
+    if (root.matches && root.matches(sel)) fn(root);
+    root.querySelectorAll(sel).forEach(fn);
+  };
+
+  const randomId = () => {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  };
+
+  const isButton = (el) => el.tagName === "BUTTON" ||
+    (el.tagName === "INPUT" && /^(submit|button|reset|image)$/.test(el.type));
+
+  /* ------------------------------------------------------------------ *
+   * 3. Connection
+   * ------------------------------------------------------------------ */
+
+  // The room comes from <html data-room>. Without it each tab makes its own
+  // and keeps it in sessionStorage so a reload reuses it. The key is removed
+  // while the page is open and written back on pagehide: a duplicated tab
+  // (which copies sessionStorage) then makes a new room instead of sharing.
+  const room = (() => {
+    if (html.dataset.room) return html.dataset.room;
+    let id = null;
+    try {
+      id = sessionStorage.getItem(ROOM_KEY);
+      sessionStorage.removeItem(ROOM_KEY);
+    } catch (_) { /* storage disabled */ }
+    return id || randomId();
+  })();
+
+  const saveRoom = () => {
+    if (html.dataset.room) return;
+    try { sessionStorage.setItem(ROOM_KEY, room); } catch (_) { /* ignore */ }
+  };
+
+  // Upstream's `window.webSocketConfig = {host, protocol}` is honoured; the
+  // protocol may be given as "wss", "wss:" or "wss://".
+  const socketUrl = () => {
+    const cfg = window.webSocketConfig || {};
+    const proto = String(cfg.protocol || (location.protocol === "https:" ? "wss" : "ws"))
+      .replace(/[:/]+$/, "");
+    return `${proto}://${cfg.host || location.host}/ws/liveview/${encodeURIComponent(room)}/`;
+  };
+
+  let ws = null;         // current WebSocket (connecting or open), else null
+  let connected = null;  // null until the first open or close
+  let attempt = 0;       // failed attempts since the last successful open
+  let retryTimer = 0;
+  let paused = false;    // page hidden into the back/forward cache
+  let seq = 0;           // last `ref` sent
+  const queue = [];      // calls waiting for a connection
+  const inflight = new Map(); // ref -> {fn, busy, resolve}
+
+  const isOpen = () => !!ws && ws.readyState === 1;
+
+  function connect() {
+    clearTimeout(retryTimer);
+    retryTimer = 0;
+    if (ws || paused) return;
+    let sock;
+    try {
+      sock = ws = new WebSocket(socketUrl());
+    } catch (err) {
+      console.error("LiveView: cannot open socket", err);
+      schedule();
+      return;
+    }
+    sock.onopen = () => {
+      attempt = 0;
+      setConnected(true);
+      flush();
+    };
+    sock.onmessage = (e) => receive(e.data);
+    sock.onclose = () => {
+      if (ws === sock) ws = null;
+      dropInflight();
+      setConnected(false);
+      schedule();
+    };
+  }
+
+  // Exponential backoff with full jitter; never gives up while the page is open.
+  function schedule() {
+    if (retryTimer || ws || paused) return;
+    const ceiling = Math.min(RETRY_CAP, RETRY_BASE * 2 ** Math.min(attempt++, 16));
+    retryTimer = setTimeout(connect, Math.random() * ceiling);
+  }
+
+  // Retry at once when there is a reason to believe it may work now.
+  const retryNow = () => { if (!ws) connect(); };
+
+  function setConnected(value) {
+    if (connected === value) return;
+    connected = value;
+    html.setAttribute(A_CONNECTED, String(value));
+    const banner = doc.getElementById("no-connection");
+    if (banner) {
+      banner.hidden = value;
+      banner.style.display = value ? "none" : "";
+      banner.classList.toggle("no-connection--show", !value);
+      banner.classList.toggle("no-connection--hide", value);
+    }
+    emit(value ? "liveview:connected" : "liveview:disconnected", { room });
+  }
+
+  // Calls sent on a socket that closed will never be answered: clear their
+  // loading state and report them. They are not sent again.
+  function dropInflight() {
+    const calls = [...inflight];
+    inflight.clear();
+    for (const [ref, call] of calls) {
+      busyOff(call.busy);
+      emit("liveview:call-lost", { function: call.fn, ref });
+      call.resolve(false);
+    }
+  }
+
+  function flush() {
+    while (queue.length && isOpen()) transmit(queue.shift());
+  }
+
+  /* ------------------------------------------------------------------ *
+   * 4. Calls and loading states
+   * ------------------------------------------------------------------ */
+
+  // Send a call now, or queue it until the socket is open. Resolves to true
+  // when the server reports it done, false if it was lost or dropped.
+  function send(fn, form, data, source) {
+    return new Promise((resolve) => {
+      const item = {
+        msg: { function: fn, form: form || {}, data: data || {}, lang: html.lang || "", room },
+        source,
+        resolve,
+      };
+      if (isOpen()) return transmit(item);
+      if (queue.push(item) > QUEUE_MAX) {
+        const dropped = queue.shift();
+        console.warn("LiveView: offline queue full, dropping call", dropped.msg.function);
+        dropped.resolve(false);
+      }
+      if (!ws && !retryTimer) connect();
+    });
+  }
+
+  function transmit(item) {
+    const ref = ++seq;
+    item.msg.ref = ref;
+    ws.send(JSON.stringify(item.msg));
+    inflight.set(ref, {
+      fn: item.msg.function,
+      busy: item.source ? busyOn(item.source) : null,
+      resolve: item.resolve,
+    });
+  }
+
+  function finish(ref) {
+    const call = inflight.get(ref);
+    if (!call) return;
+    inflight.delete(ref);
+    busyOff(call.busy);
+    call.resolve(true);
+  }
+
+  // Loading state: counted per element so overlapping calls nest correctly.
+  const busyCount = new WeakMap();
+  const disabledByUs = new WeakSet();
+
+  function busyOn(source) {
+    const sel = source.getAttribute(A_LOADING_TARGET);
+    const el = sel ? find(sel) : source;
+    if (!el) return null;
+    const n = busyCount.get(el) || 0;
+    busyCount.set(el, n + 1);
+    if (n) return el;
+    el.setAttribute("aria-busy", "true");
+    el.classList.add(LOADING_CLASS);
+    if (isButton(el) && !el.disabled &&
+        !el.hasAttribute(A_NO_DISABLE) && !source.hasAttribute(A_NO_DISABLE)) {
+      el.disabled = true;
+      disabledByUs.add(el);
+    }
+    return el;
+  }
+
+  function busyOff(el) {
+    if (!el) return;
+    const n = (busyCount.get(el) || 1) - 1;
+    if (n > 0) return void busyCount.set(el, n);
+    busyCount.delete(el);
+    el.removeAttribute("aria-busy");
+    el.classList.remove(LOADING_CLASS);
+    if (disabledByUs.delete(el)) el.disabled = false;
+  }
+
+  /* ------------------------------------------------------------------ *
+   * 5. Form and data collection
+   * ------------------------------------------------------------------ */
+
+  // `data-data-comment-id` is `dataCommentId` in the dataset and is sent as
+  // `commentId`; the server turns camelCase into snake_case.
+  function dataOf(el) {
+    const out = {};
+    for (const key in el.dataset) {
+      if (/^data[A-Z]/.test(key)) out[key[4].toLowerCase() + key.slice(5)] = el.dataset[key];
+    }
+    return out;
+  }
+
+  // The values of the element's form (the element itself when it is a form),
+  // or `{name: value}` for a named control outside any form.
+  function formOf(el) {
+    const form = el.tagName === "FORM" ? el
+      : (el.form instanceof HTMLFormElement ? el.form : el.closest("form"));
+    if (form) {
+      // Read `elements` from the prototype: a control named "elements" would shadow it.
+      return collect(Object.getOwnPropertyDescriptor(HTMLFormElement.prototype, "elements").get.call(form));
+    }
+    return el.name ? collect([el]) : {};
+  }
+
+  function collect(controls) {
+    const out = {};
+    const checkboxes = {};
+    for (const c of controls) {
+      if (c.type === "checkbox" && c.name) checkboxes[c.name] = (checkboxes[c.name] || 0) + 1;
+    }
+    for (const c of controls) {
+      const { name, type } = c;
+      if (!name || !/^(INPUT|SELECT|TEXTAREA)$/.test(c.tagName) || c.matches(":disabled") ||
+          /^(file|submit|button|reset|image)$/.test(type)) continue;
+      if (type === "checkbox") {
+        if (checkboxes[name] > 1) {
+          // Several boxes share the name: the list of checked values.
+          if (!Array.isArray(out[name])) out[name] = [];
+          if (c.checked) out[name].push(c.value);
+        } else {
+          out[name] = c.checked;
+        }
+      } else if (type === "radio") {
+        if (c.checked) out[name] = c.value;
+      } else if (type === "select-multiple") {
+        out[name] = Array.from(c.selectedOptions, (o) => o.value);
+      } else {
+        out[name] = c.value;
+      }
+    }
+    return out;
+  }
+
+  /* ------------------------------------------------------------------ *
+   * 6. Event binding and actions
+   *
+   * Everything is delegated to document, so content inserted later works
+   * without binding. Descriptors follow Stimulus:
+   *   [event[.filter][@window|@document]->]page#(run|stop)[:prevent:stop:self]
+   * ------------------------------------------------------------------ */
+
+  const parsed = new Map(); // attribute value -> descriptors
+
+  function descriptors(el) {
+    const value = el.getAttribute(A_ACTION) || "";
+    let list = parsed.get(value);
+    if (!list) {
+      list = value.split(/\s+/).map(parseDescriptor).filter(Boolean);
+      parsed.set(value, list);
+    }
+    return list;
+  }
+
+  function parseDescriptor(token) {
+    const arrow = token.indexOf("->");
+    let ev = arrow < 0 ? "" : token.slice(0, arrow);
+    const [target, ...opts] = token.slice(arrow < 0 ? 0 : arrow + 2).split(":");
+    const [controller, method] = target.split("#");
+    if (controller !== "page" || (method !== "run" && method !== "stop")) return null;
+    let global = "";
+    let filter = "";
+    const at = ev.indexOf("@");
+    if (at >= 0) [ev, global] = [ev.slice(0, at), ev.slice(at + 1)];
+    const dot = ev.indexOf(".");
+    if (dot >= 0) [ev, filter] = [ev.slice(0, dot), ev.slice(dot + 1)];
+    return { ev, filter, global, method, opts };
+  }
+
+  // The event of a descriptor that names none, as Stimulus picks it.
+  function defaultEvent(el) {
+    switch (el.tagName) {
+      case "FORM": return "submit";
+      case "SELECT": return "change";
+      case "TEXTAREA": return "input";
+      case "DETAILS": return "toggle";
+      case "INPUT":
+        if (/^(checkbox|radio)$/.test(el.type)) return "change";
+        return /^(submit|button|reset|image)$/.test(el.type) ? "click" : "input";
+      default: return "click";
+    }
+  }
+
+  function filterMatches(e, filter) {
+    if (!filter) return true;
+    const parts = filter.split("+");
+    for (const p of parts) {
+      if (MODIFIERS.includes(p)) {
+        if (!e[p + "Key"]) return false;
+      } else if (typeof e.key === "string") {
+        const want = KEY_NAMES[p] || p;
+        if (e.key.toLowerCase() !== want.toLowerCase()) return false;
+      }
+    }
+    return true;
+  }
+
+  const listening = new Set();
+
+  // Bubbling events are handled when they reach document; non-bubbling ones
+  // (blur, focus, toggle, ...) in the capture phase, on their target only.
+  function listen(type, global) {
+    const key = (global || "") + ":" + type;
+    if (listening.has(key)) return;
+    listening.add(key);
+    if (global === "window" || global === "document") {
+      (global === "window" ? window : doc).addEventListener(type, (e) => onGlobal(global, e));
+    } else {
+      doc.addEventListener(type, (e) => { if (e.bubbles) onEvent(e); });
+      doc.addEventListener(type, (e) => { if (!e.bubbles) onEvent(e); }, true);
+    }
+  }
+
+  function onEvent(e) {
+    let el = e.target;
+    if (el && el.nodeType !== 1) el = el.parentElement;
+    const root = el && el.closest ? el.closest(ROOT) : null;
+    if (!root) return;
+    for (; el; el = el.parentElement) {
+      if (el.hasAttribute(A_ACTION) && dispatch(el, e, "")) {
+        e.stopPropagation();
+        return;
+      }
+      if (el === root || !e.bubbles) return;
+    }
+  }
+
+  function onGlobal(global, e) {
+    doc.querySelectorAll(`${ROOT} [${A_ACTION}*="@${global}"], ${ROOT}[${A_ACTION}*="@${global}"]`)
+      .forEach((el) => dispatch(el, e, global));
+  }
+
+  // Runs the element's descriptors matching the event; true when one stops it.
+  function dispatch(el, e, global) {
+    let stop = false;
+    for (const d of descriptors(el)) {
+      if (d.global !== global || (d.ev || defaultEvent(el)) !== e.type ||
+          !filterMatches(e, d.filter) || (d.opts.includes("self") && e.target !== el)) continue;
+      if (d.opts.includes("prevent")) e.preventDefault();
+      if (d.method === "stop" || d.opts.includes("stop")) stop = true;
+      if (d.method === "run") run(el, e);
+    }
+    return stop;
+  }
+
+  const debounceTimers = new WeakMap();
+
+  function run(el, e) {
+    // A modified click on a link is left to the browser (new tab, ...).
+    if (e.type === "click" && (e.ctrlKey || e.metaKey || e.shiftKey) && el.matches("a[href]")) return;
+    // As upstream, the default action is prevented (no form submission, no
+    // link navigation) except the toggle of a clicked checkbox or radio.
+    if (!(e.type === "click" && /^(checkbox|radio)$/.test(el.type))) e.preventDefault();
+    const ms = parseInt(el.getAttribute(A_DEBOUNCE), 10);
+    if (!(ms > 0)) return void fire(el);
+    clearTimeout(debounceTimers.get(el));
+    debounceTimers.set(el, setTimeout(() => {
+      debounceTimers.delete(el);
+      if (el.isConnected) fire(el);
+    }, ms));
+  }
+
+  function fire(el) {
+    const fn = el.getAttribute(A_FUNCTION);
+    if (!fn) return void console.error(`LiveView: ${A_FUNCTION} is missing on`, el);
+    send(fn, formOf(el), dataOf(el), el);
+  }
+
+  /* ------------------------------------------------------------------ *
+   * 7. Observers (init, focus, intersect) and subtree scanning
+   * ------------------------------------------------------------------ */
+
+  const initDone = new WeakSet();
+  const focusDone = new WeakSet();
+  const observedBy = new WeakMap();   // element -> its IntersectionObserver
+  const visible = new WeakSet();      // elements last reported in view
+  const observers = new Map();        // threshold -> IntersectionObserver
+
+  // Wire up everything under `root` (inclusive). Safe to call repeatedly.
+  function scan(root) {
+    if (!root || !root.querySelectorAll) return;
+    each(root, `[${A_ACTION}]`, (el) => {
+      for (const d of descriptors(el)) listen(d.ev || defaultEvent(el), d.global);
+    });
+    each(root, INTERSECT, observe);
+    each(root, `[${A_INIT}]`, (el) => {
+      if (initDone.has(el)) return;
+      initDone.add(el);
+      send(el.getAttribute(A_INIT), formOf(el), dataOf(el), null);
+    });
+    each(root, `[${A_FOCUS}]`, (el) => {
+      if (focusDone.has(el) || el.getAttribute(A_FOCUS) === "false") return;
+      focusDone.add(el);
+      el.focus();
+    });
+  }
+
+  // Forget elements that left the document.
+  function forget(root) {
+    if (!root.querySelectorAll) return;
+    each(root, INTERSECT, (el) => {
+      const io = observedBy.get(el);
+      if (io) io.unobserve(el);
+      observedBy.delete(el);
+    });
+  }
+
+  function observe(el) {
+    if (observedBy.has(el) || !window.IntersectionObserver) return;
+    const px = parseInt(el.getAttribute(A_THRESHOLD), 10) || 0;
+    let io = observers.get(px);
+    if (!io) {
+      io = new IntersectionObserver(onIntersect, { rootMargin: `${px}px` });
+      observers.set(px, io);
+    }
+    io.observe(el);
+    observedBy.set(el, io);
+  }
+
+  // `appear` on entering the (extended) viewport; `disappear` only after the
+  // element has been seen, not for elements that start out of view.
+  function onIntersect(entries) {
+    for (const entry of entries) {
+      const el = entry.target;
+      const inView = entry.isIntersecting;
+      if (!el.isConnected || inView === visible.has(el)) continue;
+      if (inView) visible.add(el); else visible.delete(el);
+      const fn = el.getAttribute(inView ? A_APPEAR : A_DISAPPEAR);
+      if (fn) send(fn, formOf(el), dataOf(el), null);
+    }
+  }
+
+  // Content inserted by other scripts is picked up too; the sets above keep
+  // init and focus from firing twice for content we inserted ourselves.
+  const mutations = new MutationObserver((records) => {
+    for (const r of records) {
+      r.removedNodes.forEach((n) => { if (n.nodeType === 1 && !n.isConnected) forget(n); });
+      r.addedNodes.forEach((n) => { if (n.nodeType === 1 && n.isConnected) scan(n); });
+    }
+  });
+
+  /* ------------------------------------------------------------------ *
+   * 8. DOM updates
+   * ------------------------------------------------------------------ */
+
+  function receive(raw) {
+    let frame;
+    try {
+      frame = JSON.parse(raw);
+    } catch (_) {
+      return void console.error("LiveView: frame is not JSON", raw);
+    }
+    handle(frame);
+  }
+
+  function handle(frame) {
+    if (!frame || typeof frame !== "object" || Array.isArray(frame)) {
+      return void console.error("LiveView: frame is not an object", frame);
+    }
+    try {
+      apply(frame);
+    } catch (err) {
+      console.error("LiveView: failed to apply frame", err, frame);
+    }
+    if (frame.done === true && frame.ref != null) finish(frame.ref);
+    emit("liveview:update", frame);
+  }
+
+  // Order: error, title, target (html/append/remove), url, scroll, script.
+  function apply(m) {
+    if (m.error != null) {
+      console.error("LiveView: server error:", m.error);
+      emit("liveview:error", { message: m.error, ref: m.ref == null ? null : m.ref });
+    }
+    const oldTitle = doc.title;
+    if (m.title != null) doc.title = m.title;
+
+    let prev = null;
+    if (m.target != null && (m.html != null || m.remove)) {
+      const el = find(m.target);
+      if (!el) {
+        console.warn(`LiveView: target "${m.target}" not found`);
+      } else if (m.remove) {
+        el.remove();
+      } else {
+        if (m.url != null) prev = el.innerHTML;
+        render(el, String(m.html), m.append ? "append" : "replace");
+      }
+    }
+
+    if (m.url != null) {
+      try {
+        pushUrl(String(m.url), m.target, prev, oldTitle);
+      } catch (err) {
+        console.error("LiveView: cannot change url", err);
+      }
+      // A new page starts at the top unless the frame says where to go.
+      if (m.html != null && !m.append && !m.scroll && !m.scrollTop) window.scrollTo(0, 0);
+    }
+    if (m.scroll) {
+      const el = find(m.scroll);
+      if (el) el.scrollIntoView({ behavior: "smooth" });
+      else console.warn(`LiveView: scroll target "${m.scroll}" not found`);
+    }
+    if (m.scrollTop) window.scrollTo({ top: 0, behavior: "smooth" });
+    if (m.script) new Function(m.script)(); // server-written code only
+  }
+
+  // Put `markup` into `el`. `mode` is "replace" or "append". This is the one
+  // place where content enters the page: a morphing strategy would go here.
+  // `keep` maps ids to live nodes that replace their namesakes in `markup`.
+  function render(el, markup, mode, keep) {
+    const tpl = doc.createElement("template");
+    tpl.innerHTML = markup;
+    const frag = tpl.content;
+    const scripts = Array.from(frag.querySelectorAll("script"));
+    if (keep) {
+      frag.querySelectorAll(PERMANENT).forEach((p) => {
+        const live = keep.get(p.id);
+        if (live && live !== p) p.replaceWith(live);
+      });
+    }
+    const added = Array.from(frag.children);
+    if (mode === "append") el.append(frag);
+    else el.replaceChildren(frag);
+    // Parsed scripts are inert: run them by inserting fresh copies.
+    for (const old of scripts) {
+      if (!old.isConnected) continue;
+      const s = doc.createElement("script");
+      for (const a of old.attributes) s.setAttribute(a.name, a.value);
+      if (old.nonce) s.nonce = old.nonce;
+      if (old.src) s.async = false;
+      s.textContent = old.textContent;
+      old.replaceWith(s);
+    }
+    added.forEach(scan);
+  }
+
+  /* ------------------------------------------------------------------ *
+   * 9. History
+   *
+   * A frame with `url` pushes a history entry. The entry being left is first
+   * updated with the content its areas had (the target's content from before
+   * the frame), the new entry gets the current content of every area seen so
+   * far. Back/forward puts the content of the entry back.
+   * ------------------------------------------------------------------ */
+
+  const firstSeen = {};    // area selector -> content before it was first recorded
+  const leftAs = new Map(); // entry id -> {title, areas} as the user left it
+  let entryId = liveState() && liveState().id;
+
+  function liveState() {
+    const s = history.state;
+    return s && typeof s === "object" && s.liveview ? s.liveview : null;
+  }
+
+  function capture(selectors) {
+    const areas = {};
+    for (const sel of selectors) {
+      const el = find(sel);
+      if (el) areas[sel] = el.innerHTML;
+    }
+    return areas;
+  }
+
+  function pushUrl(url, target, prev, oldTitle) {
+    const current = liveState();
+    const selectors = new Set([...Object.keys(firstSeen), ...Object.keys((current && current.areas) || {})]);
+    const before = capture(selectors);
+    if (prev != null) {
+      selectors.add(target);
+      before[target] = prev;
+      if (!(target in firstSeen)) firstSeen[target] = prev;
+    }
+    const state = history.state && typeof history.state === "object" ? history.state : {};
+    history.replaceState({ ...state, liveview: { id: entryId || randomId(), title: oldTitle, areas: before } }, "");
+    entryId = randomId();
+    history.pushState({ liveview: { id: entryId, title: doc.title, areas: capture(selectors) } }, "", url);
+  }
+
+  function onPopState(e) {
+    const next = e.state && typeof e.state === "object" ? e.state.liveview : null;
+    const selectors = new Set(Object.keys(firstSeen));
+    if (next) Object.keys(next.areas || {}).forEach((s) => selectors.add(s));
+    if (entryId) leftAs.set(entryId, { title: doc.title, areas: capture(selectors) });
+    entryId = next ? next.id : null;
+    if (!next) return;
+    const saved = leftAs.get(next.id) || next;
+    // Areas first recorded after this entry get their original content back.
+    const areas = { ...firstSeen, ...saved.areas };
+    if (saved.title != null) doc.title = saved.title;
+    restore(areas);
+    emit("liveview:history-restored", { url: location.href });
+  }
+
+  function restore(areas) {
+    const keep = new Map();
+    doc.querySelectorAll(PERMANENT).forEach((n) => keep.set(n.id, n));
+    const order = Object.keys(areas).filter((sel) => {
+      if (find(sel)) return true;
+      console.warn(`LiveView: history area "${sel}" not found`);
+      return false;
+    });
+    // Outer areas before the areas inside them.
+    order.sort((a, b) => {
+      const ea = find(a);
+      const eb = find(b);
+      return ea.contains(eb) ? -1 : eb.contains(ea) ? 1 : 0;
+    });
+    for (const sel of order) {
+      const el = find(sel);
+      if (el && el.innerHTML !== areas[sel]) render(el, areas[sel], "replace", keep);
+    }
+  }
+
+  /* ------------------------------------------------------------------ *
+   * 10. Public API and boot
+   * ------------------------------------------------------------------ */
+
+  // LiveView.call(name, {form, data, el}): `form` and `data` are objects or an
+  // element to read them from; `el` gets the loading state while in flight.
+  function call(fn, opts) {
+    const { form, data, el } = opts || {};
+    return send(
+      String(fn),
+      form instanceof Element ? formOf(form) : form,
+      data instanceof Element ? dataOf(data) : data,
+      el instanceof Element ? el : null,
+    );
+  }
+
+  function boot() {
+    if (connected === null) html.setAttribute(A_CONNECTED, "false");
+    BASE_EVENTS.forEach((type) => listen(type, ""));
+    scan(html); // init calls made here wait in the queue for the first open
+    mutations.observe(html, { childList: true, subtree: true });
+    window.addEventListener("popstate", onPopState);
+    window.addEventListener("online", retryNow);
+    doc.addEventListener("visibilitychange", () => {
+      if (doc.visibilityState === "visible") retryNow();
+    });
+    window.addEventListener("pagehide", () => {
+      saveRoom();
+      paused = true;
+      clearTimeout(retryTimer);
+      retryTimer = 0;
+      if (ws) ws.close(1000);
+    });
+    window.addEventListener("pageshow", (e) => {
+      if (!e.persisted) return;
+      try { sessionStorage.removeItem(ROOM_KEY); } catch (_) { /* ignore */ }
+      paused = false;
+      connect();
+    });
+    connect();
+  }
+
+  window.LiveView = Object.freeze({
+    version: VERSION,
+    call,
+    /** Apply a frame as if the server had sent it. */
+    apply: handle,
+    /** Wire up content inserted outside LiveView (also done automatically). */
+    scan,
+    /** Try to connect now instead of waiting for the next retry. */
+    connect: retryNow,
+    get socket() { return ws; },
+    get connected() { return connected === true; },
+    /** "connecting", "open", "closing" or "closed" (waiting to retry). */
+    get state() { return ws ? ["connecting", "open", "closing", "closed"][ws.readyState] : "closed"; },
+    get room() { return room; },
+    get url() { return socketUrl(); },
+    get queued() { return queue.length; },
+    get inflight() { return inflight.size; },
+  });
+
+  if (doc.readyState === "loading") doc.addEventListener("DOMContentLoaded", boot, { once: true });
+  else boot();
+})();

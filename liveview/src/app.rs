@@ -1,0 +1,330 @@
+//! The application: configuration, the handler registry, the group table
+//! and the channel layer, shared by every connection.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::broadcast::Broadcaster;
+use crate::consumer::Consumer;
+use crate::content::Content;
+use crate::error::BuildError;
+use crate::handler::Registry;
+use crate::layer::{ChannelLayer, Hub, LocalDelivery, MemoryLayer};
+use crate::middleware::Middleware;
+use crate::protocol::DEFAULT_MAX_FRAME;
+
+/// Limits and timeouts; every field has a production default.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub max_frame: usize,
+    pub queue: usize,
+    pub handler_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub read_buffer: usize,
+    pub write_buffer: usize,
+    pub allowed_origins: Option<Vec<String>>,
+    pub check_origin: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_frame: DEFAULT_MAX_FRAME,
+            queue: 256,
+            handler_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+            read_buffer: 4 * 1024,
+            write_buffer: 4 * 1024,
+            allowed_origins: None,
+            check_origin: true,
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub registry: &'static Registry,
+    pub middleware: Vec<Middleware>,
+    pub hub: Arc<Hub>,
+    pub broadcaster: Broadcaster,
+    pub config: Config,
+    pub authenticator: Option<Arc<dyn Authenticator>>,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A LiveView application: handlers, middleware, channel layer and limits.
+///
+/// Build one with [`LiveView::builder`], serve it with [`LiveView::router`]
+/// (merged into your axum app), and broadcast from anywhere with
+/// [`LiveView::broadcaster`]. Cheap to clone.
+///
+/// ```no_run
+/// use axum::{routing::get, response::Html, Router};
+/// use liveview::{liveview_handler, Consumer, Content, LiveView, Update};
+///
+/// #[liveview_handler("say_hello")]
+/// async fn say_hello(consumer: &Consumer, content: Content) -> liveview::Result {
+///     let name = liveview::escape(content.form.str_or("name", "World"));
+///     consumer.send(Update::new("#greeting").html(format!("<h1>Hello, {name}!</h1>")))?;
+///     Ok(())
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let live = LiveView::builder().build()?;
+///     let app = Router::new()
+///         .route("/", get(|| async { Html("<html>...</html>") }))
+///         .merge(live.router());
+///     let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+///     liveview::serve(listener, app, live).await?;
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct LiveView {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for LiveView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveView")
+            .field("layer", self.shared.hub.layer())
+            .field("middleware", &self.shared.middleware.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveView {
+    /// Start configuring an application.
+    pub fn builder() -> LiveViewBuilder {
+        LiveViewBuilder::default()
+    }
+
+    /// A handle that broadcasts and sends to rooms from anywhere.
+    pub fn broadcaster(&self) -> Broadcaster {
+        self.shared.broadcaster.clone()
+    }
+
+    /// The sorted names of the registered handlers (for logs and tests).
+    pub fn functions(&self) -> Vec<&'static str> {
+        self.shared.registry.names()
+    }
+
+    /// Number of connections open in this process.
+    pub fn connections(&self) -> usize {
+        self.shared.tracker.len()
+    }
+
+    /// Whether the channel layer can carry frames now (for readiness
+    /// checks).
+    pub async fn layer_health(&self) -> Result<(), crate::layer::LayerError> {
+        self.shared.hub.layer().health().await
+    }
+
+    /// Stop: refuse new connections, let running handlers finish, close
+    /// every socket with 1001, and wait up to the grace period for them.
+    /// Returns whether every connection closed in time.
+    pub async fn shutdown(&self) -> bool {
+        self.shared.shutdown.cancel();
+        self.shared.tracker.close();
+        let finished = tokio::time::timeout(self.shared.config.shutdown_grace, self.shared.tracker.wait())
+            .await
+            .is_ok();
+        self.shared.hub.layer().shutdown();
+        finished
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown.is_cancelled()
+    }
+}
+
+/// Configures a [`LiveView`].
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let live = liveview::LiveView::builder()
+///     .max_frame_size(32 * 1024)
+///     .queue_capacity(512)
+///     .handler_timeout(Duration::from_secs(10))
+///     .allowed_origins(["https://example.com"])
+///     .middleware(|_consumer, _content, function| {
+///         tracing::info!("calling {function}");
+///         true
+///     })
+///     .build()
+///     .unwrap();
+/// # drop(live);
+/// ```
+#[derive(Default)]
+pub struct LiveViewBuilder {
+    config: Config,
+    middleware: Vec<Middleware>,
+    layer: Option<Arc<dyn ChannelLayer>>,
+    authenticator: Option<Arc<dyn Authenticator>>,
+}
+
+impl fmt::Debug for LiveViewBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveViewBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveViewBuilder {
+    /// Use this channel layer. Without one, `LIVEVIEW_REDIS_URL` selects the
+    /// Redis layer (feature `redis`), and otherwise the in-memory layer.
+    pub fn channel_layer(mut self, layer: impl ChannelLayer) -> Self {
+        self.layer = Some(Arc::new(layer));
+        self
+    }
+
+    /// Find the user of each connection at upgrade time.
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticator = Some(Arc::new(authenticator));
+        self
+    }
+
+    /// Add a middleware `(consumer, content, function) -> bool`, run before
+    /// every handler in registration order; `false` stops the call.
+    pub fn middleware<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Consumer, &Content, &str) -> bool + Send + Sync + 'static,
+    {
+        self.middleware.push(Middleware::Sync(Arc::new(f)));
+        self
+    }
+
+    /// Add an async middleware.
+    ///
+    /// ```
+    /// use futures_util::future::BoxFuture;
+    /// use liveview::{Consumer, Content};
+    ///
+    /// fn audit<'a>(consumer: &'a Consumer, _content: &'a Content, function: &'a str) -> BoxFuture<'a, bool> {
+    ///     Box::pin(async move {
+    ///         tracing::info!(connection = consumer.id(), function, "call");
+    ///         true
+    ///     })
+    /// }
+    ///
+    /// let live = liveview::LiveView::builder().async_middleware(audit).build().unwrap();
+    /// # drop(live);
+    /// ```
+    pub fn async_middleware<F>(mut self, f: F) -> Self
+    where
+        F: for<'a> Fn(&'a Consumer, &'a Content, &'a str) -> BoxFuture<'a, bool>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.middleware.push(Middleware::Async(Arc::new(f)));
+        self
+    }
+
+    /// Largest accepted frame (default 64 KiB); larger ones close the
+    /// connection with 1009.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config.max_frame = bytes;
+        self
+    }
+
+    /// Frames a connection may have waiting to be written (default 256);
+    /// a client that lets more pile up is closed with 1013.
+    pub fn queue_capacity(mut self, frames: usize) -> Self {
+        self.config.queue = frames.max(1);
+        self
+    }
+
+    /// How long a handler may run (default 30 s). One that takes longer is
+    /// abandoned and the caller gets `{"error": "Internal error"}`.
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handler_timeout = timeout;
+        self
+    }
+
+    /// How long [`LiveView::shutdown`] waits for connections (default 10 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.config.shutdown_grace = grace;
+        self
+    }
+
+    /// Socket buffer sizes (default 4 KiB each): LiveView frames are small,
+    /// and these buffers are paid for by every idle connection.
+    pub fn socket_buffers(mut self, read: usize, write: usize) -> Self {
+        self.config.read_buffer = read;
+        self.config.write_buffer = write;
+        self
+    }
+
+    /// Origins allowed to open a socket besides the page's own host, e.g.
+    /// `"https://app.example.com"`. `"*"` allows any.
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Turn the origin check off. Only for APIs that are not reachable from
+    /// browsers, or behind a proxy that checks it already.
+    pub fn disable_origin_check(mut self) -> Self {
+        self.config.check_origin = false;
+        self
+    }
+
+    /// Build the application: collects the handlers (refusing duplicate
+    /// names) and starts the channel layer. Call it inside a tokio runtime.
+    pub fn build(self) -> Result<LiveView, BuildError> {
+        let registry = Registry::global()?;
+        let layer = match self.layer {
+            Some(layer) => layer,
+            None => default_layer()?,
+        };
+        let hub = Arc::new(Hub::new(layer.clone()));
+        layer.start(LocalDelivery { hub: hub.clone() });
+        let broadcaster = Broadcaster::new(hub.clone());
+        Ok(LiveView {
+            shared: Arc::new(Shared {
+                registry,
+                middleware: self.middleware,
+                hub,
+                broadcaster,
+                config: self.config,
+                authenticator: self.authenticator,
+                shutdown: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+                next_id: AtomicU64::new(1),
+            }),
+        })
+    }
+}
+
+/// The layer chosen by the environment: Redis when `LIVEVIEW_REDIS_URL` is
+/// set (and the feature is on), memory otherwise.
+fn default_layer() -> Result<Arc<dyn ChannelLayer>, BuildError> {
+    #[cfg(feature = "redis")]
+    if let Some(layer) = crate::layer::RedisLayer::from_env() {
+        return Ok(Arc::new(layer.map_err(BuildError::Layer)?));
+    }
+    Ok(Arc::new(MemoryLayer))
+}

@@ -1,0 +1,135 @@
+//! Sending to groups: every connection (`broadcast`) or one room.
+
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use crate::error::BroadcastError;
+use crate::layer::{BROADCAST_GROUP, Frame, Hub, room_group};
+use crate::update::IntoUpdate;
+
+/// Sends updates to groups of connections, from anywhere: a handler, a
+/// spawned task, a plain `std::thread`. Cheap to clone.
+///
+/// Each update is serialised once, delivered to this process's members of
+/// the group at once, and published once through the channel layer for the
+/// other processes.
+///
+/// ```no_run
+/// use liveview::{LiveView, Update};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let live = LiveView::builder().build()?;
+/// let broadcaster = live.broadcaster();
+/// tokio::spawn(async move {
+///     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+///     loop {
+///         tick.tick().await;
+///         let _ = broadcaster.send_to_room("clock", Update::new("#now").html("tick")).await;
+///     }
+/// });
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Broadcaster {
+    hub: Arc<Hub>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Broadcaster {
+    pub(crate) fn new(hub: Arc<Hub>) -> Self {
+        Self {
+            hub,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    /// Send to every connection of every room, on every process.
+    pub async fn broadcast(&self, update: impl IntoUpdate) -> Result<(), BroadcastError> {
+        self.publish(BROADCAST_GROUP, update).await
+    }
+
+    /// Send to every connection in `room`, on every process.
+    pub async fn send_to_room(
+        &self,
+        room: &str,
+        update: impl IntoUpdate,
+    ) -> Result<(), BroadcastError> {
+        self.publish(&room_group(room), update).await
+    }
+
+    /// Send to every member of `group` (`broadcast`, `room_<room>`, or a
+    /// group of the application's own).
+    pub async fn publish(&self, group: &str, update: impl IntoUpdate) -> Result<(), BroadcastError> {
+        let frame = Self::serialise(update)?;
+        self.publish_frame(group, &frame).await
+    }
+
+    /// Send an already serialised frame to every member of `group`.
+    pub async fn publish_frame(&self, group: &str, frame: &Frame) -> Result<(), BroadcastError> {
+        self.hub.deliver(group, frame);
+        self.hub
+            .layer()
+            .publish(group, frame)
+            .await
+            .map_err(|err| Self::publish_failed(group, err))
+    }
+
+    /// [`broadcast`](Self::broadcast) from code that is not async.
+    pub fn broadcast_blocking(&self, update: impl IntoUpdate) -> Result<(), BroadcastError> {
+        self.publish_blocking(BROADCAST_GROUP, update)
+    }
+
+    /// [`send_to_room`](Self::send_to_room) from code that is not async.
+    pub fn send_to_room_blocking(
+        &self,
+        room: &str,
+        update: impl IntoUpdate,
+    ) -> Result<(), BroadcastError> {
+        self.publish_blocking(&room_group(room), update)
+    }
+
+    /// [`publish`](Self::publish) from code that is not async: a plain
+    /// thread or a sync handler. Must not be called on an async worker
+    /// thread when the channel layer needs the network.
+    pub fn publish_blocking(
+        &self,
+        group: &str,
+        update: impl IntoUpdate,
+    ) -> Result<(), BroadcastError> {
+        let frame = Self::serialise(update)?;
+        self.hub.deliver(group, &frame);
+        let mut publish = self.hub.layer().publish(group, &frame);
+        // The in-memory layer is done at once; only a networked layer
+        // needs the runtime.
+        let result = match publish
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(result) => result,
+            Poll::Pending => match &self.runtime {
+                Some(runtime) => runtime.block_on(publish),
+                None => Err(crate::layer::LayerError::new(
+                    "no tokio runtime to publish from this thread",
+                )),
+            },
+        };
+        result.map_err(|err| Self::publish_failed(group, err))
+    }
+
+    /// How many connections of this process are in `group`.
+    pub fn local_members(&self, group: &str) -> usize {
+        self.hub.members(group)
+    }
+
+    fn serialise(update: impl IntoUpdate) -> Result<Frame, BroadcastError> {
+        update
+            .into_frame(None)
+            .map(Frame::from)
+            .map_err(BroadcastError::Serialize)
+    }
+
+    fn publish_failed(group: &str, err: crate::layer::LayerError) -> BroadcastError {
+        tracing::warn!(target: "liveview", group, error = %err, "publish to other processes failed");
+        BroadcastError::Layer(err)
+    }
+}

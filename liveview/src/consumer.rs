@@ -1,0 +1,213 @@
+//! The consumer: one browser connection, as a handler sees it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::broadcast::Broadcaster;
+use crate::error::{BroadcastError, SendError};
+use crate::layer::{Frame, Outbox};
+use crate::scope::{Scope, User};
+use crate::update::IntoUpdate;
+
+/// One connection: where a handler sends its updates, and what it knows
+/// about the page on the other end.
+///
+/// A `Consumer` is a cheap handle (`Clone`, `Send`, `'static`): move a clone
+/// into a spawned task or a `std::thread` to send or broadcast later.
+///
+/// ```
+/// use liveview::{liveview_handler, Consumer, Content, Update};
+///
+/// #[liveview_handler("whoami")]
+/// async fn whoami(consumer: &Consumer, _content: Content) -> liveview::Result {
+///     let name = consumer.user().map_or("anonymous", |u| u.name.as_str());
+///     let html = format!("<p>{} in room {}</p>", liveview::escape(name), liveview::escape(consumer.room()));
+///     consumer.send(Update::new("#me").html(html))?;
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Consumer {
+    conn: Arc<Connection>,
+    call: Option<Arc<CallRef>>,
+}
+
+/// The state of one connection, shared by every clone of its consumer.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) id: u64,
+    pub(crate) room: Box<str>,
+    pub(crate) scope: Scope,
+    pub(crate) outbox: Outbox,
+    pub(crate) broadcaster: Broadcaster,
+    state: Mutex<http::Extensions>,
+}
+
+/// The call a consumer is answering: its `ref`, while it is running.
+#[derive(Debug)]
+pub(crate) struct CallRef {
+    reference: u64,
+    active: AtomicBool,
+}
+
+impl CallRef {
+    pub(crate) fn new(reference: u64) -> Arc<Self> {
+        Arc::new(Self {
+            reference,
+            active: AtomicBool::new(true),
+        })
+    }
+
+    pub(crate) fn finish(&self) {
+        self.active.store(false, Ordering::Release);
+    }
+}
+
+impl Connection {
+    pub(crate) fn new(
+        id: u64,
+        room: &str,
+        scope: Scope,
+        outbox: Outbox,
+        broadcaster: Broadcaster,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            room: room.into(),
+            scope,
+            outbox,
+            broadcaster,
+            state: Mutex::default(),
+        })
+    }
+}
+
+impl Consumer {
+    pub(crate) fn new(conn: Arc<Connection>, call: Option<Arc<CallRef>>) -> Self {
+        Self { conn, call }
+    }
+
+    /// This connection's id, unique within the process.
+    pub fn id(&self) -> u64 {
+        self.conn.id
+    }
+
+    /// The room of this connection (the `{room}` of its URL).
+    pub fn room(&self) -> &str {
+        &self.conn.room
+    }
+
+    /// The upgrade request: headers, cookies, query, path, peer, user.
+    pub fn scope(&self) -> &Scope {
+        &self.conn.scope
+    }
+
+    /// The user the authenticator returned, if any.
+    pub fn user(&self) -> Option<&User> {
+        self.conn.scope.user()
+    }
+
+    /// Send an update to this connection only.
+    ///
+    /// While a handler answers a call that carried a `ref`, the frame
+    /// carries it too. The frame is queued, not awaited: a client whose
+    /// queue is full is closed as too slow ([`SendError::SlowClient`]).
+    pub fn send(&self, update: impl IntoUpdate) -> Result<(), SendError> {
+        let frame = update
+            .into_frame(self.current_ref())
+            .map_err(|_| SendError::Serialize)?;
+        self.conn.outbox.push(Frame::from(frame))
+    }
+
+    /// Send an update to every connection of every room, on every server
+    /// process. Serialised once, whatever the number of receivers.
+    ///
+    /// From a plain thread (or a sync handler), use
+    /// [`broadcast_blocking`](Self::broadcast_blocking).
+    pub async fn broadcast(&self, update: impl IntoUpdate) -> Result<(), BroadcastError> {
+        self.conn.broadcaster.broadcast(update).await
+    }
+
+    /// Send an update to every connection in `room`, on every process.
+    pub async fn send_to_room(
+        &self,
+        room: &str,
+        update: impl IntoUpdate,
+    ) -> Result<(), BroadcastError> {
+        self.conn.broadcaster.send_to_room(room, update).await
+    }
+
+    /// [`broadcast`](Self::broadcast) for code that is not async: a sync
+    /// handler or a `std::thread`. Must not be called on an async worker.
+    pub fn broadcast_blocking(&self, update: impl IntoUpdate) -> Result<(), BroadcastError> {
+        self.conn.broadcaster.broadcast_blocking(update)
+    }
+
+    /// [`send_to_room`](Self::send_to_room) for code that is not async.
+    pub fn send_to_room_blocking(
+        &self,
+        room: &str,
+        update: impl IntoUpdate,
+    ) -> Result<(), BroadcastError> {
+        self.conn.broadcaster.send_to_room_blocking(room, update)
+    }
+
+    /// A handle that broadcasts and sends to rooms, for tasks and threads
+    /// that outlive the call.
+    pub fn broadcaster(&self) -> Broadcaster {
+        self.conn.broadcaster.clone()
+    }
+
+    /// Whether the connection is closed or closing.
+    pub fn is_closed(&self) -> bool {
+        self.conn.outbox.is_closed()
+    }
+
+    /// Store a per-connection value, kept between calls; returns the one it
+    /// replaces.
+    ///
+    /// ```
+    /// # let (consumer, _recorder) = liveview::testing::consumer("room");
+    /// #[derive(Clone, Default)]
+    /// struct Cart(Vec<String>);
+    ///
+    /// consumer.insert(Cart(vec!["tea".into()]));
+    /// consumer.with(|cart: &mut Cart| cart.0.push("milk".into()));
+    /// assert_eq!(consumer.get::<Cart>().unwrap().0, ["tea", "milk"]);
+    /// ```
+    pub fn insert<T: Clone + Send + Sync + 'static>(&self, value: T) -> Option<T> {
+        self.state().insert(value)
+    }
+
+    /// A clone of the per-connection value of type `T`.
+    pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.state().get::<T>().cloned()
+    }
+
+    /// Take the per-connection value of type `T` out.
+    pub fn remove<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.state().remove::<T>()
+    }
+
+    /// Read and change the per-connection value of type `T` in place,
+    /// starting from `T::default()`. Do not call other state methods of
+    /// this consumer inside `f`.
+    pub fn with<T, R>(&self, f: impl FnOnce(&mut T) -> R) -> R
+    where
+        T: Clone + Default + Send + Sync + 'static,
+    {
+        let mut state = self.state();
+        f(state.get_or_insert_default::<T>())
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, http::Extensions> {
+        self.conn.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn current_ref(&self) -> Option<u64> {
+        self.call
+            .as_ref()
+            .filter(|call| call.active.load(Ordering::Acquire))
+            .map(|call| call.reference)
+    }
+}

@@ -1,0 +1,260 @@
+//! What a handler receives: the content of one client call.
+
+use std::ops::Index;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::ContentError;
+
+mod lenient;
+
+/// The content of one call, as the seed's handlers receive it: the function
+/// name, the form values, the `data-data-*` values, the page language and the
+/// room. Keys of `form` and `data` are already normalised to snake_case.
+///
+/// ```
+/// use serde_json::json;
+///
+/// let content = liveview::Content::new("greet")
+///     .with_form(json!({"name": "Ada", "age": "36", "subscribe": true}))
+///     .with_data(json!({"userId": "7"}));
+/// assert_eq!(content.form.str("name"), Some("Ada"));
+/// assert_eq!(content.form.i64("age"), Some(36));
+/// assert_eq!(content.form.bool("subscribe"), Some(true));
+/// assert_eq!(content.data.str("user_id"), Some("7"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Content {
+    /// The handler name that was called.
+    pub function: String,
+    /// The values of the triggering element's form, by input name.
+    pub form: Fields,
+    /// The triggering element's `data-data-*` attributes.
+    pub data: Fields,
+    /// The page language (`<html lang>`), or `""`.
+    pub lang: String,
+    /// The room of the page.
+    pub room: String,
+}
+
+impl Content {
+    /// Content calling `function`, with empty form and data: handy in unit
+    /// tests of handlers.
+    pub fn new(function: impl Into<String>) -> Self {
+        Self {
+            function: function.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Replace the form values; `value` should be a JSON object, whose keys
+    /// are normalised the way the server normalises a client's.
+    pub fn with_form(mut self, value: Value) -> Self {
+        self.form = Fields::from_value(value, false);
+        self
+    }
+
+    /// Replace the data values, normalised as the server does (camelCase to
+    /// snake_case, `data_` prefix dropped).
+    pub fn with_data(mut self, value: Value) -> Self {
+        self.data = Fields::from_value(value, true);
+        self
+    }
+
+    /// Set the room.
+    pub fn with_room(mut self, room: impl Into<String>) -> Self {
+        self.room = room.into();
+        self
+    }
+
+    /// Set the language.
+    pub fn with_lang(mut self, lang: impl Into<String>) -> Self {
+        self.lang = lang.into();
+        self
+    }
+}
+
+/// Form or data values: a JSON object with easy, forgiving accessors.
+///
+/// Browsers send form values as strings, so the number and boolean accessors
+/// also read `"42"`, `"true"` and `"on"`. [`Fields::deserialize`] turns the
+/// values into your own type with the same leniency.
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct NewAlert {
+///     kind: String,
+///     message: String,
+///     dismiss_after: Option<u32>,
+/// }
+///
+/// let content = liveview::Content::new("create_alert").with_form(serde_json::json!({
+///     "kind": "info", "message": "Deploy at 5", "dismissAfter": "30"
+/// }));
+/// let alert: NewAlert = content.form.deserialize().unwrap();
+/// assert_eq!(alert.dismiss_after, Some(30));
+/// assert_eq!(content.form["message"], "Deploy at 5");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fields {
+    map: Map<String, Value>,
+    part: &'static str,
+}
+
+impl Fields {
+    pub(crate) fn from_value(value: Value, is_data: bool) -> Self {
+        let map = match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        if is_data {
+            Self::from(crate::protocol::normalize_data(map)).with_part("data")
+        } else {
+            Self::from(crate::protocol::normalize_form(map)).with_part("form")
+        }
+    }
+
+    pub(crate) fn with_part(mut self, part: &'static str) -> Self {
+        self.part = part;
+        self
+    }
+
+    /// The raw value of `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.map.get(key)
+    }
+
+    /// `key` as a string slice, when it is a string.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.map.get(key).and_then(Value::as_str)
+    }
+
+    /// `key` as a string, or `default` when it is missing, not a string, or
+    /// empty (an empty input).
+    ///
+    /// ```
+    /// let content = liveview::Content::new("f").with_form(serde_json::json!({"name": ""}));
+    /// assert_eq!(content.form.str_or("name", "World"), "World");
+    /// ```
+    pub fn str_or<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
+        match self.str(key) {
+            Some(s) if !s.is_empty() => s,
+            _ => default,
+        }
+    }
+
+    /// `key` as an integer: a JSON number or a string of digits.
+    pub fn i64(&self, key: &str) -> Option<i64> {
+        match self.map.get(key)? {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// `key` as a float: a JSON number or a numeric string.
+    pub fn f64(&self, key: &str) -> Option<f64> {
+        match self.map.get(key)? {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// `key` as a boolean: `true`/`false`, or the strings `"true"`, `"on"`,
+    /// `"1"`, `"false"`, `"off"`, `"0"`, `""`.
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        match self.map.get(key)? {
+            Value::Bool(b) => Some(*b),
+            Value::String(s) => lenient::parse_bool(s),
+            Value::Number(n) => n.as_i64().map(|n| n != 0),
+            _ => None,
+        }
+    }
+
+    /// `key` as an array (a multiple `<select>`).
+    pub fn array(&self, key: &str) -> Option<&Vec<Value>> {
+        self.map.get(key).and_then(Value::as_array)
+    }
+
+    /// The strings of an array value; a single string counts as one.
+    ///
+    /// ```
+    /// let content = liveview::Content::new("f")
+    ///     .with_form(serde_json::json!({"tags": ["a", "b"], "one": "c"}));
+    /// assert_eq!(content.form.strings("tags"), ["a", "b"]);
+    /// assert_eq!(content.form.strings("one"), ["c"]);
+    /// assert!(content.form.strings("none").is_empty());
+    /// ```
+    pub fn strings(&self, key: &str) -> Vec<&str> {
+        match self.map.get(key) {
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            Some(Value::String(s)) => vec![s.as_str()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether `key` is present.
+    pub fn contains(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Iterate over `(key, value)` pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.map.iter()
+    }
+
+    /// The values as a JSON map.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.map
+    }
+
+    /// The values as a JSON map, by value.
+    pub fn into_map(self) -> Map<String, Value> {
+        self.map
+    }
+
+    /// Deserialise the values into `T`. Strings are read as numbers or
+    /// booleans where `T` wants those, and an empty string is `None` for an
+    /// `Option` field. The error names the field that did not fit.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, ContentError> {
+        let part = if self.part.is_empty() {
+            "form"
+        } else {
+            self.part
+        };
+        let value = Value::Object(self.map.clone());
+        serde_path_to_error::deserialize(lenient::Lenient(value)).map_err(|err| {
+            let path = err.path().to_string();
+            ContentError::new(part, path, err.into_inner().to_string())
+        })
+    }
+}
+
+impl From<Map<String, Value>> for Fields {
+    fn from(map: Map<String, Value>) -> Self {
+        Self { map, part: "" }
+    }
+}
+
+impl Index<&str> for Fields {
+    type Output = Value;
+
+    /// The value of `key`, or `Value::Null` when it is missing.
+    fn index(&self, key: &str) -> &Value {
+        static NULL: Value = Value::Null;
+        self.map.get(key).unwrap_or(&NULL)
+    }
+}

@@ -1,0 +1,247 @@
+//! Handlers and their registry.
+//!
+//! `#[liveview_handler("name")]` submits a [`HandlerEntry`] that is collected
+//! at link time; the registry is built from them once, refusing two handlers
+//! with one name.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+
+use crate::consumer::Consumer;
+use crate::content::Content;
+use crate::error::{BuildError, Error, Result};
+
+/// The boxed future of an async handler.
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result> + Send + 'a>>;
+
+/// How a registered handler is called. Written by the macro.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// An `async fn`, polled on the connection's task.
+    Async(for<'a> fn(&'a Consumer, Content) -> HandlerFuture<'a>),
+    /// A plain `fn`, run on tokio's blocking pool.
+    Blocking(fn(&Consumer, Content) -> Result),
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Handler::Async(_) => "Handler::Async",
+            Handler::Blocking(_) => "Handler::Blocking",
+        })
+    }
+}
+
+/// A handler as registered by `#[liveview_handler]`.
+#[derive(Debug)]
+pub struct HandlerEntry {
+    /// The name the client calls.
+    pub name: &'static str,
+    /// `module_path!()` of the function.
+    pub module: &'static str,
+    /// `file!()` of the function.
+    pub file: &'static str,
+    /// `line!()` of the attribute.
+    pub line: u32,
+    /// The function.
+    pub handler: Handler,
+}
+
+impl HandlerEntry {
+    fn location(&self) -> String {
+        format!("{}::{} ({}:{})", self.module, self.name, self.file, self.line)
+    }
+}
+
+inventory::collect!(HandlerEntry);
+
+/// What a handler may return: `()` or `Result<(), E>` with `E: Into<Error>`.
+pub trait IntoHandlerResult {
+    /// Convert to the library's result.
+    fn into_handler_result(self) -> Result;
+}
+
+impl IntoHandlerResult for () {
+    fn into_handler_result(self) -> Result {
+        Ok(())
+    }
+}
+
+impl<E: Into<Error>> IntoHandlerResult for std::result::Result<(), E> {
+    fn into_handler_result(self) -> Result {
+        self.map_err(Into::into)
+    }
+}
+
+/// Handlers by name.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    handlers: HashMap<&'static str, &'static HandlerEntry>,
+}
+
+impl Registry {
+    pub(crate) fn from_entries(
+        entries: impl IntoIterator<Item = &'static HandlerEntry>,
+    ) -> std::result::Result<Self, BuildError> {
+        let mut handlers: HashMap<&'static str, &'static HandlerEntry> = HashMap::new();
+        for entry in entries {
+            if let Some(first) = handlers.insert(entry.name, entry) {
+                let (first, second) = ordered(first, entry);
+                return Err(BuildError::DuplicateHandler {
+                    name: entry.name,
+                    first: first.location(),
+                    second: second.location(),
+                });
+            }
+        }
+        Ok(Self { handlers })
+    }
+
+    /// The registry of every handler linked into the program, built once.
+    pub(crate) fn global() -> std::result::Result<&'static Registry, BuildError> {
+        static GLOBAL: OnceLock<std::result::Result<Registry, (String, String, &'static str)>> =
+            OnceLock::new();
+        let built = GLOBAL.get_or_init(|| {
+            let registry = Registry::from_entries(inventory::iter::<HandlerEntry>);
+            match registry {
+                Ok(registry) => {
+                    registry.log();
+                    Ok(registry)
+                }
+                Err(BuildError::DuplicateHandler {
+                    name,
+                    first,
+                    second,
+                }) => Err((first, second, name)),
+                Err(BuildError::Layer(_)) => unreachable!("the registry has no layer"),
+            }
+        });
+        match built {
+            Ok(registry) => Ok(registry),
+            Err((first, second, name)) => Err(BuildError::DuplicateHandler {
+                name,
+                first: first.clone(),
+                second: second.clone(),
+            }),
+        }
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&'static HandlerEntry> {
+        self.handlers.get(name).copied()
+    }
+
+    pub(crate) fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.handlers.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// One line per handler, the counterpart of Django LiveView's
+    /// "✓ Imported:" lines; a loud warning when there are none.
+    fn log(&self) {
+        let mut entries: Vec<_> = self.handlers.values().collect();
+        entries.sort_by_key(|e| (e.module, e.name));
+        for entry in &entries {
+            tracing::info!(target: "liveview", "✓ Registered: {} ({}, {}:{})", entry.name, entry.module, entry.file, entry.line);
+        }
+        if entries.is_empty() {
+            tracing::warn!(
+                target: "liveview",
+                "no LiveView handlers are registered: if they live in another crate, \
+                 name it in the binary (`use that_crate as _;`)"
+            );
+        } else {
+            tracing::info!(target: "liveview", "{} LiveView handlers registered", entries.len());
+        }
+    }
+}
+
+/// Report a duplicate in source order, so the message is stable.
+fn ordered(
+    a: &'static HandlerEntry,
+    b: &'static HandlerEntry,
+) -> (&'static HandlerEntry, &'static HandlerEntry) {
+    if (a.file, a.line) <= (b.file, b.line) {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// The sorted names of every registered handler, like Django LiveView's
+/// `liveview_registry.list_functions()`.
+///
+/// For the server log and for tests: never send this list to a client.
+///
+/// ```
+/// use liveview::{liveview_handler, Consumer, Content};
+///
+/// #[liveview_handler("docs_example")]
+/// async fn docs_example(_consumer: &Consumer, _content: Content) {}
+///
+/// assert!(liveview::list_functions().contains(&"docs_example"));
+/// ```
+pub fn list_functions() -> Vec<&'static str> {
+    match Registry::global() {
+        Ok(registry) => registry.names(),
+        Err(_) => {
+            let mut names: Vec<_> = inventory::iter::<HandlerEntry>
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            names
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noop(_: &Consumer, _: Content) -> Result {
+        Ok(())
+    }
+
+    static FIRST: HandlerEntry = HandlerEntry {
+        name: "twice",
+        module: "app::a",
+        file: "src/a.rs",
+        line: 3,
+        handler: Handler::Blocking(noop),
+    };
+    static SECOND: HandlerEntry = HandlerEntry {
+        name: "twice",
+        module: "app::b",
+        file: "src/b.rs",
+        line: 9,
+        handler: Handler::Blocking(noop),
+    };
+    static OTHER: HandlerEntry = HandlerEntry {
+        name: "other",
+        module: "app::b",
+        file: "src/b.rs",
+        line: 20,
+        handler: Handler::Blocking(noop),
+    };
+
+    #[test]
+    fn two_handlers_with_one_name_are_refused_naming_both() {
+        let err = Registry::from_entries([&SECOND, &OTHER, &FIRST]).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("\"twice\""), "{message}");
+        assert!(message.contains("app::a::twice (src/a.rs:3)"), "{message}");
+        assert!(message.contains("app::b::twice (src/b.rs:9)"), "{message}");
+    }
+
+    #[test]
+    fn names_are_sorted() {
+        let registry = Registry::from_entries([&FIRST, &OTHER]).unwrap();
+        assert_eq!(registry.names(), ["other", "twice"]);
+        assert!(registry.get("twice").is_some());
+        assert!(registry.get("missing").is_none());
+    }
+}

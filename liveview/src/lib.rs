@@ -1,0 +1,135 @@
+//! # LiveView for Rust
+//!
+//! Real-time, server-rendered pages over WebSockets, on tokio and axum. A
+//! small script in the page turns clicks, inputs and form submits into
+//! WebSocket messages; your handlers answer with HTML that the script puts
+//! into the page: for the caller, for a room, or for everyone, across server
+//! processes through Redis. The wire protocol is Django LiveView's, so its
+//! pages and its client work here unchanged.
+//!
+//! ## A handler
+//!
+//! A handler is a function registered under a name with
+//! [`#[liveview_handler]`](liveview_handler). It gets the [`Consumer`] (the
+//! connection) and the [`Content`] of the call, and answers with
+//! [`Update`]s:
+//!
+//! ```
+//! use liveview::{liveview_handler, Consumer, Content, Update};
+//!
+//! #[liveview_handler("say_hello")]
+//! async fn say_hello(consumer: &Consumer, content: Content) -> liveview::Result {
+//!     let name = liveview::escape(content.form.str_or("name", "World"));
+//!     consumer.send(Update::new("#greeting").html(format!("<h1>Hello, {name}!</h1>")))?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A plain `fn` works too and runs on the blocking pool, so it may use a
+//! blocking database driver. Handlers are collected at link time: there is
+//! no list to keep.
+//!
+//! ## The page
+//!
+//! ```html
+//! <html data-room="{{ liveview_room_uuid() }}">
+//! <body data-controller="page">
+//!   <input type="text" name="name">
+//!   <button data-liveview-function="say_hello" data-action="click->page#run">Greet</button>
+//!   <div id="greeting"></div>
+//!   {{ liveview_script() }}
+//! </body>
+//! </html>
+//! ```
+//!
+//! ## Serving
+//!
+//! [`LiveView::router`] gives the WebSocket endpoint and the script;
+//! merge it into your app:
+//!
+//! ```no_run
+//! use axum::{response::Html, routing::get, Router};
+//! use liveview::LiveView;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let live = LiveView::builder().build()?;
+//!     let app = Router::new()
+//!         .route("/", get(|| async { Html(include_str!("../../examples/quickstart/templates/index.html")) }))
+//!         .merge(live.router());
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//!     liveview::serve(listener, app, live).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Broadcasting
+//!
+//! ```
+//! use liveview::{liveview_handler, Consumer, Content, Update};
+//!
+//! #[liveview_handler("notify_all")]
+//! async fn notify_all(consumer: &Consumer, content: Content) -> liveview::Result {
+//!     let message = liveview::escape(content.form.str_or("message", ""));
+//!     let html = format!(r#"<div class="notification">{message}</div>"#);
+//!     consumer.broadcast(Update::new("#notifications").html(html).append()).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! [`Consumer::send_to_room`] reaches one room; [`LiveView::broadcaster`]
+//! and [`Consumer::broadcaster`] give a handle for tasks and threads.
+//!
+//! ## Modules
+//!
+//! - [`layer`]: channel layers (in-memory, Redis) and the trait behind them.
+//! - [`middleware`]: ready middleware such as [`middleware::require_user`].
+//! - [`protocol`]: the fixed error frames and close codes.
+//! - [`testing`] (feature `testing`): test a handler, an app, or a real server.
+//! - [`template`]: page helpers, for minijinja or any other engine.
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod app;
+pub mod assets;
+mod auth;
+mod broadcast;
+mod consumer;
+mod content;
+mod dispatch;
+mod error;
+mod handler;
+mod html;
+pub mod layer;
+pub mod middleware;
+pub mod protocol;
+mod router;
+mod scope;
+mod serve;
+mod socket;
+pub mod template;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod update;
+
+pub use app::{LiveView, LiveViewBuilder};
+pub use auth::Authenticator;
+pub use broadcast::Broadcaster;
+pub use consumer::Consumer;
+pub use content::{Content, Fields};
+pub use error::{BroadcastError, BuildError, ContentError, Error, Result, SendError};
+pub use handler::list_functions;
+pub use html::escape;
+pub use liveview_macros::liveview_handler;
+pub use scope::{Scope, ScopeBuilder, User};
+pub use serve::{serve, serve_until, shutdown_signal};
+pub use socket::is_valid_room;
+pub use template::{room_uuid, script_tag};
+pub use update::{IntoUpdate, Update};
+
+/// What the `#[liveview_handler]` expansion names. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::handler::{Handler, HandlerEntry, HandlerFuture, IntoHandlerResult};
+    pub use inventory;
+}

@@ -1,0 +1,257 @@
+//! The wire protocol: parsing client frames, key normalisation, and the fixed
+//! frames the server answers bad input with. See `PROTOCOL.md` in the
+//! repository for the contract.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::content::{Content, Fields};
+
+/// Largest frame accepted by default: 64 KiB.
+pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
+
+/// Close codes used by the server.
+pub mod close {
+    /// Normal closure (the client left).
+    pub const NORMAL: u16 = 1000;
+    /// The server is going away (graceful shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// The client sent a binary frame.
+    pub const UNSUPPORTED: u16 = 1003;
+    /// The client kept exceeding its rate limit.
+    pub const POLICY: u16 = 1008;
+    /// The client sent a frame larger than the limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// The client did not read its frames fast enough.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+/// The fixed error frames. Nothing else about a failure reaches the client.
+pub mod errors {
+    /// `function` names no registered handler.
+    pub const UNKNOWN_FUNCTION: &str = "Unknown function";
+    /// A handler returned an error, panicked or timed out.
+    pub const INTERNAL: &str = "Internal error";
+    /// The frame is not a JSON object with a string `function`.
+    pub const INVALID_MESSAGE: &str = "Invalid message";
+    /// The client is over its rate limit.
+    pub const RATE_LIMITED: &str = "Rate limited";
+}
+
+/// A parsed client call: the content the handler sees, and the optional
+/// `ref` that ties replies to it.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub content: Content,
+    pub reference: Option<u64>,
+}
+
+/// Why a frame was refused. Logged, never sent.
+#[derive(Debug)]
+pub(crate) struct InvalidMessage(pub String);
+
+#[derive(Deserialize)]
+struct Incoming {
+    function: String,
+    #[serde(default)]
+    form: Option<Map<String, Value>>,
+    #[serde(default)]
+    data: Option<Map<String, Value>>,
+    #[serde(default)]
+    lang: Option<String>,
+    #[serde(default)]
+    room: Option<String>,
+    #[serde(default, rename = "ref")]
+    reference: Option<u64>,
+}
+
+/// Parse one text frame. `room` is the connection's room, used when the
+/// frame names none.
+pub(crate) fn parse(text: &str, room: &str) -> Result<Call, InvalidMessage> {
+    let incoming: Incoming =
+        serde_json::from_str(text).map_err(|e| InvalidMessage(e.to_string()))?;
+    Ok(Call {
+        content: Content {
+            function: incoming.function,
+            form: Fields::from(normalize_form(incoming.form.unwrap_or_default())).with_part("form"),
+            data: Fields::from(normalize_data(incoming.data.unwrap_or_default())).with_part("data"),
+            lang: incoming.lang.unwrap_or_default(),
+            room: incoming.room.unwrap_or_else(|| room.to_owned()),
+        },
+        reference: incoming.reference,
+    })
+}
+
+/// Normalise the keys of a `form` object: camelCase to snake_case.
+pub(crate) fn normalize_form(form: Map<String, Value>) -> Map<String, Value> {
+    normalize_keys(form)
+}
+
+/// Normalise the keys of a `data` object: camelCase to snake_case, then the
+/// `data_` prefix of older clients dropped.
+pub(crate) fn normalize_data(data: Map<String, Value>) -> Map<String, Value> {
+    strip_data_prefix(normalize_keys(data))
+}
+
+/// `userId` -> `user_id`. Keys without an upper-case letter come back as
+/// they are, without allocating.
+pub fn snake_case(key: &str) -> std::borrow::Cow<'_, str> {
+    if !key.bytes().any(|b| b.is_ascii_uppercase()) {
+        return key.into();
+    }
+    let mut out = String::with_capacity(key.len() + 4);
+    for (i, ch) in key.char_indices() {
+        if ch.is_ascii_uppercase() {
+            if i > 0 && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.push(ch.to_ascii_lowercase());
+        } else {
+            out.push(ch);
+        }
+    }
+    out.into()
+}
+
+/// camelCase to snake_case on every key, recursively.
+fn normalize_keys(map: Map<String, Value>) -> Map<String, Value> {
+    let needs_work = map
+        .iter()
+        .any(|(k, v)| matches!(snake_case(k), std::borrow::Cow::Owned(_)) || has_nested(v));
+    if !needs_work {
+        return map;
+    }
+    map.into_iter()
+        .map(|(key, value)| (snake_case(&key).into_owned(), normalize_value(value)))
+        .collect()
+}
+
+fn has_nested(value: &Value) -> bool {
+    match value {
+        Value::Object(_) => true,
+        Value::Array(items) => items.iter().any(has_nested),
+        _ => false,
+    }
+}
+
+fn normalize_value(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(normalize_keys(map)),
+        Value::Array(items) => Value::Array(items.into_iter().map(normalize_value).collect()),
+        other => other,
+    }
+}
+
+/// `data_comment_id` -> `comment_id`, unless `comment_id` is there too.
+fn strip_data_prefix(map: Map<String, Value>) -> Map<String, Value> {
+    if !map.keys().any(|k| k.len() > 5 && k.starts_with("data_")) {
+        return map;
+    }
+    let mut out = Map::with_capacity(map.len());
+    let keys: Vec<String> = map.keys().cloned().collect();
+    for (key, value) in map {
+        match key.strip_prefix("data_") {
+            Some(stripped) if !stripped.is_empty() && !keys.iter().any(|k| k == stripped) => {
+                out.insert(stripped.to_owned(), value);
+            }
+            _ => {
+                out.insert(key, value);
+            }
+        }
+    }
+    out
+}
+
+/// `{"error": message}`, with the call's `ref` when there is one.
+pub(crate) fn error_frame(message: &str, reference: Option<u64>) -> String {
+    let message = serde_json::to_string(message).unwrap_or_default();
+    match reference {
+        Some(r) => format!(r#"{{"error":{message},"ref":{r}}}"#),
+        None => format!(r#"{{"error":{message}}}"#),
+    }
+}
+
+/// `{"ref": n, "done": true}`: call `n` is finished.
+pub(crate) fn done_frame(reference: u64) -> String {
+    format!(r#"{{"ref":{reference},"done":true}}"#)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn camel_case_keys_become_snake_case_recursively() {
+        let call = parse(
+            r#"{"function":"f","form":{"firstName":"Ada","address":{"zipCode":"1"}},"data":{"userId":"7"}}"#,
+            "r",
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(call.content.form.into_map()),
+            json!({"first_name": "Ada", "address": {"zip_code": "1"}})
+        );
+        assert_eq!(
+            Value::Object(call.content.data.into_map()),
+            json!({"user_id": "7"})
+        );
+    }
+
+    #[test]
+    fn data_prefix_is_stripped_unless_the_short_key_exists() {
+        let call = parse(
+            r#"{"function":"f","data":{"dataCommentId":"3","data_post_id":"4","data_x":"1","x":"2"}}"#,
+            "r",
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(call.content.data.into_map()),
+            json!({"comment_id": "3", "post_id": "4", "data_x": "1", "x": "2"})
+        );
+    }
+
+    #[test]
+    fn defaults_fill_missing_keys_and_room_comes_from_the_url() {
+        let call = parse(r#"{"function":"f","ref":9,"extra":[1]}"#, "lobby").unwrap();
+        assert_eq!(call.content.room, "lobby");
+        assert_eq!(call.content.lang, "");
+        assert!(call.content.form.is_empty());
+        assert_eq!(call.reference, Some(9));
+    }
+
+    #[test]
+    fn bad_frames_are_invalid_messages() {
+        for text in [
+            "not json",
+            "[1,2]",
+            "\"s\"",
+            "{}",
+            r#"{"function":7}"#,
+            r#"{"function":"f","form":"x"}"#,
+            r#"{"function":"f","ref":-1}"#,
+        ] {
+            assert!(parse(text, "r").is_err(), "{text} should be refused");
+        }
+    }
+
+    #[test]
+    fn fixed_frames_are_valid_json() {
+        assert_eq!(
+            serde_json::from_str::<Value>(&error_frame("Unknown function", Some(3))).unwrap(),
+            json!({"error": "Unknown function", "ref": 3})
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&done_frame(5)).unwrap(),
+            json!({"ref": 5, "done": true})
+        );
+    }
+
+    #[test]
+    fn snake_case_examples() {
+        assert_eq!(snake_case("userId"), "user_id");
+        assert_eq!(snake_case("already_snake"), "already_snake");
+        assert_eq!(snake_case("dataCommentId"), "data_comment_id");
+        assert_eq!(snake_case("URL"), "u_r_l");
+    }
+}

@@ -1,0 +1,196 @@
+//! The scope of a connection: what the upgrade request said, and who the
+//! authenticator says the user is.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use http::{HeaderMap, Uri};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A signed-in user, as an [`Authenticator`](crate::Authenticator) found it.
+///
+/// ```
+/// let user = liveview::User::new("42", "Ada").staff(true);
+/// assert_eq!(user.id, "42");
+/// assert!(user.is_staff);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct User {
+    /// A stable identifier.
+    pub id: String,
+    /// A name to show.
+    pub name: String,
+    /// Whether the user may do staff-only things.
+    #[serde(default)]
+    pub is_staff: bool,
+    /// Anything else the application wants to carry.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extra: Map<String, Value>,
+}
+
+impl User {
+    /// A user with an id and a display name.
+    pub fn new(id: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Mark the user as staff (or not).
+    pub fn staff(mut self, is_staff: bool) -> Self {
+        self.is_staff = is_staff;
+        self
+    }
+
+    /// Attach an extra value.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// The upgrade request of a connection: headers, cookies, query, path, peer
+/// address, and the user. The counterpart of Channels' `consumer.scope`.
+///
+/// ```
+/// let scope = liveview::Scope::builder()
+///     .uri("/ws/liveview/lobby/?theme=dark")
+///     .header("cookie", "session=abc; lang=en")
+///     .build();
+/// assert_eq!(scope.path(), "/ws/liveview/lobby/");
+/// assert_eq!(scope.query("theme").as_deref(), Some("dark"));
+/// assert_eq!(scope.cookie("lang").as_deref(), Some("en"));
+/// assert!(scope.user().is_none());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    headers: HeaderMap,
+    uri: Uri,
+    peer: Option<SocketAddr>,
+    user: Option<User>,
+}
+
+impl Scope {
+    /// A builder, for tests and for custom transports.
+    pub fn builder() -> ScopeBuilder {
+        ScopeBuilder::default()
+    }
+
+    pub(crate) fn new(headers: HeaderMap, uri: Uri, peer: Option<SocketAddr>) -> Self {
+        Self {
+            headers,
+            uri,
+            peer,
+            user: None,
+        }
+    }
+
+    pub(crate) fn set_user(&mut self, user: Option<User>) {
+        self.user = user;
+    }
+
+    /// The request headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// One header as text, when present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The value of cookie `name`.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies().remove(name)
+    }
+
+    /// Every cookie sent with the upgrade request.
+    pub fn cookies(&self) -> HashMap<String, String> {
+        self.headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| {
+                let (name, value) = pair.split_once('=')?;
+                let value = value.trim().trim_matches('"');
+                Some((name.trim().to_owned(), value.to_owned()))
+            })
+            .collect()
+    }
+
+    /// The request path, e.g. `/ws/liveview/lobby/`.
+    pub fn path(&self) -> &str {
+        self.uri.path()
+    }
+
+    /// The request URI.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The first value of query parameter `name`, percent-decoded.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let query = self.uri.query()?;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// The client's socket address, when the server was started with
+    /// connect info (`liveview::serve` does this).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The user the authenticator returned, if any.
+    pub fn user(&self) -> Option<&User> {
+        self.user.as_ref()
+    }
+}
+
+/// Builds a [`Scope`] by hand.
+#[derive(Debug, Default)]
+pub struct ScopeBuilder {
+    scope: Scope,
+}
+
+impl ScopeBuilder {
+    /// Set the request URI (path and query).
+    pub fn uri(mut self, uri: &str) -> Self {
+        self.scope.uri = uri.parse().unwrap_or_default();
+        self
+    }
+
+    /// Add a header; invalid names or values are skipped.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::try_from(name),
+            http::HeaderValue::try_from(value),
+        ) {
+            self.scope.headers.append(name, value);
+        }
+        self
+    }
+
+    /// Set the peer address.
+    pub fn peer_addr(mut self, addr: SocketAddr) -> Self {
+        self.scope.peer = Some(addr);
+        self
+    }
+
+    /// Set the user.
+    pub fn user(mut self, user: User) -> Self {
+        self.scope.user = Some(user);
+        self
+    }
+
+    /// The scope.
+    pub fn build(self) -> Scope {
+        self.scope
+    }
+}

@@ -1,0 +1,239 @@
+//! The WebSocket endpoint: checks before the upgrade, then one reader and
+//! one writer per connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, StatusCode, Uri};
+use tokio::sync::mpsc;
+
+use crate::app::Shared;
+use crate::consumer::Connection;
+use crate::dispatch;
+use crate::layer::local::Closer;
+use crate::layer::{BROADCAST_GROUP, Frame, Outbox, room_group};
+use crate::protocol::close;
+use crate::scope::Scope;
+
+/// Whether `room` is 1 to 94 characters of `[A-Za-z0-9._-]`.
+///
+/// ```
+/// assert!(liveview::is_valid_room("3f2a-lobby_1.b"));
+/// assert!(!liveview::is_valid_room(""));
+/// assert!(!liveview::is_valid_room("a/b"));
+/// assert!(!liveview::is_valid_room(&"x".repeat(95)));
+/// ```
+pub fn is_valid_room(room: &str) -> bool {
+    (1..=94).contains(&room.len())
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `GET /ws/liveview/{room}/`.
+pub(crate) async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    extensions: http::Extensions,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    if !is_valid_room(&room) {
+        return (StatusCode::BAD_REQUEST, "Invalid room").into_response();
+    }
+    if !origin_allowed(&shared, &headers) {
+        tracing::warn!(
+            target: "liveview",
+            origin = headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or(""),
+            "WebSocket refused: origin not allowed"
+        );
+        return (StatusCode::FORBIDDEN, "Origin not allowed").into_response();
+    }
+    if shared.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Shutting down").into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
+    let mut scope = Scope::new(headers, uri, peer);
+    if let Some(authenticator) = &shared.authenticator {
+        let user = authenticator.authenticate(&scope).await;
+        scope.set_user(user);
+    }
+    let config = &shared.config;
+    let tracker = shared.tracker.clone();
+    upgrade
+        .read_buffer_size(config.read_buffer)
+        .write_buffer_size(config.write_buffer)
+        .max_write_buffer_size(config.write_buffer.max(config.max_frame) * 4)
+        .max_message_size(config.max_frame)
+        .max_frame_size(config.max_frame)
+        .on_upgrade(move |socket| tracker.track_future(run(shared, socket, room, scope)))
+}
+
+/// The `Origin` check, the counterpart of `AllowedHostsOriginValidator`:
+/// the page's own host, or an allowed origin. A request without `Origin`
+/// is not from a browser page and cannot be a cross-site hijack.
+fn origin_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
+    if !shared.config.check_origin {
+        return true;
+    }
+    let Some(origin) = headers.get(http::header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if let Some(allowed) = &shared.config.allowed_origins {
+        if allowed
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+        {
+            return true;
+        }
+    }
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or("");
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    !origin_host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+}
+
+async fn run(shared: Arc<Shared>, socket: WebSocket, room: String, scope: Scope) {
+    let id = shared.next_id();
+    let (outbox, rx) = Outbox::new(shared.config.queue);
+    let conn = Connection::new(id, &room, scope, outbox.clone(), shared.broadcaster.clone());
+    let room_group = room_group(&room);
+    shared.hub.join(&room_group, id, outbox.clone());
+    shared.hub.join(BROADCAST_GROUP, id, outbox.clone());
+    tracing::debug!(target: "liveview", connection = id, room = %room, "connected");
+
+    let (sink, stream) = socket.split();
+    let closer = outbox.closer().clone();
+    let writer = tokio::spawn(write(sink, rx, closer.clone()));
+    read(&shared, &conn, stream, &closer).await;
+
+    shared.hub.leave(&room_group, id);
+    shared.hub.leave(BROADCAST_GROUP, id);
+    let _ = writer.await;
+    tracing::debug!(target: "liveview", connection = id, code = closer.code().unwrap_or(0), "disconnected");
+}
+
+async fn read(shared: &Shared, conn: &Arc<Connection>, mut stream: SplitStream<WebSocket>, closer: &Closer) {
+    loop {
+        tokio::select! {
+            biased;
+            () = closer.closed() => return,
+            () = shared.shutdown.cancelled() => {
+                closer.close(close::GOING_AWAY);
+                return;
+            }
+            message = stream.next() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    dispatch::handle_text(shared, conn, text.as_str()).await;
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    tracing::debug!(target: "liveview", connection = conn.id, "binary frame refused");
+                    closer.close(close::UNSUPPORTED);
+                    return;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => {
+                    closer.close(close::NORMAL);
+                    return;
+                }
+                Some(Err(err)) => {
+                    let code = if is_too_big(&err) { close::TOO_BIG } else { close::NORMAL };
+                    tracing::debug!(target: "liveview", connection = conn.id, error = %err, "read failed");
+                    closer.close(code);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn is_too_big(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = current.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
+async fn write(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Frame>, closer: Arc<Closer>) {
+    loop {
+        tokio::select! {
+            biased;
+            () = closer.closed() => break,
+            frame = rx.recv() => {
+                let Some(frame) = frame else { break };
+                // A write under way when the connection is told to close
+                // gets a grace period to finish, so the close frame that
+                // follows is not cut into a half-written frame.
+                let sent = tokio::select! {
+                    sent = feed(&mut sink, frame, rx.is_empty()) => sent,
+                    () = grace_after(&closer) => return,
+                };
+                if sent.is_err() {
+                    closer.close(close::NORMAL);
+                    return;
+                }
+            }
+        }
+    }
+    let code = closer.code().unwrap_or(close::NORMAL);
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if code != close::TRY_AGAIN_LATER {
+            // Frames queued before the close (a handler's last replies
+            // before shutdown) still go out.
+            while let Ok(frame) = rx.try_recv() {
+                if sink.feed(Message::Text(frame)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(""),
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+    })
+    .await;
+}
+
+/// How long a closing connection may take to write what it must.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+async fn grace_after(closer: &Closer) {
+    closer.closed().await;
+    tokio::time::sleep(CLOSE_GRACE).await;
+}
+
+/// Write one frame; flush only when nothing else is waiting, so a burst
+/// goes out in few syscalls.
+async fn feed(sink: &mut SplitSink<WebSocket, Message>, frame: Frame, flush: bool) -> Result<(), axum::Error> {
+    sink.feed(Message::Text(frame)).await?;
+    if flush {
+        sink.flush().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! Test helpers, the seed's three levels of testing (feature `testing`).
+//!
+//! 1. **One handler, no socket**: [`consumer`] gives a [`Consumer`] and a
+//!    [`Recorder`] of everything sent through it; call the handler function
+//!    directly.
+//! 2. **The app, in process**: [`TestApp`] connects clients to rooms and
+//!    calls functions through the real dispatch (registry, middleware,
+//!    errors), returning the frames each client received.
+//! 3. **A real server**: [`TestServer`] serves the real router on
+//!    `127.0.0.1:0`, and [`WsClient`] talks to it over a real WebSocket.
+//!
+//! ```
+//! use liveview::{liveview_handler, testing, Consumer, Content, Update};
+//! use serde_json::json;
+//!
+//! #[liveview_handler("testing_docs_hello")]
+//! async fn hello(consumer: &Consumer, content: Content) -> liveview::Result {
+//!     let name = liveview::escape(content.form.str_or("name", "World"));
+//!     consumer.send(Update::new("#greeting").html(format!("<h1>Hello, {name}!</h1>")))?;
+//!     Ok(())
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let (consumer, recorder) = testing::consumer("room-1");
+//! hello(&consumer, Content::new("testing_docs_hello").with_form(json!({"name": "Ada"}))).await.unwrap();
+//! assert_eq!(recorder.sent(), [json!({"target": "#greeting", "html": "<h1>Hello, Ada!</h1>"})]);
+//! # }
+//! ```
+
+mod client;
+mod recorder;
+mod server;
+
+pub use client::{TestApp, TestClient};
+pub use recorder::{Recorder, consumer, consumer_with_scope};
+pub use server::{Closed, TestServer, WsClient};
+
+#[doc(no_inline)]
+pub use crate::Consumer;

@@ -1,0 +1,156 @@
+//! Handlers used by the tests, registered like an application's.
+
+use std::time::Duration;
+
+use liveview::{Consumer, Content, Update, liveview_handler};
+use serde::Deserialize;
+use serde_json::json;
+
+#[liveview_handler("echo")]
+async fn echo(consumer: &Consumer, content: Content) -> liveview::Result {
+    consumer.send(json!({
+        "function": content.function,
+        "form": content.form.as_map(),
+        "data": content.data.as_map(),
+        "lang": content.lang,
+        "room": content.room,
+    }))?;
+    Ok(())
+}
+
+#[liveview_handler("fail")]
+async fn fail(_consumer: &Consumer, _content: Content) -> liveview::Result {
+    Err(liveview::Error::msg("secret database password in /srv/app/db.rs"))
+}
+
+#[liveview_handler("explode")]
+async fn explode(_consumer: &Consumer, _content: Content) {
+    panic!("secret panic text from src/handlers.rs");
+}
+
+#[liveview_handler("explode_sync")]
+fn explode_sync(_consumer: &Consumer, _content: Content) {
+    panic!("secret panic text from a blocking handler");
+}
+
+#[liveview_handler("sleep_then_reply")]
+async fn sleep_then_reply(consumer: &Consumer, content: Content) -> liveview::Result {
+    let ms = content.data.i64("ms").unwrap_or(0) as u64;
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    consumer.send(Update::new("#slept").html(content.data.str_or("label", "done")))?;
+    Ok(())
+}
+
+/// A plain function: runs on the blocking pool.
+#[liveview_handler("blocking_work")]
+fn blocking_work(consumer: &Consumer, content: Content) -> liveview::Result {
+    std::thread::sleep(Duration::from_millis(20));
+    let on_runtime_worker = tokio::runtime::Handle::try_current().is_ok()
+        && std::thread::current()
+            .name()
+            .is_some_and(|n| n.contains("worker"));
+    consumer.send(json!({
+        "target": "#blocking",
+        "html": content.form.str_or("text", ""),
+        "on_worker": on_runtime_worker,
+    }))?;
+    Ok(())
+}
+
+#[liveview_handler("room_say")]
+async fn room_say(consumer: &Consumer, content: Content) -> liveview::Result {
+    let room = content.data.str_or("to", consumer.room()).to_owned();
+    let text = liveview::escape(content.form.str_or("text", "")).into_owned();
+    consumer
+        .send_to_room(&room, Update::new("#room").html(text))
+        .await?;
+    Ok(())
+}
+
+#[liveview_handler("shout")]
+async fn shout(consumer: &Consumer, content: Content) -> liveview::Result {
+    let text = liveview::escape(content.form.str_or("text", "")).into_owned();
+    consumer
+        .broadcast(Update::new("#all").html(text).append())
+        .await?;
+    Ok(())
+}
+
+/// The seed's background-thread example: broadcast from a plain thread,
+/// then remove the notification after a delay.
+#[liveview_handler("thread_notify")]
+pub(crate) async fn thread_notify(consumer: &Consumer, content: Content) -> liveview::Result {
+    let id = content.data.str_or("id", "1").to_owned();
+    let remove_after = Duration::from_millis(content.data.i64("remove_after_ms").unwrap_or(5000) as u64);
+    let consumer = consumer.clone();
+    std::thread::spawn(move || {
+        let html = format!(r#"<div id="notification-{id}">New update available!</div>"#);
+        let _ = consumer.broadcast_blocking(Update::new("#notifications").html(html).append());
+        std::thread::sleep(remove_after);
+        let _ = consumer.broadcast_blocking(Update::new(format!("#notification-{id}")).remove());
+    });
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct Signup {
+    email: String,
+    age: u8,
+    newsletter: bool,
+}
+
+#[liveview_handler("signup")]
+pub(crate) async fn signup(consumer: &Consumer, content: Content) -> liveview::Result {
+    match content.form.deserialize::<Signup>() {
+        Ok(signup) => consumer.send(json!({
+            "target": "#signup",
+            "html": format!("{} {} {}", signup.email, signup.age, signup.newsletter),
+        }))?,
+        Err(err) => consumer.send(json!({"target": "#signup-error", "html": err.to_string()}))?,
+    }
+    Ok(())
+}
+
+#[derive(Clone, Default)]
+struct Counter(u32);
+
+#[liveview_handler("count")]
+async fn count(consumer: &Consumer, _content: Content) -> liveview::Result {
+    let n = consumer.with(|c: &mut Counter| {
+        c.0 += 1;
+        c.0
+    });
+    consumer.send(Update::new("#count").html(n.to_string()))?;
+    Ok(())
+}
+
+#[liveview_handler("whoami")]
+async fn whoami(consumer: &Consumer, _content: Content) -> liveview::Result {
+    let scope = consumer.scope();
+    consumer.send(json!({
+        "user": consumer.user().map(|u| u.name.clone()),
+        "cookie": scope.cookie("session"),
+        "query": scope.query("tab"),
+        "path": scope.path(),
+        "peer": scope.peer_addr().map(|a| a.ip().to_string()),
+        "room": consumer.room(),
+    }))?;
+    Ok(())
+}
+
+#[liveview_handler("protected")]
+async fn protected(consumer: &Consumer, _content: Content) -> liveview::Result {
+    consumer.send(Update::new("#secret").html("the secret"))?;
+    Ok(())
+}
+
+#[liveview_handler("flood_self")]
+async fn flood_self(consumer: &Consumer, content: Content) -> liveview::Result {
+    let n = content.data.i64("n").unwrap_or(10);
+    for i in 0..n {
+        if consumer.send(Update::new("#flood").html(i.to_string())).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}

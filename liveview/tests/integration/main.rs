@@ -1,0 +1,13 @@
+//! The integration tests of the `liveview` crate, in one binary.
+
+mod app;
+mod assets;
+mod auth;
+mod delivery;
+mod errors;
+mod handlers;
+mod levels;
+mod middleware;
+mod origin;
+mod shutdown;
+mod support;

@@ -1,0 +1,591 @@
+//! The Redis channel layer against real `redis-server` processes: several
+//! app instances sharing one Redis, subscriptions following the rooms, an
+//! outage in the middle of a test, authentication, and Redis Sentinel.
+//!
+//! The shared server is 127.0.0.1:6379 (started here when it is not running);
+//! every test uses a prefix of its own, so they run in parallel. Tests that
+//! kill or configure a server start a private one on a free port.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use liveview::layer::RedisLayer;
+use liveview::testing::{TestServer, WsClient};
+use liveview::{LiveView, Update};
+use serde_json::{Value, json};
+
+use crate::support::{assert_nothing_pending, next, server};
+
+const SHARED_URL: &str = "redis://127.0.0.1:6379";
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// A prefix no other test uses.
+fn unique_prefix() -> String {
+    format!("lvtest:{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// Wait until the async `condition` holds, for at most `limit`.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts the shared Redis once if nothing answers on 127.0.0.1:6379.
+fn shared_redis() -> &'static str {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        if ping_blocking(6379, None) {
+            return;
+        }
+        let status = Command::new("redis-server")
+            .args(["--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-server is installed");
+        assert!(status.success(), "redis-server did not start");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !ping_blocking(6379, None) {
+            assert!(std::time::Instant::now() < deadline, "redis-server on 6379 never answered");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    SHARED_URL
+}
+
+fn ping_blocking(port: u16, password: Option<&str>) -> bool {
+    let mut command = Command::new("redis-cli");
+    command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+    if let Some(password) = password {
+        command.args(["--no-auth-warning", "-a", password]);
+    }
+    command
+        .arg("ping")
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "PONG")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("liveview-redis-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).expect("a temporary directory");
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `redis-server` child process, killed on drop.
+struct RedisProcess {
+    port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl RedisProcess {
+    /// A server on a free port with extra arguments (e.g. `--requirepass`).
+    async fn start(extra: &[&str]) -> Self {
+        let dir = TempDir::new();
+        let port = free_port();
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+            "--dir".into(),
+            dir.0.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut process = Self {
+            port,
+            args,
+            child: None,
+            dir,
+        };
+        process.restart().await;
+        process
+    }
+
+    /// A Sentinel on a free port monitoring `master_port` as `mymaster`.
+    async fn sentinel(master_port: u16) -> Self {
+        let dir = TempDir::new();
+        let port = free_port();
+        let config = dir.0.join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                 sentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds mymaster 2000\n\
+                 sentinel failover-timeout mymaster 10000\n",
+                dir = dir.0.display()
+            ),
+        )
+        .expect("the sentinel config is written");
+        let mut process = Self {
+            port,
+            args: vec![config.display().to_string(), "--sentinel".into()],
+            child: None,
+            dir,
+        };
+        process.restart().await;
+        process
+    }
+
+    /// (Re)start the process with its arguments, on the same port, and wait
+    /// until it answers.
+    async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(&self.args)
+            .current_dir(&self.dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let port = self.port;
+        let password = self
+            .args
+            .iter()
+            .position(|a| a == "--requirepass")
+            .map(|i| self.args[i + 1].clone());
+        eventually("the redis-server answers", Duration::from_secs(10), || {
+            let password = password.clone();
+            async move {
+                tokio::task::spawn_blocking(move || ping_blocking(port, password.as_deref()))
+                    .await
+                    .unwrap_or(false)
+            }
+        })
+        .await;
+    }
+
+    /// Kill the process outright (SIGKILL) and reap it.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A plain connection to a Redis server, to look at what the layer did.
+async fn inspector(url: &str) -> ::redis::aio::MultiplexedConnection {
+    ::redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the inspector connects")
+}
+
+/// Subscribers of `channel` on the server behind `conn`; 0 when it cannot
+/// be asked.
+async fn numsub(conn: &mut ::redis::aio::MultiplexedConnection, channel: &str) -> i64 {
+    let reply: ::redis::RedisResult<Vec<(String, i64)>> = ::redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(conn)
+        .await;
+    reply.ok().and_then(|r| r.first().map(|(_, n)| *n)).unwrap_or(0)
+}
+
+/// The channels with subscribers that start with `prefix`.
+async fn channels(conn: &mut ::redis::aio::MultiplexedConnection, prefix: &str) -> Vec<String> {
+    let mut channels: Vec<String> = ::redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .arg(format!("{prefix}*"))
+        .query_async(conn)
+        .await
+        .unwrap_or_default();
+    channels.sort();
+    channels
+}
+
+/// Wait until `count` processes are subscribed to each group.
+async fn wait_subscribed(url: &str, prefix: &str, groups: &[&str], count: i64) {
+    let mut conn = inspector(url).await;
+    for group in groups {
+        let channel = format!("{prefix}{group}");
+        eventually(
+            &format!("{count} subscribers on {channel}"),
+            Duration::from_secs(15),
+            || {
+                let mut conn = conn.clone();
+                let channel = channel.clone();
+                async move { numsub(&mut conn, &channel).await == count }
+            },
+        )
+        .await;
+    }
+}
+
+/// An app instance using `layer`; the layer handle stays with the test.
+async fn node(layer: &RedisLayer) -> TestServer {
+    server(LiveView::builder().channel_layer(layer.clone())).await
+}
+
+fn update(html: &str) -> Value {
+    json!({"target": "#all", "html": html})
+}
+
+/// Each client receives `expected` next, and nothing after it.
+async fn each_gets_once(clients: &mut [&mut WsClient], expected: &Value, marker: &str) {
+    for client in clients.iter_mut() {
+        assert_eq!(&next(client).await, expected);
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_nothing_pending(client, &format!("{marker}-{i}")).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn two_instances_share_broadcasts_and_rooms_exactly_once() {
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let layer_a = RedisLayer::builder(url).prefix(&prefix).build().unwrap();
+    let layer_b = RedisLayer::builder(url).prefix(&prefix).build().unwrap();
+    let node_a = node(&layer_a).await;
+    let node_b = node(&layer_b).await;
+
+    let mut a_red = node_a.connect("red").await.unwrap();
+    let mut a_blue = node_a.connect("blue").await.unwrap();
+    let mut b_red = node_b.connect("red").await.unwrap();
+    let mut b_blue = node_b.connect("blue").await.unwrap();
+    wait_subscribed(url, &prefix, &["broadcast", "room_red", "room_blue"], 2).await;
+
+    // A broadcast through node A: every client of both nodes, once.
+    node_a
+        .live()
+        .broadcaster()
+        .broadcast(Update::new("#all").html("from A"))
+        .await
+        .expect("published");
+    each_gets_once(
+        &mut [&mut a_red, &mut a_blue, &mut b_red, &mut b_blue],
+        &update("from A"),
+        "after-broadcast",
+    )
+    .await;
+
+    // A room send from a handler on node B: the red room on both nodes only.
+    b_red.call("room_say", json!({"text": "red only"})).await.unwrap();
+    let room_frame = json!({"target": "#room", "html": "red only"});
+    assert_eq!(next(&mut b_red).await, room_frame);
+    assert_eq!(next(&mut a_red).await, room_frame);
+    for (i, client) in [&mut a_red, &mut a_blue, &mut b_red, &mut b_blue]
+        .into_iter()
+        .enumerate()
+    {
+        assert_nothing_pending(client, &format!("after-room-{i}")).await;
+    }
+
+    // A broadcast from a plain thread (no runtime) crosses nodes too.
+    let broadcaster = node_b.live().broadcaster();
+    tokio::task::spawn_blocking(move || {
+        std::thread::spawn(move || broadcaster.broadcast_blocking(Update::new("#all").html("from a thread")))
+            .join()
+            .expect("the thread ran")
+    })
+    .await
+    .unwrap()
+    .expect("published from a thread");
+    each_gets_once(
+        &mut [&mut a_red, &mut a_blue, &mut b_red, &mut b_blue],
+        &update("from a thread"),
+        "after-thread",
+    )
+    .await;
+
+    assert_eq!(layer_a.published(), 1);
+    assert_eq!(layer_b.published(), 2);
+    assert_eq!(layer_a.received(), 2, "node A got B's room send and B's thread broadcast");
+    assert_eq!(layer_b.received(), 1, "node B got A's broadcast");
+    for layer in [&layer_a, &layer_b] {
+        assert_eq!(layer.publish_failures(), 0);
+        assert_eq!(layer.expired(), 0);
+        assert_eq!(layer.dropped(), 0);
+    }
+    assert!(node_a.live().layer_health().await.is_ok());
+}
+
+#[tokio::test]
+async fn subscriptions_follow_the_local_members() {
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let layer = RedisLayer::builder(url).prefix(&prefix).build().unwrap();
+    let node = node(&layer).await;
+    let mut conn = inspector(url).await;
+    let room = format!("{prefix}room_lonely");
+    let broadcast = format!("{prefix}broadcast");
+
+    let first = node.connect("lonely").await.unwrap();
+    let mut second = node.connect("lonely").await.unwrap();
+    wait_subscribed(url, &prefix, &["broadcast", "room_lonely"], 1).await;
+    assert_eq!(channels(&mut conn, &prefix).await, [broadcast.clone(), room.clone()]);
+
+    // One member left: still subscribed, once.
+    first.close().await;
+    crate::support::wait_until("the first client is gone", || node.live().connections() == 1).await;
+    assert_nothing_pending(&mut second, "still here").await;
+    assert_eq!(numsub(&mut conn, &room).await, 1);
+
+    // The last member left: no longer subscribed to anything.
+    second.close().await;
+    eventually("the process unsubscribed", Duration::from_secs(10), || {
+        let mut conn = conn.clone();
+        let prefix = prefix.clone();
+        async move { channels(&mut conn, &prefix).await.is_empty() }
+    })
+    .await;
+
+    // Members coming and going at the same time: the room ends subscribed
+    // exactly while someone is in it.
+    let stay = node.connect("lonely").await.unwrap();
+    let churn = (0..20).map(|_| async {
+        let client = node.connect("lonely").await.unwrap();
+        client.close().await;
+    });
+    futures_util::future::join_all(churn).await;
+    crate::support::wait_until("the churn is over", || node.live().connections() == 1).await;
+    wait_subscribed(url, &prefix, &["broadcast", "room_lonely"], 1).await;
+    stay.close().await;
+    eventually("the process unsubscribed again", Duration::from_secs(10), || {
+        let mut conn = conn.clone();
+        let prefix = prefix.clone();
+        async move { channels(&mut conn, &prefix).await.is_empty() }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_outage_keeps_local_delivery_and_recovers_without_restart() {
+    let mut redis = RedisProcess::start(&[]).await;
+    let url = redis.url();
+    let prefix = unique_prefix();
+    let layer_a = RedisLayer::builder(url.as_str()).prefix(&prefix).build().unwrap();
+    let layer_b = RedisLayer::builder(url.as_str()).prefix(&prefix).build().unwrap();
+    let node_a = node(&layer_a).await;
+    let node_b = node(&layer_b).await;
+    let mut a1 = node_a.connect("outage").await.unwrap();
+    let mut a2 = node_a.connect("outage").await.unwrap();
+    let mut b1 = node_b.connect("outage").await.unwrap();
+    wait_subscribed(&url, &prefix, &["broadcast", "room_outage"], 2).await;
+
+    node_a.live().broadcaster().broadcast(Update::new("#all").html("before")).await.unwrap();
+    each_gets_once(&mut [&mut a1, &mut a2, &mut b1], &update("before"), "before").await;
+
+    // Redis dies.
+    redis.kill();
+    eventually("both layers noticed", Duration::from_secs(15), || async {
+        !layer_a.is_connected() && !layer_b.is_connected()
+    })
+    .await;
+    assert!(node_a.live().layer_health().await.is_err());
+
+    // Local delivery goes on; the publish reports the failure.
+    let result = node_a.live().broadcaster().broadcast(Update::new("#all").html("during")).await;
+    assert!(result.is_err(), "publishing without Redis must fail");
+    assert!(layer_a.publish_failures() >= 1);
+    each_gets_once(&mut [&mut a1, &mut a2], &update("during"), "during").await;
+    // Node B missed it (at-most-once) but its client is still connected.
+    assert_nothing_pending(&mut b1, "b still connected").await;
+
+    // Redis comes back on the same port, empty: the layers resubscribe.
+    redis.restart().await;
+    wait_subscribed(&url, &prefix, &["broadcast", "room_outage"], 2).await;
+    eventually("both layers are healthy", Duration::from_secs(15), || async {
+        node_a.live().layer_health().await.is_ok() && node_b.live().layer_health().await.is_ok()
+    })
+    .await;
+
+    node_a.live().broadcaster().broadcast(Update::new("#all").html("after A")).await.unwrap();
+    each_gets_once(&mut [&mut a1, &mut a2, &mut b1], &update("after A"), "after-a").await;
+    node_b.live().broadcaster().send_to_room("outage", Update::new("#all").html("after B")).await.unwrap();
+    each_gets_once(&mut [&mut a1, &mut a2, &mut b1], &update("after B"), "after-b").await;
+    assert_eq!(layer_a.dropped() + layer_b.dropped(), 0);
+}
+
+#[tokio::test]
+async fn password_and_database_come_from_the_url() {
+    let redis = RedisProcess::start(&["--requirepass", "s3cret"]).await;
+    let port = redis.port;
+    let url = format!("redis://:s3cret@127.0.0.1:{port}/5");
+    let prefix = unique_prefix();
+    let layer_a = RedisLayer::builder(url.as_str()).prefix(&prefix).build().unwrap();
+    // The same settings given to the builder instead of in the URL.
+    let layer_b = RedisLayer::builder(format!("redis://127.0.0.1:{port}"))
+        .password("s3cret")
+        .db(5)
+        .prefix(&prefix)
+        .build()
+        .unwrap();
+    let node_a = node(&layer_a).await;
+    let node_b = node(&layer_b).await;
+    let mut a = node_a.connect("auth").await.unwrap();
+    let mut b = node_b.connect("auth").await.unwrap();
+    wait_subscribed(&url, &prefix, &["broadcast", "room_auth"], 2).await;
+
+    node_b.live().broadcaster().broadcast(Update::new("#all").html("authenticated")).await.unwrap();
+    each_gets_once(&mut [&mut a, &mut b], &update("authenticated"), "auth").await;
+
+    // Both publishing connections selected database 5.
+    node_a.live().broadcaster().broadcast(Update::new("#all").html("again")).await.unwrap();
+    each_gets_once(&mut [&mut a, &mut b], &update("again"), "again").await;
+    let mut conn = inspector(&url).await;
+    let clients: String = ::redis::cmd("CLIENT").arg("LIST").query_async(&mut conn).await.unwrap();
+    let in_db5 = clients.lines().filter(|l| l.contains(" db=5 ") && l.contains("cmd=publish")).count();
+    assert_eq!(in_db5, 2, "{clients}");
+
+    // A wrong password never connects, and says so.
+    let wrong = RedisLayer::builder(format!("redis://:wrong@127.0.0.1:{port}"))
+        .prefix(&prefix)
+        .build()
+        .unwrap();
+    let node_wrong = node(&wrong).await;
+    let result = node_wrong.live().broadcaster().broadcast(Update::new("#all").html("x")).await;
+    assert!(result.is_err());
+    assert!(node_wrong.live().layer_health().await.is_err());
+    assert!(!wrong.is_connected());
+}
+
+#[tokio::test]
+async fn sentinel_names_the_master() {
+    let master = RedisProcess::start(&[]).await;
+    let sentinel = RedisProcess::sentinel(master.port).await;
+    let prefix = unique_prefix();
+    let make = || {
+        RedisLayer::sentinel([format!("127.0.0.1:{}", sentinel.port)], "mymaster")
+            .prefix(&prefix)
+            .build()
+            .unwrap()
+    };
+    let (layer_a, layer_b) = (make(), make());
+    let node_a = node(&layer_a).await;
+    let node_b = node(&layer_b).await;
+    let mut a = node_a.connect("sentinel").await.unwrap();
+    let mut b = node_b.connect("sentinel").await.unwrap();
+    wait_subscribed(&master.url(), &prefix, &["broadcast", "room_sentinel"], 2).await;
+
+    node_a.live().broadcaster().broadcast(Update::new("#all").html("via sentinel")).await.unwrap();
+    each_gets_once(&mut [&mut a, &mut b], &update("via sentinel"), "sentinel").await;
+    assert!(node_b.live().layer_health().await.is_ok());
+}
+
+/// The trap of redis-rs's own reconnection: after a failover the old master
+/// is still up (now a replica), so a connection to it never breaks. The
+/// layer asks Sentinel again and moves to the new master.
+#[tokio::test]
+async fn a_sentinel_failover_is_followed() {
+    let master = RedisProcess::start(&[]).await;
+    let master_port = master.port.to_string();
+    let replica = RedisProcess::start(&["--replicaof", "127.0.0.1", &master_port]).await;
+    let sentinel = RedisProcess::sentinel(master.port).await;
+    let prefix = unique_prefix();
+    let make = || {
+        RedisLayer::sentinel([format!("127.0.0.1:{}", sentinel.port)], "mymaster")
+            .prefix(&prefix)
+            .build()
+            .unwrap()
+    };
+    let (layer_a, layer_b) = (make(), make());
+    let node_a = node(&layer_a).await;
+    let node_b = node(&layer_b).await;
+    let mut a = node_a.connect("failover").await.unwrap();
+    let mut b = node_b.connect("failover").await.unwrap();
+    wait_subscribed(&master.url(), &prefix, &["broadcast", "room_failover"], 2).await;
+    node_a.live().broadcaster().broadcast(Update::new("#all").html("before")).await.unwrap();
+    each_gets_once(&mut [&mut a, &mut b], &update("before"), "before").await;
+
+    // Promote the replica. Sentinel learns about replicas from the master's
+    // INFO, which it reads every few seconds: retry until it accepts.
+    let mut sentinel_conn = inspector(&sentinel.url()).await;
+    eventually("Sentinel starts the failover", Duration::from_secs(30), || {
+        let mut conn = sentinel_conn.clone();
+        async move {
+            let reply: ::redis::RedisResult<String> = ::redis::cmd("SENTINEL")
+                .arg("FAILOVER")
+                .arg("mymaster")
+                .query_async(&mut conn)
+                .await;
+            reply.is_ok()
+        }
+    })
+    .await;
+    let replica_port = replica.port;
+    eventually("Sentinel names the new master", Duration::from_secs(30), || {
+        let mut conn = sentinel_conn.clone();
+        async move {
+            let reply: ::redis::RedisResult<(String, String)> = ::redis::cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg("mymaster")
+                .query_async(&mut conn)
+                .await;
+            reply.is_ok_and(|(_, port)| port == replica_port.to_string())
+        }
+    })
+    .await;
+    drop(sentinel_conn.clone());
+
+    // Both layers move to the new master and carry frames again.
+    wait_subscribed(&replica.url(), &prefix, &["broadcast", "room_failover"], 2).await;
+    eventually("both layers are healthy", Duration::from_secs(15), || async {
+        node_a.live().layer_health().await.is_ok() && node_b.live().layer_health().await.is_ok()
+    })
+    .await;
+    node_b.live().broadcaster().broadcast(Update::new("#all").html("after")).await.unwrap();
+    each_gets_once(&mut [&mut a, &mut b], &update("after"), "after").await;
+    let mut old = inspector(&master.url()).await;
+    assert_eq!(numsub(&mut old, &format!("{prefix}broadcast")).await, 0, "nothing left on the old master");
+    let _ = ::redis::cmd("PING").query_async::<String>(&mut sentinel_conn).await;
+}

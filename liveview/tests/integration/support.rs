@@ -1,0 +1,87 @@
+//! Shared test helpers.
+
+use std::time::Duration;
+
+use liveview::LiveViewBuilder;
+use liveview::testing::{TestServer, WsClient};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A server with the test handlers and no extra routes.
+pub async fn server(builder: LiveViewBuilder) -> TestServer {
+    TestServer::start(builder, axum::Router::new())
+        .await
+        .expect("the test server starts")
+}
+
+/// Wait until `condition` holds, checking every 10 ms, for at most 10 s.
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Prove that nothing else is queued for `client`: call `echo` with a
+/// marker and check that the marker's reply is the very next frame.
+pub async fn assert_nothing_pending(client: &mut WsClient, marker: &str) {
+    client
+        .call("echo", serde_json::json!({"marker": marker}))
+        .await
+        .unwrap();
+    let next = client.recv().await.unwrap();
+    assert_eq!(
+        next["form"]["marker"], marker,
+        "expected the marker reply, got another frame first: {next}"
+    );
+}
+
+/// Receive the next frame or fail with a readable message.
+pub async fn next(client: &mut WsClient) -> Value {
+    match client.recv().await {
+        Ok(frame) => frame,
+        Err(closed) => panic!("expected a frame, the connection gave {closed:?}"),
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a raw socket: status, headers, body.
+pub async fn http_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// The value of header `name` in a response from [`http_get`].
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
