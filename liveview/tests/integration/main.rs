@@ -9,5 +9,7 @@ mod handlers;
 mod levels;
 mod middleware;
 mod origin;
+#[cfg(feature = "redis")]
+mod redis;
 mod shutdown;
 mod support;

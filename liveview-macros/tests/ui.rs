@@ -1,0 +1,7 @@
+//! Every misuse of `#[liveview_handler]` has a clear compile error.
+
+#[test]
+fn misuse_is_a_compile_error() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("tests/ui/*.rs");
+}

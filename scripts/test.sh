@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project, exactly as CI does.
+# Provides what the tests need: a Redis server, Chromium and chromedriver.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+log "services"
+scripts/ensure-redis.sh
+scripts/ensure-chromium.sh
+
+log "cargo fmt --check"
+cargo fmt --all --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+log "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+
+log "tests"
+cargo nextest run --workspace --all-features --no-fail-fast --failure-output final
+
+log "doc tests"
+cargo test --workspace --all-features --doc --quiet
