@@ -17,6 +17,8 @@ use crate::content::Content;
 use crate::error::BuildError;
 use crate::handler::Registry;
 use crate::layer::{ChannelLayer, Hub, LocalDelivery, MemoryLayer};
+use crate::limits::{Addresses, Limits, RateLimit};
+use crate::metrics::Metrics;
 use crate::middleware::Middleware;
 use crate::protocol::DEFAULT_MAX_FRAME;
 
@@ -31,6 +33,7 @@ pub(crate) struct Config {
     pub write_buffer: usize,
     pub allowed_origins: Option<Vec<String>>,
     pub check_origin: bool,
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -44,6 +47,7 @@ impl Default for Config {
             write_buffer: 4 * 1024,
             allowed_origins: None,
             check_origin: true,
+            limits: Limits::default(),
         }
     }
 }
@@ -57,6 +61,8 @@ pub(crate) struct Shared {
     pub authenticator: Option<Arc<dyn Authenticator>>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
+    pub metrics: Arc<Metrics>,
+    pub addresses: Arc<Addresses>,
     next_id: AtomicU64,
 }
 
@@ -285,6 +291,35 @@ impl LiveViewBuilder {
         self
     }
 
+    /// The call rate of one connection (default 20/s, bursts of 60), or
+    /// `None` for no limit. A call over it gets `{"error": "Rate limited"}`;
+    /// a client that keeps going is closed with 1008.
+    pub fn rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.config.limits.per_connection = limit;
+        self
+    }
+
+    /// The call rate of all connections of one client address together
+    /// (default 200/s, bursts of 400), or `None`.
+    pub fn address_rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.config.limits.per_address = limit;
+        self
+    }
+
+    /// How many connections one client address may have open (default
+    /// 256), or `None`. Past it, upgrades get HTTP 429.
+    pub fn max_connections_per_address(mut self, cap: Option<usize>) -> Self {
+        self.config.limits.connections_per_address = cap;
+        self
+    }
+
+    /// How many refused calls in a row close a connection with 1008
+    /// (default 20).
+    pub fn rate_limit_strikes(mut self, strikes: u32) -> Self {
+        self.config.limits.strikes = strikes.max(1);
+        self
+    }
+
     /// Turn the origin check off. Only for APIs that are not reachable from
     /// browsers, or behind a proxy that checks it already.
     pub fn disable_origin_check(mut self) -> Self {
@@ -302,7 +337,8 @@ impl LiveViewBuilder {
         };
         let hub = Arc::new(Hub::new(layer.clone()));
         layer.start(LocalDelivery { hub: hub.clone() });
-        let broadcaster = Broadcaster::new(hub.clone());
+        let metrics = Arc::new(Metrics::new(&registry.names()));
+        let broadcaster = Broadcaster::new(hub.clone(), metrics.clone());
         Ok(LiveView {
             shared: Arc::new(Shared {
                 registry,
@@ -313,6 +349,8 @@ impl LiveViewBuilder {
                 authenticator: self.authenticator,
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
+                metrics,
+                addresses: Arc::default(),
                 next_id: AtomicU64::new(1),
             }),
         })

@@ -1,10 +1,12 @@
 //! Sending to groups: every connection (`broadcast`) or one room.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::BroadcastError;
 use crate::layer::{BROADCAST_GROUP, Frame, Hub, room_group};
+use crate::metrics::Metrics;
 use crate::update::IntoUpdate;
 
 /// Sends updates to groups of connections, from anywhere: a handler, a
@@ -32,13 +34,15 @@ use crate::update::IntoUpdate;
 #[derive(Clone, Debug)]
 pub struct Broadcaster {
     hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
     runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Broadcaster {
-    pub(crate) fn new(hub: Arc<Hub>) -> Self {
+    pub(crate) fn new(hub: Arc<Hub>, metrics: Arc<Metrics>) -> Self {
         Self {
             hub,
+            metrics,
             runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
@@ -66,12 +70,13 @@ impl Broadcaster {
 
     /// Send an already serialised frame to every member of `group`.
     pub async fn publish_frame(&self, group: &str, frame: &Frame) -> Result<(), BroadcastError> {
+        self.metrics.publishes.fetch_add(1, Ordering::Relaxed);
         self.hub.deliver(group, frame);
         self.hub
             .layer()
             .publish(group, frame)
             .await
-            .map_err(|err| Self::publish_failed(group, err))
+            .map_err(|err| self.publish_failed(group, err))
     }
 
     /// [`broadcast`](Self::broadcast) from code that is not async.
@@ -97,6 +102,7 @@ impl Broadcaster {
         update: impl IntoUpdate,
     ) -> Result<(), BroadcastError> {
         let frame = Self::serialise(update)?;
+        self.metrics.publishes.fetch_add(1, Ordering::Relaxed);
         self.hub.deliver(group, &frame);
         let mut publish = self.hub.layer().publish(group, &frame);
         // The in-memory layer is done at once; only a networked layer
@@ -113,7 +119,7 @@ impl Broadcaster {
                 )),
             },
         };
-        result.map_err(|err| Self::publish_failed(group, err))
+        result.map_err(|err| self.publish_failed(group, err))
     }
 
     /// How many connections of this process are in `group`.
@@ -128,7 +134,8 @@ impl Broadcaster {
             .map_err(BroadcastError::Serialize)
     }
 
-    fn publish_failed(group: &str, err: crate::layer::LayerError) -> BroadcastError {
+    fn publish_failed(&self, group: &str, err: crate::layer::LayerError) -> BroadcastError {
+        self.metrics.publish_failures.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(target: "liveview", group, error = %err, "publish to other processes failed");
         BroadcastError::Layer(err)
     }

@@ -26,7 +26,18 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    /// Every outcome, in discriminant order.
+    pub(crate) const ALL: [Outcome; 7] = [
+        Outcome::Ok,
+        Outcome::Invalid,
+        Outcome::Unknown,
+        Outcome::Refused,
+        Outcome::Failed,
+        Outcome::Panicked,
+        Outcome::TimedOut,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
             Outcome::Invalid => "invalid",
@@ -49,6 +60,9 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
             let _ = conn
                 .outbox
                 .push(Frame::from(protocol::error_frame(errors::INVALID_MESSAGE, None)));
+            shared
+                .metrics
+                .call("", Outcome::Invalid, std::time::Duration::ZERO);
             return Outcome::Invalid;
         }
     };
@@ -96,6 +110,7 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
     if let Some(reference) = reference {
         let _ = conn.outbox.push(Frame::from(protocol::done_frame(reference)));
     }
+    shared.metrics.call(&function, outcome, started.elapsed());
     tracing::debug!(
         target: "liveview",
         connection = conn.id,
@@ -106,6 +121,20 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
         "call"
     );
     outcome
+}
+
+/// Answer a call refused by a rate limit: the fixed error, with the call's
+/// `ref` and `done` when it has one, so the page's loading state ends.
+pub(crate) fn refuse_rate_limited(conn: &Connection, text: &str) {
+    let reference = protocol::parse(text, &conn.room)
+        .ok()
+        .and_then(|call| call.reference);
+    let _ = conn
+        .outbox
+        .push(Frame::from(protocol::error_frame(errors::RATE_LIMITED, reference)));
+    if let Some(reference) = reference {
+        let _ = conn.outbox.push(Frame::from(protocol::done_frame(reference)));
+    }
 }
 
 /// Run a handler with the timeout, catching panics and errors; the detail

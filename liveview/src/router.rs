@@ -1,7 +1,10 @@
 //! The routes a LiveView app adds to an axum router.
 
 use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
 use axum::routing::get;
+use http::{StatusCode, header};
 
 use crate::app::LiveView;
 use crate::assets::{SCRIPT_PATH, SCRIPT_PATH_MIN, serve_script};
@@ -29,5 +32,82 @@ impl LiveView {
             .route(SCRIPT_PATH, get(serve_script))
             .route(SCRIPT_PATH_MIN, get(serve_script))
             .with_state(self.shared.clone())
+    }
+}
+
+impl LiveView {
+    /// `GET /metrics`: the app's counters in the Prometheus text format
+    /// (connections, calls by function and outcome, handler durations,
+    /// frames and bytes, group publishes, layer failures, slow-client
+    /// closes, rate-limit refusals). Opt-in: merge it where only your
+    /// monitoring can reach it.
+    ///
+    /// ```
+    /// let live = liveview::LiveView::builder().build().unwrap();
+    /// let app: axum::Router = axum::Router::new().merge(live.router()).merge(live.metrics_router());
+    /// # drop(app);
+    /// ```
+    pub fn metrics_router<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        Router::new()
+            .route("/metrics", get(metrics))
+            .with_state(self.clone())
+    }
+
+    /// `GET /healthz` (200 while serving, 503 once shutting down) and
+    /// `GET /readyz` (also 503 while the channel layer cannot carry
+    /// frames), for load balancers and orchestrators.
+    ///
+    /// ```
+    /// let live = liveview::LiveView::builder().build().unwrap();
+    /// let app: axum::Router = axum::Router::new().merge(live.health_router());
+    /// # drop(app);
+    /// ```
+    pub fn health_router<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .with_state(self.clone())
+    }
+
+    /// The metrics text, as `/metrics` serves it.
+    pub fn metrics_text(&self) -> String {
+        let shared = &self.shared;
+        shared
+            .metrics
+            .render(shared.hub.groups().len(), shared.hub.memberships(), shared.addresses.len())
+    }
+}
+
+async fn metrics(State(live): State<LiveView>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        live.metrics_text(),
+    )
+}
+
+async fn healthz(State(live): State<LiveView>) -> impl IntoResponse {
+    if live.is_shutting_down() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    } else {
+        (StatusCode::OK, "ok")
+    }
+}
+
+async fn readyz(State(live): State<LiveView>) -> impl IntoResponse {
+    if live.is_shutting_down() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_owned());
+    }
+    match live.layer_health().await {
+        Ok(()) => (StatusCode::OK, "ready".to_owned()),
+        Err(err) => {
+            tracing::warn!(target: "liveview", error = %err, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "channel layer unavailable".to_owned())
+        }
     }
 }

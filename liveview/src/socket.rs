@@ -1,9 +1,10 @@
 //! The WebSocket endpoint: checks before the upgrade, then one reader and
 //! one writer per connection.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
@@ -18,6 +19,8 @@ use crate::consumer::Connection;
 use crate::dispatch;
 use crate::layer::local::Closer;
 use crate::layer::{BROADCAST_GROUP, Frame, Outbox, room_group};
+use crate::limits::{Bucket, Slot};
+use crate::metrics::Metrics;
 use crate::protocol::close;
 use crate::scope::Scope;
 
@@ -46,9 +49,11 @@ pub(crate) async fn upgrade(
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     if !is_valid_room(&room) {
+        shared.metrics.connections_refused.fetch_add(1, Relaxed);
         return (StatusCode::BAD_REQUEST, "Invalid room").into_response();
     }
     if !origin_allowed(&shared, &headers) {
+        shared.metrics.connections_refused.fetch_add(1, Relaxed);
         tracing::warn!(
             target: "liveview",
             origin = headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or(""),
@@ -66,6 +71,22 @@ pub(crate) async fn upgrade(
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0);
+    let limits = &shared.config.limits;
+    let slot = match peer {
+        Some(peer) => {
+            if shared
+                .addresses
+                .open(peer.ip(), limits.connections_per_address)
+                .is_none()
+            {
+                shared.metrics.connections_refused.fetch_add(1, Relaxed);
+                tracing::warn!(target: "liveview", peer = %peer.ip(), "WebSocket refused: too many connections from one address");
+                return (StatusCode::TOO_MANY_REQUESTS, "Too many connections").into_response();
+            }
+            Some(shared.addresses.slot(peer.ip(), limits.per_address))
+        }
+        None => None,
+    };
     let mut scope = Scope::new(headers, uri, peer);
     if let Some(authenticator) = &shared.authenticator {
         let user = authenticator.authenticate(&scope).await;
@@ -79,7 +100,7 @@ pub(crate) async fn upgrade(
         .max_write_buffer_size(config.write_buffer.max(config.max_frame) * 4)
         .max_message_size(config.max_frame)
         .max_frame_size(config.max_frame)
-        .on_upgrade(move |socket| tracker.track_future(run(shared, socket, room, scope)))
+        .on_upgrade(move |socket| tracker.track_future(run(shared, socket, room, scope, slot)))
 }
 
 /// The `Origin` check, the counterpart of `AllowedHostsOriginValidator`:
@@ -114,8 +135,10 @@ fn origin_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
     !origin_host.is_empty() && origin_host.eq_ignore_ascii_case(host)
 }
 
-async fn run(shared: Arc<Shared>, socket: WebSocket, room: String, scope: Scope) {
+async fn run(shared: Arc<Shared>, socket: WebSocket, room: String, scope: Scope, slot: Option<Slot>) {
     let id = shared.next_id();
+    shared.metrics.connections_open.fetch_add(1, Relaxed);
+    shared.metrics.connections_total.fetch_add(1, Relaxed);
     let (outbox, rx) = Outbox::new(shared.config.queue);
     let conn = Connection::new(id, &room, scope, outbox.clone(), shared.broadcaster.clone());
     let room_group = room_group(&room);
@@ -125,16 +148,28 @@ async fn run(shared: Arc<Shared>, socket: WebSocket, room: String, scope: Scope)
 
     let (sink, stream) = socket.split();
     let closer = outbox.closer().clone();
-    let writer = tokio::spawn(write(sink, rx, closer.clone()));
-    read(&shared, &conn, stream, &closer).await;
+    let writer = tokio::spawn(write(sink, rx, closer.clone(), shared.metrics.clone()));
+    let ip = slot.as_ref().map(|_| conn.scope.peer_addr().map(|p| p.ip())).flatten();
+    read(&shared, &conn, stream, &closer, ip).await;
 
     shared.hub.leave(&room_group, id);
     shared.hub.leave(BROADCAST_GROUP, id);
     let _ = writer.await;
+    drop(slot);
+    shared.metrics.connections_open.fetch_sub(1, Relaxed);
     tracing::debug!(target: "liveview", connection = id, code = closer.code().unwrap_or(0), "disconnected");
 }
 
-async fn read(shared: &Shared, conn: &Arc<Connection>, mut stream: SplitStream<WebSocket>, closer: &Closer) {
+async fn read(
+    shared: &Shared,
+    conn: &Arc<Connection>,
+    mut stream: SplitStream<WebSocket>,
+    closer: &Closer,
+    ip: Option<IpAddr>,
+) {
+    let limits = &shared.config.limits;
+    let mut bucket = limits.per_connection.as_ref().map(Bucket::new);
+    let mut strikes = 0;
     loop {
         tokio::select! {
             biased;
@@ -145,7 +180,21 @@ async fn read(shared: &Shared, conn: &Arc<Connection>, mut stream: SplitStream<W
             }
             message = stream.next() => match message {
                 Some(Ok(Message::Text(text))) => {
-                    dispatch::handle_text(shared, conn, text.as_str()).await;
+                    shared.metrics.frames_in.fetch_add(1, Relaxed);
+                    shared.metrics.bytes_in.fetch_add(text.len() as u64, Relaxed);
+                    if allowed(shared, &mut bucket, ip) {
+                        strikes = 0;
+                        dispatch::handle_text(shared, conn, text.as_str()).await;
+                    } else {
+                        strikes += 1;
+                        shared.metrics.rate_limited.fetch_add(1, Relaxed);
+                        dispatch::refuse_rate_limited(conn, text.as_str());
+                        if strikes >= limits.strikes {
+                            tracing::warn!(target: "liveview", connection = conn.id, "closing a connection that kept exceeding its rate limit");
+                            closer.close(close::POLICY);
+                            return;
+                        }
+                    }
                 }
                 Some(Ok(Message::Binary(_))) => {
                     tracing::debug!(target: "liveview", connection = conn.id, "binary frame refused");
@@ -168,6 +217,21 @@ async fn read(shared: &Shared, conn: &Arc<Connection>, mut stream: SplitStream<W
     }
 }
 
+/// Whether a call may go through both the connection's and the address's
+/// rate limits.
+fn allowed(shared: &Shared, bucket: &mut Option<Bucket>, ip: Option<IpAddr>) -> bool {
+    let limits = &shared.config.limits;
+    if let (Some(bucket), Some(limit)) = (bucket.as_mut(), limits.per_connection.as_ref()) {
+        if !bucket.take(limit, Instant::now()) {
+            return false;
+        }
+    }
+    match (ip, limits.per_address.as_ref()) {
+        (Some(ip), Some(limit)) => shared.addresses.take(ip, limit),
+        _ => true,
+    }
+}
+
 fn is_too_big(err: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = source {
@@ -179,7 +243,12 @@ fn is_too_big(err: &axum::Error) -> bool {
     false
 }
 
-async fn write(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Frame>, closer: Arc<Closer>) {
+async fn write(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Frame>,
+    closer: Arc<Closer>,
+    metrics: Arc<Metrics>,
+) {
     loop {
         tokio::select! {
             biased;
@@ -189,6 +258,8 @@ async fn write(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<F
                 // A write under way when the connection is told to close
                 // gets a grace period to finish, so the close frame that
                 // follows is not cut into a half-written frame.
+                metrics.frames_out.fetch_add(1, Relaxed);
+                metrics.bytes_out.fetch_add(frame.len() as u64, Relaxed);
                 let sent = tokio::select! {
                     sent = feed(&mut sink, frame, rx.is_empty()) => sent,
                     () = grace_after(&closer) => return,
@@ -201,6 +272,9 @@ async fn write(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<F
         }
     }
     let code = closer.code().unwrap_or(close::NORMAL);
+    if code == close::TRY_AGAIN_LATER {
+        metrics.slow_client_closes.fetch_add(1, Relaxed);
+    }
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         if code != close::TRY_AGAIN_LATER {
             // Frames queued before the close (a handler's last replies

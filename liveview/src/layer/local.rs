@@ -169,6 +169,12 @@ impl Hub {
         groups.keys().map(|g| g.to_string()).collect()
     }
 
+    /// Group memberships of local connections, over all groups.
+    pub(crate) fn memberships(&self) -> usize {
+        let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
+        groups.values().map(HashMap::len).sum()
+    }
+
     /// How many local members `group` has.
     pub(crate) fn members(&self, group: &str) -> usize {
         let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());

@@ -8,6 +8,8 @@
 //!    errors), returning the frames each client received.
 //! 3. **A real server**: [`TestServer`] serves the real router on
 //!    `127.0.0.1:0`, and [`WsClient`] talks to it over a real WebSocket.
+//! 4. **A real browser** (feature `browser`): `browser::Browser` drives a
+//!    headless Chromium through chromedriver against a [`TestServer`].
 //!
 //! ```
 //! use liveview::{liveview_handler, testing, Consumer, Content, Update};
@@ -27,6 +29,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "browser")]
+pub mod browser;
 mod client;
 mod recorder;
 mod server;

@@ -70,7 +70,7 @@ pub fn consumer_with_scope(room: &str, scope: Scope) -> (Consumer, Recorder) {
     let layer = Arc::new(RecordingLayer::default());
     let hub = Arc::new(Hub::new(Arc::new(layer.clone())));
     let (outbox, rx) = Outbox::new(4096);
-    let conn = Connection::new(0, room, scope, outbox, Broadcaster::new(hub));
+    let conn = Connection::new(0, room, scope, outbox, Broadcaster::new(hub, Default::default()));
     let recorder = Recorder {
         inbox: Arc::new(Mutex::new(rx)),
         layer,

@@ -40,7 +40,8 @@ pub struct TestServer {
 
 impl TestServer {
     /// Build the app from `builder` and serve `routes` merged with its
-    /// router on a free port of 127.0.0.1.
+    /// router, `/metrics`, `/healthz` and `/readyz` on a free port of
+    /// 127.0.0.1.
     pub async fn start(builder: LiveViewBuilder, routes: Router) -> std::io::Result<Self> {
         Self::start_on(builder, routes, SocketAddr::from(([127, 0, 0, 1], 0))).await
     }
@@ -63,7 +64,10 @@ impl TestServer {
             let live = builder.build().map_err(std::io::Error::other)?;
             let listener = bind(addr).await?;
             let addr = listener.local_addr()?;
-            let app = routes.merge(live.router());
+            let app = routes
+                .merge(live.router())
+                .merge(live.metrics_router())
+                .merge(live.health_router());
             let serving = live.clone();
             tokio::spawn(async move {
                 let signal = async move {

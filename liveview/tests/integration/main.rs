@@ -9,6 +9,7 @@ mod handlers;
 mod levels;
 mod middleware;
 mod origin;
+mod security;
 #[cfg(feature = "redis")]
 mod redis;
 mod shutdown;

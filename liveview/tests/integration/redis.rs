@@ -51,7 +51,7 @@ where
 fn shared_redis() -> &'static str {
     static STARTED: OnceLock<()> = OnceLock::new();
     STARTED.get_or_init(|| {
-        if ping_blocking(6379, None) {
+        if ping_blocking(6379, &[]) {
             return;
         }
         let status = Command::new("redis-server")
@@ -69,7 +69,7 @@ fn shared_redis() -> &'static str {
             .expect("redis-server is installed");
         assert!(status.success(), "redis-server did not start");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !ping_blocking(6379, None) {
+        while !ping_blocking(6379, &[]) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "redis-server on 6379 never answered"
@@ -80,13 +80,11 @@ fn shared_redis() -> &'static str {
     SHARED_URL
 }
 
-fn ping_blocking(port: u16, password: Option<&str>) -> bool {
-    let mut command = Command::new("redis-cli");
-    command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
-    if let Some(password) = password {
-        command.args(["--no-auth-warning", "-a", password]);
-    }
-    command
+/// Whether `redis-cli PING` (with extra options: password, TLS) gets PONG.
+fn ping_blocking(port: u16, options: &[String]) -> bool {
+    Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(options)
         .arg("ping")
         .stderr(Stdio::null())
         .output()
@@ -129,8 +127,50 @@ struct RedisProcess {
 impl RedisProcess {
     /// A server on a free port with extra arguments (e.g. `--requirepass`).
     async fn start(extra: &[&str]) -> Self {
+        Self::start_on(free_port(), TempDir::new(), extra).await
+    }
+
+    /// A server listening for TLS only, with a self-signed certificate.
+    #[cfg(feature = "redis-tls")]
+    async fn start_tls() -> Self {
         let dir = TempDir::new();
-        let port = free_port();
+        let status = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.pem",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .current_dir(&dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl is installed");
+        assert!(status.success(), "openssl made no certificate");
+        let port = free_port().to_string();
+        let extra = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            "cert.pem",
+            "--tls-key-file",
+            "key.pem",
+            "--tls-ca-cert-file",
+            "cert.pem",
+            "--tls-auth-clients",
+            "no",
+        ];
+        Self::start_on(port.parse().unwrap(), dir, &extra).await
+    }
+
+    async fn start_on(port: u16, dir: TempDir, extra: &[&str]) -> Self {
         let mut args: Vec<String> = vec![
             "--port".into(),
             port.to_string(),
@@ -192,15 +232,21 @@ impl RedisProcess {
             .expect("redis-server is installed");
         self.child = Some(child);
         let port = self.port;
-        let password = self
-            .args
-            .iter()
-            .position(|a| a == "--requirepass")
-            .map(|i| self.args[i + 1].clone());
+        let mut options = Vec::new();
+        if let Some(i) = self.args.iter().position(|a| a == "--requirepass") {
+            options.extend([
+                "--no-auth-warning".to_owned(),
+                "-a".to_owned(),
+                self.args[i + 1].clone(),
+            ]);
+        }
+        if self.args.iter().any(|a| a == "--tls-port") {
+            options.extend(["--tls".to_owned(), "--insecure".to_owned()]);
+        }
         eventually("the redis-server answers", Duration::from_secs(10), || {
-            let password = password.clone();
+            let options = options.clone();
             async move {
-                tokio::task::spawn_blocking(move || ping_blocking(port, password.as_deref()))
+                tokio::task::spawn_blocking(move || ping_blocking(port, &options))
                     .await
                     .unwrap_or(false)
             }
@@ -439,6 +485,53 @@ async fn subscriptions_follow_the_local_members() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn stale_and_foreign_messages_are_dropped_and_counted() {
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let layer = RedisLayer::builder(url)
+        .prefix(&prefix)
+        .expiry(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let node = node(&layer).await;
+    let mut client = node.connect("stale").await.unwrap();
+    wait_subscribed(url, &prefix, &["broadcast"], 1).await;
+    let mut conn = inspector(url).await;
+    let channel = format!("{prefix}broadcast");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut publish = async |payload: String| {
+        let _: i64 = ::redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    };
+
+    // Published by another process a minute ago: too old to show.
+    publish(format!(
+        "lv1 other {}\n{}",
+        now_ms - 60_000,
+        update("stale")
+    ))
+    .await;
+    // Not a message of the layer at all.
+    publish(update("not ours").to_string()).await;
+    // Published by another process just now, e.g. with redis-cli.
+    publish(format!("lv1 ops {now_ms}\n{}", update("fresh"))).await;
+
+    assert_eq!(next(&mut client).await, update("fresh"));
+    assert_nothing_pending(&mut client, "nothing else").await;
+    assert_eq!(
+        (layer.expired(), layer.dropped(), layer.received()),
+        (1, 1, 1)
+    );
 }
 
 #[tokio::test]
@@ -724,4 +817,33 @@ async fn a_sentinel_failover_is_followed() {
         },
     )
     .await;
+}
+
+#[cfg(feature = "redis-tls")]
+#[tokio::test]
+async fn a_rediss_url_connects_over_tls() {
+    let redis = RedisProcess::start_tls().await;
+    // A self-signed certificate: skip its verification.
+    let url = format!("rediss://127.0.0.1:{}/#insecure", redis.port);
+    let prefix = unique_prefix();
+    let layer_a = RedisLayer::builder(url.as_str())
+        .prefix(&prefix)
+        .build()
+        .unwrap();
+    let layer_b = RedisLayer::builder(url.as_str())
+        .prefix(&prefix)
+        .build()
+        .unwrap();
+    let node_a = node(&layer_a).await;
+    let node_b = node(&layer_b).await;
+    let mut a = node_a.connect("tls").await.unwrap();
+    let mut b = node_b.connect("tls").await.unwrap();
+    wait_subscribed(&url, &prefix, &["broadcast", "room_tls"], 2).await;
+    node_a
+        .live()
+        .broadcaster()
+        .send_to_room("tls", Update::new("#all").html("encrypted"))
+        .await
+        .unwrap();
+    each_gets_once(&mut [&mut a, &mut b], &update("encrypted"), "tls").await;
 }

@@ -1,0 +1,223 @@
+//! Rate limits and connection caps: token buckets per connection and per
+//! client address.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// A rate: `per_second` calls on average, bursts of up to `burst`.
+///
+/// ```
+/// let rate = liveview::RateLimit::new(20.0, 60);
+/// assert_eq!(rate.burst, 60);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Average calls per second allowed.
+    pub per_second: f64,
+    /// Calls allowed at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// A rate of `per_second` with bursts of `burst`.
+    pub fn new(per_second: f64, burst: u32) -> Self {
+        Self {
+            per_second: per_second.max(0.0),
+            burst: burst.max(1),
+        }
+    }
+}
+
+/// The limits that protect a server from one client, on by default.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// Calls of one connection.
+    pub per_connection: Option<RateLimit>,
+    /// Calls of all connections of one client address together.
+    pub per_address: Option<RateLimit>,
+    /// Open connections of one client address.
+    pub connections_per_address: Option<usize>,
+    /// Refusals in a row after which the connection is closed with 1008.
+    pub strikes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            per_connection: Some(RateLimit::new(20.0, 60)),
+            per_address: Some(RateLimit::new(200.0, 400)),
+            connections_per_address: Some(256),
+            strikes: 20,
+        }
+    }
+}
+
+/// A token bucket.
+#[derive(Debug, Clone)]
+pub(crate) struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    pub(crate) fn new(limit: &RateLimit) -> Self {
+        Self {
+            tokens: f64::from(limit.burst),
+            last: Instant::now(),
+        }
+    }
+
+    /// Take one token if there is one.
+    pub(crate) fn take(&mut self, limit: &RateLimit, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * limit.per_second).min(f64::from(limit.burst));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn is_full(&self, limit: &RateLimit, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * limit.per_second >= f64::from(limit.burst)
+    }
+}
+
+/// Per-address state: open connections and the shared call bucket.
+#[derive(Debug)]
+struct Address {
+    connections: usize,
+    bucket: Option<Bucket>,
+}
+
+/// Every client address with open connections or recent calls. Entries go
+/// away when an address has no connection and a full bucket, so the table
+/// cannot grow with addresses that are gone.
+#[derive(Debug, Default)]
+pub(crate) struct Addresses {
+    table: Mutex<HashMap<IpAddr, Address>>,
+    closes: std::sync::atomic::AtomicU32,
+}
+
+/// Holds one connection slot of an address; frees it when dropped, also
+/// when an upgrade never completes.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    addresses: std::sync::Arc<Addresses>,
+    ip: IpAddr,
+    limit: Option<RateLimit>,
+}
+
+impl Addresses {
+    /// Count a new connection of `ip`, unless it already has `cap`.
+    pub(crate) fn open(&self, ip: IpAddr, cap: Option<usize>) -> Option<()> {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = table.entry(ip).or_insert(Address {
+            connections: 0,
+            bucket: None,
+        });
+        if cap.is_some_and(|cap| entry.connections >= cap) {
+            return None;
+        }
+        entry.connections += 1;
+        Some(())
+    }
+
+    /// A slot guard for a connection counted by [`open`](Self::open).
+    pub(crate) fn slot(self: &std::sync::Arc<Self>, ip: IpAddr, limit: Option<RateLimit>) -> Slot {
+        Slot {
+            addresses: self.clone(),
+            ip,
+            limit,
+        }
+    }
+
+    /// Take a call token for `ip`.
+    pub(crate) fn take(&self, ip: IpAddr, limit: &RateLimit) -> bool {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = table.entry(ip).or_insert(Address {
+            connections: 0,
+            bucket: None,
+        });
+        entry
+            .bucket
+            .get_or_insert_with(|| Bucket::new(limit))
+            .take(limit, Instant::now())
+    }
+
+    fn close(&self, ip: IpAddr, limit: Option<&RateLimit>) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        // An address with nothing open and a refilled bucket carries no
+        // information any more.
+        let forgettable = |a: &Address| {
+            a.connections == 0
+                && match (&a.bucket, limit) {
+                    (Some(bucket), Some(limit)) => bucket.is_full(limit, now),
+                    _ => true,
+                }
+        };
+        if let Some(entry) = table.get_mut(&ip) {
+            entry.connections = entry.connections.saturating_sub(1);
+            if forgettable(entry) {
+                table.remove(&ip);
+            }
+        }
+        // Now and then, sweep addresses whose buckets refilled since.
+        let closes = self.closes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if closes % 256 == 255 {
+            table.retain(|_, a| !forgettable(a));
+        }
+    }
+
+    /// Addresses tracked (for tests and metrics).
+    pub(crate) fn len(&self) -> usize {
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.addresses.close(self.ip, self.limit.as_ref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_refills_at_its_rate() {
+        let limit = RateLimit::new(10.0, 3);
+        let mut bucket = Bucket::new(&limit);
+        let start = Instant::now();
+        assert!(bucket.take(&limit, start));
+        assert!(bucket.take(&limit, start));
+        assert!(bucket.take(&limit, start));
+        assert!(!bucket.take(&limit, start));
+        assert!(!bucket.take(&limit, start + Duration::from_millis(50)));
+        assert!(bucket.take(&limit, start + Duration::from_millis(160)));
+    }
+
+    #[test]
+    fn connection_caps_count_and_release_slots() {
+        let addresses = std::sync::Arc::new(Addresses::default());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(addresses.open(ip, Some(2)).is_some());
+        let first = addresses.slot(ip, None);
+        assert!(addresses.open(ip, Some(2)).is_some());
+        let second = addresses.slot(ip, None);
+        assert!(addresses.open(ip, Some(2)).is_none());
+        drop(first);
+        assert!(addresses.open(ip, Some(2)).is_some());
+        let third = addresses.slot(ip, None);
+        drop((second, third));
+        assert_eq!(addresses.len(), 0, "an address with nothing open is forgotten");
+    }
+}

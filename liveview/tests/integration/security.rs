@@ -1,0 +1,170 @@
+//! Safe by default: rate limits, connection caps, nothing internal in any
+//! frame, metrics and health routes.
+
+use liveview::testing::Closed;
+use liveview::{LiveView, RateLimit};
+use serde_json::json;
+
+use crate::support::{assert_nothing_pending, header, http_get, next, server, wait_until};
+
+#[tokio::test]
+async fn a_connection_over_its_rate_gets_rate_limited_then_closed_with_1008() {
+    let builder = LiveView::builder()
+        .rate_limit(Some(RateLimit::new(0.5, 3)))
+        .rate_limit_strikes(4);
+    let server = server(builder).await;
+    let mut client = server.connect("rate").await.unwrap();
+    for i in 0..3 {
+        client.call("echo", json!({"i": i})).await.unwrap();
+        assert_eq!(next(&mut client).await["form"]["i"], i);
+    }
+    client
+        .send_json(&json!({"function": "echo", "ref": 41}))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut client).await, json!({"error": "Rate limited", "ref": 41}));
+    assert_eq!(next(&mut client).await, json!({"ref": 41, "done": true}));
+    for _ in 0..3 {
+        client.call("echo", json!({})).await.unwrap();
+    }
+    for _ in 0..3 {
+        assert_eq!(next(&mut client).await, json!({"error": "Rate limited"}));
+    }
+    assert_eq!(client.closed().await, Closed::Code(1008));
+}
+
+#[tokio::test]
+async fn connections_of_one_address_share_the_address_rate() {
+    let builder = LiveView::builder()
+        .rate_limit(None)
+        .address_rate_limit(Some(RateLimit::new(0.1, 4)));
+    let server = server(builder).await;
+    let mut a = server.connect("rate-addr").await.unwrap();
+    let mut b = server.connect("rate-addr").await.unwrap();
+    for _ in 0..2 {
+        for client in [&mut a, &mut b] {
+            client.call("echo", json!({})).await.unwrap();
+            assert_eq!(next(client).await["function"], "echo");
+        }
+    }
+    b.call("echo", json!({})).await.unwrap();
+    assert_eq!(next(&mut b).await, json!({"error": "Rate limited"}));
+}
+
+#[tokio::test]
+async fn an_address_may_hold_only_so_many_connections() {
+    let server = server(LiveView::builder().max_connections_per_address(Some(2))).await;
+    let first = server.connect("cap").await.unwrap();
+    let _second = server.connect("cap").await.unwrap();
+    match server.connect("cap").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429)
+        }
+        other => panic!("the third connection was not refused: {other:?}"),
+    }
+    first.close().await;
+    let live = server.live().clone();
+    wait_until("the first connection is gone", || live.connections() == 1).await;
+    let mut again = server.connect("cap").await.unwrap();
+    assert_nothing_pending(&mut again, "a freed slot is usable").await;
+}
+
+#[tokio::test]
+async fn no_frame_ever_carries_internals_whatever_the_input() {
+    let server = server(LiveView::builder().rate_limit(None)).await;
+    let mut client = server.connect("no-leaks").await.unwrap();
+    let mut inputs: Vec<String> = vec![
+        "garbage".into(),
+        "{".into(),
+        "null".into(),
+        "[]".into(),
+        r#"{"function": ["echo"]}"#.into(),
+        r#"{"function": "list_functions"}"#.into(),
+        r#"{"function": "__private"}"#.into(),
+        r#"{"function": "../../etc/passwd"}"#.into(),
+        r#"{"function": "fail", "form": {"x": 1}}"#.into(),
+        r#"{"function": "explode"}"#.into(),
+        r#"{"function": "explode_sync"}"#.into(),
+        r#"{"function": "signup", "form": {"age": "x"}, "ref": "not a number"}"#.into(),
+        r#"{"function": "fail", "ref": 3}"#.into(),
+        "\u{0}\u{1}\u{2}".into(),
+        "{\"function\": \"\u{202e}\"}".into(),
+    ];
+    inputs.push(format!(r#"{{"function": "{}"}}"#, "a".repeat(5000)));
+    let handlers = liveview::list_functions();
+    for input in &inputs {
+        client.send_text(input).await.unwrap();
+    }
+    // Every input gets its answer; collect until the marker's reply.
+    client.call("echo", json!({"marker": "end"})).await.unwrap();
+    let mut frames = Vec::new();
+    loop {
+        let frame = next(&mut client).await;
+        if frame["form"]["marker"] == "end" {
+            break;
+        }
+        frames.push(frame);
+    }
+    assert!(frames.len() >= inputs.len(), "{frames:?}");
+    for frame in frames {
+        let text = frame.to_string();
+        for leak in ["::", ".rs", "panick", "secret", "src/", "thread", "Error", "invalid type"] {
+            assert!(!text.contains(leak), "frame leaks {leak:?}: {text}");
+        }
+        for name in &handlers {
+            assert!(!text.contains(&format!("\"{name}\"")), "frame names handler {name}: {text}");
+        }
+        let allowed = [
+            json!({"error": "Invalid message"}),
+            json!({"error": "Unknown function"}),
+            json!({"error": "Internal error"}),
+            json!({"error": "Internal error", "ref": 3}),
+            json!({"ref": 3, "done": true}),
+        ];
+        assert!(allowed.contains(&frame), "unexpected frame {frame}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_calls_connections_and_memberships() {
+    let server = server(LiveView::builder()).await;
+    let mut client = server.connect("metrics").await.unwrap();
+    client.call("echo", json!({})).await.unwrap();
+    next(&mut client).await;
+    client.call("fail", json!({})).await.unwrap();
+    next(&mut client).await;
+    client.send_text("nope").await.unwrap();
+    next(&mut client).await;
+
+    let (status, headers, body) = http_get(server.addr(), "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    assert!(header(&headers, "content-type").unwrap().starts_with("text/plain"));
+    for line in [
+        "liveview_connections 1\n",
+        "liveview_group_memberships 2\n",
+        "liveview_calls_total{function=\"echo\",outcome=\"ok\"} 1\n",
+        "liveview_calls_total{function=\"fail\",outcome=\"error\"} 1\n",
+        "liveview_calls_total{function=\"_unknown\",outcome=\"invalid\"} 1\n",
+        "liveview_handler_duration_seconds_count{function=\"echo\"} 1\n",
+        "liveview_frames_received_total 3\n",
+    ] {
+        assert!(body.contains(line), "missing {line:?} in\n{body}");
+    }
+
+    client.close().await;
+    let live = server.live().clone();
+    wait_until("the connection is gone", || live.connections() == 0).await;
+    let text = live.metrics_text();
+    assert!(text.contains("liveview_connections 0\n"), "{text}");
+    assert!(text.contains("liveview_group_memberships 0\n"), "{text}");
+    assert!(text.contains("liveview_groups 0\n"), "{text}");
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let server = server(LiveView::builder()).await;
+    let (status, _, body) = http_get(server.addr(), "/healthz", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, _, body) = http_get(server.addr(), "/readyz", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "ready"));
+}
