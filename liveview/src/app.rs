@@ -20,6 +20,7 @@ use crate::layer::{ChannelLayer, Hub, LocalDelivery, MemoryLayer};
 use crate::limits::{Addresses, Limits, RateLimit};
 use crate::metrics::Metrics;
 use crate::middleware::Middleware;
+use crate::session::RoomSigner;
 use crate::protocol::DEFAULT_MAX_FRAME;
 
 /// Limits and timeouts; every field has a production default.
@@ -34,6 +35,7 @@ pub(crate) struct Config {
     pub allowed_origins: Option<Vec<String>>,
     pub check_origin: bool,
     pub limits: Limits,
+    pub room_signer: Option<RoomSigner>,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             allowed_origins: None,
             check_origin: true,
             limits: Limits::default(),
+            room_signer: None,
         }
     }
 }
@@ -317,6 +320,15 @@ impl LiveViewBuilder {
     /// (default 20).
     pub fn rate_limit_strikes(mut self, strikes: u32) -> Self {
         self.config.limits.strikes = strikes.max(1);
+        self
+    }
+
+    /// Accept only rooms signed by `signer` (others get HTTP 403), so a
+    /// room id cannot be guessed. Issue rooms with
+    /// [`RoomSigner::new_room`] (or the template helper registered by
+    /// [`template::register_signed`](crate::template::register_signed)).
+    pub fn signed_rooms(mut self, signer: RoomSigner) -> Self {
+        self.config.room_signer = Some(signer);
         self
     }
 

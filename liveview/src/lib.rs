@@ -108,6 +108,7 @@ pub mod protocol;
 mod router;
 mod scope;
 mod serve;
+pub mod session;
 mod socket;
 pub mod template;
 #[cfg(feature = "testing")]

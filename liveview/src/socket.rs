@@ -52,6 +52,13 @@ pub(crate) async fn upgrade(
         shared.metrics.connections_refused.fetch_add(1, Relaxed);
         return (StatusCode::BAD_REQUEST, "Invalid room").into_response();
     }
+    if let Some(signer) = &shared.config.room_signer {
+        if !signer.verify(&room) {
+            shared.metrics.connections_refused.fetch_add(1, Relaxed);
+            tracing::warn!(target: "liveview", "WebSocket refused: room not signed by this server");
+            return (StatusCode::FORBIDDEN, "Invalid room").into_response();
+        }
+    }
     if !origin_allowed(&shared, &headers) {
         shared.metrics.connections_refused.fetch_add(1, Relaxed);
         tracing::warn!(

@@ -44,3 +44,23 @@ pub fn register(env: &mut minijinja::Environment<'_>) {
         minijinja::Value::from_safe_string(script_tag())
     });
 }
+
+/// [`register`], with `liveview_room_uuid()` issuing rooms signed by
+/// `signer`, for apps built with
+/// [`LiveViewBuilder::signed_rooms`](crate::LiveViewBuilder::signed_rooms).
+///
+/// ```
+/// use liveview::session::RoomSigner;
+///
+/// let signer = RoomSigner::new(b"a room secret of at least 32 bytes!!");
+/// let mut env = minijinja::Environment::new();
+/// liveview::template::register_signed(&mut env, signer.clone());
+/// env.add_template("page.html", r#"{{ liveview_room_uuid() }}"#).unwrap();
+/// let room = env.get_template("page.html").unwrap().render(()).unwrap();
+/// assert!(signer.verify(&room));
+/// ```
+#[cfg(feature = "minijinja")]
+pub fn register_signed(env: &mut minijinja::Environment<'_>, signer: crate::session::RoomSigner) {
+    register(env);
+    env.add_function("liveview_room_uuid", move || signer.new_room());
+}

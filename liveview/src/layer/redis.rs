@@ -891,7 +891,7 @@ impl Inner {
                 } else if !self.started.load(Ordering::Acquire) {
                     LayerError::new("redis: layer not started")
                 } else {
-                    LayerError::new("redis: no Redis master known yet")
+                    LayerError::new("redis: not connected to Redis yet")
                 }
             })
     }
@@ -1092,7 +1092,7 @@ async fn connect_subscriber(
             info
         }
         (Target::Sentinel { .. }, None) => {
-            unreachable!("Sentinel target without a Sentinel client")
+            return Err(LayerError::new("redis: no Sentinel client"));
         }
     };
     let address = info.addr().to_string();

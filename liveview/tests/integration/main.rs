@@ -3,6 +3,7 @@
 mod app;
 mod assets;
 mod auth;
+mod browser;
 mod delivery;
 mod errors;
 mod handlers;

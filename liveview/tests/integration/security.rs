@@ -168,3 +168,46 @@ async fn health_and_readiness() {
     let (status, _, body) = http_get(server.addr(), "/readyz", &[]).await;
     assert_eq!((status, body.as_str()), (200, "ready"));
 }
+
+#[tokio::test]
+async fn a_guessed_room_is_refused_when_rooms_are_signed() {
+    let signer = liveview::session::RoomSigner::new(b"test room secret, thirty-two bytes+");
+    let room = signer.new_room();
+    let server = server(LiveView::builder().signed_rooms(signer)).await;
+    let mut client = server.connect(&room).await.unwrap();
+    assert_nothing_pending(&mut client, "signed room").await;
+    for guess in ["user-42", "lobby", &format!("{}x", &room[..room.len() - 1])] {
+        match server.connect(guess).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 403, "room {guess}")
+            }
+            other => panic!("room {guess} was not refused: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn signed_session_cookies_authenticate_and_forgeries_do_not() {
+    let auth = liveview::session::SessionAuth::new(b"test session secret, thirty-two b+");
+    let cookie = auth.set_cookie(&liveview::User::new("7", "Ada"));
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let server = server(LiveView::builder().authenticator(auth)).await;
+
+    let mut ada = server
+        .connect_with("session", &[("Cookie", &pair)])
+        .await
+        .unwrap();
+    ada.call("whoami", json!({})).await.unwrap();
+    assert_eq!(next(&mut ada).await["user"], "Ada");
+
+    // A cookie the attacker signed with a key of their own.
+    let attacker = liveview::session::SessionAuth::new(b"the attacker's own key, 32 bytes!!");
+    let forged = attacker.set_cookie(&liveview::User::new("7", "Eve"));
+    let forged = forged.split(';').next().unwrap().to_owned();
+    let mut eve = server
+        .connect_with("session", &[("Cookie", &forged)])
+        .await
+        .unwrap();
+    eve.call("whoami", json!({})).await.unwrap();
+    assert_eq!(next(&mut eve).await["user"], json!(null));
+}

@@ -1,0 +1,108 @@
+//! Form collection: what each kind of control sends.
+
+use serde_json::json;
+
+use super::browser_test;
+
+#[tokio::test]
+async fn form_collection_sends_each_input_type() {
+    let body = r#"
+<form id="f" data-action="submit->page#run" data-liveview-function="b_log" data-data-which="form">
+  <input type="text" name="text" value="hello">
+  <input type="email" name="email" value="ada@example.com">
+  <input type="number" name="num" value="3">
+  <input type="hidden" name="hidden" value="h">
+  <input type="password" name="pw" value="secret">
+  <textarea name="bio">line one
+line two</textarea>
+  <select name="color">
+    <option value="red">Red</option><option value="green" selected>Green</option>
+  </select>
+  <select name="tags" multiple>
+    <option value="a" selected>A</option><option value="b">B</option><option value="c" selected>C</option>
+  </select>
+  <label><input type="checkbox" name="agree" checked> agree</label>
+  <label><input type="checkbox" id="news" name="news"> news</label>
+  <label><input type="checkbox" name="langs" value="rust" checked> rust</label>
+  <label><input type="checkbox" name="langs" value="go"> go</label>
+  <label><input type="checkbox" id="lang-js" name="langs" value="js"> js</label>
+  <label><input type="radio" name="size" value="s"> s</label>
+  <label><input type="radio" name="size" value="m" checked> m</label>
+  <label><input type="radio" id="size-l" name="size" value="l"> l</label>
+  <label><input type="radio" name="unset" value="x"> unset</label>
+  <input type="file" id="upload" name="upload">
+  <input type="text" name="off" value="disabled" disabled>
+  <button id="send" type="submit" name="go" value="1">Send</button>
+</form>
+"#;
+    browser_test("form_collection_sends_each_input_type", body, async |page| {
+        let b = &page.browser;
+        // Change some of the controls as a user would.
+        b.type_text("input[name=text]", " world").await?;
+        b.select("select[name=color]", "red").await?;
+        b.click("#news").await?;
+        b.click("#lang-js").await?;
+        b.click("#size-l").await?;
+        let file = std::env::temp_dir().join(format!("liveview-upload-{}.txt", std::process::id()));
+        std::fs::write(&file, "file content")?;
+        b.type_text("#upload", &file.display().to_string()).await?;
+        assert_eq!(
+            b.eval(r#"document.getElementById("upload").files.length"#).await?,
+            json!(1),
+            "a file is chosen"
+        );
+
+        b.click("#send").await?;
+        let call = page.wait_call(1, "form").await?;
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(
+            call["form"],
+            json!({
+                "text": "hello world",
+                "email": "ada@example.com",
+                "num": "3",
+                "hidden": "h",
+                "pw": "secret",
+                "bio": "line one\nline two",
+                "color": "red",
+                "tags": ["a", "c"],
+                "agree": true,
+                "news": true,
+                "langs": ["rust", "js"],
+                "size": "l",
+            }),
+            "no file, no disabled control, no button, no unchecked radio group"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_named_control_outside_a_form_sends_itself() {
+    let body = r#"
+<input id="lonely" name="lonelyField" value="alone" data-action="change->page#run" data-liveview-function="b_log" data-data-which="lonely">
+<input name="unrelated" value="not sent">
+<label><input type="checkbox" id="flag" name="flag" data-action="change->page#run" data-liveview-function="b_log" data-data-which="flag"> flag</label>
+<button id="done" data-action="click->page#run" data-liveview-function="b_log" data-data-which="done">done</button>
+"#;
+    browser_test("a_named_control_outside_a_form_sends_itself", body, async |page| {
+        let b = &page.browser;
+        b.click("#flag").await?;
+        let call = page.wait_call(1, "flag").await?;
+        assert_eq!(call["form"], json!({"flag": true}));
+        b.click("#flag").await?;
+        let call = page.wait_call(2, "flag").await?;
+        assert_eq!(call["form"], json!({"flag": false}));
+
+        b.type_text("#lonely", "-edited").await?;
+        b.click("#done").await?;
+        // The change (on leaving the field) comes before the click.
+        let log = page.wait_log(4).await?;
+        assert_eq!(log[2]["data"]["which"], "lonely");
+        assert_eq!(log[2]["form"], json!({"lonely_field": "alone-edited"}), "camelCase becomes snake_case");
+        assert_eq!(log[3]["form"], json!({}), "an unnamed button sends no form");
+        Ok(())
+    })
+    .await;
+}

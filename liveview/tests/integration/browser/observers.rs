@@ -1,0 +1,131 @@
+//! Attributes acted on when an element is rendered or seen: intersect,
+//! focus, init; and debounced calls.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use liveview::{Consumer, Content, Update, liveview_handler};
+use serde_json::json;
+
+use super::browser_test;
+
+/// Puts `data.html` into `#target` (test markup only).
+#[liveview_handler("b_render")]
+async fn b_render(consumer: &Consumer, content: Content) -> liveview::Result {
+    consumer.send(Update::new("#target").html(content.data.str_or("html", "")))?;
+    Ok(())
+}
+
+static DEBOUNCED_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts its calls and shows `count:text`.
+#[liveview_handler("b_debounced")]
+async fn b_debounced(consumer: &Consumer, content: Content) -> liveview::Result {
+    let count = DEBOUNCED_CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+    let text = liveview::escape(content.form.str_or("q", ""));
+    consumer.send(Update::new("#debounced").html(format!("{count}:{text}")))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn intersect_appear_and_disappear_respect_the_threshold() {
+    // The viewport is 900 px high. #a starts below it; #b too, but within
+    // its 400 px threshold.
+    let body = r#"
+<div style="height: 1200px">top</div>
+<div id="a" style="height: 50px; background: #fde68a" data-liveview-intersect-appear="b_log"
+     data-liveview-intersect-disappear="b_log" data-data-which="a">a</div>
+<div id="b" style="height: 50px; background: #bfdbfe" data-liveview-intersect-appear="b_log"
+     data-liveview-intersect-disappear="b_log" data-liveview-intersect-threshold="400" data-data-which="b">b</div>
+<div style="height: 4000px">bottom</div>
+"#;
+    browser_test("intersect_appear_and_disappear_respect_the_threshold", body, async |page| {
+        let b = &page.browser;
+        page.wait_call(1, "b").await?;
+
+        // #a [1200, 1250] comes into view.
+        b.execute("window.scrollTo(0, 1000);", vec![]).await?;
+        page.wait_call(2, "a").await?;
+
+        // Viewport [1500, 2400]: #a is out; #b [1250, 1300] is within 400 px.
+        b.execute("window.scrollTo(0, 1500);", vec![]).await?;
+        page.wait_call(3, "a").await?;
+
+        // Far down: #b leaves its extended viewport too.
+        b.execute("window.scrollTo(0, 3000);", vec![]).await?;
+        page.wait_call(4, "b").await?;
+
+        // And back: both appear again.
+        b.execute("window.scrollTo(0, 1000);", vec![]).await?;
+        let log = page.wait_log(6).await?;
+        let mut last_two: Vec<_> = log[4..].iter().map(|c| c["data"]["which"].clone()).collect();
+        last_two.sort_by_key(|v| v.to_string());
+        assert_eq!(last_two, [json!("a"), json!("b")]);
+        assert_eq!(page.whiches().await?.len(), 6);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn focus_goes_to_rendered_elements() {
+    let body = r#"
+<input id="first" data-liveview-focus="true" placeholder="focused on load">
+<input id="never" data-liveview-focus="false" placeholder="not focused">
+<button id="render" data-action="click->page#run" data-liveview-function="b_render"
+        data-data-html='<input id="second" data-liveview-focus="true" placeholder="focused when rendered">'>render</button>
+<div id="target"></div>
+"#;
+    browser_test("focus_goes_to_rendered_elements", body, async |page| {
+        let b = &page.browser;
+        b.wait(r#"document.activeElement && document.activeElement.id === "first""#)
+            .await?;
+        b.click("#render").await?;
+        b.wait(r#"document.activeElement && document.activeElement.id === "second""#)
+            .await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn init_calls_once_per_rendered_element() {
+    let body = r#"
+<div data-liveview-init="b_log" data-data-which="init-page">on the page</div>
+<button id="render" data-action="click->page#run" data-liveview-function="b_render"
+        data-data-html='<div data-liveview-init="b_log" data-data-which="init-rendered">rendered</div>'>render</button>
+<button id="marker" data-action="click->page#run" data-liveview-function="b_log" data-data-which="marker">marker</button>
+<div id="target"></div>
+"#;
+    browser_test("init_calls_once_per_rendered_element", body, async |page| {
+        let b = &page.browser;
+        page.wait_call(1, "init-page").await?;
+        b.click("#render").await?;
+        page.wait_call(2, "init-rendered").await?;
+        b.click("#marker").await?;
+        page.wait_call(3, "marker").await?;
+        assert_eq!(page.whiches().await?, ["init-page", "init-rendered", "marker"]);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn debounce_sends_one_call_for_a_burst_of_typing() {
+    let body = r#"
+<input id="q" name="q" data-action="input->page#run" data-liveview-function="b_debounced" data-liveview-debounce="1000">
+<div id="debounced"></div>
+<button id="marker" data-action="click->page#run" data-liveview-function="b_log" data-data-which="marker">marker</button>
+"#;
+    browser_test("debounce_sends_one_call_for_a_burst_of_typing", body, async |page| {
+        let b = &page.browser;
+        b.type_text("#q", "hello").await?;
+        // Had any keystroke but the last been sent, the count would be 2+.
+        b.wait_for_text("#debounced", "1:hello").await?;
+        b.click("#marker").await?;
+        page.wait_call(1, "marker").await?;
+        assert_eq!(DEBOUNCED_CALLS.load(Ordering::SeqCst), 1);
+        assert_eq!(b.text("#debounced").await?, "1:hello");
+        Ok(())
+    })
+    .await;
+}
