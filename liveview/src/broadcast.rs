@@ -136,7 +136,8 @@ impl Broadcaster {
 
     fn publish_failed(&self, group: &str, err: crate::layer::LayerError) -> BroadcastError {
         self.metrics.publish_failures.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(target: "liveview", group, error = %err, "publish to other processes failed");
+        // Layers log their own failures (rate-limited during an outage).
+        tracing::debug!(target: "liveview", group, error = %err, "publish to other processes failed");
         BroadcastError::Layer(err)
     }
 }

@@ -65,9 +65,37 @@ struct Incoming {
     reference: Option<u64>,
 }
 
+/// Decode one client frame as the server does: parse it, normalise the keys
+/// of `form` and `data`, and fill the defaults. Returns the content a
+/// handler would see and the call's `ref`, or `None` for a frame the server
+/// answers with `{"error": "Invalid message"}`. Never panics, whatever the
+/// input (it is fuzzed).
+///
+/// ```
+/// let (content, reference) = liveview::protocol::decode(
+///     r#"{"function": "delete_comment", "data": {"dataCommentId": "3"}, "ref": 5}"#,
+///     "lobby",
+/// )
+/// .unwrap();
+/// assert_eq!(content.data.str("comment_id"), Some("3"));
+/// assert_eq!(content.room, "lobby");
+/// assert_eq!(reference, Some(5));
+/// assert!(liveview::protocol::decode("[1]", "lobby").is_none());
+/// ```
+pub fn decode(text: &str, room: &str) -> Option<(Content, Option<u64>)> {
+    parse(text, room)
+        .ok()
+        .map(|call| (call.content, call.reference))
+}
+
 /// Parse one text frame. `room` is the connection's room, used when the
 /// frame names none.
 pub(crate) fn parse(text: &str, room: &str) -> Result<Call, InvalidMessage> {
+    // serde would also read a struct from an array (`["echo"]`): only an
+    // object is a message.
+    if !text.trim_start().starts_with('{') {
+        return Err(InvalidMessage("not a JSON object".to_owned()));
+    }
     let incoming: Incoming =
         serde_json::from_str(text).map_err(|e| InvalidMessage(e.to_string()))?;
     Ok(Call {
@@ -225,6 +253,7 @@ mod tests {
         for text in [
             "not json",
             "[1,2]",
+            r#"["echo"]"#,
             "\"s\"",
             "{}",
             r#"{"function":7}"#,
@@ -245,6 +274,70 @@ mod tests {
             serde_json::from_str::<Value>(&done_frame(5)).unwrap(),
             json!({"ref": 5, "done": true})
         );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                "[a-zA-Z_ ]{0,8}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    prop::collection::btree_map("[a-zA-Z_]{1,8}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn any_bytes_parse_or_are_invalid_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                let text = String::from_utf8_lossy(&bytes);
+                let _ = parse(&text, "room");
+            }
+
+            #[test]
+            fn any_json_parses_or_is_invalid(value in json_value()) {
+                let text = value.to_string();
+                let parsed = parse(&text, "room");
+                let valid = value.as_object().is_some_and(|o| {
+                    o.get("function").is_some_and(Value::is_string)
+                        && o.get("form").is_none_or(|f| f.is_object() || f.is_null())
+                        && o.get("data").is_none_or(|f| f.is_object() || f.is_null())
+                        && o.get("lang").is_none_or(|f| f.is_string() || f.is_null())
+                        && o.get("room").is_none_or(|f| f.is_string() || f.is_null())
+                        && o.get("ref").is_none_or(|f| f.is_u64() || f.is_null())
+                });
+                prop_assert_eq!(parsed.is_ok(), valid, "{}", text);
+            }
+
+            #[test]
+            fn normalised_keys_have_no_capitals_and_normalising_twice_changes_nothing(
+                form in prop::collection::btree_map("[a-zA-Z_]{1,10}", json_value(), 0..6)
+            ) {
+                let map: Map<String, Value> = form.into_iter().collect();
+                let once = normalize_data(map);
+                fn no_capitals(value: &Value) -> bool {
+                    match value {
+                        Value::Object(m) => m.iter().all(|(k, v)| !k.bytes().any(|b| b.is_ascii_uppercase()) && no_capitals(v)),
+                        Value::Array(items) => items.iter().all(no_capitals),
+                        _ => true,
+                    }
+                }
+                prop_assert!(no_capitals(&Value::Object(once.clone())));
+                let twice = normalize_keys(once.clone());
+                prop_assert_eq!(twice, once);
+            }
+        }
     }
 
     #[test]

@@ -109,44 +109,31 @@ impl Hub {
     }
 
     /// Add a member; the layer subscribes when the group is new here.
+    ///
+    /// The layer is told while the table is locked, so it hears of joins
+    /// and leaves in the order they happened (its calls do not block).
     pub(crate) fn join(&self, group: &str, id: u64, outbox: Outbox) {
-        let first = {
-            let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
-            match groups.get_mut(group) {
-                Some(members) => {
-                    members.insert(id, outbox);
-                    false
-                }
-                None => {
-                    groups.insert(Arc::from(group), HashMap::from([(id, outbox)]));
-                    true
-                }
+        let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
+        match groups.get_mut(group) {
+            Some(members) => {
+                members.insert(id, outbox);
             }
-        };
-        if first {
-            self.layer.subscribe(group);
+            None => {
+                groups.insert(Arc::from(group), HashMap::from([(id, outbox)]));
+                self.layer.subscribe(group);
+            }
         }
     }
 
     /// Remove a member; the layer unsubscribes when it was the last here.
     pub(crate) fn leave(&self, group: &str, id: u64) {
-        let last = {
-            let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
-            match groups.get_mut(group) {
-                Some(members) => {
-                    members.remove(&id);
-                    if members.is_empty() {
-                        groups.remove(group);
-                        true
-                    } else {
-                        false
-                    }
-                }
-                None => false,
+        let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(members) = groups.get_mut(group) {
+            members.remove(&id);
+            if members.is_empty() {
+                groups.remove(group);
+                self.layer.unsubscribe(group);
             }
-        };
-        if last {
-            self.layer.unsubscribe(group);
         }
     }
 

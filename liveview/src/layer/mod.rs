@@ -49,8 +49,10 @@ pub fn room_group(room: &str) -> String {
 /// Transport of group frames between server processes.
 ///
 /// Implementations must be cheap to call: [`subscribe`](Self::subscribe) and
-/// [`unsubscribe`](Self::unsubscribe) are called on the connection path and
-/// must not block (queue the work for a task of the layer's own).
+/// [`unsubscribe`](Self::unsubscribe) are called on the connection path,
+/// while the group table is locked (so they arrive in order): they must not
+/// block nor call back into [`LocalDelivery`]; queue the work for a task of
+/// the layer's own.
 ///
 /// ```
 /// use futures_util::future::BoxFuture;

@@ -7,7 +7,7 @@ use super::browser_test;
 
 #[tokio::test]
 async fn each_event_descriptor_calls_the_function() {
-    let body = r#"
+    let body = r##"
 <p id="neutral">Somewhere else to click.</p>
 <button id="e-click" data-action="click->page#run" data-liveview-function="b_log" data-data-which="click">click</button>
 <input id="e-input" name="ein" data-action="input->page#run" data-liveview-function="b_log" data-data-which="input">
@@ -18,7 +18,7 @@ async fn each_event_descriptor_calls_the_function() {
   <option value="one">one</option><option value="two">two</option>
 </select>
 <input id="e-blur" name="eblur" data-action="blur->page#run" data-liveview-function="b_log" data-data-which="blur">
-"#;
+"##;
     browser_test("each_event_descriptor_calls_the_function", body, async |page| {
         let b = &page.browser;
         b.click("#e-click").await?;
@@ -51,12 +51,12 @@ async fn each_event_descriptor_calls_the_function() {
 
 #[tokio::test]
 async fn several_descriptors_on_one_element_each_call() {
-    let body = r#"
+    let body = r##"
 <p id="neutral">Somewhere else to click.</p>
 <input id="multi" name="m" data-liveview-function="b_log" data-data-which="multi"
        data-action="focus->page#run input->page#run blur->page#run">
 <button id="marker" data-action="click->page#run" data-liveview-function="b_log" data-data-which="marker">marker</button>
-"#;
+"##;
     browser_test("several_descriptors_on_one_element_each_call", body, async |page| {
         let b = &page.browser;
         b.click("#multi").await?;
@@ -81,7 +81,7 @@ async fn several_descriptors_on_one_element_each_call() {
 
 #[tokio::test]
 async fn a_descriptor_without_event_uses_the_default_event() {
-    let body = r#"
+    let body = r##"
 <button id="d-button" data-action="page#run" data-liveview-function="b_log" data-data-which="button">button</button>
 <input id="d-text" name="dtext" data-action="page#run" data-liveview-function="b_log" data-data-which="text">
 <textarea id="d-area" name="darea" data-action="page#run" data-liveview-function="b_log" data-data-which="textarea"></textarea>
@@ -92,7 +92,7 @@ async fn a_descriptor_without_event_uses_the_default_event() {
 <form id="d-form" data-action="page#run" data-liveview-function="b_log" data-data-which="form">
   <input name="q" value="query"><button id="d-submit" type="submit">go</button>
 </form>
-"#;
+"##;
     browser_test("a_descriptor_without_event_uses_the_default_event", body, async |page| {
         let b = &page.browser;
         b.click("#d-button").await?;
@@ -116,7 +116,7 @@ async fn a_descriptor_without_event_uses_the_default_event() {
         b.click("#d-check").await?;
         let call = page.wait_call(5, "checkbox").await?;
         assert_eq!(call["form"], json!({"dcheck": true}));
-        assert_eq!(b.eval(r#"document.getElementById("d-check").checked"#).await?, json!(true));
+        assert_eq!(b.eval(r##"document.getElementById("d-check").checked"##).await?, json!(true));
 
         // The submit button's click is not the form's default; the submit is.
         b.click("#d-submit").await?;
@@ -134,7 +134,7 @@ async fn a_descriptor_without_event_uses_the_default_event() {
 
 #[tokio::test]
 async fn page_stop_keeps_ancestor_actions_from_running() {
-    let body = r#"
+    let body = r##"
 <div id="outer" data-action="click->page#run" data-liveview-function="b_log" data-data-which="outer"
      style="padding: 1rem; border: 1px solid #999">
   <button id="stop-click" data-action="click->page#stop">click-&gt;page#stop</button>
@@ -142,7 +142,7 @@ async fn page_stop_keeps_ancestor_actions_from_running() {
   <span id="plain">plain child</span>
 </div>
 <button id="marker" data-action="click->page#run" data-liveview-function="b_log" data-data-which="marker">marker</button>
-"#;
+"##;
     browser_test("page_stop_keeps_ancestor_actions_from_running", body, async |page| {
         let b = &page.browser;
         b.click("#stop-click").await?;
@@ -163,11 +163,11 @@ async fn page_stop_keeps_ancestor_actions_from_running() {
 
 #[tokio::test]
 async fn data_data_keys_reach_the_handler_in_snake_case() {
-    let body = r#"
+    let body = r##"
 <button id="with-data" data-action="click->page#run" data-liveview-function="b_log"
         data-data-which="data" data-data-comment-id="42" data-data-user-name="Ada Lovelace"
         data-data-x="1" data-other="not sent">send data</button>
-"#;
+"##;
     browser_test("data_data_keys_reach_the_handler_in_snake_case", body, async |page| {
         page.browser.click("#with-data").await?;
         let call = page.wait_call(1, "data").await?;
@@ -177,7 +177,7 @@ async fn data_data_keys_reach_the_handler_in_snake_case() {
         );
         // The handler's answer is in the page, as the handler saw it.
         let shown = page.browser.text("#log li").await?;
-        assert!(shown.contains(r#""comment_id":"42""#), "{shown}");
+        assert!(shown.contains(r##""comment_id":"42""##), "{shown}");
         assert_eq!(call["form"], json!({}));
         Ok(())
     })

@@ -6,7 +6,7 @@ use super::browser_test;
 
 #[tokio::test]
 async fn form_collection_sends_each_input_type() {
-    let body = r#"
+    let body = r##"
 <form id="f" data-action="submit->page#run" data-liveview-function="b_log" data-data-which="form">
   <input type="text" name="text" value="hello">
   <input type="email" name="email" value="ada@example.com">
@@ -34,7 +34,7 @@ line two</textarea>
   <input type="text" name="off" value="disabled" disabled>
   <button id="send" type="submit" name="go" value="1">Send</button>
 </form>
-"#;
+"##;
     browser_test("form_collection_sends_each_input_type", body, async |page| {
         let b = &page.browser;
         // Change some of the controls as a user would.
@@ -47,7 +47,7 @@ line two</textarea>
         std::fs::write(&file, "file content")?;
         b.type_text("#upload", &file.display().to_string()).await?;
         assert_eq!(
-            b.eval(r#"document.getElementById("upload").files.length"#).await?,
+            b.eval(r##"document.getElementById("upload").files.length"##).await?,
             json!(1),
             "a file is chosen"
         );
@@ -80,12 +80,12 @@ line two</textarea>
 
 #[tokio::test]
 async fn a_named_control_outside_a_form_sends_itself() {
-    let body = r#"
+    let body = r##"
 <input id="lonely" name="lonelyField" value="alone" data-action="change->page#run" data-liveview-function="b_log" data-data-which="lonely">
 <input name="unrelated" value="not sent">
 <label><input type="checkbox" id="flag" name="flag" data-action="change->page#run" data-liveview-function="b_log" data-data-which="flag"> flag</label>
 <button id="done" data-action="click->page#run" data-liveview-function="b_log" data-data-which="done">done</button>
-"#;
+"##;
     browser_test("a_named_control_outside_a_form_sends_itself", body, async |page| {
         let b = &page.browser;
         b.click("#flag").await?;

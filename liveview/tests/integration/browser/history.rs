@@ -19,16 +19,16 @@ async fn b_nav(consumer: &Consumer, content: Content) -> liveview::Result {
 
 #[tokio::test]
 async fn back_and_forward_restore_content_after_url() {
-    let body = r#"
+    let body = r##"
 <button id="step-2" data-action="click->page#run" data-liveview-function="b_nav" data-data-step="2">step 2</button>
 <button id="step-3" data-action="click->page#run" data-liveview-function="b_nav" data-data-step="3">step 3</button>
 <main id="main"><p>first</p></main>
-"#;
+"##;
     browser_test("back_and_forward_restore_content_after_url", body, async |page| {
         let b = &page.browser;
         let at = |text: &str, search: &str, title: &str| {
             format!(
-                r#"document.querySelector("#main").textContent === "{text}" && location.search === "{search}" && document.title === "{title}""#
+                r##"document.querySelector("#main").textContent === "{text}" && location.search === "{search}" && document.title === "{title}""##
             )
         };
         let first = at("first", "", "LiveView browser test");

@@ -21,31 +21,31 @@ async fn b_slow(consumer: &Consumer, content: Content) -> liveview::Result {
 
 fn is_busy(id: &str, disabled: bool) -> String {
     format!(
-        r#"(() => {{
+        r##"(() => {{
             const el = document.getElementById("{id}");
             return el.getAttribute("aria-busy") === "true" && el.classList.contains("liveview-loading") && !!el.disabled === {disabled};
-        }})()"#
+        }})()"##
     )
 }
 
 fn is_idle(id: &str) -> String {
     format!(
-        r#"(() => {{
+        r##"(() => {{
             const el = document.getElementById("{id}");
             return !el.hasAttribute("aria-busy") && !el.classList.contains("liveview-loading") && !el.disabled;
-        }})()"#
+        }})()"##
     )
 }
 
 #[tokio::test]
 async fn loading_state_is_set_while_a_slow_handler_runs() {
-    let body = r#"
+    let body = r##"
 <button id="slow" data-action="click->page#run" data-liveview-function="b_slow" data-data-which="button">slow</button>
 <button id="slow-panel" data-action="click->page#run" data-liveview-function="b_slow" data-data-which="panel"
         data-liveview-loading-target="#panel">slow, loading on the panel</button>
 <div id="panel" style="padding: 1rem; border: 1px solid #999">panel</div>
 <div id="slow-out"></div>
-"#;
+"##;
     browser_test("loading_state_is_set_while_a_slow_handler_runs", body, async |page| {
         let b = &page.browser;
         b.click("#slow").await?;

@@ -43,7 +43,7 @@ async fn b_log(consumer: &Consumer, content: Content) -> liveview::Result {
 /// A full page around `body`, in `room`.
 pub fn page_html(body: &str, room: &str) -> String {
     format!(
-        r#"<!doctype html>
+        r##"<!doctype html>
 <html lang="en" data-room="{room}">
 <head>
 <meta charset="utf-8">
@@ -68,7 +68,7 @@ pub fn page_html(body: &str, room: &str) -> String {
 <ul id="log"></ul>
 {script}
 </body>
-</html>"#,
+</html>"##,
         script = liveview::script_tag(),
     )
 }
@@ -104,11 +104,6 @@ impl Page {
         format!("http://{}{path}", self.addr)
     }
 
-    /// The server, while it runs.
-    pub fn server(&self) -> &TestServer {
-        self.server.as_ref().expect("the server is running")
-    }
-
     /// Kill the server as if its process died.
     pub fn kill_server(&mut self) {
         self.server.take().expect("the server is running").kill();
@@ -126,7 +121,7 @@ impl Page {
     pub async fn log(&self) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
         let value = self
             .browser
-            .eval(r#"Array.from(document.querySelectorAll("#log li"), (li) => JSON.parse(li.textContent))"#)
+            .eval(r##"Array.from(document.querySelectorAll("#log li"), (li) => JSON.parse(li.textContent))"##)
             .await?;
         Ok(serde_json::from_value(value)?)
     }
@@ -134,7 +129,7 @@ impl Page {
     /// Wait until `#log` has `n` entries, and return them.
     pub async fn wait_log(&self, n: usize) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
         self.browser
-            .wait(&format!(r#"document.querySelectorAll("#log li").length >= {n}"#))
+            .wait(&format!(r##"document.querySelectorAll("#log li").length >= {n}"##))
             .await?;
         self.log().await
     }

@@ -28,34 +28,38 @@ async fn b_debounced(consumer: &Consumer, content: Content) -> liveview::Result 
 
 #[tokio::test]
 async fn intersect_appear_and_disappear_respect_the_threshold() {
-    // The viewport is 900 px high. #a starts below it; #b too, but within
-    // its 400 px threshold.
-    let body = r#"
-<div style="height: 1200px">top</div>
+    // #a starts 100 px below the viewport; #b under it, but within its
+    // 400 px threshold.
+    let body = r##"
+<div style="height: calc(100vh + 100px)">top</div>
 <div id="a" style="height: 50px; background: #fde68a" data-liveview-intersect-appear="b_log"
      data-liveview-intersect-disappear="b_log" data-data-which="a">a</div>
 <div id="b" style="height: 50px; background: #bfdbfe" data-liveview-intersect-appear="b_log"
      data-liveview-intersect-disappear="b_log" data-liveview-intersect-threshold="400" data-data-which="b">b</div>
 <div style="height: 4000px">bottom</div>
-"#;
+"##;
     browser_test("intersect_appear_and_disappear_respect_the_threshold", body, async |page| {
         let b = &page.browser;
         page.wait_call(1, "b").await?;
+        let scroll = |js: &'static str| async move {
+            b.execute(&format!("window.scrollTo(0, {js});"), vec![]).await
+        };
+        let a_in_middle = r##"document.getElementById("a").offsetTop - innerHeight / 2"##;
 
-        // #a [1200, 1250] comes into view.
-        b.execute("window.scrollTo(0, 1000);", vec![]).await?;
+        // #a comes into view.
+        scroll(a_in_middle).await?;
         page.wait_call(2, "a").await?;
 
-        // Viewport [1500, 2400]: #a is out; #b [1250, 1300] is within 400 px.
-        b.execute("window.scrollTo(0, 1500);", vec![]).await?;
+        // #b's bottom 200 px above the viewport: #a is out, #b within 400 px.
+        scroll(r##"document.getElementById("b").offsetTop + 250"##).await?;
         page.wait_call(3, "a").await?;
 
-        // Far down: #b leaves its extended viewport too.
-        b.execute("window.scrollTo(0, 3000);", vec![]).await?;
+        // 1000 px further: #b leaves its extended viewport too.
+        scroll(r##"document.getElementById("b").offsetTop + 1050"##).await?;
         page.wait_call(4, "b").await?;
 
         // And back: both appear again.
-        b.execute("window.scrollTo(0, 1000);", vec![]).await?;
+        scroll(a_in_middle).await?;
         let log = page.wait_log(6).await?;
         let mut last_two: Vec<_> = log[4..].iter().map(|c| c["data"]["which"].clone()).collect();
         last_two.sort_by_key(|v| v.to_string());
@@ -68,19 +72,19 @@ async fn intersect_appear_and_disappear_respect_the_threshold() {
 
 #[tokio::test]
 async fn focus_goes_to_rendered_elements() {
-    let body = r#"
+    let body = r##"
 <input id="first" data-liveview-focus="true" placeholder="focused on load">
 <input id="never" data-liveview-focus="false" placeholder="not focused">
 <button id="render" data-action="click->page#run" data-liveview-function="b_render"
         data-data-html='<input id="second" data-liveview-focus="true" placeholder="focused when rendered">'>render</button>
 <div id="target"></div>
-"#;
+"##;
     browser_test("focus_goes_to_rendered_elements", body, async |page| {
         let b = &page.browser;
-        b.wait(r#"document.activeElement && document.activeElement.id === "first""#)
+        b.wait(r##"document.activeElement && document.activeElement.id === "first""##)
             .await?;
         b.click("#render").await?;
-        b.wait(r#"document.activeElement && document.activeElement.id === "second""#)
+        b.wait(r##"document.activeElement && document.activeElement.id === "second""##)
             .await?;
         Ok(())
     })
@@ -89,13 +93,13 @@ async fn focus_goes_to_rendered_elements() {
 
 #[tokio::test]
 async fn init_calls_once_per_rendered_element() {
-    let body = r#"
+    let body = r##"
 <div data-liveview-init="b_log" data-data-which="init-page">on the page</div>
 <button id="render" data-action="click->page#run" data-liveview-function="b_render"
         data-data-html='<div data-liveview-init="b_log" data-data-which="init-rendered">rendered</div>'>render</button>
 <button id="marker" data-action="click->page#run" data-liveview-function="b_log" data-data-which="marker">marker</button>
 <div id="target"></div>
-"#;
+"##;
     browser_test("init_calls_once_per_rendered_element", body, async |page| {
         let b = &page.browser;
         page.wait_call(1, "init-page").await?;
@@ -111,11 +115,11 @@ async fn init_calls_once_per_rendered_element() {
 
 #[tokio::test]
 async fn debounce_sends_one_call_for_a_burst_of_typing() {
-    let body = r#"
+    let body = r##"
 <input id="q" name="q" data-action="input->page#run" data-liveview-function="b_debounced" data-liveview-debounce="1000">
 <div id="debounced"></div>
 <button id="marker" data-action="click->page#run" data-liveview-function="b_log" data-data-which="marker">marker</button>
-"#;
+"##;
     browser_test("debounce_sends_one_call_for_a_burst_of_typing", body, async |page| {
         let b = &page.browser;
         b.type_text("#q", "hello").await?;

@@ -7,15 +7,15 @@ use serde_json::json;
 
 use super::browser_test;
 
-const BANNER_SHOWN: &str = r#"(() => {
+const BANNER_SHOWN: &str = r##"(() => {
     const el = document.getElementById("no-connection");
     return !el.hidden && getComputedStyle(el).display !== "none" && el.getBoundingClientRect().height > 0;
-})()"#;
-const BANNER_HIDDEN: &str = r#"(() => {
+})()"##;
+const BANNER_HIDDEN: &str = r##"(() => {
     const el = document.getElementById("no-connection");
     return el.hidden && getComputedStyle(el).display === "none";
-})()"#;
-const DISCONNECTED: &str = r#"document.documentElement.dataset.liveviewConnected === "false""#;
+})()"##;
+const DISCONNECTED: &str = r##"document.documentElement.dataset.liveviewConnected === "false""##;
 
 /// Reconnection backs off (with jitter) while the server is down: allow
 /// for a few attempts.
@@ -23,9 +23,9 @@ const RECONNECT: Duration = Duration::from_secs(40);
 
 #[tokio::test]
 async fn the_page_reconnects_and_delivers_a_call_queued_while_down() {
-    let body = r#"
+    let body = r##"
 <button id="call" data-action="click->page#run" data-liveview-function="b_log" data-data-which="queued">call</button>
-"#;
+"##;
     browser_test("the_page_reconnects_and_delivers_a_call_queued_while_down", body, async |page| {
         let room = page.browser.eval("LiveView.room").await?;
         page.kill_server();
@@ -34,11 +34,11 @@ async fn the_page_reconnects_and_delivers_a_call_queued_while_down() {
 
         b.click("#call").await?;
         b.wait("LiveView.queued === 1").await?;
-        assert_eq!(b.eval(r#"document.querySelectorAll("#log li").length"#).await?, json!(0));
+        assert_eq!(b.eval(r##"document.querySelectorAll("#log li").length"##).await?, json!(0));
 
         page.restart_server().await;
         let b = &page.browser;
-        b.wait_for(r#"document.documentElement.dataset.liveviewConnected === "true""#, RECONNECT)
+        b.wait_for(r##"document.documentElement.dataset.liveviewConnected === "true""##, RECONNECT)
             .await?;
         let call = page.wait_call(1, "queued").await?;
         assert_eq!(call["data"], json!({"which": "queued"}));
@@ -67,7 +67,7 @@ async fn no_connection_is_shown_while_the_server_is_down() {
 
         page.restart_server().await;
         let b = &page.browser;
-        b.wait_for(r#"document.documentElement.dataset.liveviewConnected === "true""#, RECONNECT)
+        b.wait_for(r##"document.documentElement.dataset.liveviewConnected === "true""##, RECONNECT)
             .await?;
         b.wait(BANNER_HIDDEN).await?;
         Ok(())

@@ -30,12 +30,12 @@ async fn broadcast_reaches_both_sessions_and_room_send_only_one() {
     let room_a = format!("room-a-{}", liveview::room_uuid());
     let room_b = format!("room-b-{}", liveview::room_uuid());
     let body = format!(
-        r#"
+        r##"
 <button id="everyone" data-action="click->page#run" data-liveview-function="b_broadcast" data-data-message="to everyone">broadcast</button>
 <button id="to-b" data-action="click->page#run" data-liveview-function="b_to_room" data-data-room="{room_b}" data-data-message="to room b">to room b</button>
 <button id="marker" data-action="click->page#run" data-liveview-function="b_broadcast" data-data-message="marker">marker</button>
 <ul id="feed"></ul>
-"#
+"##
     );
     browser_test("broadcast_reaches_both_sessions_and_room_send_only_one", &body, async |page| {
         let a = &page.browser;
@@ -48,7 +48,7 @@ async fn broadcast_reaches_both_sessions_and_room_send_only_one() {
         a.execute("localStorage.setItem('who', 'a');", vec![]).await?;
         assert_eq!(b.eval("localStorage.getItem('who')").await?, serde_json::Value::Null);
 
-        let feed = |n: usize| format!(r#"document.querySelectorAll("#feed li").length === {n}"#);
+        let feed = |n: usize| format!(r##"document.querySelectorAll("#feed li").length === {n}"##);
         a.click("#everyone").await?;
         a.wait(&feed(1)).await?;
         b.wait(&feed(1)).await?;

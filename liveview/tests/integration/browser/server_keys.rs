@@ -15,7 +15,7 @@ async fn b_keys(consumer: &Consumer, content: Content) -> liveview::Result {
         "title" => consumer.send(Update::empty().title("A new title"))?,
         "script" => consumer.send(Update::script_only("window.__scriptRuns = (window.__scriptRuns || 0) + 1;"))?,
         "inline" => consumer.send(Update::new("#target").html(
-            r#"<span id="inline-out">not run</span><script>document.getElementById("inline-out").textContent = "inline ran";</script>"#,
+            r##"<span id="inline-out">not run</span><script>document.getElementById("inline-out").textContent = "inline ran";</script>"##,
         ))?,
         "scroll" => consumer.send(Update::empty().scroll("#far"))?,
         "scroll_top" => consumer.send(Update::empty().scroll_top())?,
@@ -32,28 +32,28 @@ fn toolbar(keys: &[&str]) -> String {
         .iter()
         .map(|key| {
             format!(
-                r#"<button id="k-{key}" data-action="click->page#run" data-liveview-function="b_keys" data-data-key="{key}">{key}</button>"#
+                r##"<button id="k-{key}" data-action="click->page#run" data-liveview-function="b_keys" data-data-key="{key}">{key}</button>"##
             )
         })
         .collect();
-    format!(r#"<nav style="position: fixed; top: 0; right: 0; background: #eee">{buttons}</nav>"#)
+    format!(r##"<nav style="position: fixed; top: 0; right: 0; background: #eee">{buttons}</nav>"##)
 }
 
 #[tokio::test]
 async fn html_append_and_remove_change_the_target() {
     let body = format!(
-        r#"{}<div id="target"><span>initial</span></div><p id="removable">remove me</p><p id="stays">stays</p>"#,
+        r##"{}<div id="target"><span>initial</span></div><p id="removable">remove me</p><p id="stays">stays</p>"##,
         toolbar(&["html", "append", "remove"])
     );
     browser_test("html_append_and_remove_change_the_target", &body, async |page| {
         let b = &page.browser;
-        let inner = r#"document.getElementById("target").innerHTML"#;
+        let inner = r##"document.getElementById("target").innerHTML"##;
         b.click("#k-html").await?;
-        b.wait(&format!(r#"{inner} === "<b>replaced</b>""#)).await?;
+        b.wait(&format!(r##"{inner} === "<b>replaced</b>""##)).await?;
         b.click("#k-append").await?;
-        b.wait(&format!(r#"{inner} === "<b>replaced</b><i>appended</i>""#)).await?;
+        b.wait(&format!(r##"{inner} === "<b>replaced</b><i>appended</i>""##)).await?;
         b.click("#k-remove").await?;
-        b.wait(r#"document.getElementById("removable") === null"#).await?;
+        b.wait(r##"document.getElementById("removable") === null"##).await?;
         assert_eq!(b.text("#stays").await?, "stays");
         page.assert_no_page_errors().await
     })
@@ -62,11 +62,11 @@ async fn html_append_and_remove_change_the_target() {
 
 #[tokio::test]
 async fn title_script_and_inline_scripts_run() {
-    let body = format!(r#"{}<div id="target"></div>"#, toolbar(&["title", "script", "inline"]));
+    let body = format!(r##"{}<div id="target"></div>"##, toolbar(&["title", "script", "inline"]));
     browser_test("title_script_and_inline_scripts_run", &body, async |page| {
         let b = &page.browser;
         b.click("#k-title").await?;
-        b.wait(r#"document.title === "A new title""#).await?;
+        b.wait(r##"document.title === "A new title""##).await?;
         b.click("#k-script").await?;
         b.wait("window.__scriptRuns === 1").await?;
         b.click("#k-inline").await?;
@@ -83,7 +83,7 @@ async fn title_script_and_inline_scripts_run() {
 #[tokio::test]
 async fn scroll_and_scroll_top_move_the_window() {
     let body = format!(
-        r#"{}<div style="height: 3000px">tall</div><h2 id="far">far down</h2><div style="height: 2000px"></div>"#,
+        r##"{}<div style="height: 3000px">tall</div><h2 id="far">far down</h2><div style="height: 2000px"></div>"##,
         toolbar(&["scroll", "scroll_top"])
     );
     browser_test("scroll_and_scroll_top_move_the_window", &body, async |page| {
@@ -91,7 +91,7 @@ async fn scroll_and_scroll_top_move_the_window() {
         assert_eq!(b.eval("window.scrollY").await?, json!(0));
         b.click("#k-scroll").await?;
         // Smooth scrolling ends with #far at the top of the viewport.
-        b.wait(r#"Math.abs(document.getElementById("far").getBoundingClientRect().top) < 2"#)
+        b.wait(r##"Math.abs(document.getElementById("far").getBoundingClientRect().top) < 2"##)
             .await?;
         b.click("#k-scroll_top").await?;
         b.wait("window.scrollY === 0").await?;
@@ -103,8 +103,8 @@ async fn scroll_and_scroll_top_move_the_window() {
 #[tokio::test]
 async fn error_frames_fire_liveview_error() {
     let body = format!(
-        r#"{}<button id="unknown" data-action="click->page#run" data-liveview-function="b_no_such_function">unknown</button>
-<button id="after" data-action="click->page#run" data-liveview-function="b_log" data-data-which="after">after</button>"#,
+        r##"{}<button id="unknown" data-action="click->page#run" data-liveview-function="b_no_such_function">unknown</button>
+<button id="after" data-action="click->page#run" data-liveview-function="b_log" data-data-which="after">after</button>"##,
         toolbar(&["error"])
     );
     browser_test("error_frames_fire_liveview_error", &body, async |page| {
@@ -129,16 +129,16 @@ async fn error_frames_fire_liveview_error() {
 
 #[tokio::test]
 async fn an_update_for_a_missing_target_leaves_the_page_working() {
-    let body = format!(r#"{}<div id="target">initial</div>"#, toolbar(&["missing", "html"]));
+    let body = format!(r##"{}<div id="target">initial</div>"##, toolbar(&["missing", "html"]));
     browser_test("an_update_for_a_missing_target_leaves_the_page_working", &body, async |page| {
         let b = &page.browser;
         b.click("#k-missing").await?;
         // The call completes (its loading state is gone)...
-        b.wait(r#"!document.getElementById("k-missing").hasAttribute("aria-busy") && LiveView.inflight === 0"#)
+        b.wait(r##"!document.getElementById("k-missing").hasAttribute("aria-busy") && LiveView.inflight === 0"##)
             .await?;
         // ...and the next update still applies.
         b.click("#k-html").await?;
-        b.wait(r#"document.getElementById("target").innerHTML === "<b>replaced</b>""#)
+        b.wait(r##"document.getElementById("target").innerHTML === "<b>replaced</b>""##)
             .await?;
         assert_eq!(b.eval("LiveView.connected").await?, json!(true));
         page.assert_no_page_errors().await
