@@ -110,6 +110,16 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         }
 
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let _ = writeln!(
+                out,
+                "# HELP liveview_runtime_alive_tasks Tasks alive in the tokio runtime.\n\
+                 # TYPE liveview_runtime_alive_tasks gauge\n\
+                 liveview_runtime_alive_tasks {}",
+                runtime.metrics().num_alive_tasks()
+            );
+        }
+
         let mut names: Vec<_> = self.functions.keys().copied().collect();
         names.sort_unstable();
         out.push_str("# HELP liveview_calls_total Calls by function and outcome.\n# TYPE liveview_calls_total counter\n");
