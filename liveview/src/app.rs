@@ -16,12 +16,12 @@ use crate::consumer::Consumer;
 use crate::content::Content;
 use crate::error::BuildError;
 use crate::handler::Registry;
-use crate::layer::{ChannelLayer, Hub, LocalDelivery, MemoryLayer};
+use crate::layer::{ChannelLayer, Hub, LocalDelivery, Logs, MemoryLayer, ReplayConfig};
 use crate::limits::{Addresses, Limits, RateLimit};
 use crate::metrics::Metrics;
 use crate::middleware::Middleware;
-use crate::session::RoomSigner;
 use crate::protocol::DEFAULT_MAX_FRAME;
+use crate::session::RoomSigner;
 
 /// Limits and timeouts; every field has a production default.
 #[derive(Debug, Clone)]
@@ -36,6 +36,7 @@ pub(crate) struct Config {
     pub check_origin: bool,
     pub limits: Limits,
     pub room_signer: Option<RoomSigner>,
+    pub replay: Option<ReplayConfig>,
 }
 
 impl Default for Config {
@@ -51,6 +52,7 @@ impl Default for Config {
             check_origin: true,
             limits: Limits::default(),
             room_signer: None,
+            replay: Some(ReplayConfig::default()),
         }
     }
 }
@@ -332,6 +334,15 @@ impl LiveViewBuilder {
         self
     }
 
+    /// Keep each group's recent frames so a client that reconnects gets
+    /// what it missed, in order, before live frames (default: the last 256
+    /// frames of each group, up to 5 minutes old). Group frames then carry
+    /// `"seq"` and `"group"` keys; `None` turns replay off.
+    pub fn replay(mut self, replay: Option<ReplayConfig>) -> Self {
+        self.config.replay = replay;
+        self
+    }
+
     /// Turn the origin check off. Only for APIs that are not reachable from
     /// browsers, or behind a proxy that checks it already.
     pub fn disable_origin_check(mut self) -> Self {
@@ -347,7 +358,8 @@ impl LiveViewBuilder {
             Some(layer) => layer,
             None => default_layer()?,
         };
-        let hub = Arc::new(Hub::new(layer.clone()));
+        let logs = self.config.replay.map(Logs::new);
+        let hub = Arc::new(Hub::new(layer.clone()).with_logs(logs));
         layer.start(LocalDelivery { hub: hub.clone() });
         let metrics = Arc::new(Metrics::new(&registry.names()));
         let broadcaster = Broadcaster::new(hub.clone(), metrics.clone());

@@ -71,12 +71,16 @@ impl Broadcaster {
     /// Send an already serialised frame to every member of `group`.
     pub async fn publish_frame(&self, group: &str, frame: &Frame) -> Result<(), BroadcastError> {
         self.metrics.publishes.fetch_add(1, Ordering::Relaxed);
-        self.hub.deliver(group, frame);
-        self.hub
-            .layer()
-            .publish(group, frame)
-            .await
-            .map_err(|err| self.publish_failed(group, err))
+        let layer = self.hub.layer();
+        if self.sequenced_by_layer() {
+            let result = layer.publish_sequenced(group, frame).await;
+            self.deliver_with(group, frame, result)
+        } else {
+            // Local members first: they never wait for the network.
+            self.hub.deliver_logged(group, frame);
+            let result = layer.publish(group, frame).await;
+            result.map_err(|err| self.publish_failed(group, err))
+        }
     }
 
     /// [`broadcast`](Self::broadcast) from code that is not async.
@@ -103,23 +107,64 @@ impl Broadcaster {
     ) -> Result<(), BroadcastError> {
         let frame = Self::serialise(update)?;
         self.metrics.publishes.fetch_add(1, Ordering::Relaxed);
-        self.hub.deliver(group, &frame);
-        let mut publish = self.hub.layer().publish(group, &frame);
-        // The in-memory layer is done at once; only a networked layer
-        // needs the runtime.
-        let result = match publish
+        let layer = self.hub.layer();
+        if self.sequenced_by_layer() {
+            let result = self.block_on(layer.publish_sequenced(group, &frame));
+            self.deliver_with(group, &frame, result)
+        } else {
+            self.hub.deliver_logged(group, &frame);
+            let result = self.block_on(layer.publish(group, &frame));
+            result.map_err(|err| self.publish_failed(group, err))
+        }
+    }
+
+    /// Whether sequence numbers come from the layer's shared log.
+    fn sequenced_by_layer(&self) -> bool {
+        self.hub.logs().is_some() && self.hub.layer().has_shared_log()
+    }
+
+    /// Local delivery after the layer's shared log numbered the frame. If
+    /// the layer failed, local members still get the frame, unnumbered.
+    fn deliver_with(
+        &self,
+        group: &str,
+        frame: &Frame,
+        result: Result<Option<u64>, crate::layer::LayerError>,
+    ) -> Result<(), BroadcastError> {
+        match result {
+            Ok(Some(seq)) => {
+                self.hub.deliver_sequenced(group, frame, seq);
+                Ok(())
+            }
+            Ok(None) => {
+                self.hub.deliver_logged(group, frame);
+                Ok(())
+            }
+            Err(err) => {
+                self.hub.deliver(group, frame);
+                Err(self.publish_failed(group, err))
+            }
+        }
+    }
+
+    /// Finish a layer future from code that is not async. The in-memory
+    /// layer is done at once; only a networked layer needs the runtime.
+    fn block_on<T>(
+        &self,
+        mut future: futures_util::future::BoxFuture<'_, Result<T, crate::layer::LayerError>>,
+    ) -> Result<T, crate::layer::LayerError> {
+        match future
             .as_mut()
             .poll(&mut Context::from_waker(Waker::noop()))
         {
             Poll::Ready(result) => result,
             Poll::Pending => match &self.runtime {
-                Some(runtime) => runtime.block_on(publish),
+                Some(runtime) => runtime.block_on(future),
                 None => Err(crate::layer::LayerError::new(
                     "no tokio runtime to publish from this thread",
                 )),
             },
-        };
-        result.map_err(|err| self.publish_failed(group, err))
+        }
     }
 
     /// How many connections of this process are in `group`.

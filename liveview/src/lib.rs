@@ -100,6 +100,7 @@ mod dispatch;
 mod error;
 mod handler;
 mod html;
+mod join;
 pub mod layer;
 mod limits;
 mod metrics;

@@ -4,6 +4,7 @@ use std::future::IntoFuture;
 use std::net::SocketAddr;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::app::LiveView;
@@ -32,6 +33,14 @@ pub async fn serve_until(
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // LiveView frames are small and latency-bound: without TCP_NODELAY a
+    // frame written while an earlier one is unacknowledged waits for the
+    // peer's delayed ACK (up to 40 ms on Linux).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(target: "liveview", error = %err, "could not set TCP_NODELAY");
+        }
+    });
     // Stop accepting and close the live connections at the same time:
     // upgraded sockets are not HTTP requests the server would wait for.
     let server = axum::serve(

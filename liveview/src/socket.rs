@@ -17,8 +17,9 @@ use tokio::sync::mpsc;
 use crate::app::Shared;
 use crate::consumer::Connection;
 use crate::dispatch;
+use crate::join;
 use crate::layer::local::Closer;
-use crate::layer::{BROADCAST_GROUP, Frame, Outbox, room_group};
+use crate::layer::{Frame, Resume};
 use crate::limits::{Bucket, Slot};
 use crate::metrics::Metrics;
 use crate::protocol::close;
@@ -131,10 +132,7 @@ fn origin_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
             return true;
         }
     }
-    let origin_host = origin
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .unwrap_or("");
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
     let host = headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -142,29 +140,32 @@ fn origin_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
     !origin_host.is_empty() && origin_host.eq_ignore_ascii_case(host)
 }
 
-async fn run(shared: Arc<Shared>, socket: WebSocket, room: String, scope: Scope, slot: Option<Slot>) {
-    let id = shared.next_id();
+async fn run(
+    shared: Arc<Shared>,
+    socket: WebSocket,
+    room: String,
+    scope: Scope,
+    slot: Option<Slot>,
+) {
     shared.metrics.connections_open.fetch_add(1, Relaxed);
     shared.metrics.connections_total.fetch_add(1, Relaxed);
-    let (outbox, rx) = Outbox::new(shared.config.queue);
-    let conn = Connection::new(id, &room, scope, outbox.clone(), shared.broadcaster.clone());
-    let room_group = room_group(&room);
-    shared.hub.join(&room_group, id, outbox.clone());
-    shared.hub.join(BROADCAST_GROUP, id, outbox.clone());
-    tracing::debug!(target: "liveview", connection = id, room = %room, "connected");
-
     let (sink, stream) = socket.split();
-    let closer = outbox.closer().clone();
+    let resume = scope.query("resume").map(|r| Resume::parse(&r));
+    let (conn, rx) = join::open(&shared, &room, scope, resume).await;
+    tracing::debug!(target: "liveview", connection = conn.id, room = %room, "connected");
+
+    let closer = conn.outbox.closer().clone();
     let writer = tokio::spawn(write(sink, rx, closer.clone(), shared.metrics.clone()));
-    let ip = slot.as_ref().map(|_| conn.scope.peer_addr().map(|p| p.ip())).flatten();
+    let ip = slot
+        .as_ref()
+        .and_then(|_| conn.scope.peer_addr().map(|p| p.ip()));
     read(&shared, &conn, stream, &closer, ip).await;
 
-    shared.hub.leave(&room_group, id);
-    shared.hub.leave(BROADCAST_GROUP, id);
+    join::close(&shared, &conn);
     let _ = writer.await;
     drop(slot);
     shared.metrics.connections_open.fetch_sub(1, Relaxed);
-    tracing::debug!(target: "liveview", connection = id, code = closer.code().unwrap_or(0), "disconnected");
+    tracing::debug!(target: "liveview", connection = conn.id, code = closer.code().unwrap_or(0), "disconnected");
 }
 
 async fn read(

@@ -2,12 +2,13 @@
 //! group, and fan-out of one frame to all of them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
 
+use super::log::{Logs, sequenced};
 use super::{ChannelLayer, Frame};
 use crate::error::SendError;
 
@@ -20,13 +21,29 @@ pub(crate) const CLOSE_SLOW_CLIENT: u16 = 1013;
 pub(crate) struct Outbox {
     tx: mpsc::Sender<Frame>,
     closer: Arc<Closer>,
+    /// Whether the client tracks group sequences (it asked to, by
+    /// connecting with a `resume` parameter): only then do group frames
+    /// carry `seq` and `group`.
+    sequenced: bool,
 }
 
-/// Why and whether a connection is closing. The first reason wins.
+/// Why and whether a connection is closing (the first reason wins), and
+/// the gate that holds group frames back while a reconnecting client is
+/// being replayed what it missed.
 #[derive(Debug, Default)]
 pub(crate) struct Closer {
     code: AtomicU16,
     token: CancellationToken,
+    gated: AtomicBool,
+    held: Mutex<Vec<Held>>,
+}
+
+/// A group frame held back by the gate.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub group: Arc<str>,
+    pub seq: Option<u64>,
+    pub frame: Frame,
 }
 
 impl Closer {
@@ -62,8 +79,19 @@ impl Outbox {
         let outbox = Self {
             tx,
             closer: Arc::new(Closer::default()),
+            sequenced: false,
         };
         (outbox, rx)
+    }
+
+    /// Group frames to this outbox carry their sequence numbers.
+    pub(crate) fn with_sequences(mut self, sequenced: bool) -> Self {
+        self.sequenced = sequenced;
+        self
+    }
+
+    pub(crate) fn wants_sequences(&self) -> bool {
+        self.sequenced
     }
 
     /// Queue a frame. A full queue means the client is not reading fast
@@ -80,6 +108,49 @@ impl Outbox {
         }
     }
 
+    /// Queue a frame of `group` (with its sequence, if any), unless the
+    /// gate holds group frames back.
+    pub(crate) fn push_group(
+        &self,
+        group: &Arc<str>,
+        seq: Option<u64>,
+        frame: Frame,
+    ) -> Result<(), SendError> {
+        if self.closer.gated.load(Ordering::Acquire) {
+            let mut held = self.closer.held.lock().unwrap_or_else(|e| e.into_inner());
+            if self.closer.gated.load(Ordering::Acquire) {
+                if held.len() >= self.tx.max_capacity() {
+                    self.closer.close(CLOSE_SLOW_CLIENT);
+                    return Err(SendError::SlowClient);
+                }
+                held.push(Held {
+                    group: group.clone(),
+                    seq,
+                    frame,
+                });
+                return Ok(());
+            }
+        }
+        self.push(frame)
+    }
+
+    /// Hold group frames back from now on.
+    pub(crate) fn hold(&self) {
+        self.closer.gated.store(true, Ordering::Release);
+    }
+
+    /// Queue the held frames that `keep` accepts, in arrival order, and
+    /// stop holding: frames published meanwhile come after them.
+    pub(crate) fn release(&self, keep: impl Fn(&Held) -> bool) {
+        let mut held = self.closer.held.lock().unwrap_or_else(|e| e.into_inner());
+        for item in held.drain(..) {
+            if keep(&item) {
+                let _ = self.push(item.frame);
+            }
+        }
+        self.closer.gated.store(false, Ordering::Release);
+    }
+
     pub(crate) fn closer(&self) -> &Arc<Closer> {
         &self.closer
     }
@@ -89,11 +160,14 @@ impl Outbox {
     }
 }
 
-/// Group name -> members (connection id -> outbox).
+/// Group name -> members (connection id -> outbox), and the per-process
+/// logs of group frames when replay is on.
 #[derive(Debug)]
 pub(crate) struct Hub {
     groups: RwLock<HashMap<Arc<str>, HashMap<u64, Outbox>>>,
     layer: Arc<dyn ChannelLayer>,
+    logs: Option<Logs>,
+    emptied: std::sync::atomic::AtomicU64,
 }
 
 impl Hub {
@@ -101,7 +175,36 @@ impl Hub {
         Self {
             groups: RwLock::default(),
             layer,
+            logs: None,
+            emptied: Default::default(),
         }
+    }
+
+    pub(crate) fn with_logs(mut self, logs: Option<Logs>) -> Self {
+        self.logs = logs;
+        self
+    }
+
+    pub(crate) fn logs(&self) -> Option<&Logs> {
+        self.logs.as_ref()
+    }
+
+    /// Deliver a frame published here whose layer keeps no shared log:
+    /// sequenced by this process's log when replay is on.
+    pub(crate) fn deliver_logged(&self, group: &str, frame: &Frame) -> usize {
+        match &self.logs {
+            Some(logs) => logs.append(group, frame, |seq| {
+                self.deliver_sequenced(group, frame, seq)
+            }),
+            None => self.deliver(group, frame),
+        }
+    }
+
+    /// Deliver a frame of a group's log: members that track sequences get
+    /// it with `seq` and `group` spliced in (once for all of them), the
+    /// others as it is.
+    pub(crate) fn deliver_sequenced(&self, group: &str, frame: &Frame, seq: u64) -> usize {
+        self.fan_out(group, Some(seq), frame)
     }
 
     pub(crate) fn layer(&self) -> &Arc<dyn ChannelLayer> {
@@ -127,12 +230,28 @@ impl Hub {
 
     /// Remove a member; the layer unsubscribes when it was the last here.
     pub(crate) fn leave(&self, group: &str, id: u64) {
-        let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(members) = groups.get_mut(group) {
-            members.remove(&id);
-            if members.is_empty() {
-                groups.remove(group);
-                self.layer.unsubscribe(group);
+        let emptied = {
+            let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
+            match groups.get_mut(group) {
+                Some(members) => {
+                    members.remove(&id);
+                    let empty = members.is_empty();
+                    if empty {
+                        groups.remove(group);
+                        self.layer.unsubscribe(group);
+                    }
+                    empty
+                }
+                None => false,
+            }
+        };
+        // Now and then, forget the logs of groups that are gone and whose
+        // frames all aged out (outside the table lock: logs, then table).
+        if emptied {
+            if let Some(logs) = &self.logs {
+                if self.emptied.fetch_add(1, Ordering::Relaxed) % 64 == 63 {
+                    logs.sweep(|g| self.members(g) > 0);
+                }
             }
         }
     }
@@ -140,13 +259,26 @@ impl Hub {
     /// Queue `frame` for every local member of `group`. The frame buffer is
     /// shared, not copied. Returns the number of members it was queued for.
     pub(crate) fn deliver(&self, group: &str, frame: &Frame) -> usize {
+        self.fan_out(group, None, frame)
+    }
+
+    fn fan_out(&self, group: &str, seq: Option<u64>, frame: &Frame) -> usize {
         let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
-        let Some(members) = groups.get(group) else {
+        let Some((name, members)) = groups.get_key_value(group) else {
             return 0;
         };
+        let mut numbered: Option<Frame> = None;
         members
             .values()
-            .filter(|outbox| outbox.push(frame.clone()).is_ok())
+            .filter(|outbox| {
+                let frame = match seq {
+                    Some(seq) if outbox.wants_sequences() => numbered
+                        .get_or_insert_with(|| sequenced(frame, group, seq))
+                        .clone(),
+                    _ => frame.clone(),
+                };
+                outbox.push_group(name, seq, frame).is_ok()
+            })
             .count()
     }
 
@@ -184,6 +316,21 @@ mod tests {
             Err(SendError::SlowClient)
         ));
         assert_eq!(outbox.closer().code(), Some(CLOSE_SLOW_CLIENT));
+    }
+
+    #[test]
+    fn held_frames_are_released_in_order_minus_those_already_replayed() {
+        let (outbox, mut rx) = Outbox::new(8);
+        let group: Arc<str> = Arc::from("room_a");
+        outbox.hold();
+        outbox.push_group(&group, Some(3), Frame::from("3")).unwrap();
+        outbox.push_group(&group, Some(4), Frame::from("4")).unwrap();
+        assert!(rx.try_recv().is_err(), "held back");
+        outbox.push(Frame::from("replayed 3")).unwrap();
+        outbox.release(|held| held.seq.is_some_and(|s| s > 3));
+        outbox.push_group(&group, Some(5), Frame::from("5")).unwrap();
+        let order: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(order, ["replayed 3", "4", "5"].map(Frame::from));
     }
 
     #[test]

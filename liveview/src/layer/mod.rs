@@ -16,11 +16,14 @@
 //! frames through Redis pub/sub.
 
 pub(crate) mod local;
+mod log;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
 pub(crate) use local::{Hub, Outbox};
+pub(crate) use log::{Logs, sequenced};
+pub use log::{Replay, ReplayConfig, Resume, replay_from};
 pub use memory::MemoryLayer;
 #[cfg(feature = "redis")]
 pub use redis::{RedisLayer, RedisLayerBuilder};
@@ -91,6 +94,37 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
         frame: &'a Frame,
     ) -> BoxFuture<'a, Result<(), LayerError>>;
 
+    /// Whether this layer keeps a log of group frames shared by every
+    /// process ([`publish_sequenced`](Self::publish_sequenced) and
+    /// [`replay`](Self::replay)). Default: no.
+    fn has_shared_log(&self) -> bool {
+        false
+    }
+
+    /// Publish `frame` to `group`'s log shared by every process, and to the
+    /// members in other processes: returns the sequence number the log gave
+    /// it. Layers without a shared log return `None` (the default), and the
+    /// application then keeps a log per process (replay works as long as a
+    /// client reconnects to the same process).
+    fn publish_sequenced<'a>(
+        &'a self,
+        group: &'a str,
+        frame: &'a Frame,
+    ) -> BoxFuture<'a, Result<Option<u64>, LayerError>> {
+        Box::pin(async move { self.publish(group, frame).await.map(|()| None) })
+    }
+
+    /// What `group`'s shared log holds after sequence `after`, for a client
+    /// that reconnects; `None` when the layer keeps no shared log.
+    fn replay<'a>(
+        &'a self,
+        group: &'a str,
+        after: u64,
+    ) -> BoxFuture<'a, Result<Option<Replay>, LayerError>> {
+        let _ = (group, after);
+        Box::pin(async { Ok(None) })
+    }
+
     /// Whether the layer can currently carry frames (readiness checks).
     fn health(&self) -> BoxFuture<'_, Result<(), LayerError>> {
         Box::pin(async { Ok(()) })
@@ -111,9 +145,16 @@ pub struct LocalDelivery {
 
 impl LocalDelivery {
     /// Deliver `frame` to every local member of `group`; returns how many
-    /// connections it was queued for.
+    /// connections it was queued for. With replay on and a layer without a
+    /// shared log, the frame joins this process's log of the group.
     pub fn deliver(&self, group: &str, frame: &Frame) -> usize {
-        self.hub.deliver(group, frame)
+        self.hub.deliver_logged(group, frame)
+    }
+
+    /// Deliver a frame of `group`'s shared log, with its sequence number,
+    /// to every local member of `group`.
+    pub fn deliver_sequenced(&self, group: &str, frame: &Frame, seq: u64) -> usize {
+        self.hub.deliver_sequenced(group, frame, seq)
     }
 
     /// The groups that have at least one member in this process, e.g. to

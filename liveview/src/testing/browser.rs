@@ -97,7 +97,10 @@ impl fmt::Display for BrowserError {
             Self::Session(err) => write!(f, "cannot open a browser session: {err}"),
             Self::Command(err) => write!(f, "browser command failed: {err}"),
             Self::Timeout { what, after, last } => {
-                write!(f, "timed out after {after:?} waiting for {what} (last seen: {last})")
+                write!(
+                    f,
+                    "timed out after {after:?} waiting for {what} (last seen: {last})"
+                )
             }
             Self::Io(err) => write!(f, "{err}"),
         }
@@ -150,7 +153,11 @@ impl Default for BrowserBuilder {
     fn default() -> Self {
         let chromium = std::env::var_os("LIVEVIEW_CHROMIUM")
             .map(PathBuf::from)
-            .or_else(|| Path::new(CHROMIUM).exists().then(|| PathBuf::from(CHROMIUM)));
+            .or_else(|| {
+                Path::new(CHROMIUM)
+                    .exists()
+                    .then(|| PathBuf::from(CHROMIUM))
+            });
         Self {
             chromedriver: std::env::var_os("LIVEVIEW_CHROMEDRIVER")
                 .map_or_else(|| PathBuf::from(CHROMEDRIVER), PathBuf::from),
@@ -212,8 +219,12 @@ struct Driver {
 
 impl Driver {
     async fn spawn(program: &Path) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("liveview-browser-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).map_err(|e| BrowserError::Start(format!("{}: {e}", dir.display())))?;
+        let dir = std::env::temp_dir().join(format!(
+            "liveview-browser-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| BrowserError::Start(format!("{}: {e}", dir.display())))?;
         let mut last = String::new();
         // A free port can be taken between finding it and chromedriver
         // binding it: try a few.
@@ -225,7 +236,10 @@ impl Driver {
             command
                 .arg(format!("--port={port}"))
                 .stdin(Stdio::null())
-                .stdout(log.try_clone().map_err(|e| BrowserError::Start(e.to_string()))?)
+                .stdout(
+                    log.try_clone()
+                        .map_err(|e| BrowserError::Start(e.to_string()))?,
+                )
                 .stderr(log);
             #[cfg(unix)]
             std::os::unix::process::CommandExt::process_group(&mut command, 0);
@@ -255,10 +269,17 @@ impl Driver {
     async fn ready(&self, port: u16) -> std::result::Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return Ok(());
             }
-            let exited = self.child.lock().unwrap_or_else(|e| e.into_inner()).try_wait();
+            let exited = self
+                .child
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .try_wait();
             if let Ok(Some(status)) = exited {
                 return Err(format!("chromedriver exited with {status}"));
             }
@@ -339,7 +360,10 @@ impl Browser {
     async fn open_session(driver: Arc<Driver>, options: Arc<BrowserBuilder>) -> Result<Self> {
         let profile = driver.new_profile();
         let mut args: Vec<String> = options.args.clone();
-        args.push(format!("--window-size={},{}", options.window.0, options.window.1));
+        args.push(format!(
+            "--window-size={},{}",
+            options.window.0, options.window.1
+        ));
         args.push(format!("--user-data-dir={}", profile.display()));
         let mut chrome = json!({ "args": args });
         if let Some(binary) = &options.chromium {
@@ -402,7 +426,8 @@ impl Browser {
 
     /// The value of a JavaScript expression.
     pub async fn eval(&self, expression: &str) -> Result<Value> {
-        self.execute(&format!("return ({expression});"), Vec::new()).await
+        self.execute(&format!("return ({expression});"), Vec::new())
+            .await
     }
 
     /// Wait up to `timeout` until the JavaScript expression `condition` is
@@ -564,7 +589,8 @@ fn workspace_root() -> PathBuf {
     start
         .ancestors()
         .filter(|dir| {
-            std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|toml| toml.contains("[workspace]"))
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|toml| toml.contains("[workspace]"))
         })
         .last()
         .map_or_else(|| start.clone(), Path::to_path_buf)

@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 use crate::app::LiveView;
 use crate::consumer::Connection;
 use crate::dispatch;
-use crate::layer::{BROADCAST_GROUP, Frame, Outbox, room_group};
+use crate::join;
+use crate::layer::{Frame, Resume};
 use crate::scope::Scope;
 
 /// A [`LiveView`] app under test, without a server.
@@ -60,12 +61,28 @@ impl TestApp {
 
     /// Connect with a scope of your own (headers, cookies, a user).
     pub fn connect_with_scope(&self, room: &str, scope: Scope) -> TestClient {
-        let shared = &self.live.shared;
-        let id = shared.next_id();
-        let (outbox, rx) = Outbox::new(shared.config.queue);
-        let conn = Connection::new(id, room, scope, outbox.clone(), shared.broadcaster.clone());
-        shared.hub.join(&room_group(room), id, outbox.clone());
-        shared.hub.join(BROADCAST_GROUP, id, outbox);
+        let (conn, rx) =
+            futures_util::FutureExt::now_or_never(join::open(&self.live.shared, room, scope, None))
+                .expect("joining without a resume does not wait");
+        TestClient {
+            live: self.live.clone(),
+            conn,
+            rx,
+        }
+    }
+
+    /// Connect a client that comes back after a disconnect, having applied
+    /// the frames up to the given sequence per group (the `resume` query
+    /// parameter of a browser's socket URL, e.g. `"broadcast:41,room_x:17"`).
+    /// What it missed arrives first.
+    pub async fn reconnect(&self, room: &str, resume: &str) -> TestClient {
+        let (conn, rx) = join::open(
+            &self.live.shared,
+            room,
+            Scope::default(),
+            Some(Resume::parse(resume)),
+        )
+        .await;
         TestClient {
             live: self.live.clone(),
             conn,
@@ -127,8 +144,6 @@ impl TestClient {
 
 impl Drop for TestClient {
     fn drop(&mut self) {
-        let hub = &self.live.shared.hub;
-        hub.leave(&room_group(&self.conn.room), self.conn.id);
-        hub.leave(BROADCAST_GROUP, self.conn.id);
+        join::close(&self.live.shared, &self.conn);
     }
 }

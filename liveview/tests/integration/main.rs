@@ -10,6 +10,7 @@ mod handlers;
 mod levels;
 mod middleware;
 mod origin;
+mod replay;
 mod security;
 #[cfg(feature = "redis")]
 mod redis;

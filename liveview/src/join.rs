@@ -1,0 +1,99 @@
+//! A connection joining its groups, with the replay of what it missed when
+//! it comes back after a disconnect, and leaving them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::app::Shared;
+use crate::consumer::Connection;
+use crate::layer::{BROADCAST_GROUP, Frame, Outbox, Replay, Resume, room_group, sequenced};
+use crate::scope::Scope;
+
+/// The frame that tells a client its missed frames are gone: reload the
+/// live parts of the page.
+pub(crate) const RESYNC: &str = r#"{"resync":true}"#;
+
+/// Open a connection in `room`: join `room_<room>` and `broadcast`, and,
+/// for a client resuming after a disconnect, queue what it missed in each
+/// group, in order, before any frame published since. A client that sent a
+/// `resume` parameter (even an empty one) gets group frames numbered.
+pub(crate) async fn open(
+    shared: &Shared,
+    room: &str,
+    scope: Scope,
+    resume: Option<Resume>,
+) -> (Arc<Connection>, mpsc::Receiver<Frame>) {
+    let id = shared.next_id();
+    let replay_on = shared.hub.logs().is_some();
+    // A `resume` parameter, even empty, says the client tracks sequences.
+    let (outbox, rx) = Outbox::new(shared.config.queue);
+    let outbox = outbox.with_sequences(replay_on && resume.is_some());
+    let conn = Connection::new(id, room, scope, outbox.clone(), shared.broadcaster.clone());
+    let groups = [room_group(room), BROADCAST_GROUP.to_owned()];
+    let resume = resume.filter(|r| !r.is_empty() && replay_on);
+    if resume.is_some() {
+        // Frames published while the log is read wait behind the gate.
+        outbox.hold();
+    }
+    for group in &groups {
+        shared.hub.join(group, id, outbox.clone());
+    }
+    if let Some(resume) = resume {
+        replay(shared, &outbox, &groups, &resume).await;
+    }
+    (conn, rx)
+}
+
+/// Leave every group of the connection.
+pub(crate) fn close(shared: &Shared, conn: &Connection) {
+    shared.hub.leave(&room_group(&conn.room), conn.id);
+    shared.hub.leave(BROADCAST_GROUP, conn.id);
+}
+
+async fn replay(shared: &Shared, outbox: &Outbox, groups: &[String], resume: &Resume) {
+    let mut resync = false;
+    let mut frames = Vec::new();
+    let mut replayed_up_to: HashMap<&str, u64> = HashMap::new();
+    for group in groups {
+        let Some(after) = resume.last(group) else {
+            continue;
+        };
+        let answer = match shared.hub.layer().replay(group, after).await {
+            Ok(Some(answer)) => answer,
+            Ok(None) => match shared.hub.logs() {
+                Some(logs) => logs.replay(group, after),
+                None => Replay::Gap,
+            },
+            Err(err) => {
+                tracing::warn!(target: "liveview", group, error = %err, "replay unavailable");
+                Replay::Gap
+            }
+        };
+        match answer {
+            Replay::Frames(missed) => {
+                let newest = missed.last().map_or(after, |(seq, _)| *seq);
+                replayed_up_to.insert(group, newest);
+                frames.extend(
+                    missed
+                        .into_iter()
+                        .map(|(seq, frame)| sequenced(&frame, group, seq)),
+                );
+            }
+            Replay::Gap => resync = true,
+        }
+    }
+    if resync {
+        let _ = outbox.push(Frame::from_static(RESYNC));
+    }
+    for frame in frames {
+        let _ = outbox.push(frame);
+    }
+    // Frames that arrived while the log was read: those the replay already
+    // covered are dropped, so nothing is sent twice.
+    outbox.release(|held| match (held.seq, replayed_up_to.get(&*held.group)) {
+        (Some(seq), Some(up_to)) => seq > *up_to,
+        _ => true,
+    });
+}
