@@ -20,6 +20,7 @@ use crate::layer::{ChannelLayer, Hub, LocalDelivery, Logs, MemoryLayer, ReplayCo
 use crate::limits::{Addresses, Limits, RateLimit};
 use crate::metrics::Metrics;
 use crate::middleware::Middleware;
+use crate::presence::{OnPresence, Presence};
 use crate::protocol::DEFAULT_MAX_FRAME;
 use crate::session::RoomSigner;
 
@@ -68,7 +69,16 @@ pub(crate) struct Shared {
     pub tracker: TaskTracker,
     pub metrics: Arc<Metrics>,
     pub addresses: Arc<Addresses>,
+    pub presence: PresenceConfig,
     next_id: AtomicU64,
+}
+
+/// Whether presence is shared through the layer, and what to tell a room
+/// when it changes.
+#[derive(Clone, Default)]
+pub(crate) struct PresenceConfig {
+    pub tracked: bool,
+    pub on_change: Option<OnPresence>,
 }
 
 impl Shared {
@@ -137,7 +147,13 @@ impl LiveView {
 
     /// Number of connections open in this process.
     pub fn connections(&self) -> usize {
-        self.shared.tracker.len()
+        usize::try_from(
+            self.shared
+                .metrics
+                .connections_open
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+        .unwrap_or(0)
     }
 
     /// Whether the channel layer can carry frames now (for readiness
@@ -186,6 +202,7 @@ impl LiveView {
 #[derive(Default)]
 pub struct LiveViewBuilder {
     config: Config,
+    presence: PresenceConfig,
     middleware: Vec<Middleware>,
     layer: Option<Arc<dyn ChannelLayer>>,
     authenticator: Option<Arc<dyn Authenticator>>,
@@ -343,6 +360,39 @@ impl LiveViewBuilder {
         self
     }
 
+    /// Track who is in each room on every process (through the channel
+    /// layer), for [`Consumer::presence`](crate::Consumer::presence) and
+    /// [`Broadcaster::presence`](crate::Broadcaster::presence). Without it
+    /// they count this process only.
+    pub fn track_presence(mut self) -> Self {
+        self.presence.tracked = true;
+        self
+    }
+
+    /// Track presence, and when someone joins or leaves a room, send the
+    /// room the update `f` makes from its new presence (if any), on every
+    /// process.
+    ///
+    /// ```
+    /// use liveview::{LiveView, Update};
+    ///
+    /// let live = LiveView::builder()
+    ///     .on_presence(|presence| {
+    ///         Some(Update::new("#viewers").html(format!("{} watching", presence.count)))
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(live);
+    /// ```
+    pub fn on_presence<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Presence) -> Option<crate::Update> + Send + Sync + 'static,
+    {
+        self.presence.tracked = true;
+        self.presence.on_change = Some(Arc::new(f));
+        self
+    }
+
     /// Turn the origin check off. Only for APIs that are not reachable from
     /// browsers, or behind a proxy that checks it already.
     pub fn disable_origin_check(mut self) -> Self {
@@ -375,6 +425,7 @@ impl LiveViewBuilder {
                 tracker: TaskTracker::new(),
                 metrics,
                 addresses: Arc::default(),
+                presence: self.presence,
                 next_id: AtomicU64::new(1),
             }),
         })

@@ -167,6 +167,20 @@ impl Broadcaster {
         }
     }
 
+    /// Who is in `room`, on every process when the channel layer shares
+    /// presence (Redis does), else in this process.
+    pub async fn presence(&self, room: &str) -> crate::Presence {
+        let members = match self.hub.layer().presence(room).await {
+            Ok(Some(members)) => members,
+            Ok(None) => self.hub.presence.members(room),
+            Err(err) => {
+                tracing::debug!(target: "liveview", room, error = %err, "shared presence unavailable; counting this process");
+                self.hub.presence.members(room)
+            }
+        };
+        crate::Presence::new(room, members)
+    }
+
     /// How many connections of this process are in `group`.
     pub fn local_members(&self, group: &str) -> usize {
         self.hub.members(group)

@@ -152,6 +152,11 @@ impl Consumer {
         self.conn.broadcaster.send_to_room_blocking(room, update)
     }
 
+    /// Who is in this connection's room (see [`Broadcaster::presence`]).
+    pub async fn presence(&self) -> crate::Presence {
+        self.conn.broadcaster.presence(&self.conn.room).await
+    }
+
     /// A handle that broadcasts and sends to rooms, for tasks and threads
     /// that outlive the call.
     pub fn broadcaster(&self) -> Broadcaster {

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::app::Shared;
+use crate::broadcast::Broadcaster;
+use crate::presence::OnPresence;
 use crate::consumer::Connection;
 use crate::layer::{BROADCAST_GROUP, Frame, Outbox, Replay, Resume, room_group, sequenced};
 use crate::scope::Scope;
@@ -43,13 +45,45 @@ pub(crate) async fn open(
     if let Some(resume) = resume {
         replay(shared, &outbox, &groups, &resume).await;
     }
+    let user = conn.scope.user().cloned();
+    shared.hub.presence.join(room, id, user.clone());
+    if shared.presence.tracked {
+        if let Err(err) = shared.hub.layer().presence_join(room, id, user.as_ref()).await {
+            tracing::warn!(target: "liveview", room, error = %err, "presence not shared");
+        }
+        announce(shared.presence.on_change.as_ref(), &shared.broadcaster, room).await;
+    }
     (conn, rx)
 }
 
-/// Leave every group of the connection.
+/// Leave every group of the connection, and the room's presence.
 pub(crate) fn close(shared: &Shared, conn: &Connection) {
     shared.hub.leave(&room_group(&conn.room), conn.id);
     shared.hub.leave(BROADCAST_GROUP, conn.id);
+    shared.hub.presence.leave(&conn.room, conn.id);
+    if shared.presence.tracked && !shared.shutdown.is_cancelled() {
+        let broadcaster = shared.broadcaster.clone();
+        let on_change = shared.presence.on_change.clone();
+        let layer = shared.hub.layer().clone();
+        let (room, id) = (conn.room.to_string(), conn.id);
+        shared.tracker.spawn(async move {
+            if let Err(err) = layer.presence_leave(&room, id).await {
+                tracing::warn!(target: "liveview", room, error = %err, "presence not shared");
+            }
+            announce(on_change.as_ref(), &broadcaster, &room).await;
+        });
+    }
+}
+
+/// Send the room the app's presence update, if it wants one.
+async fn announce(on_change: Option<&OnPresence>, broadcaster: &Broadcaster, room: &str) {
+    let Some(on_change) = on_change else {
+        return;
+    };
+    let presence = broadcaster.presence(room).await;
+    if let Some(update) = on_change(&presence) {
+        let _ = broadcaster.send_to_room(room, update).await;
+    }
 }
 
 async fn replay(shared: &Shared, outbox: &Outbox, groups: &[String], resume: &Resume) {

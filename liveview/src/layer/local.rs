@@ -168,6 +168,8 @@ pub(crate) struct Hub {
     layer: Arc<dyn ChannelLayer>,
     logs: Option<Logs>,
     emptied: std::sync::atomic::AtomicU64,
+    /// Who is in each room here, with their users.
+    pub(crate) presence: crate::presence::LocalPresence,
 }
 
 impl Hub {
@@ -177,6 +179,7 @@ impl Hub {
             layer,
             logs: None,
             emptied: Default::default(),
+            presence: Default::default(),
         }
     }
 

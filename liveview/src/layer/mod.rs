@@ -125,6 +125,36 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// A connection (`id`, unique in this process) with `user` entered
+    /// `room`: record it where every process can see it. Called only when
+    /// the app tracks presence. Default: nothing (presence is local).
+    fn presence_join<'a>(
+        &'a self,
+        room: &'a str,
+        id: u64,
+        user: Option<&'a crate::User>,
+    ) -> BoxFuture<'a, Result<(), LayerError>> {
+        let _ = (room, id, user);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The connection `id` left `room`.
+    fn presence_leave<'a>(&'a self, room: &'a str, id: u64) -> BoxFuture<'a, Result<(), LayerError>> {
+        let _ = (room, id);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Every connection in `room` on every process, with its user; `None`
+    /// when the layer keeps no shared presence (the app then counts this
+    /// process only).
+    fn presence<'a>(
+        &'a self,
+        room: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<Option<crate::User>>>, LayerError>> {
+        let _ = room;
+        Box::pin(async { Ok(None) })
+    }
+
     /// Whether the layer can currently carry frames (readiness checks).
     fn health(&self) -> BoxFuture<'_, Result<(), LayerError>> {
         Box::pin(async { Ok(()) })

@@ -10,6 +10,7 @@ mod handlers;
 mod levels;
 mod middleware;
 mod origin;
+mod presence;
 mod replay;
 mod security;
 #[cfg(feature = "redis")]

@@ -1,0 +1,91 @@
+//! Presence: who is in a room, across every server process, and an update
+//! to the room whenever someone joins or leaves.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::scope::User;
+use crate::update::Update;
+
+/// Who is in a room: how many connections, and the distinct signed-in
+/// users among them (as the authenticator gave them).
+///
+/// ```
+/// use liveview::{Presence, User};
+///
+/// let presence = Presence::new("lobby", vec![Some(User::new("1", "Ada")), None, Some(User::new("1", "Ada"))]);
+/// assert_eq!(presence.count, 3);
+/// assert_eq!(presence.users.len(), 1);
+/// assert_eq!(presence.anonymous, 1);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Presence {
+    /// The room.
+    pub room: String,
+    /// Open connections in the room (a user with two tabs counts twice).
+    pub count: usize,
+    /// Connections without a user.
+    pub anonymous: usize,
+    /// The distinct users, by id, in a stable order.
+    pub users: Vec<User>,
+}
+
+impl Presence {
+    /// Presence from one entry per connection.
+    pub fn new(room: impl Into<String>, members: Vec<Option<User>>) -> Self {
+        let count = members.len();
+        let mut users: Vec<User> = Vec::new();
+        let mut anonymous = 0;
+        for member in members {
+            match member {
+                Some(user) if !users.iter().any(|u| u.id == user.id) => users.push(user),
+                Some(_) => {}
+                None => anonymous += 1,
+            }
+        }
+        users.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        Self {
+            room: room.into(),
+            count,
+            anonymous,
+            users,
+        }
+    }
+}
+
+/// What the app sends a room when its presence changes.
+pub(crate) type OnPresence = Arc<dyn Fn(&Presence) -> Option<Update> + Send + Sync>;
+
+/// The members of each room in this process, with their users.
+#[derive(Debug, Default)]
+pub(crate) struct LocalPresence {
+    rooms: Mutex<HashMap<String, HashMap<u64, Option<User>>>>,
+}
+
+impl LocalPresence {
+    pub(crate) fn join(&self, room: &str, id: u64, user: Option<User>) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms.entry(room.to_owned()).or_default().insert(id, user);
+    }
+
+    pub(crate) fn leave(&self, room: &str, id: u64) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(members) = rooms.get_mut(room) {
+            members.remove(&id);
+            if members.is_empty() {
+                rooms.remove(room);
+            }
+        }
+    }
+
+    pub(crate) fn members(&self, room: &str) -> Vec<Option<User>> {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms
+            .get(room)
+            .map(|members| members.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
