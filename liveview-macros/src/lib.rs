@@ -105,12 +105,12 @@ fn expand(name: &LitStr, function: &ItemFn) -> proc_macro2::TokenStream {
             "a handler takes exactly two arguments: (consumer: &Consumer, content: Content)"
         ););
     }
-    if let Some(FnArg::Typed(first)) = sig.inputs.first() {
-        if !matches!(*first.ty, syn::Type::Reference(_)) {
-            return quote_spanned!(first.ty.span()=> ::core::compile_error!(
-                "the first argument of a handler is a reference to the consumer: `consumer: &Consumer`"
-            ););
-        }
+    if let Some(FnArg::Typed(first)) = sig.inputs.first()
+        && !matches!(*first.ty, syn::Type::Reference(_))
+    {
+        return quote_spanned!(first.ty.span()=> ::core::compile_error!(
+            "the first argument of a handler is a reference to the consumer: `consumer: &Consumer`"
+        ););
     }
     let (adapter, kind) = if sig.asyncness.is_some() {
         let adapter = quote! {

@@ -168,9 +168,12 @@ impl LiveView {
     pub async fn shutdown(&self) -> bool {
         self.shared.shutdown.cancel();
         self.shared.tracker.close();
-        let finished = tokio::time::timeout(self.shared.config.shutdown_grace, self.shared.tracker.wait())
-            .await
-            .is_ok();
+        let finished = tokio::time::timeout(
+            self.shared.config.shutdown_grace,
+            self.shared.tracker.wait(),
+        )
+        .await
+        .is_ok();
         self.shared.hub.layer().shutdown();
         finished
     }

@@ -62,7 +62,10 @@ pub(crate) async fn serve_script(Query(version): Query<Version>, headers: Header
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+        });
     let common = [
         (header::ETAG, etag_value),
         (header::CACHE_CONTROL, HeaderValue::from_static(cache)),

@@ -63,7 +63,11 @@ impl Broadcaster {
 
     /// Send to every member of `group` (`broadcast`, `room_<room>`, or a
     /// group of the application's own).
-    pub async fn publish(&self, group: &str, update: impl IntoUpdate) -> Result<(), BroadcastError> {
+    pub async fn publish(
+        &self,
+        group: &str,
+        update: impl IntoUpdate,
+    ) -> Result<(), BroadcastError> {
         let frame = Self::serialise(update)?;
         self.publish_frame(group, &frame).await
     }
@@ -194,7 +198,9 @@ impl Broadcaster {
     }
 
     fn publish_failed(&self, group: &str, err: crate::layer::LayerError) -> BroadcastError {
-        self.metrics.publish_failures.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .publish_failures
+            .fetch_add(1, Ordering::Relaxed);
         // Layers log their own failures (rate-limited during an outage).
         tracing::debug!(target: "liveview", group, error = %err, "publish to other processes failed");
         BroadcastError::Layer(err)

@@ -57,9 +57,10 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
         Ok(call) => call,
         Err(invalid) => {
             tracing::debug!(target: "liveview", connection = conn.id, reason = %invalid.0, "invalid message");
-            let _ = conn
-                .outbox
-                .push(Frame::from(protocol::error_frame(errors::INVALID_MESSAGE, None)));
+            let _ = conn.outbox.push(Frame::from(protocol::error_frame(
+                errors::INVALID_MESSAGE,
+                None,
+            )));
             shared
                 .metrics
                 .call("", Outcome::Invalid, std::time::Duration::ZERO);
@@ -93,9 +94,10 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
             if allowed {
                 let outcome = run(shared, entry.handler, &consumer, content).await;
                 if outcome != Outcome::Ok {
-                    let _ = conn
-                        .outbox
-                        .push(Frame::from(protocol::error_frame(errors::INTERNAL, reference)));
+                    let _ = conn.outbox.push(Frame::from(protocol::error_frame(
+                        errors::INTERNAL,
+                        reference,
+                    )));
                 }
                 outcome
             } else {
@@ -108,7 +110,9 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
         call.finish();
     }
     if let Some(reference) = reference {
-        let _ = conn.outbox.push(Frame::from(protocol::done_frame(reference)));
+        let _ = conn
+            .outbox
+            .push(Frame::from(protocol::done_frame(reference)));
     }
     shared.metrics.call(&function, outcome, started.elapsed());
     tracing::debug!(
@@ -129,11 +133,14 @@ pub(crate) fn refuse_rate_limited(conn: &Connection, text: &str) {
     let reference = protocol::parse(text, &conn.room)
         .ok()
         .and_then(|call| call.reference);
-    let _ = conn
-        .outbox
-        .push(Frame::from(protocol::error_frame(errors::RATE_LIMITED, reference)));
+    let _ = conn.outbox.push(Frame::from(protocol::error_frame(
+        errors::RATE_LIMITED,
+        reference,
+    )));
     if let Some(reference) = reference {
-        let _ = conn.outbox.push(Frame::from(protocol::done_frame(reference)));
+        let _ = conn
+            .outbox
+            .push(Frame::from(protocol::done_frame(reference)));
     }
 }
 
@@ -167,7 +174,9 @@ async fn run(
                 Ok(Err(join)) => {
                     match join.try_into_panic() {
                         Ok(panic) => log_panic(&function, consumer.id(), &panic),
-                        Err(join) => tracing::error!(target: "liveview", function = %function, error = %join, "handler task failed"),
+                        Err(join) => {
+                            tracing::error!(target: "liveview", function = %function, error = %join, "handler task failed")
+                        }
                     }
                     Err(Outcome::Panicked)
                 }

@@ -51,7 +51,10 @@ pub struct HandlerEntry {
 
 impl HandlerEntry {
     fn location(&self) -> String {
-        format!("{}::{} ({}:{})", self.module, self.name, self.file, self.line)
+        format!(
+            "{}::{} ({}:{})",
+            self.module, self.name, self.file, self.line
+        )
     }
 }
 

@@ -13,7 +13,10 @@ use std::borrow::Cow;
 /// assert_eq!(liveview::escape("plain"), "plain");
 /// ```
 pub fn escape(text: &str) -> Cow<'_, str> {
-    if !text.bytes().any(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'')) {
+    if !text
+        .bytes()
+        .any(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\''))
+    {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);

@@ -8,9 +8,9 @@ use tokio::sync::mpsc;
 
 use crate::app::Shared;
 use crate::broadcast::Broadcaster;
-use crate::presence::OnPresence;
 use crate::consumer::Connection;
 use crate::layer::{BROADCAST_GROUP, Frame, Outbox, Replay, Resume, room_group, sequenced};
+use crate::presence::OnPresence;
 use crate::scope::Scope;
 
 /// The frame that tells a client its missed frames are gone: reload the
@@ -48,10 +48,20 @@ pub(crate) async fn open(
     let user = conn.scope.user().cloned();
     shared.hub.presence.join(room, id, user.clone());
     if shared.presence.tracked {
-        if let Err(err) = shared.hub.layer().presence_join(room, id, user.as_ref()).await {
+        if let Err(err) = shared
+            .hub
+            .layer()
+            .presence_join(room, id, user.as_ref())
+            .await
+        {
             tracing::warn!(target: "liveview", room, error = %err, "presence not shared");
         }
-        announce(shared.presence.on_change.as_ref(), &shared.broadcaster, room).await;
+        announce(
+            shared.presence.on_change.as_ref(),
+            &shared.broadcaster,
+            room,
+        )
+        .await;
     }
     (conn, rx)
 }

@@ -169,7 +169,9 @@ impl Addresses {
             }
         }
         // Now and then, sweep addresses whose buckets refilled since.
-        let closes = self.closes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let closes = self
+            .closes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if closes % 256 == 255 {
             table.retain(|_, a| !forgettable(a));
         }
@@ -218,6 +220,10 @@ mod tests {
         assert!(addresses.open(ip, Some(2)).is_some());
         let third = addresses.slot(ip, None);
         drop((second, third));
-        assert_eq!(addresses.len(), 0, "an address with nothing open is forgotten");
+        assert_eq!(
+            addresses.len(),
+            0,
+            "an address with nothing open is forgotten"
+        );
     }
 }

@@ -80,7 +80,10 @@ impl Metrics {
             .or_else(|| self.functions.get(UNKNOWN));
         if let Some(stats) = stats {
             stats.outcomes[outcome as usize].fetch_add(1, Relaxed);
-            if matches!(outcome, Outcome::Ok | Outcome::Failed | Outcome::Panicked | Outcome::TimedOut) {
+            if matches!(
+                outcome,
+                Outcome::Ok | Outcome::Failed | Outcome::Panicked | Outcome::TimedOut
+            ) {
                 stats.duration.observe(elapsed);
             }
         }
@@ -91,23 +94,96 @@ impl Metrics {
     pub(crate) fn render(&self, groups: usize, memberships: usize, addresses: usize) -> String {
         let mut out = String::with_capacity(4096);
         let simple: [(&str, &str, &str, i64); 14] = [
-            ("liveview_connections", "gauge", "Open WebSocket connections.", self.connections_open.load(Relaxed)),
-            ("liveview_connections_total", "counter", "WebSocket connections accepted.", self.connections_total.load(Relaxed) as i64),
-            ("liveview_connections_refused_total", "counter", "Upgrades refused by origin, room or connection cap.", self.connections_refused.load(Relaxed) as i64),
-            ("liveview_frames_received_total", "counter", "Text frames received from clients.", self.frames_in.load(Relaxed) as i64),
-            ("liveview_frames_sent_total", "counter", "Frames written to clients.", self.frames_out.load(Relaxed) as i64),
-            ("liveview_received_bytes_total", "counter", "Bytes of text frames received.", self.bytes_in.load(Relaxed) as i64),
-            ("liveview_sent_bytes_total", "counter", "Bytes of frames written.", self.bytes_out.load(Relaxed) as i64),
-            ("liveview_publishes_total", "counter", "Frames sent to a group (broadcast or room).", self.publishes.load(Relaxed) as i64),
-            ("liveview_layer_publish_failures_total", "counter", "Group frames the channel layer failed to publish to other processes.", self.publish_failures.load(Relaxed) as i64),
-            ("liveview_slow_client_closes_total", "counter", "Connections closed with 1013 for not reading.", self.slow_client_closes.load(Relaxed) as i64),
-            ("liveview_rate_limited_total", "counter", "Calls refused by a rate limit.", self.rate_limited.load(Relaxed) as i64),
-            ("liveview_groups", "gauge", "Groups with members in this process.", groups as i64),
-            ("liveview_group_memberships", "gauge", "Group memberships of connections in this process.", memberships as i64),
-            ("liveview_tracked_addresses", "gauge", "Client addresses with open connections or recent calls.", addresses as i64),
+            (
+                "liveview_connections",
+                "gauge",
+                "Open WebSocket connections.",
+                self.connections_open.load(Relaxed),
+            ),
+            (
+                "liveview_connections_total",
+                "counter",
+                "WebSocket connections accepted.",
+                self.connections_total.load(Relaxed) as i64,
+            ),
+            (
+                "liveview_connections_refused_total",
+                "counter",
+                "Upgrades refused by origin, room or connection cap.",
+                self.connections_refused.load(Relaxed) as i64,
+            ),
+            (
+                "liveview_frames_received_total",
+                "counter",
+                "Text frames received from clients.",
+                self.frames_in.load(Relaxed) as i64,
+            ),
+            (
+                "liveview_frames_sent_total",
+                "counter",
+                "Frames written to clients.",
+                self.frames_out.load(Relaxed) as i64,
+            ),
+            (
+                "liveview_received_bytes_total",
+                "counter",
+                "Bytes of text frames received.",
+                self.bytes_in.load(Relaxed) as i64,
+            ),
+            (
+                "liveview_sent_bytes_total",
+                "counter",
+                "Bytes of frames written.",
+                self.bytes_out.load(Relaxed) as i64,
+            ),
+            (
+                "liveview_publishes_total",
+                "counter",
+                "Frames sent to a group (broadcast or room).",
+                self.publishes.load(Relaxed) as i64,
+            ),
+            (
+                "liveview_layer_publish_failures_total",
+                "counter",
+                "Group frames the channel layer failed to publish to other processes.",
+                self.publish_failures.load(Relaxed) as i64,
+            ),
+            (
+                "liveview_slow_client_closes_total",
+                "counter",
+                "Connections closed with 1013 for not reading.",
+                self.slow_client_closes.load(Relaxed) as i64,
+            ),
+            (
+                "liveview_rate_limited_total",
+                "counter",
+                "Calls refused by a rate limit.",
+                self.rate_limited.load(Relaxed) as i64,
+            ),
+            (
+                "liveview_groups",
+                "gauge",
+                "Groups with members in this process.",
+                groups as i64,
+            ),
+            (
+                "liveview_group_memberships",
+                "gauge",
+                "Group memberships of connections in this process.",
+                memberships as i64,
+            ),
+            (
+                "liveview_tracked_addresses",
+                "gauge",
+                "Client addresses with open connections or recent calls.",
+                addresses as i64,
+            ),
         ];
         for (name, kind, help, value) in simple {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         }
 
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -175,11 +251,18 @@ mod tests {
         metrics.call("nope", Outcome::Unknown, Duration::ZERO);
         metrics.call("also_nope", Outcome::Unknown, Duration::ZERO);
         let text = metrics.render(2, 4, 1);
-        assert!(text.contains("liveview_calls_total{function=\"say_hello\",outcome=\"ok\"} 1"), "{text}");
+        assert!(
+            text.contains("liveview_calls_total{function=\"say_hello\",outcome=\"ok\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("liveview_calls_total{function=\"say_hello\",outcome=\"error\"} 1"));
-        assert!(text.contains("liveview_calls_total{function=\"_unknown\",outcome=\"unknown_function\"} 2"));
+        assert!(text.contains(
+            "liveview_calls_total{function=\"_unknown\",outcome=\"unknown_function\"} 2"
+        ));
         assert!(!text.contains("nope"));
-        assert!(text.contains("liveview_handler_duration_seconds_bucket{function=\"say_hello\",le=\"0.001\"} 1"));
+        assert!(text.contains(
+            "liveview_handler_duration_seconds_bucket{function=\"say_hello\",le=\"0.001\"} 1"
+        ));
         assert!(text.contains("liveview_handler_duration_seconds_count{function=\"say_hello\"} 2"));
         assert!(text.contains("liveview_groups 2\n"));
         assert!(text.contains("liveview_group_memberships 4\n"));

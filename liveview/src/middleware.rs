@@ -9,7 +9,8 @@ use crate::consumer::Consumer;
 use crate::content::Content;
 
 type SyncFn = dyn Fn(&Consumer, &Content, &str) -> bool + Send + Sync;
-type AsyncFn = dyn for<'a> Fn(&'a Consumer, &'a Content, &'a str) -> BoxFuture<'a, bool> + Send + Sync;
+type AsyncFn =
+    dyn for<'a> Fn(&'a Consumer, &'a Content, &'a str) -> BoxFuture<'a, bool> + Send + Sync;
 
 /// A middleware function, sync or async. Registered with
 /// [`LiveViewBuilder::middleware`](crate::LiveViewBuilder::middleware) and
@@ -23,7 +24,12 @@ pub(crate) enum Middleware {
 }
 
 impl Middleware {
-    pub(crate) async fn allows(&self, consumer: &Consumer, content: &Content, function: &str) -> bool {
+    pub(crate) async fn allows(
+        &self,
+        consumer: &Consumer,
+        content: &Content,
+        function: &str,
+    ) -> bool {
         match self {
             Middleware::Sync(f) => f(consumer, content, function),
             Middleware::Async(f) => f(consumer, content, function).await,

@@ -78,15 +78,20 @@ impl LiveView {
     /// The metrics text, as `/metrics` serves it.
     pub fn metrics_text(&self) -> String {
         let shared = &self.shared;
-        shared
-            .metrics
-            .render(shared.hub.groups().len(), shared.hub.memberships(), shared.addresses.len())
+        shared.metrics.render(
+            shared.hub.groups().len(),
+            shared.hub.memberships(),
+            shared.addresses.len(),
+        )
     }
 }
 
 async fn metrics(State(live): State<LiveView>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         live.metrics_text(),
     )
 }
@@ -107,7 +112,10 @@ async fn readyz(State(live): State<LiveView>) -> impl IntoResponse {
         Ok(()) => (StatusCode::OK, "ready".to_owned()),
         Err(err) => {
             tracing::warn!(target: "liveview", error = %err, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "channel layer unavailable".to_owned())
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "channel layer unavailable".to_owned(),
+            )
         }
     }
 }

@@ -64,7 +64,10 @@ impl SessionAuth {
     ///
     /// When `secret` is shorter than 32 bytes.
     pub fn new(secret: &[u8]) -> Self {
-        assert!(secret.len() >= 32, "the session secret must be at least 32 bytes");
+        assert!(
+            secret.len() >= 32,
+            "the session secret must be at least 32 bytes"
+        );
         Self {
             key: Key::derive_from(secret),
             name: "liveview_session".to_owned(),
@@ -195,7 +198,10 @@ impl RoomSigner {
     ///
     /// When `secret` is shorter than 32 bytes.
     pub fn new(secret: &[u8]) -> Self {
-        assert!(secret.len() >= 32, "the room secret must be at least 32 bytes");
+        assert!(
+            secret.len() >= 32,
+            "the room secret must be at least 32 bytes"
+        );
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"liveview room signing")
             .expect("HMAC takes keys of any length");
         mac.update(secret);
@@ -211,7 +217,10 @@ impl RoomSigner {
 
     /// Sign an id of your own (at most 60 characters of `[A-Za-z0-9_-]`).
     pub fn sign(&self, id: &str) -> String {
-        format!("{id}.{}", URL_SAFE_NO_PAD.encode(&self.mac(id)[..ROOM_MAC_LEN]))
+        format!(
+            "{id}.{}",
+            URL_SAFE_NO_PAD.encode(&self.mac(id)[..ROOM_MAC_LEN])
+        )
     }
 
     /// Whether `room` was signed by this signer.

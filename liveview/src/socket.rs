@@ -53,12 +53,12 @@ pub(crate) async fn upgrade(
         shared.metrics.connections_refused.fetch_add(1, Relaxed);
         return (StatusCode::BAD_REQUEST, "Invalid room").into_response();
     }
-    if let Some(signer) = &shared.config.room_signer {
-        if !signer.verify(&room) {
-            shared.metrics.connections_refused.fetch_add(1, Relaxed);
-            tracing::warn!(target: "liveview", "WebSocket refused: room not signed by this server");
-            return (StatusCode::FORBIDDEN, "Invalid room").into_response();
-        }
+    if let Some(signer) = &shared.config.room_signer
+        && !signer.verify(&room)
+    {
+        shared.metrics.connections_refused.fetch_add(1, Relaxed);
+        tracing::warn!(target: "liveview", "WebSocket refused: room not signed by this server");
+        return (StatusCode::FORBIDDEN, "Invalid room").into_response();
     }
     if !origin_allowed(&shared, &headers) {
         shared.metrics.connections_refused.fetch_add(1, Relaxed);
@@ -124,13 +124,12 @@ fn origin_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
     let Ok(origin) = origin.to_str() else {
         return false;
     };
-    if let Some(allowed) = &shared.config.allowed_origins {
-        if allowed
+    if let Some(allowed) = &shared.config.allowed_origins
+        && allowed
             .iter()
             .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
-        {
-            return true;
-        }
+    {
+        return true;
     }
     let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
     let host = headers
@@ -229,10 +228,10 @@ async fn read(
 /// rate limits.
 fn allowed(shared: &Shared, bucket: &mut Option<Bucket>, ip: Option<IpAddr>) -> bool {
     let limits = &shared.config.limits;
-    if let (Some(bucket), Some(limit)) = (bucket.as_mut(), limits.per_connection.as_ref()) {
-        if !bucket.take(limit, Instant::now()) {
-            return false;
-        }
+    if let (Some(bucket), Some(limit)) = (bucket.as_mut(), limits.per_connection.as_ref())
+        && !bucket.take(limit, Instant::now())
+    {
+        return false;
     }
     match (ip, limits.per_address.as_ref()) {
         (Some(ip), Some(limit)) => shared.addresses.take(ip, limit),
@@ -243,7 +242,8 @@ fn allowed(shared: &Shared, bucket: &mut Option<Bucket>, ip: Option<IpAddr>) -> 
 fn is_too_big(err: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = current.downcast_ref::<tungstenite::Error>() {
+        if let Some(tungstenite::Error::Capacity(_)) = current.downcast_ref::<tungstenite::Error>()
+        {
             return true;
         }
         source = current.source();
@@ -312,7 +312,11 @@ async fn grace_after(closer: &Closer) {
 
 /// Write one frame; flush only when nothing else is waiting, so a burst
 /// goes out in few syscalls.
-async fn feed(sink: &mut SplitSink<WebSocket, Message>, frame: Frame, flush: bool) -> Result<(), axum::Error> {
+async fn feed(
+    sink: &mut SplitSink<WebSocket, Message>,
+    frame: Frame,
+    flush: bool,
+) -> Result<(), axum::Error> {
     sink.feed(Message::Text(frame)).await?;
     if flush {
         sink.flush().await?;

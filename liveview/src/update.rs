@@ -219,9 +219,12 @@ mod tests {
     #[test]
     fn raw_values_get_the_ref_only_when_asked() {
         assert_eq!(frame(json!({"title": "x"}), None), json!({"title": "x"}));
+        let borrowed = json!({"title": "x"});
+        assert_eq!(frame(&borrowed, Some(1)), json!({"title": "x", "ref": 1}));
         assert_eq!(
-            frame(&json!({"title": "x"}), Some(1)),
-            json!({"title": "x", "ref": 1})
+            borrowed,
+            json!({"title": "x"}),
+            "a borrowed value is not changed"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! The quick start answers over a real WebSocket with the exact frames.
 
-use liveview::testing::TestServer;
 use liveview::LiveView;
+use liveview::testing::TestServer;
 use serde_json::json;
 
 // The handlers live in the library crate; name it so they are linked.
@@ -14,7 +14,10 @@ async fn say_hello_answers_the_caller_with_the_exact_frame() {
         .unwrap();
     let mut client = server.connect("quickstart-test").await.unwrap();
 
-    client.call("say_hello", json!({"name": "Ada"})).await.unwrap();
+    client
+        .call("say_hello", json!({"name": "Ada"}))
+        .await
+        .unwrap();
     assert_eq!(
         client.recv().await.unwrap(),
         json!({"target": "#greeting", "html": "<h1>Hello, Ada!</h1>"})

@@ -72,7 +72,10 @@ impl Server {
 
     async fn metric(&self, name: &str) -> i64 {
         let mut stream = TcpStream::connect(self.addr).await.unwrap();
-        let request = format!("GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+        let request = format!(
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut body = String::new();
         stream.read_to_string(&mut body).await.unwrap();
@@ -151,13 +154,22 @@ fn call(function: &str, form: Value) -> Message {
 fn sequence(frame: &Value) -> Option<u64> {
     let html = frame.get("html")?.as_str()?;
     let start = html.find("seq-")? + 4;
-    let digits: String = html[start..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = html[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().ok()
 }
 
 /// Connect, call, receive every broadcast; after `stop`, read on until the
 /// last broadcast (`last`) arrived. Returns the sequence numbers received.
-async fn steady(addr: SocketAddr, i: usize, stop: Arc<AtomicBool>, last: Arc<AtomicU64>, ready: Arc<tokio::sync::Barrier>) -> Vec<u64> {
+async fn steady(
+    addr: SocketAddr,
+    i: usize,
+    stop: Arc<AtomicBool>,
+    last: Arc<AtomicU64>,
+    ready: Arc<tokio::sync::Barrier>,
+) -> Vec<u64> {
     let mut ws = connect(addr, source(i), &format!("soak-{}", i % 50)).await;
     ready.wait().await;
     let mut rng = Rng(i as u64 + 1);
@@ -166,14 +178,19 @@ async fn steady(addr: SocketAddr, i: usize, stop: Arc<AtomicBool>, last: Arc<Ato
     let mut greetings_pending = 0u32;
     let hard_stop = Instant::now() + Duration::from_secs(600);
     loop {
-        assert!(Instant::now() < hard_stop, "steady client {i} never finished");
+        assert!(
+            Instant::now() < hard_stop,
+            "steady client {i} never finished"
+        );
         if stop.load(Ordering::Acquire) {
             let last = last.load(Ordering::Acquire);
             if seqs.last().is_some_and(|s| *s >= last) && greetings_pending == 0 {
                 break;
             }
         } else if Instant::now() >= next_call {
-            ws.send(call("say_hello", json!({"name": format!("client {i}")}))).await.unwrap();
+            ws.send(call("say_hello", json!({"name": format!("client {i}")})))
+                .await
+                .unwrap();
             greetings_pending += 1;
             next_call = Instant::now() + Duration::from_millis(1000 + rng.below(2000));
         }
@@ -205,7 +222,10 @@ async fn churner(addr: SocketAddr, i: usize, stop: Arc<AtomicBool>) -> u32 {
         let mut ws = connect(addr, source(i), &format!("churn-{}", rng.below(20))).await;
         let stay = Instant::now() + Duration::from_millis(100 + rng.below(1200));
         while Instant::now() < stay {
-            if timeout(stay - Instant::now(), ws.next()).await.is_ok_and(|m| m.is_none()) {
+            if timeout(stay - Instant::now(), ws.next())
+                .await
+                .is_ok_and(|m| m.is_none())
+            {
                 break;
             }
         }
@@ -331,8 +351,16 @@ async fn round(server: &Server, connections: usize, seconds: u64, baseline_tasks
     for (n, task) in steady_tasks.into_iter().enumerate() {
         let seqs = task.await.unwrap();
         let unique: BTreeSet<u64> = seqs.iter().copied().collect();
-        assert_eq!(unique.len(), seqs.len(), "steady client {n} got a broadcast twice");
-        assert_eq!(unique, (0..=last_seq).collect(), "steady client {n} missed broadcasts");
+        assert_eq!(
+            unique.len(),
+            seqs.len(),
+            "steady client {n} got a broadcast twice"
+        );
+        assert_eq!(
+            unique,
+            (0..=last_seq).collect(),
+            "steady client {n} missed broadcasts"
+        );
     }
     for task in other_tasks {
         task.await.unwrap();
@@ -340,7 +368,9 @@ async fn round(server: &Server, connections: usize, seconds: u64, baseline_tasks
     let _ = announcer.close(None).await;
     drop(announcer);
 
-    server.wait_for_metric("liveview_connections", |v| v == 0).await;
+    server
+        .wait_for_metric("liveview_connections", |v| v == 0)
+        .await;
     assert_eq!(server.metric("liveview_group_memberships").await, 0);
     assert_eq!(server.metric("liveview_groups").await, 0);
     server
@@ -360,7 +390,9 @@ async fn thousands_of_clients_churning_leave_nothing_behind() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     let server = Server::start();
-    server.wait_for_metric("liveview_connections", |v| v == 0).await;
+    server
+        .wait_for_metric("liveview_connections", |v| v == 0)
+        .await;
     let idle_tasks = server.metric("liveview_runtime_alive_tasks").await;
 
     // Two warm-up rounds of the same shape set the baseline: the

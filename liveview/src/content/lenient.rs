@@ -54,7 +54,8 @@ impl<'de> Deserializer<'de> for Lenient {
                 Ok(value)
             }
             Value::Object(map) => {
-                let mut access = MapDeserializer::new(map.into_iter().map(|(k, v)| (k, Lenient(v))));
+                let mut access =
+                    MapDeserializer::new(map.into_iter().map(|(k, v)| (k, Lenient(v))));
                 let value = visitor.visit_map(&mut access)?;
                 access.end()?;
                 Ok(value)
@@ -93,7 +94,9 @@ impl<'de> Deserializer<'de> for Lenient {
         match self.0 {
             Value::String(s) => match parse_bool(&s) {
                 Some(b) => visitor.visit_bool(b),
-                None => Err(de::Error::custom(format_args!("{s:?} is not a yes/no value"))),
+                None => Err(de::Error::custom(format_args!(
+                    "{s:?} is not a yes/no value"
+                ))),
             },
             other => Lenient(other).deserialize_any(visitor),
         }

@@ -250,12 +250,11 @@ impl Hub {
         };
         // Now and then, forget the logs of groups that are gone and whose
         // frames all aged out (outside the table lock: logs, then table).
-        if emptied {
-            if let Some(logs) = &self.logs {
-                if self.emptied.fetch_add(1, Ordering::Relaxed) % 64 == 63 {
-                    logs.sweep(|g| self.members(g) > 0);
-                }
-            }
+        if emptied
+            && let Some(logs) = &self.logs
+            && self.emptied.fetch_add(1, Ordering::Relaxed) % 64 == 63
+        {
+            logs.sweep(|g| self.members(g) > 0);
         }
     }
 
@@ -326,12 +325,18 @@ mod tests {
         let (outbox, mut rx) = Outbox::new(8);
         let group: Arc<str> = Arc::from("room_a");
         outbox.hold();
-        outbox.push_group(&group, Some(3), Frame::from("3")).unwrap();
-        outbox.push_group(&group, Some(4), Frame::from("4")).unwrap();
+        outbox
+            .push_group(&group, Some(3), Frame::from("3"))
+            .unwrap();
+        outbox
+            .push_group(&group, Some(4), Frame::from("4"))
+            .unwrap();
         assert!(rx.try_recv().is_err(), "held back");
         outbox.push(Frame::from("replayed 3")).unwrap();
         outbox.release(|held| held.seq.is_some_and(|s| s > 3));
-        outbox.push_group(&group, Some(5), Frame::from("5")).unwrap();
+        outbox
+            .push_group(&group, Some(5), Frame::from("5"))
+            .unwrap();
         let order: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
         assert_eq!(order, ["replayed 3", "4", "5"].map(Frame::from));
     }

@@ -139,7 +139,11 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
     }
 
     /// The connection `id` left `room`.
-    fn presence_leave<'a>(&'a self, room: &'a str, id: u64) -> BoxFuture<'a, Result<(), LayerError>> {
+    fn presence_leave<'a>(
+        &'a self,
+        room: &'a str,
+        id: u64,
+    ) -> BoxFuture<'a, Result<(), LayerError>> {
         let _ = (room, id);
         Box::pin(async { Ok(()) })
     }

@@ -70,7 +70,13 @@ pub fn consumer_with_scope(room: &str, scope: Scope) -> (Consumer, Recorder) {
     let layer = Arc::new(RecordingLayer::default());
     let hub = Arc::new(Hub::new(Arc::new(layer.clone())));
     let (outbox, rx) = Outbox::new(4096);
-    let conn = Connection::new(0, room, scope, outbox, Broadcaster::new(hub, Default::default()));
+    let conn = Connection::new(
+        0,
+        room,
+        scope,
+        outbox,
+        Broadcaster::new(hub, Default::default()),
+    );
     let recorder = Recorder {
         inbox: Arc::new(Mutex::new(rx)),
         layer,
@@ -93,8 +99,15 @@ impl Recorder {
 
     /// Every `(group, update)` published so far, in order.
     pub fn published(&self) -> Vec<(String, Value)> {
-        let published = self.layer.published.lock().unwrap_or_else(|e| e.into_inner());
-        published.iter().map(|(g, f)| (g.clone(), parse(f))).collect()
+        let published = self
+            .layer
+            .published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        published
+            .iter()
+            .map(|(g, f)| (g.clone(), parse(f)))
+            .collect()
     }
 
     /// The updates broadcast to everyone so far.

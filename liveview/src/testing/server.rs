@@ -191,12 +191,15 @@ impl WsClient {
     pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Self, tungstenite::Error> {
         let mut request = url.into_client_request()?;
         for (name, value) in headers {
-            let name = http::HeaderName::try_from(*name).map_err(|e| tungstenite::Error::HttpFormat(e.into()))?;
-            let value = http::HeaderValue::try_from(*value).map_err(|e| tungstenite::Error::HttpFormat(e.into()))?;
+            let name = http::HeaderName::try_from(*name)
+                .map_err(|e| tungstenite::Error::HttpFormat(e.into()))?;
+            let value = http::HeaderValue::try_from(*value)
+                .map_err(|e| tungstenite::Error::HttpFormat(e.into()))?;
             request.headers_mut().insert(name, value);
         }
         let config = WebSocketConfig::default().max_message_size(Some(16 << 20));
-        let (stream, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), false).await?;
+        let (stream, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(config), false).await?;
         Ok(Self {
             stream,
             timeout: Duration::from_secs(10),
@@ -238,7 +241,9 @@ impl WsClient {
                 Err(_) => return Err(Closed::TimedOut),
                 Ok(None) | Ok(Some(Err(_))) => return Err(Closed::Abruptly),
                 Ok(Some(Ok(Message::Text(text)))) => {
-                    return Ok(serde_json::from_str(text.as_str()).expect("the server only sends JSON"));
+                    return Ok(
+                        serde_json::from_str(text.as_str()).expect("the server only sends JSON")
+                    );
                 }
                 Ok(Some(Ok(Message::Close(frame)))) => {
                     return Err(frame.map_or(Closed::Abruptly, |f| Closed::Code(f.code.into())));
@@ -264,4 +269,3 @@ impl WsClient {
         let _ = self.stream.close(None).await;
     }
 }
-

@@ -47,7 +47,10 @@ async fn handlers_see_normalised_form_and_data_keys() {
 async fn the_room_defaults_to_the_url_room() {
     let server = server(LiveView::builder()).await;
     let mut client = server.connect("url-room").await.unwrap();
-    client.send_json(&json!({"function": "echo"})).await.unwrap();
+    client
+        .send_json(&json!({"function": "echo"}))
+        .await
+        .unwrap();
     let frame = next(&mut client).await;
     assert_eq!(frame["room"], "url-room");
     assert_eq!(frame["lang"], "");
@@ -59,7 +62,10 @@ async fn typed_form_access_converts_strings_and_explains_misfits() {
     let server = server(LiveView::builder()).await;
     let mut client = server.connect("typed").await.unwrap();
     client
-        .call("signup", json!({"email": "a@b.c", "age": "36", "newsletter": "on"}))
+        .call(
+            "signup",
+            json!({"email": "a@b.c", "age": "36", "newsletter": "on"}),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -67,7 +73,10 @@ async fn typed_form_access_converts_strings_and_explains_misfits() {
         json!({"target": "#signup", "html": "a@b.c 36 true"})
     );
     client
-        .call("signup", json!({"email": "a@b.c", "age": "old", "newsletter": false}))
+        .call(
+            "signup",
+            json!({"email": "a@b.c", "age": "old", "newsletter": false}),
+        )
         .await
         .unwrap();
     let error = next(&mut client).await;
@@ -77,14 +86,20 @@ async fn typed_form_access_converts_strings_and_explains_misfits() {
         .call("signup", json!({"age": "3", "newsletter": false}))
         .await
         .unwrap();
-    assert_eq!(next(&mut client).await["html"], "form: missing field `email`");
+    assert_eq!(
+        next(&mut client).await["html"],
+        "form: missing field `email`"
+    );
 }
 
 #[tokio::test]
 async fn a_sync_handler_runs_on_the_blocking_pool() {
     let server = server(LiveView::builder()).await;
     let mut client = server.connect("blocking").await.unwrap();
-    client.call("blocking_work", json!({"text": "done"})).await.unwrap();
+    client
+        .call("blocking_work", json!({"text": "done"}))
+        .await
+        .unwrap();
     let frame = next(&mut client).await;
     assert_eq!(frame["html"], "done");
     assert_eq!(frame["on_worker"], false);

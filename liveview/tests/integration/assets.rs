@@ -8,13 +8,23 @@ use crate::support::{header, http_get, server};
 async fn the_script_is_served_with_an_etag_and_long_caching_by_hash() {
     let server = server(LiveView::builder()).await;
     let hash = liveview::assets::script_hash();
-    for path in ["/static/liveview/liveview.js", "/static/liveview/liveview.min.js"] {
+    for path in [
+        "/static/liveview/liveview.js",
+        "/static/liveview/liveview.min.js",
+    ] {
         let (status, headers, body) = http_get(server.addr(), path, &[]).await;
         assert_eq!(status, 200, "{path}");
         assert_eq!(body, liveview::assets::SCRIPT);
-        assert_eq!(header(&headers, "etag"), Some(format!("\"{hash}\"").as_str()));
+        assert_eq!(
+            header(&headers, "etag"),
+            Some(format!("\"{hash}\"").as_str())
+        );
         assert_eq!(header(&headers, "cache-control"), Some("no-cache"));
-        assert!(header(&headers, "content-type").unwrap().starts_with("text/javascript"));
+        assert!(
+            header(&headers, "content-type")
+                .unwrap()
+                .starts_with("text/javascript")
+        );
     }
     let (status, headers, _) = http_get(server.addr(), &liveview::assets::script_url(), &[]).await;
     assert_eq!(status, 200);

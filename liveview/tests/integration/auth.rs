@@ -17,9 +17,10 @@ fn by_session_cookie(scope: &Scope) -> Option<User> {
 async fn the_authenticator_populates_the_user() {
     let server = server(LiveView::builder().authenticator(by_session_cookie)).await;
     let url = format!("{}?tab=alerts", server.ws_url("auth-room"));
-    let mut ada = liveview::testing::WsClient::connect(&url, &[("Cookie", "theme=dark; session=valid-ada")])
-        .await
-        .unwrap();
+    let mut ada =
+        liveview::testing::WsClient::connect(&url, &[("Cookie", "theme=dark; session=valid-ada")])
+            .await
+            .unwrap();
     ada.call("whoami", json!({})).await.unwrap();
     assert_eq!(
         next(&mut ada).await,

@@ -13,7 +13,12 @@ use crate::support::{assert_nothing_pending, next, server, wait_until};
 async fn frames_of_one_connection_are_handled_in_order() {
     let server = server(LiveView::builder()).await;
     let mut client = server.connect("order").await.unwrap();
-    for (ms, label) in [("150", "first"), ("0", "second"), ("50", "third"), ("0", "fourth")] {
+    for (ms, label) in [
+        ("150", "first"),
+        ("0", "second"),
+        ("50", "third"),
+        ("0", "fourth"),
+    ] {
         client
             .send_json(&json!({"function": "sleep_then_reply", "data": {"ms": ms, "label": label}}))
             .await
@@ -29,9 +34,11 @@ async fn connections_are_handled_concurrently() {
     let server = server(LiveView::builder()).await;
     let mut slow = server.connect("concurrent").await.unwrap();
     let mut fast = server.connect("concurrent").await.unwrap();
-    slow.send_json(&json!({"function": "sleep_then_reply", "data": {"ms": "10000", "label": "slow"}}))
-        .await
-        .unwrap();
+    slow.send_json(
+        &json!({"function": "sleep_then_reply", "data": {"ms": "10000", "label": "slow"}}),
+    )
+    .await
+    .unwrap();
     // The fast client is answered while the slow call is still running.
     assert_nothing_pending(&mut fast, "not blocked").await;
 }
@@ -43,7 +50,10 @@ async fn a_broadcast_reaches_100_connections_exactly_once_each() {
     for i in 0..100 {
         clients.push(server.connect(&format!("fanout-{}", i % 7)).await.unwrap());
     }
-    clients[0].call("shout", json!({"text": "hello all"})).await.unwrap();
+    clients[0]
+        .call("shout", json!({"text": "hello all"}))
+        .await
+        .unwrap();
     let expected = json!({"target": "#all", "html": "hello all", "append": true});
     for client in &mut clients {
         assert_eq!(next(client).await, expected);
@@ -59,16 +69,20 @@ async fn a_room_send_reaches_only_that_room() {
     let mut a1 = server.connect("room-a").await.unwrap();
     let mut a2 = server.connect("room-a").await.unwrap();
     let mut b = server.connect("room-b").await.unwrap();
-    a1.call("room_say", json!({"text": "<just a>"})).await.unwrap();
+    a1.call("room_say", json!({"text": "<just a>"}))
+        .await
+        .unwrap();
     let expected = json!({"target": "#room", "html": "&lt;just a&gt;"});
     assert_eq!(next(&mut a1).await, expected);
     assert_eq!(next(&mut a2).await, expected);
     assert_nothing_pending(&mut b, "b got nothing").await;
 
     // A handler may address another room by name.
-    b.send_json(&json!({"function": "room_say", "form": {"text": "to a"}, "data": {"to": "room-a"}}))
-        .await
-        .unwrap();
+    b.send_json(
+        &json!({"function": "room_say", "form": {"text": "to a"}, "data": {"to": "room-a"}}),
+    )
+    .await
+    .unwrap();
     assert_eq!(next(&mut a1).await["html"], "to a");
     assert_eq!(next(&mut a2).await["html"], "to a");
     assert_nothing_pending(&mut b, "b still nothing").await;
@@ -80,14 +94,21 @@ async fn a_std_thread_broadcasts_then_removes_the_notification() {
     let mut caller = server.connect("thread-a").await.unwrap();
     let mut other = server.connect("thread-b").await.unwrap();
     caller
-        .send_json(&json!({"function": "thread_notify", "data": {"id": "n1", "removeAfterMs": "100"}}))
+        .send_json(
+            &json!({"function": "thread_notify", "data": {"id": "n1", "removeAfterMs": "100"}}),
+        )
         .await
         .unwrap();
     for client in [&mut caller, &mut other] {
         let added = next(client).await;
         assert_eq!(added["target"], "#notifications");
         assert_eq!(added["append"], true);
-        assert!(added["html"].as_str().unwrap().contains(r#"id="notification-n1""#));
+        assert!(
+            added["html"]
+                .as_str()
+                .unwrap()
+                .contains(r#"id="notification-n1""#)
+        );
         assert_eq!(
             next(client).await,
             json!({"target": "#notification-n1", "remove": true})
@@ -101,12 +122,18 @@ async fn the_app_broadcaster_works_outside_handlers() {
     let mut a = server.connect("outside-a").await.unwrap();
     let mut b = server.connect("outside-b").await.unwrap();
     let broadcaster = server.live().broadcaster();
-    wait_until("both clients joined", || broadcaster.local_members("broadcast") == 2).await;
+    wait_until("both clients joined", || {
+        broadcaster.local_members("broadcast") == 2
+    })
+    .await;
     broadcaster
         .send_to_room("outside-b", Update::new("#clock").html("tick"))
         .await
         .unwrap();
-    assert_eq!(next(&mut b).await, json!({"target": "#clock", "html": "tick"}));
+    assert_eq!(
+        next(&mut b).await,
+        json!({"target": "#clock", "html": "tick"})
+    );
     assert_nothing_pending(&mut a, "a not in that room").await;
     broadcaster
         .broadcast(json!({"title": "Everyone"}))
@@ -122,7 +149,10 @@ async fn a_client_that_does_not_read_is_closed_with_1013_instead_of_growing() {
     let mut reader = server.connect("slow").await.unwrap();
     let stalled = server.connect("slow").await.unwrap();
     let broadcaster = server.live().broadcaster();
-    wait_until("both joined", || broadcaster.local_members("room_slow") == 2).await;
+    wait_until("both joined", || {
+        broadcaster.local_members("room_slow") == 2
+    })
+    .await;
 
     // Big frames fill the socket buffers, then the stalled client's queue.
     let chunk = "z".repeat(32 * 1024);

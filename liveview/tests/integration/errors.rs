@@ -95,7 +95,13 @@ async fn a_frame_over_the_limit_closes_with_1009() {
     let mut client = server.connect("errors-big").await.unwrap();
     let fits = json!({"function": "echo", "form": {"text": "y".repeat(60 * 1024)}});
     client.send_json(&fits).await.unwrap();
-    assert_eq!(next(&mut client).await["form"]["text"].as_str().unwrap().len(), 60 * 1024);
+    assert_eq!(
+        next(&mut client).await["form"]["text"]
+            .as_str()
+            .unwrap()
+            .len(),
+        60 * 1024
+    );
     let over = json!({"function": "echo", "form": {"text": "y".repeat(65 * 1024)}});
     client.send_json(&over).await.unwrap();
     assert_eq!(client.closed().await, Closed::Code(1009));
@@ -115,7 +121,9 @@ async fn an_invalid_room_is_refused_before_the_upgrade() {
     // Without the trailing slash the endpoint still answers.
     let url = server.ws_url("no-slash");
     let url = url.trim_end_matches('/');
-    let mut client = liveview::testing::WsClient::connect(url, &[]).await.unwrap();
+    let mut client = liveview::testing::WsClient::connect(url, &[])
+        .await
+        .unwrap();
     assert_nothing_pending(&mut client, "no slash").await;
 }
 
@@ -136,11 +144,20 @@ async fn calls_with_a_ref_get_it_back_then_done() {
         .send_json(&json!({"function": "missing", "ref": 8}))
         .await
         .unwrap();
-    assert_eq!(next(&mut client).await, json!({"error": "Unknown function", "ref": 8}));
+    assert_eq!(
+        next(&mut client).await,
+        json!({"error": "Unknown function", "ref": 8})
+    );
     assert_eq!(next(&mut client).await, json!({"ref": 8, "done": true}));
 
-    client.send_json(&json!({"function": "fail", "ref": 9})).await.unwrap();
-    assert_eq!(next(&mut client).await, json!({"error": "Internal error", "ref": 9}));
+    client
+        .send_json(&json!({"function": "fail", "ref": 9}))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut client).await,
+        json!({"error": "Internal error", "ref": 9})
+    );
     assert_eq!(next(&mut client).await, json!({"ref": 9, "done": true}));
 }
 

@@ -20,7 +20,9 @@ async fn echo(consumer: &Consumer, content: Content) -> liveview::Result {
 
 #[liveview_handler("fail")]
 async fn fail(_consumer: &Consumer, _content: Content) -> liveview::Result {
-    Err(liveview::Error::msg("secret database password in /srv/app/db.rs"))
+    Err(liveview::Error::msg(
+        "secret database password in /srv/app/db.rs",
+    ))
 }
 
 #[liveview_handler("explode")]
@@ -81,7 +83,8 @@ async fn shout(consumer: &Consumer, content: Content) -> liveview::Result {
 #[liveview_handler("thread_notify")]
 pub(crate) async fn thread_notify(consumer: &Consumer, content: Content) -> liveview::Result {
     let id = content.data.str_or("id", "1").to_owned();
-    let remove_after = Duration::from_millis(content.data.i64("remove_after_ms").unwrap_or(5000) as u64);
+    let remove_after =
+        Duration::from_millis(content.data.i64("remove_after_ms").unwrap_or(5000) as u64);
     let consumer = consumer.clone();
     std::thread::spawn(move || {
         let html = format!(r#"<div id="notification-{id}">New update available!</div>"#);
@@ -148,7 +151,10 @@ async fn protected(consumer: &Consumer, _content: Content) -> liveview::Result {
 async fn flood_self(consumer: &Consumer, content: Content) -> liveview::Result {
     let n = content.data.i64("n").unwrap_or(10);
     for i in 0..n {
-        if consumer.send(Update::new("#flood").html(i.to_string())).is_err() {
+        if consumer
+            .send(Update::new("#flood").html(i.to_string()))
+            .is_err()
+        {
             break;
         }
     }

@@ -10,14 +10,23 @@ async fn level_one_a_handler_called_directly_with_a_recording_consumer() {
     let content = Content::new("signup")
         .with_form(json!({"email": "x@y.z", "age": "7", "newsletter": "off"}));
     crate::handlers::signup(&consumer, content).await.unwrap();
-    assert_eq!(recorder.sent(), [json!({"target": "#signup", "html": "x@y.z 7 false"})]);
+    assert_eq!(
+        recorder.sent(),
+        [json!({"target": "#signup", "html": "x@y.z 7 false"})]
+    );
     assert!(recorder.sent().is_empty(), "sent() drains");
 
-    let content = Content::new("thread_notify").with_data(json!({"id": "u1", "removeAfterMs": "10"}));
-    crate::handlers::thread_notify(&consumer, content).await.unwrap();
+    let content =
+        Content::new("thread_notify").with_data(json!({"id": "u1", "removeAfterMs": "10"}));
+    crate::handlers::thread_notify(&consumer, content)
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while recorder.broadcasts().len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "the thread never broadcast");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the thread never broadcast"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     assert_eq!(

@@ -11,9 +11,9 @@ mod levels;
 mod middleware;
 mod origin;
 mod presence;
-mod replay;
-mod security;
 #[cfg(feature = "redis")]
 mod redis;
+mod replay;
+mod security;
 mod shutdown;
 mod support;

@@ -16,7 +16,11 @@ fn refuse_without_pass(consumer: &Consumer, content: &Content, function: &str) -
     false
 }
 
-fn audit<'a>(consumer: &'a Consumer, _content: &'a Content, function: &'a str) -> BoxFuture<'a, bool> {
+fn audit<'a>(
+    consumer: &'a Consumer,
+    _content: &'a Content,
+    function: &'a str,
+) -> BoxFuture<'a, bool> {
     Box::pin(async move {
         tokio::task::yield_now().await;
         function != "echo" || consumer.room() != "middleware-forbidden"
@@ -49,20 +53,35 @@ async fn middleware_runs_in_order_and_can_refuse_or_allow() {
     );
     assert_nothing_pending(&mut client, "only the middleware's frame").await;
 
-    client.call("protected", json!({"pass": "yes"})).await.unwrap();
+    client
+        .call("protected", json!({"pass": "yes"}))
+        .await
+        .unwrap();
     assert_eq!(
         next(&mut client).await,
         json!({"target": "#secret", "html": "the secret"})
     );
     assert_eq!(
         *seen.lock().unwrap(),
-        ["1:protected", "1:echo", "4:echo", "1:protected", "4:protected"]
+        [
+            "1:protected",
+            "1:echo",
+            "4:echo",
+            "1:protected",
+            "4:protected"
+        ]
     );
 
     // The async middleware refuses silently: nothing at all comes back.
     let mut forbidden = server.connect("middleware-forbidden").await.unwrap();
-    forbidden.call("echo", json!({"marker": "x"})).await.unwrap();
-    forbidden.call("protected", json!({"pass": "yes"})).await.unwrap();
+    forbidden
+        .call("echo", json!({"marker": "x"}))
+        .await
+        .unwrap();
+    forbidden
+        .call("protected", json!({"pass": "yes"}))
+        .await
+        .unwrap();
     assert_eq!(next(&mut forbidden).await["target"], "#secret");
 }
 

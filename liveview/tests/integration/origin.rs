@@ -20,9 +20,15 @@ async fn a_cross_site_page_cannot_open_a_socket() {
     let url = server.ws_url("origin-room");
     assert_eq!(status(&url, "https://evil.example").await, 403);
     assert_eq!(status(&url, "null").await, 403);
-    assert_eq!(status(&url, &format!("http://{}.evil.example", server.addr())).await, 403);
+    assert_eq!(
+        status(&url, &format!("http://{}.evil.example", server.addr())).await,
+        403
+    );
     // The page's own origin is fine.
-    assert_eq!(status(&url, &format!("http://{}", server.addr())).await, 101);
+    assert_eq!(
+        status(&url, &format!("http://{}", server.addr())).await,
+        101
+    );
     // Clients that are not browsers send no Origin and cannot be hijacked.
     let mut client = server.connect("origin-room").await.unwrap();
     assert_nothing_pending(&mut client, "no origin").await;
@@ -36,5 +42,8 @@ async fn allowed_origins_and_the_explicit_opt_out() {
     assert_eq!(status(&url, "https://other.example").await, 403);
 
     let open = crate::support::server(LiveView::builder().disable_origin_check()).await;
-    assert_eq!(status(&open.ws_url("origin-off"), "https://anything.example").await, 101);
+    assert_eq!(
+        status(&open.ws_url("origin-off"), "https://anything.example").await,
+        101
+    );
 }

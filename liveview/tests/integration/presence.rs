@@ -9,7 +9,8 @@ use crate::support::{next, server};
 async fn who_is_here(consumer: &Consumer, _content: Content) -> liveview::Result {
     let presence = consumer.presence().await;
     let names: Vec<&str> = presence.users.iter().map(|u| u.name.as_str()).collect();
-    consumer.send(json!({"count": presence.count, "anonymous": presence.anonymous, "users": names}))?;
+    consumer
+        .send(json!({"count": presence.count, "anonymous": presence.anonymous, "users": names}))?;
     Ok(())
 }
 
@@ -23,10 +24,24 @@ fn viewers(presence: &liveview::Presence) -> Option<Update> {
 
 #[tokio::test]
 async fn the_room_hears_of_every_join_and_leave() {
-    let server = server(LiveView::builder().authenticator(by_header).on_presence(viewers)).await;
-    let mut ada = server.connect_with("stage", &[("x-user", "Ada")]).await.unwrap();
-    assert_eq!(next(&mut ada).await, json!({"target": "#viewers", "html": "1 watching"}));
-    let mut bob = server.connect_with("stage", &[("x-user", "Bob")]).await.unwrap();
+    let server = server(
+        LiveView::builder()
+            .authenticator(by_header)
+            .on_presence(viewers),
+    )
+    .await;
+    let mut ada = server
+        .connect_with("stage", &[("x-user", "Ada")])
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut ada).await,
+        json!({"target": "#viewers", "html": "1 watching"})
+    );
+    let mut bob = server
+        .connect_with("stage", &[("x-user", "Bob")])
+        .await
+        .unwrap();
     assert_eq!(next(&mut ada).await["html"], "2 watching");
     assert_eq!(next(&mut bob).await["html"], "2 watching");
     let mut guest = server.connect("stage").await.unwrap();

@@ -25,7 +25,12 @@ async fn say(app: &TestApp, room: &str, text: &str) {
 fn texts(frames: &[Value]) -> Vec<(&str, u64)> {
     frames
         .iter()
-        .map(|f| (f["html"].as_str().unwrap_or("?"), f["seq"].as_u64().unwrap_or(0)))
+        .map(|f| {
+            (
+                f["html"].as_str().unwrap_or("?"),
+                f["seq"].as_u64().unwrap_or(0),
+            )
+        })
         .collect()
 }
 
@@ -75,8 +80,14 @@ async fn broadcasts_are_replayed_too() {
     let app = app(16);
     let _member = app.connect("b");
     let broadcaster = app.live().broadcaster();
-    broadcaster.broadcast(json!({"title": "one"})).await.unwrap();
-    broadcaster.broadcast(json!({"title": "two"})).await.unwrap();
+    broadcaster
+        .broadcast(json!({"title": "one"}))
+        .await
+        .unwrap();
+    broadcaster
+        .broadcast(json!({"title": "two"}))
+        .await
+        .unwrap();
     let mut back = app.reconnect("b", "broadcast:0,room_b:0").await;
     let frames = back.received();
     assert_eq!(
@@ -122,15 +133,21 @@ async fn replay_can_be_turned_off() {
     let mut back = app.reconnect("off", "room_off:0").await;
     assert!(back.received().is_empty());
     say(&app, "off", "y").await;
-    assert_eq!(back.received(), [json!({"target": "#log", "html": "y", "append": true})]);
+    assert_eq!(
+        back.received(),
+        [json!({"target": "#log", "html": "y", "append": true})]
+    );
 }
 
 #[tokio::test]
 async fn a_browser_socket_resumes_through_the_url() {
     let server = server(LiveView::builder()).await;
-    let mut first = liveview::testing::WsClient::connect(&format!("{}?resume=", server.ws_url("url-room")), &[])
-        .await
-        .unwrap();
+    let mut first = liveview::testing::WsClient::connect(
+        &format!("{}?resume=", server.ws_url("url-room")),
+        &[],
+    )
+    .await
+    .unwrap();
     let broadcaster = server.live().broadcaster();
     crate::support::wait_until("joined", || broadcaster.local_members("room_url-room") == 1).await;
     for text in ["a", "b", "c"] {
@@ -143,7 +160,9 @@ async fn a_browser_socket_resumes_through_the_url() {
     first.close().await;
 
     let url = format!("{}?resume=room_url-room:1", server.ws_url("url-room"));
-    let mut again = liveview::testing::WsClient::connect(&url, &[]).await.unwrap();
+    let mut again = liveview::testing::WsClient::connect(&url, &[])
+        .await
+        .unwrap();
     assert_eq!(next(&mut again).await["html"], "b");
     assert_eq!(next(&mut again).await["html"], "c");
     broadcaster
@@ -151,5 +170,8 @@ async fn a_browser_socket_resumes_through_the_url() {
         .await
         .unwrap();
     let live = next(&mut again).await;
-    assert_eq!((live["html"].as_str(), live["seq"].as_u64()), (Some("d"), Some(4)));
+    assert_eq!(
+        (live["html"].as_str(), live["seq"].as_u64()),
+        (Some("d"), Some(4))
+    );
 }

@@ -22,7 +22,10 @@ async fn a_connection_over_its_rate_gets_rate_limited_then_closed_with_1008() {
         .send_json(&json!({"function": "echo", "ref": 41}))
         .await
         .unwrap();
-    assert_eq!(next(&mut client).await, json!({"error": "Rate limited", "ref": 41}));
+    assert_eq!(
+        next(&mut client).await,
+        json!({"error": "Rate limited", "ref": 41})
+    );
     assert_eq!(next(&mut client).await, json!({"ref": 41, "done": true}));
     for _ in 0..3 {
         client.call("echo", json!({})).await.unwrap();
@@ -108,11 +111,23 @@ async fn no_frame_ever_carries_internals_whatever_the_input() {
     assert!(frames.len() >= inputs.len(), "{frames:?}");
     for frame in frames {
         let text = frame.to_string();
-        for leak in ["::", ".rs", "panick", "secret", "src/", "thread", "Error", "invalid type"] {
+        for leak in [
+            "::",
+            ".rs",
+            "panick",
+            "secret",
+            "src/",
+            "thread",
+            "Error",
+            "invalid type",
+        ] {
             assert!(!text.contains(leak), "frame leaks {leak:?}: {text}");
         }
         for name in &handlers {
-            assert!(!text.contains(&format!("\"{name}\"")), "frame names handler {name}: {text}");
+            assert!(
+                !text.contains(&format!("\"{name}\"")),
+                "frame names handler {name}: {text}"
+            );
         }
         let allowed = [
             json!({"error": "Invalid message"}),
@@ -138,7 +153,11 @@ async fn metrics_count_calls_connections_and_memberships() {
 
     let (status, headers, body) = http_get(server.addr(), "/metrics", &[]).await;
     assert_eq!(status, 200);
-    assert!(header(&headers, "content-type").unwrap().starts_with("text/plain"));
+    assert!(
+        header(&headers, "content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
     for line in [
         "liveview_connections 1\n",
         "liveview_group_memberships 2\n",

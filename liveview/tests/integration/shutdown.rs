@@ -14,11 +14,16 @@ async fn shutdown_lets_running_handlers_finish_then_closes_with_1001() {
     let live = server.live().clone();
     wait_until("both connected", || live.connections() == 2).await;
 
-    busy.send_json(&json!({"function": "sleep_then_reply", "data": {"ms": "300", "label": "finished"}}))
-        .await
-        .unwrap();
+    busy.send_json(
+        &json!({"function": "sleep_then_reply", "data": {"ms": "300", "label": "finished"}}),
+    )
+    .await
+    .unwrap();
     // Let the call start before the signal.
-    wait_until("the call is running", || live.broadcaster().local_members("broadcast") == 2).await;
+    wait_until("the call is running", || {
+        live.broadcaster().local_members("broadcast") == 2
+    })
+    .await;
     tokio::task::yield_now().await;
     let stopping = tokio::spawn(server.shutdown());
 
