@@ -291,8 +291,12 @@
     return out;
   }
 
-  // The values of the element's form (the element itself when it is a form),
-  // or `{name: value}` for a named control outside any form.
+  // The controls inside `box` that belong to no form.
+  const loose = (box) => Array.from(box.querySelectorAll("input,select,textarea")).filter((c) => !c.form);
+
+  // The values of the element's form (the element itself when it is a form).
+  // Outside a form, as upstream: the controls of the element's container
+  // (its parent), so `<div><input name=q><button ...></div>` sends `q`.
   function formOf(el) {
     const form = el.tagName === "FORM" ? el
       : (el.form instanceof HTMLFormElement ? el.form : el.closest("form"));
@@ -300,7 +304,7 @@
       // Read `elements` from the prototype: a control named "elements" would shadow it.
       return collect(Object.getOwnPropertyDescriptor(HTMLFormElement.prototype, "elements").get.call(form));
     }
-    return el.name ? collect([el]) : {};
+    return collect(loose(el.parentElement || el));
   }
 
   function collect(controls) {
@@ -723,7 +727,8 @@
     const { form, data, el } = opts || {};
     return send(
       String(fn),
-      form instanceof Element ? formOf(form) : form,
+      !(form instanceof Element) ? form
+        : form.matches("form,input,select,textarea,button") ? formOf(form) : collect(loose(form)),
       data instanceof Element ? dataOf(data) : data,
       el instanceof Element ? el : null,
     );

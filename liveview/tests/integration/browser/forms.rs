@@ -35,74 +35,103 @@ line two</textarea>
   <button id="send" type="submit" name="go" value="1">Send</button>
 </form>
 "##;
-    browser_test("form_collection_sends_each_input_type", body, async |page| {
-        let b = &page.browser;
-        // Change some of the controls as a user would.
-        b.type_text("input[name=text]", " world").await?;
-        b.select("select[name=color]", "red").await?;
-        b.click("#news").await?;
-        b.click("#lang-js").await?;
-        b.click("#size-l").await?;
-        let file = std::env::temp_dir().join(format!("liveview-upload-{}.txt", std::process::id()));
-        std::fs::write(&file, "file content")?;
-        b.type_text("#upload", &file.display().to_string()).await?;
-        assert_eq!(
-            b.eval(r##"document.getElementById("upload").files.length"##).await?,
-            json!(1),
-            "a file is chosen"
-        );
+    browser_test(
+        "form_collection_sends_each_input_type",
+        body,
+        async |page| {
+            let b = &page.browser;
+            // Change some of the controls as a user would.
+            b.type_text("input[name=text]", " world").await?;
+            b.select("select[name=color]", "red").await?;
+            b.click("#news").await?;
+            b.click("#lang-js").await?;
+            b.click("#size-l").await?;
+            let file =
+                std::env::temp_dir().join(format!("liveview-upload-{}.txt", std::process::id()));
+            std::fs::write(&file, "file content")?;
+            b.type_text("#upload", &file.display().to_string()).await?;
+            assert_eq!(
+                b.eval(r##"document.getElementById("upload").files.length"##)
+                    .await?,
+                json!(1),
+                "a file is chosen"
+            );
 
-        b.click("#send").await?;
-        let call = page.wait_call(1, "form").await?;
-        let _ = std::fs::remove_file(&file);
-        assert_eq!(
-            call["form"],
-            json!({
-                "text": "hello world",
-                "email": "ada@example.com",
-                "num": "3",
-                "hidden": "h",
-                "pw": "secret",
-                "bio": "line one\nline two",
-                "color": "red",
-                "tags": ["a", "c"],
-                "agree": true,
-                "news": true,
-                "langs": ["rust", "js"],
-                "size": "l",
-            }),
-            "no file, no disabled control, no button, no unchecked radio group"
-        );
-        Ok(())
-    })
+            b.click("#send").await?;
+            let call = page.wait_call(1, "form").await?;
+            let _ = std::fs::remove_file(&file);
+            assert_eq!(
+                call["form"],
+                json!({
+                    "text": "hello world",
+                    "email": "ada@example.com",
+                    "num": "3",
+                    "hidden": "h",
+                    "pw": "secret",
+                    "bio": "line one\nline two",
+                    "color": "red",
+                    "tags": ["a", "c"],
+                    "agree": true,
+                    "news": true,
+                    "langs": ["rust", "js"],
+                    "size": "l",
+                }),
+                "no file, no disabled control, no button, no unchecked radio group"
+            );
+            Ok(())
+        },
+    )
     .await;
 }
 
 #[tokio::test]
-async fn a_named_control_outside_a_form_sends_itself() {
+async fn outside_a_form_the_controls_of_the_container_are_sent() {
     let body = r##"
-<input id="lonely" name="lonelyField" value="alone" data-action="change->page#run" data-liveview-function="b_log" data-data-which="lonely">
-<input name="unrelated" value="not sent">
-<label><input type="checkbox" id="flag" name="flag" data-action="change->page#run" data-liveview-function="b_log" data-data-which="flag"> flag</label>
-<button id="done" data-action="click->page#run" data-liveview-function="b_log" data-data-which="done">done</button>
+<div class="row">
+  <input name="firstName" value="Ada">
+  <input name="lastName" value="Lovelace">
+  <button id="greet" data-action="click->page#run" data-liveview-function="b_log" data-data-which="row">greet</button>
+</div>
+<div><input name="unrelated" value="not sent"></div>
+<div id="search-box">
+  <input id="q" name="q" data-action="input->page#run" data-liveview-function="b_log" data-data-which="search">
+  <input type="checkbox" id="flag" name="flag" data-action="change->page#run" data-liveview-function="b_log" data-data-which="flag">
+</div>
+<div>
+  <form><input name="inner" value="another form's"></form>
+  <input name="outer" value="o">
+  <button id="mixed" data-action="click->page#run" data-liveview-function="b_log" data-data-which="mixed">mixed</button>
+</div>
 "##;
-    browser_test("a_named_control_outside_a_form_sends_itself", body, async |page| {
-        let b = &page.browser;
-        b.click("#flag").await?;
-        let call = page.wait_call(1, "flag").await?;
-        assert_eq!(call["form"], json!({"flag": true}));
-        b.click("#flag").await?;
-        let call = page.wait_call(2, "flag").await?;
-        assert_eq!(call["form"], json!({"flag": false}));
+    browser_test(
+        "outside_a_form_the_controls_of_the_container_are_sent",
+        body,
+        async |page| {
+            let b = &page.browser;
+            b.click("#greet").await?;
+            let call = page.wait_call(1, "row").await?;
+            assert_eq!(
+                call["form"],
+                json!({"first_name": "Ada", "last_name": "Lovelace"}),
+                "the row's inputs (camelCase names become snake_case), nothing else"
+            );
 
-        b.type_text("#lonely", "-edited").await?;
-        b.click("#done").await?;
-        // The change (on leaving the field) comes before the click.
-        let log = page.wait_log(4).await?;
-        assert_eq!(log[2]["data"]["which"], "lonely");
-        assert_eq!(log[2]["form"], json!({"lonely_field": "alone-edited"}), "camelCase becomes snake_case");
-        assert_eq!(log[3]["form"], json!({}), "an unnamed button sends no form");
-        Ok(())
-    })
+            b.type_text("#q", "x").await?;
+            let call = page.wait_call(2, "search").await?;
+            assert_eq!(call["form"], json!({"q": "x", "flag": false}));
+            b.click("#flag").await?;
+            let call = page.wait_call(3, "flag").await?;
+            assert_eq!(call["form"], json!({"q": "x", "flag": true}));
+
+            b.click("#mixed").await?;
+            let call = page.wait_call(4, "mixed").await?;
+            assert_eq!(
+                call["form"],
+                json!({"outer": "o"}),
+                "controls of another form are not sent"
+            );
+            Ok(())
+        },
+    )
     .await;
 }

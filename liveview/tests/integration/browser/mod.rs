@@ -10,6 +10,7 @@ mod actions;
 mod forms;
 mod history;
 mod loading;
+mod navigation;
 mod observers;
 mod reconnect;
 mod rooms;
@@ -40,11 +41,15 @@ async fn b_log(consumer: &Consumer, content: Content) -> liveview::Result {
     Ok(())
 }
 
-/// A full page around `body`, in `room`.
-pub fn page_html(body: &str, room: &str) -> String {
+/// A full page around `body`, in `room` (`None`: no `data-room`, the
+/// client picks one).
+pub fn page_html(body: &str, room: Option<&str>) -> String {
+    let room = room
+        .map(|r| format!(r#" data-room="{r}""#))
+        .unwrap_or_default();
     format!(
         r##"<!doctype html>
-<html lang="en" data-room="{room}">
+<html lang="en"{room}>
 <head>
 <meta charset="utf-8">
 <title>LiveView browser test</title>
@@ -58,8 +63,11 @@ pub fn page_html(body: &str, room: &str) -> String {
 <script>
   window.__errors = [];
   window.addEventListener("error", (e) => __errors.push(String(e.message)));
-  window.__lv = {{ errors: [] }};
+  window.__lv = {{ errors: [], lost: [] }};
   document.addEventListener("liveview:error", (e) => __lv.errors.push(e.detail));
+  document.addEventListener("liveview:call-lost", (e) => __lv.lost.push(e.detail));
+  document.addEventListener("liveview:connected", () => __lv.connects = (__lv.connects || 0) + 1);
+  window.addEventListener("pageshow", (e) => __lv.persisted = e.persisted);
 </script>
 </head>
 <body data-controller="page">
@@ -73,8 +81,8 @@ pub fn page_html(body: &str, room: &str) -> String {
     )
 }
 
-/// `/` serves the page; `?room=` picks its room, otherwise every load gets a
-/// fresh one.
+/// `/` serves the page; `?room=` picks its room (`?room=none`: no
+/// `data-room`), otherwise every load gets a fresh one.
 pub fn page_routes(body: &str) -> Router {
     let body = body.to_owned();
     Router::new().route(
@@ -82,8 +90,12 @@ pub fn page_routes(body: &str) -> Router {
         get(move |Query(query): Query<HashMap<String, String>>| {
             let body = body.clone();
             async move {
-                let room = query.get("room").cloned().unwrap_or_else(liveview::room_uuid);
-                Html(page_html(&body, &room))
+                let room = match query.get("room").map(String::as_str) {
+                    Some("none") => None,
+                    Some(room) => Some(room.to_owned()),
+                    None => Some(liveview::room_uuid()),
+                };
+                Html(page_html(&body, room.as_deref()))
             }
         }),
     )
@@ -129,7 +141,9 @@ impl Page {
     /// Wait until `#log` has `n` entries, and return them.
     pub async fn wait_log(&self, n: usize) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
         self.browser
-            .wait(&format!(r##"document.querySelectorAll("#log li").length >= {n}"##))
+            .wait(&format!(
+                r##"document.querySelectorAll("#log li").length >= {n}"##
+            ))
             .await?;
         self.log().await
     }
@@ -146,11 +160,18 @@ impl Page {
 
     /// Wait until the last `#log` entry has `data.which == which`, with `n`
     /// entries in all; return that entry.
-    pub async fn wait_call(&self, n: usize, which: &str) -> Result<Value, Box<dyn std::error::Error>> {
+    pub async fn wait_call(
+        &self,
+        n: usize,
+        which: &str,
+    ) -> Result<Value, Box<dyn std::error::Error>> {
         let log = self.wait_log(n).await?;
         assert_eq!(log.len(), n, "expected {n} calls, got {log:?}");
         let last = log.last().cloned().unwrap_or_default();
-        assert_eq!(last["data"]["which"], which, "unexpected last call in {log:?}");
+        assert_eq!(
+            last["data"]["which"], which,
+            "unexpected last call in {log:?}"
+        );
         Ok(last)
     }
 
@@ -169,7 +190,9 @@ pub async fn browser_test(name: &str, body: &str, test: impl AsyncFnOnce(&mut Pa
     let server = TestServer::start(LiveView::builder(), routes.clone())
         .await
         .expect("the test server starts");
-    let browser = Browser::start().await.expect("chromedriver and Chromium start");
+    let browser = Browser::start()
+        .await
+        .expect("chromedriver and Chromium start");
     let addr = server.addr();
     let mut page = Page {
         browser,

@@ -38,35 +38,43 @@ async fn intersect_appear_and_disappear_respect_the_threshold() {
      data-liveview-intersect-disappear="b_log" data-liveview-intersect-threshold="400" data-data-which="b">b</div>
 <div style="height: 4000px">bottom</div>
 "##;
-    browser_test("intersect_appear_and_disappear_respect_the_threshold", body, async |page| {
-        let b = &page.browser;
-        page.wait_call(1, "b").await?;
-        let scroll = |js: &'static str| async move {
-            b.execute(&format!("window.scrollTo(0, {js});"), vec![]).await
-        };
-        let a_in_middle = r##"document.getElementById("a").offsetTop - innerHeight / 2"##;
+    browser_test(
+        "intersect_appear_and_disappear_respect_the_threshold",
+        body,
+        async |page| {
+            let b = &page.browser;
+            page.wait_call(1, "b").await?;
+            let scroll = |js: &'static str| async move {
+                b.execute(&format!("window.scrollTo(0, {js});"), vec![])
+                    .await
+            };
+            let a_in_middle = r##"document.getElementById("a").offsetTop - innerHeight / 2"##;
 
-        // #a comes into view.
-        scroll(a_in_middle).await?;
-        page.wait_call(2, "a").await?;
+            // #a comes into view.
+            scroll(a_in_middle).await?;
+            page.wait_call(2, "a").await?;
 
-        // #b's bottom 200 px above the viewport: #a is out, #b within 400 px.
-        scroll(r##"document.getElementById("b").offsetTop + 250"##).await?;
-        page.wait_call(3, "a").await?;
+            // #b's bottom 200 px above the viewport: #a is out, #b within 400 px.
+            scroll(r##"document.getElementById("b").offsetTop + 250"##).await?;
+            page.wait_call(3, "a").await?;
 
-        // 1000 px further: #b leaves its extended viewport too.
-        scroll(r##"document.getElementById("b").offsetTop + 1050"##).await?;
-        page.wait_call(4, "b").await?;
+            // 1000 px further: #b leaves its extended viewport too.
+            scroll(r##"document.getElementById("b").offsetTop + 1050"##).await?;
+            page.wait_call(4, "b").await?;
 
-        // And back: both appear again.
-        scroll(a_in_middle).await?;
-        let log = page.wait_log(6).await?;
-        let mut last_two: Vec<_> = log[4..].iter().map(|c| c["data"]["which"].clone()).collect();
-        last_two.sort_by_key(|v| v.to_string());
-        assert_eq!(last_two, [json!("a"), json!("b")]);
-        assert_eq!(page.whiches().await?.len(), 6);
-        Ok(())
-    })
+            // And back: both appear again.
+            scroll(a_in_middle).await?;
+            let log = page.wait_log(6).await?;
+            let mut last_two: Vec<_> = log[4..]
+                .iter()
+                .map(|c| c["data"]["which"].clone())
+                .collect();
+            last_two.sort_by_key(|v| v.to_string());
+            assert_eq!(last_two, [json!("a"), json!("b")]);
+            assert_eq!(page.whiches().await?.len(), 6);
+            Ok(())
+        },
+    )
     .await;
 }
 
@@ -107,7 +115,10 @@ async fn init_calls_once_per_rendered_element() {
         page.wait_call(2, "init-rendered").await?;
         b.click("#marker").await?;
         page.wait_call(3, "marker").await?;
-        assert_eq!(page.whiches().await?, ["init-page", "init-rendered", "marker"]);
+        assert_eq!(
+            page.whiches().await?,
+            ["init-page", "init-rendered", "marker"]
+        );
         Ok(())
     })
     .await;
@@ -120,16 +131,78 @@ async fn debounce_sends_one_call_for_a_burst_of_typing() {
 <div id="debounced"></div>
 <button id="marker" data-action="click->page#run" data-liveview-function="b_log" data-data-which="marker">marker</button>
 "##;
-    browser_test("debounce_sends_one_call_for_a_burst_of_typing", body, async |page| {
+    browser_test(
+        "debounce_sends_one_call_for_a_burst_of_typing",
+        body,
+        async |page| {
+            let b = &page.browser;
+            b.type_text("#q", "hello").await?;
+            // Had any keystroke but the last been sent, the count would be 2+.
+            b.wait_for_text("#debounced", "1:hello").await?;
+            b.click("#marker").await?;
+            page.wait_call(1, "marker").await?;
+            assert_eq!(DEBOUNCED_CALLS.load(Ordering::SeqCst), 1);
+            assert_eq!(b.text("#debounced").await?, "1:hello");
+            Ok(())
+        },
+    )
+    .await;
+}
+
+/// The seed's infinite scroll: appends ten items of page `data.page` to
+/// `#items` and puts the trigger for the next page in `#load-more-trigger`
+/// (none after page 3).
+#[liveview_handler("b_more")]
+async fn b_more(consumer: &Consumer, content: Content) -> liveview::Result {
+    let page = content.data.i64("page").unwrap_or(1);
+    let items: String = (1..=10)
+        .map(|i| format!(r#"<li class="item" style="height: 100px">item {page}.{i}</li>"#))
+        .collect();
+    consumer.send(Update::new("#items").html(items).append())?;
+    let trigger = if page < 3 {
+        format!(
+            r#"<div id="trigger-{next}" data-liveview-intersect-appear="b_more" data-data-page="{next}">loading page {next}…</div>"#,
+            next = page + 1
+        )
+    } else {
+        String::new()
+    };
+    consumer.send(Update::new("#load-more-trigger").html(trigger))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn infinite_scroll_loads_each_page_once() {
+    let body = r##"
+<ul id="items"></ul>
+<div id="load-more-trigger">
+  <div id="trigger-1" data-liveview-intersect-appear="b_more" data-data-page="1">loading page 1…</div>
+</div>
+"##;
+    browser_test("infinite_scroll_loads_each_page_once", body, async |page| {
         let b = &page.browser;
-        b.type_text("#q", "hello").await?;
-        // Had any keystroke but the last been sent, the count would be 2+.
-        b.wait_for_text("#debounced", "1:hello").await?;
-        b.click("#marker").await?;
-        page.wait_call(1, "marker").await?;
-        assert_eq!(DEBOUNCED_CALLS.load(Ordering::SeqCst), 1);
-        assert_eq!(b.text("#debounced").await?, "1:hello");
-        Ok(())
+        let items =
+            |n: usize| format!(r##"document.querySelectorAll("#items .item").length === {n}"##);
+        // Page 1 loads by itself; its items push the next trigger out of view.
+        b.wait(&items(10)).await?;
+        b.wait(r#"document.getElementById("trigger-2")"#).await?;
+        for (n, next) in [(20, Some("trigger-3")), (30, None)] {
+            b.execute("window.scrollTo(0, document.body.scrollHeight);", vec![])
+                .await?;
+            b.wait(&items(n)).await?;
+            if let Some(id) = next {
+                b.wait(&format!(r#"document.getElementById("{id}")"#))
+                    .await?;
+            }
+        }
+        b.wait(r#"document.getElementById("load-more-trigger").children.length === 0"#)
+            .await?;
+        let texts = b.texts("#items .item").await?;
+        let expected: Vec<String> = (1..=3)
+            .flat_map(|p| (1..=10).map(move |i| format!("item {p}.{i}")))
+            .collect();
+        assert_eq!(texts, expected, "every page once, in order");
+        page.assert_no_page_errors().await
     })
     .await;
 }

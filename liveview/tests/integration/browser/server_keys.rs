@@ -45,24 +45,36 @@ async fn html_append_and_remove_change_the_target() {
         r##"{}<div id="target"><span>initial</span></div><p id="removable">remove me</p><p id="stays">stays</p>"##,
         toolbar(&["html", "append", "remove"])
     );
-    browser_test("html_append_and_remove_change_the_target", &body, async |page| {
-        let b = &page.browser;
-        let inner = r##"document.getElementById("target").innerHTML"##;
-        b.click("#k-html").await?;
-        b.wait(&format!(r##"{inner} === "<b>replaced</b>""##)).await?;
-        b.click("#k-append").await?;
-        b.wait(&format!(r##"{inner} === "<b>replaced</b><i>appended</i>""##)).await?;
-        b.click("#k-remove").await?;
-        b.wait(r##"document.getElementById("removable") === null"##).await?;
-        assert_eq!(b.text("#stays").await?, "stays");
-        page.assert_no_page_errors().await
-    })
+    browser_test(
+        "html_append_and_remove_change_the_target",
+        &body,
+        async |page| {
+            let b = &page.browser;
+            let inner = r##"document.getElementById("target").innerHTML"##;
+            b.click("#k-html").await?;
+            b.wait(&format!(r##"{inner} === "<b>replaced</b>""##))
+                .await?;
+            b.click("#k-append").await?;
+            b.wait(&format!(
+                r##"{inner} === "<b>replaced</b><i>appended</i>""##
+            ))
+            .await?;
+            b.click("#k-remove").await?;
+            b.wait(r##"document.getElementById("removable") === null"##)
+                .await?;
+            assert_eq!(b.text("#stays").await?, "stays");
+            page.assert_no_page_errors().await
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn title_script_and_inline_scripts_run() {
-    let body = format!(r##"{}<div id="target"></div>"##, toolbar(&["title", "script", "inline"]));
+    let body = format!(
+        r##"{}<div id="target"></div>"##,
+        toolbar(&["title", "script", "inline"])
+    );
     browser_test("title_script_and_inline_scripts_run", &body, async |page| {
         let b = &page.browser;
         b.click("#k-title").await?;
@@ -86,17 +98,21 @@ async fn scroll_and_scroll_top_move_the_window() {
         r##"{}<div style="height: 3000px">tall</div><h2 id="far">far down</h2><div style="height: 2000px"></div>"##,
         toolbar(&["scroll", "scroll_top"])
     );
-    browser_test("scroll_and_scroll_top_move_the_window", &body, async |page| {
-        let b = &page.browser;
-        assert_eq!(b.eval("window.scrollY").await?, json!(0));
-        b.click("#k-scroll").await?;
-        // Smooth scrolling ends with #far at the top of the viewport.
-        b.wait(r##"Math.abs(document.getElementById("far").getBoundingClientRect().top) < 2"##)
-            .await?;
-        b.click("#k-scroll_top").await?;
-        b.wait("window.scrollY === 0").await?;
-        Ok(())
-    })
+    browser_test(
+        "scroll_and_scroll_top_move_the_window",
+        &body,
+        async |page| {
+            let b = &page.browser;
+            assert_eq!(b.eval("window.scrollY").await?, json!(0));
+            b.click("#k-scroll").await?;
+            // Smooth scrolling ends with #far at the top of the viewport.
+            b.wait(r##"Math.abs(document.getElementById("far").getBoundingClientRect().top) < 2"##)
+                .await?;
+            b.click("#k-scroll_top").await?;
+            b.wait("window.scrollY === 0").await?;
+            Ok(())
+        },
+    )
     .await;
 }
 
@@ -111,12 +127,21 @@ async fn error_frames_fire_liveview_error() {
         let b = &page.browser;
         b.click("#k-error").await?;
         b.wait("__lv.errors.length === 1").await?;
-        assert_eq!(b.eval("__lv.errors[0].message").await?, json!("custom failure"));
-        assert!(b.eval("__lv.errors[0].ref").await?.is_u64(), "the error answers the call");
+        assert_eq!(
+            b.eval("__lv.errors[0].message").await?,
+            json!("custom failure")
+        );
+        assert!(
+            b.eval("__lv.errors[0].ref").await?.is_u64(),
+            "the error answers the call"
+        );
 
         b.click("#unknown").await?;
         b.wait("__lv.errors.length === 2").await?;
-        assert_eq!(b.eval("__lv.errors[1].message").await?, json!("Unknown function"));
+        assert_eq!(
+            b.eval("__lv.errors[1].message").await?,
+            json!("Unknown function")
+        );
 
         // The connection survives, and so does the page.
         b.click("#after").await?;
@@ -129,7 +154,10 @@ async fn error_frames_fire_liveview_error() {
 
 #[tokio::test]
 async fn an_update_for_a_missing_target_leaves_the_page_working() {
-    let body = format!(r##"{}<div id="target">initial</div>"##, toolbar(&["missing", "html"]));
+    let body = format!(
+        r##"{}<div id="target">initial</div>"##,
+        toolbar(&["missing", "html"])
+    );
     browser_test("an_update_for_a_missing_target_leaves_the_page_working", &body, async |page| {
         let b = &page.browser;
         b.click("#k-missing").await?;
