@@ -1,0 +1,29 @@
+//! `cargo run --release -p demo`: the demo on http://127.0.0.1:8000.
+//!
+//! - `LIVEVIEW_ADDR`: the address to listen on;
+//! - `DEMO_DATABASE`: the SQLite file (default `demo.sqlite3`, created on
+//!   first start);
+//! - `LIVEVIEW_REDIS_URL`: use Redis as the channel layer, so several demo
+//!   processes share their pages' updates;
+//! - `RUST_LOG`: the log filter (default `info`).
+
+use demo::Config;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = Config::from_env();
+    let addr = config.addr.clone();
+    tracing::info!(database = %config.database.display(), "opening the database");
+    let (router, live) = demo::app(config).await?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
+    println!("LiveView demo on http://{}", listener.local_addr()?);
+    liveview::serve(listener, router, live).await?;
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! The `demo` binary as a newcomer runs it: settings from the environment,
+//! the database created on first start, and two processes sharing their
+//! pages' updates through Redis when `LIVEVIEW_REDIS_URL` is set.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use demo::pages::alerts::ROOM;
+use liveview::testing::WsClient;
+use serde_json::json;
+
+use crate::support::{TempDir, call, http_get};
+
+/// A running `demo` process, killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start the binary on a free port with `database`, and Redis if given;
+/// the process and the address it printed.
+fn start(database: &Path, redis: Option<&str>) -> (Process, SocketAddr) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_demo"));
+    command
+        .env("LIVEVIEW_ADDR", "127.0.0.1:0")
+        .env("DEMO_DATABASE", database)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    match redis {
+        Some(url) => command.env("LIVEVIEW_REDIS_URL", url),
+        None => command.env_remove("LIVEVIEW_REDIS_URL"),
+    };
+    let mut child = command.spawn().expect("the demo binary starts");
+    let stdout = child.stdout.take().expect("its output");
+    let process = Process(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("LiveView demo on http://") {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the demo says where it listens");
+    (process, addr.parse().expect("an address"))
+}
+
+#[tokio::test]
+async fn the_binary_creates_its_database_and_serves_every_page() {
+    let dir = TempDir::new();
+    let database = dir.path().join("fresh.sqlite3");
+    let (_process, addr) = start(&database, None);
+    assert!(
+        database.exists(),
+        "the database file is created on first start"
+    );
+    for path in ["/", "/quickstart/", "/alerts/", "/search/?q=oak"] {
+        let (status, _, body) = http_get(addr, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(body.contains(r#"data-controller="page""#), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn two_processes_share_alerts_through_redis() {
+    let url = crate::redis::redis();
+    let dir = TempDir::new();
+    let database = dir.path().join("shared.sqlite3");
+    let (_one, one) = start(&database, Some(url));
+    let (_two, two) = start(&database, Some(url));
+    let socket = |addr: SocketAddr| async move {
+        WsClient::connect(&format!("ws://{addr}/ws/liveview/{ROOM}/"), &[])
+            .await
+            .expect("the WebSocket opens")
+    };
+    let mut ada = socket(one).await;
+    let mut bob = socket(two).await;
+
+    // Bob's process subscribes to the room when he connects; publish until
+    // an alert crosses over, then check it is the one published.
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    for attempt in 1.. {
+        let message = format!("Across processes {marker} {attempt}");
+        call(
+            &mut ada,
+            "alerts_create",
+            json!({"kind": "info", "message": message}),
+            json!({}),
+        )
+        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        let mut crossed = false;
+        while let Ok(frame) = bob
+            .recv_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+        {
+            if frame["html"].as_str().is_some_and(|h| h.contains(&marker)) {
+                crossed = true;
+                break;
+            }
+        }
+        if crossed {
+            break;
+        }
+        assert!(attempt < 20, "no alert reached the other process");
+    }
+}

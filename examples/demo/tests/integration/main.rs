@@ -1,0 +1,11 @@
+//! The demo's tests: every page and handler over real WebSockets, the
+//! Redis layer across two processes, and every page in headless Chromium.
+
+mod alerts;
+mod binary;
+mod browser;
+mod pages;
+mod redis;
+mod search;
+mod snake;
+mod support;

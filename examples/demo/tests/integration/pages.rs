@@ -1,0 +1,80 @@
+//! The pages around the demos: the index, the quick start, the stylesheet,
+//! a missing page; and the handlers that are linked in.
+
+use serde_json::json;
+
+use crate::support::{TestDemo, call};
+
+#[tokio::test]
+async fn the_index_links_every_demo() {
+    let server = TestDemo::start().await;
+    let (status, page) = server.get("/").await;
+    assert_eq!(status, 200);
+    for href in ["/quickstart/", "/alerts/", "/snake/", "/search/"] {
+        assert!(page.contains(&format!(r#"href="{href}""#)), "{href}");
+    }
+    assert!(page.contains(r#"id="no-connection""#));
+    assert!(page.contains(r#"data-controller="page""#));
+    assert!(page.contains(demo::templates::css_url()));
+    assert!(page.contains(&liveview::script_tag()));
+}
+
+#[tokio::test]
+async fn the_stylesheet_and_missing_pages() {
+    let server = TestDemo::start().await;
+    let (status, headers, css) = server.get_with_headers(demo::templates::css_url()).await;
+    assert_eq!(status, 200);
+    assert!(headers.contains(&("content-type".into(), "text/css; charset=utf-8".into())));
+    assert!(css.contains(".alert"));
+    let (status, page) = server.get("/no/such/page").await;
+    assert_eq!(status, 404);
+    assert!(page.contains("Page not found") && page.contains(r#"href="/""#));
+}
+
+#[tokio::test]
+async fn every_handler_is_linked() {
+    let server = TestDemo::start().await;
+    assert_eq!(
+        server.live.functions(),
+        [
+            "alerts_create",
+            "alerts_delete",
+            "alerts_load_more",
+            "alerts_validate",
+            "notify_all",
+            "say_hello",
+            "search",
+            "snake_join",
+            "snake_restart",
+            "snake_turn",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_quick_start_page_greets_and_notifies_every_page() {
+    let server = TestDemo::start().await;
+    let (_, page) = server.get("/quickstart/").await;
+    assert!(page.contains(r#"id="greeting""#) && page.contains(r#"id="notifications""#));
+    assert!(page.contains(r#"data-liveview-function="say_hello""#));
+
+    let mut ada = server.connect("quickstart-ada").await;
+    let mut bob = server.connect("quickstart-bob").await;
+    let frames = call(&mut ada, "say_hello", json!({"name": "<Ada>"}), json!({})).await;
+    assert_eq!(
+        frames,
+        [json!({"target": "#greeting", "html": "<h1>Hello, &lt;Ada&gt;!</h1>"})]
+    );
+    call(
+        &mut ada,
+        "notify_all",
+        json!({"message": "Deploy at 5"}),
+        json!({}),
+    )
+    .await;
+    let frame = crate::support::next(&mut bob).await;
+    assert_eq!(
+        frame["html"],
+        r#"<div class="notification">Deploy at 5</div>"#
+    );
+}
