@@ -70,6 +70,7 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub addresses: Arc<Addresses>,
     pub presence: PresenceConfig,
+    pub state: Arc<http::Extensions>,
     next_id: AtomicU64,
 }
 
@@ -133,6 +134,12 @@ impl LiveView {
     /// Start configuring an application.
     pub fn builder() -> LiveViewBuilder {
         LiveViewBuilder::default()
+    }
+
+    /// The application state of type `T` given to
+    /// [`LiveViewBuilder::state`].
+    pub fn state<T: Clone + Send + Sync + 'static>(&self) -> Option<&T> {
+        self.shared.state.get::<T>()
     }
 
     /// A handle that broadcasts and sends to rooms from anywhere.
@@ -206,6 +213,7 @@ impl LiveView {
 pub struct LiveViewBuilder {
     config: Config,
     presence: PresenceConfig,
+    state: http::Extensions,
     middleware: Vec<Middleware>,
     layer: Option<Arc<dyn ChannelLayer>>,
     authenticator: Option<Arc<dyn Authenticator>>,
@@ -363,6 +371,14 @@ impl LiveViewBuilder {
         self
     }
 
+    /// Share a value with every handler and middleware, read with
+    /// [`Consumer::state`](crate::Consumer::state) (one value per type; a
+    /// second call with the same type replaces the first).
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
     /// Track who is in each room on every process (through the channel
     /// layer), for [`Consumer::presence`](crate::Consumer::presence) and
     /// [`Broadcaster::presence`](crate::Broadcaster::presence). Without it
@@ -429,6 +445,7 @@ impl LiveViewBuilder {
                 metrics,
                 addresses: Arc::default(),
                 presence: self.presence,
+                state: Arc::new(self.state),
                 next_id: AtomicU64::new(1),
             }),
         })

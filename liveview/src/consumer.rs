@@ -40,6 +40,7 @@ pub(crate) struct Connection {
     pub(crate) scope: Scope,
     pub(crate) outbox: Outbox,
     pub(crate) broadcaster: Broadcaster,
+    app: Arc<http::Extensions>,
     state: Mutex<http::Extensions>,
 }
 
@@ -70,6 +71,7 @@ impl Connection {
         scope: Scope,
         outbox: Outbox,
         broadcaster: Broadcaster,
+        app: Arc<http::Extensions>,
     ) -> Arc<Self> {
         Arc::new(Self {
             id,
@@ -77,6 +79,7 @@ impl Connection {
             scope,
             outbox,
             broadcaster,
+            app,
             state: Mutex::default(),
         })
     }
@@ -168,6 +171,30 @@ impl Consumer {
         self.conn.outbox.is_closed()
     }
 
+    /// The application state of type `T` given to
+    /// [`LiveViewBuilder::state`](crate::LiveViewBuilder::state): a database
+    /// pool, a configuration, a template environment.
+    ///
+    /// ```
+    /// use liveview::{liveview_handler, Consumer, Content, Update};
+    ///
+    /// #[derive(Clone)]
+    /// struct Greeting(&'static str);
+    ///
+    /// #[liveview_handler("docs_app_state")]
+    /// async fn greet(consumer: &Consumer, _content: Content) -> liveview::Result {
+    ///     let greeting = consumer.state::<Greeting>().map_or("Hello", |g| g.0);
+    ///     consumer.send(Update::new("#greeting").html(greeting))?;
+    ///     Ok(())
+    /// }
+    ///
+    /// let live = liveview::LiveView::builder().state(Greeting("Hola")).build().unwrap();
+    /// # drop(live);
+    /// ```
+    pub fn state<T: Clone + Send + Sync + 'static>(&self) -> Option<&T> {
+        self.conn.app.get::<T>()
+    }
+
     /// Store a per-connection value, kept between calls; returns the one it
     /// replaces.
     ///
@@ -181,17 +208,17 @@ impl Consumer {
     /// assert_eq!(consumer.get::<Cart>().unwrap().0, ["tea", "milk"]);
     /// ```
     pub fn insert<T: Clone + Send + Sync + 'static>(&self, value: T) -> Option<T> {
-        self.state().insert(value)
+        self.connection_state().insert(value)
     }
 
     /// A clone of the per-connection value of type `T`.
     pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
-        self.state().get::<T>().cloned()
+        self.connection_state().get::<T>().cloned()
     }
 
     /// Take the per-connection value of type `T` out.
     pub fn remove<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
-        self.state().remove::<T>()
+        self.connection_state().remove::<T>()
     }
 
     /// Read and change the per-connection value of type `T` in place,
@@ -201,11 +228,11 @@ impl Consumer {
     where
         T: Clone + Default + Send + Sync + 'static,
     {
-        let mut state = self.state();
+        let mut state = self.connection_state();
         f(state.get_or_insert_default::<T>())
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, http::Extensions> {
+    fn connection_state(&self) -> std::sync::MutexGuard<'_, http::Extensions> {
         self.conn.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 

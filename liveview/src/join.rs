@@ -32,7 +32,14 @@ pub(crate) async fn open(
     // A `resume` parameter, even empty, says the client tracks sequences.
     let (outbox, rx) = Outbox::new(shared.config.queue);
     let outbox = outbox.with_sequences(replay_on && resume.is_some());
-    let conn = Connection::new(id, room, scope, outbox.clone(), shared.broadcaster.clone());
+    let conn = Connection::new(
+        id,
+        room,
+        scope,
+        outbox.clone(),
+        shared.broadcaster.clone(),
+        shared.state.clone(),
+    );
     let groups = [room_group(room), BROADCAST_GROUP.to_owned()];
     let resume = resume.filter(|r| !r.is_empty() && replay_on);
     if resume.is_some() {

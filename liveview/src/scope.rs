@@ -4,9 +4,31 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use http::{HeaderMap, Uri};
+use http::{HeaderMap, HeaderValue, Uri};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+/// A copy of `headers` whose values own their bytes.
+///
+/// hyper parses a request without copying it: header values and the URI are
+/// views into the connection's HTTP read buffer (8 to 16 KiB), which stays
+/// allocated as long as any of them does. Kept for a WebSocket's lifetime,
+/// they would hold that buffer per idle connection; copies of the few bytes
+/// let it go at the upgrade.
+fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut owned = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        owned.append(name.clone(), copy);
+    }
+    owned
+}
+
+/// A copy of `uri` that owns its bytes (see [`owned_headers`]).
+fn owned_uri(uri: Uri) -> Uri {
+    uri.to_string().parse().unwrap_or(uri)
+}
 
 /// A signed-in user, as an [`Authenticator`](crate::Authenticator) found it.
 ///
@@ -80,10 +102,13 @@ impl Scope {
         ScopeBuilder::default()
     }
 
+    /// The scope of an upgrade request. It lives as long as the
+    /// connection, so it keeps its own copy of the headers and URI (see
+    /// [`owned_headers`]).
     pub(crate) fn new(headers: HeaderMap, uri: Uri, peer: Option<SocketAddr>) -> Self {
         Self {
-            headers,
-            uri,
+            headers: owned_headers(&headers),
+            uri: owned_uri(uri),
             peer,
             user: None,
         }
@@ -192,5 +217,27 @@ impl ScopeBuilder {
     /// The scope.
     pub fn build(self) -> Scope {
         self.scope
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owned_copies_keep_every_value_and_the_uri() {
+        let mut headers = HeaderMap::new();
+        headers.append("cookie", HeaderValue::from_static("a=1"));
+        headers.append("cookie", HeaderValue::from_static("b=2"));
+        let mut secret = HeaderValue::from_static("Bearer x");
+        secret.set_sensitive(true);
+        headers.insert("authorization", secret);
+        let uri: Uri = "/ws/liveview/lobby/?resume=3".parse().unwrap();
+        let scope = Scope::new(headers.clone(), uri.clone(), None);
+        assert_eq!(scope.headers(), &headers);
+        assert!(scope.headers()["authorization"].is_sensitive());
+        assert_eq!(scope.headers().get_all("cookie").iter().count(), 2);
+        assert_eq!(scope.uri, uri);
+        assert_eq!(scope.query("resume").as_deref(), Some("3"));
     }
 }

@@ -76,6 +76,7 @@ pub fn consumer_with_scope(room: &str, scope: Scope) -> (Consumer, Recorder) {
         scope,
         outbox,
         Broadcaster::new(hub, Default::default()),
+        Default::default(),
     );
     let recorder = Recorder {
         inbox: Arc::new(Mutex::new(rx)),

@@ -117,3 +117,18 @@ async fn per_connection_state_lives_between_calls_and_is_not_shared() {
     b.call("count", json!({})).await.unwrap();
     assert_eq!(next(&mut b).await["html"], "1");
 }
+
+#[tokio::test]
+async fn handlers_read_the_application_state() {
+    let builder = LiveView::builder().state(crate::handlers::Greeting("Hola"));
+    let server = server(builder).await;
+    let mut client = server.connect("app-state").await.unwrap();
+    client.call("app_greeting", json!({})).await.unwrap();
+    assert_eq!(next(&mut client).await["html"], "Hola");
+    assert_eq!(server.live().state::<crate::handlers::Greeting>().unwrap().0, "Hola");
+
+    let without = crate::support::server(LiveView::builder()).await;
+    let mut client = without.connect("app-state").await.unwrap();
+    client.call("app_greeting", json!({})).await.unwrap();
+    assert_eq!(next(&mut client).await["html"], "(none)");
+}

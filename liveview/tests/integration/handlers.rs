@@ -160,3 +160,14 @@ async fn flood_self(consumer: &Consumer, content: Content) -> liveview::Result {
     }
     Ok(())
 }
+
+/// Application state shared through the builder.
+#[derive(Clone)]
+pub(crate) struct Greeting(pub &'static str);
+
+#[liveview_handler("app_greeting")]
+async fn app_greeting(consumer: &Consumer, _content: Content) -> liveview::Result {
+    let greeting = consumer.state::<Greeting>().map_or("(none)", |g| g.0);
+    consumer.send(Update::new("#greeting").html(greeting))?;
+    Ok(())
+}

@@ -1,0 +1,407 @@
+//! The log of each group's recent frames, kept in Redis and shared by every
+//! process: numbering a frame, logging it and publishing it in one script,
+//! and reading what a reconnecting client missed.
+//!
+//! Keys of a group `G` (with the layer's prefix):
+//!
+//! - `<prefix>seq:G`, a counter: the sequence of the group's newest frame;
+//! - `<prefix>log:G`, a stream of the recent frames, capped with
+//!   `XADD … MAXLEN ~ <capacity>`; each entry's id is `<seq>-0`, with the
+//!   frame in field `f` and the Redis time it was logged at (Unix ms) in `t`.
+//!
+//! Both expire when the group stays silent for four times the age limit of
+//! the log (at least a minute): every publish pushes the expiry back.
+
+use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{ErrorKind, FromRedisValue, RedisResult, ServerErrorKind};
+
+use super::order::Handoff;
+use super::wire::{self, now_ms};
+use super::{COMMAND_TIMEOUT, Inner};
+use crate::layer::{Frame, LayerError, Replay, ReplayConfig, replay_from};
+
+/// Time allowed for numbering and publishing a frame when the subscriber is
+/// connected: local members wait for it, so it is short.
+const SEQUENCED_TIMEOUT: Duration = Duration::from_secs(1);
+/// The same while the subscriber is disconnected: Redis is probably down,
+/// so local members should not wait for the attempt.
+const SEQUENCED_TIMEOUT_DISCONNECTED: Duration = Duration::from_millis(250);
+/// Longest wait for a group's subscription before reading its log.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+/// Longest wait for the subscriber to deliver what was published before the
+/// log was read.
+const SYNC_WAIT: Duration = Duration::from_secs(2);
+/// Bounds of the expiry of a group's keys.
+const MIN_KEY_TTL: Duration = Duration::from_secs(60);
+const MAX_KEY_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Numbers, logs and publishes one frame.
+///
+/// `KEYS`: the group's counter and log. `ARGV`: the channel, the message
+/// header up to the sequence, the frame, the log's capacity, the keys'
+/// lifetime in ms. Returns the sequence.
+///
+/// When the counter is behind the log (it was lost while the log was not),
+/// the numbering continues after the log's newest entry instead of reusing
+/// numbers that clients may have seen.
+const PUBLISH_SCRIPT: &str = r"
+local function append(seq, now)
+  return redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'f', ARGV[3], 't', now)
+end
+local time = redis.call('TIME')
+local now = time[1] * 1000 + math.floor(time[2] / 1000)
+local seq = redis.call('INCR', KEYS[1])
+local added = append(seq, now)
+if type(added) == 'table' and added.err then
+  local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+  if not newest then
+    return added
+  end
+  seq = tonumber(string.match(newest[1], '^%d+')) + 1
+  redis.call('SET', KEYS[1], seq)
+  added = append(seq, now)
+  if type(added) == 'table' and added.err then
+    return added
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. seq .. '\n' .. ARGV[3])
+return seq
+";
+
+/// Reads a group's log after a sequence, then publishes a sync message.
+///
+/// `KEYS`: the group's counter and log. `ARGV`: the first entry id wanted,
+/// the most entries to return, this process's sync channel and the sync
+/// token. Returns the newest sequence, the Redis time (Unix ms) and the
+/// entries.
+const READ_SCRIPT: &str = r"
+local newest = tonumber(redis.call('GET', KEYS[1]) or '0')
+local entries = redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])
+local time = redis.call('TIME')
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return {newest, time[1] * 1000 + math.floor(time[2] / 1000), entries}
+";
+
+/// A Lua script run with `EVALSHA`, loaded with `SCRIPT LOAD` the first
+/// time and again when the server does not know it (a restart, a failover).
+pub(super) struct LuaScript {
+    source: &'static str,
+    sha: RwLock<Option<String>>,
+}
+
+impl LuaScript {
+    const fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            sha: RwLock::new(None),
+        }
+    }
+
+    async fn run<T: FromRedisValue>(
+        &self,
+        connection: &mut ConnectionManager,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> RedisResult<T> {
+        let mut loaded = false;
+        loop {
+            let cached = self
+                .sha
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let sha = match cached {
+                Some(sha) => sha,
+                None => {
+                    let sha: String = redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(self.source)
+                        .query_async(connection)
+                        .await?;
+                    *self.sha.write().unwrap_or_else(PoisonError::into_inner) = Some(sha.clone());
+                    loaded = true;
+                    sha
+                }
+            };
+            let mut command = redis::cmd("EVALSHA");
+            command.arg(&sha).arg(keys.len()).arg(keys).arg(args);
+            match command.query_async(connection).await {
+                Err(err)
+                    if !loaded && err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
+                {
+                    *self.sha.write().unwrap_or_else(PoisonError::into_inner) = None;
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
+/// The scripts of the shared log.
+pub(super) struct Scripts {
+    publish: LuaScript,
+    read: LuaScript,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self {
+            publish: LuaScript::new(PUBLISH_SCRIPT),
+            read: LuaScript::new(READ_SCRIPT),
+        }
+    }
+}
+
+/// How long a silent group's counter and log are kept.
+fn key_ttl(config: &ReplayConfig) -> Duration {
+    config
+        .age()
+        .checked_mul(4)
+        .unwrap_or(MAX_KEY_TTL)
+        .clamp(MIN_KEY_TTL, MAX_KEY_TTL)
+}
+
+/// One entry of a group's log, as `XRANGE` gives it.
+type Entry = (String, Vec<Vec<u8>>);
+
+/// The entries younger than `max_age` at `now_ms` (Redis time), with their
+/// sequence, oldest first. Entries that do not parse are left out.
+fn fresh_entries(entries: Vec<Entry>, now_ms: u64, max_age: Duration) -> Vec<(u64, Frame)> {
+    entries
+        .into_iter()
+        .filter_map(|(id, fields)| {
+            let seq = id.split_once('-').map_or(id.as_str(), |(seq, _)| seq);
+            let seq = seq.parse::<u64>().ok()?;
+            let mut frame = None;
+            let mut logged_ms = None;
+            let mut pairs = fields.into_iter();
+            while let (Some(name), Some(value)) = (pairs.next(), pairs.next()) {
+                match name.as_slice() {
+                    b"f" => frame = String::from_utf8(value).ok(),
+                    b"t" => {
+                        logged_ms = std::str::from_utf8(&value)
+                            .ok()
+                            .and_then(|t| t.parse::<u64>().ok())
+                    }
+                    _ => {}
+                }
+            }
+            let age = u128::from(now_ms.saturating_sub(logged_ms?));
+            (age <= max_age.as_millis()).then(|| (seq, Frame::from(frame?)))
+        })
+        .collect()
+}
+
+impl Inner {
+    fn key(&self, kind: &str, name: &str) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + kind.len() + name.len());
+        key.push_str(&self.prefix);
+        key.push_str(kind);
+        key.push_str(name);
+        key
+    }
+
+    pub(super) fn seq_key(&self, group: &str) -> String {
+        self.key("seq:", group)
+    }
+
+    pub(super) fn log_key(&self, group: &str) -> String {
+        self.key("log:", group)
+    }
+
+    pub(super) fn presence_key(&self, room: &str) -> String {
+        self.key("presence:", room)
+    }
+
+    pub(super) fn node_key(&self, node: &str) -> String {
+        self.key("node:", node)
+    }
+
+    fn replay_config(&self) -> Result<ReplayConfig, LayerError> {
+        self.replay
+            .ok_or_else(|| LayerError::new("redis: this layer keeps no shared log"))
+    }
+
+    /// Number `frame` in `group`'s shared log, log it and publish it. The
+    /// handoff, if any, must be held until the frame was delivered locally
+    /// (see [`super::order`]).
+    pub(super) async fn publish_sequenced(
+        &self,
+        group: &str,
+        frame: &Frame,
+    ) -> Result<(u64, Option<Handoff>), LayerError> {
+        let config = self.replay_config()?;
+        let Ok(_permit) = self.pending_publishes.try_acquire() else {
+            return Err(LayerError::new(format!(
+                "redis: {} publishes already pending",
+                self.capacity
+            )));
+        };
+        let mut publisher = self.publisher()?;
+        let mut flight = self.order.begin(group);
+        // Whether the echo will come: the group was subscribed before the
+        // script ran, and still is by the same subscription after.
+        let ticket = self.order.ticket(group);
+        let limit = if self.connected.load(std::sync::atomic::Ordering::Acquire) {
+            SEQUENCED_TIMEOUT
+        } else {
+            SEQUENCED_TIMEOUT_DISCONNECTED
+        };
+        let (seq_key, log_key) = (self.seq_key(group), self.log_key(group));
+        let channel = self.channel(group);
+        let header = wire::numbered_header(&self.node_id, now_ms());
+        let capacity = config.frames().to_string();
+        let ttl = key_ttl(&config).as_millis().to_string();
+        let run = self.scripts.publish.run::<u64>(
+            &mut publisher.connection,
+            &[&seq_key, &log_key],
+            &[
+                channel.as_bytes(),
+                header.as_bytes(),
+                frame.as_str().as_bytes(),
+                capacity.as_bytes(),
+                ttl.as_bytes(),
+            ],
+        );
+        let seq = match tokio::time::timeout(limit, run).await {
+            Ok(Ok(seq)) => seq,
+            Ok(Err(err)) => {
+                return Err(LayerError::with_source(
+                    format!("redis: logging a frame on {} failed", publisher.address),
+                    err,
+                ));
+            }
+            Err(_) => {
+                return Err(LayerError::new(format!(
+                    "redis: logging a frame on {} timed out",
+                    publisher.address
+                )));
+            }
+        };
+        let echo_expected = ticket.is_some() && self.order.ticket(group) == ticket;
+        let handoff = flight.numbered(seq, echo_expected).await;
+        Ok((seq, handoff))
+    }
+
+    /// What `group`'s shared log holds after `after`. Returns once every
+    /// frame up to the newest read has been through local delivery, so that
+    /// frames held back for the reconnecting client can be told apart from
+    /// replayed ones.
+    pub(super) async fn replay(&self, group: &str, after: u64) -> Result<Replay, LayerError> {
+        let config = self.replay_config()?;
+        if !self.connected.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(LayerError::new("redis: not connected; the log cannot be read"));
+        }
+        // Frames published from now on must reach this process: the group
+        // was joined just before, its subscription may still be on its way.
+        if !self.order.wait_subscribed(group, SUBSCRIBE_WAIT).await {
+            return Err(LayerError::new(format!(
+                "redis: {group} was not subscribed in time"
+            )));
+        }
+        let mut publisher = self.publisher()?;
+        let mut sync = self.order.sync();
+        let (seq_key, log_key) = (self.seq_key(group), self.log_key(group));
+        let first = format!("{}-0", after.saturating_add(1));
+        let count = config.frames().to_string();
+        let token = sync.token.to_string();
+        let run = self.scripts.read.run::<(u64, u64, Vec<Entry>)>(
+            &mut publisher.connection,
+            &[&seq_key, &log_key],
+            &[
+                first.as_bytes(),
+                count.as_bytes(),
+                self.sync_channel.as_bytes(),
+                token.as_bytes(),
+            ],
+        );
+        let (newest, redis_now, entries) = match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(err)) => {
+                return Err(LayerError::with_source(
+                    format!("redis: reading the log on {} failed", publisher.address),
+                    err,
+                ));
+            }
+            Err(_) => {
+                return Err(LayerError::new(format!(
+                    "redis: reading the log on {} timed out",
+                    publisher.address
+                )));
+            }
+        };
+        let missed = newest.saturating_sub(after);
+        let answer = if missed > u64::try_from(config.frames()).unwrap_or(u64::MAX) {
+            // More than the log keeps, whatever the stream still holds.
+            Replay::Gap
+        } else {
+            replay_from(
+                fresh_entries(entries, redis_now, config.age()),
+                newest,
+                after,
+            )
+        };
+        if matches!(answer, Replay::Frames(_)) && !sync.reached(SYNC_WAIT).await {
+            return Err(LayerError::new(
+                "redis: the subscriber did not catch up with the log in time",
+            ));
+        }
+        Ok(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64, frame: &str, logged_ms: u64) -> Entry {
+        (
+            format!("{seq}-0"),
+            vec![
+                b"f".to_vec(),
+                frame.as_bytes().to_vec(),
+                b"t".to_vec(),
+                logged_ms.to_string().into_bytes(),
+            ],
+        )
+    }
+
+    #[test]
+    fn entries_are_parsed_and_aged() {
+        let age = Duration::from_secs(10);
+        let now = 1_000_000;
+        let entries = vec![
+            entry(3, "old", now - 10_001),
+            entry(4, "{\"a\":4}", now - 10_000),
+            ("bad".to_owned(), vec![]),
+            (
+                "6-0".to_owned(),
+                vec![b"t".to_vec(), now.to_string().into_bytes()],
+            ),
+            entry(7, "{\"a\":7}", now + 5),
+        ];
+        let fresh = fresh_entries(entries, now, age);
+        assert_eq!(
+            fresh,
+            [
+                (4, Frame::from("{\"a\":4}")),
+                (7, Frame::from("{\"a\":7}"))
+            ]
+        );
+    }
+
+    #[test]
+    fn silent_groups_expire_after_a_few_ages() {
+        let config = ReplayConfig::default();
+        assert_eq!(key_ttl(&config), Duration::from_secs(1200));
+        let short = config.max_age(Duration::from_secs(1));
+        assert_eq!(key_ttl(&short), MIN_KEY_TTL);
+        let long = config.max_age(Duration::MAX);
+        assert_eq!(key_ttl(&long), MAX_KEY_TTL);
+    }
+}
