@@ -38,6 +38,7 @@ pub(crate) struct Config {
     pub limits: Limits,
     pub room_signer: Option<RoomSigner>,
     pub replay: Option<ReplayConfig>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Config {
@@ -54,6 +55,7 @@ impl Default for Config {
             limits: Limits::default(),
             room_signer: None,
             replay: Some(ReplayConfig::default()),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -409,6 +411,25 @@ impl LiveViewBuilder {
     {
         self.presence.tracked = true;
         self.presence.on_change = Some(Arc::new(f));
+        self
+    }
+
+    /// Reverse proxies whose `X-Forwarded-For` header is believed: when a
+    /// connection comes from one of them, the client's address (for
+    /// [`Scope::client_ip`](crate::Scope::client_ip), the per-address rate
+    /// limit and connection cap) is the last address in the header that is
+    /// not a trusted proxy. Without this, behind a proxy every client has
+    /// the proxy's address.
+    ///
+    /// ```
+    /// let live = liveview::LiveView::builder()
+    ///     .trusted_proxies(["127.0.0.1".parse().unwrap()])
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(live);
+    /// ```
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = std::net::IpAddr>) -> Self {
+        self.config.trusted_proxies = proxies.into_iter().collect();
         self
     }
 

@@ -121,22 +121,38 @@ pub(crate) fn normalize_data(data: Map<String, Value>) -> Map<String, Value> {
     strip_data_prefix(normalize_keys(data))
 }
 
-/// `userId` -> `user_id`. Keys without an upper-case letter come back as
-/// they are, without allocating.
+/// `userId` -> `user_id`, `userID` -> `user_id`, `HTMLParser` ->
+/// `html_parser`: an underscore goes before an upper-case letter that
+/// follows a lower-case letter or digit, and before the last capital of a
+/// run of capitals followed by a lower-case letter. Keys without an
+/// upper-case letter come back as they are, without allocating.
+///
+/// ```
+/// use liveview::protocol::snake_case;
+///
+/// assert_eq!(snake_case("dataCommentId"), "data_comment_id");
+/// assert_eq!(snake_case("userID"), "user_id");
+/// assert_eq!(snake_case("HTMLParser"), "html_parser");
+/// assert_eq!(snake_case("already_snake"), "already_snake");
+/// ```
 pub fn snake_case(key: &str) -> std::borrow::Cow<'_, str> {
     if !key.bytes().any(|b| b.is_ascii_uppercase()) {
         return key.into();
     }
+    let chars: Vec<char> = key.chars().collect();
     let mut out = String::with_capacity(key.len() + 4);
-    for (i, ch) in key.char_indices() {
-        if ch.is_ascii_uppercase() {
-            if i > 0 && !out.ends_with('_') {
+    for (i, &ch) in chars.iter().enumerate() {
+        if ch.is_ascii_uppercase() && i > 0 {
+            let prev = chars[i - 1];
+            let next_is_lower = chars.get(i + 1).is_some_and(|c| c.is_ascii_lowercase());
+            let boundary = prev.is_ascii_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_ascii_uppercase() && next_is_lower);
+            if boundary && !out.ends_with('_') {
                 out.push('_');
             }
-            out.push(ch.to_ascii_lowercase());
-        } else {
-            out.push(ch);
         }
+        out.push(ch.to_ascii_lowercase());
     }
     out.into()
 }
@@ -345,6 +361,9 @@ mod tests {
         assert_eq!(snake_case("userId"), "user_id");
         assert_eq!(snake_case("already_snake"), "already_snake");
         assert_eq!(snake_case("dataCommentId"), "data_comment_id");
-        assert_eq!(snake_case("URL"), "u_r_l");
+        assert_eq!(snake_case("URL"), "url");
+        assert_eq!(snake_case("userID"), "user_id");
+        assert_eq!(snake_case("itemID2"), "item_id2");
+        assert_eq!(snake_case("pageURLPath"), "page_url_path");
     }
 }

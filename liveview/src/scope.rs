@@ -2,7 +2,7 @@
 //! authenticator says the user is.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderMap, HeaderValue, Uri};
 use serde::{Deserialize, Serialize};
@@ -93,6 +93,7 @@ pub struct Scope {
     headers: HeaderMap,
     uri: Uri,
     peer: Option<SocketAddr>,
+    client_ip: Option<IpAddr>,
     user: Option<User>,
 }
 
@@ -110,7 +111,28 @@ impl Scope {
             headers: owned_headers(&headers),
             uri: owned_uri(uri),
             peer,
+            client_ip: peer.map(|p| p.ip()),
             user: None,
+        }
+    }
+
+    /// Resolve the client's address through `X-Forwarded-For` when the
+    /// peer is a trusted proxy.
+    pub(crate) fn trust_proxies(&mut self, proxies: &[IpAddr]) {
+        let Some(peer) = self.peer else { return };
+        if !proxies.contains(&peer.ip()) {
+            return;
+        }
+        let forwarded = self
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .collect::<Vec<_>>();
+        if let Some(client) = forwarded.into_iter().rev().find(|ip| !proxies.contains(ip)) {
+            self.client_ip = Some(client);
         }
     }
 
@@ -172,6 +194,13 @@ impl Scope {
         self.peer
     }
 
+    /// The client's address: the peer's, or, behind a trusted proxy
+    /// ([`LiveViewBuilder::trusted_proxies`](crate::LiveViewBuilder::trusted_proxies)),
+    /// the one the proxy forwarded.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.client_ip
+    }
+
     /// The user the authenticator returned, if any.
     pub fn user(&self) -> Option<&User> {
         self.user.as_ref()
@@ -205,6 +234,7 @@ impl ScopeBuilder {
     /// Set the peer address.
     pub fn peer_addr(mut self, addr: SocketAddr) -> Self {
         self.scope.peer = Some(addr);
+        self.scope.client_ip = Some(addr.ip());
         self
     }
 

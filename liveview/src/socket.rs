@@ -79,23 +79,24 @@ pub(crate) async fn upgrade(
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0);
+    let mut scope = Scope::new(headers, uri, peer);
+    scope.trust_proxies(&shared.config.trusted_proxies);
     let limits = &shared.config.limits;
-    let slot = match peer {
-        Some(peer) => {
+    let slot = match scope.client_ip() {
+        Some(ip) => {
             if shared
                 .addresses
-                .open(peer.ip(), limits.connections_per_address)
+                .open(ip, limits.connections_per_address)
                 .is_none()
             {
                 shared.metrics.connections_refused.fetch_add(1, Relaxed);
-                tracing::warn!(target: "liveview", peer = %peer.ip(), "WebSocket refused: too many connections from one address");
+                tracing::warn!(target: "liveview", client = %ip, "WebSocket refused: too many connections from one address");
                 return (StatusCode::TOO_MANY_REQUESTS, "Too many connections").into_response();
             }
-            Some(shared.addresses.slot(peer.ip(), limits.per_address))
+            Some(shared.addresses.slot(ip, limits.per_address))
         }
         None => None,
     };
-    let mut scope = Scope::new(headers, uri, peer);
     if let Some(authenticator) = &shared.authenticator {
         let user = authenticator.authenticate(&scope).await;
         scope.set_user(user);
@@ -157,7 +158,7 @@ async fn run(
     let writer = tokio::spawn(write(sink, rx, closer.clone(), shared.metrics.clone()));
     let ip = slot
         .as_ref()
-        .and_then(|_| conn.scope.peer_addr().map(|p| p.ip()));
+        .and_then(|_| conn.scope.client_ip());
     read(&shared, &conn, stream, &closer, ip).await;
 
     join::close(&shared, &conn);
@@ -177,11 +178,17 @@ async fn read(
     let limits = &shared.config.limits;
     let mut bucket = limits.per_connection.as_ref().map(Bucket::new);
     let mut strikes = 0;
+    // Made once, not per message: each new cancellation future registers
+    // with its token (a lock), and the shutdown token is shared by every
+    // connection.
+    let closed = closer.closed();
+    let shutdown = shared.shutdown.cancelled();
+    tokio::pin!(closed, shutdown);
     loop {
         tokio::select! {
             biased;
-            () = closer.closed() => return,
-            () = shared.shutdown.cancelled() => {
+            () = &mut closed => return,
+            () = &mut shutdown => {
                 closer.close(close::GOING_AWAY);
                 return;
             }
@@ -257,10 +264,12 @@ async fn write(
     closer: Arc<Closer>,
     metrics: Arc<Metrics>,
 ) {
+    let closed = closer.closed();
+    tokio::pin!(closed);
     loop {
         tokio::select! {
             biased;
-            () = closer.closed() => break,
+            () = &mut closed => break,
             frame = rx.recv() => {
                 let Some(frame) = frame else { break };
                 // A write under way when the connection is told to close
@@ -268,7 +277,10 @@ async fn write(
                 // follows is not cut into a half-written frame.
                 metrics.frames_out.fetch_add(1, Relaxed);
                 metrics.bytes_out.fetch_add(frame.len() as u64, Relaxed);
+                // The write first: the grace timer is only set up (and the
+                // closer registered with) when the write has to wait.
                 let sent = tokio::select! {
+                    biased;
                     sent = feed(&mut sink, frame, rx.is_empty()) => sent,
                     () = grace_after(&closer) => return,
                 };

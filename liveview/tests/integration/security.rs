@@ -230,3 +230,44 @@ async fn signed_session_cookies_authenticate_and_forgeries_do_not() {
     eve.call("whoami", json!({})).await.unwrap();
     assert_eq!(next(&mut eve).await["user"], json!(null));
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_limits_key_on_the_forwarded_client() {
+    let builder = LiveView::builder()
+        .max_connections_per_address(Some(1))
+        .trusted_proxies(["127.0.0.1".parse().unwrap()]);
+    let server = server(builder).await;
+    let _ada = server
+        .connect_with("proxy", &[("X-Forwarded-For", "203.0.113.7")])
+        .await
+        .unwrap();
+    // Another client behind the same proxy is not refused...
+    let mut bob = server
+        .connect_with("proxy", &[("X-Forwarded-For", "198.51.100.2, 127.0.0.1")])
+        .await
+        .unwrap();
+    assert_nothing_pending(&mut bob, "a second client through the proxy").await;
+    // ...but a second socket of the same client is.
+    match server
+        .connect_with("proxy", &[("X-Forwarded-For", "203.0.113.7")])
+        .await
+    {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429)
+        }
+        other => panic!("the same client was not capped: {other:?}"),
+    }
+
+    // Without trusting the proxy, the header is ignored.
+    let plain = crate::support::server(LiveView::builder().max_connections_per_address(Some(1))).await;
+    let _first = plain
+        .connect_with("proxy", &[("X-Forwarded-For", "203.0.113.7")])
+        .await
+        .unwrap();
+    assert!(
+        plain
+            .connect_with("proxy", &[("X-Forwarded-For", "198.51.100.2")])
+            .await
+            .is_err()
+    );
+}
