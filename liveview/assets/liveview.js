@@ -1,10 +1,12 @@
 /*!
  * LiveView for Rust: browser client.
  *
- * One file, no dependencies, no build step. It speaks the wire protocol
- * described in PROTOCOL.md and understands the HTML attributes of Django
- * LiveView pages (Stimulus-style `data-action` descriptors included), so
- * those pages work unchanged. See README.md next to this file.
+ * One file, no dependencies. It speaks the wire protocol described in
+ * PROTOCOL.md and understands the HTML attributes of Django LiveView pages
+ * (Stimulus-style `data-action` descriptors included), so those pages work
+ * unchanged. Pages load liveview.min.js, made from this file by
+ * scripts/build-client.sh: rebuild it after any change here. See README.md
+ * next to this file.
  *
  * Sections:
  *   1. Constants
@@ -14,7 +16,7 @@
  *   5. Form and data collection
  *   6. Event binding and actions
  *   7. Observers (init, focus, intersect) and subtree scanning
- *   8. DOM updates (applying server frames)
+ *   8. DOM updates (applying server frames, replay, morphing)
  *   9. History (url, back/forward)
  *  10. Public API and boot
  */
@@ -47,6 +49,8 @@
   const A_NO_DISABLE = "data-liveview-no-disable";
   const A_PERMANENT = "data-liveview-permanent";
   const A_CONNECTED = "data-liveview-connected";
+  const A_MORPH = "data-liveview-morph";
+  const A_IGNORE = "data-liveview-ignore";
   const INTERSECT = `[${A_APPEAR}],[${A_DISAPPEAR}]`;
   const PERMANENT = `[${A_PERMANENT}][id]`;
 
@@ -70,7 +74,9 @@
    * 2. Helpers
    * ------------------------------------------------------------------ */
 
-  const emit = (name, detail) => doc.dispatchEvent(new CustomEvent(name, { detail }));
+  // False when a listener called preventDefault() on a cancelable event.
+  const emit = (name, detail, cancelable) =>
+    doc.dispatchEvent(new CustomEvent(name, { detail, cancelable }));
 
   // First element matching a selector; a bad selector is a warning, not a throw.
   const find = (sel) => {
@@ -118,13 +124,21 @@
     try { sessionStorage.setItem(ROOM_KEY, room); } catch (_) { /* ignore */ }
   };
 
+  // The last sequence applied in each group (`broadcast`, `room_<room>`),
+  // for the page's life: a reconnect asks for what came after these.
+  const applied = new Map();
+
   // Upstream's `window.webSocketConfig = {host, protocol}` is honoured; the
-  // protocol may be given as "wss", "wss:" or "wss://".
+  // protocol may be given as "wss", "wss:" or "wss://". `resume` says that
+  // group frames should be numbered, and which were applied already
+  // (`broadcast:41,room_x:17`; empty before any was received).
   const socketUrl = () => {
     const cfg = window.webSocketConfig || {};
     const proto = String(cfg.protocol || (location.protocol === "https:" ? "wss" : "ws"))
       .replace(/[:/]+$/, "");
-    return `${proto}://${cfg.host || location.host}/ws/liveview/${encodeURIComponent(room)}/`;
+    const resume = Array.from(applied, ([group, n]) => `${group}:${n}`).join(",");
+    return `${proto}://${cfg.host || location.host}/ws/liveview/${encodeURIComponent(room)}/` +
+      `?resume=${encodeURIComponent(resume)}`;
   };
 
   let ws = null;         // current WebSocket (connecting or open), else null
@@ -132,7 +146,7 @@
   let attempt = 0;       // failed attempts since the last successful open
   let retryTimer = 0;
   let paused = false;    // page hidden into the back/forward cache
-  let seq = 0;           // last `ref` sent
+  let lastRef = 0;       // last `ref` sent
   const queue = [];      // calls waiting for a connection
   const inflight = new Map(); // ref -> {fn, busy, resolve}
 
@@ -228,7 +242,7 @@
   }
 
   function transmit(item) {
-    const ref = ++seq;
+    const ref = ++lastRef;
     item.msg.ref = ref;
     ws.send(JSON.stringify(item.msg));
     inflight.set(ref, {
@@ -480,6 +494,8 @@
   const visible = new WeakSet();      // elements last reported in view
   const observers = new Map();        // threshold -> IntersectionObserver
 
+  const init = (el) => send(el.getAttribute(A_INIT), formOf(el), dataOf(el), null);
+
   // Wire up everything under `root` (inclusive). Safe to call repeatedly.
   function scan(root) {
     if (!root || !root.querySelectorAll) return;
@@ -490,7 +506,7 @@
     each(root, `[${A_INIT}]`, (el) => {
       if (initDone.has(el)) return;
       initDone.add(el);
-      send(el.getAttribute(A_INIT), formOf(el), dataOf(el), null);
+      init(el);
     });
     each(root, `[${A_FOCUS}]`, (el) => {
       if (focusDone.has(el) || el.getAttribute(A_FOCUS) === "false") return;
@@ -561,6 +577,14 @@
     if (!frame || typeof frame !== "object" || Array.isArray(frame)) {
       return void console.error("LiveView: frame is not an object", frame);
     }
+    // A numbered group frame (`seq`, `group`) is applied once: one at or
+    // below the last applied in its group was seen already.
+    const { seq, group } = frame;
+    if (typeof seq === "number" && typeof group === "string") {
+      if (seq <= (applied.get(group) || 0)) return;
+      applied.set(group, seq);
+    }
+    if (frame.resync === true) resync();
     try {
       apply(frame);
     } catch (err) {
@@ -568,6 +592,16 @@
     }
     if (frame.done === true && frame.ref != null) finish(frame.ref);
     emit("liveview:update", frame);
+  }
+
+  // The server could not replay what the page missed while disconnected
+  // (too far behind, or the server restarted). Its numbering may start
+  // afresh, so what was applied is forgotten, and the live parts reload:
+  // every `data-liveview-init` runs again, unless a `liveview:resync`
+  // listener called preventDefault() to do it its own way.
+  function resync() {
+    applied.clear();
+    if (emit("liveview:resync", { room }, true)) each(html, `[${A_INIT}]`, init);
   }
 
   // Order: error, title, target (html/append/remove), url, scroll, script.
@@ -588,7 +622,8 @@
         el.remove();
       } else {
         if (m.url != null) prev = el.innerHTML;
-        render(el, String(m.html), m.append ? "append" : "replace");
+        render(el, String(m.html), m.append ? "append"
+          : m.morph === true || el.hasAttribute(A_MORPH) ? "morph" : "replace");
       }
     }
 
@@ -610,9 +645,9 @@
     if (m.script) new Function(m.script)(); // server-written code only
   }
 
-  // Put `markup` into `el`. `mode` is "replace" or "append". This is the one
-  // place where content enters the page: a morphing strategy would go here.
-  // `keep` maps ids to live nodes that replace their namesakes in `markup`.
+  // Put `markup` into `el`. `mode` is "replace", "append" or "morph". This
+  // is the one place where content enters the page. `keep` maps ids to live
+  // nodes that replace their namesakes in `markup`.
   function render(el, markup, mode, keep) {
     const tpl = doc.createElement("template");
     tpl.innerHTML = markup;
@@ -624,8 +659,11 @@
         if (live && live !== p) p.replaceWith(live);
       });
     }
-    const added = Array.from(frag.children);
-    if (mode === "append") el.append(frag);
+    let added = Array.from(frag.children);
+    if (mode === "morph") {
+      morph(el, frag);
+      added = Array.from(el.children); // kept elements are skipped by scan
+    } else if (mode === "append") el.append(frag);
     else el.replaceChildren(frag);
     // Parsed scripts are inert: run them by inserting fresh copies.
     for (const old of scripts) {
@@ -638,6 +676,115 @@
       old.replaceWith(s);
     }
     added.forEach(scan);
+  }
+
+  // Morphing: `el`'s children are patched to become `frag`'s instead of
+  // being replaced, so the nodes that stay keep their state. Elements are
+  // matched by id among siblings, else by position when their tags agree;
+  // others are inserted or removed. The focused control keeps focus, caret,
+  // selection and the value being typed; scrolled containers keep their
+  // scroll offsets; `data-liveview-ignore` elements are left as they are.
+  // Scripts are never matched: each one in the markup is new, and runs.
+  function morph(el, frag) {
+    const active = doc.activeElement;
+    const sel = active && active.selectionStart != null
+      ? [active.selectionStart, active.selectionEnd, active.selectionDirection] : null;
+    const scrolled = [el, ...el.querySelectorAll("*")]
+      .filter((e) => e.scrollTop || e.scrollLeft)
+      .map((e) => [e, e.scrollTop, e.scrollLeft]);
+    patchChildren(el, frag, active);
+    for (const [e, top, left] of scrolled) {
+      if (e.isConnected) { e.scrollTop = top; e.scrollLeft = left; }
+    }
+    // A matched control moved among its siblings lost focus on the way.
+    if (active && active !== doc.body && active.isConnected) {
+      if (doc.activeElement !== active) active.focus({ preventScroll: true });
+      if (sel) try { active.setSelectionRange(...sel); } catch (_) { /* not text */ }
+    }
+  }
+
+  // `id` read as an attribute: a form's `id` property may be a control named "id".
+  const idOf = (n) => (n.nodeType === 1 && n.getAttribute("id")) || "";
+
+  const alike = (a, b) => a.nodeType === b.nodeType &&
+    (a.nodeType !== 1 || (a.tagName === b.tagName && a.tagName !== "SCRIPT"));
+
+  function patchChildren(from, to, active) {
+    const wanted = new Set();   // ids in the new children
+    for (const n of to.childNodes) if (idOf(n)) wanted.add(idOf(n));
+    const byId = new Map();
+    for (const o of from.childNodes) if (idOf(o)) byId.set(idOf(o), o);
+    // An old node whose id appears in the new children waits for it.
+    const free = (o) => !wanted.has(idOf(o));
+    let cur = from.firstChild;  // the first old node not yet used
+    for (const n of Array.from(to.childNodes)) {
+      const id = idOf(n);
+      let m = id && byId.get(id);
+      if (m && alike(m, n)) {
+        byId.delete(id);
+        // Stale nodes before it go, rather than moving it (and its focus),
+        // unless they hold the focus themselves.
+        while (cur && cur !== m && free(cur) && !cur.contains(active)) cur = drop(cur);
+      } else if (cur && free(cur) && alike(cur, n)) {
+        m = cur;
+      } else if (cur && free(cur) && cur.nextSibling && free(cur.nextSibling) &&
+                 alike(cur.nextSibling, n)) {
+        m = (cur = drop(cur)); // one node removed
+      } else {
+        m = null;
+      }
+      if (!m) {
+        from.insertBefore(n, cur);
+        continue;
+      }
+      if (m === cur) cur = cur.nextSibling;
+      else from.insertBefore(m, cur);
+      patch(m, n, active);
+    }
+    while (cur) cur = drop(cur);
+  }
+
+  function drop(node) {
+    const next = node.nextSibling;
+    node.remove();
+    return next;
+  }
+
+  // Make the live node `o` like the new node `n`, keeping what the user is
+  // doing in the focused control.
+  function patch(o, n, active) {
+    if (o.nodeType !== 1) {
+      if (o.nodeValue !== n.nodeValue) o.nodeValue = n.nodeValue;
+      return;
+    }
+    if (o.hasAttribute(A_IGNORE)) return;
+    const focused = o === active;
+    const skip = (a) => focused && a.name === "value";
+    for (const a of Array.from(o.attributes)) {
+      if (!n.hasAttributeNS(a.namespaceURI, a.localName) && !skip(a)) o.removeAttributeNode(a);
+    }
+    for (const a of n.attributes) {
+      // A copy of the parsed attribute: any name the parser accepted works.
+      if (o.getAttributeNS(a.namespaceURI, a.localName) !== a.value && !skip(a)) {
+        o.setAttributeNode(a.cloneNode());
+      }
+    }
+    const tag = o.tagName;
+    // What the user is typing lives in the children of these.
+    if (!(focused && (tag === "TEXTAREA" || o.isContentEditable))) {
+      if (tag === "TEMPLATE") patchChildren(o.content, n.content, active);
+      else patchChildren(o, n, active);
+    }
+    if (focused) return;
+    // Controls show the state the markup gives them, as a new one would.
+    if (tag === "INPUT") {
+      if (!/^(checkbox|radio|file)$/.test(o.type) && o.value !== n.value) o.value = n.value;
+      o.checked = n.checked;
+    } else if (tag === "TEXTAREA") {
+      if (o.value !== n.value) o.value = n.value;
+    } else if (tag === "OPTION" && o.closest("select") !== active) {
+      o.selected = n.hasAttribute("selected");
+    }
   }
 
   /* ------------------------------------------------------------------ *

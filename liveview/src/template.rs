@@ -17,7 +17,7 @@ pub fn room_uuid() -> String {
 ///
 /// ```
 /// let tag = liveview::script_tag();
-/// assert!(tag.starts_with(r#"<script src="/static/liveview/liveview.js?v="#));
+/// assert!(tag.starts_with(r#"<script src="/static/liveview/liveview.min.js?v="#));
 /// assert!(tag.ends_with(r#"" defer></script>"#));
 /// ```
 pub fn script_tag() -> String {

@@ -10,9 +10,12 @@ mod actions;
 mod forms;
 mod history;
 mod loading;
+mod morph;
 mod navigation;
 mod observers;
+mod presence;
 mod reconnect;
+mod replay;
 mod rooms;
 mod server_keys;
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds liveview/assets/liveview.min.js, the client that pages load by
+# default, from the readable liveview/assets/liveview.js with a pinned
+# terser, so the output is the same on every machine.
+#   scripts/build-client.sh           write liveview.min.js
+#   scripts/build-client.sh --check   fail if the committed liveview.min.js
+#                                     is not what liveview.js builds to
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TERSER_VERSION="5.51.4"
+SRC="liveview/assets/liveview.js"
+OUT="liveview/assets/liveview.min.js"
+PREAMBLE="/*! LiveView for Rust: browser client, minified from liveview.js (same directory). */"
+
+build() {
+    local body
+    body="$(npx --yes "terser@${TERSER_VERSION}" "$SRC" \
+        --ecma 2020 --compress passes=2 --mangle --comments false)"
+    printf '%s\n%s\n' "$PREAMBLE" "$body" >"$1"
+}
+
+case "${1:-}" in
+    --check)
+        tmp="$(mktemp)"
+        trap 'rm -f "$tmp"' EXIT
+        build "$tmp"
+        if ! cmp -s "$tmp" "$OUT"; then
+            echo "$OUT is stale: run scripts/build-client.sh and commit it" >&2
+            exit 1
+        fi
+        ;;
+    "")
+        build "$OUT"
+        ;;
+    *)
+        echo "usage: $0 [--check]" >&2
+        exit 2
+        ;;
+esac
+raw=$(wc -c <"$OUT")
+gz=$(gzip -9 -n -c "$OUT" | wc -c)
+echo "$OUT: $raw bytes, $gz gzipped"
