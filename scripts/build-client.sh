@@ -40,4 +40,8 @@ case "${1:-}" in
 esac
 raw=$(wc -c <"$OUT")
 gz=$(gzip -9 -n -c "$OUT" | wc -c)
-echo "$OUT: $raw bytes, $gz gzipped"
+echo "$OUT: $raw bytes, $gz gzipped (budget: 10240)"
+if [ "$gz" -ge 10240 ]; then
+    echo "the client is over its size budget of 10 KiB gzipped" >&2
+    exit 1
+fi

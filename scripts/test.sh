@@ -10,6 +10,9 @@ log "services"
 scripts/ensure-redis.sh
 scripts/ensure-chromium.sh
 
+log "browser client (minified build up to date, within its size budget)"
+scripts/build-client.sh --check
+
 log "cargo fmt --check"
 cargo fmt --all --check
 
@@ -22,5 +25,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quie
 log "tests"
 cargo nextest run --workspace --all-features --no-fail-fast --failure-output final
 
-log "doc tests"
+log "doc tests (the guide's code blocks included)"
 cargo test --workspace --all-features --doc --quiet
+
+log "guide"
+command -v mdbook >/dev/null 2>&1 || cargo install mdbook --locked --version 0.5.4
+mdbook build docs
