@@ -127,8 +127,10 @@ impl Broadcaster {
         self.hub.logs().is_some() && self.hub.layer().has_shared_log()
     }
 
-    /// Local delivery after the layer's shared log numbered the frame. If
-    /// the layer failed, local members still get the frame, unnumbered.
+    /// Local delivery after the layer's shared log numbered the frame: the
+    /// layer delivered it already, at its place among the frames of other
+    /// processes. If the layer failed, local members still get the frame,
+    /// unnumbered.
     fn deliver_with(
         &self,
         group: &str,
@@ -136,10 +138,7 @@ impl Broadcaster {
         result: Result<Option<u64>, crate::layer::LayerError>,
     ) -> Result<(), BroadcastError> {
         match result {
-            Ok(Some(seq)) => {
-                self.hub.deliver_sequenced(group, frame, seq);
-                Ok(())
-            }
+            Ok(Some(_seq)) => Ok(()),
             Ok(None) => {
                 self.hub.deliver_logged(group, frame);
                 Ok(())

@@ -103,9 +103,13 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
 
     /// Publish `frame` to `group`'s log shared by every process, and to the
     /// members in other processes: returns the sequence number the log gave
-    /// it. Layers without a shared log return `None` (the default), and the
-    /// application then keeps a log per process (replay works as long as a
-    /// client reconnects to the same process).
+    /// it. The layer also delivers the numbered frame to the members of
+    /// *this* process ([`LocalDelivery::deliver_sequenced`]) before the
+    /// future completes, at its place in the sequence among frames from
+    /// other processes: only the layer knows that place. Layers without a
+    /// shared log return `None` (the default), and the application then
+    /// delivers the frame and keeps a log per process (replay works as long
+    /// as a client reconnects to the same process).
     fn publish_sequenced<'a>(
         &'a self,
         group: &'a str,

@@ -202,7 +202,7 @@ impl WsClient {
             tokio_tungstenite::connect_async_with_config(request, Some(config), false).await?;
         Ok(Self {
             stream,
-            timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
         })
     }
 
@@ -227,7 +227,7 @@ impl WsClient {
         self.stream.send(Message::binary(bytes)).await
     }
 
-    /// The next JSON frame, waiting up to the client's timeout (10 s).
+    /// The next JSON frame, waiting up to the client's timeout (30 s).
     pub async fn recv(&mut self) -> Result<Value, Closed> {
         self.recv_timeout(self.timeout).await
     }

@@ -1,6 +1,7 @@
 //! The Redis channel layer against real `redis-server` processes: several
 //! app instances sharing one Redis, subscriptions following the rooms, an
-//! outage in the middle of a test, authentication, and Redis Sentinel.
+//! outage in the middle of a test, authentication, Redis Sentinel, and the
+//! shared log and presence across instances.
 //!
 //! The shared server is 127.0.0.1:6379 (started here when it is not running);
 //! every test uses a prefix of its own, so they run in parallel. Tests that
@@ -10,12 +11,12 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use liveview::layer::RedisLayer;
+use liveview::layer::{ChannelLayer, RedisLayer, ReplayConfig};
 use liveview::testing::{TestServer, WsClient};
-use liveview::{LiveView, Update};
+use liveview::{LiveView, Scope, Update, User};
 use serde_json::{Value, json};
 
 use crate::support::{assert_nothing_pending, next, server};
@@ -296,7 +297,8 @@ async fn numsub(conn: &mut ::redis::aio::MultiplexedConnection, channel: &str) -
         .unwrap_or(0)
 }
 
-/// The channels with subscribers that start with `prefix`.
+/// The group channels with subscribers that start with `prefix` (each
+/// process's private sync channel left out).
 async fn channels(conn: &mut ::redis::aio::MultiplexedConnection, prefix: &str) -> Vec<String> {
     let mut channels: Vec<String> = ::redis::cmd("PUBSUB")
         .arg("CHANNELS")
@@ -304,6 +306,7 @@ async fn channels(conn: &mut ::redis::aio::MultiplexedConnection, prefix: &str) 
         .query_async(conn)
         .await
         .unwrap_or_default();
+    channels.retain(|c| !c.starts_with(&format!("{prefix}lv-sync:")));
     channels.sort();
     channels
 }
@@ -343,6 +346,51 @@ async fn each_gets_once(clients: &mut [&mut WsClient], expected: &Value, marker:
     for (i, client) in clients.iter_mut().enumerate() {
         assert_nothing_pending(client, &format!("{marker}-{i}")).await;
     }
+}
+
+/// A client of `room` on `node` that tracks group sequences: `resume` is
+/// what it last applied (`group:seq,...`), empty for a first visit.
+async fn resume_client(node: &TestServer, room: &str, resume: &str) -> WsClient {
+    let url = format!("{}?resume={resume}", node.ws_url(room));
+    WsClient::connect(&url, &[])
+        .await
+        .expect("the client connects")
+}
+
+/// Send `text` to `room` from `node`.
+async fn say(node: &TestServer, room: &str, text: &str) {
+    node.live()
+        .broadcaster()
+        .send_to_room(room, Update::new("#log").html(text))
+        .await
+        .expect("published");
+}
+
+/// The next `count` frames of `client`, as (html, seq).
+async fn numbered(client: &mut WsClient, count: usize) -> Vec<(String, u64)> {
+    let mut frames = Vec::with_capacity(count);
+    for _ in 0..count {
+        let frame = next(client).await;
+        let html = frame["html"].as_str().unwrap_or("?").to_owned();
+        let seq = frame["seq"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("an unnumbered frame: {frame}"));
+        frames.push((html, seq));
+    }
+    frames
+}
+
+fn expected(frames: &[(&str, u64)]) -> Vec<(String, u64)> {
+    frames.iter().map(|(h, s)| ((*h).to_owned(), *s)).collect()
+}
+
+/// Wait until `node` has `count` connections.
+async fn wait_connections(node: &TestServer, count: usize) {
+    let live = node.live().clone();
+    crate::support::wait_until(&format!("{count} connections"), || {
+        live.connections() == count
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------------------
@@ -586,6 +634,10 @@ async fn an_outage_keeps_local_delivery_and_recovers_without_restart() {
     each_gets_once(&mut [&mut a1, &mut a2], &update("during"), "during").await;
     // Node B missed it (at-most-once) but its client is still connected.
     assert_nothing_pending(&mut b1, "b still connected").await;
+    // A client that comes back meanwhile cannot be replayed: it resyncs.
+    let mut back = resume_client(&node_b, "outage", "room_outage:1").await;
+    assert_eq!(next(&mut back).await, json!({"resync": true}));
+    back.close().await;
 
     // Redis comes back on the same port, empty: the layers resubscribe.
     redis.restart().await;
@@ -671,9 +723,10 @@ async fn password_and_database_come_from_the_url() {
         .query_async(&mut conn)
         .await
         .unwrap();
+    // Broadcasts go through the shared log's script.
     let in_db5 = clients
         .lines()
-        .filter(|l| l.contains(" db=5 ") && l.contains("cmd=publish"))
+        .filter(|l| l.contains(" db=5 ") && l.contains("cmd=evalsha"))
         .count();
     assert_eq!(in_db5, 2, "{clients}");
 
@@ -846,4 +899,426 @@ async fn a_rediss_url_connects_over_tls() {
         .await
         .unwrap();
     each_gets_once(&mut [&mut a, &mut b], &update("encrypted"), "tls").await;
+}
+
+// ---------------------------------------------------------------------------
+// The shared log
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_client_resumes_on_either_node_from_the_shared_log() {
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let layer_a = RedisLayer::builder(url).prefix(&prefix).build().unwrap();
+    let layer_b = RedisLayer::builder(url).prefix(&prefix).build().unwrap();
+    let node_a = node(&layer_a).await;
+    let node_b = node(&layer_b).await;
+
+    // A first visit on node A: frames from both nodes, numbered alike.
+    let mut first = resume_client(&node_a, "resume", "").await;
+    wait_subscribed(url, &prefix, &["room_resume"], 1).await;
+    say(&node_a, "resume", "1").await;
+    say(&node_b, "resume", "2").await;
+    assert_eq!(
+        numbered(&mut first, 2).await,
+        expected(&[("1", 1), ("2", 2)])
+    );
+    first.close().await;
+    wait_connections(&node_a, 0).await;
+
+    // Missed while away, published on both nodes.
+    say(&node_b, "resume", "3").await;
+    say(&node_a, "resume", "4").await;
+    say(&node_b, "resume", "5").await;
+
+    // Back on the other node: the missed frames in order, then live ones.
+    let mut on_b = resume_client(&node_b, "resume", "room_resume:2").await;
+    assert_eq!(
+        numbered(&mut on_b, 3).await,
+        expected(&[("3", 3), ("4", 4), ("5", 5)])
+    );
+    say(&node_a, "resume", "6").await;
+    assert_eq!(numbered(&mut on_b, 1).await, expected(&[("6", 6)]));
+    assert_nothing_pending(&mut on_b, "on b").await;
+    on_b.close().await;
+    wait_connections(&node_b, 0).await;
+
+    // And back on the first node.
+    say(&node_a, "resume", "7").await;
+    let mut on_a = resume_client(&node_a, "resume", "room_resume:6").await;
+    assert_eq!(numbered(&mut on_a, 1).await, expected(&[("7", 7)]));
+    say(&node_b, "resume", "8").await;
+    assert_eq!(numbered(&mut on_a, 1).await, expected(&[("8", 8)]));
+    assert_nothing_pending(&mut on_a, "on a").await;
+
+    // Up to date: nothing to replay.
+    let mut current = resume_client(&node_b, "resume", "room_resume:8").await;
+    assert_nothing_pending(&mut current, "current").await;
+
+    // The log is a capped stream with explicit ids, and both keys expire.
+    let mut conn = inspector(url).await;
+    let ids: Vec<(String, Vec<String>)> = ::redis::cmd("XRANGE")
+        .arg(format!("{prefix}log:room_resume"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = ids.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["1-0", "2-0", "3-0", "4-0", "5-0", "6-0", "7-0", "8-0"]
+    );
+    for key in ["seq", "log"] {
+        let ttl: i64 = ::redis::cmd("PTTL")
+            .arg(format!("{prefix}{key}:room_resume"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{key} key without expiry: {ttl}");
+    }
+}
+
+#[tokio::test]
+async fn a_gap_beyond_the_redis_log_asks_the_page_to_resync() {
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let make = || {
+        RedisLayer::builder(url)
+            .prefix(&prefix)
+            .replay(Some(ReplayConfig::default().capacity(2)))
+            .build()
+            .unwrap()
+    };
+    let (layer_a, layer_b) = (make(), make());
+    let node_a = node(&layer_a).await;
+    let node_b = node(&layer_b).await;
+    for text in ["1", "2", "3", "4", "5"] {
+        say(&node_b, "gap", text).await;
+    }
+
+    // 2 to 5 missed, the log keeps 2: the page must reload.
+    let mut far = resume_client(&node_a, "gap", "room_gap:1").await;
+    assert_eq!(next(&mut far).await, json!({"resync": true}));
+    say(&node_b, "gap", "6").await;
+    assert_eq!(numbered(&mut far, 1).await, expected(&[("6", 6)]));
+
+    // Within the log: replayed.
+    let mut near = resume_client(&node_a, "gap", "room_gap:4").await;
+    assert_eq!(
+        numbered(&mut near, 2).await,
+        expected(&[("5", 5), ("6", 6)])
+    );
+
+    // Numbered by a log Redis no longer has.
+    let mut from_before = resume_client(&node_b, "gap", "room_gap:99").await;
+    assert_eq!(next(&mut from_before).await, json!({"resync": true}));
+
+    // Gone from Redis altogether: the numbering starts again, and the old
+    // numbers are refused.
+    let mut conn = inspector(url).await;
+    let _: i64 = ::redis::cmd("DEL")
+        .arg(format!("{prefix}seq:room_other"))
+        .arg(format!("{prefix}log:room_other"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut lost = resume_client(&node_a, "other", "room_other:3").await;
+    assert_eq!(next(&mut lost).await, json!({"resync": true}));
+    for client in [&mut far, &mut near, &mut from_before, &mut lost] {
+        assert_nothing_pending(client, "nothing more").await;
+    }
+}
+
+/// A counter lost while its log was not: the numbering goes on after the
+/// log instead of reusing numbers clients have seen.
+#[tokio::test]
+async fn numbering_continues_after_the_log_when_the_counter_is_lost() {
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let layer = RedisLayer::builder(url).prefix(&prefix).build().unwrap();
+    let node = node(&layer).await;
+    let mut client = resume_client(&node, "lost", "").await;
+    wait_subscribed(url, &prefix, &["room_lost"], 1).await;
+    say(&node, "lost", "1").await;
+    say(&node, "lost", "2").await;
+    assert_eq!(
+        numbered(&mut client, 2).await,
+        expected(&[("1", 1), ("2", 2)])
+    );
+    let mut conn = inspector(url).await;
+    let _: i64 = ::redis::cmd("DEL")
+        .arg(format!("{prefix}seq:room_lost"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    say(&node, "lost", "3").await;
+    assert_eq!(numbered(&mut client, 1).await, expected(&[("3", 3)]));
+}
+
+/// Two nodes publishing to one group at once, from several tasks each:
+/// every client, on either node, gets every frame once, in sequence order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn numbering_holds_when_both_nodes_publish_to_one_group() {
+    const PER_TASK: usize = 25;
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let layer_a = RedisLayer::builder(url).prefix(&prefix).build().unwrap();
+    let layer_b = RedisLayer::builder(url).prefix(&prefix).build().unwrap();
+    let node_a = Arc::new(node(&layer_a).await);
+    let node_b = Arc::new(node(&layer_b).await);
+    let mut clients = Vec::new();
+    for node in [&node_a, &node_b, &node_a, &node_b] {
+        clients.push(resume_client(node, "busy", "").await);
+    }
+    wait_subscribed(url, &prefix, &["room_busy"], 2).await;
+
+    let mut tasks = Vec::new();
+    for (i, node) in [&node_a, &node_b, &node_a, &node_b].into_iter().enumerate() {
+        let node = node.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..PER_TASK {
+                say(&node, "busy", &format!("{i}-{n}")).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let total = 4 * PER_TASK as u64;
+    for (i, client) in clients.iter_mut().enumerate() {
+        let seqs: Vec<u64> = numbered(client, 4 * PER_TASK)
+            .await
+            .into_iter()
+            .map(|(_, seq)| seq)
+            .collect();
+        assert_eq!(seqs, (1..=total).collect::<Vec<_>>(), "client {i}");
+        assert_nothing_pending(client, &format!("client {i}")).await;
+    }
+}
+
+/// A client hopping between nodes while frames keep flowing: what it is
+/// sent, over all its connections, is every frame once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resuming_while_frames_flow_repeats_and_loses_nothing() {
+    const FRAMES: u64 = 120;
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let layer_a = RedisLayer::builder(url).prefix(&prefix).build().unwrap();
+    let layer_b = RedisLayer::builder(url).prefix(&prefix).build().unwrap();
+    let node_a = Arc::new(node(&layer_a).await);
+    let node_b = Arc::new(node(&layer_b).await);
+    let mut client = resume_client(&node_a, "flow", "").await;
+    wait_subscribed(url, &prefix, &["room_flow"], 1).await;
+
+    let publisher = {
+        let (node_a, node_b) = (node_a.clone(), node_b.clone());
+        tokio::spawn(async move {
+            for n in 1..=FRAMES {
+                let node = if n % 3 == 0 { &node_a } else { &node_b };
+                say(node, "flow", &n.to_string()).await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    let mut hops = 0;
+    while seen.last().copied() != Some(FRAMES) {
+        let (_, seq) = numbered(&mut client, 1).await.remove(0);
+        seen.push(seq);
+        if seq % 17 == 0 && seq < FRAMES {
+            // Leave, and come back on the other node.
+            client.close().await;
+            hops += 1;
+            let node = if hops % 2 == 1 { &node_b } else { &node_a };
+            client = resume_client(node, "flow", &format!("room_flow:{seq}")).await;
+        }
+    }
+    publisher.await.unwrap();
+    assert_eq!(seen, (1..=FRAMES).collect::<Vec<_>>());
+    assert!(hops >= 5);
+    assert_nothing_pending(&mut client, "done").await;
+}
+
+// ---------------------------------------------------------------------------
+// Presence
+// ---------------------------------------------------------------------------
+
+fn user_from_header(scope: &Scope) -> Option<User> {
+    scope.header("x-user").map(|name| User::new(name, name))
+}
+
+fn watching(presence: &liveview::Presence) -> Option<Update> {
+    Some(Update::new("#viewers").html(format!("{} watching", presence.count)))
+}
+
+async fn presence_node(layer: &RedisLayer) -> TestServer {
+    server(
+        LiveView::builder()
+            .channel_layer(layer.clone())
+            .authenticator(user_from_header)
+            .on_presence(watching),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn presence_is_counted_across_nodes() {
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let layer_a = RedisLayer::builder(url).prefix(&prefix).build().unwrap();
+    let layer_b = RedisLayer::builder(url).prefix(&prefix).build().unwrap();
+    let node_a = presence_node(&layer_a).await;
+    let node_b = presence_node(&layer_b).await;
+
+    let mut ada = node_a
+        .connect_with("hall", &[("x-user", "Ada")])
+        .await
+        .unwrap();
+    assert_eq!(next(&mut ada).await["html"], "1 watching");
+    wait_subscribed(url, &prefix, &["room_hall"], 1).await;
+    let mut bob = node_b
+        .connect_with("hall", &[("x-user", "Bob")])
+        .await
+        .unwrap();
+    assert_eq!(next(&mut bob).await["html"], "2 watching");
+    assert_eq!(next(&mut ada).await["html"], "2 watching");
+    let mut guest = node_b.connect("hall").await.unwrap();
+    assert_eq!(next(&mut guest).await["html"], "3 watching");
+    assert_eq!(next(&mut ada).await["html"], "3 watching");
+    assert_eq!(next(&mut bob).await["html"], "3 watching");
+
+    // A handler on either node sees everyone.
+    ada.call("who_is_here", json!({})).await.unwrap();
+    assert_eq!(
+        next(&mut ada).await,
+        json!({"count": 3, "anonymous": 1, "users": ["Ada", "Bob"]})
+    );
+
+    // A tab closes on node B: both nodes hear of it.
+    bob.close().await;
+    assert_eq!(next(&mut ada).await["html"], "2 watching");
+    assert_eq!(next(&mut guest).await["html"], "2 watching");
+    ada.call("who_is_here", json!({})).await.unwrap();
+    assert_eq!(
+        next(&mut ada).await,
+        json!({"count": 2, "anonymous": 1, "users": ["Ada"]})
+    );
+
+    // Node B dies without a word; once its heartbeat is gone, its
+    // connections no longer count, and its entries are removed.
+    node_b.kill();
+    let mut conn = inspector(url).await;
+    let _: i64 = ::redis::cmd("DEL")
+        .arg(format!("{prefix}node:{}", layer_b.node_id()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    ada.call("who_is_here", json!({})).await.unwrap();
+    assert_eq!(
+        next(&mut ada).await,
+        json!({"count": 1, "anonymous": 0, "users": ["Ada"]})
+    );
+    let left: i64 = ::redis::cmd("HLEN")
+        .arg(format!("{prefix}presence:hall"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 1);
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_removes_the_nodes_presence() {
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let layer = RedisLayer::builder(url).prefix(&prefix).build().unwrap();
+    let live = LiveView::builder()
+        .channel_layer(layer.clone())
+        .track_presence()
+        .build()
+        .unwrap();
+    layer
+        .presence_join("hall", 1, Some(&User::new("1", "Ada")))
+        .await
+        .unwrap();
+    layer.presence_join("hall", 2, None).await.unwrap();
+    layer.presence_join("porch", 3, None).await.unwrap();
+    let members = layer.presence("hall").await.unwrap().unwrap();
+    assert_eq!(members.len(), 2);
+    assert!(members.contains(&Some(User::new("1", "Ada"))));
+    assert!(members.contains(&None));
+
+    let conn = inspector(url).await;
+    let keys = move || {
+        let mut conn = conn.clone();
+        let pattern = format!("{prefix}*");
+        async move {
+            let mut keys: Vec<String> = ::redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            keys.sort();
+            keys
+        }
+    };
+    assert_eq!(keys().await.len(), 3, "two rooms and the heartbeat");
+    live.shutdown().await;
+    eventually(
+        "the entries are removed",
+        Duration::from_secs(10),
+        || async { keys().await.is_empty() },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn presence_is_written_again_after_redis_lost_it() {
+    let mut redis = RedisProcess::start(&[]).await;
+    let url = redis.url();
+    let prefix = unique_prefix();
+    let layer_a = RedisLayer::builder(url.as_str())
+        .prefix(&prefix)
+        .build()
+        .unwrap();
+    let layer_b = RedisLayer::builder(url.as_str())
+        .prefix(&prefix)
+        .build()
+        .unwrap();
+    let node_a = presence_node(&layer_a).await;
+    let node_b = presence_node(&layer_b).await;
+    let mut ada = node_a
+        .connect_with("hall", &[("x-user", "Ada")])
+        .await
+        .unwrap();
+    assert_eq!(next(&mut ada).await["html"], "1 watching");
+    let mut bob = node_b
+        .connect_with("hall", &[("x-user", "Bob")])
+        .await
+        .unwrap();
+    assert_eq!(next(&mut bob).await["html"], "2 watching");
+    assert_eq!(layer_a.presence("hall").await.unwrap().unwrap().len(), 2);
+
+    // Redis dies; Bob leaves meanwhile; Redis comes back empty.
+    redis.kill();
+    eventually("both layers noticed", Duration::from_secs(15), || async {
+        !layer_a.is_connected() && !layer_b.is_connected()
+    })
+    .await;
+    bob.close().await;
+    wait_connections(&node_b, 0).await;
+    redis.restart().await;
+
+    // The heartbeats write what each node knows: Ada only.
+    eventually(
+        "presence is written again",
+        Duration::from_secs(20),
+        || async {
+            matches!(
+                layer_b.presence("hall").await,
+                Ok(Some(members)) if members == [Some(User::new("Ada", "Ada"))]
+            )
+        },
+    )
+    .await;
 }

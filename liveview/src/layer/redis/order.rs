@@ -3,15 +3,16 @@
 //! been through local delivery.
 //!
 //! Frames from other processes arrive on the subscriber connection in the
-//! order Redis published them, which is their sequence order. A frame this
-//! process publishes is delivered locally by the caller of
-//! `publish_sequenced`, once the script's answer arrives on the publishing
-//! connection: a different connection, read by a different task. Its echo
-//! (Redis sends it to the subscriber like any other message) marks where it
-//! belongs, so the two meet there: the delivery task stops at the echo until
-//! the publisher has returned, and the publisher, if it got its number
-//! first, waits until the delivery task reaches the echo, so everything
-//! before it is delivered first. Both waits are bounded.
+//! order Redis published them, which is their sequence order, and the
+//! delivery task hands them to local members one by one. A frame this
+//! process publishes is delivered by its publisher once the script's answer
+//! arrives on the publishing connection: a different connection, read by a
+//! different task. Its echo (Redis sends it to the subscriber like any other
+//! message) marks where it belongs, so the two meet there: the delivery task
+//! stops at the echo until the publisher has delivered its frame and let go
+//! of the [`Handoff`], and the publisher, if it got its number first, waits
+//! until the delivery task reaches the echo, so that everything before it is
+//! delivered first. Both waits are bounded.
 //!
 //! A sync message, published on this process's private channel right after
 //! the shared log was read, is a barrier: once the delivery task reaches it,
@@ -27,8 +28,8 @@ use tokio::sync::{Notify, oneshot};
 /// than a round trip to Redis.
 pub(super) const ORDER_WAIT: Duration = Duration::from_secs(1);
 
-/// Held by a publisher until it returns; dropping it lets the delivery task
-/// go past the publisher's echo.
+/// Held by a publisher until it delivered its frame; dropping it lets the
+/// delivery task go past the publisher's echo.
 #[derive(Debug)]
 pub(super) struct Handoff(#[allow(dead_code)] oneshot::Sender<()>);
 
@@ -162,7 +163,7 @@ impl Order {
     }
 
     /// The delivery task reached the echo of this process's frame `seq` of
-    /// `group`: returns once the publisher has returned (or gave up).
+    /// `group`: returns once the publisher delivered it (or gave up).
     pub(super) async fn echo(&self, group: &str, seq: u64) {
         let wait = {
             let mut all = lock(&self.turns);
@@ -189,7 +190,7 @@ impl Order {
                     turns.slots.insert(seq, Slot::Echo(handoff));
                     Some(done)
                 }
-                // It returned already.
+                // It delivered its frame already.
                 None => None,
             };
             if turns.is_idle() {
@@ -197,16 +198,16 @@ impl Order {
             }
             wait
         };
-        if let Some(done) = wait {
-            if tokio::time::timeout(ORDER_WAIT, done).await.is_err() {
-                let mut all = lock(&self.turns);
-                if let Some(turns) = all.get_mut(group) {
-                    if matches!(turns.slots.get(&seq), Some(Slot::Echo(_))) {
-                        turns.slots.remove(&seq);
-                    }
-                    if turns.is_idle() {
-                        all.remove(group);
-                    }
+        if let Some(done) = wait
+            && tokio::time::timeout(ORDER_WAIT, done).await.is_err()
+        {
+            let mut all = lock(&self.turns);
+            if let Some(turns) = all.get_mut(group) {
+                if matches!(turns.slots.get(&seq), Some(Slot::Echo(_))) {
+                    turns.slots.remove(&seq);
+                }
+                if turns.is_idle() {
+                    all.remove(group);
                 }
             }
         }
@@ -252,7 +253,7 @@ pub(super) struct InFlight<'a> {
 impl InFlight<'_> {
     /// The script numbered the frame `seq`. When its echo is expected on the
     /// subscriber (`echo_expected`), wait until the delivery task reaches
-    /// it. The returned handoff, held until the publisher returns, keeps the
+    /// it. The returned handoff, held until the frame is delivered, keeps the
     /// delivery task from going past the echo.
     pub(super) async fn numbered(&mut self, seq: u64, echo_expected: bool) -> Option<Handoff> {
         let turn = {
@@ -303,7 +304,8 @@ impl Turns {
     fn leave_unnumbered(&mut self) {
         self.unnumbered = self.unnumbered.saturating_sub(1);
         if self.unnumbered == 0 {
-            self.slots.retain(|_, slot| matches!(slot, Slot::Publisher(_)));
+            self.slots
+                .retain(|_, slot| matches!(slot, Slot::Publisher(_)));
         }
     }
 }
@@ -366,7 +368,9 @@ mod tests {
         }
 
         fn unnumbered(&self, group: &str) -> usize {
-            lock(&self.turns).get(group).map_or(0, |turns| turns.unnumbered)
+            lock(&self.turns)
+                .get(group)
+                .map_or(0, |turns| turns.unnumbered)
         }
     }
 
@@ -482,15 +486,17 @@ mod tests {
 
         // ... or by the end of the session.
         let mut flight = order.begin("g");
-        let waiting = flight.numbered(6, true);
-        tokio::pin!(waiting);
-        assert!(
-            tokio::time::timeout(Duration::from_millis(10), waiting.as_mut())
-                .await
-                .is_err()
-        );
-        order.reset();
-        assert!(waiting.await.is_none());
+        {
+            let waiting = flight.numbered(6, true);
+            tokio::pin!(waiting);
+            assert!(
+                tokio::time::timeout(Duration::from_millis(10), waiting.as_mut())
+                    .await
+                    .is_err()
+            );
+            order.reset();
+            assert!(waiting.await.is_none());
+        }
         drop(flight);
         assert!(order.is_idle());
     }
@@ -499,7 +505,11 @@ mod tests {
     async fn subscriptions_and_syncs() {
         let order = Order::default();
         let group = "room_a".to_owned();
-        assert!(!order.wait_subscribed("room_a", Duration::from_millis(5)).await);
+        assert!(
+            !order
+                .wait_subscribed("room_a", Duration::from_millis(5))
+                .await
+        );
         let waiter = order.wait_subscribed("room_a", Duration::from_secs(5));
         tokio::pin!(waiter);
         assert!(

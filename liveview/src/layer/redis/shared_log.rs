@@ -18,7 +18,6 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{ErrorKind, FromRedisValue, RedisResult, ServerErrorKind};
 
-use super::order::Handoff;
 use super::wire::{self, now_ms};
 use super::{COMMAND_TIMEOUT, Inner};
 use crate::layer::{Frame, LayerError, Replay, ReplayConfig, replay_from};
@@ -192,49 +191,26 @@ fn fresh_entries(entries: Vec<Entry>, now_ms: u64, max_age: Duration) -> Vec<(u6
                 }
             }
             let age = u128::from(now_ms.saturating_sub(logged_ms?));
-            (age <= max_age.as_millis()).then(|| (seq, Frame::from(frame?)))
+            let frame = frame?;
+            (age <= max_age.as_millis()).then(|| (seq, Frame::from(frame)))
         })
         .collect()
 }
 
 impl Inner {
-    fn key(&self, kind: &str, name: &str) -> String {
-        let mut key = String::with_capacity(self.prefix.len() + kind.len() + name.len());
-        key.push_str(&self.prefix);
-        key.push_str(kind);
-        key.push_str(name);
-        key
-    }
-
-    pub(super) fn seq_key(&self, group: &str) -> String {
-        self.key("seq:", group)
-    }
-
-    pub(super) fn log_key(&self, group: &str) -> String {
-        self.key("log:", group)
-    }
-
-    pub(super) fn presence_key(&self, room: &str) -> String {
-        self.key("presence:", room)
-    }
-
-    pub(super) fn node_key(&self, node: &str) -> String {
-        self.key("node:", node)
-    }
-
     fn replay_config(&self) -> Result<ReplayConfig, LayerError> {
         self.replay
             .ok_or_else(|| LayerError::new("redis: this layer keeps no shared log"))
     }
 
-    /// Number `frame` in `group`'s shared log, log it and publish it. The
-    /// handoff, if any, must be held until the frame was delivered locally
-    /// (see [`super::order`]).
+    /// Number `frame` in `group`'s shared log, log it, publish it, and
+    /// deliver it to the members of this process at its place in the
+    /// sequence (see [`super::order`]).
     pub(super) async fn publish_sequenced(
         &self,
         group: &str,
         frame: &Frame,
-    ) -> Result<(u64, Option<Handoff>), LayerError> {
+    ) -> Result<u64, LayerError> {
         let config = self.replay_config()?;
         let Ok(_permit) = self.pending_publishes.try_acquire() else {
             return Err(LayerError::new(format!(
@@ -257,17 +233,18 @@ impl Inner {
         let header = wire::numbered_header(&self.node_id, now_ms());
         let capacity = config.frames().to_string();
         let ttl = key_ttl(&config).as_millis().to_string();
-        let run = self.scripts.publish.run::<u64>(
-            &mut publisher.connection,
-            &[&seq_key, &log_key],
-            &[
-                channel.as_bytes(),
-                header.as_bytes(),
-                frame.as_str().as_bytes(),
-                capacity.as_bytes(),
-                ttl.as_bytes(),
-            ],
-        );
+        let keys = [seq_key.as_str(), log_key.as_str()];
+        let args = [
+            channel.as_bytes(),
+            header.as_bytes(),
+            frame.as_str().as_bytes(),
+            capacity.as_bytes(),
+            ttl.as_bytes(),
+        ];
+        let run = self
+            .scripts
+            .publish
+            .run::<u64>(&mut publisher.connection, &keys, &args);
         let seq = match tokio::time::timeout(limit, run).await {
             Ok(Ok(seq)) => seq,
             Ok(Err(err)) => {
@@ -284,8 +261,13 @@ impl Inner {
             }
         };
         let echo_expected = ticket.is_some() && self.order.ticket(group) == ticket;
+        // While the handoff is held, the delivery task waits at the echo.
         let handoff = flight.numbered(seq, echo_expected).await;
-        Ok((seq, handoff))
+        if let Some(hub) = self.local.get().and_then(std::sync::Weak::upgrade) {
+            hub.deliver_sequenced(group, frame, seq);
+        }
+        drop(handoff);
+        Ok(seq)
     }
 
     /// What `group`'s shared log holds after `after`. Returns once every
@@ -295,7 +277,9 @@ impl Inner {
     pub(super) async fn replay(&self, group: &str, after: u64) -> Result<Replay, LayerError> {
         let config = self.replay_config()?;
         if !self.connected.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(LayerError::new("redis: not connected; the log cannot be read"));
+            return Err(LayerError::new(
+                "redis: not connected; the log cannot be read",
+            ));
         }
         // Frames published from now on must reach this process: the group
         // was joined just before, its subscription may still be on its way.
@@ -310,15 +294,17 @@ impl Inner {
         let first = format!("{}-0", after.saturating_add(1));
         let count = config.frames().to_string();
         let token = sync.token.to_string();
+        let keys = [seq_key.as_str(), log_key.as_str()];
+        let args = [
+            first.as_bytes(),
+            count.as_bytes(),
+            self.sync_channel.as_bytes(),
+            token.as_bytes(),
+        ];
         let run = self.scripts.read.run::<(u64, u64, Vec<Entry>)>(
             &mut publisher.connection,
-            &[&seq_key, &log_key],
-            &[
-                first.as_bytes(),
-                count.as_bytes(),
-                self.sync_channel.as_bytes(),
-                token.as_bytes(),
-            ],
+            &keys,
+            &args,
         );
         let (newest, redis_now, entries) = match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
             Ok(Ok(reply)) => reply,
@@ -388,10 +374,7 @@ mod tests {
         let fresh = fresh_entries(entries, now, age);
         assert_eq!(
             fresh,
-            [
-                (4, Frame::from("{\"a\":4}")),
-                (7, Frame::from("{\"a\":7}"))
-            ]
+            [(4, Frame::from("{\"a\":4}")), (7, Frame::from("{\"a\":7}"))]
         );
     }
 

@@ -137,7 +137,12 @@ mod tests {
         assert_eq!(payload, "lv1 n1 42 17\n{\"a\":1}");
         let envelope = decode(payload.as_bytes()).unwrap();
         assert_eq!(
-            (envelope.node, envelope.sent_ms, envelope.seq, envelope.frame),
+            (
+                envelope.node,
+                envelope.sent_ms,
+                envelope.seq,
+                envelope.frame
+            ),
             ("n1", 42, Some(17), "{\"a\":1}")
         );
     }
@@ -166,7 +171,12 @@ mod tests {
     fn later_header_words_are_ignored() {
         let envelope = decode(b"lv1 node 5 future-field\n{}").unwrap();
         assert_eq!(
-            (envelope.node, envelope.sent_ms, envelope.seq, envelope.frame),
+            (
+                envelope.node,
+                envelope.sent_ms,
+                envelope.seq,
+                envelope.frame
+            ),
             ("node", 5, None, "{}")
         );
         let envelope = decode(b"lv1 node 5 9 future-field\n{}").unwrap();

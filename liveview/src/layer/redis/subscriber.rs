@@ -1,0 +1,381 @@
+//! The receiving side: one subscriber connection per process, subscribed to
+//! the channel of every group with local members, and the task that hands
+//! what arrives to local delivery, in order.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::PubSubSink;
+use redis::sentinel::SentinelClient;
+use redis::{Client, ConnectionInfo, Msg};
+use tokio::sync::mpsc;
+
+use super::config::{Target, sentinel_client};
+use super::util::Backoff;
+use super::wire::{decode, is_expired, now_ms};
+use super::{COMMAND_TIMEOUT, CONNECT_TIMEOUT, Inner, new_publisher};
+use crate::layer::{Frame, LayerError, LocalDelivery};
+
+/// Time allowed to ask the sentinels for the master.
+const SENTINEL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the subscriber connection is pinged.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the sentinels are asked whether the master moved.
+const SENTINEL_CHECK_INTERVAL: Duration = Duration::from_secs(3);
+/// Channels per SUBSCRIBE / UNSUBSCRIBE command.
+const SUBSCRIBE_CHUNK: usize = 500;
+
+/// Hands frames received from Redis to the local members of their group,
+/// one at a time and in the order they arrived.
+pub(super) async fn deliver_incoming(
+    inner: Arc<Inner>,
+    local: LocalDelivery,
+    mut incoming: mpsc::Receiver<Msg>,
+) {
+    while let Some(message) = incoming.recv().await {
+        let channel = message.get_channel_name();
+        if channel == inner.sync_channel {
+            match std::str::from_utf8(message.get_payload_bytes())
+                .ok()
+                .and_then(|token| token.parse().ok())
+            {
+                Some(token) => inner.order.synced(token),
+                None => inner.count_dropped("malformed sync message"),
+            }
+            continue;
+        }
+        let Some(group) = channel.strip_prefix(inner.prefix.as_str()) else {
+            inner.count_dropped("channel outside the prefix");
+            continue;
+        };
+        let envelope = match decode(message.get_payload_bytes()) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                inner.count_dropped(&err.to_string());
+                continue;
+            }
+        };
+        if envelope.node == inner.node_id {
+            // The echo of a frame published here, which its publisher
+            // delivers: it marks the frame's place among the others.
+            if let Some(seq) = envelope.seq {
+                inner.order.echo(group, seq).await;
+            }
+            continue;
+        }
+        if is_expired(envelope.sent_ms, now_ms(), inner.expiry) {
+            inner.counters.expired.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(group, "redis layer: dropped an expired frame");
+            continue;
+        }
+        let frame = Frame::from(envelope.frame);
+        match envelope.seq {
+            Some(seq) => local.deliver_sequenced(group, &frame, seq),
+            // Numbering comes from the shared log only: an unnumbered frame
+            // (from a process without it, or published by hand) is not
+            // given a number of this process's own.
+            None if inner.replay.is_some() => local.hub.deliver(group, &frame),
+            None => local.deliver(group, &frame),
+        };
+        inner.counters.received.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a subscriber session ended.
+enum SessionEnd {
+    Shutdown,
+    Lost(String),
+}
+
+/// Keeps one subscriber connection up for the life of the layer.
+pub(super) async fn run_subscriber(
+    inner: Arc<Inner>,
+    local: LocalDelivery,
+    queue: mpsc::Sender<Msg>,
+) {
+    let mut sentinel = match &inner.target {
+        Target::Sentinel { .. } => match sentinel_client(&inner.target) {
+            Ok(client) => Some(client),
+            Err(err) => {
+                tracing::error!(error = %err, "redis layer: cannot use Sentinel; the layer stays idle");
+                return;
+            }
+        },
+        Target::Server(_) => None,
+    };
+    let mut backoff = Backoff::new();
+    let mut failures: u32 = 0;
+    loop {
+        let connected = tokio::select! {
+            () = inner.shutdown.cancelled() => break,
+            connected = connect_subscriber(&inner, sentinel.as_mut()) => connected,
+        };
+        match connected {
+            Ok((pubsub, address)) => {
+                if failures > 0 {
+                    tracing::info!(%address, "redis layer: reconnected");
+                } else {
+                    tracing::debug!(%address, "redis layer: subscriber connected");
+                }
+                failures = 0;
+                backoff.reset();
+                let end =
+                    run_session(&inner, &local, &queue, pubsub, &address, sentinel.as_mut()).await;
+                inner.connected.store(false, Ordering::Release);
+                inner.order.reset();
+                match end {
+                    SessionEnd::Shutdown => break,
+                    SessionEnd::Lost(why) => {
+                        tracing::warn!(%address, reason = %why, "redis layer: subscriber connection lost; reconnecting");
+                    }
+                }
+            }
+            Err(err) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(error = %err, "redis layer: cannot connect the subscriber; retrying");
+                } else {
+                    tracing::debug!(error = %err, attempt = failures, "redis layer: subscriber still not connected");
+                }
+            }
+        }
+        tokio::select! {
+            () = inner.shutdown.cancelled() => break,
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+    inner.connected.store(false, Ordering::Release);
+    inner.order.reset();
+    tracing::debug!("redis layer: subscriber stopped");
+}
+
+/// Finds the server (asking Sentinel if configured), points the publisher at
+/// it, and opens a subscriber connection.
+async fn connect_subscriber(
+    inner: &Inner,
+    sentinel: Option<&mut SentinelClient>,
+) -> Result<(redis::aio::PubSub, String), LayerError> {
+    let info = match (&inner.target, sentinel) {
+        (Target::Server(info), _) => info.clone(),
+        (Target::Sentinel { .. }, Some(sentinel)) => {
+            let info = find_master(sentinel).await?;
+            let address = info.addr().to_string();
+            let current = inner
+                .publisher
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map(|p| p.address.clone());
+            if current.as_deref() != Some(address.as_str()) {
+                tracing::info!(master = %address, "redis layer: using the master named by Sentinel");
+                let publisher = new_publisher(info.clone())?;
+                *inner
+                    .publisher
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(publisher);
+            }
+            info
+        }
+        (Target::Sentinel { .. }, None) => {
+            return Err(LayerError::new("redis: no Sentinel client"));
+        }
+    };
+    let address = info.addr().to_string();
+    let client = Client::open(info)
+        .map_err(|err| LayerError::with_source("redis: invalid connection settings", err))?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
+        Ok(Ok(pubsub)) => Ok((pubsub, address)),
+        Ok(Err(err)) => Err(LayerError::with_source(
+            format!("redis: cannot connect to {address}"),
+            err,
+        )),
+        Err(_) => Err(LayerError::new(format!(
+            "redis: connecting to {address} timed out"
+        ))),
+    }
+}
+
+async fn find_master(sentinel: &mut SentinelClient) -> Result<ConnectionInfo, LayerError> {
+    match tokio::time::timeout(SENTINEL_TIMEOUT, sentinel.async_get_client()).await {
+        Ok(Ok(client)) => Ok(client.get_connection_info().clone()),
+        Ok(Err(err)) => Err(LayerError::with_source(
+            "redis: Sentinel did not name a master",
+            err,
+        )),
+        Err(_) => Err(LayerError::new(
+            "redis: asking Sentinel for the master timed out",
+        )),
+    }
+}
+
+/// One connected period of the subscriber: subscribe to every live group,
+/// then follow changes and forward messages until the connection fails.
+async fn run_session(
+    inner: &Inner,
+    local: &LocalDelivery,
+    queue: &mpsc::Sender<Msg>,
+    pubsub: redis::aio::PubSub,
+    address: &str,
+    mut sentinel: Option<&mut SentinelClient>,
+) -> SessionEnd {
+    let (mut sink, mut stream) = pubsub.split();
+    let mut subscribed = HashSet::new();
+
+    // This process's sync channel, with the shared log only.
+    if inner.replay.is_some() {
+        let sync = inner.sync_channel.as_str();
+        match tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(sync)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return SessionEnd::Lost(format!("SUBSCRIBE failed: {err}")),
+            Err(_) => return SessionEnd::Lost("SUBSCRIBE timed out".to_owned()),
+        }
+    }
+
+    // Every group with local members now. Changes from here on are in
+    // `dirty` (cleared first, so none is missed) and applied by `reconcile`.
+    inner.lock_dirty().clear();
+    let initial = local.groups();
+    if let Err(why) = command_in_chunks(inner, &mut sink, Subscription::Subscribe, &initial).await {
+        return SessionEnd::Lost(why);
+    }
+    inner.order.confirm(&initial);
+    subscribed.extend(initial);
+    inner.connected.store(true, Ordering::Release);
+    tracing::debug!(%address, groups = subscribed.len(), "redis layer: subscribed");
+
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.reset();
+    let mut master_check = tokio::time::interval(SENTINEL_CHECK_INTERVAL);
+    master_check.reset();
+    let uses_sentinel = sentinel.is_some();
+
+    loop {
+        tokio::select! {
+            () = inner.shutdown.cancelled() => return SessionEnd::Shutdown,
+            message = stream.next() => match message {
+                Some(message) => forward(inner, queue, message),
+                None => return SessionEnd::Lost("connection closed".to_owned()),
+            },
+            () = inner.groups_changed.notified() => {
+                if let Err(why) = reconcile(inner, local, &mut sink, &mut subscribed).await {
+                    return SessionEnd::Lost(why);
+                }
+            }
+            _ = ping.tick() => {
+                match tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => return SessionEnd::Lost(format!("PING failed: {err}")),
+                    Err(_) => return SessionEnd::Lost("PING timed out".to_owned()),
+                }
+            }
+            () = inner.recheck_master.notified(), if uses_sentinel => {
+                if let Some(moved) = master_moved(sentinel.as_deref_mut(), address).await {
+                    return SessionEnd::Lost(moved);
+                }
+            }
+            _ = master_check.tick(), if uses_sentinel => {
+                if let Some(moved) = master_moved(sentinel.as_deref_mut(), address).await {
+                    return SessionEnd::Lost(moved);
+                }
+            }
+        }
+    }
+}
+
+/// Asks Sentinel where the master is; `Some(reason)` when it is no longer at
+/// `address`. A Sentinel that cannot be asked leaves things as they are.
+async fn master_moved(sentinel: Option<&mut SentinelClient>, address: &str) -> Option<String> {
+    let sentinel = sentinel?;
+    match find_master(sentinel).await {
+        Ok(info) => {
+            let master = info.addr().to_string();
+            (master != address).then(|| format!("the master moved from {address} to {master}"))
+        }
+        Err(err) => {
+            tracing::debug!(error = %err, "redis layer: could not check the master with Sentinel");
+            None
+        }
+    }
+}
+
+/// Queues a message for delivery. This process's own messages are skipped,
+/// except, with the shared log, the echoes that order numbered frames.
+fn forward(inner: &Inner, queue: &mpsc::Sender<Msg>, message: Msg) {
+    if inner.replay.is_none() && message.get_payload_bytes().starts_with(&inner.own_header) {
+        return;
+    }
+    match queue.try_send(message) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => inner.count_dropped("local queue full"),
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Subscription {
+    Subscribe,
+    Unsubscribe,
+}
+
+/// Applies the group changes made since the last call: subscribes to the
+/// changed groups that have local members, unsubscribes from the others.
+async fn reconcile(
+    inner: &Inner,
+    local: &LocalDelivery,
+    sink: &mut PubSubSink,
+    subscribed: &mut HashSet<String>,
+) -> Result<(), String> {
+    let dirty = std::mem::take(&mut *inner.lock_dirty());
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    // Read after taking `dirty`: the table is at least as new as every
+    // change noted there; a later change marks its group dirty again.
+    let live: HashSet<String> = local.groups().into_iter().collect();
+    let mut add = Vec::new();
+    let mut remove = Vec::new();
+    for group in dirty {
+        match (live.contains(&group), subscribed.contains(&group)) {
+            (true, false) => add.push(group),
+            (false, true) => remove.push(group),
+            _ => {}
+        }
+    }
+    command_in_chunks(inner, sink, Subscription::Subscribe, &add).await?;
+    inner.order.confirm(&add);
+    subscribed.extend(add);
+    inner.order.withdraw(&remove);
+    command_in_chunks(inner, sink, Subscription::Unsubscribe, &remove).await?;
+    for group in &remove {
+        subscribed.remove(group);
+    }
+    Ok(())
+}
+
+async fn command_in_chunks(
+    inner: &Inner,
+    sink: &mut PubSubSink,
+    kind: Subscription,
+    groups: &[String],
+) -> Result<(), String> {
+    for chunk in groups.chunks(SUBSCRIBE_CHUNK) {
+        let prefixed: Vec<String> = chunk.iter().map(|group| inner.channel(group)).collect();
+        let result = match kind {
+            Subscription::Subscribe => {
+                tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(prefixed)).await
+            }
+            Subscription::Unsubscribe => {
+                tokio::time::timeout(COMMAND_TIMEOUT, sink.unsubscribe(prefixed)).await
+            }
+        };
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(format!("(UN)SUBSCRIBE failed: {err}")),
+            Err(_) => return Err("(UN)SUBSCRIBE timed out".to_owned()),
+        }
+    }
+    Ok(())
+}
