@@ -8,14 +8,22 @@
 //! - `/snake/`: snake, with the game loop on the server and every tab of a
 //!   room watching the same game;
 //! - `/search/`: a debounced search over a generated product catalogue,
-//!   with the query in the URL.
+//!   with the query in the URL;
+//! - `/login/`: sign in with a name (signed session cookie); only signed-in
+//!   visitors may delete alerts;
+//! - `/metrics`, `/healthz`, `/readyz`: the library's counters and health
+//!   checks.
+//!
+//! The alerts page and every snake game show who is watching, from the
+//! library's presence tracking.
 //!
 //! The pieces, in the order a request meets them:
 //!
-//! - [`Config`]: what the environment sets (address, database file);
-//! - [`Demo`]: the application's state (database, templates, games), given
-//!   to the pages as axum state and to the LiveView handlers through the
-//!   connection;
+//! - [`Config`]: what the environment sets (address, database file, session
+//!   secret);
+//! - [`Demo`]: the application's state (database, templates, games,
+//!   sessions), given to the pages as axum state and to the LiveView
+//!   handlers as the app's state (`consumer.state::<Demo>()`);
 //! - [`db`]: the SQLite database and its migrations;
 //! - [`templates`]: the minijinja templates, escaped by default;
 //! - [`pages`]: one module per page, with its routes and its handlers.
@@ -34,6 +42,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use liveview::middleware::require_user;
+use liveview::session::SessionAuth;
 use liveview::{BuildError, Consumer, LiveView, LiveViewBuilder};
 
 pub mod catalogue;
@@ -61,6 +71,11 @@ pub struct Config {
     pub products: usize,
     /// The time between two moves of a snake.
     pub snake_tick: Duration,
+    /// The key that signs session cookies (`DEMO_SECRET`, at least
+    /// [`MIN_SECRET_BYTES`] bytes). Without one, a random key is made at
+    /// start, so sign-ins do not survive a restart and are not shared
+    /// between processes.
+    pub secret: Option<Secret>,
 }
 
 impl Default for Config {
@@ -70,15 +85,50 @@ impl Default for Config {
             database: PathBuf::from("demo.sqlite3"),
             products: 3_000,
             snake_tick: Duration::from_millis(125),
+            secret: None,
         }
     }
 }
 
+/// The shortest session secret accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// A session secret. Its `Debug` output does not show it.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// A secret from these bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+
+    /// A fresh random secret (256 bits from the operating system's
+    /// generator, less the version bits of two UUIDs).
+    pub fn random() -> Self {
+        let mut bytes = Vec::with_capacity(32);
+        bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        Self(bytes)
+    }
+
+    /// The secret's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
 impl Config {
-    /// The defaults, with `LIVEVIEW_ADDR` and `DEMO_DATABASE` from the
-    /// environment when they are set. (`LIVEVIEW_REDIS_URL` is read by
-    /// the library: with it, pages on several demo processes see each
-    /// other's alerts.)
+    /// The defaults, with `LIVEVIEW_ADDR`, `DEMO_DATABASE` and
+    /// `DEMO_SECRET` from the environment when they are set.
+    /// (`LIVEVIEW_REDIS_URL` is read by the library: with it, pages on
+    /// several demo processes see each other's alerts.)
     pub fn from_env() -> Self {
         let mut config = Self::default();
         if let Some(addr) = std::env::var("LIVEVIEW_ADDR")
@@ -90,7 +140,16 @@ impl Config {
         if let Some(path) = std::env::var_os("DEMO_DATABASE").filter(|p| !p.is_empty()) {
             config.database = PathBuf::from(path);
         }
+        if let Some(secret) = std::env::var_os("DEMO_SECRET").filter(|s| !s.is_empty()) {
+            config.secret = Some(Secret::new(secret.into_encoded_bytes()));
+        }
         config
+    }
+
+    /// These settings with this session secret.
+    pub fn with_secret(mut self, secret: Secret) -> Self {
+        self.secret = Some(secret);
+        self
     }
 
     /// These settings with another database file.
@@ -123,6 +182,8 @@ pub enum StartError {
     /// The LiveView application could not be built (a duplicate handler
     /// name, or an unreachable Redis URL).
     LiveView(BuildError),
+    /// The session secret is too short: it has this many bytes.
+    ShortSecret(usize),
 }
 
 impl fmt::Display for StartError {
@@ -131,6 +192,10 @@ impl fmt::Display for StartError {
             Self::Database(err) => write!(f, "{err}"),
             Self::Templates(err) => write!(f, "a template does not compile: {err}"),
             Self::LiveView(err) => write!(f, "{err}"),
+            Self::ShortSecret(len) => write!(
+                f,
+                "DEMO_SECRET has {len} bytes; use at least {MIN_SECRET_BYTES} random bytes"
+            ),
         }
     }
 }
@@ -141,6 +206,7 @@ impl std::error::Error for StartError {
             Self::Database(err) => Some(err),
             Self::Templates(err) => Some(err),
             Self::LiveView(err) => Some(err),
+            Self::ShortSecret(_) => None,
         }
     }
 }
@@ -157,8 +223,8 @@ impl From<BuildError> for StartError {
     }
 }
 
-/// The application's state: database, templates and running games. Cheap
-/// to clone.
+/// The application's state: database, templates, running games and
+/// sessions. Cheap to clone.
 #[derive(Clone)]
 pub struct Demo {
     inner: Arc<Inner>,
@@ -170,6 +236,7 @@ struct Inner {
     templates: Templates,
     games: pages::snake::Games,
     dismissals: pages::alerts::Dismissals,
+    sessions: SessionAuth,
 }
 
 impl fmt::Debug for Demo {
@@ -181,9 +248,22 @@ impl fmt::Debug for Demo {
 }
 
 impl Demo {
-    /// Open the database (creating, migrating and seeding it as needed)
-    /// and load the templates.
+    /// Open the database (creating, migrating and seeding it as needed),
+    /// load the templates and set up the session keys.
     pub async fn open(config: Config) -> Result<Self, StartError> {
+        let sessions = match &config.secret {
+            Some(secret) if secret.as_bytes().len() < MIN_SECRET_BYTES => {
+                return Err(StartError::ShortSecret(secret.as_bytes().len()));
+            }
+            Some(secret) => SessionAuth::new(secret.as_bytes()),
+            None => {
+                tracing::warn!(
+                    "DEMO_SECRET is not set: sessions are signed with a random key made at start, \
+                     so sign-ins will not survive a restart"
+                );
+                SessionAuth::new(Secret::random().as_bytes())
+            }
+        };
         let templates = Templates::new().map_err(StartError::Templates)?;
         let db = Db::open(&config.database).await?;
         if db.seed_products(config.products).await? {
@@ -196,6 +276,7 @@ impl Demo {
                 templates,
                 games: pages::snake::Games::default(),
                 dismissals: pages::alerts::Dismissals::default(),
+                sessions,
             }),
         })
     }
@@ -203,37 +284,47 @@ impl Demo {
     /// Build the LiveView application from `builder` (which may carry a
     /// channel layer or limits of its own) and start the background task
     /// that dismisses alerts. Call it inside a tokio runtime.
+    ///
+    /// The builder gets the demo as the app's state (handlers are plain
+    /// functions found at link time: they read it with [`Demo::of`]), the
+    /// session cookie as the authenticator, a middleware that lets only
+    /// signed-in visitors delete alerts, and the presence callback that
+    /// tells the alerts page and the snake games who is watching.
     pub fn liveview(&self, builder: LiveViewBuilder) -> Result<LiveView, BuildError> {
-        // Handlers are plain functions found at link time; the state
-        // reaches them through the connection, put there by this
-        // middleware before the first call.
+        let refusal = pages::flash(self, pages::FlashKind::Error, SIGN_IN_TO_DELETE)
+            .unwrap_or_else(|_| liveview::Update::new("#flash").html(SIGN_IN_TO_DELETE));
         let demo = self.clone();
         let live = builder
-            .middleware(move |consumer, _content, _function| {
-                if consumer.get::<Demo>().is_none() {
-                    consumer.insert(demo.clone());
-                }
-                true
-            })
+            .state(self.clone())
+            .authenticator(self.sessions().clone())
+            .middleware(require_user(refusal, &[pages::alerts::DELETE]))
+            .on_presence(move |presence| pages::presence::update(&demo, presence))
             .build()?;
         pages::alerts::spawn_dismisser(self, live.broadcaster());
         Ok(live)
     }
 
-    /// Every route of the demo: the pages, the stylesheet and the LiveView
-    /// endpoint of `live`.
+    /// Every route of the demo: the pages, the stylesheet, the sign-in
+    /// routes, and the LiveView endpoint, metrics (`/metrics`) and health
+    /// checks (`/healthz`, `/readyz`) of `live`.
     pub fn router(&self, live: &LiveView) -> Router {
         pages::routes()
             .with_state(self.clone())
             .merge(live.router())
+            .merge(live.metrics_router())
+            .merge(live.health_router())
     }
 
-    /// The state of the connection's app, as the middleware of
-    /// [`liveview`](Self::liveview) stored it.
-    pub fn of(consumer: &Consumer) -> liveview::Result<Self> {
-        consumer.get::<Demo>().ok_or_else(|| {
+    /// The demo, as [`liveview`](Self::liveview) gave it to the app.
+    pub fn of(consumer: &Consumer) -> liveview::Result<&Self> {
+        consumer.state::<Demo>().ok_or_else(|| {
             liveview::Error::msg("the demo's state is missing: build the app with Demo::liveview")
         })
+    }
+
+    /// The signed session cookies: who is signed in.
+    pub fn sessions(&self) -> &SessionAuth {
+        &self.inner.sessions
     }
 
     /// The settings.
@@ -267,6 +358,9 @@ impl Demo {
         weak.upgrade().map(|inner| Self { inner })
     }
 }
+
+/// What an anonymous visitor who tries to delete an alert is told.
+pub const SIGN_IN_TO_DELETE: &str = "Sign in to delete alerts.";
 
 /// The whole demo, ready to serve: its router and its LiveView app (with
 /// the in-memory channel layer, or Redis when `LIVEVIEW_REDIS_URL` is set).

@@ -62,6 +62,8 @@ const TEMPLATES: &[(&str, &str)] = &[
         "not_found.html",
         include_str!("../templates/not_found.html"),
     ),
+    ("login.html", include_str!("../templates/login.html")),
+    ("viewers.html", include_str!("../templates/viewers.html")),
 ];
 
 /// The demo's template environment.
@@ -72,11 +74,13 @@ pub struct Templates {
 
 impl Templates {
     /// Load every template and register the LiveView helpers
-    /// (`liveview_room_uuid()`, `liveview_script()`) and `css_url`.
+    /// (`liveview_room_uuid()`, `liveview_script()`), `css_url` and the
+    /// `urlencode` filter.
     pub fn new() -> Result<Self, minijinja::Error> {
         let mut env = Environment::new();
         liveview::template::register(&mut env);
         env.add_global("css_url", Value::from_safe_string(css_url().to_owned()));
+        env.add_filter("urlencode", urlencode);
         for (name, source) in TEMPLATES {
             env.add_template(name, source)?;
         }
@@ -88,6 +92,12 @@ impl Templates {
     pub fn render(&self, name: &str, context: Value) -> Result<String, minijinja::Error> {
         self.env.get_template(name)?.render(context)
     }
+}
+
+/// `value` as one query parameter value (`/search/?q=a b` becomes
+/// `%2Fsearch%2F%3Fq%3Da+b`).
+fn urlencode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 /// The stylesheet's URL, with a hash of its content so browsers never keep a
@@ -117,6 +127,11 @@ mod tests {
             assert!(name.ends_with(".html"), "{name} would not be escaped");
             templates.env.get_template(name).unwrap();
         }
+    }
+
+    #[test]
+    fn urlencode_makes_a_query_value() {
+        assert_eq!(urlencode("/search/?q=a b&c"), "%2Fsearch%2F%3Fq%3Da+b%26c");
     }
 
     #[test]

@@ -4,11 +4,19 @@
 //!   user types (`alerts_validate`, debounced in the page), published with
 //!   `alerts_create`: stored in SQLite, then appended on every alerts page.
 //! - Each alert has a delete button (`alerts_delete`, with
-//!   `data-data-alert-id`) that removes it for everyone.
+//!   `data-data-alert-id`) that removes it for everyone. Only signed-in
+//!   visitors see it, and only their calls get through: the app's
+//!   `require_user` middleware refuses the others, and the handler checks
+//!   again.
 //! - Alerts with auto-dismiss are removed from the database and from every
 //!   page when their time is up, by a background task.
 //! - Past alerts load ten at a time as the visitor scrolls
 //!   (`alerts_load_more`, from a `data-liveview-intersect-appear` trigger).
+//! - The list is rendered again by `alerts_refresh`, the list's
+//!   `data-liveview-init` function: when the page connects (so an alert
+//!   published between the page's render and its connection is not
+//!   missed) and when the client resyncs after a disconnect whose updates
+//!   the server could no longer replay.
 //!
 //! Every alerts page is in the room [`ROOM`], so updates reach exactly the
 //! pages that show alerts. Newest alerts come first: those loaded with the
@@ -30,12 +38,16 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use tokio::sync::Notify;
 
-use super::{FlashKind, flash};
-use crate::Demo;
+use super::{FlashKind, Visitor, flash};
 use crate::db::{Alert, AlertKind, MAX_DISMISS_SECONDS, MAX_MESSAGE_CHARS, NewAlert, now_ms};
+use crate::{Demo, SIGN_IN_TO_DELETE};
 
 /// The room of every alerts page.
 pub const ROOM: &str = "alerts";
+
+/// The name of the handler that deletes an alert, for signed-in visitors
+/// only.
+pub const DELETE: &str = "alerts_delete";
 
 /// How many alerts the page shows at first, and each scroll loads.
 pub const PAGE_SIZE: u32 = 10;
@@ -55,7 +67,7 @@ pub fn routes() -> Router<Demo> {
     Router::new().route("/alerts/", get(page))
 }
 
-async fn page(State(demo): State<Demo>) -> Response {
+async fn page(State(demo): State<Demo>, visitor: Visitor) -> Response {
     let now = now_ms();
     let alerts = match demo.db().alerts(None, PAGE_SIZE + 1, now).await {
         Ok(alerts) => alerts,
@@ -64,11 +76,13 @@ async fn page(State(demo): State<Demo>) -> Response {
     let (alerts, more) = split_page(alerts, 2);
     super::page(
         &demo,
+        &visitor,
         "alerts/page.html",
         context! {
             nav => "alerts",
             room => ROOM,
             alerts => views(&alerts, now),
+            can_delete => visitor.user.is_some(),
             more => Serde(more),
             ..form_context()
         },
@@ -231,7 +245,7 @@ pub async fn create(consumer: &Consumer, content: Content) -> liveview::Result {
             send_errors(consumer, &errors)?;
             consumer.send(counter_update(&content.form))?;
             consumer.send(flash(
-                &demo,
+                demo,
                 FlashKind::Error,
                 "The alert was not published: please fix the fields marked in red.",
             )?)?;
@@ -244,7 +258,7 @@ pub async fn create(consumer: &Consumer, content: Content) -> liveview::Result {
         Err(err) => {
             tracing::error!(error = %err, "storing an alert failed");
             consumer.send(flash(
-                &demo,
+                demo,
                 FlashKind::Error,
                 "The alert could not be saved. Your text is still in the form: please try again.",
             )?)?;
@@ -254,12 +268,14 @@ pub async fn create(consumer: &Consumer, content: Content) -> liveview::Result {
     if alert.dismiss_at.is_some() {
         demo.dismissals().wake();
     }
-    let html = render_alerts(&demo, std::slice::from_ref(&alert), now)?;
+    // One rendering for every page of the room: with the delete button,
+    // which the stylesheet hides on the pages of anonymous visitors.
+    let html = render_alerts(demo, std::slice::from_ref(&alert), now, true)?;
     let form = demo
         .templates()
         .render("alerts/form.html", form_context())?;
     consumer.send(Update::new("#alert-form").html(form))?;
-    consumer.send(flash(&demo, FlashKind::Success, "Alert published.")?)?;
+    consumer.send(flash(demo, FlashKind::Success, "Alert published.")?)?;
     if let Err(err) = consumer
         .send_to_room(ROOM, Update::new("#alerts-live").html(html).append())
         .await
@@ -271,16 +287,19 @@ pub async fn create(consumer: &Consumer, content: Content) -> liveview::Result {
     Ok(())
 }
 
-/// Delete the alert of `data-data-alert-id` for everyone.
+/// Delete the alert of `data-data-alert-id` for everyone: for signed-in
+/// visitors only.
 #[liveview_handler("alerts_delete")]
 pub async fn delete(consumer: &Consumer, content: Content) -> liveview::Result {
     let demo = Demo::of(consumer)?;
+    // The app's middleware refuses anonymous calls before they get here;
+    // this holds even in an app built without it.
+    if consumer.user().is_none() {
+        consumer.send(flash(demo, FlashKind::Error, SIGN_IN_TO_DELETE)?)?;
+        return Ok(());
+    }
     let Some(id) = content.data.i64("alert_id") else {
-        consumer.send(flash(
-            &demo,
-            FlashKind::Error,
-            "That alert does not exist.",
-        )?)?;
+        consumer.send(flash(demo, FlashKind::Error, "That alert does not exist.")?)?;
         return Ok(());
     };
     let remove = Update::new(format!("#alert-{id}")).remove();
@@ -289,7 +308,7 @@ pub async fn delete(consumer: &Consumer, content: Content) -> liveview::Result {
         Err(err) => {
             tracing::error!(error = %err, id, "deleting an alert failed");
             consumer.send(flash(
-                &demo,
+                demo,
                 FlashKind::Error,
                 "The alert could not be deleted. Please try again.",
             )?)?;
@@ -305,7 +324,7 @@ pub async fn delete(consumer: &Consumer, content: Content) -> liveview::Result {
         // this page, if it is there, and say so.
         consumer.send(remove)?;
         consumer.send(flash(
-            &demo,
+            demo,
             FlashKind::Error,
             "That alert does not exist any more.",
         )?)?;
@@ -344,13 +363,33 @@ pub async fn load_more(consumer: &Consumer, content: Content) -> liveview::Resul
     let alerts = demo.db().alerts(Some(before), PAGE_SIZE + 1, now).await?;
     let (alerts, more) = split_page(alerts, page.saturating_add(1));
     if !alerts.is_empty() {
-        let html = render_alerts(&demo, &alerts, now)?;
+        let html = render_alerts(demo, &alerts, now, consumer.user().is_some())?;
         consumer.send(Update::new("#alerts-list").html(html).append())?;
     }
     let trigger = demo.templates().render(
         "alerts/more.html",
         context! { more => Serde(more), shown => true },
     )?;
+    consumer.send(Update::new("#alerts-more").html(trigger))?;
+    Ok(())
+}
+
+/// Render the list as the database has it: the newest page, with the
+/// trigger for older ones, and nothing in the part for alerts published
+/// since (they are in the page now). The list's `data-liveview-init`.
+#[liveview_handler("alerts_refresh")]
+pub async fn refresh(consumer: &Consumer, _content: Content) -> liveview::Result {
+    let demo = Demo::of(consumer)?;
+    let now = now_ms();
+    let alerts = demo.db().alerts(None, PAGE_SIZE + 1, now).await?;
+    let (alerts, more) = split_page(alerts, 2);
+    let list = render_alerts(demo, &alerts, now, consumer.user().is_some())?;
+    let trigger = demo.templates().render(
+        "alerts/more.html",
+        context! { more => Serde(more), shown => false },
+    )?;
+    consumer.send(Update::new("#alerts-live").html(""))?;
+    consumer.send(Update::new("#alerts-list").html(list))?;
     consumer.send(Update::new("#alerts-more").html(trigger))?;
     Ok(())
 }
@@ -420,10 +459,16 @@ fn views(alerts: &[Alert], now: i64) -> Value {
     Value::from(Serde(&views))
 }
 
-fn render_alerts(demo: &Demo, alerts: &[Alert], now: i64) -> Result<String, minijinja::Error> {
+/// The alerts' HTML, with delete buttons when `can_delete`.
+fn render_alerts(
+    demo: &Demo,
+    alerts: &[Alert],
+    now: i64,
+    can_delete: bool,
+) -> Result<String, minijinja::Error> {
     demo.templates().render(
         "alerts/list.html",
-        context! { alerts => views(alerts, now) },
+        context! { alerts => views(alerts, now), can_delete },
     )
 }
 

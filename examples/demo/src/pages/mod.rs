@@ -1,17 +1,23 @@
 //! The pages: one module each, with its HTTP route and its LiveView
 //! handlers.
 
+use std::convert::Infallible;
+
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use liveview::Update;
+use liveview::{Scope, Update, User};
+use minijinja::value::Serde;
 use minijinja::{Value, context};
 
 use crate::Demo;
 
 pub mod alerts;
+pub mod login;
+pub mod presence;
 pub mod quickstart;
 pub mod search;
 pub mod snake;
@@ -26,21 +32,61 @@ pub fn routes() -> Router<Demo> {
         .merge(alerts::routes())
         .merge(snake::routes())
         .merge(search::routes())
+        .merge(login::routes())
         .fallback(not_found)
+}
+
+/// Who asks for a page, and which page: the signed-in user (from the
+/// session cookie) and the path with its query, for the sign-in link to
+/// come back to.
+#[derive(Debug, Clone, Default)]
+pub struct Visitor {
+    /// The signed-in user, if any.
+    pub user: Option<User>,
+    /// The path and query of the request.
+    pub path: String,
+}
+
+impl FromRequestParts<Demo> for Visitor {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, demo: &Demo) -> Result<Self, Self::Rejection> {
+        let mut scope = Scope::builder();
+        for cookie in parts.headers.get_all(header::COOKIE) {
+            if let Ok(cookie) = cookie.to_str() {
+                scope = scope.header("cookie", cookie);
+            }
+        }
+        Ok(Self {
+            user: demo.sessions().user(&scope.build()),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+        })
+    }
 }
 
 /// A rendered page, or a plain 500 when the template fails (the error goes
 /// to the log, not to the visitor).
-pub(crate) fn page(demo: &Demo, template: &str, context: Value) -> Response {
-    page_with_status(demo, StatusCode::OK, template, context)
+pub(crate) fn page(demo: &Demo, visitor: &Visitor, template: &str, context: Value) -> Response {
+    page_with_status(demo, visitor, StatusCode::OK, template, context)
 }
 
+/// [`page`] with another status. Every page gets `user` (the signed-in
+/// user, or none) and `path` (where the sign-in link comes back to).
 pub(crate) fn page_with_status(
     demo: &Demo,
+    visitor: &Visitor,
     status: StatusCode,
     template: &str,
     context: Value,
 ) -> Response {
+    let context = context! {
+        user => Serde(&visitor.user),
+        path => &visitor.path,
+        ..context
+    };
     match demo.templates().render(template, context) {
         Ok(html) => (status, Html(html)).into_response(),
         Err(err) => {
@@ -85,8 +131,8 @@ pub fn flash(demo: &Demo, kind: FlashKind, message: &str) -> liveview::Result<Up
     Ok(Update::new("#flash").html(html))
 }
 
-async fn index(State(demo): State<Demo>) -> Response {
-    page(&demo, "index.html", context! { nav => "home" })
+async fn index(State(demo): State<Demo>, visitor: Visitor) -> Response {
+    page(&demo, &visitor, "index.html", context! { nav => "home" })
 }
 
 async fn stylesheet() -> Response {
@@ -101,6 +147,12 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
-async fn not_found(State(demo): State<Demo>) -> Response {
-    page_with_status(&demo, StatusCode::NOT_FOUND, "not_found.html", context! {})
+async fn not_found(State(demo): State<Demo>, visitor: Visitor) -> Response {
+    page_with_status(
+        &demo,
+        &visitor,
+        StatusCode::NOT_FOUND,
+        "not_found.html",
+        context! {},
+    )
 }

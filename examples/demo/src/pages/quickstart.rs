@@ -11,6 +11,7 @@ use axum::response::Response;
 use axum::routing::get;
 use minijinja::context;
 
+use super::Visitor;
 use crate::Demo;
 
 /// `GET /quickstart/`.
@@ -18,6 +19,11 @@ pub fn routes() -> Router<Demo> {
     Router::new().route("/quickstart/", get(page))
 }
 
-async fn page(State(demo): State<Demo>) -> Response {
-    super::page(&demo, "quickstart.html", context! { nav => "quickstart" })
+async fn page(State(demo): State<Demo>, visitor: Visitor) -> Response {
+    super::page(
+        &demo,
+        &visitor,
+        "quickstart.html",
+        context! { nav => "quickstart" },
+    )
 }

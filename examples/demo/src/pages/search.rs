@@ -17,6 +17,7 @@ use minijinja::value::Serde;
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 
+use super::Visitor;
 use crate::Demo;
 use crate::db::{MAX_SEARCH_TERMS, SearchPage};
 
@@ -37,7 +38,11 @@ pub fn routes() -> Router<Demo> {
     Router::new().route("/search/", get(page))
 }
 
-async fn page(State(demo): State<Demo>, Query(params): Query<Params>) -> Response {
+async fn page(
+    State(demo): State<Demo>,
+    visitor: Visitor,
+    Query(params): Query<Params>,
+) -> Response {
     let results = match results(&demo, &params.q).await {
         Ok(results) => results,
         Err(err) => return super::unavailable("search", &*err),
@@ -45,6 +50,7 @@ async fn page(State(demo): State<Demo>, Query(params): Query<Params>) -> Respons
     let total = thousands(demo.db().product_count().await.unwrap_or(0));
     super::page(
         &demo,
+        &visitor,
         "search/page.html",
         context! {
             nav => "search",
@@ -229,12 +235,12 @@ struct LastQuery(Option<String>);
 pub async fn search(consumer: &Consumer, content: Content) -> liveview::Result {
     let demo = Demo::of(consumer)?;
     let query = content.form.str("q").unwrap_or("").trim().to_owned();
-    let html = match results(&demo, &query).await {
+    let html = match results(demo, &query).await {
         Ok(html) => html,
         Err(err) => {
             tracing::error!(error = %err, "search failed");
             consumer.send(super::flash(
-                &demo,
+                demo,
                 super::FlashKind::Error,
                 "The search is not available right now; please try again.",
             )?)?;

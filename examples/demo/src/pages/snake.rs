@@ -6,6 +6,9 @@
 //! `snake_turn`; while a game runs, a task of its own moves the snake at a
 //! fixed rate and sends the board, rendered as HTML, to the room after
 //! every move. The task stops when the game is over or nobody watches.
+//!
+//! Who watches is shown in `#viewers`, above the board, by the app's
+//! presence callback ([`super::presence`]), on every process.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +25,7 @@ use minijinja::value::Serde;
 use serde::Serialize;
 use tokio::time::MissedTickBehavior;
 
-use super::{FlashKind, flash};
+use super::{FlashKind, Visitor, flash};
 use crate::Demo;
 
 /// Columns of the board.
@@ -324,7 +327,7 @@ fn viewers(broadcaster: &Broadcaster, room: &str) -> usize {
 
 /// Run the game loop of `room` unless it runs already: a move, then the
 /// board to the room, at the demo's tick rate, while the game runs and
-/// someone watches.
+/// someone in this process watches.
 fn ensure_ticking(demo: &Demo, name: &str, room: &Arc<GameRoom>, broadcaster: Broadcaster) {
     if room.ticking.swap(true, Ordering::AcqRel) {
         return;
@@ -340,10 +343,7 @@ fn ensure_ticking(demo: &Demo, name: &str, room: &Arc<GameRoom>, broadcaster: Br
             let (screen, running) = {
                 let mut game = room.game();
                 game.step();
-                (
-                    render_screen(&demo, &game, watching),
-                    game.phase() == Phase::Running,
-                )
+                (render_screen(&demo, &game), game.phase() == Phase::Running)
             };
             match screen {
                 Ok(html) => {
@@ -380,7 +380,7 @@ struct Cell {
     kind: &'static str,
 }
 
-fn render_screen(demo: &Demo, game: &Game, watching: usize) -> Result<String, minijinja::Error> {
+fn render_screen(demo: &Demo, game: &Game) -> Result<String, minijinja::Error> {
     let mut cells: Vec<Cell> = game
         .body()
         .enumerate()
@@ -407,7 +407,6 @@ fn render_screen(demo: &Demo, game: &Game, watching: usize) -> Result<String, mi
             score => game.score(),
             best => game.best(),
             phase => Serde(game.phase()),
-            watching,
         },
     )
 }
@@ -433,25 +432,25 @@ fn game_room(consumer: &Consumer, demo: &Demo) -> liveview::Result<Option<Arc<Ga
 }
 
 async fn send_screen(consumer: &Consumer, demo: &Demo, room: &GameRoom) -> liveview::Result {
-    let watching = viewers(&consumer.broadcaster(), consumer.room());
-    let html = render_screen(demo, &room.game(), watching)?;
+    let html = render_screen(demo, &room.game())?;
     consumer
         .send_to_room(consumer.room(), Update::new("#snake-screen").html(html))
         .await?;
     Ok(())
 }
 
-/// A tab opened the game (`data-liveview-init`): show everyone the board
-/// and how many are watching, and resume a game left running.
+/// A tab opened the game, or its client resynced after a disconnect
+/// (`data-liveview-init` of the board): show the room the board, and
+/// resume a game left running.
 #[liveview_handler("snake_join")]
 pub async fn join(consumer: &Consumer, _content: Content) -> liveview::Result {
     let demo = Demo::of(consumer)?;
-    let Some(room) = game_room(consumer, &demo)? else {
+    let Some(room) = game_room(consumer, demo)? else {
         return Ok(());
     };
-    send_screen(consumer, &demo, &room).await?;
+    send_screen(consumer, demo, &room).await?;
     if room.game().phase() == Phase::Running {
-        ensure_ticking(&demo, consumer.room(), &room, consumer.broadcaster());
+        ensure_ticking(demo, consumer.room(), &room, consumer.broadcaster());
     }
     Ok(())
 }
@@ -463,13 +462,13 @@ pub async fn turn(consumer: &Consumer, content: Content) -> liveview::Result {
     let demo = Demo::of(consumer)?;
     let Some(direction) = content.data.str("direction").and_then(Direction::parse) else {
         consumer.send(flash(
-            &demo,
+            demo,
             FlashKind::Error,
             "Unknown direction: use the arrow keys.",
         )?)?;
         return Ok(());
     };
-    let Some(room) = game_room(consumer, &demo)? else {
+    let Some(room) = game_room(consumer, demo)? else {
         return Ok(());
     };
     let running = {
@@ -478,7 +477,7 @@ pub async fn turn(consumer: &Consumer, content: Content) -> liveview::Result {
         game.phase() == Phase::Running
     };
     if running {
-        ensure_ticking(&demo, consumer.room(), &room, consumer.broadcaster());
+        ensure_ticking(demo, consumer.room(), &room, consumer.broadcaster());
     }
     Ok(())
 }
@@ -487,11 +486,11 @@ pub async fn turn(consumer: &Consumer, content: Content) -> liveview::Result {
 #[liveview_handler("snake_restart")]
 pub async fn restart(consumer: &Consumer, _content: Content) -> liveview::Result {
     let demo = Demo::of(consumer)?;
-    let Some(room) = game_room(consumer, &demo)? else {
+    let Some(room) = game_room(consumer, demo)? else {
         return Ok(());
     };
     room.game().restart();
-    send_screen(consumer, &demo, &room).await
+    send_screen(consumer, demo, &room).await
 }
 
 // ---------------------------------------------------------------------------
@@ -521,10 +520,16 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-async fn page(State(demo): State<Demo>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn page(
+    State(demo): State<Demo>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if !is_valid_id(&id) {
         return super::page_with_status(
             &demo,
+            &visitor,
             StatusCode::NOT_FOUND,
             "not_found.html",
             context! {},
@@ -535,11 +540,11 @@ async fn page(State(demo): State<Demo>, Path(id): Path<String>, headers: HeaderM
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1:8000");
-    // The page shows the game as it is; the init call then tells the room
-    // someone joined.
+    // The page shows the game as it is; the init call then shows the room
+    // the board again, and the connection tells it someone joined.
     let screen = match demo.games().get(&room) {
-        Some(game_room) => render_screen(&demo, &game_room.game(), 1),
-        None => render_screen(&demo, &Game::new(seed(&room)), 1),
+        Some(game_room) => render_screen(&demo, &game_room.game()),
+        None => render_screen(&demo, &Game::new(seed(&room))),
     };
     let screen = match screen {
         Ok(screen) => screen,
@@ -550,6 +555,7 @@ async fn page(State(demo): State<Demo>, Path(id): Path<String>, headers: HeaderM
     };
     super::page(
         &demo,
+        &visitor,
         "snake/page.html",
         context! {
             nav => "snake",

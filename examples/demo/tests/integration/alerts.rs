@@ -1,10 +1,13 @@
 //! The alert system over real WebSockets: publishing, validation, bad
-//! input, deletion, auto-dismissal and infinite scroll.
+//! input, deletion (signed-in visitors only), auto-dismissal, infinite
+//! scroll and the refresh of the list.
 
 use std::time::Duration;
 
 use demo::db::{AlertKind, NewAlert, now_ms};
 use demo::pages::alerts::ROOM;
+use liveview::testing::TestApp;
+use liveview::{LiveView, Scope, User};
 use serde_json::{Value, json};
 
 use crate::support::{TestDemo, assert_quiet, call, eventually, frame_for, html_for, next};
@@ -302,7 +305,7 @@ async fn fields_are_validated_one_at_a_time_while_typing() {
 #[tokio::test]
 async fn deleting_removes_the_alert_for_everyone() {
     let server = TestDemo::start().await;
-    let mut ada = server.connect(ROOM).await;
+    let mut ada = server.connect_as(ROOM, "Ada").await;
     let mut bob = server.connect(ROOM).await;
     call(
         &mut ada,
@@ -337,7 +340,7 @@ async fn deleting_removes_the_alert_for_everyone() {
 #[tokio::test]
 async fn deleting_an_alert_that_does_not_exist_is_explained() {
     let server = TestDemo::start().await;
-    let mut ada = server.connect(ROOM).await;
+    let mut ada = server.connect_as(ROOM, "Ada").await;
     let mut bob = server.connect(ROOM).await;
     call(
         &mut ada,
@@ -370,6 +373,175 @@ async fn deleting_an_alert_that_does_not_exist_is_explained() {
     }
     assert_eq!(stored(&server).await.len(), 1, "nothing else was deleted");
     assert_quiet(&mut bob).await;
+}
+
+#[tokio::test]
+async fn anonymous_visitors_are_told_to_sign_in_and_delete_nothing() {
+    let server = TestDemo::start().await;
+    let mut ada = server.connect(ROOM).await;
+    let mut bob = server.connect(ROOM).await;
+    call(
+        &mut ada,
+        "alerts_create",
+        alert_form("info", "Anyone may publish", ""),
+        json!({}),
+    )
+    .await;
+    let _ = next(&mut bob).await;
+    let id = stored(&server).await[0].id;
+
+    let frames = call(&mut ada, "alerts_delete", json!({}), json!({"alertId": id})).await;
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert!(
+        html_for(&frames, "#flash").contains("Sign in to delete alerts."),
+        "{frames:?}"
+    );
+    assert_eq!(stored(&server).await.len(), 1, "the alert is still there");
+    assert_quiet(&mut bob).await;
+
+    // A forged or altered session cookie is anonymous too.
+    let forged = format!("{}x", server.session_cookie("Mallory"));
+    let mut mallory = liveview::testing::WsClient::connect(
+        &format!("ws://{}/ws/liveview/{ROOM}/", server.addr),
+        &[("cookie", &forged)],
+    )
+    .await
+    .unwrap();
+    let frames = call(
+        &mut mallory,
+        "alerts_delete",
+        json!({}),
+        json!({"alertId": id}),
+    )
+    .await;
+    assert!(html_for(&frames, "#flash").contains("Sign in to delete alerts."));
+    assert_eq!(stored(&server).await.len(), 1);
+
+    // The count of refused calls is in the metrics.
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        metrics.contains(r#"liveview_calls_total{function="alerts_delete",outcome="refused"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_handler_refuses_anonymous_deletes_even_without_the_middleware() {
+    let server = TestDemo::start().await;
+    call(
+        &mut server.connect(ROOM).await,
+        "alerts_create",
+        alert_form("info", "Still protected", ""),
+        json!({}),
+    )
+    .await;
+    let id = stored(&server).await[0].id;
+    // An app with the demo's state and handlers, but none of its
+    // middleware or authenticator.
+    let app = TestApp::new(
+        LiveView::builder()
+            .state(server.demo.clone())
+            .build()
+            .unwrap(),
+    );
+    let mut anonymous = app.connect(ROOM);
+    let frames = anonymous
+        .call("alerts_delete", json!({}), json!({"alertId": id}))
+        .await;
+    assert!(
+        html_for(&frames, "#flash").contains("Sign in to delete alerts."),
+        "{frames:?}"
+    );
+    assert_eq!(stored(&server).await.len(), 1);
+
+    let mut ada =
+        app.connect_with_scope(ROOM, Scope::builder().user(User::new("1", "Ada")).build());
+    let frames = ada
+        .call("alerts_delete", json!({}), json!({"alertId": id}))
+        .await;
+    assert_eq!(
+        frames,
+        [json!({"target": format!("#alert-{id}"), "remove": true})]
+    );
+    assert!(stored(&server).await.is_empty());
+}
+
+#[tokio::test]
+async fn delete_buttons_are_for_signed_in_visitors() {
+    let server = TestDemo::start().await;
+    seed(&server, 3).await;
+    let (_, anonymous) = server.get("/alerts/").await;
+    assert_eq!(ids_in(&anonymous), [3, 2, 1]);
+    assert!(!anonymous.contains("alerts_delete"), "{anonymous}");
+    assert!(anonymous.contains(r#"href="/login/?next="#), "{anonymous}");
+
+    let cookie = server.session_cookie("Ada");
+    let (status, _, signed_in) = server
+        .request("GET", "/alerts/", &[("cookie", &cookie)], "")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        signed_in
+            .matches(r#"data-liveview-function="alerts_delete""#)
+            .count(),
+        3
+    );
+    assert!(signed_in.contains(r#"<body data-controller="page" class="signed-in">"#));
+
+    // Alerts loaded or refreshed over the socket follow the same rule.
+    for (mut client, buttons) in [
+        (server.connect(ROOM).await, 0),
+        (server.connect_as(ROOM, "Ada").await, 3),
+    ] {
+        let frames = call(&mut client, "alerts_refresh", json!({}), json!({})).await;
+        let list = html_for(&frames, "#alerts-list");
+        assert_eq!(ids_in(list), [3, 2, 1]);
+        assert_eq!(list.matches("alerts_delete").count(), buttons, "{list}");
+    }
+}
+
+#[tokio::test]
+async fn the_list_refreshes_from_the_database_on_init() {
+    let server = TestDemo::start().await;
+    seed(&server, 12).await;
+    let (_, page) = server.get("/alerts/").await;
+    assert!(
+        page.contains(r#"data-liveview-init="alerts_refresh""#),
+        "the list reloads when the page connects and on resync"
+    );
+    // Meanwhile, one alert is published and one deleted.
+    server
+        .demo
+        .db()
+        .insert_alert(
+            &NewAlert {
+                kind: AlertKind::Error,
+                message: "Missed while away".into(),
+                dismiss_after: None,
+            },
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    server.demo.db().delete_alert(12).await.unwrap();
+
+    let mut ada = server.connect(ROOM).await;
+    let frames = call(&mut ada, "alerts_refresh", json!({}), json!({})).await;
+    assert_eq!(
+        frames[0],
+        json!({"target": "#alerts-live", "html": ""}),
+        "what was pushed live is now in the list"
+    );
+    let list = html_for(&frames, "#alerts-list");
+    assert_eq!(
+        ids_in(list),
+        [13, 11, 10, 9, 8, 7, 6, 5, 4, 3],
+        "the newest page as stored"
+    );
+    assert!(list.contains("Missed while away"));
+    assert!(
+        html_for(&frames, "#alerts-more").contains(r#"data-data-page="2" data-data-before="3""#)
+    );
 }
 
 #[tokio::test]

@@ -15,6 +15,10 @@ use serde_json::json;
 
 use crate::support::{TempDir, call, http_get};
 
+/// The session secret of the processes: the same for all, so a sign-in
+/// on one is valid on the others.
+const SECRET: &str = "a test secret that is long enough to sign sessions";
+
 /// A running `demo` process, killed when dropped.
 struct Process(Child);
 
@@ -32,6 +36,7 @@ fn start(database: &Path, redis: Option<&str>) -> (Process, SocketAddr) {
     command
         .env("LIVEVIEW_ADDR", "127.0.0.1:0")
         .env("DEMO_DATABASE", database)
+        .env("DEMO_SECRET", SECRET)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -115,4 +120,48 @@ async fn two_processes_share_alerts_through_redis() {
         }
         assert!(attempt < 20, "no alert reached the other process");
     }
+}
+
+#[test]
+fn a_short_session_secret_is_refused_at_start() {
+    let dir = TempDir::new();
+    let output = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .env("LIVEVIEW_ADDR", "127.0.0.1:0")
+        .env("DEMO_DATABASE", dir.path().join("unused.sqlite3"))
+        .env("DEMO_SECRET", "too short")
+        .env("RUST_LOG", "off")
+        .env_remove("LIVEVIEW_REDIS_URL")
+        .output()
+        .expect("the demo binary runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("DEMO_SECRET has 9 bytes; use at least 32 random bytes"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_session_from_one_process_is_valid_on_another_with_the_same_secret() {
+    let dir = TempDir::new();
+    let database = dir.path().join("sessions.sqlite3");
+    let (_one, one) = start(&database, None);
+    let (_two, two) = start(&database, None);
+    let (status, headers, _) = crate::support::http(
+        one,
+        "POST",
+        "/login/",
+        &[("origin", &format!("http://{one}"))],
+        "name=Ada&next=%2F",
+    )
+    .await;
+    assert_eq!(status, 303);
+    let cookie = crate::support::cookie_pair(
+        crate::support::header(&headers, "set-cookie").expect("a session cookie"),
+    );
+    let (_, _, page) = crate::support::http(two, "GET", "/", &[("cookie", &cookie)], "").await;
+    assert!(
+        page.contains(r#"<span class="account__name">Ada</span>"#),
+        "{page}"
+    );
 }

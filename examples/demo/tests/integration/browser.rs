@@ -50,6 +50,40 @@ fn count(selector: &str) -> String {
     format!("document.querySelectorAll({}).length", js_string(selector))
 }
 
+/// A JavaScript expression: how many elements match `selector` and are
+/// shown.
+fn visible(selector: &str) -> String {
+    format!(
+        "Array.from(document.querySelectorAll({}), (e) => e.offsetParent !== null).filter(Boolean).length",
+        js_string(selector)
+    )
+}
+
+/// A JavaScript expression: whether the text of `selector` contains
+/// `text`.
+fn text_has(selector: &str, text: &str) -> String {
+    format!(
+        "(document.querySelector({}) || {{}}).textContent?.includes({}) === true",
+        js_string(selector),
+        js_string(text)
+    )
+}
+
+/// Sign in as `name` from the page `page` shows: the "Sign in" link of the
+/// top bar, the login form, and back to the page, connected again.
+async fn sign_in(page: &Browser, name: &str) -> Result {
+    let back = page.eval("location.pathname + location.search").await?;
+    page.click(".account__in").await?;
+    page.wait("location.pathname === '/login/'").await?;
+    page.type_text("#login-name", name).await?;
+    page.click("#login-form button[type=submit]").await?;
+    page.wait(&format!("location.pathname + location.search === {back}"))
+        .await?;
+    page.wait_connected().await?;
+    page.wait_for_text(".account__name", name).await?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Alerts
 // ---------------------------------------------------------------------------
@@ -81,8 +115,14 @@ async fn alerts_are_shared_deleted_and_dismissed_for_every_visitor() {
     run("alerts", |ada| async move {
         let result = async {
             ada.open(&url).await?;
+            sign_in(&ada, "Ada").await?;
             let bob = ada.new_session().await?;
             bob.open(&url).await?;
+
+            // Both see who is watching; Ada is named, Bob is not.
+            for page in [&ada, &bob] {
+                page.wait(&text_has("#viewers", "2 watching · Ada")).await?;
+            }
 
             // Published by Ada, shown to both; what she typed stays text.
             publish(
@@ -105,8 +145,15 @@ async fn alerts_are_shared_deleted_and_dismissed_for_every_visitor() {
                 json!("")
             );
 
-            // Deleted by Bob, gone for both.
-            bob.click(".alert--warning .alert__delete").await?;
+            // Only Ada, signed in, has delete buttons; Bob has a way to
+            // sign in instead. Deleted by Ada, gone for both.
+            assert_eq!(bob.eval(&visible(".alert__delete")).await?, json!(0));
+            assert_eq!(
+                bob.eval(&count(".lead a[href^='/login/']")).await?,
+                json!(1)
+            );
+            assert_eq!(ada.eval(&visible(".alert__delete")).await?, json!(1));
+            ada.click(".alert--warning .alert__delete").await?;
             for page in [&ada, &bob] {
                 page.wait(&format!(
                     "!({})",
@@ -139,6 +186,13 @@ async fn alerts_are_shared_deleted_and_dismissed_for_every_visitor() {
             )
             .await?;
             publish(&bob, "warning", "Disk usage on db-2 is at 85%.", "").await?;
+            ada.wait(&alert_with_text("Disk usage on db-2 is at 85%."))
+                .await?;
+            assert_eq!(
+                ada.eval(&visible(".alert__delete")).await?,
+                json!(2),
+                "alerts pushed by others can be deleted too"
+            );
             publish(
                 &ada,
                 "error",
@@ -151,7 +205,10 @@ async fn alerts_are_shared_deleted_and_dismissed_for_every_visitor() {
                 .await?;
             ada.wait(&alert_with_text("Disk usage on db-2 is at 85%."))
                 .await?;
+            assert_eq!(ada.eval(&visible(".alert__delete")).await?, json!(3));
+            ada.wait(&text_has("#viewers", "2 watching · Ada")).await?;
             bob.close().await?;
+            ada.wait(&text_has("#viewers", "1 watching · Ada")).await?;
             Ok(())
         }
         .await;
@@ -272,6 +329,111 @@ async fn past_alerts_load_as_the_visitor_scrolls_and_stop_at_the_end() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_reloads_the_alert_list_from_the_database() {
+    let server = TestDemo::start().await;
+    let db = server.demo.db().clone();
+    for message in ["Kept through the outage", "Deleted during the outage"] {
+        let alert = NewAlert {
+            kind: AlertKind::Info,
+            message: message.into(),
+            dismiss_after: None,
+        };
+        db.insert_alert(&alert, now_ms()).await.unwrap();
+    }
+    let url = server.url("/alerts/");
+    run("alerts-resync", |page| async move {
+        let result = async {
+            page.open(&url).await?;
+            // The list's init call ran when the page connected.
+            page.wait("LiveView.inflight === 0").await?;
+            assert_eq!(page.eval(&count("#alerts-list .alert")).await?, json!(2));
+
+            // What the page missed and the server cannot replay: an alert
+            // published, one deleted.
+            let missed = NewAlert {
+                kind: AlertKind::Warning,
+                message: "Published during the outage".into(),
+                dismiss_after: None,
+            };
+            db.insert_alert(&missed, now_ms()).await.unwrap();
+            db.delete_alert(2).await.unwrap();
+            page.execute("LiveView.apply({resync: true})", vec![])
+                .await?;
+            page.wait(&alert_with_text("Published during the outage"))
+                .await?;
+            page.wait(&format!(
+                "!({})",
+                alert_with_text("Deleted during the outage")
+            ))
+            .await?;
+            assert!(
+                page.eval(&alert_with_text("Kept through the outage"))
+                    .await?
+                    == json!(true)
+            );
+            Ok(())
+        }
+        .await;
+        (page, result)
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Signing in
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visitors_sign_in_with_a_name_and_out_again() {
+    let server = TestDemo::start().await;
+    let url = server.url("/alerts/");
+    run("login", |page| async move {
+        let result = async {
+            page.open(&url).await?;
+            assert_eq!(page.text(".account__in").await?, "Sign in");
+            page.click(".account__in").await?;
+            page.wait("location.pathname === '/login/'").await?;
+            assert!(page.text(".signin").await?.contains("no password"));
+
+            // A name is needed.
+            page.execute(
+                "document.querySelector('#login-name').removeAttribute('required')",
+                vec![],
+            )
+            .await?;
+            page.click("#login-form button[type=submit]").await?;
+            page.wait_for_text("#login-error", "Write a name to sign in with.")
+                .await?;
+
+            page.type_text("#login-name", "Grace Hopper").await?;
+            page.click("#login-form button[type=submit]").await?;
+            page.wait("location.pathname === '/alerts/'").await?;
+            page.wait_connected().await?;
+            page.wait_for_text(".account__name", "Grace Hopper").await?;
+            page.wait(&text_has("#viewers", "1 watching · Grace Hopper"))
+                .await?;
+
+            // Signed out: back on the same page, anonymous.
+            page.click(".account__out button").await?;
+            page.wait(&count(".account__in")).await?;
+            page.wait_connected().await?;
+            assert_eq!(page.eval("location.pathname").await?, json!("/alerts/"));
+            page.wait(&text_has("#viewers", "1 watching")).await?;
+            assert!(!page.text("#viewers").await?.contains("Grace"));
+
+            // The sign-in page, as a visitor sees it, for the picture.
+            page.click(".account__in").await?;
+            page.wait("location.pathname === '/login/'").await?;
+            page.type_text("#login-name", "Ada Lovelace").await?;
+            Ok(())
+        }
+        .await;
+        (page, result)
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------
 // Snake
 // ---------------------------------------------------------------------------
@@ -305,8 +467,7 @@ async fn snake_moves_on_arrow_keys_and_a_second_tab_watches_the_same_game() {
             let bob = ada.new_session().await?;
             bob.open(&game_url).await?;
             for page in [&ada, &bob] {
-                page.wait("document.querySelector('.scorebar').textContent.includes('2 watching')")
-                    .await?;
+                page.wait(&text_has("#viewers", "2 watching")).await?;
             }
             let (start, phase, _) = board(&ada).await?;
             assert_eq!((start.as_str(), phase.as_str()), ("10,10", "ready"));
@@ -349,6 +510,7 @@ async fn snake_moves_on_arrow_keys_and_a_second_tab_watches_the_same_game() {
             ada.wait("document.querySelector('#snake-board').dataset.head !== '10,10'")
                 .await?;
             bob.close().await?;
+            ada.wait(&text_has("#viewers", "1 watching")).await?;
             Ok(())
         }
         .await;

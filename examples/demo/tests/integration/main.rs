@@ -4,7 +4,9 @@
 mod alerts;
 mod binary;
 mod browser;
+mod login;
 mod pages;
+mod presence;
 mod redis;
 mod search;
 mod snake;

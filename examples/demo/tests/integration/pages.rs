@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{TestDemo, call};
+use crate::support::{TestDemo, call, header};
 
 #[tokio::test]
 async fn the_index_links_every_demo() {
@@ -40,6 +40,7 @@ async fn every_handler_is_linked() {
             "alerts_create",
             "alerts_delete",
             "alerts_load_more",
+            "alerts_refresh",
             "alerts_validate",
             "notify_all",
             "say_hello",
@@ -77,4 +78,32 @@ async fn the_quick_start_page_greets_and_notifies_every_page() {
         frame["html"],
         r#"<div class="notification">Deploy at 5</div>"#
     );
+}
+
+#[tokio::test]
+async fn metrics_and_health_checks_answer() {
+    let server = TestDemo::start().await;
+    let (status, headers, before) = server.get_with_headers("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        header(&headers, "content-type").is_some_and(|t| t.starts_with("text/plain")),
+        "{headers:?}"
+    );
+    assert!(
+        before.contains("# TYPE liveview_calls_total counter"),
+        "{before}"
+    );
+    assert!(!before.contains(r#"function="say_hello""#), "{before}");
+
+    let mut ada = server.connect("quickstart-metrics").await;
+    call(&mut ada, "say_hello", json!({"name": "Ada"}), json!({})).await;
+    let (_, after) = server.get("/metrics").await;
+    assert!(
+        after.contains(r#"liveview_calls_total{function="say_hello",outcome="ok"} 1"#),
+        "{after}"
+    );
+    assert!(after.contains("liveview_connections 1\n"), "{after}");
+
+    assert_eq!(server.get("/healthz").await, (200, "ok".to_owned()));
+    assert_eq!(server.get("/readyz").await, (200, "ready".to_owned()));
 }

@@ -10,7 +10,7 @@ use liveview::LiveView;
 use liveview::layer::RedisLayer;
 use serde_json::json;
 
-use crate::support::{TempDir, TestDemo, call, config, next};
+use crate::support::{TempDir, TestDemo, call, config, next, recv_timeout};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 
@@ -67,7 +67,7 @@ async fn alerts_reach_the_pages_of_another_process_through_redis() {
     )
     .await;
     let mut ada = one.connect(ROOM).await;
-    let mut bob = two.connect(ROOM).await;
+    let mut bob = two.connect_as(ROOM, "Bob").await;
     crate::support::eventually(
         "both processes are subscribed",
         Duration::from_secs(10),
@@ -91,7 +91,7 @@ async fn alerts_reach_the_pages_of_another_process_through_redis() {
             json!({}),
         )
         .await;
-        if let Ok(frame) = bob.recv_timeout(Duration::from_millis(500)).await {
+        if let Some(frame) = recv_timeout(&mut bob, Duration::from_millis(500)).await {
             break frame;
         }
         assert!(published < 20, "no alert crossed over");

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{TestDemo, assert_quiet, call, html_for, next};
+use crate::support::{TestDemo, assert_quiet, call, html_for, next, viewers_until};
 
 /// `data-NAME="..."` of the board in a screen's HTML.
 fn board_attr(html: &str, name: &str) -> String {
@@ -44,6 +44,7 @@ async fn a_new_game_gets_a_room_of_its_own() {
         "{page}"
     );
     assert!(page.contains(r#"data-liveview-init="snake_join""#));
+    assert!(page.contains(r#"id="viewers""#), "who is watching");
     assert!(page.contains("keydown.up@window->page#run"));
     assert!(
         page.contains(r#"class="share""#) && page.matches(id).count() >= 2,
@@ -63,14 +64,13 @@ async fn arrow_keys_steer_and_every_viewer_sees_the_same_board() {
     let mut ada = server.connect(room).await;
     let mut bob = server.connect(room).await;
 
+    viewers_until(&mut ada, "2 watching").await;
+    viewers_until(&mut bob, "2 watching").await;
+
     let frames = call(&mut ada, "snake_join", json!({}), json!({})).await;
     let joined = frames[0].clone();
     assert_eq!(joined["target"], "#snake-screen");
     assert_eq!(phase(&joined), "ready");
-    assert!(
-        joined["html"].as_str().unwrap().contains("2 watching"),
-        "{joined}"
-    );
     assert_eq!(next(&mut bob).await, joined);
     let start = head(&joined);
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use demo::{Config, Demo};
 use liveview::testing::WsClient;
-use liveview::{LiveView, LiveViewBuilder};
+use liveview::{LiveView, LiveViewBuilder, User};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -96,11 +96,29 @@ impl TestDemo {
         format!("http://{}{path}", self.addr)
     }
 
-    /// A WebSocket in `room`, as a page of that room opens it.
+    /// A WebSocket in `room`, as a page of that room opens it, for an
+    /// anonymous visitor.
     pub async fn connect(&self, room: &str) -> WsClient {
-        WsClient::connect(&format!("ws://{}/ws/liveview/{room}/", self.addr), &[])
+        self.connect_with(room, &[]).await
+    }
+
+    /// A WebSocket in `room` for a visitor signed in as `name`.
+    pub async fn connect_as(&self, room: &str, name: &str) -> WsClient {
+        let cookie = self.session_cookie(name);
+        self.connect_with(room, &[("cookie", &cookie)]).await
+    }
+
+    async fn connect_with(&self, room: &str, headers: &[(&str, &str)]) -> WsClient {
+        WsClient::connect(&format!("ws://{}/ws/liveview/{room}/", self.addr), headers)
             .await
             .expect("the WebSocket opens")
+    }
+
+    /// The `name=value` of a session cookie signed in as `name`, as a
+    /// browser sends it back.
+    pub fn session_cookie(&self, name: &str) -> String {
+        let user = User::new(format!("id-{name}"), name);
+        cookie_pair(&self.demo.sessions().set_cookie(&user))
     }
 
     /// `GET path`: the status and the body.
@@ -113,13 +131,89 @@ impl TestDemo {
     pub async fn get_with_headers(&self, path: &str) -> (u16, Vec<(String, String)>, String) {
         http_get(self.addr, path).await
     }
+
+    /// A request to this server: status, headers (lowercase names) and
+    /// body.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, Vec<(String, String)>, String) {
+        http(self.addr, method, path, headers, body).await
+    }
+
+    /// `POST path` with a form, from a page of this server (its own
+    /// `Origin`), with the cookie if given.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        cookie: Option<&str>,
+    ) -> (u16, Vec<(String, String)>, String) {
+        let origin = self.url("");
+        let mut headers = vec![("origin", origin.as_str())];
+        if let Some(cookie) = cookie {
+            headers.push(("cookie", cookie));
+        }
+        self.request("POST", path, &headers, &encode(form)).await
+    }
+}
+
+/// The `name=value` part of a `Set-Cookie` header value.
+pub fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// The value of header `name` (lowercase) among `headers`.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `application/x-www-form-urlencoded` of `form`.
+pub fn encode(form: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish()
 }
 
 /// `GET path` from the server at `addr`: status, headers (lowercase names)
 /// and body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, String) {
+    http(addr, "GET", path, &[], "").await
+}
+
+/// A request to the server at `addr`, with a form body when `body` is
+/// not empty: status, headers (lowercase names) and body.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        request.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
@@ -172,7 +266,7 @@ static NEXT_REF: AtomicU64 = AtomicU64::new(1);
 /// Call `function` over the socket with a `ref`, and return every frame
 /// received until the server said the call was done: the done frame left
 /// out, and the `ref` taken off the others. Frames the handler sent to the
-/// caller's room are among them.
+/// caller's room are among them; presence updates (`#viewers`) are not.
 pub async fn call(client: &mut WsClient, function: &str, form: Value, data: Value) -> Vec<Value> {
     let reference = NEXT_REF.fetch_add(1, Ordering::Relaxed);
     client
@@ -195,12 +289,70 @@ pub async fn call(client: &mut WsClient, function: &str, form: Value, data: Valu
     }
 }
 
-/// The next frame, or a failure that says what the connection did.
+/// Whether `frame` is a presence update: who is watching, sent to a room
+/// whenever someone joins or leaves it, so at any time.
+pub fn is_presence(frame: &Value) -> bool {
+    frame["target"] == "#viewers"
+}
+
+/// The next frame that is not a presence update, or a failure that says
+/// what the connection did.
 pub async fn next(client: &mut WsClient) -> Value {
-    match client.recv().await {
-        Ok(frame) => frame,
-        Err(closed) => panic!("expected a frame, the connection gave {closed:?}"),
+    loop {
+        match client.recv().await {
+            Ok(frame) if is_presence(&frame) => continue,
+            Ok(frame) => return frame,
+            Err(closed) => panic!("expected a frame, the connection gave {closed:?}"),
+        }
     }
+}
+
+/// The next frame that is not a presence update, if one comes within
+/// `timeout`.
+pub async fn recv_timeout(client: &mut WsClient, timeout: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match client.recv_timeout(left).await {
+            Ok(frame) if is_presence(&frame) => continue,
+            Ok(frame) => return Some(frame),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The text of the presence updates of `client` until one's text
+/// contains `text` (HTML tags taken out); fails after ten seconds.
+pub async fn viewers_until(client: &mut WsClient, text: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let frame = client
+            .recv_timeout(left)
+            .await
+            .unwrap_or_else(|closed| panic!("no viewers with {text:?}: {closed:?}"));
+        if is_presence(&frame) {
+            let shown = strip_tags(frame["html"].as_str().unwrap_or_default());
+            if shown.contains(text) {
+                return shown;
+            }
+        }
+    }
+}
+
+/// `html` without its tags.
+pub fn strip_tags(html: &str) -> String {
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text
 }
 
 /// Prove that nothing is waiting for `client`: a call that answers nothing
