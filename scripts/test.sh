@@ -25,6 +25,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quie
 log "tests"
 cargo nextest run --workspace --all-features --no-fail-fast --failure-output final
 
+log "benchmark harness, smoke mode (functional checks only, no timing)"
+cargo run --quiet -p liveview-bench -- smoke
+
 log "doc tests (the guide's code blocks included)"
 cargo test --workspace --all-features --doc --quiet
 

@@ -1,0 +1,126 @@
+//! The floor: a bare tokio-tungstenite server doing the least a LiveView
+//! server must do. It answers every message with one fixed frame and fans a
+//! `notify_all` frame out to every connection, with no parsing, no routing,
+//! no rendering and no framework around it: what is left is the cost of
+//! WebSockets on tokio, the limit a framework can approach.
+//!
+//! One task per connection, which both reads and writes; broadcasts reach
+//! it through a bounded queue holding one shared buffer per frame. Buffers
+//! are the library's defaults (4 KiB), so memory per connection compares
+//! like with like.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+/// The answer to every call: the bytes of the framework's `say_hello`
+/// answer.
+const REPLY: &str = r##"{"target":"#greeting","html":"<h1>Hello, Ada!</h1>"}"##;
+
+/// Frames a connection may have waiting, as the library's default.
+const QUEUE: usize = 256;
+
+type Members = Arc<Mutex<HashMap<u64, mpsc::Sender<Utf8Bytes>>>>;
+
+/// `liveview-bench floor --addr 127.0.0.1:9000`.
+pub(crate) fn main(args: &[String]) -> Result<(), String> {
+    let mut addr = "127.0.0.1:9000".to_owned();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => addr = args.next().ok_or("--addr needs a value")?.clone(),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    crate::raise_fd_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(serve(addr))
+}
+
+async fn serve(addr: String) -> Result<(), String> {
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("binding {addr}: {e}"))?;
+    eprintln!(
+        "floor server on {}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let members: Members = Arc::default();
+    let next_id = Arc::new(AtomicU64::new(1));
+    loop {
+        let (stream, _peer): (TcpStream, SocketAddr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors, most likely: keep serving the
+                // connections already open.
+                eprintln!("accept failed: {err}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(connection(stream, id, members.clone()));
+    }
+}
+
+async fn connection(stream: TcpStream, id: u64, members: Members) {
+    let _ = stream.set_nodelay(true);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(Some(64 * 1024))
+        .max_frame_size(Some(64 * 1024));
+    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
+        return;
+    };
+    let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(QUEUE);
+    members
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, tx);
+    let reply = Utf8Bytes::from_static(REPLY);
+    loop {
+        let sent = tokio::select! {
+            message = ws.next() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    if text.contains("\"notify_all\"") {
+                        fan_out(&members, &text);
+                        Ok(())
+                    } else {
+                        ws.send(Message::Text(reply.clone())).await
+                    }
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(_)) => Ok(()),
+            },
+            Some(frame) = rx.recv() => ws.send(Message::Text(frame)).await,
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    members
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
+}
+
+/// Queue one shared frame for every connection; a full queue drops the
+/// frame for that connection (the harness would report it missing).
+fn fan_out(members: &Members, frame: &Utf8Bytes) {
+    let members = members.lock().unwrap_or_else(|e| e.into_inner());
+    for tx in members.values() {
+        let _ = tx.try_send(frame.clone());
+    }
+}

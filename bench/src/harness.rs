@@ -1,0 +1,703 @@
+//! One run: start each server in its own process, drive the scenarios
+//! against it, record, compare, check the targets.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::runtime::Runtime;
+
+use crate::peer::Peer;
+use crate::procs::{self, ServerProc, Spawner};
+use crate::report::{self, CrossNode, FanOut, Idle, Run, ServerResult};
+use crate::scenarios::{self, FanOutRun, Load, Plan, Pool, Publisher, RoundTrip, Tracker};
+
+/// Full run or CI's smoke run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Full,
+    Smoke,
+}
+
+/// Command-line options of `all` and `smoke`.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub mode: Mode,
+    pub out: Option<PathBuf>,
+    /// Some of `floor`, `memory`, `redis`, `django`.
+    pub servers: Vec<String>,
+    pub cross_node: bool,
+    /// Some of `idle`, `fan-out`, `calls` (round trip and throughput).
+    pub scenarios: Vec<String>,
+    pub pin: bool,
+    pub redis: SocketAddr,
+    pub peer: Peer,
+}
+
+impl Options {
+    pub(crate) fn new(mode: Mode) -> Self {
+        let servers = match mode {
+            Mode::Full => vec!["floor", "memory", "redis", "django"],
+            // No virtualenv in CI: the Django peer is for full runs.
+            Mode::Smoke => vec!["floor", "memory", "redis"],
+        };
+        Self {
+            mode,
+            out: None,
+            servers: servers.into_iter().map(str::to_owned).collect(),
+            cross_node: true,
+            scenarios: ["idle", "fan-out", "calls"].map(str::to_owned).to_vec(),
+            pin: true,
+            redis: SocketAddr::from(([127, 0, 0, 1], 6379)),
+            peer: Peer {
+                dir: crate::peer::default_dir(),
+            },
+        }
+    }
+}
+
+/// A server to measure, and how to start a fresh process of it.
+struct Entry<'a> {
+    name: &'static str,
+    /// Ours or the floor (a problem fails the run), or the peer (a note).
+    ours: bool,
+    start: Box<dyn Fn() -> Result<ServerProc, String> + 'a>,
+}
+
+/// Everything a server's scenarios need.
+struct Bench<'a> {
+    plan: &'a Plan,
+    scenarios: &'a [String],
+    runtime: &'a Runtime,
+    nofile: u64,
+    run: &'a mut Run,
+}
+
+/// Run the benchmarks; `Ok(true)` when nothing was functionally broken.
+pub(crate) fn run(options: &Options) -> Result<bool, String> {
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let nofile = crate::raise_fd_limit();
+    let pinned = options.pin && procs::cores() >= 2 && procs::pin_self();
+    let raised = procs::raise_priority_self();
+    let plan = match options.mode {
+        Mode::Full => Plan::full(),
+        Mode::Smoke => Plan::smoke(),
+    };
+    let mut run = Run {
+        mode: match options.mode {
+            Mode::Full => "full",
+            Mode::Smoke => "smoke",
+        }
+        .to_owned(),
+        started: utc(started),
+        seconds: 0.0,
+        machine: procs::machine(pinned, raised, nofile, options.redis),
+        plan: serde_json::to_value(&plan).map_err(|e| e.to_string())?,
+        servers: Vec::new(),
+        cross_node: None,
+        targets: Vec::new(),
+        failures: Vec::new(),
+        notes: Vec::new(),
+    };
+    if options.mode == Mode::Smoke {
+        run.notes.push(
+            "smoke run: it checks that every scenario works; its small numbers are not measurements"
+                .to_owned(),
+        );
+    }
+    if options.mode == Mode::Full && cfg!(debug_assertions) {
+        run.notes
+            .push("debug build: run with --release for numbers worth comparing".to_owned());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let spawner = Spawner {
+        pin: pinned,
+        raise_priority: raised,
+    };
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let unix = started
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let redis_up = procs::redis_up(options.redis);
+    if !redis_up {
+        let message = format!(
+            "no Redis answers at {}: the Redis layer was not measured",
+            options.redis
+        );
+        match options.mode {
+            // CI provides Redis (scripts/ensure-redis.sh); its absence there
+            // would silently stop testing the layer.
+            Mode::Smoke => run.failures.push(message),
+            Mode::Full => run.notes.push(message),
+        }
+    }
+    let redis_url = format!("redis://{}", options.redis);
+
+    let ready = Duration::from_secs(60);
+    let mut entries: Vec<Entry<'_>> = Vec::new();
+    for name in &options.servers {
+        match name.as_str() {
+            "floor" => {
+                let (spawner, exe) = (&spawner, &exe);
+                entries.push(Entry {
+                    name: report::FLOOR,
+                    ours: true,
+                    start: Box::new(move || {
+                        let port = procs::free_port()?;
+                        let mut command = spawner.command(exe);
+                        command.args(["floor", "--addr", &format!("127.0.0.1:{port}")]);
+                        spawner.start(report::FLOOR, command, port, ready)
+                    }),
+                });
+            }
+            "memory" | "redis" => {
+                if name == "redis" && !redis_up {
+                    continue;
+                }
+                let result_name = if name == "memory" {
+                    report::MEMORY
+                } else {
+                    report::REDIS
+                };
+                let (spawner, exe, redis_url) = (&spawner, &exe, &redis_url);
+                let layer = name.clone();
+                entries.push(Entry {
+                    name: result_name,
+                    ours: true,
+                    start: Box::new(move || {
+                        let port = procs::free_port()?;
+                        let prefix = format!("lvbench-{unix}-{port}:");
+                        let mut command = spawner.command(exe);
+                        command.args([
+                            "server",
+                            "--layer",
+                            &layer,
+                            "--addr",
+                            &format!("127.0.0.1:{port}"),
+                        ]);
+                        command.args(["--redis-url", redis_url, "--prefix", &prefix]);
+                        spawner.start(result_name, command, port, ready)
+                    }),
+                });
+            }
+            "django" => {
+                if !redis_up {
+                    run.notes
+                        .push("Django LiveView needs Redis: not measured".to_owned());
+                    continue;
+                }
+                if let Err(e) = options.peer.ensure_installed() {
+                    run.notes.push(format!(
+                        "Django LiveView peer not installed, not measured: {e}"
+                    ));
+                    continue;
+                }
+                let (python, stack) = options.peer.versions();
+                run.machine.python = python;
+                run.machine.django_stack = stack;
+                let (spawner, peer, redis) = (&spawner, &options.peer, options.redis);
+                entries.push(Entry {
+                    name: report::DJANGO,
+                    ours: false,
+                    start: Box::new(move || {
+                        let port = procs::free_port()?;
+                        let prefix = format!("lvbench-{unix}-django-{port}");
+                        let command = peer.command(spawner, port, &prefix, redis);
+                        spawner.start(report::DJANGO, command, port, ready)
+                    }),
+                });
+            }
+            other => run.notes.push(format!("unknown server {other}: skipped")),
+        }
+    }
+
+    let mut bench = Bench {
+        plan: &plan,
+        scenarios: &options.scenarios,
+        runtime: &runtime,
+        nofile,
+        run: &mut run,
+    };
+    let mut results: Vec<ServerResult> =
+        entries.iter().map(|e| ServerResult::new(e.name)).collect();
+    // Idle memory needs a fresh process, and the largest fan-out needs more
+    // sockets than the servers together may have: one server at a time.
+    let largest_idle = plan
+        .idle_connections
+        .iter()
+        .copied()
+        .filter(|n| bench.fits(*n) && bench.wants("idle"))
+        .max();
+    let (alone, together): (Vec<usize>, Vec<usize>) = plan
+        .fan_out_subscribers
+        .iter()
+        .copied()
+        .filter(|_| bench.wants("fan-out"))
+        .partition(|n| largest_idle.is_some_and(|i| *n >= i) || !bench.fits(n * entries.len()));
+    for (entry, result) in entries.iter().zip(results.iter_mut()) {
+        if largest_idle.is_none() && alone.is_empty() {
+            break;
+        }
+        eprintln!("== {} (alone)", entry.name);
+        match (entry.start)() {
+            Ok(mut server) => {
+                bench.memory_and_fan_out(&server, result, entry.ours, &alone);
+                bench.check_alive(&mut server, result, entry.ours);
+            }
+            Err(e) => bench.problem(result, entry.ours, format!("did not start: {e}")),
+        }
+    }
+    // Timed scenarios with every server up, taking turns.
+    if bench.wants("calls") || !together.is_empty() {
+        bench.together(&entries, &mut results, &together);
+    }
+    for result in &mut results {
+        for n in &plan.idle_connections {
+            if bench.wants("idle") && !bench.fits(*n) {
+                result.notes.push(format!(
+                    "{} idle connections not measured: the open-files limit is {}",
+                    report::thousands(*n as u64),
+                    bench.nofile
+                ));
+            }
+        }
+        result.fan_out.sort_by_key(|f| f.subscribers);
+    }
+    bench.run.servers = results;
+
+    let ours = options
+        .servers
+        .iter()
+        .any(|s| s == "memory" || s == "redis");
+    if options.cross_node && redis_up && ours {
+        let prefix = format!("lvbench-{unix}-cross:");
+        let start = || {
+            let port = procs::free_port()?;
+            let mut command = spawner.command(&exe);
+            command.args([
+                "server",
+                "--layer",
+                "redis",
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+            ]);
+            command.args(["--redis-url", &redis_url, "--prefix", &prefix]);
+            spawner.start("liveview-node", command, port, Duration::from_secs(60))
+        };
+        match bench.cross_node(&start) {
+            Ok(cross) => {
+                if cross.missing > 0 || cross.duplicates > 0 {
+                    bench.run.failures.push(format!(
+                        "cross-node: {} frames missing, {} duplicated",
+                        cross.missing, cross.duplicates
+                    ));
+                }
+                bench.run.cross_node = Some(cross);
+            }
+            Err(e) => bench.run.failures.push(format!("cross-node: {e}")),
+        }
+    }
+
+    run.machine.load_average_after = procs::load_average();
+    run.seconds = clock.elapsed().as_secs_f64();
+    run.check_targets();
+    let out = match &options.out {
+        Some(path) => path.clone(),
+        None => match options.mode {
+            Mode::Full => Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("results")
+                .join(format!("run-{}.json", compact(&run.started))),
+            Mode::Smoke => std::env::temp_dir().join("liveview-bench-smoke.json"),
+        },
+    };
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let json = serde_json::to_string_pretty(&run).map_err(|e| e.to_string())?;
+    std::fs::write(&out, json + "\n").map_err(|e| format!("{}: {e}", out.display()))?;
+
+    println!("\n{}", run.markdown());
+    println!("targets:\n{}", run.targets_text());
+    println!("results written to {}", out.display());
+    if run.failures.is_empty() {
+        println!("no functional failure");
+    } else {
+        println!("FUNCTIONAL FAILURES:");
+        for f in &run.failures {
+            println!("  - {f}");
+        }
+    }
+    Ok(run.failures.is_empty())
+}
+
+impl Bench<'_> {
+    /// Record a problem: a failure of the run for our servers and the
+    /// floor (the harness or the library is broken), a note for the peer.
+    fn problem(&mut self, result: &mut ServerResult, ours: bool, what: String) {
+        eprintln!("{}: {what}", result.name);
+        if ours {
+            self.run.failures.push(format!("{}: {what}", result.name));
+        } else {
+            result.notes.push(what);
+        }
+    }
+
+    fn check_alive(&mut self, server: &mut ServerProc, result: &mut ServerResult, ours: bool) {
+        if !server.alive() {
+            let what = format!(
+                "{} exited during the run: {}",
+                server.name,
+                server.log_tail()
+            );
+            self.problem(result, ours, what);
+        }
+    }
+
+    /// Idle memory, then fan-out to `sizes` subscribers on the same
+    /// connections, on a fresh process: its memory is not yet shaped by
+    /// earlier scenarios.
+    fn memory_and_fan_out(
+        &mut self,
+        server: &ServerProc,
+        result: &mut ServerResult,
+        ours: bool,
+        sizes: &[usize],
+    ) {
+        let plan = self.plan;
+        let runtime = self.runtime;
+        let endpoint = server.endpoint;
+        let tracker = Tracker::new();
+        let setup = runtime.block_on(async {
+            scenarios::warm_up(endpoint, plan).await?;
+            Publisher::connect(endpoint, 2, plan).await
+        });
+        let mut publisher = match setup {
+            Ok(p) => p,
+            Err(e) => return self.problem(result, ours, format!("warm-up: {e}")),
+        };
+        let mut pool = Pool::new(endpoint, tracker.clone(), 10);
+        server.settle(Duration::from_secs(10));
+        let before = server.rss_kib().unwrap_or(0);
+        let levels: Vec<usize> = if self.wants("idle") {
+            plan.idle_connections
+                .iter()
+                .copied()
+                .filter(|n| self.fits(*n))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for level in levels {
+            eprintln!("  idle: {level} connections");
+            if let Err(e) = runtime.block_on(pool.grow(level, plan)) {
+                return self.problem(result, ours, format!("opening {level} connections: {e}"));
+            }
+            server.settle(Duration::from_secs(60));
+            let after = server.rss_kib().unwrap_or(0);
+            result.idle.push(Idle {
+                connections: level,
+                rss_before_kib: before,
+                rss_after_kib: after,
+                bytes_per_connection: (after.saturating_sub(before) * 1024) as f64 / level as f64,
+            });
+        }
+        let mut sizes = sizes.to_vec();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        for n in sizes {
+            eprintln!("  fan-out: {n} subscribers");
+            if pool.len() > n {
+                runtime.block_on(async { pool.shrink(n) });
+            } else if let Err(e) = runtime.block_on(pool.grow(n, plan)) {
+                return self.problem(result, ours, format!("opening {n} subscribers: {e}"));
+            }
+            server.settle(Duration::from_secs(60));
+            match runtime.block_on(scenarios::fan_out(&mut publisher, &tracker, n, plan)) {
+                Ok(f) => self.fan_out_done(result, ours, f),
+                Err(e) => self.problem(result, ours, format!("fan-out to {n}: {e}")),
+            }
+        }
+        runtime.block_on(async move {
+            drop(pool);
+            drop(publisher);
+        });
+    }
+
+    fn fan_out_done(&mut self, result: &mut ServerResult, ours: bool, f: FanOut) {
+        if f.missing > 0 || f.duplicates > 0 || f.timed_out_rounds > 0 {
+            self.problem(
+                result,
+                ours,
+                format!(
+                    "fan-out to {}: {} frames missing, {} duplicated, {} rounds timed out",
+                    f.subscribers, f.missing, f.duplicates, f.timed_out_rounds
+                ),
+            );
+        }
+        result.fan_out.push(f);
+    }
+
+    /// Round trip, throughput and the smaller fan-outs with every server
+    /// up at once: each scenario is cut into slices (rounds, for fan-out)
+    /// that the servers take in turn.
+    fn together(&mut self, entries: &[Entry<'_>], results: &mut [ServerResult], fan_out: &[usize]) {
+        let plan = self.plan;
+        let runtime = self.runtime;
+        let mut servers: Vec<(usize, ServerProc)> = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            match (entry.start)() {
+                Ok(server) => match runtime.block_on(scenarios::warm_up(server.endpoint, plan)) {
+                    Ok(()) => servers.push((i, server)),
+                    Err(e) => self.problem(&mut results[i], entry.ours, format!("warm-up: {e}")),
+                },
+                Err(e) => self.problem(&mut results[i], entry.ours, format!("did not start: {e}")),
+            }
+        }
+        if servers.is_empty() {
+            return;
+        }
+        let names = || {
+            servers
+                .iter()
+                .map(|(i, _)| entries[*i].name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let ours = |i: usize| entries[i].ours;
+
+        if self.wants("calls") {
+            eprintln!("== round trip, taking turns: {}", names());
+            let mut trips: Vec<Option<RoundTrip>> = Vec::new();
+            for (i, server) in &servers {
+                match runtime.block_on(RoundTrip::open(server.endpoint, plan)) {
+                    Ok(t) => trips.push(Some(t)),
+                    Err(e) => {
+                        self.problem(&mut results[*i], ours(*i), format!("round trip: {e}"));
+                        trips.push(None);
+                    }
+                }
+            }
+            for _ in 0..plan.slices {
+                for ((i, _), trip) in servers.iter().zip(trips.iter_mut()) {
+                    let Some(t) = trip else { continue };
+                    let sliced = runtime
+                        .block_on(t.slice(plan.round_trip_slice_calls(), plan.round_trip_slice()));
+                    if let Err(e) = sliced {
+                        self.problem(&mut results[*i], ours(*i), format!("round trip: {e}"));
+                        *trip = None;
+                    }
+                }
+            }
+            for ((i, _), trip) in servers.iter().zip(trips) {
+                if let Some(t) = trip {
+                    results[*i].round_trip = Some(t.result());
+                    runtime.block_on(async move { drop(t) });
+                }
+            }
+
+            for &connections in &plan.throughput_connections {
+                eprintln!(
+                    "== throughput at {connections} connections, taking turns: {}",
+                    names()
+                );
+                let mut loads: Vec<Option<Load>> = Vec::new();
+                for (i, server) in &servers {
+                    match runtime.block_on(Load::open(server.endpoint, connections, plan)) {
+                        Ok(l) => loads.push(Some(l)),
+                        Err(e) => {
+                            let what = format!("throughput at {connections}: {e}");
+                            self.problem(&mut results[*i], ours(*i), what);
+                            loads.push(None);
+                        }
+                    }
+                }
+                let (warm, measured) = plan.throughput_slice();
+                for _ in 0..plan.slices {
+                    for ((i, server), load) in servers.iter().zip(loads.iter_mut()) {
+                        let Some(l) = load else { continue };
+                        server.settle(Duration::from_secs(5));
+                        if let Err(e) = runtime.block_on(l.slice(server, warm, measured)) {
+                            let what = format!("throughput at {connections}: {e}");
+                            self.problem(&mut results[*i], ours(*i), what);
+                            *load = None;
+                        }
+                    }
+                }
+                for ((i, server), load) in servers.iter().zip(loads) {
+                    let Some(l) = load else { continue };
+                    let t = l.result();
+                    if t.errors > 0 {
+                        let what =
+                            format!("throughput at {connections}: {} calls failed", t.errors);
+                        self.problem(&mut results[*i], ours(*i), what);
+                    }
+                    results[*i].throughput.push(t);
+                    runtime.block_on(async move { drop(l) });
+                    server.settle(Duration::from_secs(30));
+                }
+            }
+        }
+
+        let mut sizes = fan_out.to_vec();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        for n in sizes {
+            eprintln!("== fan-out to {n}, taking turns: {}", names());
+            let mut setups = Vec::new();
+            for (i, server) in &servers {
+                let tracker = Tracker::new();
+                let setup = runtime.block_on(async {
+                    let publisher = Publisher::connect(server.endpoint, 2, plan).await?;
+                    let mut pool = Pool::new(server.endpoint, tracker.clone(), 10);
+                    pool.grow(n, plan).await?;
+                    Ok::<_, String>((publisher, pool, FanOutRun::new(&tracker, n)))
+                });
+                match setup {
+                    Ok(s) => setups.push(Some(s)),
+                    Err(e) => {
+                        self.problem(&mut results[*i], ours(*i), format!("fan-out to {n}: {e}"));
+                        setups.push(None);
+                    }
+                }
+            }
+            for (_, server) in &servers {
+                server.settle(Duration::from_secs(60));
+            }
+            let phase_end = Instant::now()
+                + Duration::from_secs_f64(plan.fan_out_seconds * servers.len() as f64);
+            for _ in 0..plan.fan_out_rounds {
+                if Instant::now() > phase_end {
+                    break;
+                }
+                for ((i, _), setup) in servers.iter().zip(setups.iter_mut()) {
+                    let Some((publisher, _, run)) = setup else {
+                        continue;
+                    };
+                    if let Err(e) = runtime.block_on(run.round(publisher, plan.round_timeout())) {
+                        self.problem(&mut results[*i], ours(*i), format!("fan-out to {n}: {e}"));
+                        *setup = None;
+                    }
+                }
+            }
+            for ((i, server), setup) in servers.iter().zip(setups) {
+                let Some((publisher, pool, run)) = setup else {
+                    continue;
+                };
+                let f = runtime.block_on(run.finish());
+                self.fan_out_done(&mut results[*i], ours(*i), f);
+                runtime.block_on(async move { drop((publisher, pool)) });
+                server.settle(Duration::from_secs(30));
+            }
+        }
+        for (i, mut server) in servers {
+            self.check_alive(&mut server, &mut results[i], ours(i));
+        }
+    }
+
+    /// Two Redis-layer servers: single-subscriber delivery on the same and
+    /// on the other node, then 1,000 subscribers on each.
+    fn cross_node(
+        &mut self,
+        start: &dyn Fn() -> Result<ServerProc, String>,
+    ) -> Result<CrossNode, String> {
+        eprintln!("== cross-node");
+        let plan = self.plan;
+        let a = start()?;
+        let b = start()?;
+        let n = plan.cross_node_subscribers;
+        if !self.fits(2 * n) {
+            return Err(format!(
+                "{} connections do not fit the open-files limit",
+                2 * n
+            ));
+        }
+        self.runtime.block_on(async {
+            scenarios::warm_up(a.endpoint, plan).await?;
+            scenarios::warm_up(b.endpoint, plan).await?;
+            let tracker = Tracker::new();
+            let mut on_a = Publisher::connect(a.endpoint, 3, plan).await?;
+            let mut on_b = Publisher::connect(b.endpoint, 4, plan).await?;
+            let mut pool_b = Pool::new(b.endpoint, tracker.clone(), 100);
+            pool_b.grow(1, plan).await?;
+            // Node B subscribes to the Redis channel in the background once
+            // its first member joins; wait until a call on A reaches it.
+            if !on_a
+                .until_delivered(&tracker, 1, Duration::from_secs(10))
+                .await
+            {
+                return Err("a broadcast on node A never reached node B".to_owned());
+            }
+            let duplicates_before = tracker.duplicates();
+            let (same, cross, mut missing) =
+                scenarios::cross_node_latency(&mut on_b, &mut on_a, &tracker, plan).await?;
+            pool_b.grow(n, plan).await?;
+            let mut pool_a = Pool::new(a.endpoint, tracker.clone(), 1_000_000);
+            pool_a.grow(n, plan).await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let two = scenarios::fan_out(&mut on_a, &tracker, 2 * n, plan).await?;
+            missing += two.missing;
+            let duplicates = tracker.duplicates() - duplicates_before;
+            drop((pool_a, pool_b, on_a, on_b));
+            Ok(CrossNode {
+                redis_adds_p50_us: cross.p50_us - same.p50_us,
+                same_node: same,
+                cross_node: cross,
+                two_nodes: Some(two),
+                missing,
+                duplicates,
+            })
+        })
+    }
+
+    fn wants(&self, scenario: &str) -> bool {
+        self.scenarios.iter().any(|s| s == scenario)
+    }
+
+    /// Whether `connections` client sockets (and as many server sockets in
+    /// the server's process) fit the open-files limit.
+    fn fits(&self, connections: usize) -> bool {
+        connections as u64 + 512 <= self.nofile
+    }
+}
+
+/// `2026-11-25T10:20:30Z`.
+fn utc(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// `2026-11-25T10:20:30Z` -> `20261125-102030`.
+fn compact(utc: &str) -> String {
+    utc.replace(['-', ':', 'Z'], "").replace('T', "-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_764_066_030);
+        assert_eq!(utc(t), "2025-11-25T10:20:30Z");
+        assert_eq!(compact("2025-11-25T10:20:30Z"), "20251125-102030");
+    }
+}

@@ -1,0 +1,171 @@
+//! `liveview-bench`: measures LiveView for Rust against Django LiveView
+//! and against a bare WebSocket server (the floor), in one run on one
+//! machine. See `docs/benchmarks.md`.
+//!
+//! ```text
+//! cargo run --release -p liveview-bench -- all      # the full run
+//! cargo run -p liveview-bench -- smoke              # CI: a few seconds
+//! liveview-bench server --layer memory|redis --addr 127.0.0.1:9000
+//! liveview-bench floor --addr 127.0.0.1:9001
+//! liveview-bench report bench/results/run-….json   # the Markdown tables
+//! ```
+
+mod client;
+mod floor;
+mod harness;
+mod peer;
+mod procs;
+mod report;
+mod scenarios;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use harness::{Mode, Options};
+
+const USAGE: &str = "\
+usage: liveview-bench COMMAND [OPTIONS]
+
+commands:
+  all      the full run: floor, LiveView (memory and Redis layers), Django
+           LiveView, cross-node; writes bench/results/run-<time>.json
+  smoke    the same scenarios with small numbers, without Django (CI)
+  server   serve the quick start for load: --layer memory|redis --addr ADDR
+           [--redis-url URL] [--prefix PREFIX]
+  floor    serve the floor: --addr ADDR
+  report   print the Markdown tables of a results file: report FILE
+  drive    load a server started by hand (to profile it): --addr ADDR
+           --load calls|idle|broadcast --connections N --seconds S
+
+options of all and smoke:
+  --servers floor,memory,redis,django   which servers to measure
+  --scenarios idle,fan-out,calls        which single-server scenarios to run
+  --no-cross-node                       skip the two-node scenarios
+  --no-pin                              do not pin servers and load generator to cores
+  --redis HOST:PORT                     Redis (default 127.0.0.1:6379)
+  --peer DIR                            the Django project (default bench/peer)
+  --out FILE                            where to write the JSON
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest = &args[1..];
+    let result = match command.as_str() {
+        "all" => options(Mode::Full, rest).and_then(|o| harness::run(&o)),
+        "smoke" => options(Mode::Smoke, rest).and_then(|o| harness::run(&o)),
+        "server" => server::main(rest).map(|()| true),
+        "floor" => floor::main(rest).map(|()| true),
+        "report" => print_report(rest).map(|()| true),
+        "drive" => drive(rest).map(|()| true),
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(true)
+        }
+        other => Err(format!("unknown command {other}\n{USAGE}")),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("liveview-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn options(mode: Mode, args: &[String]) -> Result<Options, String> {
+    let mut options = Options::new(mode);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().cloned().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--servers" => {
+                options.servers = value()?.split(',').map(|s| s.trim().to_owned()).collect();
+            }
+            "--no-cross-node" => options.cross_node = false,
+            "--scenarios" => {
+                options.scenarios = value()?.split(',').map(|s| s.trim().to_owned()).collect();
+            }
+            "--no-pin" => options.pin = false,
+            "--redis" => {
+                options.redis = value()?
+                    .parse()
+                    .map_err(|e| format!("--redis wants HOST:PORT: {e}"))?;
+                if !options.redis.ip().is_loopback() {
+                    return Err(
+                        "--redis must be a loopback address: load stays on this machine".to_owned(),
+                    );
+                }
+            }
+            "--peer" => options.peer.dir = PathBuf::from(value()?),
+            "--out" => options.out = Some(PathBuf::from(value()?)),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(options)
+}
+
+fn print_report(args: &[String]) -> Result<(), String> {
+    let path = args.first().ok_or("report needs a results file")?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut run: report::Run = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    run.check_targets();
+    print!("{}", run.markdown());
+    Ok(())
+}
+
+fn drive(args: &[String]) -> Result<(), String> {
+    let mut addr = None;
+    let mut load = "calls".to_owned();
+    let mut connections = 50;
+    let mut seconds: f64 = 10.0;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().cloned().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--addr" => addr = Some(value()?),
+            "--load" => load = value()?,
+            "--connections" => {
+                connections = value()?
+                    .parse()
+                    .map_err(|e| format!("--connections: {e}"))?
+            }
+            "--seconds" => seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    let addr: std::net::SocketAddr = addr
+        .ok_or("--addr is required")?
+        .parse()
+        .map_err(|e| format!("--addr: {e}"))?;
+    if !addr.ip().is_loopback() {
+        return Err("drive only loads servers on this machine (a loopback address)".to_owned());
+    }
+    raise_fd_limit();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let endpoint = client::Endpoint { addr };
+    let summary = runtime.block_on(scenarios::drive(
+        endpoint,
+        &load,
+        connections,
+        seconds.min(600.0),
+    ))?;
+    println!("{summary}");
+    Ok(())
+}
+
+/// Raise the soft open-files limit to the hard one; returns the limit in
+/// force. Child processes inherit it.
+pub(crate) fn raise_fd_limit() -> u64 {
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or_else(|_| {
+        rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+    })
+}

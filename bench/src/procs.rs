@@ -1,0 +1,323 @@
+//! Server processes under test, and what `/proc` says about them and the
+//! machine.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::client::Endpoint;
+use crate::report::Machine;
+
+/// A server process, killed when dropped.
+#[derive(Debug)]
+pub(crate) struct ServerProc {
+    pub name: String,
+    pub endpoint: Endpoint,
+    pub pid: u32,
+    child: Child,
+    log: PathBuf,
+}
+
+/// How to start the processes: pinned to core 0 or not, at a raised
+/// priority or not.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spawner {
+    pub pin: bool,
+    pub raise_priority: bool,
+}
+
+impl Spawner {
+    /// A command for `program`, on core 0 when pinning, at nice -10 when
+    /// raising the priority.
+    pub(crate) fn command(&self, program: &Path) -> Command {
+        let mut words: Vec<&std::ffi::OsStr> = Vec::new();
+        if self.raise_priority {
+            words.extend(["nice", "-n", PRIORITY].map(std::ffi::OsStr::new));
+        }
+        if self.pin {
+            words.extend(["taskset", "-c", "0"].map(std::ffi::OsStr::new));
+        }
+        words.push(program.as_os_str());
+        let mut command = Command::new(words[0]);
+        command.args(&words[1..]);
+        command
+    }
+
+    /// Start `command` as server `name` listening on `port`, and wait until
+    /// it accepts TCP connections.
+    pub(crate) fn start(
+        &self,
+        name: &str,
+        mut command: Command,
+        port: u16,
+        ready_within: Duration,
+    ) -> Result<ServerProc, String> {
+        let log = std::env::temp_dir().join(format!("liveview-bench-{name}-{port}.log"));
+        let file = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = file.try_clone().map_err(|e| e.to_string())?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .map_err(|e| format!("starting {name}: {e}"))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut server = ServerProc {
+            name: name.to_owned(),
+            endpoint: Endpoint { addr },
+            pid: child.id(),
+            child,
+            log,
+        };
+        let deadline = Instant::now() + ready_within;
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(server);
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!("{name} exited ({status}): {}", server.log_tail()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{name} did not listen within {ready_within:?}: {}",
+                    server.log_tail()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl ServerProc {
+    /// Resident memory, KiB (`VmRSS`).
+    pub(crate) fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.pid)
+    }
+
+    /// CPU time used so far, all threads, in clock ticks.
+    pub(crate) fn cpu_ticks(&self) -> Option<u64> {
+        cpu_ticks(self.pid)
+    }
+
+    /// Whether the process is still running.
+    pub(crate) fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Wait until the server uses (almost) no CPU: it has finished what the
+    /// previous scenario left it (closing thousands of connections, say).
+    pub(crate) fn settle(&self, at_most: Duration) {
+        let deadline = Instant::now() + at_most;
+        let mut quiet = 0;
+        let mut last = self.cpu_ticks();
+        while Instant::now() < deadline && quiet < 2 {
+            std::thread::sleep(Duration::from_millis(250));
+            let now = self.cpu_ticks();
+            quiet = match (last, now) {
+                (Some(a), Some(b)) if b.saturating_sub(a) <= 2 => quiet + 1,
+                _ => 0,
+            };
+            last = now;
+        }
+    }
+
+    /// The end of the server's log, for error messages.
+    pub(crate) fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("log {}: {}", self.log.display(), tail.join(" | "))
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub(crate) fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// `VmRSS` of a process, KiB.
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// utime + stime of a process, clock ticks.
+pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces: fields are counted after its `)`.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`, 100 on Linux).
+pub(crate) fn ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The niceness of the benchmark's processes when they may raise their
+/// priority: other work on the machine then disturbs the measurements less.
+const PRIORITY: &str = "-10";
+
+/// Raise this process's priority (before it starts threads, which inherit
+/// it); false when not allowed.
+pub(crate) fn raise_priority_self() -> bool {
+    Command::new("renice")
+        .args(["-n", PRIORITY, "-p", &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Pin this process (and the threads it starts later) to core 1.
+pub(crate) fn pin_self() -> bool {
+    Command::new("taskset")
+        .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Number of cores of the machine (not of this process's affinity).
+pub(crate) fn cores() -> usize {
+    fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// `/proc/loadavg`'s three averages.
+pub(crate) fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// What the machine is.
+pub(crate) fn machine(
+    pinned: bool,
+    raised_priority: bool,
+    nofile: u64,
+    redis: SocketAddr,
+) -> Machine {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let memory_gib = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let rustc = Command::new("rustc")
+        .arg("-V")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(|| "unknown".to_owned(), |s| s.trim().to_owned());
+    Machine {
+        cpu,
+        cores: cores(),
+        memory_gib,
+        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| format!("Linux {}", s.trim()))
+            .unwrap_or_default(),
+        load_average_before: load_average(),
+        load_average_after: String::new(),
+        nofile_limit: nofile,
+        pinned,
+        raised_priority,
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+        .to_owned(),
+        rustc,
+        redis: redis_version(redis).unwrap_or_else(|| "not reachable".to_owned()),
+        python: String::new(),
+        django_stack: String::new(),
+    }
+}
+
+/// Send one RESP command and read what comes back within a short time.
+fn redis_command(addr: SocketAddr, parts: &[&str]) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    let mut request = format!("*{}\r\n", parts.len());
+    for p in parts {
+        request.push_str(&format!("${}\r\n{p}\r\n", p.len()));
+    }
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut buf = vec![0; 16 * 1024];
+    let mut read = 0;
+    // A bulk reply may come in several reads; the INFO section is small.
+    while read < buf.len() {
+        match stream.read(&mut buf[read..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => read += n,
+        }
+        if buf[..read].ends_with(b"\r\n") {
+            break;
+        }
+    }
+    Some(String::from_utf8_lossy(&buf[..read]).into_owned())
+}
+
+/// Whether a Redis server answers PING at `addr`.
+pub(crate) fn redis_up(addr: SocketAddr) -> bool {
+    redis_command(addr, &["PING"]).is_some_and(|r| r.starts_with("+PONG"))
+}
+
+fn redis_version(addr: SocketAddr) -> Option<String> {
+    let info = redis_command(addr, &["INFO", "server"])?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .map(|v| format!("redis-server {}", v.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_measurable() {
+        let pid = std::process::id();
+        assert!(rss_kib(pid).is_some_and(|kib| kib > 0));
+        assert!(cpu_ticks(pid).is_some());
+        assert!(cores() >= 1);
+    }
+}

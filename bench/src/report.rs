@@ -1,0 +1,643 @@
+//! What a run measured, as written to its JSON file, and the Markdown table
+//! and target checks made from it.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// One run of the harness.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Run {
+    /// `full` or `smoke`.
+    pub mode: String,
+    /// Start of the run, UTC, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub started: String,
+    /// Wall time of the whole run, seconds.
+    pub seconds: f64,
+    pub machine: Machine,
+    /// Scenario sizes and durations.
+    pub plan: serde_json::Value,
+    pub servers: Vec<ServerResult>,
+    pub cross_node: Option<CrossNode>,
+    pub targets: Vec<TargetCheck>,
+    /// Things that did not work (a missed or duplicated frame, a wrong
+    /// answer): these fail the run, timing never does.
+    pub failures: Vec<String>,
+    /// Scenarios that could not run here, and why.
+    pub notes: Vec<String>,
+}
+
+/// Where the run ran.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+    pub load_average_before: String,
+    pub load_average_after: String,
+    pub nofile_limit: u64,
+    pub pinned: bool,
+    /// Servers and load generator ran at nice -10.
+    #[serde(default)]
+    pub raised_priority: bool,
+    pub build: String,
+    pub rustc: String,
+    pub redis: String,
+    pub python: String,
+    pub django_stack: String,
+}
+
+/// Everything measured on one server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ServerResult {
+    /// `floor`, `liveview-memory`, `liveview-redis` or `django-liveview`.
+    pub name: String,
+    pub round_trip: Option<Latency>,
+    pub throughput: Vec<Throughput>,
+    pub fan_out: Vec<FanOut>,
+    pub idle: Vec<Idle>,
+    pub notes: Vec<String>,
+}
+
+impl ServerResult {
+    pub(crate) fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            round_trip: None,
+            throughput: Vec::new(),
+            fan_out: Vec::new(),
+            idle: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn throughput_at(&self, connections: usize) -> Option<&Throughput> {
+        self.throughput
+            .iter()
+            .find(|t| t.connections == connections)
+    }
+
+    fn fan_out_to(&self, subscribers: usize) -> Option<&FanOut> {
+        self.fan_out.iter().find(|f| f.subscribers == subscribers)
+    }
+
+    fn idle_at(&self, connections: usize) -> Option<&Idle> {
+        self.idle.iter().find(|i| i.connections == connections)
+    }
+}
+
+/// A latency distribution, microseconds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Latency {
+    pub samples: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub mean_us: f64,
+    pub max_us: f64,
+}
+
+impl Latency {
+    /// From a histogram of nanoseconds.
+    pub(crate) fn from_nanos(histogram: &Histogram<u64>) -> Self {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Self {
+            samples: histogram.len(),
+            p50_us: us(histogram.value_at_quantile(0.50)),
+            p99_us: us(histogram.value_at_quantile(0.99)),
+            mean_us: histogram.mean() / 1000.0,
+            max_us: us(histogram.max()),
+        }
+    }
+}
+
+/// Closed-loop calls from many connections at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Throughput {
+    pub connections: usize,
+    pub seconds: f64,
+    pub calls: u64,
+    pub calls_per_second: f64,
+    pub latency: Latency,
+    /// Share of one core the server used while measured (100 = one core).
+    pub server_cpu_percent: f64,
+    /// Server CPU time per answered call, microseconds: what a call costs
+    /// the server whatever the load generator could offer.
+    pub server_cpu_us_per_call: f64,
+    pub errors: u64,
+}
+
+impl Throughput {
+    /// Calls one core of server CPU answers: what the server could do if
+    /// the load generator were not the limit.
+    pub(crate) fn capacity(&self) -> Option<f64> {
+        (self.server_cpu_us_per_call > 0.0).then(|| 1e6 / self.server_cpu_us_per_call)
+    }
+}
+
+/// One `notify_all` reaching every subscriber, over several rounds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct FanOut {
+    pub subscribers: usize,
+    pub rounds: u64,
+    /// Time from the call until the last subscriber had the frame.
+    pub last_delivery: Latency,
+    /// Subscriber-rounds that never got the frame.
+    pub missing: u64,
+    /// Frames a subscriber got more than once.
+    pub duplicates: u64,
+    /// Rounds not complete within the round timeout.
+    pub timed_out_rounds: u64,
+}
+
+/// Server memory with idle connections.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Idle {
+    pub connections: usize,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub bytes_per_connection: f64,
+}
+
+/// Two servers on Redis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CrossNode {
+    /// One subscriber on node B, the call on node B.
+    pub same_node: Latency,
+    /// One subscriber on node B, the call on node A.
+    pub cross_node: Latency,
+    /// `cross_node.p50 - same_node.p50`, microseconds.
+    pub redis_adds_p50_us: f64,
+    /// 1,000 subscribers on each node, the call on node A.
+    pub two_nodes: Option<FanOut>,
+    pub missing: u64,
+    pub duplicates: u64,
+}
+
+/// One target of the benchmarks issue, checked against the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TargetCheck {
+    pub target: String,
+    pub measured: String,
+    /// `None` when the run did not measure what the target needs.
+    pub holds: Option<bool>,
+}
+
+impl Run {
+    fn server(&self, name: &str) -> Option<&ServerResult> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// Check the targets of the issue against this run's numbers.
+    pub(crate) fn check_targets(&mut self) {
+        let ours = self.server(MEMORY);
+        let floor = self.server(FLOOR);
+        let django = self.server(DJANGO);
+        let mut checks = Vec::new();
+
+        let rt = |s: Option<&ServerResult>| s.and_then(|s| s.round_trip.as_ref()).map(|l| l.p50_us);
+        checks.push(match (rt(ours), rt(floor)) {
+            (Some(o), Some(f)) => check(
+                "round trip p50 within 1.3x of the floor",
+                format!("{:.2}x ({o:.0} us vs {f:.0} us)", o / f),
+                o / f <= 1.3,
+            ),
+            _ => unmeasured("round trip p50 within 1.3x of the floor"),
+        });
+
+        let tp = |s: Option<&ServerResult>| {
+            s.and_then(|s| s.throughput_at(50))
+                .map(|t| t.calls_per_second)
+        };
+        let cap = |s: Option<&ServerResult>| {
+            s.and_then(|s| s.throughput_at(50))
+                .and_then(Throughput::capacity)
+        };
+        // The load generator may be the limit rather than the server: the
+        // ratio of calls per second of server CPU is shown beside it.
+        let by_cpu = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("; {:.2}x per second of server CPU", a / b),
+            _ => String::new(),
+        };
+        checks.push(match (tp(ours), tp(floor)) {
+            (Some(o), Some(f)) => check(
+                "throughput at 50 connections at least 0.8x the floor",
+                format!(
+                    "{:.2}x ({o:.0}/s vs {f:.0}/s{})",
+                    o / f,
+                    by_cpu(cap(ours), cap(floor))
+                ),
+                o / f >= 0.8,
+            ),
+            _ => unmeasured("throughput at 50 connections at least 0.8x the floor"),
+        });
+        checks.push(match (tp(ours), tp(django)) {
+            (Some(o), Some(d)) => check(
+                "throughput at 50 connections at least 25x Django LiveView",
+                format!(
+                    "{:.1}x ({o:.0}/s vs {d:.0}/s{})",
+                    o / d,
+                    by_cpu(cap(ours), cap(django))
+                ),
+                o / d >= 25.0,
+            ),
+            _ => unmeasured("throughput at 50 connections at least 25x Django LiveView"),
+        });
+
+        for (subscribers, limit_ms) in [(1_000, 10.0), (10_000, 100.0)] {
+            let name = format!(
+                "fan-out to {} subscribers p99 under {limit_ms} ms",
+                thousands(subscribers as u64)
+            );
+            checks.push(match ours.and_then(|s| s.fan_out_to(subscribers)) {
+                Some(f) if f.rounds > 0 => {
+                    let p99 = f.last_delivery.p99_us / 1000.0;
+                    check(&name, format!("{p99:.2} ms"), p99 < limit_ms)
+                }
+                _ => unmeasured(&name),
+            });
+        }
+
+        let name = "idle connection under 8 KiB of server memory";
+        checks.push(
+            match ours.and_then(|s| s.idle.iter().max_by_key(|i| i.connections)) {
+                Some(i) => check(
+                    name,
+                    format!(
+                        "{:.0} bytes ({} connections)",
+                        i.bytes_per_connection,
+                        thousands(i.connections as u64)
+                    ),
+                    i.bytes_per_connection < 8192.0,
+                ),
+                None => unmeasured(name),
+            },
+        );
+
+        let name = "Redis adds under 0.3 ms at p50 across nodes";
+        checks.push(match &self.cross_node {
+            Some(c) => check(
+                name,
+                format!(
+                    "{:.0} us ({:.0} us cross-node vs {:.0} us same node)",
+                    c.redis_adds_p50_us, c.cross_node.p50_us, c.same_node.p50_us
+                ),
+                c.redis_adds_p50_us < 300.0,
+            ),
+            None => unmeasured(name),
+        });
+        self.targets = checks;
+    }
+
+    /// The targets, one line each, for the terminal.
+    pub(crate) fn targets_text(&self) -> String {
+        let mut out = String::new();
+        for t in &self.targets {
+            let verdict = match t.holds {
+                Some(true) => "holds ",
+                Some(false) => "MISSED",
+                None => "n/a   ",
+            };
+            let _ = writeln!(out, "  [{verdict}] {}: {}", t.target, t.measured);
+        }
+        out
+    }
+
+    /// The tables of `docs/benchmarks.md`.
+    pub(crate) fn markdown(&self) -> String {
+        let mut out = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            out,
+            "Run of {} ({} mode, {:.0} s).\n",
+            self.started, self.mode, self.seconds
+        );
+        let _ = writeln!(out, "| machine | |\n|---|---|");
+        let _ = writeln!(out, "| CPU | {} ({} cores) |", m.cpu, m.cores);
+        let _ = writeln!(out, "| memory | {:.0} GiB |", m.memory_gib);
+        let _ = writeln!(out, "| kernel | {} |", m.kernel);
+        let _ = writeln!(
+            out,
+            "| load average before / after | {} / {} |",
+            m.load_average_before, m.load_average_after
+        );
+        let _ = writeln!(out, "| open files limit | {} |", m.nofile_limit);
+        let _ = writeln!(
+            out,
+            "| CPU pinning | {} |",
+            if m.pinned {
+                "servers on core 0, load generator on core 1"
+            } else {
+                "none"
+            }
+        );
+        let _ = writeln!(
+            out,
+            "| priority | {} |",
+            if m.raised_priority {
+                "nice -10 (servers and load generator)"
+            } else {
+                "default"
+            }
+        );
+        let _ = writeln!(out, "| build | {} ({}) |", m.build, m.rustc);
+        let _ = writeln!(out, "| Redis | {} |", m.redis);
+        let _ = writeln!(
+            out,
+            "| Python / Django stack | {} / {} |",
+            m.python, m.django_stack
+        );
+        out.push('\n');
+
+        let names: Vec<&str> = [FLOOR, MEMORY, REDIS, DJANGO]
+            .into_iter()
+            .filter(|n| self.server(n).is_some())
+            .collect();
+        let _ = write!(out, "| scenario |");
+        for n in &names {
+            let _ = write!(out, " {} |", label(n));
+        }
+        let _ = write!(
+            out,
+            " LiveView (memory) / floor | LiveView (memory) / Django LiveView |\n|---|"
+        );
+        for _ in &names {
+            out.push_str("---:|");
+        }
+        out.push_str("---:|---:|\n");
+
+        let floor = self.server(FLOOR);
+        let ours = self.server(MEMORY);
+        let django = self.server(DJANGO);
+        let mut row = |title: String, value: &dyn Fn(&ServerResult) -> Option<f64>, unit: Unit| {
+            let _ = write!(out, "| {title} |");
+            for n in &names {
+                let v = self.server(n).and_then(value);
+                let _ = write!(out, " {} |", v.map_or("n/a".to_owned(), |v| unit.show(v)));
+            }
+            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+                _ => "n/a".to_owned(),
+            };
+            let o = ours.and_then(value);
+            let _ = writeln!(
+                out,
+                " {} | {} |",
+                ratio(o, floor.and_then(value)),
+                ratio(o, django.and_then(value))
+            );
+        };
+
+        row(
+            "round trip p50".into(),
+            &|s| s.round_trip.as_ref().map(|l| l.p50_us),
+            Unit::Micros,
+        );
+        row(
+            "round trip p99".into(),
+            &|s| s.round_trip.as_ref().map(|l| l.p99_us),
+            Unit::Micros,
+        );
+        let mut sizes: Vec<usize> = self
+            .servers
+            .iter()
+            .flat_map(|s| s.throughput.iter().map(|t| t.connections))
+            .collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        for c in &sizes {
+            let c = *c;
+            row(
+                format!("throughput, {c} connections"),
+                &move |s| s.throughput_at(c).map(|t| t.calls_per_second),
+                Unit::PerSecond,
+            );
+            row(
+                format!("  p50 at {c} connections"),
+                &move |s| s.throughput_at(c).map(|t| t.latency.p50_us),
+                Unit::Micros,
+            );
+            row(
+                format!("  p99 at {c} connections"),
+                &move |s| s.throughput_at(c).map(|t| t.latency.p99_us),
+                Unit::Micros,
+            );
+            row(
+                format!("  server CPU per call, {c} connections"),
+                &move |s| s.throughput_at(c).map(|t| t.server_cpu_us_per_call),
+                Unit::Micros,
+            );
+            row(
+                format!("  calls per second of server CPU, {c} connections"),
+                &move |s| s.throughput_at(c).and_then(|t| t.capacity()),
+                Unit::PerSecond,
+            );
+        }
+        let mut fans: Vec<usize> = self
+            .servers
+            .iter()
+            .flat_map(|s| s.fan_out.iter().map(|f| f.subscribers))
+            .collect();
+        fans.sort_unstable();
+        fans.dedup();
+        for n in &fans {
+            let n = *n;
+            row(
+                format!("fan-out to {}, last subscriber p50", thousands(n as u64)),
+                &move |s| {
+                    s.fan_out_to(n)
+                        .filter(|f| f.rounds > 0)
+                        .map(|f| f.last_delivery.p50_us)
+                },
+                Unit::Millis,
+            );
+            row(
+                format!("fan-out to {}, last subscriber p99", thousands(n as u64)),
+                &move |s| {
+                    s.fan_out_to(n)
+                        .filter(|f| f.rounds > 0)
+                        .map(|f| f.last_delivery.p99_us)
+                },
+                Unit::Millis,
+            );
+        }
+        let mut idles: Vec<usize> = self
+            .servers
+            .iter()
+            .flat_map(|s| s.idle.iter().map(|i| i.connections))
+            .collect();
+        idles.sort_unstable();
+        idles.dedup();
+        row(
+            "RSS, no connection".into(),
+            &|s| s.idle.first().map(|i| i.rss_before_kib as f64 * 1024.0),
+            Unit::Bytes,
+        );
+        for n in &idles {
+            let n = *n;
+            row(
+                format!("RSS, {} idle connections", thousands(n as u64)),
+                &move |s| s.idle_at(n).map(|i| i.rss_after_kib as f64 * 1024.0),
+                Unit::Bytes,
+            );
+            row(
+                format!("memory per idle connection ({})", thousands(n as u64)),
+                &move |s| s.idle_at(n).map(|i| i.bytes_per_connection),
+                Unit::Bytes,
+            );
+        }
+        out.push('\n');
+
+        if let Some(c) = &self.cross_node {
+            let _ = writeln!(out, "Two LiveView servers on one Redis:\n");
+            let _ = writeln!(out, "| cross-node | p50 | p99 |\n|---|---:|---:|");
+            let _ = writeln!(
+                out,
+                "| one subscriber, call on the same node | {} | {} |",
+                Unit::Micros.show(c.same_node.p50_us),
+                Unit::Micros.show(c.same_node.p99_us)
+            );
+            let _ = writeln!(
+                out,
+                "| one subscriber, call on the other node | {} | {} |",
+                Unit::Micros.show(c.cross_node.p50_us),
+                Unit::Micros.show(c.cross_node.p99_us)
+            );
+            let _ = writeln!(
+                out,
+                "| Redis adds (p50 difference) | {} | |",
+                Unit::Micros.show(c.redis_adds_p50_us)
+            );
+            if let Some(f) = &c.two_nodes {
+                let _ = writeln!(
+                    out,
+                    "| 2 nodes x {} subscribers, last subscriber | {} | {} |",
+                    thousands(f.subscribers as u64 / 2),
+                    Unit::Millis.show(f.last_delivery.p50_us),
+                    Unit::Millis.show(f.last_delivery.p99_us)
+                );
+            }
+            out.push('\n');
+        }
+
+        let _ = writeln!(out, "| target | measured | holds |\n|---|---|---|");
+        for t in &self.targets {
+            let verdict = match t.holds {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "not measured",
+            };
+            let _ = writeln!(out, "| {} | {} | {verdict} |", t.target, t.measured);
+        }
+        if !self.notes.is_empty() || self.servers.iter().any(|s| !s.notes.is_empty()) {
+            out.push_str("\nNotes of the run:\n\n");
+            for n in &self.notes {
+                let _ = writeln!(out, "- {n}");
+            }
+            for s in &self.servers {
+                for n in &s.notes {
+                    let _ = writeln!(out, "- {}: {n}", label(&s.name));
+                }
+            }
+        }
+        if !self.failures.is_empty() {
+            out.push_str("\nFailures:\n\n");
+            for f in &self.failures {
+                let _ = writeln!(out, "- {f}");
+            }
+        }
+        out
+    }
+}
+
+/// The servers' names in results.
+pub(crate) const FLOOR: &str = "floor";
+pub(crate) const MEMORY: &str = "liveview-memory";
+pub(crate) const REDIS: &str = "liveview-redis";
+pub(crate) const DJANGO: &str = "django-liveview";
+
+fn label(name: &str) -> &str {
+    match name {
+        FLOOR => "floor",
+        MEMORY => "LiveView (memory)",
+        REDIS => "LiveView (Redis)",
+        DJANGO => "Django LiveView",
+        other => other,
+    }
+}
+
+fn check(target: &str, measured: String, holds: bool) -> TargetCheck {
+    TargetCheck {
+        target: target.to_owned(),
+        measured,
+        holds: Some(holds),
+    }
+}
+
+fn unmeasured(target: &str) -> TargetCheck {
+    TargetCheck {
+        target: target.to_owned(),
+        measured: "not measured in this run".to_owned(),
+        holds: None,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Unit {
+    Micros,
+    Millis,
+    PerSecond,
+    Bytes,
+}
+
+impl Unit {
+    /// `value` is in microseconds for times, per second or bytes otherwise.
+    fn show(self, value: f64) -> String {
+        match self {
+            Unit::Micros if value >= 1_000.0 => format!("{:.2} ms", value / 1000.0),
+            Unit::Micros => format!("{value:.0} µs"),
+            Unit::Millis => format!("{:.2} ms", value / 1000.0),
+            Unit::PerSecond => format!("{}/s", thousands(value.round() as u64)),
+            Unit::Bytes if value >= 1024.0 * 1024.0 => {
+                format!("{:.1} MiB", value / 1024.0 / 1024.0)
+            }
+            Unit::Bytes => format!("{} B", thousands(value.round() as u64)),
+        }
+    }
+}
+
+/// `12345` -> `12,345`.
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn units_read_well() {
+        assert_eq!(Unit::Micros.show(41.4), "41 µs");
+        assert_eq!(Unit::Micros.show(25_000.0), "25.00 ms");
+        assert_eq!(Unit::Millis.show(1_500.0), "1.50 ms");
+        assert_eq!(Unit::PerSecond.show(12_345.6), "12,346/s");
+        assert_eq!(Unit::Bytes.show(5_000.0), "5,000 B");
+    }
+}
