@@ -166,7 +166,14 @@ fn normalize_keys(map: Map<String, Value>) -> Map<String, Value> {
         return map;
     }
     map.into_iter()
-        .map(|(key, value)| (snake_case(&key).into_owned(), normalize_value(value)))
+        .map(|(key, value)| {
+            // A key that is already snake_case keeps its String.
+            let renamed = match snake_case(&key) {
+                std::borrow::Cow::Owned(renamed) => Some(renamed),
+                std::borrow::Cow::Borrowed(_) => None,
+            };
+            (renamed.unwrap_or(key), normalize_value(value))
+        })
         .collect()
 }
 
@@ -191,16 +198,24 @@ fn strip_data_prefix(map: Map<String, Value>) -> Map<String, Value> {
     if !map.keys().any(|k| k.len() > 5 && k.starts_with("data_")) {
         return map;
     }
+    // Only the keys that lose their prefix are copied, not every key.
+    let renamed: Vec<String> = map
+        .keys()
+        .filter(|k| {
+            k.strip_prefix("data_")
+                .is_some_and(|stripped| !stripped.is_empty() && !map.contains_key(stripped))
+        })
+        .cloned()
+        .collect();
+    if renamed.is_empty() {
+        return map;
+    }
     let mut out = Map::with_capacity(map.len());
-    let keys: Vec<String> = map.keys().cloned().collect();
     for (key, value) in map {
-        match key.strip_prefix("data_") {
-            Some(stripped) if !stripped.is_empty() && !keys.iter().any(|k| k == stripped) => {
-                out.insert(stripped.to_owned(), value);
-            }
-            _ => {
-                out.insert(key, value);
-            }
+        if renamed.contains(&key) {
+            out.insert(key["data_".len()..].to_owned(), value);
+        } else {
+            out.insert(key, value);
         }
     }
     out
