@@ -156,9 +156,7 @@ async fn run(
 
     let closer = conn.outbox.closer().clone();
     let writer = tokio::spawn(write(sink, rx, closer.clone(), shared.metrics.clone()));
-    let ip = slot
-        .as_ref()
-        .and_then(|_| conn.scope.client_ip());
+    let ip = slot.as_ref().and_then(|_| conn.scope.client_ip());
     read(&shared, &conn, stream, &closer, ip).await;
 
     join::close(&shared, &conn);

@@ -125,7 +125,14 @@ async fn handlers_read_the_application_state() {
     let mut client = server.connect("app-state").await.unwrap();
     client.call("app_greeting", json!({})).await.unwrap();
     assert_eq!(next(&mut client).await["html"], "Hola");
-    assert_eq!(server.live().state::<crate::handlers::Greeting>().unwrap().0, "Hola");
+    assert_eq!(
+        server
+            .live()
+            .state::<crate::handlers::Greeting>()
+            .unwrap()
+            .0,
+        "Hola"
+    );
 
     let without = crate::support::server(LiveView::builder()).await;
     let mut client = without.connect("app-state").await.unwrap();

@@ -259,7 +259,8 @@ async fn behind_a_trusted_proxy_limits_key_on_the_forwarded_client() {
     }
 
     // Without trusting the proxy, the header is ignored.
-    let plain = crate::support::server(LiveView::builder().max_connections_per_address(Some(1))).await;
+    let plain =
+        crate::support::server(LiveView::builder().max_connections_per_address(Some(1))).await;
     let _first = plain
         .connect_with("proxy", &[("X-Forwarded-For", "203.0.113.7")])
         .await
