@@ -449,7 +449,11 @@ impl LiveViewBuilder {
             None => default_layer()?,
         };
         let logs = self.config.replay.map(Logs::new);
-        let hub = Arc::new(Hub::new(layer.clone()).with_logs(logs));
+        let hub = Arc::new(
+            Hub::new(layer.clone())
+                .with_logs(logs)
+                .with_shared_presence(self.presence.tracked),
+        );
         layer.start(LocalDelivery { hub: hub.clone() });
         let metrics = Arc::new(Metrics::new(&registry.names()));
         let broadcaster = Broadcaster::new(hub.clone(), metrics.clone());

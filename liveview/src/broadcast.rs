@@ -170,9 +170,13 @@ impl Broadcaster {
         }
     }
 
-    /// Who is in `room`, on every process when the channel layer shares
-    /// presence (Redis does), else in this process.
+    /// Who is in `room`: on every process when the app tracks presence
+    /// ([`LiveViewBuilder::track_presence`](crate::LiveViewBuilder::track_presence))
+    /// and the channel layer shares it (Redis does), else in this process.
     pub async fn presence(&self, room: &str) -> crate::Presence {
+        if !self.hub.presence_shared {
+            return crate::Presence::new(room, self.hub.presence.members(room));
+        }
         let members = match self.hub.layer().presence(room).await {
             Ok(Some(members)) => members,
             Ok(None) => self.hub.presence.members(room),

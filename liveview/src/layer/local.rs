@@ -170,6 +170,8 @@ pub(crate) struct Hub {
     emptied: std::sync::atomic::AtomicU64,
     /// Who is in each room here, with their users.
     pub(crate) presence: crate::presence::LocalPresence,
+    /// Whether presence is recorded through the layer for every process.
+    pub(crate) presence_shared: bool,
 }
 
 impl Hub {
@@ -180,11 +182,17 @@ impl Hub {
             logs: None,
             emptied: Default::default(),
             presence: Default::default(),
+            presence_shared: false,
         }
     }
 
     pub(crate) fn with_logs(mut self, logs: Option<Logs>) -> Self {
         self.logs = logs;
+        self
+    }
+
+    pub(crate) fn with_shared_presence(mut self, shared: bool) -> Self {
+        self.presence_shared = shared;
         self
     }
 
