@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt;
+use tracing::Instrument;
 
 use crate::app::Shared;
 use crate::consumer::{CallRef, Connection, Consumer};
@@ -74,37 +75,48 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
     let call_ref = reference.map(CallRef::new);
     let consumer = Consumer::new(conn.clone(), call_ref.clone());
 
-    let outcome = match shared.registry.get(&function) {
-        None => {
-            tracing::warn!(target: "liveview", connection = conn.id, function = %function, "unknown function");
-            let _ = conn.outbox.push(Frame::from(protocol::error_frame(
-                errors::UNKNOWN_FUNCTION,
-                reference,
-            )));
-            Outcome::Unknown
-        }
-        Some(entry) => {
-            let mut allowed = true;
-            for middleware in &shared.middleware {
-                if !middleware.allows(&consumer, &content, &function).await {
-                    allowed = false;
-                    break;
+    let span = tracing::info_span!(
+        target: "liveview",
+        "call",
+        function = %function,
+        outcome = tracing::field::Empty,
+    );
+    let outcome = async {
+        match shared.registry.get(&function) {
+            None => {
+                tracing::warn!(target: "liveview", connection = conn.id, function = %function, "unknown function");
+                let _ = conn.outbox.push(Frame::from(protocol::error_frame(
+                    errors::UNKNOWN_FUNCTION,
+                    reference,
+                )));
+                Outcome::Unknown
+            }
+            Some(entry) => {
+                let mut allowed = true;
+                for middleware in &shared.middleware {
+                    if !middleware.allows(&consumer, &content, &function).await {
+                        allowed = false;
+                        break;
+                    }
+                }
+                if allowed {
+                    let outcome = run(shared, entry.handler, &consumer, content).await;
+                    if outcome != Outcome::Ok {
+                        let _ = conn.outbox.push(Frame::from(protocol::error_frame(
+                            errors::INTERNAL,
+                            reference,
+                        )));
+                    }
+                    outcome
+                } else {
+                    Outcome::Refused
                 }
             }
-            if allowed {
-                let outcome = run(shared, entry.handler, &consumer, content).await;
-                if outcome != Outcome::Ok {
-                    let _ = conn.outbox.push(Frame::from(protocol::error_frame(
-                        errors::INTERNAL,
-                        reference,
-                    )));
-                }
-                outcome
-            } else {
-                Outcome::Refused
-            }
         }
-    };
+    }
+    .instrument(span.clone())
+    .await;
+    span.record("outcome", outcome.as_str());
 
     if let Some(call) = &call_ref {
         call.finish();

@@ -13,6 +13,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, StatusCode, Uri};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::app::Shared;
 use crate::consumer::Connection;
@@ -109,7 +110,18 @@ pub(crate) async fn upgrade(
         .max_write_buffer_size(config.write_buffer.max(config.max_frame) * 4)
         .max_message_size(config.max_frame)
         .max_frame_size(config.max_frame)
-        .on_upgrade(move |socket| tracker.track_future(run(shared, socket, room, scope, slot)))
+        .on_upgrade(move |socket| {
+            // One span per connection: every event of it, and of its calls,
+            // carries the room, the client and the connection id.
+            let span = tracing::info_span!(
+                target: "liveview",
+                "connection",
+                room = %room,
+                client = ?scope.client_ip(),
+                id = tracing::field::Empty,
+            );
+            tracker.track_future(run(shared, socket, room, scope, slot).instrument(span))
+        })
 }
 
 /// The `Origin` check, the counterpart of `AllowedHostsOriginValidator`:
@@ -152,6 +164,7 @@ async fn run(
     let (sink, stream) = socket.split();
     let resume = scope.query("resume").map(|r| Resume::parse(&r));
     let (conn, rx) = join::open(&shared, &room, scope, resume).await;
+    tracing::Span::current().record("id", conn.id);
     tracing::debug!(target: "liveview", connection = conn.id, room = %room, "connected");
 
     let closer = conn.outbox.closer().clone();

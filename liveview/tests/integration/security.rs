@@ -272,3 +272,57 @@ async fn behind_a_trusted_proxy_limits_key_on_the_forwarded_client() {
             .is_err()
     );
 }
+
+/// A writer collecting everything the subscriber prints.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn spans_name_the_connection_and_each_call_with_its_outcome() {
+    use tracing_subscriber::fmt::format::FmtSpan;
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("liveview=debug")
+        .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let server = server(LiveView::builder()).await;
+    let mut client = server.connect("traced-room").await.unwrap();
+    client.call("echo", json!({})).await.unwrap();
+    next(&mut client).await;
+    client.call("fail", json!({})).await.unwrap();
+    next(&mut client).await;
+    client.close().await;
+    let live = server.live().clone();
+    wait_until("the connection is gone", || live.connections() == 0).await;
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("connection{room=traced-room"), "{text}");
+    assert!(
+        text.contains("call{function=echo outcome=\"ok\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("call{function=fail outcome=\"error\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("time.busy"),
+        "span durations are reported: {text}"
+    );
+}
