@@ -22,9 +22,6 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 log "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 
-log "tests"
-cargo nextest run --workspace --all-features --no-fail-fast --failure-output final
-
 log "benchmark harness, smoke mode (functional checks only, no timing)"
 cargo run --quiet -p liveview-bench -- smoke
 
@@ -34,3 +31,6 @@ cargo test --workspace --all-features --doc --quiet
 log "guide"
 command -v mdbook >/dev/null 2>&1 || cargo install mdbook --locked --version 0.5.4
 mdbook build docs
+
+log "tests"
+cargo nextest run --workspace --all-features --no-fail-fast --failure-output final
