@@ -334,6 +334,21 @@ async fn node(layer: &RedisLayer) -> TestServer {
     server(LiveView::builder().channel_layer(layer.clone())).await
 }
 
+/// A layer on `url` with the test's `prefix` and default settings.
+fn layer(url: &str, prefix: &str) -> RedisLayer {
+    RedisLayer::builder(url).prefix(prefix).build().unwrap()
+}
+
+/// Broadcast `{"target": "#all", "html": html}` from `node`; the publish
+/// must succeed.
+async fn broadcast_from(node: &TestServer, html: &str) {
+    node.live()
+        .broadcaster()
+        .broadcast(Update::new("#all").html(html))
+        .await
+        .unwrap();
+}
+
 fn update(html: &str) -> Value {
     json!({"target": "#all", "html": html})
 }
@@ -587,14 +602,8 @@ async fn an_outage_keeps_local_delivery_and_recovers_without_restart() {
     let mut redis = RedisProcess::start(&[]).await;
     let url = redis.url();
     let prefix = unique_prefix();
-    let layer_a = RedisLayer::builder(url.as_str())
-        .prefix(&prefix)
-        .build()
-        .unwrap();
-    let layer_b = RedisLayer::builder(url.as_str())
-        .prefix(&prefix)
-        .build()
-        .unwrap();
+    let layer_a = layer(url.as_str(), &prefix);
+    let layer_b = layer(url.as_str(), &prefix);
     let node_a = node(&layer_a).await;
     let node_b = node(&layer_b).await;
     let mut a1 = node_a.connect("outage").await.unwrap();
@@ -602,12 +611,7 @@ async fn an_outage_keeps_local_delivery_and_recovers_without_restart() {
     let mut b1 = node_b.connect("outage").await.unwrap();
     wait_subscribed(&url, &prefix, &["broadcast", "room_outage"], 2).await;
 
-    node_a
-        .live()
-        .broadcaster()
-        .broadcast(Update::new("#all").html("before"))
-        .await
-        .unwrap();
+    broadcast_from(&node_a, "before").await;
     each_gets_once(
         &mut [&mut a1, &mut a2, &mut b1],
         &update("before"),
@@ -651,12 +655,7 @@ async fn an_outage_keeps_local_delivery_and_recovers_without_restart() {
     )
     .await;
 
-    node_a
-        .live()
-        .broadcaster()
-        .broadcast(Update::new("#all").html("after A"))
-        .await
-        .unwrap();
+    broadcast_from(&node_a, "after A").await;
     each_gets_once(
         &mut [&mut a1, &mut a2, &mut b1],
         &update("after A"),
@@ -684,10 +683,7 @@ async fn password_and_database_come_from_the_url() {
     let port = redis.port;
     let url = format!("redis://:s3cret@127.0.0.1:{port}/5");
     let prefix = unique_prefix();
-    let layer_a = RedisLayer::builder(url.as_str())
-        .prefix(&prefix)
-        .build()
-        .unwrap();
+    let layer_a = layer(url.as_str(), &prefix);
     // The same settings given to the builder instead of in the URL.
     let layer_b = RedisLayer::builder(format!("redis://127.0.0.1:{port}"))
         .password("s3cret")
@@ -701,21 +697,11 @@ async fn password_and_database_come_from_the_url() {
     let mut b = node_b.connect("auth").await.unwrap();
     wait_subscribed(&url, &prefix, &["broadcast", "room_auth"], 2).await;
 
-    node_b
-        .live()
-        .broadcaster()
-        .broadcast(Update::new("#all").html("authenticated"))
-        .await
-        .unwrap();
+    broadcast_from(&node_b, "authenticated").await;
     each_gets_once(&mut [&mut a, &mut b], &update("authenticated"), "auth").await;
 
     // Both publishing connections selected database 5.
-    node_a
-        .live()
-        .broadcaster()
-        .broadcast(Update::new("#all").html("again"))
-        .await
-        .unwrap();
+    broadcast_from(&node_a, "again").await;
     each_gets_once(&mut [&mut a, &mut b], &update("again"), "again").await;
     let mut conn = inspector(&url).await;
     let clients: String = ::redis::cmd("CLIENT")
@@ -764,12 +750,7 @@ async fn sentinel_names_the_master() {
     let mut b = node_b.connect("sentinel").await.unwrap();
     wait_subscribed(&master.url(), &prefix, &["broadcast", "room_sentinel"], 2).await;
 
-    node_a
-        .live()
-        .broadcaster()
-        .broadcast(Update::new("#all").html("via sentinel"))
-        .await
-        .unwrap();
+    broadcast_from(&node_a, "via sentinel").await;
     each_gets_once(&mut [&mut a, &mut b], &update("via sentinel"), "sentinel").await;
     assert!(node_b.live().layer_health().await.is_ok());
 }
@@ -796,12 +777,7 @@ async fn a_sentinel_failover_is_followed() {
     let mut a = node_a.connect("failover").await.unwrap();
     let mut b = node_b.connect("failover").await.unwrap();
     wait_subscribed(&master.url(), &prefix, &["broadcast", "room_failover"], 2).await;
-    node_a
-        .live()
-        .broadcaster()
-        .broadcast(Update::new("#all").html("before"))
-        .await
-        .unwrap();
+    broadcast_from(&node_a, "before").await;
     each_gets_once(&mut [&mut a, &mut b], &update("before"), "before").await;
 
     // Promote the replica. Sentinel learns about replicas from the master's
@@ -851,12 +827,7 @@ async fn a_sentinel_failover_is_followed() {
         },
     )
     .await;
-    node_b
-        .live()
-        .broadcaster()
-        .broadcast(Update::new("#all").html("after"))
-        .await
-        .unwrap();
+    broadcast_from(&node_b, "after").await;
     each_gets_once(&mut [&mut a, &mut b], &update("after"), "after").await;
     let old = inspector(&master.url()).await;
     let channel = format!("{prefix}broadcast");
@@ -879,14 +850,8 @@ async fn a_rediss_url_connects_over_tls() {
     // A self-signed certificate: skip its verification.
     let url = format!("rediss://127.0.0.1:{}/#insecure", redis.port);
     let prefix = unique_prefix();
-    let layer_a = RedisLayer::builder(url.as_str())
-        .prefix(&prefix)
-        .build()
-        .unwrap();
-    let layer_b = RedisLayer::builder(url.as_str())
-        .prefix(&prefix)
-        .build()
-        .unwrap();
+    let layer_a = layer(url.as_str(), &prefix);
+    let layer_b = layer(url.as_str(), &prefix);
     let node_a = node(&layer_a).await;
     let node_b = node(&layer_b).await;
     let mut a = node_a.connect("tls").await.unwrap();
@@ -1277,14 +1242,8 @@ async fn presence_is_written_again_after_redis_lost_it() {
     let mut redis = RedisProcess::start(&[]).await;
     let url = redis.url();
     let prefix = unique_prefix();
-    let layer_a = RedisLayer::builder(url.as_str())
-        .prefix(&prefix)
-        .build()
-        .unwrap();
-    let layer_b = RedisLayer::builder(url.as_str())
-        .prefix(&prefix)
-        .build()
-        .unwrap();
+    let layer_a = layer(url.as_str(), &prefix);
+    let layer_b = layer(url.as_str(), &prefix);
     let node_a = presence_node(&layer_a).await;
     let node_b = presence_node(&layer_b).await;
     let mut ada = node_a
