@@ -65,9 +65,27 @@ pub(crate) fn source_address(index: usize) -> IpAddr {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Endpoint {
     pub addr: SocketAddr,
+    /// Connect with an empty `resume` parameter, as a client that tracks
+    /// group sequences does: its group frames then carry `seq`.
+    pub resume: bool,
 }
 
 impl Endpoint {
+    pub(crate) fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            resume: false,
+        }
+    }
+
+    /// The same server, connected to as a client that tracks sequences.
+    pub(crate) fn tracking_sequences(self) -> Self {
+        Self {
+            resume: true,
+            ..self
+        }
+    }
+
     /// Open a WebSocket to `room`, from `source` when given. The socket
     /// has `TCP_NODELAY` (a browser's has too) and small buffers, so that
     /// thousands of client sockets stay cheap.
@@ -94,7 +112,8 @@ impl Endpoint {
             .await
             .map_err(|e| format!("connecting to {}: {e}", self.addr))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let url = format!("ws://{}/ws/liveview/{room}/", self.addr);
+        let query = if self.resume { "?resume=" } else { "" };
+        let url = format!("ws://{}/ws/liveview/{room}/{query}", self.addr);
         let mut request = url.into_client_request().map_err(|e| e.to_string())?;
         let origin = format!("http://{}", self.addr);
         request.headers_mut().insert(

@@ -9,8 +9,10 @@ use tokio::runtime::Runtime;
 
 use crate::peer::Peer;
 use crate::procs::{self, ServerProc, Spawner};
+use crate::replay_log;
 use crate::report::{self, CrossNode, FanOut, Idle, Run, ServerResult};
 use crate::scenarios::{self, FanOutRun, Load, Plan, Pool, Publisher, RoundTrip, Tracker};
+use crate::server::Layer;
 
 /// Full run or CI's smoke run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +29,11 @@ pub(crate) struct Options {
     /// Some of `floor`, `memory`, `redis`, `django`.
     pub servers: Vec<String>,
     pub cross_node: bool,
-    /// Some of `idle`, `fan-out`, `calls` (round trip and throughput).
+    /// Some of `idle`, `fan-out`, `calls` (round trip and throughput),
+    /// `replay-log`.
     pub scenarios: Vec<String>,
+    /// The results file is `<label>-<time>.json` in a full run.
+    pub label: &'static str,
     pub pin: bool,
     pub redis: SocketAddr,
     pub peer: Peer,
@@ -46,7 +51,10 @@ impl Options {
             out: None,
             servers: servers.into_iter().map(str::to_owned).collect(),
             cross_node: true,
-            scenarios: ["idle", "fan-out", "calls"].map(str::to_owned).to_vec(),
+            scenarios: ["idle", "fan-out", "calls", "replay-log"]
+                .map(str::to_owned)
+                .to_vec(),
+            label: "run",
             pin: true,
             redis: SocketAddr::from(([127, 0, 0, 1], 6379)),
             peer: Peer {
@@ -94,8 +102,10 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
         seconds: 0.0,
         machine: procs::machine(pinned, raised, nofile, options.redis),
         plan: serde_json::to_value(&plan).map_err(|e| e.to_string())?,
+        scenarios: options.scenarios.clone(),
         servers: Vec::new(),
         cross_node: None,
+        replay_log: None,
         targets: Vec::new(),
         failures: Vec::new(),
         notes: Vec::new(),
@@ -185,6 +195,15 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
                 });
             }
             "django" => {
+                let single = ["idle", "fan-out", "calls"];
+                if !options
+                    .scenarios
+                    .iter()
+                    .any(|s| single.contains(&s.as_str()))
+                {
+                    // Only the replay log, which is ours alone.
+                    continue;
+                }
                 if !redis_up {
                     run.notes
                         .push("Django LiveView needs Redis: not measured".to_owned());
@@ -269,6 +288,30 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
     }
     bench.run.servers = results;
 
+    if bench.wants("replay-log") {
+        let mut layers = Vec::new();
+        if options.servers.iter().any(|s| s == "memory") {
+            layers.push(Layer::Memory);
+        }
+        if options.servers.iter().any(|s| s == "redis") && redis_up {
+            layers.push(Layer::Redis);
+        }
+        if !layers.is_empty() {
+            let outcome = replay_log::run(&replay_log::Setup {
+                runtime: &runtime,
+                plan: &plan,
+                layers,
+                redis_url: redis_url.clone(),
+                prefix: format!("lvbench-{unix}-replay-"),
+                pin: pinned,
+                nofile,
+            });
+            bench.run.failures.extend(outcome.failures);
+            bench.run.notes.extend(outcome.notes);
+            bench.run.replay_log = Some(outcome.result);
+        }
+    }
+
     let ours = options
         .servers
         .iter()
@@ -310,7 +353,7 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
         None => match options.mode {
             Mode::Full => Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("results")
-                .join(format!("run-{}.json", compact(&run.started))),
+                .join(format!("{}-{}.json", options.label, compact(&run.started))),
             Mode::Smoke => std::env::temp_dir().join("liveview-bench-smoke.json"),
         },
     };

@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p liveview-bench -- all      # the full run
 //! cargo run -p liveview-bench -- smoke              # CI: a few seconds
+//! cargo run --release -p liveview-bench -- replay-log  # the replay log alone
 //! liveview-bench server --layer memory|redis --addr 127.0.0.1:9000
 //! liveview-bench floor --addr 127.0.0.1:9001
 //! liveview-bench report bench/results/run-….json   # the Markdown tables
@@ -15,6 +16,7 @@ mod floor;
 mod harness;
 mod peer;
 mod procs;
+mod replay_log;
 mod report;
 mod scenarios;
 mod server;
@@ -31,6 +33,9 @@ commands:
   all      the full run: floor, LiveView (memory and Redis layers), Django
            LiveView, cross-node; writes bench/results/run-<time>.json
   smoke    the same scenarios with small numbers, without Django (CI)
+  replay-log
+           only the full run's replay-log scenario (memory and Redis layers);
+           writes bench/results/replay-log-<time>.json
   server   serve the quick start for load: --layer memory|redis --addr ADDR
            [--redis-url URL] [--prefix PREFIX]
   floor    serve the floor: --addr ADDR
@@ -40,7 +45,8 @@ commands:
 
 options of all and smoke:
   --servers floor,memory,redis,django   which servers to measure
-  --scenarios idle,fan-out,calls        which single-server scenarios to run
+  --scenarios idle,fan-out,calls,replay-log
+                                        which scenarios to run (besides cross-node)
   --no-cross-node                       skip the two-node scenarios
   --no-pin                              do not pin servers and load generator to cores
   --redis HOST:PORT                     Redis (default 127.0.0.1:6379)
@@ -58,6 +64,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "all" => options(Mode::Full, rest).and_then(|o| harness::run(&o)),
         "smoke" => options(Mode::Smoke, rest).and_then(|o| harness::run(&o)),
+        "replay-log" => replay_log_options(rest).and_then(|o| harness::run(&o)),
         "server" => server::main(rest).map(|()| true),
         "floor" => floor::main(rest).map(|()| true),
         "report" => print_report(rest).map(|()| true),
@@ -110,6 +117,16 @@ fn options(mode: Mode, args: &[String]) -> Result<Options, String> {
     Ok(options)
 }
 
+/// `all` with only the replay-log scenario, on the memory and Redis layers.
+fn replay_log_options(args: &[String]) -> Result<Options, String> {
+    let mut options = options(Mode::Full, args)?;
+    options.scenarios = vec!["replay-log".to_owned()];
+    options.servers.retain(|s| s == "memory" || s == "redis");
+    options.cross_node = false;
+    options.label = "replay-log";
+    Ok(options)
+}
+
 fn print_report(args: &[String]) -> Result<(), String> {
     let path = args.first().ok_or("report needs a results file")?;
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
@@ -151,7 +168,7 @@ fn drive(args: &[String]) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let endpoint = client::Endpoint { addr };
+    let endpoint = client::Endpoint::new(addr);
     let summary = runtime.block_on(scenarios::drive(
         endpoint,
         &load,

@@ -67,7 +67,7 @@ impl Spawner {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut server = ServerProc {
             name: name.to_owned(),
-            endpoint: Endpoint { addr },
+            endpoint: Endpoint::new(addr),
             pid: child.id(),
             child,
             log,
@@ -202,6 +202,42 @@ pub(crate) fn pin_self() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// Pin the calling thread (only it, and the threads it starts later) to
+/// `core`.
+pub(crate) fn pin_this_thread(core: usize) -> bool {
+    let Some(tid) = this_thread_id() else {
+        return false;
+    };
+    Command::new("taskset")
+        .args(["-p", "-c", &core.to_string(), &tid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The calling thread's id.
+pub(crate) fn this_thread_id() -> Option<u32> {
+    // `/proc/thread-self` links to `PID/task/TID`.
+    fs::read_link("/proc/thread-self")
+        .ok()?
+        .file_name()?
+        .to_str()?
+        .parse()
+        .ok()
+}
+
+/// Time thread `tid` of this process has run on a CPU, nanoseconds
+/// (`/proc/self/task/TID/schedstat`).
+pub(crate) fn thread_cpu_ns(tid: u32) -> Option<u64> {
+    fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Number of cores of the machine (not of this process's affinity).

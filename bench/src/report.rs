@@ -18,8 +18,14 @@ pub(crate) struct Run {
     pub machine: Machine,
     /// Scenario sizes and durations.
     pub plan: serde_json::Value,
+    /// The scenarios asked for (`idle`, `fan-out`, `calls`, `replay-log`).
+    #[serde(default)]
+    pub scenarios: Vec<String>,
     pub servers: Vec<ServerResult>,
     pub cross_node: Option<CrossNode>,
+    /// Broadcasts with and without the replay log, side by side.
+    #[serde(default)]
+    pub replay_log: Option<ReplayLog>,
     pub targets: Vec<TargetCheck>,
     /// Things that did not work (a missed or duplicated frame, a wrong
     /// answer): these fail the run, timing never does.
@@ -175,6 +181,102 @@ pub(crate) struct CrossNode {
     pub duplicates: u64,
 }
 
+/// The cost of the replay log on the broadcast path: the same broadcasts
+/// to the same number of subscribers, on servers that keep the log and on
+/// servers that do not, taking turns publish by publish.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReplayLog {
+    /// How it was measured.
+    pub method: String,
+    pub arms: Vec<ReplayArm>,
+    /// Log on / log off, per layer and subscriber count.
+    pub ratios: Vec<ReplayRatio>,
+}
+
+/// One server of the replay-log scenario: a layer, with or without the log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReplayArm {
+    /// `memory` or `redis`.
+    pub layer: String,
+    /// Whether the log was kept (the in-process log for the memory layer,
+    /// the shared Redis-stream log for the Redis layer).
+    pub log: bool,
+    pub subscribers: usize,
+    /// Time of one `Broadcaster::broadcast` call, in the server.
+    pub publish: Latency,
+    /// CPU time of the server's thread per broadcast, from the call until
+    /// every subscriber had the frame (socket writes included).
+    #[serde(default)]
+    pub server_cpu: Option<Latency>,
+    /// Time from the call until the last subscriber had the frame.
+    pub last_delivery: Latency,
+    /// Round frames that reached a subscriber with a sequence number: all
+    /// of them with the log, none without.
+    pub sequenced_frames: u64,
+    pub missing: u64,
+    pub duplicates: u64,
+    pub timed_out_rounds: u64,
+    /// Broadcast calls that returned an error.
+    pub errors: u64,
+}
+
+/// Log on / log off for one layer and subscriber count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReplayRatio {
+    pub layer: String,
+    pub subscribers: usize,
+    pub publish_p50: f64,
+    pub publish_p99: f64,
+    pub publish_mean: f64,
+    /// Server CPU per broadcast, mean.
+    #[serde(default)]
+    pub cpu_mean: Option<f64>,
+    /// Server CPU per broadcast, p50.
+    #[serde(default)]
+    pub cpu_p50: Option<f64>,
+}
+
+impl ReplayLog {
+    /// The ratios of the arms that have both sides measured.
+    pub(crate) fn ratios_of(arms: &[ReplayArm]) -> Vec<ReplayRatio> {
+        let mut out = Vec::new();
+        for on in arms.iter().filter(|a| a.log && a.publish.samples > 0) {
+            let off = arms.iter().find(|a| {
+                !a.log
+                    && a.layer == on.layer
+                    && a.subscribers == on.subscribers
+                    && a.publish.samples > 0
+            });
+            let Some(off) = off else { continue };
+            let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+            out.push(ReplayRatio {
+                layer: on.layer.clone(),
+                subscribers: on.subscribers,
+                publish_p50: ratio(on.publish.p50_us, off.publish.p50_us),
+                publish_p99: ratio(on.publish.p99_us, off.publish.p99_us),
+                publish_mean: ratio(on.publish.mean_us, off.publish.mean_us),
+                cpu_mean: on
+                    .server_cpu
+                    .as_ref()
+                    .zip(off.server_cpu.as_ref())
+                    .map(|(a, b)| ratio(a.mean_us, b.mean_us)),
+                cpu_p50: on
+                    .server_cpu
+                    .as_ref()
+                    .zip(off.server_cpu.as_ref())
+                    .map(|(a, b)| ratio(a.p50_us, b.p50_us)),
+            });
+        }
+        out
+    }
+
+    fn arm(&self, layer: &str, log: bool, subscribers: usize) -> Option<&ReplayArm> {
+        self.arms
+            .iter()
+            .find(|a| a.layer == layer && a.log == log && a.subscribers == subscribers)
+    }
+}
+
 /// One target of the benchmarks issue, checked against the run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct TargetCheck {
@@ -275,6 +377,32 @@ impl Run {
             },
         );
 
+        let name = REPLAY_TARGET;
+        checks.push(match self.replay_log.as_ref().map(|r| &r.ratios) {
+            Some(ratios) if !ratios.is_empty() => {
+                let measured = ratios
+                    .iter()
+                    .map(|r| {
+                        let cpu = r
+                            .cpu_mean
+                            .map_or(String::new(), |c| format!(", CPU {c:.2}x"));
+                        format!(
+                            "{} {}: call {:.2}x{cpu}",
+                            layer_label(&r.layer),
+                            thousands(r.subscribers as u64),
+                            r.publish_p50
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let holds = ratios
+                    .iter()
+                    .all(|r| r.publish_p50 < 1.5 && r.cpu_mean.is_none_or(|c| c < 1.5));
+                check(name, measured, holds)
+            }
+            _ => unmeasured(name),
+        });
+
         let name = "Redis adds under 0.3 ms at p50 across nodes";
         checks.push(match &self.cross_node {
             Some(c) => check(
@@ -308,9 +436,14 @@ impl Run {
     pub(crate) fn markdown(&self) -> String {
         let mut out = String::new();
         let m = &self.machine;
+        let scenarios = if self.scenarios.is_empty() {
+            String::new()
+        } else {
+            format!(", scenarios {}", self.scenarios.join(", "))
+        };
         let _ = writeln!(
             out,
-            "Run of {} ({} mode, {:.0} s).\n",
+            "Run of {} ({} mode{scenarios}, {:.0} s).\n",
             self.started, self.mode, self.seconds
         );
         let _ = writeln!(out, "| machine | |\n|---|---|");
@@ -343,13 +476,66 @@ impl Run {
         );
         let _ = writeln!(out, "| build | {} ({}) |", m.build, m.rustc);
         let _ = writeln!(out, "| Redis | {} |", m.redis);
-        let _ = writeln!(
-            out,
-            "| Python / Django stack | {} / {} |",
-            m.python, m.django_stack
-        );
+        if m.python.is_empty() && m.django_stack.is_empty() {
+            let _ = writeln!(out, "| Python / Django stack | not used in this run |");
+        } else {
+            let _ = writeln!(
+                out,
+                "| Python / Django stack | {} / {} |",
+                m.python, m.django_stack
+            );
+        }
         out.push('\n');
+        self.servers_table(&mut out);
+        self.cross_node_table(&mut out);
+        self.replay_log_table(&mut out);
 
+        let _ = writeln!(out, "| target | measured | holds |\n|---|---|---|");
+        for t in &self.targets {
+            let verdict = match t.holds {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "not measured",
+            };
+            let _ = writeln!(out, "| {} | {} | {verdict} |", t.target, t.measured);
+        }
+        if !self.notes.is_empty() || self.servers.iter().any(|s| !s.notes.is_empty()) {
+            out.push_str("\nNotes of the run:\n\n");
+            for n in &self.notes {
+                let _ = writeln!(out, "- {n}");
+            }
+            for s in &self.servers {
+                for n in &s.notes {
+                    let _ = writeln!(out, "- {}: {n}", label(&s.name));
+                }
+            }
+        }
+        if !self.failures.is_empty() {
+            out.push_str("\nFailures:\n\n");
+            for f in &self.failures {
+                let _ = writeln!(out, "- {f}");
+            }
+        }
+        out
+    }
+}
+
+impl Run {
+    /// Whether any server has a number of the single-server scenarios.
+    fn servers_measured(&self) -> bool {
+        self.servers.iter().any(|s| {
+            s.round_trip.is_some()
+                || !s.throughput.is_empty()
+                || !s.fan_out.is_empty()
+                || !s.idle.is_empty()
+        })
+    }
+
+    /// The servers side by side, with the ratios to the floor and Django.
+    fn servers_table(&self, out: &mut String) {
+        if !self.servers_measured() {
+            return;
+        }
         let names: Vec<&str> = [FLOOR, MEMORY, REDIS, DJANGO]
             .into_iter()
             .filter(|n| self.server(n).is_some())
@@ -488,7 +674,10 @@ impl Run {
             );
         }
         out.push('\n');
+    }
 
+    /// Two servers on one Redis.
+    fn cross_node_table(&self, out: &mut String) {
         if let Some(c) = &self.cross_node {
             let _ = writeln!(out, "Two LiveView servers on one Redis:\n");
             let _ = writeln!(out, "| cross-node | p50 | p99 |\n|---|---:|---:|");
@@ -520,34 +709,57 @@ impl Run {
             }
             out.push('\n');
         }
+    }
 
-        let _ = writeln!(out, "| target | measured | holds |\n|---|---|---|");
-        for t in &self.targets {
-            let verdict = match t.holds {
-                Some(true) => "yes",
-                Some(false) => "**no**",
-                None => "not measured",
+    /// Broadcasts with and without the replay log.
+    fn replay_log_table(&self, out: &mut String) {
+        let Some(r) = &self.replay_log else { return };
+        if r.arms.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "Cost of the replay log, log on / log off (call: the `broadcast` call in the server; \
+             CPU: the server's CPU per broadcast, socket writes included):\n"
+        );
+        let _ = writeln!(
+            out,
+            "| layer | subscribers | publishes | call p50 | call p50 on / off | call p99 | \
+             call p99 on / off | CPU, mean | CPU on / off | last subscriber p50 |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let pair = |on: f64, off: f64, show: &dyn Fn(f64) -> String| {
+            format!("{} / {}", show(on), show(off))
+        };
+        let times = |x: Option<f64>| x.map_or("n/a".to_owned(), |x| format!("{x:.2}x"));
+        for ratio in &r.ratios {
+            let (Some(on), Some(off)) = (
+                r.arm(&ratio.layer, true, ratio.subscribers),
+                r.arm(&ratio.layer, false, ratio.subscribers),
+            ) else {
+                continue;
             };
-            let _ = writeln!(out, "| {} | {} | {verdict} |", t.target, t.measured);
+            let cpu = match (&on.server_cpu, &off.server_cpu) {
+                (Some(a), Some(b)) => pair(a.mean_us, b.mean_us, &fine_micros),
+                _ => "n/a".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {cpu} | {} | {} |",
+                layer_label(&ratio.layer),
+                thousands(ratio.subscribers as u64),
+                thousands(on.publish.samples.min(off.publish.samples)),
+                pair(on.publish.p50_us, off.publish.p50_us, &fine_micros),
+                times(Some(ratio.publish_p50)),
+                pair(on.publish.p99_us, off.publish.p99_us, &fine_micros),
+                times(Some(ratio.publish_p99)),
+                times(ratio.cpu_mean),
+                pair(on.last_delivery.p50_us, off.last_delivery.p50_us, &|v| {
+                    Unit::Millis.show(v)
+                }),
+            );
         }
-        if !self.notes.is_empty() || self.servers.iter().any(|s| !s.notes.is_empty()) {
-            out.push_str("\nNotes of the run:\n\n");
-            for n in &self.notes {
-                let _ = writeln!(out, "- {n}");
-            }
-            for s in &self.servers {
-                for n in &s.notes {
-                    let _ = writeln!(out, "- {}: {n}", label(&s.name));
-                }
-            }
-        }
-        if !self.failures.is_empty() {
-            out.push_str("\nFailures:\n\n");
-            for f in &self.failures {
-                let _ = writeln!(out, "- {f}");
-            }
-        }
-        out
+        let _ = writeln!(out, "\n{}\n", r.method);
     }
 }
 
@@ -564,6 +776,28 @@ fn label(name: &str) -> &str {
         REDIS => "LiveView (Redis)",
         DJANGO => "Django LiveView",
         other => other,
+    }
+}
+
+/// The target of the replay issue.
+const REPLAY_TARGET: &str = "replay log under 1.5x the broadcast without it \
+     (call p50 and server CPU per broadcast, log on / log off)";
+
+/// A layer of the replay-log scenario, as the tables name it.
+fn layer_label(layer: &str) -> &str {
+    match layer {
+        "memory" => "memory",
+        "redis" => "Redis",
+        other => other,
+    }
+}
+
+/// Microseconds with a decimal below 100 µs.
+fn fine_micros(us: f64) -> String {
+    if us < 100.0 {
+        format!("{us:.1} µs")
+    } else {
+        Unit::Micros.show(us)
     }
 }
 
@@ -630,6 +864,42 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn replay_ratios_pair_log_on_with_log_off() {
+        let latency = |us: f64| Latency {
+            samples: 10,
+            p50_us: us,
+            p99_us: 2.0 * us,
+            mean_us: us,
+            max_us: 3.0 * us,
+        };
+        let arm = |layer: &str, log: bool, subscribers: usize, us: f64| ReplayArm {
+            layer: layer.to_owned(),
+            log,
+            subscribers,
+            publish: latency(us),
+            server_cpu: Some(latency(10.0 * us)),
+            last_delivery: latency(1000.0),
+            sequenced_frames: 0,
+            missing: 0,
+            duplicates: 0,
+            timed_out_rounds: 0,
+            errors: 0,
+        };
+        let arms = vec![
+            arm("memory", true, 100, 30.0),
+            arm("memory", false, 100, 20.0),
+            arm("redis", true, 100, 300.0),
+            arm("memory", false, 1_000, 200.0),
+        ];
+        let ratios = ReplayLog::ratios_of(&arms);
+        assert_eq!(ratios.len(), 1, "only pairs measured on both sides");
+        assert_eq!(ratios[0].layer, "memory");
+        assert_eq!(ratios[0].subscribers, 100);
+        assert!((ratios[0].publish_p50 - 1.5).abs() < 1e-9);
+        assert!((ratios[0].cpu_mean.unwrap() - 1.5).abs() < 1e-9);
     }
 
     #[test]

@@ -37,6 +37,16 @@ pub(crate) struct Plan {
     pub round_timeout_seconds: f64,
     pub cross_node_rounds: usize,
     pub cross_node_subscribers: usize,
+    /// Subscriber counts of the replay-log scenario.
+    pub replay_log_subscribers: Vec<usize>,
+    /// Timed publishes per server of the replay-log scenario, at each
+    /// subscriber count.
+    pub replay_log_publishes: usize,
+    /// Untimed publishes per server before them.
+    pub replay_log_warmup: usize,
+    /// The replay-log scenario stops publishing past this time, at each
+    /// subscriber count (all its servers together).
+    pub replay_log_seconds: f64,
     pub connect_timeout_seconds: f64,
     /// Connections opened at once.
     pub connect_concurrency: usize,
@@ -63,6 +73,10 @@ impl Plan {
             round_timeout_seconds: 30.0,
             cross_node_rounds: 300,
             cross_node_subscribers: 1_000,
+            replay_log_subscribers: vec![100, 1_000],
+            replay_log_publishes: 2_000,
+            replay_log_warmup: 50,
+            replay_log_seconds: 60.0,
             connect_timeout_seconds: 30.0,
             connect_concurrency: 64,
             slices: 5,
@@ -85,6 +99,10 @@ impl Plan {
             round_timeout_seconds: 5.0,
             cross_node_rounds: 20,
             cross_node_subscribers: 20,
+            replay_log_subscribers: vec![20],
+            replay_log_publishes: 30,
+            replay_log_warmup: 3,
+            replay_log_seconds: 10.0,
             connect_timeout_seconds: 10.0,
             connect_concurrency: 32,
             slices: 2,
@@ -364,6 +382,8 @@ pub(crate) struct Tracker {
     rounds: Mutex<HashMap<u32, Arc<Round>>>,
     duplicates: AtomicU64,
     unknown: AtomicU64,
+    /// Round frames that carried a group sequence (`"seq":`).
+    sequenced: AtomicU64,
     next_round: AtomicU32,
 }
 
@@ -382,6 +402,7 @@ impl Tracker {
             rounds: Mutex::default(),
             duplicates: AtomicU64::new(0),
             unknown: AtomicU64::new(0),
+            sequenced: AtomicU64::new(0),
             next_round: AtomicU32::new(1),
         })
     }
@@ -430,6 +451,11 @@ impl Tracker {
     pub(crate) fn duplicates(&self) -> u64 {
         self.duplicates.load(Ordering::Relaxed) + self.unknown.load(Ordering::Relaxed)
     }
+
+    /// Round frames received with a group sequence number.
+    pub(crate) fn sequenced(&self) -> u64 {
+        self.sequenced.load(Ordering::Relaxed)
+    }
 }
 
 /// A connection that only reads: a subscriber (counted in a tracker) or a
@@ -450,6 +476,9 @@ impl Member {
                     continue;
                 };
                 if let Some(round) = client::round_of(&text) {
+                    if text.contains("\"seq\":") {
+                        tracker.sequenced.fetch_add(1, Ordering::Relaxed);
+                    }
                     if last.is_some_and(|l| round <= l) {
                         tracker.duplicates.fetch_add(1, Ordering::Relaxed);
                     } else {
@@ -577,10 +606,24 @@ impl FanOutRun {
         publisher: &mut Publisher,
         timeout: Duration,
     ) -> Result<(), String> {
+        self.round_with(|id| publisher.publish(id), timeout).await
+    }
+
+    /// [`round`](Self::round) with another way of publishing round `id`
+    /// (which must send a frame containing [`client::ROUND_TAG`] and `id`
+    /// to the tracker's subscribers).
+    pub(crate) async fn round_with<F>(
+        &mut self,
+        publish: impl FnOnce(u32) -> F,
+        timeout: Duration,
+    ) -> Result<(), String>
+    where
+        F: Future<Output = Result<(), String>>,
+    {
         let id = self.tracker.next_round();
         let round = self.tracker.open(id, self.expected);
         let start = nanos(self.tracker.base.elapsed());
-        publisher.publish(id).await?;
+        publish(id).await?;
         let expected = self.expected;
         let complete = tokio::time::timeout(timeout, async {
             while round.arrived.load(Ordering::Acquire) < expected {
