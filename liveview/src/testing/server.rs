@@ -109,18 +109,32 @@ impl TestServer {
     }
 
     /// Open a WebSocket to `room`.
+    ///
+    /// Returns once the server has the connection in its room, so a
+    /// broadcast sent right after reaches it.
     pub async fn connect(&self, room: &str) -> Result<WsClient, tungstenite::Error> {
-        WsClient::connect(&self.ws_url(room), &[]).await
+        self.connect_with(room, &[]).await
     }
 
     /// Open a WebSocket to `room` with extra request headers (`Origin`,
-    /// `Cookie`, ...).
+    /// `Cookie`, ...), once the server has it in its room.
     pub async fn connect_with(
         &self,
         room: &str,
         headers: &[(&str, &str)],
     ) -> Result<WsClient, tungstenite::Error> {
-        WsClient::connect(&self.ws_url(room), headers).await
+        let group = crate::layer::room_group(room);
+        let broadcaster = self.live.broadcaster();
+        let before = broadcaster.local_members(&group);
+        let client = WsClient::connect(&self.ws_url(room), headers).await?;
+        // The upgrade answers before the server's side of the connection
+        // has joined its groups: wait for that, briefly.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while broadcaster.local_members(&group) <= before && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(client)
     }
 
     /// Graceful shutdown, as on SIGTERM; returns when the server stopped.
