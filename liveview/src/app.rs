@@ -48,7 +48,7 @@ impl Default for Config {
             queue: 256,
             handler_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
-            read_buffer: 4 * 1024,
+            read_buffer: 2 * 1024,
             write_buffer: 4 * 1024,
             allowed_origins: None,
             check_origin: true,
@@ -307,8 +307,9 @@ impl LiveViewBuilder {
         self
     }
 
-    /// Socket buffer sizes (default 4 KiB each): LiveView frames are small,
-    /// and these buffers are paid for by every idle connection.
+    /// Socket buffer sizes (default 2 KiB to read, 4 KiB to write):
+    /// LiveView frames are small, and these buffers are paid for by every
+    /// idle connection. Larger frames are still read whole.
     pub fn socket_buffers(mut self, read: usize, write: usize) -> Self {
         self.config.read_buffer = read;
         self.config.write_buffer = write;

@@ -163,7 +163,7 @@ async fn run(
     shared.metrics.connections_total.fetch_add(1, Relaxed);
     let (sink, stream) = socket.split();
     let resume = scope.query("resume").map(|r| Resume::parse(&r));
-    let (conn, rx) = join::open(&shared, &room, scope, resume).await;
+    let (conn, rx) = Box::pin(join::open(&shared, &room, scope, resume)).await;
     tracing::Span::current().record("id", conn.id);
     tracing::debug!(target: "liveview", connection = conn.id, room = %room, "connected");
 
@@ -209,7 +209,9 @@ async fn read(
                     shared.metrics.bytes_in.fetch_add(text.len() as u64, Relaxed);
                     if allowed(shared, &mut bucket, ip) {
                         strikes = 0;
-                        dispatch::handle_text(shared, conn, text.as_str()).await;
+                        // Boxed: an idle connection does not carry the
+                        // state of a call in its task.
+                        Box::pin(dispatch::handle_text(shared, conn, text.as_str())).await;
                     } else {
                         strikes += 1;
                         shared.metrics.rate_limited.fetch_add(1, Relaxed);
