@@ -48,10 +48,7 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
         }
     }
     crate::raise_fd_limit();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = crate::server_runtime()?;
     runtime.block_on(async move {
         let mut builder = LiveView::builder()
             .rate_limit(None)

@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use demo::pages::alerts::ROOM;
 use liveview::testing::WsClient;
-use serde_json::json;
 
-use crate::support::{TempDir, call, http_get};
+use crate::support::{TempDir, create_alert_until_it_crosses, http_get};
 
 /// The session secret of the processes: the same for all, so a sign-in
 /// on one is valid on the others.
@@ -92,34 +91,9 @@ async fn two_processes_share_alerts_through_redis() {
     let mut ada = socket(one).await;
     let mut bob = socket(two).await;
 
-    // Bob's process subscribes to the room when he connects; publish until
-    // an alert crosses over, then check it is the one published.
-    let marker = uuid::Uuid::new_v4().simple().to_string();
-    for attempt in 1.. {
-        let message = format!("Across processes {marker} {attempt}");
-        call(
-            &mut ada,
-            "alerts_create",
-            json!({"kind": "info", "message": message}),
-            json!({}),
-        )
-        .await;
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-        let mut crossed = false;
-        while let Ok(frame) = bob
-            .recv_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()))
-            .await
-        {
-            if frame["html"].as_str().is_some_and(|h| h.contains(&marker)) {
-                crossed = true;
-                break;
-            }
-        }
-        if crossed {
-            break;
-        }
-        assert!(attempt < 20, "no alert reached the other process");
-    }
+    // Bob's process subscribes to the room when he connects.
+    let frame = create_alert_until_it_crosses(&mut ada, &mut bob).await;
+    assert_eq!(frame["target"], "#alerts-live");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use liveview::LiveView;
 use liveview::layer::RedisLayer;
 use serde_json::json;
 
-use crate::support::{TempDir, TestDemo, call, config, next, recv_timeout};
+use crate::support::{TempDir, TestDemo, call, config, create_alert_until_it_crosses, next};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 
@@ -78,24 +78,7 @@ async fn alerts_reach_the_pages_of_another_process_through_redis() {
     )
     .await;
 
-    // Until bob's subscription is in place a frame may be missed: publish
-    // until one arrives, then check that it carries what was published.
-    let mut published = 0;
-    let frame = loop {
-        published += 1;
-        let message = format!("Across processes {published}");
-        call(
-            &mut ada,
-            "alerts_create",
-            json!({"kind": "info", "message": message}),
-            json!({}),
-        )
-        .await;
-        if let Some(frame) = recv_timeout(&mut bob, Duration::from_millis(500)).await {
-            break frame;
-        }
-        assert!(published < 20, "no alert crossed over");
-    };
+    let frame = create_alert_until_it_crosses(&mut ada, &mut bob).await;
     assert_eq!(frame["target"], "#alerts-live");
     assert!(frame["html"].as_str().unwrap().contains("Across processes"));
 

@@ -321,6 +321,32 @@ pub async fn recv_timeout(client: &mut WsClient, timeout: Duration) -> Option<Va
     }
 }
 
+/// Create alerts through `from` until one reaches `to`, a client of another
+/// process whose subscription to the room may not be in place yet (pub/sub
+/// drops what is published before it): returns the frame that carries the
+/// alert. Fails after 20 alerts.
+pub async fn create_alert_until_it_crosses(from: &mut WsClient, to: &mut WsClient) -> Value {
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    for attempt in 1..=20 {
+        let message = format!("Across processes {marker} {attempt}");
+        call(
+            from,
+            "alerts_create",
+            json!({"kind": "info", "message": message}),
+            json!({}),
+        )
+        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+        while let Some(frame) = recv_timeout(to, left()).await {
+            if frame["html"].as_str().is_some_and(|h| h.contains(&marker)) {
+                return frame;
+            }
+        }
+    }
+    panic!("no alert reached the other process");
+}
+
 /// The text of the presence updates of `client` until one's text
 /// contains `text` (HTML tags taken out); fails after ten seconds.
 pub async fn viewers_until(client: &mut WsClient, text: &str) -> String {
