@@ -12,16 +12,18 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::broadcast::Broadcaster;
+use crate::call::content::Content;
+use crate::call::handler::Registry;
+use crate::call::middleware::Middleware;
+use crate::call::protocol::DEFAULT_MAX_FRAME;
 use crate::consumer::Consumer;
-use crate::content::Content;
 use crate::error::BuildError;
-use crate::handler::Registry;
-use crate::layer::{ChannelLayer, Hub, LocalDelivery, Logs, MemoryLayer, ReplayConfig};
+use crate::hub::Hub;
+use crate::hub::log::Logs;
+use crate::hub::presence::{OnPresence, Presence};
+use crate::layer::{ChannelLayer, LocalDelivery, MemoryLayer, ReplayConfig};
 use crate::limits::{Addresses, Limits, RateLimit};
 use crate::metrics::Metrics;
-use crate::middleware::Middleware;
-use crate::presence::{OnPresence, Presence};
-use crate::protocol::DEFAULT_MAX_FRAME;
 use crate::session::RoomSigner;
 
 /// Limits and timeouts; every field has a production default.

@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::BroadcastError;
-use crate::layer::{BROADCAST_GROUP, Frame, Hub, room_group};
+use crate::hub::Hub;
+use crate::layer::{BROADCAST_GROUP, Frame, room_group};
 use crate::metrics::Metrics;
 use crate::update::IntoUpdate;
 

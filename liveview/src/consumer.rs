@@ -4,8 +4,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::broadcast::Broadcaster;
+use crate::connection::outbox::Outbox;
 use crate::error::{BroadcastError, SendError};
-use crate::layer::{Frame, Outbox};
+use crate::layer::Frame;
 use crate::scope::{Scope, User};
 use crate::update::IntoUpdate;
 

@@ -90,53 +90,57 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The app on top: builder, consumer, broadcaster, routes, serving.
 mod app;
 pub mod assets;
 mod auth;
 mod broadcast;
 mod consumer;
-mod content;
-mod dispatch;
-mod error;
-mod handler;
-mod html;
-mod join;
-pub mod layer;
-mod limits;
-mod metrics;
-pub mod middleware;
-mod presence;
-pub mod protocol;
 mod router;
-mod scope;
 mod serve;
 pub mod session;
-mod socket;
 pub mod template;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+// One call: protocol, content, dispatch, handlers, middleware.
+mod call;
+// One connection: upgrade, reader and writer, outbox, joining its groups.
+mod connection;
+// This process's groups, local replay log and presence.
+mod hub;
+// How frames reach other processes.
+pub mod layer;
+
+// Leaves, importing nothing above them.
+mod error;
+mod html;
+mod limits;
+mod metrics;
+mod scope;
 mod update;
 
 pub use app::{LiveView, LiveViewBuilder};
 pub use auth::Authenticator;
 pub use broadcast::Broadcaster;
+pub use call::content::{Content, Fields};
+pub use call::handler::list_functions;
+pub use call::{middleware, protocol};
+pub use connection::is_valid_room;
 pub use consumer::Consumer;
-pub use content::{Content, Fields};
 pub use error::{BroadcastError, BuildError, ContentError, Error, Result, SendError};
-pub use handler::list_functions;
 pub use html::escape;
+pub use hub::presence::Presence;
 pub use limits::RateLimit;
 pub use liveview_macros::liveview_handler;
-pub use presence::Presence;
 pub use scope::{Scope, ScopeBuilder, User};
 pub use serve::{serve, serve_until, shutdown_signal};
-pub use socket::is_valid_room;
 pub use template::{room_uuid, script_tag};
 pub use update::{IntoUpdate, Update};
 
 /// What the `#[liveview_handler]` expansion names. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::handler::{Handler, HandlerEntry, HandlerFuture, IntoHandlerResult};
+    pub use crate::call::handler::{Handler, HandlerEntry, HandlerFuture, IntoHandlerResult};
     pub use inventory;
 }

@@ -6,8 +6,6 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::dispatch::Outcome;
-
 /// Upper bounds of the handler duration buckets, in seconds.
 const BOUNDS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -236,6 +234,43 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// How a call ended, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Ok,
+    Invalid,
+    Unknown,
+    Refused,
+    Failed,
+    Panicked,
+    TimedOut,
+}
+
+impl Outcome {
+    /// Every outcome, in discriminant order.
+    pub(crate) const ALL: [Outcome; 7] = [
+        Outcome::Ok,
+        Outcome::Invalid,
+        Outcome::Unknown,
+        Outcome::Refused,
+        Outcome::Failed,
+        Outcome::Panicked,
+        Outcome::TimedOut,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Invalid => "invalid",
+            Outcome::Unknown => "unknown_function",
+            Outcome::Refused => "refused",
+            Outcome::Failed => "error",
+            Outcome::Panicked => "panic",
+            Outcome::TimedOut => "timeout",
+        }
     }
 }
 

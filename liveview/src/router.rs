@@ -8,7 +8,7 @@ use http::{StatusCode, header};
 
 use crate::app::LiveView;
 use crate::assets::{SCRIPT_PATH, SCRIPT_PATH_MIN, serve_script};
-use crate::socket::upgrade;
+use crate::connection::upgrade;
 
 impl LiveView {
     /// The routes of the app, the counterpart of Django LiveView's

@@ -15,15 +15,11 @@
 //! process is the whole world. The Redis layer (feature `redis`) carries
 //! frames through Redis pub/sub.
 
-pub(crate) mod local;
-mod log;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
-pub(crate) use local::{Hub, Outbox};
-pub(crate) use log::{Logs, sequenced};
-pub use log::{Replay, ReplayConfig, Resume, replay_from};
+pub use crate::hub::log::{Replay, ReplayConfig, Resume, replay_from};
 pub use memory::MemoryLayer;
 #[cfg(feature = "redis")]
 pub use redis::{RedisLayer, RedisLayerBuilder};
@@ -32,6 +28,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+
+use crate::hub::Hub;
 
 /// One serialised update, as it goes on the wire: a cheaply clonable UTF-8
 /// buffer, shared by every receiver of a broadcast.

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::app::LiveView;
+use crate::call::dispatch;
+use crate::connection::join;
 use crate::consumer::Connection;
-use crate::dispatch;
-use crate::join;
 use crate::layer::{Frame, Resume};
 use crate::scope::Scope;
 

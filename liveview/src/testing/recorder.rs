@@ -7,8 +7,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::broadcast::Broadcaster;
+use crate::connection::outbox::Outbox;
 use crate::consumer::{Connection, Consumer};
-use crate::layer::{ChannelLayer, Frame, Hub, LayerError, LocalDelivery, Outbox};
+use crate::hub::Hub;
+use crate::layer::{ChannelLayer, Frame, LayerError, LocalDelivery};
 use crate::scope::Scope;
 
 /// Everything a test consumer sent: to itself, and to groups.

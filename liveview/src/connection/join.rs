@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::outbox::Outbox;
 use crate::app::Shared;
 use crate::broadcast::Broadcaster;
 use crate::consumer::Connection;
-use crate::layer::{BROADCAST_GROUP, Frame, Outbox, Replay, Resume, room_group, sequenced};
-use crate::presence::OnPresence;
+use crate::hub::log::sequenced;
+use crate::hub::presence::OnPresence;
+use crate::layer::{BROADCAST_GROUP, Frame, Replay, Resume, room_group};
 use crate::scope::Scope;
 
 /// The frame that tells a client its missed frames are gone: reload the

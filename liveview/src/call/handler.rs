@@ -9,8 +9,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
 
+use crate::call::content::Content;
 use crate::consumer::Consumer;
-use crate::content::Content;
 use crate::error::{BuildError, Error, Result};
 
 /// The boxed future of an async handler.

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ContentError;
 
+pub(crate) mod keys;
 mod lenient;
 
 /// The content of one call, as the seed's handlers receive it: the function
@@ -110,9 +111,9 @@ impl Fields {
             _ => Map::new(),
         };
         if is_data {
-            Self::from(crate::protocol::normalize_data(map)).with_part("data")
+            Self::from(keys::normalize_data(map)).with_part("data")
         } else {
-            Self::from(crate::protocol::normalize_form(map)).with_part("form")
+            Self::from(keys::normalize_form(map)).with_part("form")
         }
     }
 

@@ -1,5 +1,9 @@
-//! The WebSocket endpoint: checks before the upgrade, then one reader and
-//! one writer per connection.
+//! The connection: the WebSocket endpoint's checks before the upgrade,
+//! then one reader and one writer per connection, its outbox, and joining
+//! its groups (with the replay of what it missed).
+
+pub(crate) mod join;
+pub(crate) mod outbox;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,15 +20,14 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::app::Shared;
+use crate::call::dispatch;
+use crate::call::protocol::close;
 use crate::consumer::Connection;
-use crate::dispatch;
-use crate::join;
-use crate::layer::local::Closer;
 use crate::layer::{Frame, Resume};
 use crate::limits::{Bucket, Slot};
 use crate::metrics::Metrics;
-use crate::protocol::close;
 use crate::scope::Scope;
+use outbox::Closer;
 
 /// Whether `room` is 1 to 94 characters of `[A-Za-z0-9._-]`.
 ///

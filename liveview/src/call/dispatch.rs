@@ -9,47 +9,11 @@ use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::app::Shared;
+use crate::call::handler::Handler;
+use crate::call::protocol::{self, errors};
 use crate::consumer::{CallRef, Connection, Consumer};
-use crate::handler::Handler;
 use crate::layer::Frame;
-use crate::protocol::{self, errors};
-
-/// How a call ended, for the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Ok,
-    Invalid,
-    Unknown,
-    Refused,
-    Failed,
-    Panicked,
-    TimedOut,
-}
-
-impl Outcome {
-    /// Every outcome, in discriminant order.
-    pub(crate) const ALL: [Outcome; 7] = [
-        Outcome::Ok,
-        Outcome::Invalid,
-        Outcome::Unknown,
-        Outcome::Refused,
-        Outcome::Failed,
-        Outcome::Panicked,
-        Outcome::TimedOut,
-    ];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Invalid => "invalid",
-            Outcome::Unknown => "unknown_function",
-            Outcome::Refused => "refused",
-            Outcome::Failed => "error",
-            Outcome::Panicked => "panic",
-            Outcome::TimedOut => "timeout",
-        }
-    }
-}
+use crate::metrics::Outcome;
 
 /// Handle one text frame of `conn`. Never fails: every problem becomes one
 /// of the protocol's error frames and a log line.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
+use crate::call::content::Content;
 use crate::consumer::Consumer;
-use crate::content::Content;
 
 type SyncFn = dyn Fn(&Consumer, &Content, &str) -> bool + Send + Sync;
 type AsyncFn =

@@ -1,0 +1,187 @@
+//! This process's groups: which connections are in which group, fan-out
+//! of one frame to all of them, the local replay log and presence.
+
+pub(crate) mod log;
+pub(crate) mod presence;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+
+use crate::connection::outbox::Outbox;
+use crate::layer::{ChannelLayer, Frame};
+use log::{Logs, sequenced};
+
+/// Group name -> members (connection id -> outbox), and the per-process
+/// logs of group frames when replay is on.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    groups: RwLock<HashMap<Arc<str>, HashMap<u64, Outbox>>>,
+    layer: Arc<dyn ChannelLayer>,
+    logs: Option<Logs>,
+    emptied: std::sync::atomic::AtomicU64,
+    /// Who is in each room here, with their users.
+    pub(crate) presence: presence::LocalPresence,
+    /// Whether presence is recorded through the layer for every process.
+    pub(crate) presence_shared: bool,
+}
+
+impl Hub {
+    pub(crate) fn new(layer: Arc<dyn ChannelLayer>) -> Self {
+        Self {
+            groups: RwLock::default(),
+            layer,
+            logs: None,
+            emptied: Default::default(),
+            presence: Default::default(),
+            presence_shared: false,
+        }
+    }
+
+    pub(crate) fn with_logs(mut self, logs: Option<Logs>) -> Self {
+        self.logs = logs;
+        self
+    }
+
+    pub(crate) fn with_shared_presence(mut self, shared: bool) -> Self {
+        self.presence_shared = shared;
+        self
+    }
+
+    pub(crate) fn logs(&self) -> Option<&Logs> {
+        self.logs.as_ref()
+    }
+
+    /// Deliver a frame published here whose layer keeps no shared log:
+    /// sequenced by this process's log when replay is on.
+    pub(crate) fn deliver_logged(&self, group: &str, frame: &Frame) -> usize {
+        match &self.logs {
+            Some(logs) => logs.append(group, frame, |seq| {
+                self.deliver_sequenced(group, frame, seq)
+            }),
+            None => self.deliver(group, frame),
+        }
+    }
+
+    /// Deliver a frame of a group's log: members that track sequences get
+    /// it with `seq` and `group` spliced in (once for all of them), the
+    /// others as it is.
+    pub(crate) fn deliver_sequenced(&self, group: &str, frame: &Frame, seq: u64) -> usize {
+        self.fan_out(group, Some(seq), frame)
+    }
+
+    pub(crate) fn layer(&self) -> &Arc<dyn ChannelLayer> {
+        &self.layer
+    }
+
+    /// Add a member; the layer subscribes when the group is new here.
+    ///
+    /// The layer is told while the table is locked, so it hears of joins
+    /// and leaves in the order they happened (its calls do not block).
+    pub(crate) fn join(&self, group: &str, id: u64, outbox: Outbox) {
+        let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
+        match groups.get_mut(group) {
+            Some(members) => {
+                members.insert(id, outbox);
+            }
+            None => {
+                groups.insert(Arc::from(group), HashMap::from([(id, outbox)]));
+                self.layer.subscribe(group);
+            }
+        }
+    }
+
+    /// Remove a member; the layer unsubscribes when it was the last here.
+    pub(crate) fn leave(&self, group: &str, id: u64) {
+        let emptied = {
+            let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
+            match groups.get_mut(group) {
+                Some(members) => {
+                    members.remove(&id);
+                    let empty = members.is_empty();
+                    if empty {
+                        groups.remove(group);
+                        self.layer.unsubscribe(group);
+                    }
+                    empty
+                }
+                None => false,
+            }
+        };
+        // Now and then, forget the logs of groups that are gone and whose
+        // frames all aged out (outside the table lock: logs, then table).
+        if emptied
+            && let Some(logs) = &self.logs
+            && self.emptied.fetch_add(1, Ordering::Relaxed) % 64 == 63
+        {
+            logs.sweep(|g| self.members(g) > 0);
+        }
+    }
+
+    /// Queue `frame` for every local member of `group`. The frame buffer is
+    /// shared, not copied. Returns the number of members it was queued for.
+    pub(crate) fn deliver(&self, group: &str, frame: &Frame) -> usize {
+        self.fan_out(group, None, frame)
+    }
+
+    fn fan_out(&self, group: &str, seq: Option<u64>, frame: &Frame) -> usize {
+        let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
+        let Some((name, members)) = groups.get_key_value(group) else {
+            return 0;
+        };
+        let mut numbered: Option<Frame> = None;
+        members
+            .values()
+            .filter(|outbox| {
+                let frame = match seq {
+                    Some(seq) if outbox.wants_sequences() => numbered
+                        .get_or_insert_with(|| sequenced(frame, group, seq))
+                        .clone(),
+                    _ => frame.clone(),
+                };
+                outbox.push_group(name, seq, frame).is_ok()
+            })
+            .count()
+    }
+
+    /// Names of the groups with local members.
+    pub(crate) fn groups(&self) -> Vec<String> {
+        let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
+        groups.keys().map(|g| g.to_string()).collect()
+    }
+
+    /// Group memberships of local connections, over all groups.
+    pub(crate) fn memberships(&self) -> usize {
+        let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
+        groups.values().map(HashMap::len).sum()
+    }
+
+    /// How many local members `group` has.
+    pub(crate) fn members(&self, group: &str) -> usize {
+        let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
+        groups.get(group).map_or(0, HashMap::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::MemoryLayer;
+
+    #[test]
+    fn groups_appear_and_disappear_with_their_members() {
+        let hub = Hub::new(Arc::new(MemoryLayer));
+        let (a, mut rx_a) = Outbox::new(8);
+        let (b, mut rx_b) = Outbox::new(8);
+        hub.join("room_x", 1, a);
+        hub.join("room_x", 2, b);
+        assert_eq!(hub.deliver("room_x", &Frame::from("hi")), 2);
+        assert_eq!(rx_a.try_recv().unwrap().as_str(), "hi");
+        assert_eq!(rx_b.try_recv().unwrap().as_str(), "hi");
+        hub.leave("room_x", 1);
+        assert_eq!(hub.members("room_x"), 1);
+        hub.leave("room_x", 2);
+        assert!(hub.groups().is_empty());
+        assert_eq!(hub.deliver("room_x", &Frame::from("gone")), 0);
+    }
+}
