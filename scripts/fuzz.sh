@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the frame decoder for a bounded time (default 60 s) with cargo-fuzz
 # on the nightly toolchain. Not part of CI; a crash it finds becomes a
-# regular regression test in liveview/src/protocol.rs.
+# regular regression test in liveview/src/call/protocol.rs.
 #   scripts/fuzz.sh [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
