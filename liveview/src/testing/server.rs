@@ -15,6 +15,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::app::{LiveView, LiveViewBuilder};
 
+/// How long [`TestServer::connect`] waits for the server to have the new
+/// connection in its room.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The real router, served on `127.0.0.1` by a runtime of its own, so a
 /// test can stop it gracefully or kill it outright.
 ///
@@ -111,7 +115,9 @@ impl TestServer {
     /// Open a WebSocket to `room`.
     ///
     /// Returns once the server has the connection in its room, so a
-    /// broadcast sent right after reaches it.
+    /// broadcast sent right after reaches it; an error of kind
+    /// [`TimedOut`](std::io::ErrorKind::TimedOut) if that takes longer
+    /// than 10 s.
     pub async fn connect(&self, room: &str) -> Result<WsClient, tungstenite::Error> {
         self.connect_with(room, &[]).await
     }
@@ -128,10 +134,17 @@ impl TestServer {
         let before = broadcaster.local_members(&group);
         let client = WsClient::connect(&self.ws_url(room), headers).await?;
         // The upgrade answers before the server's side of the connection
-        // has joined its groups: wait for that, briefly.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while broadcaster.local_members(&group) <= before && tokio::time::Instant::now() < deadline
-        {
+        // has joined its groups: wait for that, or fail.
+        let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+        while broadcaster.local_members(&group) <= before {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(tungstenite::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the server did not join the connection to room {room:?} within {JOIN_TIMEOUT:?}"
+                    ),
+                )));
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         Ok(client)

@@ -7,6 +7,7 @@ use liveview::testing::Closed;
 use liveview::{LiveView, Update};
 use serde_json::json;
 
+use crate::handlers::gate::gate;
 use crate::support::{assert_nothing_pending, next, server, wait_until};
 
 #[tokio::test]
@@ -32,15 +33,33 @@ async fn frames_of_one_connection_are_handled_in_order() {
 #[tokio::test]
 async fn connections_are_handled_concurrently() {
     let server = server(LiveView::builder()).await;
-    let mut slow = server.connect("concurrent").await.unwrap();
-    let mut fast = server.connect("concurrent").await.unwrap();
-    slow.send_json(
-        &json!({"function": "sleep_then_reply", "data": {"ms": "10000", "label": "slow"}}),
+    let mut held = server.connect("concurrent").await.unwrap();
+    let mut other = server.connect("concurrent").await.unwrap();
+    let gate = gate("delivery-concurrent");
+    held.send_json(
+        &json!({"function": "wait_at_gate", "data": {"gate": "delivery-concurrent", "label": "released"}}),
     )
     .await
     .unwrap();
-    // The fast client is answered while the slow call is still running.
-    assert_nothing_pending(&mut fast, "not blocked").await;
+    wait_until("the first call is waiting at its gate", || {
+        gate.entered() == 1
+    })
+    .await;
+    // Only the other connection's call opens the gate: were connections
+    // served one call at a time, it would wait behind the held call, which
+    // waits for it, and neither would ever answer.
+    other
+        .send_json(&json!({"function": "open_gate", "data": {"gate": "delivery-concurrent"}}))
+        .await
+        .unwrap();
+    let opened = other.recv_timeout(Duration::from_secs(10)).await;
+    assert_eq!(
+        opened.map(|frame| frame["target"].clone()),
+        Ok(json!("#opened")),
+        "the second connection was not served while the first one's call ran"
+    );
+    assert_eq!(next(&mut held).await["html"], "released");
+    assert_eq!(gate.finished(), 1);
 }
 
 #[tokio::test]

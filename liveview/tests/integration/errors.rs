@@ -4,7 +4,8 @@ use liveview::LiveView;
 use liveview::testing::Closed;
 use serde_json::json;
 
-use crate::support::{assert_nothing_pending, next, server};
+use crate::handlers::gate::gate;
+use crate::support::{assert_nothing_pending, next, server, wait_until};
 
 /// No frame may carry internals: handler lists, error text, paths, types.
 fn assert_no_internals(frame: &serde_json::Value) {
@@ -162,14 +163,22 @@ async fn calls_with_a_ref_get_it_back_then_done() {
 }
 
 #[tokio::test]
-async fn a_handler_over_its_timeout_is_an_internal_error_and_the_connection_lives() {
+async fn a_handler_over_its_timeout_is_abandoned_with_an_internal_error_and_the_connection_lives() {
     let builder = LiveView::builder().handler_timeout(std::time::Duration::from_millis(100));
     let server = server(builder).await;
     let mut client = server.connect("errors-timeout").await.unwrap();
+    let gate = gate("errors-timeout");
     client
-        .send_json(&json!({"function": "sleep_then_reply", "data": {"ms": "5000"}}))
+        .send_json(&json!({"function": "wait_at_gate", "data": {"gate": "errors-timeout"}}))
         .await
         .unwrap();
     assert_eq!(next(&mut client).await, json!({"error": "Internal error"}));
+    // Abandoned, not left running behind the error: its future was dropped
+    // while it waited.
+    wait_until("the handler is dropped", || gate.abandoned() == 1).await;
+    assert_eq!((gate.entered(), gate.finished()), (1, 0));
+    // Opening the gate now runs nothing: no late reply follows.
+    gate.open();
     assert_nothing_pending(&mut client, "after timeout").await;
+    assert_eq!(gate.finished(), 0);
 }

@@ -171,3 +171,119 @@ async fn app_greeting(consumer: &Consumer, _content: Content) -> liveview::Resul
     consumer.send(Update::new("#greeting").html(greeting))?;
     Ok(())
 }
+
+/// Named gates that hold a handler until the test opens them, so a test
+/// decides when a call finishes instead of guessing with a sleep, and can
+/// tell whether a call was abandoned (its future dropped before it finished).
+pub(crate) mod gate {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, LazyLock, Mutex};
+
+    use tokio::sync::watch;
+
+    /// One gate: closed until [`Gate::open`], counting the calls that
+    /// waited on it and how each ended.
+    #[derive(Debug)]
+    pub(crate) struct Gate {
+        open: watch::Sender<bool>,
+        entered: AtomicUsize,
+        finished: AtomicUsize,
+        abandoned: AtomicUsize,
+    }
+
+    static GATES: LazyLock<Mutex<HashMap<String, Arc<Gate>>>> = LazyLock::new(Default::default);
+
+    /// The gate called `name` (created closed on first use). Each test uses
+    /// names of its own.
+    pub(crate) fn gate(name: &str) -> Arc<Gate> {
+        let mut gates = GATES.lock().unwrap();
+        gates
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Gate {
+                    open: watch::channel(false).0,
+                    entered: AtomicUsize::new(0),
+                    finished: AtomicUsize::new(0),
+                    abandoned: AtomicUsize::new(0),
+                })
+            })
+            .clone()
+    }
+
+    impl Gate {
+        /// Let every waiting call (and any later one) through.
+        pub(crate) fn open(&self) {
+            self.open.send_replace(true);
+        }
+
+        /// Calls that reached the gate.
+        pub(crate) fn entered(&self) -> usize {
+            self.entered.load(Ordering::SeqCst)
+        }
+
+        /// Calls that went through the open gate and replied.
+        pub(crate) fn finished(&self) -> usize {
+            self.finished.load(Ordering::SeqCst)
+        }
+
+        /// Calls dropped while waiting: the runtime gave up on them.
+        pub(crate) fn abandoned(&self) -> usize {
+            self.abandoned.load(Ordering::SeqCst)
+        }
+
+        /// Wait until the gate is open.
+        pub(crate) async fn pass(self: &Arc<Self>) -> Passage {
+            self.entered.fetch_add(1, Ordering::SeqCst);
+            let passage = Passage {
+                gate: self.clone(),
+                done: false,
+            };
+            let mut open = self.open.subscribe();
+            // The sender lives in the gate, which the passage keeps alive.
+            let _ = open.wait_for(|open| *open).await;
+            passage
+        }
+    }
+
+    /// A call on its way through a gate: counted as abandoned when dropped
+    /// before [`Passage::finish`].
+    pub(crate) struct Passage {
+        gate: Arc<Gate>,
+        done: bool,
+    }
+
+    impl Passage {
+        pub(crate) fn finish(mut self) {
+            self.done = true;
+            self.gate.finished.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Drop for Passage {
+        fn drop(&mut self) {
+            if !self.done {
+                self.gate.abandoned.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Waits at gate `data.gate` until the test opens it, then replies
+/// `data.label` in `#gate`.
+#[liveview_handler("wait_at_gate")]
+async fn wait_at_gate(consumer: &Consumer, content: Content) -> liveview::Result {
+    let gate = gate::gate(content.data.str_or("gate", ""));
+    let passage = gate.pass().await;
+    consumer.send(Update::new("#gate").html(content.data.str_or("label", "passed")))?;
+    passage.finish();
+    Ok(())
+}
+
+/// Opens gate `data.gate` and says so in `#opened`.
+#[liveview_handler("open_gate")]
+async fn open_gate(consumer: &Consumer, content: Content) -> liveview::Result {
+    gate::gate(content.data.str_or("gate", "")).open();
+    consumer.send(Update::new("#opened").html(content.data.str_or("gate", "")))?;
+    Ok(())
+}

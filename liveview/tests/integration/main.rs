@@ -7,6 +7,8 @@ mod browser;
 mod delivery;
 mod errors;
 mod handlers;
+#[cfg(feature = "redis")]
+mod health;
 mod levels;
 mod middleware;
 mod origin;
