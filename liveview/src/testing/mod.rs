@@ -11,6 +11,10 @@
 //! 4. **A real browser** (feature `browser`): `browser::Browser` drives a
 //!    headless Chromium through chromedriver against a [`TestServer`].
 //!
+//! For channel layers, private servers a test may kill: [`RedisCluster`]
+//! (a Redis Cluster of `redis-server` processes) and [`NatsServer`] (a
+//! `nats-server` with JetStream).
+//!
 //! ```
 //! use liveview::{liveview_handler, testing, Consumer, Content, Update};
 //! use serde_json::json;
@@ -32,10 +36,15 @@
 #[cfg(feature = "browser")]
 pub mod browser;
 mod client;
+mod cluster;
+mod nats;
+mod process;
 mod recorder;
 mod server;
 
 pub use client::{TestApp, TestClient};
+pub use cluster::RedisCluster;
+pub use nats::NatsServer;
 pub use recorder::{Recorder, consumer, consumer_with_scope};
 pub use server::{Closed, TestServer, WsClient};
 

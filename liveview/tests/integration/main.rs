@@ -17,5 +17,6 @@ mod presence;
 mod redis;
 mod replay;
 mod security;
+mod servers;
 mod shutdown;
 mod support;
