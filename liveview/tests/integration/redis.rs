@@ -131,28 +131,34 @@ impl RedisProcess {
         Self::start_on(free_port(), TempDir::new(), extra).await
     }
 
-    /// A server listening for TLS only, with a self-signed certificate.
+    /// A server listening for TLS only, with a certificate for 127.0.0.1
+    /// issued by a CA of its own (`ca.pem` in its directory).
     #[cfg(feature = "redis-tls")]
     async fn start_tls() -> Self {
         let dir = TempDir::new();
-        let status = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args([
-                "-keyout",
-                "key.pem",
-                "-out",
-                "cert.pem",
-                "-subj",
-                "/CN=localhost",
-            ])
-            .current_dir(&dir.0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl is installed");
-        assert!(status.success(), "openssl made no certificate");
+        let openssl = |args: &[&str]| {
+            let status = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir.0)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl is installed");
+            assert!(status.success(), "openssl {args:?} failed");
+        };
+        openssl(&[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout",
+            "ca-key.pem", "-out", "ca.pem", "-subj", "/CN=test CA",
+        ]);
+        openssl(&[
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "req.pem",
+            "-subj", "/CN=127.0.0.1",
+        ]);
+        std::fs::write(dir.0.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509", "-req", "-in", "req.pem", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+            "-CAcreateserial", "-days", "1", "-extfile", "ext.cnf", "-out", "cert.pem",
+        ]);
         let port = free_port().to_string();
         let extra = [
             "--port",
@@ -164,7 +170,7 @@ impl RedisProcess {
             "--tls-key-file",
             "key.pem",
             "--tls-ca-cert-file",
-            "cert.pem",
+            "ca.pem",
             "--tls-auth-clients",
             "no",
         ];
@@ -313,7 +319,15 @@ async fn channels(conn: &mut ::redis::aio::MultiplexedConnection, prefix: &str) 
 
 /// Wait until `count` processes are subscribed to each group.
 async fn wait_subscribed(url: &str, prefix: &str, groups: &[&str], count: i64) {
-    let conn = inspector(url).await;
+    wait_subscribed_on(inspector(url).await, prefix, groups, count).await;
+}
+
+async fn wait_subscribed_on(
+    conn: ::redis::aio::MultiplexedConnection,
+    prefix: &str,
+    groups: &[&str],
+    count: i64,
+) {
     for group in groups {
         let channel = format!("{prefix}{group}");
         eventually(
@@ -847,16 +861,41 @@ async fn a_sentinel_failover_is_followed() {
 #[tokio::test]
 async fn a_rediss_url_connects_over_tls() {
     let redis = RedisProcess::start_tls().await;
-    // A self-signed certificate: skip its verification.
-    let url = format!("rediss://127.0.0.1:{}/#insecure", redis.port);
+    let url = format!("rediss://127.0.0.1:{}", redis.port);
+    let ca = std::fs::read(redis.dir.0.join("ca.pem")).unwrap();
+    // Turning certificate checks off is not possible.
+    let insecure = RedisLayer::from_url(&format!("{url}/#insecure")).unwrap_err();
+    assert!(insecure.to_string().contains("certificate checks stay on"), "{insecure}");
+    // Without its CA, the server's certificate is not trusted.
+    let untrusted = layer(url.as_str(), &unique_prefix());
+    let _untrusted_node = node(&untrusted).await;
+    // The trusted layers below connect; this one must not have by then.
+    let layer = |prefix: &str| {
+        RedisLayer::builder(url.as_str())
+            .prefix(prefix)
+            .tls_root_certificates(ca.clone())
+            .build()
+            .unwrap()
+    };
     let prefix = unique_prefix();
-    let layer_a = layer(url.as_str(), &prefix);
-    let layer_b = layer(url.as_str(), &prefix);
+    let layer_a = layer(&prefix);
+    let layer_b = layer(&prefix);
     let node_a = node(&layer_a).await;
     let node_b = node(&layer_b).await;
     let mut a = node_a.connect("tls").await.unwrap();
     let mut b = node_b.connect("tls").await.unwrap();
-    wait_subscribed(&url, &prefix, &["broadcast", "room_tls"], 2).await;
+    let certificates = ::redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca.clone()),
+    };
+    let inspector = ::redis::Client::build_with_tls(url.as_str(), certificates)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the inspector connects over TLS");
+    wait_subscribed_on(inspector, &prefix, &["broadcast", "room_tls"], 2).await;
+    assert!(!untrusted.is_connected(), "a certificate from an unknown CA was accepted");
+    assert!(untrusted.health().await.is_err());
     node_a
         .live()
         .broadcaster()

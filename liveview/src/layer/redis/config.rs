@@ -27,6 +27,7 @@ pub struct RedisLayerBuilder {
     capacity: usize,
     expiry: Duration,
     replay: Option<ReplayConfig>,
+    tls_roots: Option<Vec<u8>>,
 }
 
 #[derive(Clone)]
@@ -56,6 +57,8 @@ pub(super) struct Settings {
     pub capacity: usize,
     pub expiry: Duration,
     pub replay: Option<ReplayConfig>,
+    /// Certificates (PEM) trusted for `rediss://`, besides the system's.
+    pub tls_roots: Option<Vec<u8>>,
 }
 
 /// Shows addresses only, never credentials.
@@ -97,7 +100,27 @@ impl RedisLayerBuilder {
             capacity: DEFAULT_CAPACITY,
             expiry: DEFAULT_EXPIRY,
             replay: Some(ReplayConfig::default()),
+            tls_roots: None,
         }
+    }
+
+    /// Trust the certificate authorities in `pem` (one or more PEM
+    /// certificates) for a `rediss://` server, instead of the system's:
+    /// for a Redis with a private CA or a self-signed certificate.
+    /// Certificate checks are never turned off: a `#insecure` URL is
+    /// refused.
+    ///
+    /// ```no_run
+    /// let ca = std::fs::read("redis-ca.pem")?;
+    /// let layer = liveview::layer::RedisLayer::builder("rediss://redis.internal:6380")
+    ///     .tls_root_certificates(ca)
+    ///     .build()?;
+    /// # drop(layer);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots = Some(pem.into());
+        self
     }
 
     /// Prefix of the Redis channel and key names (default `liveview:`), so
@@ -245,6 +268,7 @@ impl RedisLayerBuilder {
             capacity: self.capacity,
             expiry: self.expiry,
             replay: self.replay,
+            tls_roots: self.tls_roots,
         }))
     }
 }
@@ -288,6 +312,15 @@ fn parse_url(url: &str) -> Result<ConnectionInfo, LayerError> {
                 "redis: the URL must start with redis:// or rediss://",
             ));
         }
+    }
+    if url.contains('#') {
+        // redis-rs reads `#insecure` as "skip certificate checks"; the
+        // feature that honours it is not enabled, and a fragment has no
+        // other use: refuse it outright rather than connect in some other way.
+        return Err(LayerError::new(
+            "redis: a URL fragment (such as #insecure) is not accepted: certificate \
+             checks stay on; trust a private CA with `tls_root_certificates`",
+        ));
     }
     // redis-rs's parse errors never quote the URL, which may hold a password.
     url.into_connection_info()
@@ -418,6 +451,10 @@ mod tests {
             "redis://h/notadb",
         ] {
             assert!(RedisLayer::from_url(url).is_err(), "{url:?} accepted");
+        }
+        for url in ["rediss://h/#insecure", "redis://h#insecure", "rediss://h:6380/0#x"] {
+            let err = RedisLayer::from_url(url).unwrap_err().to_string();
+            assert!(err.contains("certificate checks stay on"), "{url:?}: {err}");
         }
         #[cfg(not(feature = "redis-tls"))]
         assert!(

@@ -130,6 +130,8 @@ struct Inner {
     expiry: Duration,
     /// The shared log's limits; `None` when the layer keeps no log.
     replay: Option<ReplayConfig>,
+    /// Certificates trusted for `rediss://` instead of the system's.
+    tls_roots: Option<Vec<u8>>,
     node_id: String,
     /// `lv1 <node id> `: how this process's own messages start.
     own_header: Vec<u8>,
@@ -191,6 +193,7 @@ impl RedisLayer {
             capacity: settings.capacity,
             expiry: settings.expiry,
             replay: settings.replay,
+            tls_roots: settings.tls_roots,
             node_id,
             own_header,
             sync_channel,
@@ -385,7 +388,7 @@ impl ChannelLayer for RedisLayer {
         let _ = inner.runtime.set(runtime.clone());
         let _ = inner.local.set(Arc::downgrade(&local.hub));
         if let Target::Server(info) = &inner.target {
-            match new_publisher(info.clone()) {
+            match new_publisher(info.clone(), inner.tls_roots.as_deref()) {
                 Ok(publisher) => {
                     *inner
                         .publisher
@@ -694,10 +697,26 @@ impl Inner {
     }
 }
 
-fn new_publisher(info: ConnectionInfo) -> Result<Publisher, LayerError> {
+/// A client for `info`, trusting the layer's own certificate authorities
+/// when it has some (`rediss://` only).
+fn open_client(info: ConnectionInfo, tls_roots: Option<&[u8]>) -> Result<Client, LayerError> {
+    let client = match tls_roots {
+        #[cfg(feature = "redis-tls")]
+        Some(pem) => Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            },
+        ),
+        _ => Client::open(info),
+    };
+    client.map_err(|err| LayerError::with_source("redis: invalid connection settings", err))
+}
+
+fn new_publisher(info: ConnectionInfo, tls_roots: Option<&[u8]>) -> Result<Publisher, LayerError> {
     let address = info.addr().to_string();
-    let client = Client::open(info)
-        .map_err(|err| LayerError::with_source("redis: invalid connection settings", err))?;
+    let client = open_client(info, tls_roots)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(COMMAND_TIMEOUT))

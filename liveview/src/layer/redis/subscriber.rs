@@ -10,13 +10,13 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::aio::PubSubSink;
 use redis::sentinel::SentinelClient;
-use redis::{Client, ConnectionInfo, Msg};
+use redis::{ConnectionInfo, Msg};
 use tokio::sync::mpsc;
 
 use super::config::{Target, sentinel_client};
 use super::util::Backoff;
 use super::wire::{decode, is_expired, now_ms};
-use super::{COMMAND_TIMEOUT, CONNECT_TIMEOUT, Inner, new_publisher};
+use super::{COMMAND_TIMEOUT, CONNECT_TIMEOUT, Inner, new_publisher, open_client};
 use crate::layer::{Frame, LayerError, LocalDelivery};
 
 /// Time allowed to ask the sentinels for the master.
@@ -171,7 +171,7 @@ async fn connect_subscriber(
                 .map(|p| p.address.clone());
             if current.as_deref() != Some(address.as_str()) {
                 tracing::info!(master = %address, "redis layer: using the master named by Sentinel");
-                let publisher = new_publisher(info.clone())?;
+                let publisher = new_publisher(info.clone(), inner.tls_roots.as_deref())?;
                 *inner
                     .publisher
                     .write()
@@ -184,8 +184,7 @@ async fn connect_subscriber(
         }
     };
     let address = info.addr().to_string();
-    let client = Client::open(info)
-        .map_err(|err| LayerError::with_source("redis: invalid connection settings", err))?;
+    let client = open_client(info, inner.tls_roots.as_deref())?;
     match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
         Ok(Ok(pubsub)) => Ok((pubsub, address)),
         Ok(Err(err)) => Err(LayerError::with_source(
