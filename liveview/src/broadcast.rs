@@ -103,8 +103,10 @@ impl Broadcaster {
     }
 
     /// [`publish`](Self::publish) from code that is not async: a plain
-    /// thread or a sync handler. Must not be called on an async worker
-    /// thread when the channel layer needs the network.
+    /// thread or a sync function. Safe to call from async code on a
+    /// multi-threaded runtime (the thread blocks, the runtime moves its other
+    /// tasks elsewhere); on a current-thread runtime, a layer that needs the
+    /// network (Redis) returns an error instead: use the async method there.
     pub fn publish_blocking(
         &self,
         group: &str,
@@ -153,16 +155,32 @@ impl Broadcaster {
 
     /// Finish a layer future from code that is not async. The in-memory
     /// layer is done at once; only a networked layer needs the runtime.
+    ///
+    /// Called on a thread of a multi-threaded runtime (a sync function
+    /// called from async code), the thread is handed over for blocking
+    /// first, rather than starting a runtime within the runtime (a panic).
+    /// A current-thread runtime cannot wait for its own network I/O from
+    /// its only thread: that is an error, not a deadlock.
     fn block_on<T>(
         &self,
         mut future: futures_util::future::BoxFuture<'_, Result<T, crate::layer::LayerError>>,
     ) -> Result<T, crate::layer::LayerError> {
-        match future
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        if let Poll::Ready(result) = future
             .as_mut()
             .poll(&mut Context::from_waker(Waker::noop()))
         {
-            Poll::Ready(result) => result,
-            Poll::Pending => match &self.runtime {
+            return result;
+        }
+        match Handle::try_current() {
+            Ok(current) if current.runtime_flavor() == RuntimeFlavor::CurrentThread => {
+                Err(crate::layer::LayerError::new(
+                    "a *_blocking send cannot wait for the channel layer on a current-thread \
+                     runtime's own thread: use the async method",
+                ))
+            }
+            Ok(current) => tokio::task::block_in_place(|| current.block_on(future)),
+            Err(_) => match &self.runtime {
                 Some(runtime) => runtime.block_on(future),
                 None => Err(crate::layer::LayerError::new(
                     "no tokio runtime to publish from this thread",

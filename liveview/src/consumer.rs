@@ -142,7 +142,7 @@ impl Consumer {
     }
 
     /// [`broadcast`](Self::broadcast) for code that is not async: a sync
-    /// handler or a `std::thread`. Must not be called on an async worker.
+    /// handler or a `std::thread` (see [`Broadcaster::publish_blocking`]).
     pub fn broadcast_blocking(&self, update: impl IntoUpdate) -> Result<(), BroadcastError> {
         self.conn.broadcaster.broadcast_blocking(update)
     }

@@ -1320,3 +1320,49 @@ async fn presence_is_written_again_after_redis_lost_it() {
     )
     .await;
 }
+
+// ---------------------------------------------------------------------------
+// Blocking sends
+// ---------------------------------------------------------------------------
+
+/// A `*_blocking` send called from async code (a sync helper called by a
+/// handler) on a multi-threaded runtime waits for Redis instead of
+/// panicking with "a runtime within a runtime".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_sends_from_async_code_reach_redis() {
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let layer = layer(url, &prefix);
+    let node = node(&layer).await;
+    let mut client = node.connect("blocking").await.unwrap();
+    wait_subscribed(url, &prefix, &["broadcast", "room_blocking"], 1).await;
+    let broadcaster = node.live().broadcaster();
+    broadcaster
+        .broadcast_blocking(Update::new("#all").html("from a sync call"))
+        .expect("published");
+    assert_eq!(next(&mut client).await, update("from a sync call"));
+    broadcaster
+        .send_to_room_blocking("blocking", Update::new("#all").html("to the room"))
+        .expect("published");
+    assert_eq!(next(&mut client).await, update("to the room"));
+    assert_eq!(layer.published(), 2);
+}
+
+/// On a current-thread runtime the thread cannot wait for its own I/O: the
+/// send fails with an error instead of a panic or a deadlock.
+#[tokio::test(flavor = "current_thread")]
+async fn blocking_sends_on_a_current_thread_runtime_fail_cleanly() {
+    let url = shared_redis();
+    let layer = layer(url, &unique_prefix());
+    let node = node(&layer).await;
+    let err = node
+        .live()
+        .broadcaster()
+        .broadcast_blocking(Update::new("#all").html("x"))
+        .unwrap_err();
+    let cause = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(
+        cause.as_deref().is_some_and(|c| c.contains("current-thread")),
+        "{cause:?}"
+    );
+}
