@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::outbox::Outbox;
+use super::outbox::{Held, Outbox};
 use crate::app::Shared;
 use crate::broadcast::Broadcaster;
 use crate::consumer::Connection;
@@ -106,6 +106,9 @@ async fn announce(on_change: Option<&OnPresence>, broadcaster: &Broadcaster, roo
 }
 
 async fn replay(shared: &Shared, outbox: &Outbox, groups: &[String], resume: &Resume) {
+    // Everything read before any of it is sent: the client's queue is
+    // filled as fast as the client reads it (see `Outbox::replay`), by a task
+    // of its own, so that the connection's writer starts meanwhile.
     let mut resync = false;
     let mut frames = Vec::new();
     let mut replayed_up_to: HashMap<&str, u64> = HashMap::new();
@@ -138,15 +141,25 @@ async fn replay(shared: &Shared, outbox: &Outbox, groups: &[String], resume: &Re
         }
     }
     if resync {
-        let _ = outbox.push(Frame::from_static(RESYNC));
+        frames.insert(0, Frame::from_static(RESYNC));
     }
-    for frame in frames {
-        let _ = outbox.push(frame);
-    }
-    // Frames that arrived while the log was read: those the replay already
-    // covered are dropped, so nothing is sent twice.
-    outbox.release(|held| match (held.seq, replayed_up_to.get(&*held.group)) {
-        (Some(seq), Some(up_to)) => seq > *up_to,
-        _ => true,
+    let replayed_up_to: HashMap<String, u64> = replayed_up_to
+        .into_iter()
+        .map(|(group, seq)| (group.to_owned(), seq))
+        .collect();
+    let outbox = outbox.clone();
+    let mut sending = Box::pin(async move {
+        // Frames that arrived while the log was read: those the replay
+        // already covered are dropped, so nothing is sent twice.
+        let keep = |held: &Held| match (held.seq, replayed_up_to.get(&*held.group)) {
+            (Some(seq), Some(up_to)) => seq > *up_to,
+            _ => true,
+        };
+        outbox.replay(frames, keep).await;
     });
+    // Usually it all fits in the queue at once; the rest waits for the
+    // connection's writer to make room, in a task of its own.
+    if futures_util::FutureExt::now_or_never(&mut sending).is_none() {
+        shared.tracker.spawn(sending);
+    }
 }

@@ -35,6 +35,9 @@ pub(crate) struct Closer {
     code: AtomicU16,
     token: CancellationToken,
     gated: AtomicBool,
+    /// More group frames arrived while gated than may be held: the client
+    /// is sent a resync instead of them.
+    overflowed: AtomicBool,
     held: Mutex<Vec<Held>>,
 }
 
@@ -119,9 +122,14 @@ impl Outbox {
         if self.closer.gated.load(Ordering::Acquire) {
             let mut held = self.closer.held.lock().unwrap_or_else(|e| e.into_inner());
             if self.closer.gated.load(Ordering::Acquire) {
-                if held.len() >= self.tx.max_capacity() {
-                    self.closer.close(CLOSE_SLOW_CLIENT);
-                    return Err(SendError::SlowClient);
+                if held.len() >= self.held_limit() {
+                    // The client is being replayed more than it can take
+                    // in while new frames keep coming: it resyncs instead.
+                    held.clear();
+                    self.closer.overflowed.store(true, Ordering::Release);
+                }
+                if self.closer.overflowed.load(Ordering::Acquire) {
+                    return Ok(());
                 }
                 held.push(Held {
                     group: group.clone(),
@@ -139,16 +147,67 @@ impl Outbox {
         self.closer.gated.store(true, Ordering::Release);
     }
 
-    /// Queue the held frames that `keep` accepts, in arrival order, and
-    /// stop holding: frames published meanwhile come after them.
-    pub(crate) fn release(&self, keep: impl Fn(&Held) -> bool) {
-        let mut held = self.closer.held.lock().unwrap_or_else(|e| e.into_inner());
-        for item in held.drain(..) {
-            if keep(&item) {
-                let _ = self.push(item.frame);
+    /// Most group frames held back while a replay is sent.
+    fn held_limit(&self) -> usize {
+        self.tx.max_capacity().saturating_mul(4)
+    }
+
+    /// Send a reconnecting client what it missed (`replayed`, in order),
+    /// then the held frames that `keep` accepts, then stop holding: frames
+    /// published meanwhile come after them.
+    ///
+    /// The frames go out as fast as the client reads them, never more than
+    /// the queue holds: this waits for room in the queue, batch after batch,
+    /// keeping a quarter of it free for the replies to the client's own
+    /// calls. When more live frames arrive meanwhile than may be held, the
+    /// client is sent a resync instead of the rest. Returns early when the
+    /// connection closes.
+    pub(crate) async fn replay(&self, replayed: Vec<Frame>, keep: impl Fn(&Held) -> bool) {
+        let closed = self.closer.closed();
+        tokio::pin!(closed);
+        tokio::select! {
+            () = &mut closed => {}
+            () = self.pump(replayed, keep) => {}
+        }
+    }
+
+    async fn pump(&self, replayed: Vec<Frame>, keep: impl Fn(&Held) -> bool) {
+        let capacity = self.tx.max_capacity();
+        let headroom = capacity / 4;
+        let batch = (capacity - headroom).max(1);
+        let mut pending: std::collections::VecDeque<Frame> = replayed.into();
+        loop {
+            if self.closer.overflowed.load(Ordering::Acquire) {
+                let Ok(permit) = self.tx.reserve().await else {
+                    return;
+                };
+                permit.send(Frame::from_static(super::join::RESYNC));
+                let mut held = self.closer.held.lock().unwrap_or_else(|e| e.into_inner());
+                held.clear();
+                self.closer.overflowed.store(false, Ordering::Release);
+                self.closer.gated.store(false, Ordering::Release);
+                return;
+            }
+            if pending.is_empty() {
+                let mut held = self.closer.held.lock().unwrap_or_else(|e| e.into_inner());
+                if held.is_empty() && !self.closer.overflowed.load(Ordering::Acquire) {
+                    // Under the lock: a frame arriving now is not held.
+                    self.closer.gated.store(false, Ordering::Release);
+                    return;
+                }
+                pending.extend(held.drain(..).filter(&keep).map(|held| held.frame));
+                continue;
+            }
+            let count = pending.len().min(batch);
+            let Ok(permits) = self.tx.reserve_many((count + headroom).min(capacity)).await else {
+                return;
+            };
+            for permit in permits.take(count) {
+                if let Some(frame) = pending.pop_front() {
+                    permit.send(frame);
+                }
             }
         }
-        self.closer.gated.store(false, Ordering::Release);
     }
 
     pub(crate) fn closer(&self) -> &Arc<Closer> {
@@ -176,8 +235,8 @@ mod tests {
         assert_eq!(outbox.closer().code(), Some(CLOSE_SLOW_CLIENT));
     }
 
-    #[test]
-    fn held_frames_are_released_in_order_minus_those_already_replayed() {
+    #[tokio::test]
+    async fn held_frames_are_released_in_order_minus_those_already_replayed() {
         let (outbox, mut rx) = Outbox::new(8);
         let group: Arc<str> = Arc::from("room_a");
         outbox.hold();
@@ -188,8 +247,11 @@ mod tests {
             .push_group(&group, Some(4), Frame::from("4"))
             .unwrap();
         assert!(rx.try_recv().is_err(), "held back");
-        outbox.push(Frame::from("replayed 3")).unwrap();
-        outbox.release(|held| held.seq.is_some_and(|s| s > 3));
+        outbox
+            .replay(vec![Frame::from("replayed 3")], |held| {
+                held.seq.is_some_and(|s| s > 3)
+            })
+            .await;
         outbox
             .push_group(&group, Some(5), Frame::from("5"))
             .unwrap();

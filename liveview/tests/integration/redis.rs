@@ -1366,3 +1366,55 @@ async fn blocking_sends_on_a_current_thread_runtime_fail_cleanly() {
         "{cause:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Replay larger than the send queue
+// ---------------------------------------------------------------------------
+
+/// A client that missed far more frames than its send queue holds (but no
+/// more than the log keeps) gets every one of them, in order, then the live
+/// ones, and stays connected.
+#[tokio::test]
+async fn a_replay_larger_than_the_send_queue_arrives_whole() {
+    const MISSED: u64 = 120;
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let layer = RedisLayer::builder(url)
+        .prefix(&prefix)
+        .replay(Some(ReplayConfig::default().capacity(200)))
+        .build()
+        .unwrap();
+    let node = server(
+        LiveView::builder()
+            .channel_layer(layer.clone())
+            .queue_capacity(8),
+    )
+    .await;
+    let mut first = resume_client(&node, "big", "").await;
+    wait_subscribed(url, &prefix, &["room_big"], 1).await;
+    say(&node, "big", "1").await;
+    assert_eq!(numbered(&mut first, 1).await, expected(&[("1", 1)]));
+    first.close().await;
+    wait_connections(&node, 0).await;
+    for n in 2..=MISSED + 1 {
+        say(&node, "big", &n.to_string()).await;
+    }
+
+    let mut back = resume_client(&node, "big", "room_big:1").await;
+    let seqs: Vec<u64> = numbered(&mut back, MISSED as usize)
+        .await
+        .into_iter()
+        .map(|(html, seq)| {
+            assert_eq!(html, seq.to_string());
+            seq
+        })
+        .collect();
+    assert_eq!(seqs, (2..=MISSED + 1).collect::<Vec<_>>());
+    say(&node, "big", "live").await;
+    assert_eq!(
+        numbered(&mut back, 1).await,
+        expected(&[("live", MISSED + 2)])
+    );
+    assert_nothing_pending(&mut back, "after the replay").await;
+    assert_eq!(node.live().connections(), 1, "the client stayed connected");
+}
