@@ -147,17 +147,49 @@ impl RedisProcess {
             assert!(status.success(), "openssl {args:?} failed");
         };
         openssl(&[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout",
-            "ca-key.pem", "-out", "ca.pem", "-subj", "/CN=test CA",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=test CA",
         ]);
         openssl(&[
-            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "req.pem",
-            "-subj", "/CN=127.0.0.1",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "req.pem",
+            "-subj",
+            "/CN=127.0.0.1",
         ]);
         std::fs::write(dir.0.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
         openssl(&[
-            "x509", "-req", "-in", "req.pem", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
-            "-CAcreateserial", "-days", "1", "-extfile", "ext.cnf", "-out", "cert.pem",
+            "x509",
+            "-req",
+            "-in",
+            "req.pem",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "cert.pem",
         ]);
         let port = free_port().to_string();
         let extra = [
@@ -865,7 +897,10 @@ async fn a_rediss_url_connects_over_tls() {
     let ca = std::fs::read(redis.dir.0.join("ca.pem")).unwrap();
     // Turning certificate checks off is not possible.
     let insecure = RedisLayer::from_url(&format!("{url}/#insecure")).unwrap_err();
-    assert!(insecure.to_string().contains("certificate checks stay on"), "{insecure}");
+    assert!(
+        insecure.to_string().contains("certificate checks stay on"),
+        "{insecure}"
+    );
     // Without its CA, the server's certificate is not trusted.
     let untrusted = layer(url.as_str(), &unique_prefix());
     let _untrusted_node = node(&untrusted).await;
@@ -894,7 +929,10 @@ async fn a_rediss_url_connects_over_tls() {
         .await
         .expect("the inspector connects over TLS");
     wait_subscribed_on(inspector, &prefix, &["broadcast", "room_tls"], 2).await;
-    assert!(!untrusted.is_connected(), "a certificate from an unknown CA was accepted");
+    assert!(
+        !untrusted.is_connected(),
+        "a certificate from an unknown CA was accepted"
+    );
     assert!(untrusted.health().await.is_err());
     node_a
         .live()
@@ -1362,7 +1400,9 @@ async fn blocking_sends_on_a_current_thread_runtime_fail_cleanly() {
         .unwrap_err();
     let cause = std::error::Error::source(&err).map(ToString::to_string);
     assert!(
-        cause.as_deref().is_some_and(|c| c.contains("current-thread")),
+        cause
+            .as_deref()
+            .is_some_and(|c| c.contains("current-thread")),
         "{cause:?}"
     );
 }

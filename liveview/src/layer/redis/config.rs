@@ -452,7 +452,11 @@ mod tests {
         ] {
             assert!(RedisLayer::from_url(url).is_err(), "{url:?} accepted");
         }
-        for url in ["rediss://h/#insecure", "redis://h#insecure", "rediss://h:6380/0#x"] {
+        for url in [
+            "rediss://h/#insecure",
+            "redis://h#insecure",
+            "rediss://h:6380/0#x",
+        ] {
             let err = RedisLayer::from_url(url).unwrap_err().to_string();
             assert!(err.contains("certificate checks stay on"), "{url:?}: {err}");
         }
