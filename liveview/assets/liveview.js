@@ -34,6 +34,9 @@
   const QUEUE_MAX = 100;                // calls kept while disconnected
   const RETRY_BASE = 1000;              // first retry within 1 s...
   const RETRY_CAP = 30000;              // ...and never more than 30 s apart
+  const STABLE = 10000;                 // an open socket resets the backoff after this
+  const POLICY_WAIT = 30000;            // at least this long after a close with 1008
+  const EXPIRED = 4401;                 // close code: the session expired
   const LOADING_CLASS = "liveview-loading";
 
   const ROOT = '[data-controller~="page"]';
@@ -69,6 +72,15 @@
 
   const doc = document;
   const html = doc.documentElement;
+  // The script tag that loaded us: the page's position in its groups
+  // (`data-liveview-resume`) and the CSP nonce come from it.
+  const me = doc.currentScript || doc.querySelector("script[data-liveview-resume]");
+
+  // Tunables, from `window.webSocketConfig` (see README.md), read when used.
+  const conf = (key, dflt) => {
+    const v = (window.webSocketConfig || {})[key];
+    return v == null || isNaN(v) ? dflt : +v;
+  };
 
   /* ------------------------------------------------------------------ *
    * 2. Helpers
@@ -124,71 +136,128 @@
     try { sessionStorage.setItem(ROOM_KEY, room); } catch (_) { /* ignore */ }
   };
 
-  // The last sequence applied in each group (`broadcast`, `room_<room>`),
-  // for the page's life: a reconnect asks for what came after these.
+  // The last frame applied in each group (`broadcast`, `room_<room>`) as
+  // {s: seq, e: epoch}, for the page's life: a reconnect asks for what came
+  // after these. It starts at the position the page was rendered at, so a
+  // frame published between the render and the first connect is delivered.
   const applied = new Map();
+  for (const entry of ((me && me.getAttribute("data-liveview-resume")) || "").split(",")) {
+    const [g, s, e] = entry.split(":");
+    if (g && +s >= 0) applied.set(g, { s: +s, e: e || null });
+  }
 
   // Upstream's `window.webSocketConfig = {host, protocol}` is honoured; the
   // protocol may be given as "wss", "wss:" or "wss://". `resume` says that
   // group frames should be numbered, and which were applied already
-  // (`broadcast:41,room_x:17`; empty before any was received).
+  // (`broadcast:41:EPOCH,room_x:17:EPOCH`; empty before any was received).
   const socketUrl = () => {
     const cfg = window.webSocketConfig || {};
     const proto = String(cfg.protocol || (location.protocol === "https:" ? "wss" : "ws"))
       .replace(/[:/]+$/, "");
-    const resume = Array.from(applied, ([group, n]) => `${group}:${n}`).join(",");
+    const resume = Array.from(applied, ([g, { s, e }]) => `${g}:${s}${e ? ":" + e : ""}`).join(",");
     return `${proto}://${cfg.host || location.host}/ws/liveview/${encodeURIComponent(room)}/` +
       `?resume=${encodeURIComponent(resume)}`;
   };
 
   let ws = null;         // current WebSocket (connecting or open), else null
   let connected = null;  // null until the first open or close
-  let attempt = 0;       // failed attempts since the last successful open
+  let attempt = 0;       // failed attempts since a socket last stayed open
   let retryTimer = 0;
+  let notBefore = 0;     // no retry before this time (after a 1008)
+  let openedAt = 0;      // when the current socket opened
+  let beatTimer = 0;     // liveness: ping, then give up on the socket
+  let pings = 0;
   let paused = false;    // page hidden into the back/forward cache
+  let expired = false;   // the server closed with 4401: no more reconnects
   let lastRef = 0;       // last `ref` sent
   const queue = [];      // calls waiting for a connection
-  const inflight = new Map(); // ref -> {fn, busy, resolve}
+  const inflight = new Map(); // ref -> {fn, busy, at, resolve}
 
   const isOpen = () => !!ws && ws.readyState === 1;
 
   function connect() {
     clearTimeout(retryTimer);
     retryTimer = 0;
-    if (ws || paused) return;
+    if (ws || paused || expired) return;
     let sock;
+    openedAt = 0;
     try {
       sock = ws = new WebSocket(socketUrl());
     } catch (err) {
       console.error("LiveView: cannot open socket", err);
-      schedule();
+      ws = null;
+      schedule(0);
       return;
     }
     sock.onopen = () => {
-      attempt = 0;
+      openedAt = Date.now();
+      alive(sock);
       setConnected(true);
       flush();
     };
-    sock.onmessage = (e) => receive(e.data);
-    sock.onclose = () => {
-      if (ws === sock) ws = null;
-      dropInflight();
-      setConnected(false);
-      schedule();
+    sock.onmessage = (e) => {
+      alive(sock);
+      receive(e.data);
     };
+    sock.onclose = (e) => closed(sock, e.code);
   }
 
-  // Exponential backoff with full jitter; never gives up while the page is open.
-  function schedule() {
-    if (retryTimer || ws || paused) return;
+  // Liveness: after `heartbeat` ms without a frame the client sends
+  // {"ping": n} (the server answers {"pong": n}); when nothing at all comes
+  // within `deadAfter` ms more, the connection is dead (half-open TCP, a
+  // laptop that slept): it is dropped and a new one made.
+  function alive(sock) {
+    clearTimeout(beatTimer);
+    beatTimer = setTimeout(() => {
+      try { sock.send(JSON.stringify({ ping: ++pings })); } catch (_) { /* closing */ }
+      beatTimer = setTimeout(() => {
+        try { sock.close(); } catch (_) { /* ignore */ }
+        closed(sock, 1006);
+      }, conf("deadAfter", 30000));
+    }, conf("heartbeat", 25000));
+  }
+
+  // The socket is gone (closed by either side, or found dead). Runs once
+  // per socket.
+  function closed(sock, code) {
+    if (ws !== sock) return;
+    ws = null;
+    clearTimeout(beatTimer);
+    // Only a socket that stayed open a while proves the server well: one
+    // that accepts and closes at once (1008, 1013) meets a growing backoff.
+    if (openedAt && Date.now() - openedAt >= STABLE) attempt = 0;
+    dropInflight();
+    if (code === EXPIRED) expire();
+    schedule(code);
+    setConnected(false, code);
+  }
+
+  // The server ended the session (4401): reconnecting would not help.
+  function expire() {
+    if (expired) return;
+    expired = true;
+    queue.splice(0).forEach(lose);
+    const el = doc.getElementById("session-expired");
+    if (el) { el.hidden = false; el.style.display = ""; }
+    emit("liveview:session-expired", { room });
+  }
+
+  // Exponential backoff with full jitter; never gives up while the page is
+  // open, except on an expired session. A 1008 (policy: too many
+  // connections, rate limit) waits at least POLICY_WAIT.
+  let retryIn = 0;
+  function schedule(code) {
+    if (retryTimer || ws || paused || expired) return;
     const ceiling = Math.min(RETRY_CAP, RETRY_BASE * 2 ** Math.min(attempt++, 16));
-    retryTimer = setTimeout(connect, Math.random() * ceiling);
+    retryIn = Math.random() * ceiling + (code === 1008 ? POLICY_WAIT : 0);
+    notBefore = Date.now() + (code === 1008 ? POLICY_WAIT : 0);
+    retryTimer = setTimeout(connect, retryIn);
   }
 
   // Retry at once when there is a reason to believe it may work now.
-  const retryNow = () => { if (!ws) connect(); };
+  const retryNow = () => { if (!ws && Date.now() >= notBefore) connect(); };
 
-  function setConnected(value) {
+  function setConnected(value, code) {
     if (connected === value) return;
     connected = value;
     html.setAttribute(A_CONNECTED, String(value));
@@ -199,7 +268,8 @@
       banner.classList.toggle("no-connection--show", !value);
       banner.classList.toggle("no-connection--hide", value);
     }
-    emit(value ? "liveview:connected" : "liveview:disconnected", { room });
+    emit(value ? "liveview:connected" : "liveview:disconnected",
+      value ? { room } : { room, code, retryIn: retryTimer ? retryIn : null });
   }
 
   // Calls sent on a socket that closed will never be answered: clear their
@@ -207,11 +277,15 @@
   function dropInflight() {
     const calls = [...inflight];
     inflight.clear();
-    for (const [ref, call] of calls) {
-      busyOff(call.busy);
-      emit("liveview:call-lost", { function: call.fn, ref });
-      call.resolve(false);
-    }
+    for (const [ref, call] of calls) lose(call, ref);
+  }
+
+  // A call that will not be answered: clear its loading state, report it.
+  function lose(call, ref) {
+    clearTimeout(call.timer);
+    busyOff(call.busy);
+    emit("liveview:call-lost", { function: call.fn, ref: ref == null ? null : ref });
+    call.resolve(false);
   }
 
   function flush() {
@@ -223,33 +297,49 @@
    * ------------------------------------------------------------------ */
 
   // Send a call now, or queue it until the socket is open. Resolves to true
-  // when the server reports it done, false if it was lost or dropped.
-  function send(fn, form, data, source) {
+  // when the server reports it done, false if it was lost or dropped. The
+  // elements in `sources` (the trigger, the submitter) are busy from now
+  // until then. `at` is the edit clock at the trigger (see section 8).
+  function send(fn, form, data, sources) {
     return new Promise((resolve) => {
       const item = {
         msg: { function: fn, form: form || {}, data: data || {}, lang: html.lang || "", room },
-        source,
+        fn,
+        source: sources && sources[0],
+        busy: busyOn(sources || []),
+        at: clock,
         resolve,
       };
       if (isOpen()) return transmit(item);
-      if (queue.push(item) > QUEUE_MAX) {
-        const dropped = queue.shift();
-        console.warn("LiveView: offline queue full, dropping call", dropped.msg.function);
-        dropped.resolve(false);
+      if (expired) return lose(item);
+      // One queued call per element and function: the newer replaces it.
+      const twin = item.source && queue.findIndex((q) => q.source === item.source && q.fn === fn);
+      if (twin >= 0) {
+        const [old] = queue.splice(twin, 1);
+        clearTimeout(old.timer);
+        busyOff(old.busy);
+        old.resolve(false);
+      }
+      queue.push(item);
+      // A queued call is stale after a while: it is given up, not sent late.
+      item.timer = setTimeout(() => {
+        const i = queue.indexOf(item);
+        if (i >= 0) lose(queue.splice(i, 1)[0]);
+      }, conf("queueTimeout", 30000));
+      if (queue.length > QUEUE_MAX) {
+        console.warn("LiveView: offline queue full, dropping call", queue[0].fn);
+        lose(queue.shift());
       }
       if (!ws && !retryTimer) connect();
     });
   }
 
   function transmit(item) {
+    clearTimeout(item.timer);
     const ref = ++lastRef;
     item.msg.ref = ref;
     ws.send(JSON.stringify(item.msg));
-    inflight.set(ref, {
-      fn: item.msg.function,
-      busy: item.source ? busyOn(item.source) : null,
-      resolve: item.resolve,
-    });
+    inflight.set(ref, item);
   }
 
   function finish(ref) {
@@ -261,34 +351,45 @@
   }
 
   // Loading state: counted per element so overlapping calls nest correctly.
+  // `calling` counts the calls of each trigger: a busy trigger ignores
+  // further triggers (see `fire`), also when a loading target shows the state.
+  const calling = new WeakMap();
   const busyCount = new WeakMap();
   const disabledByUs = new WeakSet();
 
-  function busyOn(source) {
-    const sel = source.getAttribute(A_LOADING_TARGET);
-    const el = sel ? find(sel) : source;
-    if (!el) return null;
-    const n = busyCount.get(el) || 0;
-    busyCount.set(el, n + 1);
-    if (n) return el;
-    el.setAttribute("aria-busy", "true");
-    el.classList.add(LOADING_CLASS);
-    if (isButton(el) && !el.disabled &&
-        !el.hasAttribute(A_NO_DISABLE) && !source.hasAttribute(A_NO_DISABLE)) {
-      el.disabled = true;
-      disabledByUs.add(el);
+  const bump = (map, key, by) => {
+    const n = (map.get(key) || 0) + by;
+    if (n > 0) map.set(key, n); else map.delete(key);
+    return n;
+  };
+
+  function busyOn(sources) {
+    const out = [];
+    for (const source of sources) {
+      const sel = source.getAttribute(A_LOADING_TARGET);
+      const el = sel ? find(sel) : source;
+      bump(calling, source, 1);
+      out.push([source, el]);
+      if (!el || bump(busyCount, el, 1) > 1) continue;
+      el.setAttribute("aria-busy", "true");
+      el.classList.add(LOADING_CLASS);
+      if (isButton(el) && !el.disabled &&
+          !el.hasAttribute(A_NO_DISABLE) && !source.hasAttribute(A_NO_DISABLE)) {
+        el.disabled = true;
+        disabledByUs.add(el);
+      }
     }
-    return el;
+    return out;
   }
 
-  function busyOff(el) {
-    if (!el) return;
-    const n = (busyCount.get(el) || 1) - 1;
-    if (n > 0) return void busyCount.set(el, n);
-    busyCount.delete(el);
-    el.removeAttribute("aria-busy");
-    el.classList.remove(LOADING_CLASS);
-    if (disabledByUs.delete(el)) el.disabled = false;
+  function busyOff(pairs) {
+    for (const [source, el] of pairs || []) {
+      bump(calling, source, -1);
+      if (!el || bump(busyCount, el, -1) > 0) continue;
+      el.removeAttribute("aria-busy");
+      el.classList.remove(LOADING_CLASS);
+      if (disabledByUs.delete(el)) el.disabled = false;
+    }
   }
 
   /* ------------------------------------------------------------------ *
@@ -311,12 +412,15 @@
   // The values of the element's form (the element itself when it is a form).
   // Outside a form, as upstream: the controls of the element's container
   // (its parent), so `<div><input name=q><button ...></div>` sends `q`.
-  function formOf(el) {
+  // A submit also sends the button it was submitted with, as a browser does.
+  function formOf(el, submitter) {
     const form = el.tagName === "FORM" ? el
       : (el.form instanceof HTMLFormElement ? el.form : el.closest("form"));
     if (form) {
       // Read `elements` from the prototype: a control named "elements" would shadow it.
-      return collect(Object.getOwnPropertyDescriptor(HTMLFormElement.prototype, "elements").get.call(form));
+      const out = collect(Object.getOwnPropertyDescriptor(HTMLFormElement.prototype, "elements").get.call(form));
+      if (submitter && submitter.name && !submitter.disabled) out[submitter.name] = submitter.value;
+      return out;
     }
     return collect(loose(el.parentElement || el));
   }
@@ -461,7 +565,7 @@
     return stop;
   }
 
-  const debounceTimers = new WeakMap();
+  const debounced = new Map(); // element -> timer of its pending call
 
   function run(el, e) {
     // A modified click on a link is left to the browser (new tab, ...).
@@ -469,19 +573,38 @@
     // As upstream, the default action is prevented (no form submission, no
     // link navigation) except the toggle of a clicked checkbox or radio.
     if (!(e.type === "click" && /^(checkbox|radio)$/.test(el.type))) e.preventDefault();
+    const submitter = e.type === "submit" && e.submitter instanceof Element ? e.submitter : null;
     const ms = parseInt(el.getAttribute(A_DEBOUNCE), 10);
-    if (!(ms > 0)) return void fire(el);
-    clearTimeout(debounceTimers.get(el));
-    debounceTimers.set(el, setTimeout(() => {
-      debounceTimers.delete(el);
-      if (el.isConnected) fire(el);
+    if (!(ms > 0)) return void fire(el, submitter);
+    clearTimeout(debounced.get(el));
+    debounced.set(el, setTimeout(() => {
+      debounced.delete(el);
+      if (el.isConnected) fire(el, submitter);
     }, ms));
   }
 
-  function fire(el) {
+  // A form being submitted first sends the debounced calls of its controls,
+  // so they never arrive after the submit (capture phase: before `run`).
+  function flushDebounced(e) {
+    for (const [el, timer] of debounced) {
+      if (el !== e.target && (el.form === e.target || e.target.contains(el))) {
+        clearTimeout(timer);
+        debounced.delete(el);
+        if (el.isConnected) fire(el);
+      }
+    }
+  }
+
+  // Value-carrying controls send every change; anything else (buttons,
+  // links, forms, ...) is a one-shot trigger that ignores itself while its
+  // call is pending, online or offline.
+  const oneShot = (el) => isButton(el) || !/^(INPUT|SELECT|TEXTAREA)$/.test(el.tagName);
+
+  function fire(el, submitter) {
     const fn = el.getAttribute(A_FUNCTION);
     if (!fn) return void console.error(`LiveView: ${A_FUNCTION} is missing on`, el);
-    send(fn, formOf(el), dataOf(el), el);
+    if (oneShot(el) && calling.has(el)) return;
+    send(fn, formOf(el, submitter), dataOf(el), submitter ? [el, submitter] : [el]);
   }
 
   /* ------------------------------------------------------------------ *
@@ -494,7 +617,7 @@
   const visible = new WeakSet();      // elements last reported in view
   const observers = new Map();        // threshold -> IntersectionObserver
 
-  const init = (el) => send(el.getAttribute(A_INIT), formOf(el), dataOf(el), null);
+  const init = (el) => send(el.getAttribute(A_INIT), formOf(el), dataOf(el));
 
   // Wire up everything under `root` (inclusive). Safe to call repeatedly.
   function scan(root) {
@@ -546,7 +669,7 @@
       if (!el.isConnected || inView === visible.has(el)) continue;
       if (inView) visible.add(el); else visible.delete(el);
       const fn = el.getAttribute(inView ? A_APPEAR : A_DISAPPEAR);
-      if (fn) send(fn, formOf(el), dataOf(el), null);
+      if (fn) send(fn, formOf(el), dataOf(el));
     }
   }
 
@@ -577,14 +700,23 @@
     if (!frame || typeof frame !== "object" || Array.isArray(frame)) {
       return void console.error("LiveView: frame is not an object", frame);
     }
-    // A numbered group frame (`seq`, `group`) is applied once: one at or
-    // below the last applied in its group was seen already.
+    if (frame.pong != null) return; // liveness answer: its arrival is all that counts
+    // A numbered group frame (`seq`, `group`, `epoch`) is applied once: one
+    // at or below the last applied in its group and epoch was seen already.
+    // A new epoch means the group's numbering restarted: the frame is
+    // applied, and the page resyncs as it cannot know what it missed.
     const { seq, group } = frame;
+    const epoch = typeof frame.epoch === "string" ? frame.epoch : null;
+    let again = frame.resync === true;
+    if (again) applied.clear();
     if (typeof seq === "number" && typeof group === "string") {
-      if (seq <= (applied.get(group) || 0)) return;
-      applied.set(group, seq);
+      const last = applied.get(group);
+      if (last && (!last.e || !epoch || last.e === epoch)) {
+        if (seq <= last.s) return;
+      } else if (last) again = true;
+      applied.set(group, { s: seq, e: epoch || (last && last.e) });
     }
-    if (frame.resync === true) resync();
+    if (again) resync();
     try {
       apply(frame);
     } catch (err) {
@@ -595,12 +727,11 @@
   }
 
   // The server could not replay what the page missed while disconnected
-  // (too far behind, or the server restarted). Its numbering may start
-  // afresh, so what was applied is forgotten, and the live parts reload:
-  // every `data-liveview-init` runs again, unless a `liveview:resync`
-  // listener called preventDefault() to do it its own way.
+  // (too far behind, or the server restarted), or a group's numbering
+  // restarted. The live parts reload: every `data-liveview-init` runs
+  // again, unless a `liveview:resync` listener called preventDefault() to do
+  // it its own way.
   function resync() {
-    applied.clear();
     if (emit("liveview:resync", { room }, true)) each(html, `[${A_INIT}]`, init);
   }
 
@@ -622,8 +753,9 @@
         el.remove();
       } else {
         if (m.url != null) prev = el.innerHTML;
+        const call = m.ref != null && inflight.get(m.ref);
         render(el, String(m.html), m.append ? "append"
-          : m.morph === true || el.hasAttribute(A_MORPH) ? "morph" : "replace");
+          : m.morph === true || el.hasAttribute(A_MORPH) ? "morph" : "replace", null, call ? call.at : null);
       }
     }
 
@@ -645,10 +777,20 @@
     if (m.script) new Function(m.script)(); // server-written code only
   }
 
+  // What the user did wins over a reply that was made before it: the edit
+  // clock ticks on every input and change the user makes, each call records
+  // it when triggered, and a reply keeps the value of every control edited
+  // since its call was triggered. A frame that answers no call of this page
+  // keeps the value of the focused control. Either way the focused control
+  // keeps its focus, caret and selection.
+  let clock = 0;
+  const edits = new WeakMap(); // control -> clock at its last edit
+
   // Put `markup` into `el`. `mode` is "replace", "append" or "morph". This
   // is the one place where content enters the page. `keep` maps ids to live
-  // nodes that replace their namesakes in `markup`.
-  function render(el, markup, mode, keep) {
+  // nodes that replace their namesakes in `markup`; `at` is the edit clock
+  // of the call the frame answers (null: none).
+  function render(el, markup, mode, keep, at) {
     const tpl = doc.createElement("template");
     tpl.innerHTML = markup;
     const frag = tpl.content;
@@ -659,12 +801,30 @@
         if (live && live !== p) p.replaceWith(live);
       });
     }
+    const active = doc.activeElement;
+    const mine = (c) => c && (at == null ? c === active : (edits.get(c) || 0) > at);
+    const sel = active && active.selectionStart != null
+      ? [active.selectionStart, active.selectionEnd, active.selectionDirection] : null;
     let added = Array.from(frag.children);
     if (mode === "morph") {
-      morph(el, frag);
+      morph(el, frag, mine);
       added = Array.from(el.children); // kept elements are skipped by scan
     } else if (mode === "append") el.append(frag);
-    else el.replaceChildren(frag);
+    else {
+      // The user's controls and the focused one live on in their new place.
+      for (const c of el.querySelectorAll("input,select,textarea")) {
+        const twin = (mine(c) || c === active) && counterpart(c, el, frag);
+        if (twin) {
+          patch(c, twin, mine);
+          twin.replaceWith(c);
+        }
+      }
+      el.replaceChildren(frag);
+    }
+    if (active && active !== doc.body && active.isConnected) {
+      if (doc.activeElement !== active) active.focus({ preventScroll: true });
+      if (sel) try { active.setSelectionRange(...sel); } catch (_) { /* not text */ }
+    }
     // Parsed scripts are inert: run them by inserting fresh copies.
     for (const old of scripts) {
       if (!old.isConnected) continue;
@@ -678,38 +838,43 @@
     added.forEach(scan);
   }
 
+  // The control in `frag` that stands for the live control `c` of `el`:
+  // the one with its id, else the one with its name at the same position.
+  function counterpart(c, el, frag) {
+    const id = idOf(c);
+    if (id) return frag.getElementById(id);
+    if (!c.name) return null;
+    const named = (root) => Array.from(root.querySelectorAll(c.tagName))
+      .filter((x) => x.name === c.name && !idOf(x));
+    const twin = named(frag)[named(el).indexOf(c)];
+    return twin && twin.type === c.type ? twin : null;
+  }
+
   // Morphing: `el`'s children are patched to become `frag`'s instead of
   // being replaced, so the nodes that stay keep their state. Elements are
-  // matched by id among siblings, else by position when their tags agree;
-  // others are inserted or removed. The focused control keeps focus, caret,
-  // selection and the value being typed; scrolled containers keep their
-  // scroll offsets; `data-liveview-ignore` elements are left as they are.
-  // Scripts are never matched: each one in the markup is new, and runs.
-  function morph(el, frag) {
-    const active = doc.activeElement;
-    const sel = active && active.selectionStart != null
-      ? [active.selectionStart, active.selectionEnd, active.selectionDirection] : null;
+  // matched by id among siblings (a keyed element that moved is moved),
+  // else by position when their tags agree and neither has an id; others
+  // are inserted or removed. Scrolled containers keep their scroll offsets;
+  // `data-liveview-ignore` elements are left as they are. Scripts are never
+  // matched: each one in the markup is new, and runs.
+  function morph(el, frag, mine) {
     const scrolled = [el, ...el.querySelectorAll("*")]
       .filter((e) => e.scrollTop || e.scrollLeft)
       .map((e) => [e, e.scrollTop, e.scrollLeft]);
-    patchChildren(el, frag, active);
+    patchChildren(el, frag, mine);
     for (const [e, top, left] of scrolled) {
       if (e.isConnected) { e.scrollTop = top; e.scrollLeft = left; }
-    }
-    // A matched control moved among its siblings lost focus on the way.
-    if (active && active !== doc.body && active.isConnected) {
-      if (doc.activeElement !== active) active.focus({ preventScroll: true });
-      if (sel) try { active.setSelectionRange(...sel); } catch (_) { /* not text */ }
     }
   }
 
   // `id` read as an attribute: a form's `id` property may be a control named "id".
   const idOf = (n) => (n.nodeType === 1 && n.getAttribute("id")) || "";
 
-  const alike = (a, b) => a.nodeType === b.nodeType &&
-    (a.nodeType !== 1 || (a.tagName === b.tagName && a.tagName !== "SCRIPT"));
+  const alike = (a, b) => a.nodeType === b.nodeType && (a.nodeType !== 1 ||
+    (a.tagName === b.tagName && a.tagName !== "SCRIPT" && idOf(a) === idOf(b)));
 
-  function patchChildren(from, to, active) {
+  function patchChildren(from, to, mine) {
+    const active = doc.activeElement;
     const wanted = new Set();   // ids in the new children
     for (const n of to.childNodes) if (idOf(n)) wanted.add(idOf(n));
     const byId = new Map();
@@ -739,7 +904,7 @@
       }
       if (m === cur) cur = cur.nextSibling;
       else from.insertBefore(m, cur);
-      patch(m, n, active);
+      patch(m, n, mine);
     }
     while (cur) cur = drop(cur);
   }
@@ -750,16 +915,17 @@
     return next;
   }
 
-  // Make the live node `o` like the new node `n`, keeping what the user is
-  // doing in the focused control.
-  function patch(o, n, active) {
+  // Make the live node `o` like the new node `n`, keeping the value of the
+  // user's controls (`mine`) and a disabled state the loading state set.
+  function patch(o, n, mine) {
     if (o.nodeType !== 1) {
       if (o.nodeValue !== n.nodeValue) o.nodeValue = n.nodeValue;
       return;
     }
     if (o.hasAttribute(A_IGNORE)) return;
-    const focused = o === active;
-    const skip = (a) => focused && a.name === "value";
+    const own = mine(o);
+    const busy = disabledByUs.has(o);
+    const skip = (a) => (own && a.name === "value") || (busy && a.name === "disabled");
     for (const a of Array.from(o.attributes)) {
       if (!n.hasAttributeNS(a.namespaceURI, a.localName) && !skip(a)) o.removeAttributeNode(a);
     }
@@ -769,20 +935,22 @@
         o.setAttributeNode(a.cloneNode());
       }
     }
+    // The server disabled it too: it stays disabled when the call is done.
+    if (busy && n.hasAttribute("disabled")) disabledByUs.delete(o);
     const tag = o.tagName;
     // What the user is typing lives in the children of these.
-    if (!(focused && (tag === "TEXTAREA" || o.isContentEditable))) {
-      if (tag === "TEMPLATE") patchChildren(o.content, n.content, active);
-      else patchChildren(o, n, active);
+    if (!(own && (tag === "TEXTAREA" || o.isContentEditable))) {
+      if (tag === "TEMPLATE") patchChildren(o.content, n.content, mine);
+      else patchChildren(o, n, mine);
     }
-    if (focused) return;
+    if (own) return;
     // Controls show the state the markup gives them, as a new one would.
     if (tag === "INPUT") {
       if (!/^(checkbox|radio|file)$/.test(o.type) && o.value !== n.value) o.value = n.value;
       o.checked = n.checked;
     } else if (tag === "TEXTAREA") {
       if (o.value !== n.value) o.value = n.value;
-    } else if (tag === "OPTION" && o.closest("select") !== active) {
+    } else if (tag === "OPTION" && !mine(o.closest("select"))) {
       o.selected = n.hasAttribute("selected");
     }
   }
@@ -877,13 +1045,18 @@
       !(form instanceof Element) ? form
         : form.matches("form,input,select,textarea,button") ? formOf(form) : collect(loose(form)),
       data instanceof Element ? dataOf(data) : data,
-      el instanceof Element ? el : null,
+      el instanceof Element ? [el] : null,
     );
   }
 
   function boot() {
     if (connected === null) html.setAttribute(A_CONNECTED, "false");
     BASE_EVENTS.forEach((type) => listen(type, ""));
+    doc.addEventListener("submit", flushDebounced, true);
+    // The edit clock: which control the user changed when (section 8).
+    doc.addEventListener("input", (e) => {
+      if (e.isTrusted && e.target.nodeType === 1) edits.set(e.target, ++clock);
+    }, true);
     scan(html); // init calls made here wait in the queue for the first open
     mutations.observe(html, { childList: true, subtree: true });
     window.addEventListener("popstate", onPopState);

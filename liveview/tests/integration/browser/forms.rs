@@ -75,8 +75,9 @@ line two</textarea>
                     "news": true,
                     "langs": ["rust", "js"],
                     "size": "l",
+                    "go": "1",
                 }),
-                "no file, no disabled control, no button, no unchecked radio group"
+                "no file, no disabled control, no unchecked radio group; the submitter's name and value"
             );
             Ok(())
         },

@@ -8,6 +8,7 @@
 
 mod actions;
 mod forms;
+mod guards;
 mod history;
 mod loading;
 mod morph;
