@@ -17,8 +17,14 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// The server is going away (graceful shutdown).
     pub const GOING_AWAY: u16 = 1001;
+    /// The client broke the WebSocket protocol (reserved bits or opcodes,
+    /// an unmasked frame, an oversized control frame, an invalid close
+    /// code).
+    pub const PROTOCOL_ERROR: u16 = 1002;
     /// The client sent a binary frame.
     pub const UNSUPPORTED: u16 = 1003;
+    /// The client sent a text frame that is not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
     /// The client kept exceeding its rate limit.
     pub const POLICY: u16 = 1008;
     /// The client sent a frame larger than the limit.
@@ -60,8 +66,9 @@ struct Incoming {
     data: Option<Map<String, Value>>,
     #[serde(default)]
     lang: Option<String>,
-    #[serde(default)]
-    room: Option<String>,
+    /// Checked to be a string, never used: the room is the connection's.
+    #[serde(default, rename = "room")]
+    _room: Option<String>,
     #[serde(default, rename = "ref")]
     reference: Option<u64>,
 }
@@ -89,8 +96,8 @@ pub fn decode(text: &str, room: &str) -> Option<(Content, Option<u64>)> {
         .map(|call| (call.content, call.reference))
 }
 
-/// Parse one text frame. `room` is the connection's room, used when the
-/// frame names none.
+/// Parse one text frame. `room` is the connection's room: the content's
+/// room whatever the frame's `room` key says.
 pub(crate) fn parse(text: &str, room: &str) -> Result<Call, InvalidMessage> {
     // serde would also read a struct from an array (`["echo"]`): only an
     // object is a message.
@@ -105,7 +112,10 @@ pub(crate) fn parse(text: &str, room: &str) -> Result<Call, InvalidMessage> {
             form: Fields::from(normalize_form(incoming.form.unwrap_or_default())).with_part("form"),
             data: Fields::from(normalize_data(incoming.data.unwrap_or_default())).with_part("data"),
             lang: incoming.lang.unwrap_or_default(),
-            room: incoming.room.unwrap_or_else(|| room.to_owned()),
+            // Always the connection's own room: a frame's `room` key is
+            // the client's claim, and a handler trusting it would bypass
+            // signed rooms.
+            room: room.to_owned(),
         },
         reference: incoming.reference,
     })
@@ -165,6 +175,11 @@ mod tests {
     fn defaults_fill_missing_keys_and_room_comes_from_the_url() {
         let call = parse(r#"{"function":"f","ref":9,"extra":[1]}"#, "lobby").unwrap();
         assert_eq!(call.content.room, "lobby");
+        let claimed = parse(r#"{"function":"f","room":"admins"}"#, "lobby").unwrap();
+        assert_eq!(
+            claimed.content.room, "lobby",
+            "a frame cannot choose its room"
+        );
         assert_eq!(call.content.lang, "");
         assert!(call.content.form.is_empty());
         assert_eq!(call.reference, Some(9));

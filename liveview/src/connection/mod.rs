@@ -164,7 +164,7 @@ async fn run(
 ) {
     shared.metrics.connections_open.fetch_add(1, Relaxed);
     shared.metrics.connections_total.fetch_add(1, Relaxed);
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let resume = scope.query("resume").map(|r| Resume::parse(&r));
     let (conn, rx) = Box::pin(join::open(&shared, &room, scope, resume)).await;
     tracing::Span::current().record("id", conn.id);
@@ -173,22 +173,72 @@ async fn run(
     let closer = conn.outbox.closer().clone();
     let writer = tokio::spawn(write(sink, rx, closer.clone(), shared.metrics.clone()));
     let ip = slot.as_ref().and_then(|_| conn.scope.client_ip());
-    read(&shared, &conn, stream, &closer, ip).await;
+    let ended = read(&shared, &conn, &mut stream, &closer, ip).await;
 
+    // Out of its groups at once; the socket itself lingers until the
+    // closing handshake is done, within a bound.
     join::close(&shared, &conn);
-    let _ = writer.await;
+    finish(stream, writer, ended).await;
     drop(slot);
     shared.metrics.connections_open.fetch_sub(1, Relaxed);
     tracing::debug!(target: "liveview", connection = conn.id, code = closer.code().unwrap_or(0), "disconnected");
 }
 
+/// How the read loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The server decided to close (or the client sent its close frame):
+    /// the stream can still be read.
+    Readable,
+    /// The client broke the protocol (a frame over the limit, invalid
+    /// UTF-8, reserved bits...): nothing more can be read from the stream.
+    Failed,
+    /// The connection is gone: there is nobody left to tell.
+    Gone,
+}
+
+/// The end of a connection, after the read loop: the writer sends what is
+/// queued and the close frame while the reader keeps reading, discarding
+/// every frame, until the client's close frame ends the handshake (its
+/// reply, when the client closed first, goes out on that read) or the
+/// bound runs out. Closing a socket with unread data would make the kernel
+/// reset it, destroying the close frame and whatever was still on its way
+/// to the client.
+async fn finish(
+    mut stream: SplitStream<WebSocket>,
+    writer: tokio::task::JoinHandle<()>,
+    ended: Ended,
+) {
+    let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+    match ended {
+        Ended::Readable => {
+            let _ = tokio::time::timeout_at(deadline, async {
+                while let Some(Ok(_)) = stream.next().await {}
+            })
+            .await;
+            let _ = writer.await;
+        }
+        Ended::Failed => {
+            // The stream can no longer be read: keep the socket open (not
+            // reading) while the writer sends the close frame and the
+            // client reads it, then for the rest of the bound, so the
+            // client is not reset before it has read the code.
+            let _ = writer.await;
+            tokio::time::sleep_until(deadline).await;
+        }
+        Ended::Gone => {
+            let _ = writer.await;
+        }
+    }
+}
+
 async fn read(
     shared: &Shared,
     conn: &Arc<Connection>,
-    mut stream: SplitStream<WebSocket>,
+    stream: &mut SplitStream<WebSocket>,
     closer: &Closer,
     ip: Option<IpAddr>,
-) {
+) -> Ended {
     let limits = &shared.config.limits;
     let mut bucket = limits.per_connection.as_ref().map(Bucket::new);
     let mut strikes = 0;
@@ -201,10 +251,10 @@ async fn read(
     loop {
         tokio::select! {
             biased;
-            () = &mut closed => return,
+            () = &mut closed => return Ended::Readable,
             () = &mut shutdown => {
                 closer.close(close::GOING_AWAY);
-                return;
+                return Ended::Readable;
             }
             message = stream.next() => match message {
                 Some(Ok(Message::Text(text))) => {
@@ -222,25 +272,29 @@ async fn read(
                         if strikes >= limits.strikes {
                             tracing::warn!(target: "liveview", connection = conn.id, "closing a connection that kept exceeding its rate limit");
                             closer.close(close::POLICY);
-                            return;
+                            return Ended::Readable;
                         }
                     }
                 }
                 Some(Ok(Message::Binary(_))) => {
                     tracing::debug!(target: "liveview", connection = conn.id, "binary frame refused");
                     closer.close(close::UNSUPPORTED);
-                    return;
+                    return Ended::Readable;
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) | None => {
+                Some(Ok(Message::Close(_))) => {
                     closer.close(close::NORMAL);
-                    return;
+                    return Ended::Readable;
+                }
+                None => {
+                    closer.close(close::NORMAL);
+                    return Ended::Gone;
                 }
                 Some(Err(err)) => {
-                    let code = if is_too_big(&err) { close::TOO_BIG } else { close::NORMAL };
-                    tracing::debug!(target: "liveview", connection = conn.id, error = %err, "read failed");
+                    let code = close_code_for(&err);
+                    tracing::debug!(target: "liveview", connection = conn.id, error = %err, code, "read failed");
                     closer.close(code);
-                    return;
+                    return if code == close::NORMAL { Ended::Gone } else { Ended::Failed };
                 }
             }
         }
@@ -262,16 +316,28 @@ fn allowed(shared: &Shared, bucket: &mut Option<Bucket>, ip: Option<IpAddr>) -> 
     }
 }
 
-fn is_too_big(err: &axum::Error) -> bool {
+/// The close code that tells a client why its input ended the
+/// connection: 1009 for a frame over the limit, 1007 for a text frame that
+/// is not UTF-8, 1002 for any other protocol violation, 1000 when the
+/// connection is simply gone.
+fn close_code_for(err: &axum::Error) -> u16 {
+    use tungstenite::error::ProtocolError;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = current.downcast_ref::<tungstenite::Error>()
-        {
-            return true;
+        if let Some(err) = current.downcast_ref::<tungstenite::Error>() {
+            return match err {
+                tungstenite::Error::Capacity(_) => close::TOO_BIG,
+                tungstenite::Error::Utf8(_) => close::INVALID_DATA,
+                tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                    close::NORMAL
+                }
+                tungstenite::Error::Protocol(_) => close::PROTOCOL_ERROR,
+                _ => close::NORMAL,
+            };
         }
         source = current.source();
     }
-    false
+    close::NORMAL
 }
 
 async fn write(

@@ -4,6 +4,7 @@ mod app;
 mod assets;
 mod auth;
 mod browser;
+mod closes;
 mod delivery;
 mod errors;
 mod handlers;

@@ -326,3 +326,17 @@ async fn spans_name_the_connection_and_each_call_with_its_outcome() {
         "span durations are reported: {text}"
     );
 }
+
+#[tokio::test]
+async fn a_frame_cannot_choose_the_room_its_handler_sees() {
+    let signer = liveview::session::RoomSigner::new(b"test room secret, thirty-two bytes+");
+    let room = signer.new_room();
+    let server = server(LiveView::builder().signed_rooms(signer)).await;
+    let mut client = server.connect(&room).await.unwrap();
+    // `echo` answers with `content.room`.
+    client
+        .send_json(&json!({"function": "echo", "room": "someone-elses-room"}))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut client).await["room"], room.as_str());
+}
