@@ -273,6 +273,9 @@ impl WsClient {
                     );
                 }
                 Ok(Some(Ok(Message::Close(frame)))) => {
+                    // Send the reply tungstenite queued, completing the
+                    // closing handshake as a browser does at once.
+                    let _ = self.stream.flush().await;
                     return Err(frame.map_or(Closed::Abruptly, |f| Closed::Code(f.code.into())));
                 }
                 Ok(Some(Ok(_))) => {}
