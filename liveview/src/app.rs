@@ -30,6 +30,7 @@ use crate::session::RoomSigner;
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub max_frame: usize,
+    pub max_outgoing_frame: usize,
     pub queue: usize,
     pub handler_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -47,6 +48,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_frame: DEFAULT_MAX_FRAME,
+            max_outgoing_frame: crate::limits::DEFAULT_MAX_OUTGOING_FRAME,
             queue: 256,
             handler_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
@@ -289,6 +291,25 @@ impl LiveViewBuilder {
         self
     }
 
+    /// Largest frame the server sends (default 256 KiB). A `send`,
+    /// `broadcast` or room send of a larger update fails with
+    /// [`SendError::TooLarge`](crate::SendError::TooLarge) or
+    /// [`BroadcastError::TooLarge`](crate::BroadcastError::TooLarge), is
+    /// logged and counted, and reaches no one; every connection stays open.
+    /// Each socket's write buffer may grow to this size.
+    ///
+    /// ```
+    /// let live = liveview::LiveView::builder()
+    ///     .max_outgoing_frame_size(1024 * 1024)
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(live);
+    /// ```
+    pub fn max_outgoing_frame_size(mut self, bytes: usize) -> Self {
+        self.config.max_outgoing_frame = bytes;
+        self
+    }
+
     /// Frames a connection may have waiting to be written (default 256);
     /// a client that lets more pile up is closed with 1013.
     pub fn queue_capacity(mut self, frames: usize) -> Self {
@@ -459,7 +480,8 @@ impl LiveViewBuilder {
         );
         layer.start(LocalDelivery { hub: hub.clone() });
         let metrics = Arc::new(Metrics::new(&registry.names()));
-        let broadcaster = Broadcaster::new(hub.clone(), metrics.clone());
+        let broadcaster = Broadcaster::new(hub.clone(), metrics.clone())
+            .with_max_frame(self.config.max_outgoing_frame);
         Ok(LiveView {
             shared: Arc::new(Shared {
                 registry,

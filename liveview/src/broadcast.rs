@@ -37,6 +37,7 @@ pub struct Broadcaster {
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     runtime: Option<tokio::runtime::Handle>,
+    max_frame: usize,
 }
 
 impl Broadcaster {
@@ -45,7 +46,20 @@ impl Broadcaster {
             hub,
             metrics,
             runtime: tokio::runtime::Handle::try_current().ok(),
+            max_frame: crate::limits::DEFAULT_MAX_OUTGOING_FRAME,
         }
+    }
+
+    /// Refuse frames over `bytes` (the app's outgoing limit).
+    pub(crate) fn with_max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Whether a frame of `len` bytes is within the outgoing limit (a
+    /// refusal is logged and counted).
+    pub(crate) fn check_size(&self, len: usize) -> Result<(), ()> {
+        crate::limits::check_outgoing(len, self.max_frame, &self.metrics)
     }
 
     /// Send to every connection of every room, on every process.
@@ -75,6 +89,8 @@ impl Broadcaster {
 
     /// Send an already serialised frame to every member of `group`.
     pub async fn publish_frame(&self, group: &str, frame: &Frame) -> Result<(), BroadcastError> {
+        self.check_size(frame.len())
+            .map_err(|()| BroadcastError::TooLarge)?;
         self.metrics.publishes.fetch_add(1, Ordering::Relaxed);
         let layer = self.hub.layer();
         if self.sequenced_by_layer() {
@@ -113,6 +129,8 @@ impl Broadcaster {
         update: impl IntoUpdate,
     ) -> Result<(), BroadcastError> {
         let frame = Self::serialise(update)?;
+        self.check_size(frame.len())
+            .map_err(|()| BroadcastError::TooLarge)?;
         self.metrics.publishes.fetch_add(1, Ordering::Relaxed);
         let layer = self.hub.layer();
         if self.sequenced_by_layer() {

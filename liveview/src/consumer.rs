@@ -115,11 +115,17 @@ impl Consumer {
     ///
     /// While a handler answers a call that carried a `ref`, the frame
     /// carries it too. The frame is queued, not awaited: a client whose
-    /// queue is full is closed as too slow ([`SendError::SlowClient`]).
+    /// queue is full is closed as too slow ([`SendError::SlowClient`]). A
+    /// frame over the outgoing limit is not sent ([`SendError::TooLarge`])
+    /// and the connection stays open.
     pub fn send(&self, update: impl IntoUpdate) -> Result<(), SendError> {
         let frame = update
             .into_frame(self.current_ref())
             .map_err(|_| SendError::Serialize)?;
+        self.conn
+            .broadcaster
+            .check_size(frame.len())
+            .map_err(|()| SendError::TooLarge)?;
         self.conn.outbox.push(Frame::from(frame))
     }
 

@@ -87,6 +87,10 @@ pub enum SendError {
     SlowClient,
     /// The update could not be serialised to JSON.
     Serialize,
+    /// The frame is larger than the outgoing limit
+    /// ([`LiveViewBuilder::max_outgoing_frame_size`](crate::LiveViewBuilder::max_outgoing_frame_size),
+    /// 256 KiB by default): it was not sent, and the connection is fine.
+    TooLarge,
 }
 
 impl fmt::Display for SendError {
@@ -95,6 +99,7 @@ impl fmt::Display for SendError {
             SendError::Closed => "the connection is closed",
             SendError::SlowClient => "the client is not reading its frames; closing it",
             SendError::Serialize => "the update could not be serialised to JSON",
+            SendError::TooLarge => "the frame is larger than the outgoing limit; not sent",
         })
     }
 }
@@ -113,6 +118,10 @@ pub enum BroadcastError {
     Serialize(serde_json::Error),
     /// The channel layer failed to publish to other processes.
     Layer(crate::layer::LayerError),
+    /// The frame is larger than the outgoing limit
+    /// ([`LiveViewBuilder::max_outgoing_frame_size`](crate::LiveViewBuilder::max_outgoing_frame_size),
+    /// 256 KiB by default): it was sent to no one, here or elsewhere.
+    TooLarge,
 }
 
 impl fmt::Display for BroadcastError {
@@ -121,6 +130,9 @@ impl fmt::Display for BroadcastError {
             BroadcastError::Serialize(_) => f.write_str("the update could not be serialised"),
             BroadcastError::Layer(_) => {
                 f.write_str("delivered locally, but not published to other processes")
+            }
+            BroadcastError::TooLarge => {
+                f.write_str("the frame is larger than the outgoing limit; sent to no one")
             }
         }
     }
@@ -131,6 +143,7 @@ impl std::error::Error for BroadcastError {
         match self {
             BroadcastError::Serialize(e) => Some(e),
             BroadcastError::Layer(e) => Some(e),
+            BroadcastError::TooLarge => None,
         }
     }
 }

@@ -6,6 +6,43 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::metrics::Metrics;
+
+/// Largest frame the server sends by default: 256 KiB.
+///
+/// A frame over the outgoing limit is refused where it is made (an error
+/// to the handler, a warning in the log, a count in
+/// `liveview_frames_too_large_total`), never queued, delivered or kept
+/// for replay: a frame a client's socket cannot take would otherwise end
+/// the connection of every receiver.
+pub(crate) const DEFAULT_MAX_OUTGOING_FRAME: usize = 256 * 1024;
+
+/// Room in the socket's write buffer besides one frame of the outgoing
+/// limit: the part of a previous frame still buffered (at most the write
+/// buffer's size), the `seq`/`group` keys a numbered frame gains, and a
+/// Pong or Close frame.
+const WRITE_BUFFER_SLACK: usize = 4 * 1024;
+
+/// The most the socket's write buffer must hold so that any frame the
+/// server accepted to send fits: a smaller bound makes tungstenite fail
+/// the write and drop the connection.
+pub(crate) fn max_write_buffer(write_buffer: usize, max_outgoing: usize) -> usize {
+    write_buffer + max_outgoing + WRITE_BUFFER_SLACK
+}
+
+/// `Ok` when a frame of `len` bytes may be sent; otherwise the refusal is
+/// logged and counted.
+pub(crate) fn check_outgoing(len: usize, max: usize, metrics: &Metrics) -> Result<(), ()> {
+    if len <= max {
+        return Ok(());
+    }
+    metrics
+        .frames_too_large
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(target: "liveview", size = len, limit = max, "refused to send a frame over the outgoing limit");
+    Err(())
+}
+
 /// A rate: `per_second` calls on average, bursts of up to `burst`.
 ///
 /// ```

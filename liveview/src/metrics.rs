@@ -54,6 +54,8 @@ pub(crate) struct Metrics {
     pub publish_failures: AtomicU64,
     pub slow_client_closes: AtomicU64,
     pub rate_limited: AtomicU64,
+    pub frames_too_large: AtomicU64,
+    pub write_failures: AtomicU64,
     functions: HashMap<&'static str, FunctionStats>,
 }
 
@@ -91,7 +93,7 @@ impl Metrics {
     /// passed in (read from their owners at render time).
     pub(crate) fn render(&self, groups: usize, memberships: usize, addresses: usize) -> String {
         let mut out = String::with_capacity(4096);
-        let simple: [(&str, &str, &str, i64); 14] = [
+        let simple: [(&str, &str, &str, i64); 16] = [
             (
                 "liveview_connections",
                 "gauge",
@@ -157,6 +159,18 @@ impl Metrics {
                 "counter",
                 "Calls refused by a rate limit.",
                 self.rate_limited.load(Relaxed) as i64,
+            ),
+            (
+                "liveview_frames_too_large_total",
+                "counter",
+                "Frames refused for being over the outgoing size limit.",
+                self.frames_too_large.load(Relaxed) as i64,
+            ),
+            (
+                "liveview_write_failures_total",
+                "counter",
+                "Writes to a client's socket that failed (the connection was lost).",
+                self.write_failures.load(Relaxed) as i64,
             ),
             (
                 "liveview_groups",

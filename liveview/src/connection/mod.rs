@@ -110,7 +110,12 @@ pub(crate) async fn upgrade(
     upgrade
         .read_buffer_size(config.read_buffer)
         .write_buffer_size(config.write_buffer)
-        .max_write_buffer_size(config.write_buffer.max(config.max_frame) * 4)
+        // Every frame the server accepts to send must fit, or tungstenite
+        // fails the write and drops the connection.
+        .max_write_buffer_size(crate::limits::max_write_buffer(
+            config.write_buffer,
+            config.max_outgoing_frame,
+        ))
         .max_message_size(config.max_frame)
         .max_frame_size(config.max_frame)
         .on_upgrade(move |socket| {
@@ -366,7 +371,9 @@ async fn write(
                     sent = feed(&mut sink, frame, rx.is_empty()) => sent,
                     () = grace_after(&closer) => return,
                 };
-                if sent.is_err() {
+                if let Err(err) = sent {
+                    metrics.write_failures.fetch_add(1, Relaxed);
+                    tracing::debug!(target: "liveview", error = %err, "write failed");
                     closer.close(close::NORMAL);
                     return;
                 }

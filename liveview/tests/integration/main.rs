@@ -13,6 +13,7 @@ mod health;
 mod levels;
 mod middleware;
 mod origin;
+mod outgoing;
 mod presence;
 #[cfg(feature = "redis")]
 mod redis;
