@@ -121,6 +121,34 @@ pub(crate) fn parse(text: &str, room: &str) -> Result<Call, InvalidMessage> {
     })
 }
 
+/// The `n` of a liveness probe `{"ping": n}` (an integer, and no
+/// `function`): our client sends one after a quiet spell, to learn whether
+/// the connection still works. Anything else is `None`.
+pub(crate) fn ping(text: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Ping {
+        ping: u64,
+        #[serde(default)]
+        function: Option<serde::de::IgnoredAny>,
+    }
+    // Calls are the common case: they skip the second parse.
+    if !text.contains("\"ping\"") || !text.trim_start().starts_with('{') {
+        return None;
+    }
+    match serde_json::from_str::<Ping>(text) {
+        Ok(Ping {
+            ping,
+            function: None,
+        }) => Some(ping),
+        _ => None,
+    }
+}
+
+/// `{"pong": n}`: the answer to `{"ping": n}`.
+pub(crate) fn pong_frame(n: u64) -> String {
+    format!(r#"{{"pong":{n}}}"#)
+}
+
 /// `{"error": message}`, with the call's `ref` when there is one.
 pub(crate) fn error_frame(message: &str, reference: Option<u64>) -> String {
     let message = serde_json::to_string(message).unwrap_or_default();
@@ -140,6 +168,15 @@ mod tests {
     use super::*;
     use crate::call::content::keys::{normalize_keys, snake_case};
     use serde_json::json;
+
+    #[test]
+    fn a_ping_is_an_integer_without_a_function() {
+        assert_eq!(ping(r#"{"ping": 7}"#), Some(7));
+        assert_eq!(ping(r#"{"ping": 7, "function": "f"}"#), None);
+        assert_eq!(ping(r#"{"ping": "7"}"#), None);
+        assert_eq!(ping(r#"{"function": "ping"}"#), None);
+        assert_eq!(pong_frame(7), r#"{"pong":7}"#);
+    }
 
     #[test]
     fn camel_case_keys_become_snake_case_recursively() {

@@ -10,6 +10,7 @@ mod actions;
 mod forms;
 mod guards;
 mod history;
+mod liveness;
 mod loading;
 mod morph;
 mod navigation;
