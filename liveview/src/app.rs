@@ -31,6 +31,8 @@ use crate::session::RoomSigner;
 pub(crate) struct Config {
     pub max_frame: usize,
     pub max_outgoing_frame: usize,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
     pub queue: usize,
     pub handler_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -49,6 +51,8 @@ impl Default for Config {
         Self {
             max_frame: DEFAULT_MAX_FRAME,
             max_outgoing_frame: crate::limits::DEFAULT_MAX_OUTGOING_FRAME,
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
             queue: 256,
             handler_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
@@ -307,6 +311,37 @@ impl LiveViewBuilder {
     /// ```
     pub fn max_outgoing_frame_size(mut self, bytes: usize) -> Self {
         self.config.max_outgoing_frame = bytes;
+        self
+    }
+
+    /// How often the server pings each connection (default 25 s). Browsers
+    /// answer pings by themselves; the answers keep a quiet connection
+    /// alive under [`idle_timeout`](Self::idle_timeout), and the pings keep
+    /// proxies from closing it for silence.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let live = liveview::LiveView::builder()
+    ///     .ping_interval(Duration::from_secs(20))
+    ///     .idle_timeout(Duration::from_secs(45))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(live);
+    /// ```
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.config.ping_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a connection may send nothing at all, not even a Pong,
+    /// before the server closes it with 4408 (default 60 s). A client that
+    /// vanished without closing its socket (a laptop lid, a lost network)
+    /// then leaves its room's presence, its groups and its address's
+    /// connection slot instead of holding them forever. Keep it above
+    /// [`ping_interval`](Self::ping_interval).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
         self
     }
 

@@ -56,6 +56,7 @@ pub(crate) struct Metrics {
     pub rate_limited: AtomicU64,
     pub frames_too_large: AtomicU64,
     pub write_failures: AtomicU64,
+    pub idle_closes: AtomicU64,
     functions: HashMap<&'static str, FunctionStats>,
 }
 
@@ -93,7 +94,7 @@ impl Metrics {
     /// passed in (read from their owners at render time).
     pub(crate) fn render(&self, groups: usize, memberships: usize, addresses: usize) -> String {
         let mut out = String::with_capacity(4096);
-        let simple: [(&str, &str, &str, i64); 16] = [
+        let simple: [(&str, &str, &str, i64); 17] = [
             (
                 "liveview_connections",
                 "gauge",
@@ -171,6 +172,12 @@ impl Metrics {
                 "counter",
                 "Writes to a client's socket that failed (the connection was lost).",
                 self.write_failures.load(Relaxed) as i64,
+            ),
+            (
+                "liveview_idle_closes_total",
+                "counter",
+                "Connections closed with 4408 for sending nothing, not even a Pong.",
+                self.idle_closes.load(Relaxed) as i64,
             ),
             (
                 "liveview_groups",

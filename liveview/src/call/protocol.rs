@@ -31,6 +31,8 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     /// The client did not read its frames fast enough.
     pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// The client sent nothing, not even a Pong, for the idle timeout.
+    pub const IDLE: u16 = 4408;
 }
 
 /// The fixed error frames. Nothing else about a failure reaches the client.

@@ -176,7 +176,13 @@ async fn run(
     tracing::debug!(target: "liveview", connection = conn.id, room = %room, "connected");
 
     let closer = conn.outbox.closer().clone();
-    let writer = tokio::spawn(write(sink, rx, closer.clone(), shared.metrics.clone()));
+    let writer = tokio::spawn(write(
+        sink,
+        rx,
+        closer.clone(),
+        shared.metrics.clone(),
+        shared.config.ping_interval,
+    ));
     let ip = slot.as_ref().and_then(|_| conn.scope.client_ip());
     let ended = read(&shared, &conn, &mut stream, &closer, ip).await;
 
@@ -252,7 +258,10 @@ async fn read(
     // connection.
     let closed = closer.closed();
     let shutdown = shared.shutdown.cancelled();
-    tokio::pin!(closed, shutdown);
+    // Anything from the client, a Pong included, proves it is there.
+    let idle_timeout = shared.config.idle_timeout;
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(closed, shutdown, idle);
     loop {
         tokio::select! {
             biased;
@@ -261,7 +270,9 @@ async fn read(
                 closer.close(close::GOING_AWAY);
                 return Ended::Readable;
             }
-            message = stream.next() => match message {
+            message = stream.next() => {
+                idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                match message {
                 Some(Ok(Message::Text(text))) => {
                     shared.metrics.frames_in.fetch_add(1, Relaxed);
                     shared.metrics.bytes_in.fetch_add(text.len() as u64, Relaxed);
@@ -301,6 +312,13 @@ async fn read(
                     closer.close(code);
                     return if code == close::NORMAL { Ended::Gone } else { Ended::Failed };
                 }
+                }
+            }
+            () = &mut idle => {
+                tracing::debug!(target: "liveview", connection = conn.id, idle_ms = idle_timeout.as_millis() as u64, "closing a connection that sent nothing, not even a Pong");
+                shared.metrics.idle_closes.fetch_add(1, Relaxed);
+                closer.close(close::IDLE);
+                return Ended::Readable;
             }
         }
     }
@@ -350,13 +368,26 @@ async fn write(
     mut rx: mpsc::Receiver<Frame>,
     closer: Arc<Closer>,
     metrics: Arc<Metrics>,
+    ping_interval: Duration,
 ) {
     let closed = closer.closed();
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(closed);
     loop {
         tokio::select! {
             biased;
             () = &mut closed => break,
+            _ = ping.tick() => {
+                // An empty Ping: the client's Pong resets its idle timer.
+                if let Err(err) = sink.send(Message::Ping(Default::default())).await {
+                    metrics.write_failures.fetch_add(1, Relaxed);
+                    tracing::debug!(target: "liveview", error = %err, "ping failed");
+                    closer.close(close::NORMAL);
+                    return;
+                }
+            }
             frame = rx.recv() => {
                 let Some(frame) = frame else { break };
                 // A write under way when the connection is told to close

@@ -11,6 +11,7 @@ mod handlers;
 #[cfg(feature = "redis")]
 mod health;
 mod levels;
+mod liveness;
 mod middleware;
 mod origin;
 mod outgoing;
