@@ -98,6 +98,14 @@ impl Shared {
     }
 }
 
+impl Drop for Shared {
+    /// The application is gone (its last handle and connection dropped):
+    /// the channel layer's background tasks stop with it.
+    fn drop(&mut self) {
+        self.hub.layer().shutdown();
+    }
+}
+
 /// A LiveView application: handlers, middleware, channel layer and limits.
 ///
 /// Build one with [`LiveView::builder`], serve it with [`LiveView::router`]
@@ -171,6 +179,34 @@ impl LiveView {
                 .load(std::sync::atomic::Ordering::Relaxed),
         )
         .unwrap_or(0)
+    }
+
+    /// Where the groups of a page in `room` stand now (`room_<room>` and
+    /// `broadcast`): render it into the page (the template helper
+    /// `liveview_script(position)` does), and the client's first connection
+    /// resumes from there, so that a frame published between the render and
+    /// the connection is not lost. Empty when replay is off, or when the
+    /// shared log cannot be read (the client then starts from the live
+    /// frames).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let live = liveview::LiveView::builder().build().unwrap();
+    /// let position = live.position("lobby").await;
+    /// assert!(position.to_string().starts_with("room_lobby:0:"));
+    /// let tag = liveview::template::script_tag_at(&position);
+    /// assert!(tag.contains(r#"data-liveview-resume="room_lobby:0:"#));
+    /// # }
+    /// ```
+    pub async fn position(&self, room: &str) -> crate::template::Position {
+        let mut groups = Vec::with_capacity(2);
+        for group in [crate::layer::room_group(room), crate::layer::BROADCAST_GROUP.to_owned()] {
+            match self.shared.hub.position(&group).await {
+                Some(position) => groups.push(position),
+                None => return crate::template::Position::default(),
+            }
+        }
+        crate::template::Position::new(groups)
     }
 
     /// Whether the channel layer can carry frames now (for readiness
@@ -513,7 +549,9 @@ impl LiveViewBuilder {
                 .with_logs(logs)
                 .with_shared_presence(self.presence.tracked),
         );
-        layer.start(LocalDelivery { hub: hub.clone() });
+        layer.start(LocalDelivery {
+            hub: Arc::downgrade(&hub),
+        });
         let metrics = Arc::new(Metrics::new(&registry.names()));
         let broadcaster = Broadcaster::new(hub.clone(), metrics.clone())
             .with_max_frame(self.config.max_outgoing_frame);

@@ -13,9 +13,9 @@ use crate::update::IntoUpdate;
 /// Sends updates to groups of connections, from anywhere: a handler, a
 /// spawned task, a plain `std::thread`. Cheap to clone.
 ///
-/// Each update is serialised once, delivered to this process's members of
-/// the group at once, and published once through the channel layer for the
-/// other processes.
+/// Each update is serialised once and published once through the channel
+/// layer; this process's members get it through the application's group
+/// table, in the group's order (see [`crate::layer`]).
 ///
 /// ```no_run
 /// use liveview::{LiveView, Update};
@@ -92,16 +92,10 @@ impl Broadcaster {
         self.check_size(frame.len())
             .map_err(|()| BroadcastError::TooLarge)?;
         self.metrics.publishes.fetch_add(1, Ordering::Relaxed);
-        let layer = self.hub.layer();
-        if self.sequenced_by_layer() {
-            let result = layer.publish_sequenced(group, frame).await;
-            self.deliver_with(group, frame, result)
-        } else {
-            // Local members first: they never wait for the network.
-            self.hub.deliver_logged(group, frame);
-            let result = layer.publish(group, frame).await;
-            result.map_err(|err| self.publish_failed(group, err))
-        }
+        self.hub
+            .publish(group, frame)
+            .await
+            .map_err(|err| self.publish_failed(group, err))
     }
 
     /// [`broadcast`](Self::broadcast) from code that is not async.
@@ -132,43 +126,8 @@ impl Broadcaster {
         self.check_size(frame.len())
             .map_err(|()| BroadcastError::TooLarge)?;
         self.metrics.publishes.fetch_add(1, Ordering::Relaxed);
-        let layer = self.hub.layer();
-        if self.sequenced_by_layer() {
-            let result = self.block_on(layer.publish_sequenced(group, &frame));
-            self.deliver_with(group, &frame, result)
-        } else {
-            self.hub.deliver_logged(group, &frame);
-            let result = self.block_on(layer.publish(group, &frame));
-            result.map_err(|err| self.publish_failed(group, err))
-        }
-    }
-
-    /// Whether sequence numbers come from the layer's shared log.
-    fn sequenced_by_layer(&self) -> bool {
-        self.hub.logs().is_some() && self.hub.layer().has_shared_log()
-    }
-
-    /// Local delivery after the layer's shared log numbered the frame: the
-    /// layer delivered it already, at its place among the frames of other
-    /// processes. If the layer failed, local members still get the frame,
-    /// unnumbered.
-    fn deliver_with(
-        &self,
-        group: &str,
-        frame: &Frame,
-        result: Result<Option<u64>, crate::layer::LayerError>,
-    ) -> Result<(), BroadcastError> {
-        match result {
-            Ok(Some(_seq)) => Ok(()),
-            Ok(None) => {
-                self.hub.deliver_logged(group, frame);
-                Ok(())
-            }
-            Err(err) => {
-                self.hub.deliver(group, frame);
-                Err(self.publish_failed(group, err))
-            }
-        }
+        self.block_on(Box::pin(self.hub.publish(group, &frame)))
+            .map_err(|err| self.publish_failed(group, err))
     }
 
     /// Finish a layer future from code that is not async. The in-memory

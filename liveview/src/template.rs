@@ -1,4 +1,72 @@
-//! Helpers for page templates: a fresh room id, and the script tag.
+//! Helpers for page templates: a fresh room id, the script tag, and the
+//! page's position in its groups.
+
+use std::fmt;
+
+use crate::layer::GroupPosition;
+
+/// Where a page stood in its groups when it was rendered, from
+/// [`LiveView::position`](crate::LiveView::position): rendered into the
+/// page's script tag (`data-liveview-resume`), it lets the client's first
+/// connection resume from there. Displays as the `resume` parameter's
+/// syntax, `GROUP:SEQ:EPOCH,...` (`GROUP:SEQ` for a group not numbered
+/// yet), and serialises as that string, so it goes into a template context
+/// as it is.
+///
+/// ```
+/// let position = liveview::template::Position::default();
+/// assert!(position.is_empty());
+/// assert_eq!(position.to_string(), "");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    groups: Vec<GroupPosition>,
+}
+
+impl Position {
+    pub(crate) fn new(groups: Vec<GroupPosition>) -> Self {
+        Self { groups }
+    }
+
+    /// Whether there is nothing to resume from (replay off, or the log
+    /// could not be read).
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Each group's position.
+    pub fn groups(&self) -> &[GroupPosition] {
+        &self.groups
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, position) in self.groups.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{}:{}", position.group, position.seq)?;
+            if let Some(epoch) = &position.epoch {
+                write!(f, ":{epoch}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "minijinja")]
+impl From<Position> for minijinja::Value {
+    fn from(position: Position) -> Self {
+        Self::from(position.to_string())
+    }
+}
+
+impl serde::Serialize for Position {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
 
 /// A new random room id (a UUID without dashes), the seed's
 /// `{% liveview_room_uuid %}`: unguessable, so nobody can join another
@@ -21,27 +89,61 @@ pub fn room_uuid() -> String {
 /// assert!(tag.ends_with(r#"" defer></script>"#));
 /// ```
 pub fn script_tag() -> String {
-    format!(
-        r#"<script src="{}" defer></script>"#,
-        crate::escape(&crate::assets::script_url())
-    )
+    script_tag_resuming("")
+}
+
+/// The `<script>` tag that loads the client, carrying the page's
+/// `position` (`data-liveview-resume`): the client's first connection
+/// resumes from there.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let live = liveview::LiveView::builder().build().unwrap();
+/// let tag = liveview::template::script_tag_at(&live.position("lobby").await);
+/// assert!(tag.starts_with(r#"<script src="/static/liveview/liveview.min.js?v="#));
+/// assert!(tag.contains(r#" data-liveview-resume="room_lobby:0:"#));
+/// # }
+/// ```
+pub fn script_tag_at(position: &Position) -> String {
+    script_tag_resuming(&position.to_string())
+}
+
+fn script_tag_resuming(resume: &str) -> String {
+    let url = crate::assets::script_url();
+    let src = crate::escape(&url);
+    if resume.is_empty() {
+        format!(r#"<script src="{src}" defer></script>"#)
+    } else {
+        let resume = crate::escape(resume);
+        format!(r#"<script src="{src}" data-liveview-resume="{resume}" defer></script>"#)
+    }
 }
 
 /// Register the helpers with a minijinja environment: `liveview_room_uuid()`
-/// and `liveview_script()` (which is marked safe, so it is not escaped).
+/// and `liveview_script(position)` (marked safe, so it is not escaped),
+/// where `position` is the page's [`Position`] in the template's context;
+/// `liveview_script()` without it renders a tag without a position.
 ///
 /// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let live = liveview::LiveView::builder().build().unwrap();
 /// let mut env = minijinja::Environment::new();
 /// liveview::template::register(&mut env);
-/// env.add_template("page.html", r#"<html data-room="{{ liveview_room_uuid() }}">{{ liveview_script() }}"#).unwrap();
-/// let html = env.get_template("page.html").unwrap().render(()).unwrap();
+/// env.add_template("page.html", r#"<html data-room="{{ room }}">{{ liveview_script(position) }}"#).unwrap();
+/// let room = liveview::room_uuid();
+/// let position = live.position(&room).await;
+/// let context = minijinja::context! { room, position };
+/// let html = env.get_template("page.html").unwrap().render(context).unwrap();
 /// assert!(html.contains("<script src="));
+/// assert!(html.contains("data-liveview-resume=\"room_"));
+/// # }
 /// ```
 #[cfg(feature = "minijinja")]
 pub fn register(env: &mut minijinja::Environment<'_>) {
     env.add_function("liveview_room_uuid", room_uuid);
-    env.add_function("liveview_script", || {
-        minijinja::Value::from_safe_string(script_tag())
+    env.add_function("liveview_script", |position: Option<String>| {
+        let resume = position.unwrap_or_default();
+        minijinja::Value::from_safe_string(script_tag_resuming(&resume))
     });
 }
 

@@ -1,18 +1,17 @@
 //! A connection joining its groups, with the replay of what it missed when
 //! it comes back after a disconnect, and leaving them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::outbox::{Held, Outbox};
+use super::outbox::Outbox;
 use crate::app::Shared;
 use crate::broadcast::Broadcaster;
 use crate::consumer::Connection;
 use crate::hub::log::sequenced;
 use crate::hub::presence::OnPresence;
-use crate::layer::{BROADCAST_GROUP, Frame, Replay, Resume, room_group};
+use crate::layer::{BROADCAST_GROUP, Frame, Missed, Replay, Resume, room_group};
 use crate::scope::Scope;
 
 /// The frame that tells a client its missed frames are gone: reload the
@@ -111,52 +110,46 @@ async fn replay(shared: &Shared, outbox: &Outbox, groups: &[String], resume: &Re
     // of its own, so that the connection's writer starts meanwhile.
     let mut resync = false;
     let mut frames = Vec::new();
-    let mut replayed_up_to: HashMap<&str, u64> = HashMap::new();
     for group in groups {
         let Some(after) = resume.last(group) else {
             continue;
         };
-        let answer = match shared.hub.layer().replay(group, after).await {
-            Ok(Some(answer)) => answer,
-            Ok(None) => match shared.hub.logs() {
-                Some(logs) => logs.replay(group, after),
-                None => Replay::Gap,
-            },
+        let epoch = resume.epoch(group);
+        let answer = match shared.hub.layer().replay(group, after, epoch).await {
+            Ok(Some(answer)) => Some(answer),
+            Ok(None) => shared.hub.logs().map(|logs| logs.replay(group, after, epoch)),
             Err(err) => {
                 tracing::warn!(target: "liveview", group, error = %err, "replay unavailable");
-                Replay::Gap
+                None
             }
         };
         match answer {
-            Replay::Frames(missed) => {
+            Some(Missed {
+                epoch,
+                replay: Replay::Frames(missed),
+            }) => {
                 let newest = missed.last().map_or(after, |(seq, _)| *seq);
-                replayed_up_to.insert(group, newest);
+                // Frames up to there that also arrive live are dropped, so
+                // nothing is sent twice.
+                outbox.replayed(group, newest, &epoch);
                 frames.extend(
                     missed
                         .into_iter()
-                        .map(|(seq, frame)| sequenced(&frame, group, seq)),
+                        .map(|(seq, frame)| sequenced(&frame, group, seq, &epoch)),
                 );
             }
-            Replay::Gap => resync = true,
+            Some(Missed {
+                replay: Replay::Gap,
+                ..
+            })
+            | None => resync = true,
         }
     }
     if resync {
         frames.insert(0, Frame::from_static(RESYNC));
     }
-    let replayed_up_to: HashMap<String, u64> = replayed_up_to
-        .into_iter()
-        .map(|(group, seq)| (group.to_owned(), seq))
-        .collect();
     let outbox = outbox.clone();
-    let mut sending = Box::pin(async move {
-        // Frames that arrived while the log was read: those the replay
-        // already covered are dropped, so nothing is sent twice.
-        let keep = |held: &Held| match (held.seq, replayed_up_to.get(&*held.group)) {
-            (Some(seq), Some(up_to)) => seq > *up_to,
-            _ => true,
-        };
-        outbox.replay(frames, keep).await;
-    });
+    let mut sending = Box::pin(async move { outbox.replay(frames).await });
     // Usually it all fits in the queue at once; the rest waits for the
     // connection's writer to make room, in a task of its own.
     if futures_util::FutureExt::now_or_never(&mut sending).is_none() {

@@ -39,13 +39,17 @@ pub(crate) struct Closer {
     /// is sent a resync instead of them.
     overflowed: AtomicBool,
     held: Mutex<Vec<Held>>,
+    /// For a client that tracks sequences: per group, the epoch and the
+    /// newest sequence queued, so that a frame is never queued twice (a
+    /// replayed frame that also arrives live).
+    newest: Mutex<Vec<(Arc<str>, Arc<str>, u64)>>,
 }
 
 /// A group frame held back by the gate.
 #[derive(Debug)]
 pub(crate) struct Held {
     pub group: Arc<str>,
-    pub seq: Option<u64>,
+    pub number: Option<(u64, Arc<str>)>,
     pub frame: Frame,
 }
 
@@ -111,12 +115,47 @@ impl Outbox {
         }
     }
 
-    /// Queue a frame of `group` (with its sequence, if any), unless the
-    /// gate holds group frames back.
+    /// Whether frame `seq` of `group`, numbered in `epoch`, is newer than
+    /// what this client was queued; if so, it is the newest now. Always true
+    /// for a client that does not track sequences.
+    fn is_new(&self, group: &Arc<str>, seq: u64, epoch: &Arc<str>) -> bool {
+        if !self.sequenced {
+            return true;
+        }
+        let mut newest = self.closer.newest.lock().unwrap_or_else(|e| e.into_inner());
+        match newest.iter_mut().find(|(g, _, _)| g == group) {
+            Some((_, e, s)) if e == epoch => {
+                if seq <= *s {
+                    return false;
+                }
+                *s = seq;
+            }
+            Some((_, e, s)) => {
+                // A new numbering: whatever its numbers, it is new.
+                *e = epoch.clone();
+                *s = seq;
+            }
+            None => newest.push((group.clone(), epoch.clone(), seq)),
+        }
+        true
+    }
+
+    /// The client was replayed `group` up to `seq` of `epoch`: frames up to
+    /// there that arrive live are not queued again.
+    pub(crate) fn replayed(&self, group: &str, seq: u64, epoch: &str) {
+        let (group, epoch): (Arc<str>, Arc<str>) = (Arc::from(group), Arc::from(epoch));
+        let mut newest = self.closer.newest.lock().unwrap_or_else(|e| e.into_inner());
+        newest.retain(|(g, _, _)| *g != group);
+        newest.push((group, epoch, seq));
+    }
+
+    /// Queue a frame of `group` (with its sequence and epoch, if numbered),
+    /// unless the gate holds group frames back. A numbered frame the client
+    /// was already queued is skipped.
     pub(crate) fn push_group(
         &self,
         group: &Arc<str>,
-        seq: Option<u64>,
+        number: Option<(u64, &Arc<str>)>,
         frame: Frame,
     ) -> Result<(), SendError> {
         if self.closer.gated.load(Ordering::Acquire) {
@@ -133,13 +172,16 @@ impl Outbox {
                 }
                 held.push(Held {
                     group: group.clone(),
-                    seq,
+                    number: number.map(|(seq, epoch)| (seq, epoch.clone())),
                     frame,
                 });
                 return Ok(());
             }
         }
-        self.push(frame)
+        match number {
+            Some((seq, epoch)) if !self.is_new(group, seq, epoch) => Ok(()),
+            _ => self.push(frame),
+        }
     }
 
     /// Hold group frames back from now on.
@@ -153,7 +195,7 @@ impl Outbox {
     }
 
     /// Send a reconnecting client what it missed (`replayed`, in order),
-    /// then the held frames that `keep` accepts, then stop holding: frames
+    /// then the held frames it was not replayed, then stop holding: frames
     /// published meanwhile come after them.
     ///
     /// The frames go out as fast as the client reads them, never more than
@@ -162,16 +204,16 @@ impl Outbox {
     /// calls. When more live frames arrive meanwhile than may be held, the
     /// client is sent a resync instead of the rest. Returns early when the
     /// connection closes.
-    pub(crate) async fn replay(&self, replayed: Vec<Frame>, keep: impl Fn(&Held) -> bool) {
+    pub(crate) async fn replay(&self, replayed: Vec<Frame>) {
         let closed = self.closer.closed();
         tokio::pin!(closed);
         tokio::select! {
             () = &mut closed => {}
-            () = self.pump(replayed, keep) => {}
+            () = self.pump(replayed) => {}
         }
     }
 
-    async fn pump(&self, replayed: Vec<Frame>, keep: impl Fn(&Held) -> bool) {
+    async fn pump(&self, replayed: Vec<Frame>) {
         let capacity = self.tx.max_capacity();
         let headroom = capacity / 4;
         let batch = (capacity - headroom).max(1);
@@ -195,7 +237,15 @@ impl Outbox {
                     self.closer.gated.store(false, Ordering::Release);
                     return;
                 }
-                pending.extend(held.drain(..).filter(&keep).map(|held| held.frame));
+                let fresh: Vec<Frame> = held
+                    .drain(..)
+                    .filter(|held| match &held.number {
+                        Some((seq, epoch)) => self.is_new(&held.group, *seq, epoch),
+                        None => true,
+                    })
+                    .map(|held| held.frame)
+                    .collect();
+                pending.extend(fresh);
                 continue;
             }
             let count = pending.len().min(batch);
@@ -238,24 +288,30 @@ mod tests {
     #[tokio::test]
     async fn held_frames_are_released_in_order_minus_those_already_replayed() {
         let (outbox, mut rx) = Outbox::new(8);
+        let outbox = outbox.with_sequences(true);
         let group: Arc<str> = Arc::from("room_a");
+        let epoch: Arc<str> = Arc::from("e1");
         outbox.hold();
-        outbox
-            .push_group(&group, Some(3), Frame::from("3"))
-            .unwrap();
-        outbox
-            .push_group(&group, Some(4), Frame::from("4"))
-            .unwrap();
+        for seq in [3, 4] {
+            outbox
+                .push_group(&group, Some((seq, &epoch)), Frame::from(seq.to_string()))
+                .unwrap();
+        }
         assert!(rx.try_recv().is_err(), "held back");
+        outbox.replayed("room_a", 3, "e1");
+        outbox.replay(vec![Frame::from("replayed 3")]).await;
+        for seq in [4, 5] {
+            // 4 again (live after the replay read it): queued once.
+            outbox
+                .push_group(&group, Some((seq, &epoch)), Frame::from(seq.to_string()))
+                .unwrap();
+        }
+        // A new numbering starts again at 1.
+        let restarted: Arc<str> = Arc::from("e2");
         outbox
-            .replay(vec![Frame::from("replayed 3")], |held| {
-                held.seq.is_some_and(|s| s > 3)
-            })
-            .await;
-        outbox
-            .push_group(&group, Some(5), Frame::from("5"))
+            .push_group(&group, Some((1, &restarted)), Frame::from("1 of e2"))
             .unwrap();
         let order: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
-        assert_eq!(order, ["replayed 3", "4", "5"].map(Frame::from));
+        assert_eq!(order, ["replayed 3", "4", "5", "1 of e2"].map(Frame::from));
     }
 }

@@ -100,10 +100,10 @@ pub fn replay_from(entries: Vec<(u64, Frame)>, newest: u64, after: u64) -> Repla
     }
 }
 
-/// The frame with its group and sequence added: `{..., "seq": n,
-/// "group": "g"}`. The original is one JSON object, so this is a splice,
-/// not a second serialisation.
-pub(crate) fn sequenced(frame: &Frame, group: &str, seq: u64) -> Frame {
+/// The frame with its group, sequence and epoch added: `{..., "seq": n,
+/// "group": "g", "epoch": "e"}`. The original is one JSON object, so this is
+/// a splice, not a second serialisation.
+pub(crate) fn sequenced(frame: &Frame, group: &str, seq: u64, epoch: &str) -> Frame {
     let text = frame.as_str();
     let Some(body) = text.strip_suffix('}') else {
         return frame.clone();
@@ -114,47 +114,145 @@ pub(crate) fn sequenced(frame: &Frame, group: &str, seq: u64) -> Frame {
     } else {
         ","
     };
-    Frame::from(format!(r#"{body}{separator}"seq":{seq},"group":{group}}}"#))
+    // Epochs are `[A-Za-z0-9_-]`: nothing to escape.
+    Frame::from(format!(
+        r#"{body}{separator}"seq":{seq},"group":{group},"epoch":"{epoch}"}}"#
+    ))
 }
 
-/// A client's resume request: the last sequence it applied per group, from
-/// the `resume` query parameter of the socket URL
-/// (`?resume=broadcast:41,room_lobby:17`).
+/// Whether `epoch` is a well-formed epoch: 1 to 32 of `[A-Za-z0-9_-]`.
 ///
 /// ```
-/// let resume = liveview::layer::Resume::parse("broadcast:41,room_lobby:17,bad");
+/// assert!(liveview::layer::is_valid_epoch("k3J_x-9"));
+/// assert!(!liveview::layer::is_valid_epoch(""));
+/// assert!(!liveview::layer::is_valid_epoch("a:b"));
+/// assert!(!liveview::layer::is_valid_epoch(&"x".repeat(33)));
+/// ```
+pub fn is_valid_epoch(epoch: &str) -> bool {
+    (1..=32).contains(&epoch.len())
+        && epoch
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
+/// A fresh epoch: 16 random characters.
+pub(crate) fn new_epoch() -> String {
+    let mut epoch = uuid::Uuid::new_v4().simple().to_string();
+    epoch.truncate(16);
+    epoch
+}
+
+/// A client's resume request: per group, the last sequence it applied and
+/// the epoch of that numbering, from the `resume` query parameter of the
+/// socket URL (`?resume=broadcast:41:Zk3q,room_lobby:17`) or from the page's
+/// position rendered by the template helpers.
+///
+/// Each entry is `GROUP:SEQ` or `GROUP:SEQ:EPOCH`; `SEQ` 0 means "from the
+/// start of the group's numbering".
+///
+/// ```
+/// let resume = liveview::layer::Resume::parse("broadcast:41:Zk3q,room_lobby:17,bad");
 /// assert_eq!(resume.last("broadcast"), Some(41));
+/// assert_eq!(resume.epoch("broadcast"), Some("Zk3q"));
 /// assert_eq!(resume.last("room_lobby"), Some(17));
+/// assert_eq!(resume.epoch("room_lobby"), None);
 /// assert_eq!(resume.last("room_other"), None);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resume {
-    last: HashMap<String, u64>,
+    /// The entries as sent, each read against a group's name when asked:
+    /// a group name may itself contain `:`.
+    entries: Vec<String>,
 }
 
 impl Resume {
-    /// Parse `group:seq` pairs separated by commas; malformed pairs are
-    /// skipped.
+    /// Parse entries separated by commas (at most 16); malformed ones are
+    /// skipped when asked for.
     pub fn parse(text: &str) -> Self {
-        let last = text
+        let entries = text
             .split(',')
-            .filter_map(|pair| {
-                let (group, seq) = pair.rsplit_once(':')?;
-                Some((group.to_owned(), seq.parse().ok()?))
-            })
+            .filter(|entry| !entry.is_empty())
             .take(16)
+            .map(str::to_owned)
             .collect();
-        Self { last }
+        Self { entries }
+    }
+
+    /// The sequence and epoch the client gave for `group`.
+    fn entry(&self, group: &str) -> Option<(u64, Option<&str>)> {
+        self.entries.iter().find_map(|entry| {
+            let rest = entry.strip_prefix(group)?.strip_prefix(':')?;
+            match rest.split_once(':') {
+                Some((seq, epoch)) if is_valid_epoch(epoch) => Some((seq.parse().ok()?, Some(epoch))),
+                Some(_) => None,
+                None => Some((rest.parse().ok()?, None)),
+            }
+        })
     }
 
     /// The last sequence the client applied in `group`.
     pub fn last(&self, group: &str) -> Option<u64> {
-        self.last.get(group).copied()
+        self.entry(group).map(|(seq, _)| seq)
+    }
+
+    /// The epoch of the client's numbering of `group`, if it said.
+    pub fn epoch(&self, group: &str) -> Option<&str> {
+        self.entry(group).and_then(|(_, epoch)| epoch)
     }
 
     /// Whether the client asked for anything.
     pub fn is_empty(&self) -> bool {
-        self.last.is_empty()
+        self.entries.is_empty()
+    }
+}
+
+/// Where a group's numbering stands: its newest sequence (0 before the
+/// first frame) and the epoch of the numbering, once there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPosition {
+    /// The group.
+    pub group: String,
+    /// The newest sequence of the group.
+    pub seq: u64,
+    /// The numbering's epoch; `None` while the group has no numbering yet.
+    pub epoch: Option<String>,
+}
+
+/// What a group's log answers a resuming client, with the epoch of the
+/// numbering the frames belong to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Missed {
+    /// The epoch of the group's numbering now.
+    pub epoch: String,
+    /// The frames, or a gap.
+    pub replay: Replay,
+}
+
+/// Decide what to replay to a client that gave `after` and `epoch` for a
+/// group whose numbering is `current` (its epoch) and whose log is
+/// `entries`, newest `newest`: a different epoch is a gap, whatever the
+/// numbers say.
+///
+/// ```
+/// use liveview::layer::{replay_in_epoch, Frame, Replay};
+///
+/// let log = vec![(1, Frame::from("a")), (2, Frame::from("b"))];
+/// assert_eq!(replay_in_epoch(log.clone(), 2, "e1", 1, Some("e1")), Replay::Frames(log[1..].to_vec()));
+/// assert_eq!(replay_in_epoch(log.clone(), 2, "e1", 1, None), Replay::Frames(log[1..].to_vec()));
+/// assert_eq!(replay_in_epoch(log.clone(), 2, "e2", 1, Some("e1")), Replay::Gap);
+/// // From the start of the numbering: everything, while the log starts at 1.
+/// assert_eq!(replay_in_epoch(log.clone(), 2, "e1", 0, None), Replay::Frames(log));
+/// ```
+pub fn replay_in_epoch(
+    entries: Vec<(u64, Frame)>,
+    newest: u64,
+    current: &str,
+    after: u64,
+    epoch: Option<&str>,
+) -> Replay {
+    match epoch {
+        Some(epoch) if epoch != current => Replay::Gap,
+        _ => replay_from(entries, newest, after),
     }
 }
 
@@ -165,10 +263,22 @@ pub(crate) struct Logs {
     groups: Mutex<HashMap<String, GroupLog>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct GroupLog {
+    /// Changes when the numbering restarts: a log forgotten and made again.
+    epoch: std::sync::Arc<str>,
     newest: u64,
     entries: VecDeque<(u64, Instant, Frame)>,
+}
+
+impl Default for GroupLog {
+    fn default() -> Self {
+        Self {
+            epoch: new_epoch().into(),
+            newest: 0,
+            entries: VecDeque::new(),
+        }
+    }
 }
 
 impl GroupLog {
@@ -195,13 +305,13 @@ impl Logs {
     }
 
     /// Assign the next sequence of `group` to `frame` and keep it. Runs
-    /// `deliver` with the sequence while the log is locked, so frames reach
-    /// members in sequence order.
+    /// `deliver` with the sequence and epoch while the log is locked, so
+    /// frames reach members in sequence order.
     pub(crate) fn append<R>(
         &self,
         group: &str,
         frame: &Frame,
-        deliver: impl FnOnce(u64) -> R,
+        deliver: impl FnOnce(u64, &std::sync::Arc<str>) -> R,
     ) -> R {
         let now = Instant::now();
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
@@ -210,23 +320,38 @@ impl Logs {
         let seq = log.newest;
         log.entries.push_back((seq, now, frame.clone()));
         log.prune(&self.config, now);
-        deliver(seq)
+        deliver(seq, &log.epoch)
     }
 
-    /// What to replay to a client that last applied `after` in `group`.
-    pub(crate) fn replay(&self, group: &str, after: u64) -> Replay {
+    /// What to replay to a client that last applied `after` in `group`, in
+    /// the numbering `epoch` (if it said).
+    pub(crate) fn replay(&self, group: &str, after: u64, epoch: Option<&str>) -> Missed {
         let now = Instant::now();
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(log) = groups.get_mut(group) else {
-            return replay_from(Vec::new(), 0, after);
-        };
+        // A group never numbered here gets its numbering now, so that the
+        // client is told the epoch its next frames come in.
+        let log = groups.entry(group.to_owned()).or_default();
         log.prune(&self.config, now);
         let entries = log
             .entries
             .iter()
             .map(|(seq, _, frame)| (*seq, frame.clone()))
             .collect();
-        replay_from(entries, log.newest, after)
+        Missed {
+            epoch: log.epoch.to_string(),
+            replay: replay_in_epoch(entries, log.newest, &log.epoch, after, epoch),
+        }
+    }
+
+    /// Where `group`'s numbering stands here.
+    pub(crate) fn position(&self, group: &str) -> GroupPosition {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let log = groups.entry(group.to_owned()).or_default();
+        GroupPosition {
+            group: group.to_owned(),
+            seq: log.newest,
+            epoch: Some(log.epoch.to_string()),
+        }
     }
 
     /// Drop logs whose every frame is older than the age limit and whose
@@ -250,48 +375,78 @@ mod tests {
         let logs = Logs::new(ReplayConfig::default().capacity(3));
         let mut seen = Vec::new();
         for i in 0..5 {
-            logs.append("room_a", &Frame::from(format!("{{\"n\":{i}}}")), |seq| {
+            logs.append("room_a", &Frame::from(format!("{{\"n\":{i}}}")), |seq, _| {
                 seen.push(seq)
             });
         }
-        logs.append("broadcast", &Frame::from("{}"), |seq| seen.push(seq));
+        logs.append("broadcast", &Frame::from("{}"), |seq, _| seen.push(seq));
         assert_eq!(seen, [1, 2, 3, 4, 5, 1]);
         // No gap: the client saw everything.
-        assert_eq!(logs.replay("room_a", 5), Replay::Frames(vec![]));
+        assert_eq!(logs.replay("room_a", 5, None).replay, Replay::Frames(vec![]));
         // A small gap: 4 and 5 are replayed, in order.
-        match logs.replay("room_a", 3) {
+        match logs.replay("room_a", 3, None).replay {
             Replay::Frames(frames) => {
                 assert_eq!(frames.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [4, 5])
             }
             Replay::Gap => panic!("4 and 5 are in the log"),
         }
         // Beyond the log: 2 was dropped (capacity 3 keeps 3, 4, 5).
-        assert_eq!(logs.replay("room_a", 1), Replay::Gap);
+        assert_eq!(logs.replay("room_a", 1, None).replay, Replay::Gap);
         // A client from before a restart of the log.
-        assert_eq!(logs.replay("room_b", 7), Replay::Gap);
-        assert_eq!(logs.replay("room_b", 0), Replay::Frames(vec![]));
+        assert_eq!(logs.replay("room_b", 7, None).replay, Replay::Gap);
+        assert_eq!(logs.replay("room_b", 0, None).replay, Replay::Frames(vec![]));
+    }
+
+    #[test]
+    fn a_forgotten_log_restarts_its_numbering_in_a_new_epoch() {
+        let logs = Logs::new(ReplayConfig::default().max_age(Duration::ZERO));
+        let first = logs.append("g", &Frame::from("{}"), |_, epoch| epoch.to_string());
+        std::thread::sleep(Duration::from_millis(2));
+        logs.sweep(|_| false);
+        let second = logs.append("g", &Frame::from("{}"), |seq, epoch| (seq, epoch.to_string()));
+        assert_eq!(second.0, 1);
+        assert_ne!(first, second.1);
+        assert!(is_valid_epoch(&first) && is_valid_epoch(&second.1));
+        // A client of the old numbering resyncs.
+        assert_eq!(logs.replay("g", 1, Some(&first)).replay, Replay::Gap);
+        assert_eq!(logs.replay("g", 1, Some(&second.1)).replay, Replay::Frames(vec![]));
+    }
+
+    #[test]
+    fn resume_entries_with_and_without_epoch() {
+        let resume = Resume::parse("a:b:3:E-1,room_x:0,broadcast:5:bad!,c:x");
+        assert_eq!((resume.last("a:b"), resume.epoch("a:b")), (Some(3), Some("E-1")));
+        assert_eq!((resume.last("room_x"), resume.epoch("room_x")), (Some(0), None));
+        assert_eq!(resume.last("broadcast"), None);
+        assert_eq!(resume.last("c"), None);
+        assert_eq!(resume.last("a"), None);
     }
 
     #[test]
     fn old_frames_age_out() {
         let logs = Logs::new(ReplayConfig::default().max_age(Duration::ZERO));
-        logs.append("g", &Frame::from("{}"), |_| ());
+        logs.append("g", &Frame::from("{}"), |_, _| ());
         std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(logs.replay("g", 0), Replay::Gap);
+        assert_eq!(logs.replay("g", 0, None).replay, Replay::Gap);
         logs.sweep(|_| false);
-        assert_eq!(logs.replay("g", 0), Replay::Frames(vec![]));
+        assert_eq!(logs.replay("g", 0, None).replay, Replay::Frames(vec![]));
     }
 
     #[test]
     fn sequence_keys_are_spliced_into_the_frame() {
-        let frame = sequenced(&Frame::from(r##"{"target":"#n","html":"x"}"##), "room_a", 7);
+        let frame = sequenced(
+            &Frame::from(r##"{"target":"#n","html":"x"}"##),
+            "room_a",
+            7,
+            "e1",
+        );
         let value: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
         assert_eq!(
             value,
-            serde_json::json!({"target": "#n", "html": "x", "seq": 7, "group": "room_a"})
+            serde_json::json!({"target": "#n", "html": "x", "seq": 7, "group": "room_a", "epoch": "e1"})
         );
-        let empty = sequenced(&Frame::from("{}"), "g\"", 1);
+        let empty = sequenced(&Frame::from("{}"), "g\"", 1, "e");
         let value: serde_json::Value = serde_json::from_str(empty.as_str()).unwrap();
-        assert_eq!(value, serde_json::json!({"seq": 1, "group": "g\""}));
+        assert_eq!(value, serde_json::json!({"seq": 1, "group": "g\"", "epoch": "e"}));
     }
 }

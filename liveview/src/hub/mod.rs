@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use crate::connection::outbox::Outbox;
-use crate::layer::{ChannelLayer, Frame};
-use log::{Logs, sequenced};
+use crate::layer::{ChannelLayer, Frame, LayerError};
+use log::{GroupPosition, Logs, sequenced};
 
 /// Group name -> members (connection id -> outbox), and the per-process
 /// logs of group frames when replay is on.
@@ -52,22 +52,70 @@ impl Hub {
         self.logs.as_ref()
     }
 
-    /// Deliver a frame published here whose layer keeps no shared log:
-    /// sequenced by this process's log when replay is on.
+    /// Send `frame` to every member of `group`, here and in the other
+    /// processes. The hub alone delivers to this process's connections:
+    ///
+    /// - with a shared log (Redis), the layer numbers the frame and hands it
+    ///   back to the hub in the group's order, with the frames of the other
+    ///   processes: this process's own frames take no other path;
+    /// - otherwise the hub delivers it at once (numbered by this process's
+    ///   log when replay is on) and the layer carries it to the others;
+    /// - when the layer fails, local members still get the frame,
+    ///   unnumbered, and the error is returned.
+    pub(crate) async fn publish(&self, group: &str, frame: &Frame) -> Result<(), LayerError> {
+        if self.logs.is_some() && self.layer.has_shared_log() {
+            match self.layer.publish_sequenced(group, frame).await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => {
+                    self.deliver_logged(group, frame);
+                    Ok(())
+                }
+                Err(err) => {
+                    self.deliver(group, frame);
+                    Err(err)
+                }
+            }
+        } else {
+            // Local members first: they never wait for the network.
+            self.deliver_logged(group, frame);
+            self.layer.publish(group, frame).await
+        }
+    }
+
+    /// Where `group`'s numbering stands: from the layer's shared log, or
+    /// this process's. `None` when nothing is numbered (replay off) or the
+    /// shared log cannot be read.
+    pub(crate) async fn position(&self, group: &str) -> Option<GroupPosition> {
+        let logs = self.logs.as_ref()?;
+        if !self.layer.has_shared_log() {
+            return Some(logs.position(group));
+        }
+        match self.layer.position(group).await {
+            Ok(Some(position)) => Some(position),
+            Ok(None) => Some(logs.position(group)),
+            Err(err) => {
+                tracing::debug!(target: "liveview", group, error = %err, "position unavailable");
+                None
+            }
+        }
+    }
+
+    /// Deliver a frame whose layer keeps no shared log: sequenced by this
+    /// process's log when replay is on.
     pub(crate) fn deliver_logged(&self, group: &str, frame: &Frame) -> usize {
         match &self.logs {
-            Some(logs) => logs.append(group, frame, |seq| {
-                self.deliver_sequenced(group, frame, seq)
+            Some(logs) => logs.append(group, frame, |seq, epoch| {
+                self.fan_out(group, Some((seq, epoch)), frame)
             }),
             None => self.deliver(group, frame),
         }
     }
 
     /// Deliver a frame of a group's log: members that track sequences get
-    /// it with `seq` and `group` spliced in (once for all of them), the
-    /// others as it is.
-    pub(crate) fn deliver_sequenced(&self, group: &str, frame: &Frame, seq: u64) -> usize {
-        self.fan_out(group, Some(seq), frame)
+    /// it with `seq`, `group` and `epoch` spliced in (once for all of them),
+    /// the others as it is.
+    pub(crate) fn deliver_sequenced(&self, group: &str, frame: &Frame, seq: u64, epoch: &str) -> usize {
+        self.fan_out(group, Some((seq, &Arc::from(epoch))), frame)
     }
 
     pub(crate) fn layer(&self) -> &Arc<dyn ChannelLayer> {
@@ -124,7 +172,7 @@ impl Hub {
         self.fan_out(group, None, frame)
     }
 
-    fn fan_out(&self, group: &str, seq: Option<u64>, frame: &Frame) -> usize {
+    fn fan_out(&self, group: &str, number: Option<(u64, &Arc<str>)>, frame: &Frame) -> usize {
         let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
         let Some((name, members)) = groups.get_key_value(group) else {
             return 0;
@@ -133,13 +181,13 @@ impl Hub {
         members
             .values()
             .filter(|outbox| {
-                let frame = match seq {
-                    Some(seq) if outbox.wants_sequences() => numbered
-                        .get_or_insert_with(|| sequenced(frame, group, seq))
+                let frame = match number {
+                    Some((seq, epoch)) if outbox.wants_sequences() => numbered
+                        .get_or_insert_with(|| sequenced(frame, group, seq, epoch))
                         .clone(),
                     _ => frame.clone(),
                 };
-                outbox.push_group(name, seq, frame).is_ok()
+                outbox.push_group(name, number, frame).is_ok()
             })
             .count()
     }

@@ -6,9 +6,10 @@
 //! carries frames between processes: it is told when a group gains its first
 //! local member ([`ChannelLayer::subscribe`]) and loses its last
 //! ([`ChannelLayer::unsubscribe`]), publishes frames that were sent here
-//! ([`ChannelLayer::publish`]), and hands frames that arrive from other
-//! processes to [`LocalDelivery::deliver`]. A frame is therefore serialised
-//! once, published once and fanned out locally once per process, whatever the
+//! ([`ChannelLayer::publish`]), and hands the frames it receives to
+//! [`LocalDelivery`], the one sink through which every frame reaches the
+//! connections of this process. A frame is therefore serialised once,
+//! published once and fanned out locally once per process, whatever the
 //! number of receivers.
 //!
 //! [`MemoryLayer`] (the default) carries nothing between processes: one
@@ -19,17 +20,19 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
-pub use crate::hub::log::{Replay, ReplayConfig, Resume, replay_from};
+pub use crate::hub::log::{
+    GroupPosition, Missed, Replay, ReplayConfig, Resume, is_valid_epoch, replay_from, replay_in_epoch,
+};
 pub use memory::MemoryLayer;
 #[cfg(feature = "redis")]
 pub use redis::{RedisLayer, RedisLayerBuilder};
 
 use std::fmt;
-use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
 use crate::hub::Hub;
+use std::sync::Weak;
 
 /// One serialised update, as it goes on the wire: a cheaply clonable UTF-8
 /// buffer, shared by every receiver of a broadcast.
@@ -85,7 +88,8 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
     fn unsubscribe(&self, group: &str);
 
     /// Publish `frame` to the members of `group` in *other* processes. Local
-    /// members already have it when this is called.
+    /// members are given it by the application (this layer keeps no shared
+    /// log).
     fn publish<'a>(
         &'a self,
         group: &'a str,
@@ -100,30 +104,44 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
     }
 
     /// Publish `frame` to `group`'s log shared by every process, and to the
-    /// members in other processes: returns the sequence number the log gave
-    /// it. The layer also delivers the numbered frame to the members of
-    /// *this* process ([`LocalDelivery::deliver_sequenced`]) before the
-    /// future completes, at its place in the sequence among frames from
-    /// other processes: only the layer knows that place. Layers without a
-    /// shared log return `None` (the default), and the application then
-    /// delivers the frame and keeps a log per process (replay works as long
-    /// as a client reconnects to the same process).
+    /// members of every process, this one included: returns the sequence
+    /// number and epoch the log gave it. The layer hands the numbered frame
+    /// to [`LocalDelivery::deliver_sequenced`] in the group's order, as it
+    /// does the frames of other processes (a layer that receives its own
+    /// messages back, in order, simply delivers them all); the future may
+    /// complete before that. Layers without a shared log return `None` (the
+    /// default): the application then delivers the frame locally and keeps a
+    /// log per process (replay works as long as a client reconnects to the
+    /// same process).
     fn publish_sequenced<'a>(
         &'a self,
         group: &'a str,
         frame: &'a Frame,
-    ) -> BoxFuture<'a, Result<Option<u64>, LayerError>> {
+    ) -> BoxFuture<'a, Result<Option<(u64, String)>, LayerError>> {
         Box::pin(async move { self.publish(group, frame).await.map(|()| None) })
     }
 
-    /// What `group`'s shared log holds after sequence `after`, for a client
-    /// that reconnects; `None` when the layer keeps no shared log.
+    /// What `group`'s shared log holds after sequence `after` of the
+    /// numbering `epoch` (when the client said which), for a client that
+    /// reconnects; `None` when the layer keeps no shared log.
     fn replay<'a>(
         &'a self,
         group: &'a str,
         after: u64,
-    ) -> BoxFuture<'a, Result<Option<Replay>, LayerError>> {
-        let _ = (group, after);
+        epoch: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Missed>, LayerError>> {
+        let _ = (group, after, epoch);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Where `group`'s shared numbering stands now, for a page to carry
+    /// (see [`LiveView::position`](crate::LiveView::position)); `None` when
+    /// the layer keeps no shared log.
+    fn position<'a>(
+        &'a self,
+        group: &'a str,
+    ) -> BoxFuture<'a, Result<Option<GroupPosition>, LayerError>> {
+        let _ = group;
         Box::pin(async { Ok(None) })
     }
 
@@ -170,13 +188,15 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
     fn shutdown(&self) {}
 }
 
-/// Delivers frames to the members of a group in this process.
+/// Delivers frames to the members of a group in this process: the one sink
+/// every frame goes through on its way to this process's connections.
 ///
 /// Handed to [`ChannelLayer::start`]; clonable and `Send`, so a layer's
-/// receiving task keeps its own copy.
+/// receiving tasks keep their own copies. It does not keep the application
+/// alive: once the application is dropped, deliveries reach no one.
 #[derive(Clone)]
 pub struct LocalDelivery {
-    pub(crate) hub: Arc<Hub>,
+    pub(crate) hub: Weak<Hub>,
 }
 
 impl LocalDelivery {
@@ -184,19 +204,39 @@ impl LocalDelivery {
     /// connections it was queued for. With replay on and a layer without a
     /// shared log, the frame joins this process's log of the group.
     pub fn deliver(&self, group: &str, frame: &Frame) -> usize {
-        self.hub.deliver_logged(group, frame)
+        self.hub
+            .upgrade()
+            .map_or(0, |hub| hub.deliver_logged(group, frame))
     }
 
-    /// Deliver a frame of `group`'s shared log, with its sequence number,
-    /// to every local member of `group`.
-    pub fn deliver_sequenced(&self, group: &str, frame: &Frame, seq: u64) -> usize {
-        self.hub.deliver_sequenced(group, frame, seq)
+    /// Deliver a frame as it is, never numbered by this process (a frame
+    /// without a number from a layer whose log numbers the others).
+    pub fn deliver_unnumbered(&self, group: &str, frame: &Frame) -> usize {
+        self.hub.upgrade().map_or(0, |hub| hub.deliver(group, frame))
+    }
+
+    /// Deliver frame `seq` of `group`'s shared log, numbered in `epoch`, to
+    /// every local member of `group`.
+    pub fn deliver_sequenced(&self, group: &str, frame: &Frame, seq: u64, epoch: &str) -> usize {
+        self.hub
+            .upgrade()
+            .map_or(0, |hub| hub.deliver_sequenced(group, frame, seq, epoch))
     }
 
     /// The groups that have at least one member in this process, e.g. to
     /// subscribe again after the layer reconnected.
     pub fn groups(&self) -> Vec<String> {
-        self.hub.groups()
+        self.hub.upgrade().map_or_else(Vec::new, |hub| hub.groups())
+    }
+
+    /// Whether `group` has members in this process.
+    pub fn has_members(&self, group: &str) -> bool {
+        self.hub.upgrade().is_some_and(|hub| hub.members(group) > 0)
+    }
+
+    /// Whether the application this delivers to is gone.
+    pub fn is_closed(&self) -> bool {
+        self.hub.strong_count() == 0
     }
 }
 
@@ -208,8 +248,8 @@ impl fmt::Debug for LocalDelivery {
 
 /// A channel layer failed to carry a frame to other processes.
 ///
-/// Local delivery has happened by the time this is returned; only remote
-/// members may have missed the frame.
+/// Local members get the frame all the same (unnumbered when the layer
+/// would have numbered it); only remote members may have missed it.
 #[derive(Debug)]
 pub struct LayerError {
     message: String,

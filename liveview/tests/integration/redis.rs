@@ -1458,3 +1458,338 @@ async fn a_replay_larger_than_the_send_queue_arrives_whole() {
     assert_nothing_pending(&mut back, "after the replay").await;
     assert_eq!(node.live().connections(), 1, "the client stayed connected");
 }
+
+// ---------------------------------------------------------------------------
+// Epochs: numbering that starts again
+// ---------------------------------------------------------------------------
+
+/// The `epoch` of a numbered frame.
+fn epoch_of(frame: &Value) -> String {
+    let epoch = frame["epoch"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a frame without epoch: {frame}"))
+        .to_owned();
+    assert!(liveview::layer::is_valid_epoch(&epoch), "{epoch:?}");
+    epoch
+}
+
+/// The next frame, as (html, seq, epoch).
+async fn numbered_in_epoch(client: &mut WsClient) -> (String, u64, String) {
+    let frame = next(client).await;
+    let html = frame["html"].as_str().unwrap_or("?").to_owned();
+    let seq = frame["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("an unnumbered frame: {frame}"));
+    (html, seq, epoch_of(&frame))
+}
+
+/// A Redis restarted empty, or flushed, starts every group's numbering
+/// again: the new frames carry a new epoch (open pages apply them instead
+/// of dropping them as old numbers), and a client resuming in the old epoch
+/// is asked to resync.
+#[tokio::test]
+async fn a_numbering_that_starts_again_changes_the_epoch() {
+    let mut redis = RedisProcess::start(&[]).await;
+    let url = redis.url();
+    let prefix = unique_prefix();
+    let (layer_a, layer_b) = (layer(&url, &prefix), layer(&url, &prefix));
+    let node_a = node(&layer_a).await;
+    let node_b = node(&layer_b).await;
+    let mut open = resume_client(&node_a, "ep", "").await;
+    wait_subscribed(&url, &prefix, &["room_ep"], 1).await;
+    say(&node_b, "ep", "1").await;
+    say(&node_a, "ep", "2").await;
+    let (_, _, first) = numbered_in_epoch(&mut open).await;
+    assert_eq!(
+        numbered_in_epoch(&mut open).await,
+        ("2".to_owned(), 2, first.clone())
+    );
+
+    // Redis restarts empty: the numbering starts again, in a new epoch.
+    redis.kill();
+    eventually("the layers noticed", Duration::from_secs(15), || async {
+        !layer_a.is_connected() && !layer_b.is_connected()
+    })
+    .await;
+    redis.restart().await;
+    wait_subscribed(&url, &prefix, &["room_ep"], 1).await;
+    eventually("both layers are healthy", Duration::from_secs(15), || async {
+        node_a.live().layer_health().await.is_ok() && node_b.live().layer_health().await.is_ok()
+    })
+    .await;
+    say(&node_b, "ep", "after restart").await;
+    let (html, seq, second) = numbered_in_epoch(&mut open).await;
+    assert_eq!((html.as_str(), seq), ("after restart", 1));
+    assert_ne!(second, first, "a restarted numbering keeps its epoch");
+
+    // Resuming in the old epoch: resync, whatever the number; in the new
+    // one: replayed as usual.
+    let mut old = resume_client(&node_b, "ep", &format!("room_ep:1:{first}")).await;
+    assert_eq!(next(&mut old).await, json!({"resync": true}));
+    let mut current = resume_client(&node_b, "ep", &format!("room_ep:0:{second}")).await;
+    assert_eq!(
+        numbered_in_epoch(&mut current).await,
+        ("after restart".to_owned(), 1, second.clone())
+    );
+    // Seq 0 without an epoch: from the start of the numbering, which the
+    // log still holds.
+    let mut from_start = resume_client(&node_a, "ep", "room_ep:0").await;
+    assert_eq!(
+        numbered_in_epoch(&mut from_start).await,
+        ("after restart".to_owned(), 1, second.clone())
+    );
+
+    // A flush does the same.
+    let mut conn = inspector(&url).await;
+    let () = ::redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    say(&node_a, "ep", "after flush").await;
+    let (html, seq, third) = numbered_in_epoch(&mut open).await;
+    assert_eq!((html.as_str(), seq), ("after flush", 1));
+    assert!(third != second && third != first);
+    for (i, client) in [&mut old, &mut current, &mut from_start].into_iter().enumerate() {
+        let frame = next(client).await;
+        assert_eq!(
+            (frame["html"].as_str(), frame["seq"].as_u64()),
+            (Some("after flush"), Some(1)),
+            "client {i}: {frame}"
+        );
+        assert_eq!(epoch_of(&frame), third);
+    }
+    for client in [&mut open, &mut old, &mut current, &mut from_start] {
+        assert_nothing_pending(client, "after the flush").await;
+    }
+}
+
+/// While a process has members in a group, it keeps the group's numbering
+/// keys from expiring (a quiet group would otherwise start again).
+#[tokio::test]
+async fn followed_groups_keep_their_numbering_keys() {
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let layer = layer(url, &prefix);
+    let node = node(&layer).await;
+    let _member = node.connect("kept").await.unwrap();
+    wait_subscribed(url, &prefix, &["room_kept"], 1).await;
+    say(&node, "kept", "1").await;
+    let keys = ["seq", "log", "epoch"].map(|kind| format!("{prefix}{kind}:room_kept"));
+    let mut conn = inspector(url).await;
+    for key in &keys {
+        // About to expire, as after a long quiet period.
+        let set: i64 = ::redis::cmd("PEXPIRE")
+            .arg(key)
+            .arg(5_000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(set, 1, "{key} exists");
+    }
+    layer.refresh_keys_now().await.unwrap();
+    for key in &keys {
+        let ttl: i64 = ::redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 30_000, "{key} was not refreshed: {ttl} ms left");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The page's position: nothing lost between render and connect
+// ---------------------------------------------------------------------------
+
+/// The `data-liveview-resume` attribute of a rendered page.
+fn resume_attribute(html: &str) -> String {
+    let start = html
+        .find("data-liveview-resume=\"")
+        .unwrap_or_else(|| panic!("no position in {html}"))
+        + "data-liveview-resume=\"".len();
+    let end = html[start..].find('"').unwrap() + start;
+    html[start..end].to_owned()
+}
+
+/// A page rendered with its position, a frame published before its socket
+/// connects, then the connection (resuming from the position, as the client
+/// does): the frame is delivered.
+#[tokio::test]
+async fn a_frame_published_between_render_and_connect_is_delivered() {
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let layer = layer(url, &prefix);
+    let node = node(&layer).await;
+    // The room has history: the position is not the start.
+    let _other = node.connect("page").await.unwrap();
+    wait_subscribed(url, &prefix, &["room_page"], 1).await;
+    say(&node, "page", "before render").await;
+
+    let mut env = minijinja::Environment::new();
+    liveview::template::register(&mut env);
+    env.add_template("page.html", "<body>{{ liveview_script(position) }}</body>")
+        .unwrap();
+    let position = node.live().position("page").await;
+    let html = env
+        .get_template("page.html")
+        .unwrap()
+        .render(minijinja::context! { position })
+        .unwrap();
+    let resume = resume_attribute(&html);
+    assert!(resume.starts_with("room_page:1:"), "{resume}");
+
+    say(&node, "page", "between").await;
+    node.live()
+        .broadcaster()
+        .broadcast(Update::new("#log").html("broadcast between"))
+        .await
+        .unwrap();
+
+    let mut page = resume_client(&node, "page", &resume).await;
+    let (html, seq, _) = numbered_in_epoch(&mut page).await;
+    assert_eq!((html.as_str(), seq), ("between", 2));
+    let (html, seq, _) = numbered_in_epoch(&mut page).await;
+    assert_eq!((html.as_str(), seq), ("broadcast between", 1));
+    assert_nothing_pending(&mut page, "after the gap").await;
+}
+
+// ---------------------------------------------------------------------------
+// Order: one delivery path, per group
+// ---------------------------------------------------------------------------
+
+/// With the subscriber lagging for as long as it takes, the frames of a
+/// group still reach a connection in the group's order, this process's own
+/// included: none overtakes an earlier one from another process.
+#[tokio::test]
+async fn frames_keep_their_order_while_the_subscriber_lags() {
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let (layer_a, layer_b) = (layer(url, &prefix), layer(url, &prefix));
+    let node_a = node(&layer_a).await;
+    let node_b = node(&layer_b).await;
+    let mut client = resume_client(&node_a, "lag", "").await;
+    let mut plain = node_a.connect("lag").await.unwrap();
+    wait_subscribed(url, &prefix, &["room_lag"], 1).await;
+
+    layer_a.inject_subscriber_lag(true);
+    say(&node_b, "lag", "1 from B").await;
+    say(&node_a, "lag", "2 from A").await;
+    say(&node_b, "lag", "3 from B").await;
+    // Nothing was delivered around the lagging subscriber.
+    assert_nothing_pending(&mut client, "lagging").await;
+    assert_nothing_pending(&mut plain, "lagging").await;
+    layer_a.inject_subscriber_lag(false);
+
+    assert_eq!(
+        numbered(&mut client, 3).await,
+        expected(&[("1 from B", 1), ("2 from A", 2), ("3 from B", 3)])
+    );
+    for html in ["1 from B", "2 from A", "3 from B"] {
+        assert_eq!(next(&mut plain).await["html"], html);
+    }
+    assert_nothing_pending(&mut client, "done").await;
+}
+
+/// A group whose delivery is stalled does not hold up another group.
+#[tokio::test]
+async fn one_groups_stall_does_not_delay_another() {
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let (layer_a, layer_b) = (layer(url, &prefix), layer(url, &prefix));
+    let node_a = node(&layer_a).await;
+    let node_b = node(&layer_b).await;
+    let mut slow = resume_client(&node_a, "slow", "").await;
+    let mut fast = resume_client(&node_a, "fast", "").await;
+    wait_subscribed(url, &prefix, &["room_slow", "room_fast"], 1).await;
+
+    layer_a.inject_group_stall("room_slow", true);
+    say(&node_b, "slow", "s1").await;
+    say(&node_b, "fast", "f1").await;
+    say(&node_a, "fast", "f2").await;
+    assert_eq!(
+        numbered(&mut fast, 2).await,
+        expected(&[("f1", 1), ("f2", 2)])
+    );
+    assert_nothing_pending(&mut slow, "stalled").await;
+    layer_a.inject_group_stall("room_slow", false);
+    assert_eq!(numbered(&mut slow, 1).await, expected(&[("s1", 1)]));
+}
+
+/// Messages lost between Redis and delivery (a full queue, a reconnection)
+/// are read back from the log when the next frame shows the gap.
+#[tokio::test]
+async fn frames_the_subscription_lost_are_read_back_from_the_log() {
+    let url = shared_redis();
+    let prefix = unique_prefix();
+    let (layer_a, layer_b) = (layer(url, &prefix), layer(url, &prefix));
+    let node_a = node(&layer_a).await;
+    let node_b = node(&layer_b).await;
+    let mut client = resume_client(&node_a, "lossy", "").await;
+    let mut plain = node_a.connect("lossy").await.unwrap();
+    wait_subscribed(url, &prefix, &["room_lossy"], 1).await;
+    say(&node_b, "lossy", "1").await;
+    assert_eq!(numbered(&mut client, 1).await, expected(&[("1", 1)]));
+    assert_eq!(next(&mut plain).await["html"], "1");
+
+    layer_a.inject_message_loss("room_lossy", 2);
+    for text in ["2", "3", "4"] {
+        say(&node_b, "lossy", text).await;
+    }
+    assert_eq!(
+        numbered(&mut client, 3).await,
+        expected(&[("2", 2), ("3", 3), ("4", 4)])
+    );
+    for html in ["2", "3", "4"] {
+        assert_eq!(next(&mut plain).await["html"], html);
+    }
+    assert_eq!(layer_a.recovered(), 2);
+    assert_nothing_pending(&mut client, "done").await;
+}
+
+// ---------------------------------------------------------------------------
+// The application owns its tasks
+// ---------------------------------------------------------------------------
+
+/// Connections a Redis server has, besides `conn`'s own.
+async fn other_clients(conn: &mut ::redis::aio::MultiplexedConnection) -> usize {
+    let list: String = ::redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(conn)
+        .await
+        .unwrap();
+    list.lines().count().saturating_sub(1)
+}
+
+/// Dropping the last handle of the application stops the Redis layer's
+/// tasks and closes its connections, even while a handle of the layer
+/// itself is kept (to read its counters).
+#[tokio::test]
+async fn dropping_the_app_stops_its_redis_tasks() {
+    let redis = RedisProcess::start(&[]).await;
+    let url = redis.url();
+    let prefix = unique_prefix();
+    let layer = layer(&url, &prefix);
+    let live = LiveView::builder()
+        .channel_layer(layer.clone())
+        .build()
+        .unwrap();
+    let app = liveview::testing::TestApp::new(live.clone());
+    let mut member = app.connect("owned");
+    wait_subscribed(&url, &prefix, &["room_owned"], 1).await;
+    live.broadcaster()
+        .send_to_room("owned", Update::new("#all").html("x"))
+        .await
+        .unwrap();
+    let mut conn = inspector(&url).await;
+    assert!(other_clients(&mut conn).await >= 2, "subscriber and publisher");
+    assert_eq!(member.received().len(), 1);
+
+    drop((member, app, live));
+    eventually(
+        "the layer's connections are closed",
+        Duration::from_secs(10),
+        || {
+            let mut conn = conn.clone();
+            async move { other_clients(&mut conn).await == 0 }
+        },
+    )
+    .await;
+    assert!(!layer.is_connected());
+}

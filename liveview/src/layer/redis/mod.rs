@@ -5,9 +5,12 @@
 //! Each process keeps **one** subscriber connection, subscribed once to the
 //! channel of every group that has a member in this process, and talks to
 //! Redis otherwise over one multiplexed connection ([`ConnectionManager`]).
-//! Every message carries the id of the process that published it, so a
-//! process does not deliver its own messages again (its local members get
-//! the frame from the publisher): each receiver gets a frame exactly once.
+//! Every message carries the id of the process that published it. Numbered
+//! frames (the shared log's) reach this process's members only through the
+//! subscription, this process's own included, so they are delivered in the
+//! group's order whoever published them; an unnumbered frame reaches the
+//! members of its own process from the publisher, and its echo is skipped:
+//! each receiver gets a frame exactly once.
 //!
 //! # Wire format
 //!
@@ -16,11 +19,12 @@
 //! exactly as it goes to the browser:
 //!
 //! ```text
-//! lv1 <node id> <publish time, Unix milliseconds>[ <sequence>]\n<frame>
+//! lv1 <node id> <publish time, Unix milliseconds>[ <sequence> <epoch>]\n<frame>
 //! ```
 //!
 //! The frame is not re-encoded, so publishing costs one copy of it. The
-//! sequence is there when the frame went through the shared log.
+//! sequence and its epoch are there when the frame went through the shared
+//! log.
 //!
 //! # Shared log and presence
 //!
@@ -29,9 +33,10 @@
 //! one round trip: every process sees the same numbers, and a client that
 //! reconnects to any process is replayed what it missed (`shared_log`).
 //! Frames are delivered locally in sequence order, whichever process
-//! published them (`order`). Presence is a hash per room, with a heartbeat
-//! per process so that the entries of a process that died are ignored
-//! (`presence`).
+//! published them, by one task per group that reads back from the log any
+//! number the subscription skipped (`delivery`). Presence is a hash per
+//! room, with a heartbeat per process so that the entries of a process that
+//! died are ignored (`presence`).
 //!
 //! # Outages
 //!
@@ -40,14 +45,15 @@
 //! Redis. Publishes that fail are logged, counted and reported to the caller;
 //! a numbered publish fails within a second, and local members then get the
 //! frame unnumbered. A client that reconnects while the log cannot be read
-//! is asked to resync. The subscriber reconnects with capped exponential
+//! is asked to resync. A Redis that comes back empty starts every group's
+//! numbering again in a new epoch, which the frames carry. The subscriber reconnects with capped exponential
 //! backoff and subscribes again to every live group. With Sentinel, every
 //! reconnection asks the sentinels for the current master, and the master
 //! is checked again periodically and whenever a publish fails, so a
 //! failover is followed even when the old master stays reachable.
 
 mod config;
-mod order;
+mod delivery;
 mod presence;
 mod shared_log;
 mod subscriber;
@@ -59,7 +65,7 @@ pub use config::RedisLayerBuilder;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -69,12 +75,12 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use self::config::{Settings, Target, TargetSpec};
-use self::order::Order;
+use self::delivery::{Delivery, Subscriptions};
 use self::presence::OwnPresence;
 use self::shared_log::Scripts;
 use self::util::WarnLimiter;
 use self::wire::{MAGIC, encode, now_ms};
-use super::{ChannelLayer, Frame, Hub, LayerError, LocalDelivery, Replay, ReplayConfig};
+use super::{ChannelLayer, Frame, GroupPosition, LayerError, LocalDelivery, Missed, ReplayConfig};
 
 /// Environment variable read by [`RedisLayer::from_env`].
 pub const REDIS_URL_ENV: &str = "LIVEVIEW_REDIS_URL";
@@ -135,8 +141,6 @@ struct Inner {
     node_id: String,
     /// `lv1 <node id> `: how this process's own messages start.
     own_header: Vec<u8>,
-    /// This process's private channel, for sync messages.
-    sync_channel: String,
     counters: Counters,
     /// Groups whose local membership changed since the subscriber last
     /// looked. The application's group table says whether each one has
@@ -149,10 +153,9 @@ struct Inner {
     publisher: RwLock<Option<Publisher>>,
     /// The runtime the layer was started in.
     runtime: OnceLock<tokio::runtime::Handle>,
-    /// Local delivery, from `start`: numbered frames published here are
-    /// delivered by the layer, in sequence order. Weak: the group table
-    /// owns the layer.
-    local: OnceLock<Weak<Hub>>,
+    /// Local delivery, from `start` (it does not keep the application
+    /// alive).
+    local: OnceLock<LocalDelivery>,
     /// Bounds the publishes in flight.
     pending_publishes: Arc<Semaphore>,
     started: AtomicBool,
@@ -161,7 +164,8 @@ struct Inner {
     publish_warnings: WarnLimiter,
     drop_warnings: WarnLimiter,
     scripts: Scripts,
-    order: Order,
+    delivery: Delivery,
+    subscriptions: Subscriptions,
     own_presence: OwnPresence,
 }
 
@@ -179,13 +183,13 @@ struct Counters {
     received: AtomicU64,
     expired: AtomicU64,
     dropped: AtomicU64,
+    recovered: AtomicU64,
 }
 
 impl RedisLayer {
     fn new(settings: Settings) -> Self {
         let node_id = uuid::Uuid::new_v4().simple().to_string();
         let own_header = format!("{MAGIC} {node_id} ").into_bytes();
-        let sync_channel = format!("{}lv-sync:{node_id}", settings.prefix);
         let shutdown = CancellationToken::new();
         let inner = Inner {
             target: settings.target,
@@ -196,7 +200,6 @@ impl RedisLayer {
             tls_roots: settings.tls_roots,
             node_id,
             own_header,
-            sync_channel,
             counters: Counters::default(),
             dirty: Mutex::new(HashSet::new()),
             groups_changed: Notify::new(),
@@ -211,7 +214,8 @@ impl RedisLayer {
             publish_warnings: WarnLimiter::default(),
             drop_warnings: WarnLimiter::default(),
             scripts: Scripts::default(),
-            order: Order::default(),
+            delivery: Delivery::default(),
+            subscriptions: Subscriptions::default(),
             own_presence: OwnPresence::default(),
         };
         Self {
@@ -355,6 +359,42 @@ impl RedisLayer {
     pub fn dropped(&self) -> u64 {
         self.inner.counters.dropped.load(Ordering::Relaxed)
     }
+
+    /// Numbered frames the subscription skipped (a full queue, a
+    /// reconnection) that were read back from the shared log and delivered
+    /// in their place.
+    pub fn recovered(&self) -> u64 {
+        self.inner.counters.recovered.load(Ordering::Relaxed)
+    }
+
+    /// Fault injection for tests: while `lagging`, the subscriber delivers
+    /// nothing (messages wait, in order).
+    #[doc(hidden)]
+    pub fn inject_subscriber_lag(&self, lagging: bool) {
+        self.inner.delivery.set_lagging(lagging);
+    }
+
+    /// Fault injection for tests: while `stalled`, the delivery of `group`
+    /// alone waits.
+    #[doc(hidden)]
+    pub fn inject_group_stall(&self, group: &str, stalled: bool) {
+        self.inner.delivery.set_held(group, stalled);
+    }
+
+    /// Fault injection for tests: the next `count` messages of `group` are
+    /// lost on their way from the subscriber to delivery.
+    #[doc(hidden)]
+    pub fn inject_message_loss(&self, group: &str, count: usize) {
+        self.inner.delivery.lose_next(group, count);
+    }
+
+    /// Push back the expiry of the shared log's keys of every group with
+    /// members here now, as the layer does periodically (for tests).
+    #[doc(hidden)]
+    pub async fn refresh_keys_now(&self) -> Result<(), LayerError> {
+        let groups = self.inner.local.get().map(LocalDelivery::groups).unwrap_or_default();
+        self.inner.refresh_keys(&groups).await
+    }
 }
 
 impl fmt::Debug for RedisLayer {
@@ -386,7 +426,7 @@ impl ChannelLayer for RedisLayer {
             return;
         };
         let _ = inner.runtime.set(runtime.clone());
-        let _ = inner.local.set(Arc::downgrade(&local.hub));
+        let _ = inner.local.set(local.clone());
         if let Target::Server(info) = &inner.target {
             match new_publisher(info.clone(), inner.tls_roots.as_deref()) {
                 Ok(publisher) => {
@@ -401,11 +441,14 @@ impl ChannelLayer for RedisLayer {
             }
         }
         let (queue, incoming) = mpsc::channel(inner.capacity);
-        runtime.spawn(subscriber::deliver_incoming(
-            self.inner.clone(),
-            local.clone(),
-            incoming,
-        ));
+        runtime.spawn(delivery::route(self.inner.clone(), local.clone(), incoming));
+        if let Some(config) = inner.replay {
+            runtime.spawn(keep_keys_alive(
+                self.inner.clone(),
+                local.clone(),
+                shared_log::refresh_every(&config),
+            ));
+        }
         runtime.spawn(subscriber::run_subscriber(self.inner.clone(), local, queue));
         tracing::debug!(layer = ?self, "redis layer started");
     }
@@ -446,7 +489,7 @@ impl ChannelLayer for RedisLayer {
         &'a self,
         group: &'a str,
         frame: &'a Frame,
-    ) -> BoxFuture<'a, Result<Option<u64>, LayerError>> {
+    ) -> BoxFuture<'a, Result<Option<(u64, String)>, LayerError>> {
         Box::pin(async move {
             if self.inner.replay.is_none() {
                 return self.publish(group, frame).await.map(|()| None);
@@ -467,12 +510,25 @@ impl ChannelLayer for RedisLayer {
         &'a self,
         group: &'a str,
         after: u64,
-    ) -> BoxFuture<'a, Result<Option<Replay>, LayerError>> {
+        epoch: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Missed>, LayerError>> {
         Box::pin(async move {
             if self.inner.replay.is_none() {
                 return Ok(None);
             }
-            self.inner.replay(group, after).await.map(Some)
+            self.inner.replay(group, after, epoch).await.map(Some)
+        })
+    }
+
+    fn position<'a>(
+        &'a self,
+        group: &'a str,
+    ) -> BoxFuture<'a, Result<Option<GroupPosition>, LayerError>> {
+        Box::pin(async move {
+            if self.inner.replay.is_none() {
+                return Ok(None);
+            }
+            self.inner.position(group).await.map(Some)
         })
     }
 
@@ -601,6 +657,11 @@ impl Inner {
         self.key("log:", group)
     }
 
+    /// The epoch of a group's numbering.
+    pub(super) fn epoch_key(&self, group: &str) -> String {
+        self.key("epoch:", group)
+    }
+
     /// A room's presence hash.
     pub(super) fn presence_key(&self, room: &str) -> String {
         self.key("presence:", room)
@@ -714,6 +775,26 @@ fn open_client(info: ConnectionInfo, tls_roots: Option<&[u8]>) -> Result<Client,
     client.map_err(|err| LayerError::with_source("redis: invalid connection settings", err))
 }
 
+/// Pushes back the expiry of the shared log's keys of the groups with
+/// members here, every `every`, until shutdown.
+async fn keep_keys_alive(inner: Arc<Inner>, local: LocalDelivery, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.reset();
+    loop {
+        tokio::select! {
+            () = inner.shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if local.is_closed() {
+            break;
+        }
+        if let Err(err) = inner.refresh_keys(&local.groups()).await {
+            tracing::debug!(error = %err, "redis layer: the log's keys were not refreshed");
+        }
+    }
+}
+
 fn new_publisher(info: ConnectionInfo, tls_roots: Option<&[u8]>) -> Result<Publisher, LayerError> {
     let address = info.addr().to_string();
     let client = open_client(info, tls_roots)?;
@@ -742,7 +823,7 @@ mod tests {
         let own = encode(layer.node_id(), now_ms(), "{}");
         assert!(own.starts_with(&layer.inner.own_header));
         let numbered = format!(
-            "{}3\n{{}}",
+            "{}3 e\n{{}}",
             wire::numbered_header(layer.node_id(), now_ms())
         );
         assert!(numbered.as_bytes().starts_with(&layer.inner.own_header));
@@ -777,10 +858,7 @@ mod tests {
         assert_eq!(inner.log_key("broadcast"), "app:log:broadcast");
         assert_eq!(inner.presence_key("lobby"), "app:presence:lobby");
         assert_eq!(inner.node_key("n1"), "app:node:n1");
-        assert_eq!(
-            inner.sync_channel,
-            format!("app:lv-sync:{}", layer.node_id())
-        );
+        assert_eq!(inner.epoch_key("room_a"), "app:epoch:room_a");
     }
 
     #[test]
@@ -803,7 +881,8 @@ mod tests {
         assert!(layer.publish_sequenced("broadcast", &frame).await.is_err());
         assert_eq!((layer.published(), layer.publish_failures()), (0, 2));
         assert!(layer.health().await.is_err());
-        assert!(layer.replay("broadcast", 0).await.is_err());
+        assert!(layer.replay("broadcast", 0, None).await.is_err());
+        assert!(layer.position("broadcast").await.is_err());
         assert!(layer.presence("lobby").await.is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! The receiving side: one subscriber connection per process, subscribed to
-//! the channel of every group with local members, and the task that hands
-//! what arrives to local delivery, in order.
+//! the channel of every group with local members; what arrives goes to the
+//! group's delivery task (`delivery`).
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -15,9 +15,8 @@ use tokio::sync::mpsc;
 
 use super::config::{Target, sentinel_client};
 use super::util::Backoff;
-use super::wire::{decode, is_expired, now_ms};
 use super::{COMMAND_TIMEOUT, CONNECT_TIMEOUT, Inner, new_publisher, open_client};
-use crate::layer::{Frame, LayerError, LocalDelivery};
+use crate::layer::{LayerError, LocalDelivery};
 
 /// Time allowed to ask the sentinels for the master.
 const SENTINEL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,62 +26,6 @@ const PING_INTERVAL: Duration = Duration::from_secs(5);
 const SENTINEL_CHECK_INTERVAL: Duration = Duration::from_secs(3);
 /// Channels per SUBSCRIBE / UNSUBSCRIBE command.
 const SUBSCRIBE_CHUNK: usize = 500;
-
-/// Hands frames received from Redis to the local members of their group,
-/// one at a time and in the order they arrived.
-pub(super) async fn deliver_incoming(
-    inner: Arc<Inner>,
-    local: LocalDelivery,
-    mut incoming: mpsc::Receiver<Msg>,
-) {
-    while let Some(message) = incoming.recv().await {
-        let channel = message.get_channel_name();
-        if channel == inner.sync_channel {
-            match std::str::from_utf8(message.get_payload_bytes())
-                .ok()
-                .and_then(|token| token.parse().ok())
-            {
-                Some(token) => inner.order.synced(token),
-                None => inner.count_dropped("malformed sync message"),
-            }
-            continue;
-        }
-        let Some(group) = channel.strip_prefix(inner.prefix.as_str()) else {
-            inner.count_dropped("channel outside the prefix");
-            continue;
-        };
-        let envelope = match decode(message.get_payload_bytes()) {
-            Ok(envelope) => envelope,
-            Err(err) => {
-                inner.count_dropped(&err.to_string());
-                continue;
-            }
-        };
-        if envelope.node == inner.node_id {
-            // The echo of a frame published here, which its publisher
-            // delivers: it marks the frame's place among the others.
-            if let Some(seq) = envelope.seq {
-                inner.order.echo(group, seq).await;
-            }
-            continue;
-        }
-        if is_expired(envelope.sent_ms, now_ms(), inner.expiry) {
-            inner.counters.expired.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(group, "redis layer: dropped an expired frame");
-            continue;
-        }
-        let frame = Frame::from(envelope.frame);
-        match envelope.seq {
-            Some(seq) => local.deliver_sequenced(group, &frame, seq),
-            // Numbering comes from the shared log only: an unnumbered frame
-            // (from a process without it, or published by hand) is not
-            // given a number of this process's own.
-            None if inner.replay.is_some() => local.hub.deliver(group, &frame),
-            None => local.deliver(group, &frame),
-        };
-        inner.counters.received.fetch_add(1, Ordering::Relaxed);
-    }
-}
 
 /// Why a subscriber session ended.
 enum SessionEnd {
@@ -125,7 +68,7 @@ pub(super) async fn run_subscriber(
                 let end =
                     run_session(&inner, &local, &queue, pubsub, &address, sentinel.as_mut()).await;
                 inner.connected.store(false, Ordering::Release);
-                inner.order.reset();
+                inner.subscriptions.reset();
                 match end {
                     SessionEnd::Shutdown => break,
                     SessionEnd::Lost(why) => {
@@ -148,7 +91,7 @@ pub(super) async fn run_subscriber(
         }
     }
     inner.connected.store(false, Ordering::Release);
-    inner.order.reset();
+    inner.subscriptions.reset();
     tracing::debug!("redis layer: subscriber stopped");
 }
 
@@ -223,16 +166,6 @@ async fn run_session(
     let (mut sink, mut stream) = pubsub.split();
     let mut subscribed = HashSet::new();
 
-    // This process's sync channel, with the shared log only.
-    if inner.replay.is_some() {
-        let sync = inner.sync_channel.as_str();
-        match tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(sync)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => return SessionEnd::Lost(format!("SUBSCRIBE failed: {err}")),
-            Err(_) => return SessionEnd::Lost("SUBSCRIBE timed out".to_owned()),
-        }
-    }
-
     // Every group with local members now. Changes from here on are in
     // `dirty` (cleared first, so none is missed) and applied by `reconcile`.
     inner.lock_dirty().clear();
@@ -240,7 +173,7 @@ async fn run_session(
     if let Err(why) = command_in_chunks(inner, &mut sink, Subscription::Subscribe, &initial).await {
         return SessionEnd::Lost(why);
     }
-    inner.order.confirm(&initial);
+    inner.subscriptions.confirm(&initial);
     subscribed.extend(initial);
     inner.connected.store(true, Ordering::Release);
     tracing::debug!(%address, groups = subscribed.len(), "redis layer: subscribed");
@@ -301,7 +234,8 @@ async fn master_moved(sentinel: Option<&mut SentinelClient>, address: &str) -> O
 }
 
 /// Queues a message for delivery. This process's own messages are skipped,
-/// except, with the shared log, the echoes that order numbered frames.
+/// except, with the shared log, numbered ones: those are delivered here
+/// like the others, in their group's order.
 fn forward(inner: &Inner, queue: &mpsc::Sender<Msg>, message: Msg) {
     if inner.replay.is_none() && message.get_payload_bytes().starts_with(&inner.own_header) {
         return;
@@ -344,9 +278,12 @@ async fn reconcile(
         }
     }
     command_in_chunks(inner, sink, Subscription::Subscribe, &add).await?;
-    inner.order.confirm(&add);
+    inner.subscriptions.confirm(&add);
     subscribed.extend(add);
-    inner.order.withdraw(&remove);
+    inner.subscriptions.withdraw(&remove);
+    for group in &remove {
+        inner.delivery.forget(group);
+    }
     command_in_chunks(inner, sink, Subscription::Unsubscribe, &remove).await?;
     for group in &remove {
         subscribed.remove(group);

@@ -1,13 +1,13 @@
 //! The format of the messages the layer publishes on the group channels.
 //!
 //! ```text
-//! lv1 <node id> <publish time, Unix ms>\n<frame>          unnumbered
-//! lv1 <node id> <publish time, Unix ms> <seq>\n<frame>    numbered by the shared log
+//! lv1 <node id> <publish time, Unix ms>\n<frame>                  unnumbered
+//! lv1 <node id> <publish time, Unix ms> <seq> <epoch>\n<frame>    numbered by the shared log
 //! ```
 //!
-//! The sequence is a fourth header word rather than a new format: processes
-//! that predate it ignore words they do not know and deliver the frame
-//! unnumbered, so a rolling deploy keeps carrying frames both ways.
+//! The sequence and epoch are more header words rather than a new format:
+//! processes that predate them ignore words they do not know, so a rolling
+//! deploy keeps carrying frames both ways.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,6 +25,9 @@ pub(super) struct Envelope<'a> {
     pub sent_ms: u64,
     /// The frame's number in its group's shared log, if it has one.
     pub seq: Option<u64>,
+    /// The epoch of that numbering (absent from processes that predate
+    /// epochs).
+    pub epoch: Option<&'a str>,
     /// The frame, as sent to the browser.
     pub frame: &'a str,
 }
@@ -51,7 +54,7 @@ impl fmt::Display for DecodeError {
 }
 
 /// The header of a message up to, and without, its sequence: the shared
-/// log's script appends `<seq>\n<frame>` once the number is known.
+/// log's script appends `<seq> <epoch>\n<frame>` once the number is known.
 pub(super) fn numbered_header(node: &str, sent_ms: u64) -> String {
     format!("{MAGIC} {node} {sent_ms} ")
 }
@@ -86,11 +89,16 @@ pub(super) fn decode(payload: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     // A number is the sequence; later versions of the format may add other
     // words: ignore them.
     let seq = words.next().and_then(|s| s.parse::<u64>().ok());
+    let epoch = words
+        .next()
+        .filter(|_| seq.is_some())
+        .filter(|e| crate::layer::is_valid_epoch(e));
     let frame = std::str::from_utf8(&payload[newline + 1..]).map_err(|_| DecodeError::NotUtf8)?;
     Ok(Envelope {
         node,
         sent_ms,
         seq,
+        epoch,
         frame,
     })
 }
@@ -125,6 +133,7 @@ mod tests {
                 node: "node1",
                 sent_ms: 1_700_000_000_123,
                 seq: None,
+                epoch: None,
                 frame,
             }
         );
@@ -133,9 +142,10 @@ mod tests {
     #[test]
     fn numbered_payload_round_trips() {
         // What the shared log's script publishes.
-        let payload = format!("{}{}\n{}", numbered_header("n1", 42), 17, "{\"a\":1}");
-        assert_eq!(payload, "lv1 n1 42 17\n{\"a\":1}");
+        let payload = format!("{}{} {}\n{}", numbered_header("n1", 42), 17, "Ep0", "{\"a\":1}");
+        assert_eq!(payload, "lv1 n1 42 17 Ep0\n{\"a\":1}");
         let envelope = decode(payload.as_bytes()).unwrap();
+        assert_eq!(envelope.epoch, Some("Ep0"));
         assert_eq!(
             (
                 envelope.node,
@@ -180,7 +190,9 @@ mod tests {
             ("node", 5, None, "{}")
         );
         let envelope = decode(b"lv1 node 5 9 future-field\n{}").unwrap();
-        assert_eq!(envelope.seq, Some(9));
+        assert_eq!((envelope.seq, envelope.epoch), (Some(9), Some("future-field")));
+        let envelope = decode(b"lv1 node 5 9 not:an:epoch more\n{}").unwrap();
+        assert_eq!((envelope.seq, envelope.epoch), (Some(9), None));
     }
 
     #[test]
