@@ -200,7 +200,10 @@ impl LiveView {
     /// ```
     pub async fn position(&self, room: &str) -> crate::template::Position {
         let mut groups = Vec::with_capacity(2);
-        for group in [crate::layer::room_group(room), crate::layer::BROADCAST_GROUP.to_owned()] {
+        for group in [
+            crate::layer::room_group(room),
+            crate::layer::BROADCAST_GROUP.to_owned(),
+        ] {
             match self.shared.hub.position(&group).await {
                 Some(position) => groups.push(position),
                 None => return crate::template::Position::default(),

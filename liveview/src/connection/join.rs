@@ -117,7 +117,10 @@ async fn replay(shared: &Shared, outbox: &Outbox, groups: &[String], resume: &Re
         let epoch = resume.epoch(group);
         let answer = match shared.hub.layer().replay(group, after, epoch).await {
             Ok(Some(answer)) => Some(answer),
-            Ok(None) => shared.hub.logs().map(|logs| logs.replay(group, after, epoch)),
+            Ok(None) => shared
+                .hub
+                .logs()
+                .map(|logs| logs.replay(group, after, epoch)),
             Err(err) => {
                 tracing::warn!(target: "liveview", group, error = %err, "replay unavailable");
                 None

@@ -42,8 +42,11 @@ pub(crate) struct Closer {
     /// For a client that tracks sequences: per group, the epoch and the
     /// newest sequence queued, so that a frame is never queued twice (a
     /// replayed frame that also arrives live).
-    newest: Mutex<Vec<(Arc<str>, Arc<str>, u64)>>,
+    newest: Mutex<Vec<Newest>>,
 }
+
+/// A group, the epoch of its numbering and the newest sequence queued.
+type Newest = (Arc<str>, Arc<str>, u64);
 
 /// A group frame held back by the gate.
 #[derive(Debug)]

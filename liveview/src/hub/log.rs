@@ -183,7 +183,9 @@ impl Resume {
         self.entries.iter().find_map(|entry| {
             let rest = entry.strip_prefix(group)?.strip_prefix(':')?;
             match rest.split_once(':') {
-                Some((seq, epoch)) if is_valid_epoch(epoch) => Some((seq.parse().ok()?, Some(epoch))),
+                Some((seq, epoch)) if is_valid_epoch(epoch) => {
+                    Some((seq.parse().ok()?, Some(epoch)))
+                }
                 Some(_) => None,
                 None => Some((rest.parse().ok()?, None)),
             }
@@ -375,14 +377,19 @@ mod tests {
         let logs = Logs::new(ReplayConfig::default().capacity(3));
         let mut seen = Vec::new();
         for i in 0..5 {
-            logs.append("room_a", &Frame::from(format!("{{\"n\":{i}}}")), |seq, _| {
-                seen.push(seq)
-            });
+            logs.append(
+                "room_a",
+                &Frame::from(format!("{{\"n\":{i}}}")),
+                |seq, _| seen.push(seq),
+            );
         }
         logs.append("broadcast", &Frame::from("{}"), |seq, _| seen.push(seq));
         assert_eq!(seen, [1, 2, 3, 4, 5, 1]);
         // No gap: the client saw everything.
-        assert_eq!(logs.replay("room_a", 5, None).replay, Replay::Frames(vec![]));
+        assert_eq!(
+            logs.replay("room_a", 5, None).replay,
+            Replay::Frames(vec![])
+        );
         // A small gap: 4 and 5 are replayed, in order.
         match logs.replay("room_a", 3, None).replay {
             Replay::Frames(frames) => {
@@ -394,7 +401,10 @@ mod tests {
         assert_eq!(logs.replay("room_a", 1, None).replay, Replay::Gap);
         // A client from before a restart of the log.
         assert_eq!(logs.replay("room_b", 7, None).replay, Replay::Gap);
-        assert_eq!(logs.replay("room_b", 0, None).replay, Replay::Frames(vec![]));
+        assert_eq!(
+            logs.replay("room_b", 0, None).replay,
+            Replay::Frames(vec![])
+        );
     }
 
     #[test]
@@ -403,20 +413,31 @@ mod tests {
         let first = logs.append("g", &Frame::from("{}"), |_, epoch| epoch.to_string());
         std::thread::sleep(Duration::from_millis(2));
         logs.sweep(|_| false);
-        let second = logs.append("g", &Frame::from("{}"), |seq, epoch| (seq, epoch.to_string()));
+        let second = logs.append("g", &Frame::from("{}"), |seq, epoch| {
+            (seq, epoch.to_string())
+        });
         assert_eq!(second.0, 1);
         assert_ne!(first, second.1);
         assert!(is_valid_epoch(&first) && is_valid_epoch(&second.1));
         // A client of the old numbering resyncs.
         assert_eq!(logs.replay("g", 1, Some(&first)).replay, Replay::Gap);
-        assert_eq!(logs.replay("g", 1, Some(&second.1)).replay, Replay::Frames(vec![]));
+        assert_eq!(
+            logs.replay("g", 1, Some(&second.1)).replay,
+            Replay::Frames(vec![])
+        );
     }
 
     #[test]
     fn resume_entries_with_and_without_epoch() {
         let resume = Resume::parse("a:b:3:E-1,room_x:0,broadcast:5:bad!,c:x");
-        assert_eq!((resume.last("a:b"), resume.epoch("a:b")), (Some(3), Some("E-1")));
-        assert_eq!((resume.last("room_x"), resume.epoch("room_x")), (Some(0), None));
+        assert_eq!(
+            (resume.last("a:b"), resume.epoch("a:b")),
+            (Some(3), Some("E-1"))
+        );
+        assert_eq!(
+            (resume.last("room_x"), resume.epoch("room_x")),
+            (Some(0), None)
+        );
         assert_eq!(resume.last("broadcast"), None);
         assert_eq!(resume.last("c"), None);
         assert_eq!(resume.last("a"), None);
@@ -447,6 +468,9 @@ mod tests {
         );
         let empty = sequenced(&Frame::from("{}"), "g\"", 1, "e");
         let value: serde_json::Value = serde_json::from_str(empty.as_str()).unwrap();
-        assert_eq!(value, serde_json::json!({"seq": 1, "group": "g\"", "epoch": "e"}));
+        assert_eq!(
+            value,
+            serde_json::json!({"seq": 1, "group": "g\"", "epoch": "e"})
+        );
     }
 }

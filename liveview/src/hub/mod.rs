@@ -114,7 +114,13 @@ impl Hub {
     /// Deliver a frame of a group's log: members that track sequences get
     /// it with `seq`, `group` and `epoch` spliced in (once for all of them),
     /// the others as it is.
-    pub(crate) fn deliver_sequenced(&self, group: &str, frame: &Frame, seq: u64, epoch: &str) -> usize {
+    pub(crate) fn deliver_sequenced(
+        &self,
+        group: &str,
+        frame: &Frame,
+        seq: u64,
+        epoch: &str,
+    ) -> usize {
         self.fan_out(group, Some((seq, &Arc::from(epoch))), frame)
     }
 

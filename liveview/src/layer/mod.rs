@@ -21,7 +21,8 @@ mod memory;
 mod redis;
 
 pub use crate::hub::log::{
-    GroupPosition, Missed, Replay, ReplayConfig, Resume, is_valid_epoch, replay_from, replay_in_epoch,
+    GroupPosition, Missed, Replay, ReplayConfig, Resume, is_valid_epoch, replay_from,
+    replay_in_epoch,
 };
 pub use memory::MemoryLayer;
 #[cfg(feature = "redis")]
@@ -212,7 +213,9 @@ impl LocalDelivery {
     /// Deliver a frame as it is, never numbered by this process (a frame
     /// without a number from a layer whose log numbers the others).
     pub fn deliver_unnumbered(&self, group: &str, frame: &Frame) -> usize {
-        self.hub.upgrade().map_or(0, |hub| hub.deliver(group, frame))
+        self.hub
+            .upgrade()
+            .map_or(0, |hub| hub.deliver(group, frame))
     }
 
     /// Deliver frame `seq` of `group`'s shared log, numbered in `epoch`, to

@@ -1513,9 +1513,13 @@ async fn a_numbering_that_starts_again_changes_the_epoch() {
     .await;
     redis.restart().await;
     wait_subscribed(&url, &prefix, &["room_ep"], 1).await;
-    eventually("both layers are healthy", Duration::from_secs(15), || async {
-        node_a.live().layer_health().await.is_ok() && node_b.live().layer_health().await.is_ok()
-    })
+    eventually(
+        "both layers are healthy",
+        Duration::from_secs(15),
+        || async {
+            node_a.live().layer_health().await.is_ok() && node_b.live().layer_health().await.is_ok()
+        },
+    )
     .await;
     say(&node_b, "ep", "after restart").await;
     let (html, seq, second) = numbered_in_epoch(&mut open).await;
@@ -1541,12 +1545,18 @@ async fn a_numbering_that_starts_again_changes_the_epoch() {
 
     // A flush does the same.
     let mut conn = inspector(&url).await;
-    let () = ::redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let () = ::redis::cmd("FLUSHALL")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     say(&node_a, "ep", "after flush").await;
     let (html, seq, third) = numbered_in_epoch(&mut open).await;
     assert_eq!((html.as_str(), seq), ("after flush", 1));
     assert!(third != second && third != first);
-    for (i, client) in [&mut old, &mut current, &mut from_start].into_iter().enumerate() {
+    for (i, client) in [&mut old, &mut current, &mut from_start]
+        .into_iter()
+        .enumerate()
+    {
         let frame = next(client).await;
         assert_eq!(
             (frame["html"].as_str(), frame["seq"].as_u64()),
@@ -1778,7 +1788,10 @@ async fn dropping_the_app_stops_its_redis_tasks() {
         .await
         .unwrap();
     let mut conn = inspector(&url).await;
-    assert!(other_clients(&mut conn).await >= 2, "subscriber and publisher");
+    assert!(
+        other_clients(&mut conn).await >= 2,
+        "subscriber and publisher"
+    );
     assert_eq!(member.received().len(), 1);
 
     drop((member, app, live));

@@ -30,8 +30,12 @@ fn without_epochs(mut frames: Vec<Value>) -> Vec<Value> {
         if let Some(epoch) = frame.as_object_mut().and_then(|f| f.remove("epoch")) {
             let epoch = epoch.as_str().expect("a string epoch").to_owned();
             assert!(liveview::layer::is_valid_epoch(&epoch), "{epoch:?}");
-            let group = frame["group"].as_str().expect("a numbered frame has its group");
-            let first = epochs.entry(group.to_owned()).or_insert_with(|| epoch.clone());
+            let group = frame["group"]
+                .as_str()
+                .expect("a numbered frame has its group");
+            let first = epochs
+                .entry(group.to_owned())
+                .or_insert_with(|| epoch.clone());
             assert_eq!(*first, epoch, "one epoch per group");
         }
     }

@@ -138,7 +138,11 @@ impl Delivery {
 
 /// Hands each message from the subscriber to its group's task, started on
 /// the group's first message.
-pub(super) async fn route(inner: Arc<Inner>, local: LocalDelivery, mut incoming: mpsc::Receiver<Msg>) {
+pub(super) async fn route(
+    inner: Arc<Inner>,
+    local: LocalDelivery,
+    mut incoming: mpsc::Receiver<Msg>,
+) {
     let mut tasks: HashMap<String, mpsc::Sender<Msg>> = HashMap::new();
     let mut routed: u64 = 0;
     loop {
@@ -194,7 +198,12 @@ struct GroupState {
     delivered: u64,
 }
 
-async fn run_group(inner: Arc<Inner>, local: LocalDelivery, group: String, mut rx: mpsc::Receiver<Msg>) {
+async fn run_group(
+    inner: Arc<Inner>,
+    local: LocalDelivery,
+    group: String,
+    mut rx: mpsc::Receiver<Msg>,
+) {
     let mut state = GroupState {
         group,
         epoch: String::new(),

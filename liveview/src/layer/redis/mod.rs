@@ -392,7 +392,12 @@ impl RedisLayer {
     /// members here now, as the layer does periodically (for tests).
     #[doc(hidden)]
     pub async fn refresh_keys_now(&self) -> Result<(), LayerError> {
-        let groups = self.inner.local.get().map(LocalDelivery::groups).unwrap_or_default();
+        let groups = self
+            .inner
+            .local
+            .get()
+            .map(LocalDelivery::groups)
+            .unwrap_or_default();
         self.inner.refresh_keys(&groups).await
     }
 }

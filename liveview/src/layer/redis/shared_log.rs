@@ -25,7 +25,9 @@ use redis::{ErrorKind, FromRedisValue, RedisResult, ServerErrorKind};
 use super::wire::{self, now_ms};
 use super::{COMMAND_TIMEOUT, Inner};
 use crate::hub::log::new_epoch;
-use crate::layer::{Frame, GroupPosition, LayerError, Missed, Replay, ReplayConfig, replay_in_epoch};
+use crate::layer::{
+    Frame, GroupPosition, LayerError, Missed, Replay, ReplayConfig, replay_in_epoch,
+};
 
 /// Time allowed for numbering and publishing a frame when the subscriber is
 /// connected.
@@ -272,10 +274,10 @@ impl Inner {
             ttl.as_bytes(),
             candidate.as_bytes(),
         ];
-        let run = self
-            .scripts
-            .publish
-            .run::<(u64, String)>(&mut publisher.connection, &keys, &args);
+        let run =
+            self.scripts
+                .publish
+                .run::<(u64, String)>(&mut publisher.connection, &keys, &args);
         let (seq, epoch) = match tokio::time::timeout(limit, run).await {
             Ok(Ok(numbered)) => numbered,
             Ok(Err(err)) => {
@@ -398,7 +400,10 @@ impl Inner {
                     epoch: None,
                 },
             }),
-            Ok(Err(err)) => Err(LayerError::with_source("redis: reading a position failed", err)),
+            Ok(Err(err)) => Err(LayerError::with_source(
+                "redis: reading a position failed",
+                err,
+            )),
             Err(_) => Err(LayerError::new("redis: reading a position timed out")),
         }
     }
@@ -424,7 +429,10 @@ impl Inner {
             {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => {
-                    return Err(LayerError::with_source("redis: refreshing keys failed", err));
+                    return Err(LayerError::with_source(
+                        "redis: refreshing keys failed",
+                        err,
+                    ));
                 }
                 Err(_) => return Err(LayerError::new("redis: refreshing keys timed out")),
             }

@@ -142,7 +142,13 @@ mod tests {
     #[test]
     fn numbered_payload_round_trips() {
         // What the shared log's script publishes.
-        let payload = format!("{}{} {}\n{}", numbered_header("n1", 42), 17, "Ep0", "{\"a\":1}");
+        let payload = format!(
+            "{}{} {}\n{}",
+            numbered_header("n1", 42),
+            17,
+            "Ep0",
+            "{\"a\":1}"
+        );
         assert_eq!(payload, "lv1 n1 42 17 Ep0\n{\"a\":1}");
         let envelope = decode(payload.as_bytes()).unwrap();
         assert_eq!(envelope.epoch, Some("Ep0"));
@@ -190,7 +196,10 @@ mod tests {
             ("node", 5, None, "{}")
         );
         let envelope = decode(b"lv1 node 5 9 future-field\n{}").unwrap();
-        assert_eq!((envelope.seq, envelope.epoch), (Some(9), Some("future-field")));
+        assert_eq!(
+            (envelope.seq, envelope.epoch),
+            (Some(9), Some("future-field"))
+        );
         let envelope = decode(b"lv1 node 5 9 not:an:epoch more\n{}").unwrap();
         assert_eq!((envelope.seq, envelope.epoch), (Some(9), None));
     }
