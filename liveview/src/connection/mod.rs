@@ -168,10 +168,12 @@ async fn run(
     slot: Option<Slot>,
 ) {
     shared.metrics.connections_open.fetch_add(1, Relaxed);
-    shared.metrics.connections_total.fetch_add(1, Relaxed);
     let (sink, mut stream) = socket.split();
     let resume = scope.query("resume").map(|r| Resume::parse(&r));
     let (conn, rx) = Box::pin(join::open(&shared, &room, scope, resume)).await;
+    // Counted once joined, so a count that grew means the connection is in
+    // its groups (the test server waits for that).
+    shared.metrics.connections_total.fetch_add(1, Relaxed);
     tracing::Span::current().record("id", conn.id);
     tracing::debug!(target: "liveview", connection = conn.id, room = %room, "connected");
 

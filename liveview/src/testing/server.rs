@@ -129,14 +129,22 @@ impl TestServer {
         room: &str,
         headers: &[(&str, &str)],
     ) -> Result<WsClient, tungstenite::Error> {
-        let group = crate::layer::room_group(room);
-        let broadcaster = self.live.broadcaster();
-        let before = broadcaster.local_members(&group);
+        // Connections are counted once joined. Not the room's member
+        // count: another connection of the room leaving meanwhile would
+        // hide the join.
+        let joined = || {
+            self.live
+                .shared
+                .metrics
+                .connections_total
+                .load(std::sync::atomic::Ordering::Acquire)
+        };
+        let before = joined();
         let client = WsClient::connect(&self.ws_url(room), headers).await?;
         // The upgrade answers before the server's side of the connection
         // has joined its groups: wait for that, or fail.
         let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
-        while broadcaster.local_members(&group) <= before {
+        while joined() <= before {
             if tokio::time::Instant::now() >= deadline {
                 return Err(tungstenite::Error::Io(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
