@@ -81,6 +81,9 @@ pub(crate) struct Shared {
     pub addresses: Arc<Addresses>,
     pub presence: PresenceConfig,
     pub state: Arc<http::Extensions>,
+    /// The addresses [`crate::serve`] listens on: without configured
+    /// origins, the origin check accepts pages served from these.
+    pub served_at: std::sync::Mutex<Vec<std::net::SocketAddr>>,
     next_id: AtomicU64,
 }
 
@@ -95,6 +98,14 @@ pub(crate) struct PresenceConfig {
 impl Shared {
     pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Note an address the app is served on (for the origin check).
+    pub(crate) fn serving_on(&self, addr: std::net::SocketAddr) {
+        let mut served = self.served_at.lock().unwrap_or_else(|e| e.into_inner());
+        if !served.contains(&addr) {
+            served.push(addr);
+        }
     }
 }
 
@@ -413,8 +424,17 @@ impl LiveViewBuilder {
         self
     }
 
-    /// Origins allowed to open a socket besides the page's own host, e.g.
-    /// `"https://app.example.com"`. `"*"` allows any.
+    /// The origins whose pages may open a socket, e.g.
+    /// `"https://app.example.com"`: scheme, host and port are compared
+    /// (`https://app.example.com` and `https://app.example.com:443` are
+    /// one origin). `"*"` allows any.
+    ///
+    /// Without this list, only pages served from the address
+    /// [`serve`](crate::serve) listens on are allowed (`http://127.0.0.1:8000`
+    /// for a server bound there, also `http://localhost:8000` on loopback),
+    /// never the request's `Host` header, which a DNS-rebinding page
+    /// controls. A public site, behind a proxy or listening on all
+    /// interfaces, names its origin here.
     pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -572,6 +592,7 @@ impl LiveViewBuilder {
                 addresses: Arc::default(),
                 presence: self.presence,
                 state: Arc::new(self.state),
+                served_at: Default::default(),
                 next_id: AtomicU64::new(1),
             }),
         })

@@ -43,6 +43,8 @@ pub(crate) struct Connection {
     pub(crate) broadcaster: Broadcaster,
     app: Arc<http::Extensions>,
     state: Mutex<http::Extensions>,
+    /// How many warnings this connection's calls may still write.
+    pub(crate) warnings: crate::call::log::WarnLimit,
 }
 
 /// The call a consumer is answering: its `ref`, while it is running.
@@ -82,6 +84,7 @@ impl Connection {
             broadcaster,
             app,
             state: Mutex::default(),
+            warnings: Default::default(),
         })
     }
 }

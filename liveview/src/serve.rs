@@ -33,6 +33,9 @@ pub async fn serve_until(
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    if let Ok(addr) = listener.local_addr() {
+        live.shared.serving_on(addr);
+    }
     // LiveView frames are small and latency-bound: without TCP_NODELAY a
     // frame written while an earlier one is unacknowledged waits for the
     // peer's delayed ACK (up to 40 ms on Linux).

@@ -76,6 +76,12 @@ pub struct Config {
     /// start, so sign-ins do not survive a restart and are not shared
     /// between processes.
     pub secret: Option<Secret>,
+    /// The origins whose pages may open a socket
+    /// (`LIVEVIEW_ALLOWED_ORIGINS`, comma-separated, e.g.
+    /// `https://demo.example`). Empty: only pages served from the address
+    /// the demo listens on, which is right for `127.0.0.1:8000` and wrong
+    /// behind a proxy or a public name.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -86,6 +92,7 @@ impl Default for Config {
             products: 3_000,
             snake_tick: Duration::from_millis(125),
             secret: None,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -125,8 +132,9 @@ impl fmt::Debug for Secret {
 }
 
 impl Config {
-    /// The defaults, with `LIVEVIEW_ADDR`, `DEMO_DATABASE` and
-    /// `DEMO_SECRET` from the environment when they are set.
+    /// The defaults, with `LIVEVIEW_ADDR`, `DEMO_DATABASE`, `DEMO_SECRET`
+    /// and `LIVEVIEW_ALLOWED_ORIGINS` from the environment when they are
+    /// set.
     /// (`LIVEVIEW_REDIS_URL` is read by the library: with it, pages on
     /// several demo processes see each other's alerts.)
     pub fn from_env() -> Self {
@@ -142,6 +150,14 @@ impl Config {
         }
         if let Some(secret) = std::env::var_os("DEMO_SECRET").filter(|s| !s.is_empty()) {
             config.secret = Some(Secret::new(secret.into_encoded_bytes()));
+        }
+        if let Ok(origins) = std::env::var("LIVEVIEW_ALLOWED_ORIGINS") {
+            config.allowed_origins = origins
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         config
     }
@@ -294,6 +310,11 @@ impl Demo {
         let refusal = pages::flash(self, pages::FlashKind::Error, SIGN_IN_TO_DELETE)
             .unwrap_or_else(|_| liveview::Update::new("#flash").html(SIGN_IN_TO_DELETE));
         let demo = self.clone();
+        let builder = if self.config().allowed_origins.is_empty() {
+            builder
+        } else {
+            builder.allowed_origins(self.config().allowed_origins.clone())
+        };
         let live = builder
             .state(self.clone())
             .authenticator(self.sessions().clone())

@@ -5,6 +5,10 @@
 //!   first start);
 //! - `DEMO_SECRET`: the key that signs session cookies, at least 32 bytes
 //!   (without it, a random one: sign-ins do not survive a restart);
+//! - `LIVEVIEW_ALLOWED_ORIGINS`: the pages' public origins, comma-separated
+//!   (`https://demo.example`), when the demo is behind a proxy or reached
+//!   by a name; without it only pages served from `LIVEVIEW_ADDR` may open
+//!   a socket;
 //! - `LIVEVIEW_REDIS_URL`: use Redis as the channel layer, so several demo
 //!   processes share their pages' updates;
 //! - `RUST_LOG`: the log filter (default `info`).

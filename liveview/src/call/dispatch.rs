@@ -10,6 +10,7 @@ use tracing::Instrument;
 
 use crate::app::Shared;
 use crate::call::handler::Handler;
+use crate::call::log::{Escaped, Warn, escaped};
 use crate::call::protocol::{self, errors};
 use crate::consumer::{CallRef, Connection, Consumer};
 use crate::layer::Frame;
@@ -25,11 +26,21 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
     let call = match protocol::parse(text, &conn.room) {
         Ok(call) => call,
         Err(invalid) => {
-            tracing::debug!(target: "liveview", connection = conn.id, reason = %invalid.0, "invalid message");
+            if warn(conn) {
+                tracing::debug!(target: "liveview", connection = conn.id, reason = %escaped(&invalid.0), "invalid message");
+            }
+            // A frame with a `ref` gets it back, and its `done`, whatever
+            // else is wrong with it: the page's loading state ends.
+            let reference = protocol::reference_only(text);
             let _ = conn.outbox.push(Frame::from(protocol::error_frame(
                 errors::INVALID_MESSAGE,
-                None,
+                reference,
             )));
+            if let Some(reference) = reference {
+                let _ = conn
+                    .outbox
+                    .push(Frame::from(protocol::done_frame(reference)));
+            }
             shared
                 .metrics
                 .call("", Outcome::Invalid, std::time::Duration::ZERO);
@@ -52,7 +63,9 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
     let outcome = async {
         match shared.registry.get(&function) {
             None => {
-                tracing::warn!(target: "liveview", connection = conn.id, function = %function, "unknown function");
+                if warn(conn) {
+                    tracing::warn!(target: "liveview", connection = conn.id, function = %escaped(&function), "unknown function");
+                }
                 let _ = conn.outbox.push(Frame::from(protocol::error_frame(
                     errors::UNKNOWN_FUNCTION,
                     reference,
@@ -68,7 +81,7 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
                     }
                 }
                 if allowed {
-                    let outcome = run(shared, entry.handler, &consumer, content).await;
+                    let outcome = run(shared, conn, entry.handler, &consumer, content).await;
                     if outcome != Outcome::Ok {
                         let _ = conn.outbox.push(Frame::from(protocol::error_frame(
                             errors::INTERNAL,
@@ -107,12 +120,28 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
     outcome
 }
 
+/// Whether a warning caused by `conn`'s client may be written: each
+/// connection has a budget per minute, and the last warning it allows says
+/// so.
+fn warn(conn: &Connection) -> bool {
+    match conn.warnings.take(Instant::now()) {
+        Warn::Yes => true,
+        Warn::Last => {
+            tracing::warn!(
+                target: "liveview",
+                connection = conn.id,
+                "this connection's warnings are held back for the rest of the minute"
+            );
+            true
+        }
+        Warn::No => false,
+    }
+}
+
 /// Answer a call refused by a rate limit: the fixed error, with the call's
 /// `ref` and `done` when it has one, so the page's loading state ends.
 pub(crate) fn refuse_rate_limited(conn: &Connection, text: &str) {
-    let reference = protocol::parse(text, &conn.room)
-        .ok()
-        .and_then(|call| call.reference);
+    let reference = protocol::reference_only(text);
     let _ = conn.outbox.push(Frame::from(protocol::error_frame(
         errors::RATE_LIMITED,
         reference,
@@ -128,6 +157,7 @@ pub(crate) fn refuse_rate_limited(conn: &Connection, text: &str) {
 /// goes to the log only.
 async fn run(
     shared: &Shared,
+    conn: &Connection,
     handler: Handler,
     consumer: &Consumer,
     content: crate::Content,
@@ -140,7 +170,9 @@ async fn run(
             match tokio::time::timeout(timeout, fut).await {
                 Err(_) => Err(Outcome::TimedOut),
                 Ok(Err(panic)) => {
-                    log_panic(&function, consumer.id(), &panic);
+                    if warn(conn) {
+                        log_panic(&function, consumer.id(), &panic);
+                    }
                     Err(Outcome::Panicked)
                 }
                 Ok(Ok(result)) => Ok(result),
@@ -153,7 +185,8 @@ async fn run(
                 Err(_) => Err(Outcome::TimedOut),
                 Ok(Err(join)) => {
                     match join.try_into_panic() {
-                        Ok(panic) => log_panic(&function, consumer.id(), &panic),
+                        Ok(panic) if warn(conn) => log_panic(&function, consumer.id(), &panic),
+                        Ok(_) => {}
                         Err(join) => {
                             tracing::error!(target: "liveview", function = %function, error = %join, "handler task failed")
                         }
@@ -167,11 +200,17 @@ async fn run(
     match result {
         Ok(Ok(())) => Outcome::Ok,
         Ok(Err(err)) => {
-            tracing::error!(target: "liveview", connection = consumer.id(), function = %function, error = %err, "handler failed");
+            // The error may quote what the client sent (a form value that
+            // did not parse).
+            if warn(conn) {
+                tracing::error!(target: "liveview", connection = consumer.id(), function = %function, error = %Escaped::long(&err.to_string()), "handler failed");
+            }
             Outcome::Failed
         }
         Err(Outcome::TimedOut) => {
-            tracing::error!(target: "liveview", connection = consumer.id(), function = %function, timeout_ms = timeout.as_millis() as u64, "handler timed out");
+            if warn(conn) {
+                tracing::error!(target: "liveview", connection = consumer.id(), function = %function, timeout_ms = timeout.as_millis() as u64, "handler timed out");
+            }
             Outcome::TimedOut
         }
         Err(outcome) => outcome,
@@ -184,5 +223,48 @@ fn log_panic(function: &str, connection: u64, panic: &Box<dyn std::any::Any + Se
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic".to_owned());
-    tracing::error!(target: "liveview", connection, function, panic = %message, "handler panicked");
+    tracing::error!(target: "liveview", connection, function, panic = %Escaped::long(&message), "handler panicked");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broadcast::Broadcaster;
+    use crate::connection::outbox::Outbox;
+    use crate::hub::Hub;
+    use crate::layer::MemoryLayer;
+    use crate::scope::Scope;
+
+    fn connection() -> (Arc<Connection>, tokio::sync::mpsc::Receiver<Frame>) {
+        let (outbox, rx) = Outbox::new(8);
+        let hub = Arc::new(Hub::new(Arc::new(MemoryLayer)));
+        let conn = Connection::new(
+            1,
+            "room",
+            Scope::default(),
+            outbox,
+            Broadcaster::new(hub, Default::default()),
+            Default::default(),
+        );
+        (conn, rx)
+    }
+
+    #[test]
+    fn a_rate_limited_frame_has_only_its_ref_read() {
+        let (conn, mut rx) = connection();
+        let data = crate::call::content::keys::prefixed_keys(5_000);
+        let frame = serde_json::json!({"function": "f", "data": data, "ref": 7}).to_string();
+        let before = crate::call::content::keys::probes();
+        refuse_rate_limited(&conn, &frame);
+        assert_eq!(
+            crate::call::content::keys::probes(),
+            before,
+            "a refused frame's keys are not normalised"
+        );
+        assert_eq!(
+            rx.try_recv().unwrap().as_str(),
+            r#"{"error":"Rate limited","ref":7}"#
+        );
+        assert_eq!(rx.try_recv().unwrap().as_str(), r#"{"ref":7,"done":true}"#);
+    }
 }

@@ -4,5 +4,6 @@
 pub(crate) mod content;
 pub(crate) mod dispatch;
 pub(crate) mod handler;
+pub(crate) mod log;
 pub mod middleware;
 pub mod protocol;

@@ -8,6 +8,30 @@ use serde_json::{Map, Value};
 use crate::call::content::keys::{normalize_data, normalize_form};
 use crate::call::content::{Content, Fields};
 
+/// Longest handler name a client may call.
+pub const MAX_FUNCTION_LEN: usize = 64;
+
+/// Whether `name` can be a called handler: 1 to 64 characters of
+/// `[A-Za-z0-9_.-]`. Any other `function` is an `Invalid message`, so a
+/// client-chosen name that reaches the log is short and has no control
+/// characters.
+///
+/// ```
+/// use liveview::protocol::is_valid_function;
+///
+/// assert!(is_valid_function("say_hello"));
+/// assert!(is_valid_function("alerts.create-v2"));
+/// assert!(!is_valid_function(""));
+/// assert!(!is_valid_function("evil\n\u{1b}[31mforged"));
+/// assert!(!is_valid_function(&"a".repeat(65)));
+/// ```
+pub fn is_valid_function(name: &str) -> bool {
+    (1..=MAX_FUNCTION_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// Largest frame accepted by default: 64 KiB.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 
@@ -41,7 +65,8 @@ pub mod errors {
     pub const UNKNOWN_FUNCTION: &str = "Unknown function";
     /// A handler returned an error, panicked or timed out.
     pub const INTERNAL: &str = "Internal error";
-    /// The frame is not a JSON object with a string `function`.
+    /// The frame is not a JSON object with a `function` name of 1 to 64
+    /// characters of `[A-Za-z0-9_.-]`.
     pub const INVALID_MESSAGE: &str = "Invalid message";
     /// The client is over its rate limit.
     pub const RATE_LIMITED: &str = "Rate limited";
@@ -108,6 +133,12 @@ pub(crate) fn parse(text: &str, room: &str) -> Result<Call, InvalidMessage> {
     }
     let incoming: Incoming =
         serde_json::from_str(text).map_err(|e| InvalidMessage(e.to_string()))?;
+    if !is_valid_function(&incoming.function) {
+        return Err(InvalidMessage(format!(
+            "function name of {} bytes outside [A-Za-z0-9_.-]{{1,{MAX_FUNCTION_LEN}}}",
+            incoming.function.len()
+        )));
+    }
     Ok(Call {
         content: Content {
             function: incoming.function,
@@ -149,6 +180,25 @@ pub(crate) fn ping(text: &str) -> Option<u64> {
 /// `{"pong": n}`: the answer to `{"ping": n}`.
 pub(crate) fn pong_frame(n: u64) -> String {
     format!(r#"{{"pong":{n}}}"#)
+}
+
+/// The `ref` of a frame, and nothing else: for frames the server refuses
+/// without running them (over a rate limit), so a flood of refused frames
+/// costs a scan of the text, not the parsing of every value and key
+/// normalisation. `None` when the frame is not an object or its `ref` is
+/// not an unsigned integer.
+pub(crate) fn reference_only(text: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct RefOnly {
+        #[serde(default, rename = "ref")]
+        reference: Option<u64>,
+    }
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    // Every other member is skipped as `IgnoredAny`: no map, no string
+    // is built for it.
+    serde_json::from_str::<RefOnly>(text).ok()?.reference
 }
 
 /// `{"error": message}`, with the call's `ref` when there is one.
@@ -235,6 +285,9 @@ mod tests {
             r#"{"function":7}"#,
             r#"{"function":"f","form":"x"}"#,
             r#"{"function":"f","ref":-1}"#,
+            r#"{"function":""}"#,
+            r#"{"function":"a b"}"#,
+            "{\"function\":\"evil\\n\\u001b[31mforged\"}",
         ] {
             assert!(parse(text, "r").is_err(), "{text} should be refused");
         }
@@ -286,7 +339,7 @@ mod tests {
                 let text = value.to_string();
                 let parsed = parse(&text, "room");
                 let valid = value.as_object().is_some_and(|o| {
-                    o.get("function").is_some_and(Value::is_string)
+                    o.get("function").and_then(Value::as_str).is_some_and(is_valid_function)
                         && o.get("form").is_none_or(|f| f.is_object() || f.is_null())
                         && o.get("data").is_none_or(|f| f.is_object() || f.is_null())
                         && o.get("lang").is_none_or(|f| f.is_string() || f.is_null())

@@ -3,6 +3,7 @@
 //! its groups (with the replay of what it missed).
 
 pub(crate) mod join;
+mod origin;
 pub(crate) mod outbox;
 
 use std::net::{IpAddr, SocketAddr};
@@ -27,6 +28,7 @@ use crate::layer::{Frame, Resume};
 use crate::limits::{Bucket, Slot};
 use crate::metrics::Metrics;
 use crate::scope::Scope;
+use origin::Origin;
 use outbox::Closer;
 
 /// Whether `room` is 1 to 94 characters of `[A-Za-z0-9._-]`.
@@ -132,9 +134,12 @@ pub(crate) async fn upgrade(
         })
 }
 
-/// The `Origin` check, the counterpart of `AllowedHostsOriginValidator`:
-/// the page's own host, or an allowed origin. A request without `Origin`
-/// is not from a browser page and cannot be a cross-site hijack.
+/// The `Origin` check, the counterpart of `AllowedHostsOriginValidator`.
+/// A request without `Origin` is not from a browser page and cannot be a
+/// cross-site hijack. Otherwise scheme, host and port must be those of an
+/// allowed origin or, when none is configured, of the address the server
+/// listens on. The request's `Host` is never trusted: a DNS-rebinding page
+/// at `http://evil.example` sends `Host: evil.example` too.
 fn origin_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
     if !shared.config.check_origin {
         return true;
@@ -142,22 +147,20 @@ fn origin_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(http::header::ORIGIN) else {
         return true;
     };
-    let Ok(origin) = origin.to_str() else {
-        return false;
-    };
-    if let Some(allowed) = &shared.config.allowed_origins
-        && allowed
-            .iter()
-            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
-    {
+    let allowed = shared.config.allowed_origins.as_deref();
+    if allowed.is_some_and(|allowed| allowed.iter().any(|a| a == "*")) {
         return true;
     }
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    !origin_host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+    let Some(origin) = origin.to_str().ok().and_then(Origin::parse) else {
+        return false;
+    };
+    if let Some(allowed) = allowed {
+        return allowed
+            .iter()
+            .any(|a| Origin::parse(a).is_some_and(|a| a == origin));
+    }
+    let served = shared.served_at.lock().unwrap_or_else(|e| e.into_inner());
+    served.iter().any(|addr| origin.is_served_at(*addr))
 }
 
 async fn run(

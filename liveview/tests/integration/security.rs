@@ -288,18 +288,36 @@ impl std::io::Write for Captured {
     }
 }
 
-#[tokio::test]
-async fn spans_name_the_connection_and_each_call_with_its_outcome() {
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// The log of the whole test process, as an operator's terminal would
+/// show it. Installed once: tests that share a process share it, and each
+/// looks at the lines of its own room.
+fn captured_logs() -> Captured {
     use tracing_subscriber::fmt::format::FmtSpan;
 
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("liveview=debug")
-        .with_span_events(FmtSpan::CLOSE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("liveview=debug")
+            .with_span_events(FmtSpan::CLOSE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        captured
+    })
+    .clone()
+}
+
+#[tokio::test]
+async fn spans_name_the_connection_and_each_call_with_its_outcome() {
+    let captured = captured_logs();
 
     let server = server(LiveView::builder()).await;
     let mut client = server.connect("traced-room").await.unwrap();
@@ -311,7 +329,7 @@ async fn spans_name_the_connection_and_each_call_with_its_outcome() {
     let live = server.live().clone();
     wait_until("the connection is gone", || live.connections() == 0).await;
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     assert!(text.contains("connection{room=traced-room"), "{text}");
     assert!(
         text.contains("call{function=echo outcome=\"ok\"}"),
@@ -339,4 +357,122 @@ async fn a_frame_cannot_choose_the_room_its_handler_sees() {
         .await
         .unwrap();
     assert_eq!(next(&mut client).await["room"], room.as_str());
+}
+
+#[tokio::test]
+async fn client_chosen_names_cannot_forge_or_flood_the_log() {
+    let captured = captured_logs();
+    let builder = LiveView::builder()
+        .rate_limit(None)
+        .address_rate_limit(None);
+    let server = server(builder).await;
+    let mut client = server.connect("log-forging").await.unwrap();
+
+    // A name that would print a fake log line in red, one of 65,000
+    // bytes, and one that is not a string: each an invalid message that
+    // still ends its call.
+    let forged = "evil\nINFO liveview: FORGED admin signed in\u{1b}[31m";
+    let long = "a".repeat(65_000);
+    for (function, reference) in [(json!(forged), 1), (json!(long), 2), (json!(7), 5)] {
+        client
+            .send_json(&json!({"function": function, "ref": reference}))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut client).await,
+            json!({"error": "Invalid message", "ref": reference})
+        );
+        assert_eq!(
+            next(&mut client).await,
+            json!({"ref": reference, "done": true})
+        );
+    }
+    // Many unknown names: each answered, few logged.
+    for i in 0..50 {
+        client
+            .send_json(&json!({"function": format!("no_such_handler_{i}")}))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut client).await,
+            json!({"error": "Unknown function"})
+        );
+    }
+    assert_nothing_pending(&mut client, "log-forging").await;
+    client.close().await;
+    let live = server.live().clone();
+    wait_until("the connection is gone", || live.connections() == 0).await;
+
+    let text = captured.text();
+    assert!(
+        !text.contains('\u{1b}'),
+        "an escape sequence reached the log"
+    );
+    for line in text.lines().filter(|l| l.contains("FORGED")) {
+        assert!(
+            line.contains("room=log-forging"),
+            "a line was forged: {line:?}"
+        );
+    }
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("room=log-forging"))
+        .collect();
+    // The 65,000-byte name once made a line of 128 KB.
+    let longest = ours.iter().map(|l| l.len()).max().unwrap_or(0);
+    assert!(longest < 1024, "a log line of {longest} bytes");
+    let warnings = ours
+        .iter()
+        .filter(|l| l.contains("unknown function"))
+        .count();
+    assert!(
+        (1..=10).contains(&warnings),
+        "{warnings} warnings logged for 50 unknown names"
+    );
+    assert!(
+        ours.iter().any(|l| l.contains("warnings are held back")),
+        "the log says that warnings are held back"
+    );
+}
+
+#[tokio::test]
+async fn a_frame_full_of_data_keys_is_normalised_and_a_refused_one_keeps_its_ref() {
+    // The CPU attack of a 64 KiB frame with 5,000 `data_…` keys: the call
+    // goes through with every key normalised (the work per key is bounded
+    // by the unit test `keys::tests::stripping_the_data_prefix_of_a_full_frame_of_keys_is_linear`).
+    let builder = LiveView::builder()
+        .rate_limit(Some(RateLimit::new(0.01, 1)))
+        .address_rate_limit(None);
+    let server = server(builder).await;
+    let mut client = server.connect("many-keys").await.unwrap();
+    // Keys in base 36, as short as they can be, so 5,000 fit in 64 KiB.
+    let base36 = |mut i: usize| {
+        let mut key = String::new();
+        loop {
+            key.insert(0, char::from_digit((i % 36) as u32, 36).unwrap());
+            i /= 36;
+            if i == 0 {
+                return key;
+            }
+        }
+    };
+    let data: serde_json::Map<String, serde_json::Value> = (0..5_000)
+        .map(|i| (format!("data_{}", base36(i)), json!(1)))
+        .collect();
+    let frame = json!({"function": "echo", "data": data, "ref": 1}).to_string();
+    assert!(frame.len() <= 64 * 1024, "{}", frame.len());
+    client.send_text(&frame).await.unwrap();
+    let reply = next(&mut client).await;
+    let keys = reply["data"].as_object().unwrap();
+    assert_eq!(keys.len(), 5_000);
+    assert!(keys.contains_key("3uv") && !keys.contains_key("data_3uv"));
+    assert_eq!(next(&mut client).await, json!({"ref": 1, "done": true}));
+    // Over the rate, the same frame is answered from its `ref` alone.
+    let frame = json!({"function": "echo", "data": data, "ref": 2}).to_string();
+    client.send_text(&frame).await.unwrap();
+    assert_eq!(
+        next(&mut client).await,
+        json!({"error": "Rate limited", "ref": 2})
+    );
+    assert_eq!(next(&mut client).await, json!({"ref": 2, "done": true}));
 }

@@ -88,29 +88,125 @@ fn normalize_value(value: Value) -> Value {
 }
 
 /// `data_comment_id` -> `comment_id`, unless `comment_id` is there too.
+///
+/// Linear in the number of keys: one lookup in the map per prefixed key,
+/// then one pass that moves every entry. (A frame of 64 KiB holds about
+/// 5,000 keys; a quadratic membership test here cost tens of
+/// milliseconds of CPU per frame.)
 fn strip_data_prefix(map: Map<String, Value>) -> Map<String, Value> {
     if !map.keys().any(|k| k.len() > 5 && k.starts_with("data_")) {
         return map;
     }
-    // Only the keys that lose their prefix are copied, not every key.
-    let renamed: Vec<String> = map
+    // Decided against the keys as they came, before any is renamed: the
+    // same order `into_iter` yields them in.
+    let renamed: Vec<bool> = map
         .keys()
-        .filter(|k| {
-            k.strip_prefix("data_")
-                .is_some_and(|stripped| !stripped.is_empty() && !map.contains_key(stripped))
+        .map(|key| {
+            key.strip_prefix("data_").is_some_and(|stripped| {
+                probe();
+                !stripped.is_empty() && !map.contains_key(stripped)
+            })
         })
-        .cloned()
         .collect();
-    if renamed.is_empty() {
+    if !renamed.contains(&true) {
         return map;
     }
     let mut out = Map::with_capacity(map.len());
-    for (key, value) in map {
-        if renamed.contains(&key) {
+    for ((key, value), renamed) in map.into_iter().zip(renamed) {
+        probe();
+        if renamed {
             out.insert(key["data_".len()..].to_owned(), value);
         } else {
             out.insert(key, value);
         }
     }
     out
+}
+
+/// Counts the steps of [`strip_data_prefix`] in tests, so a test can hold
+/// it to a linear bound without timing it.
+#[cfg(test)]
+fn probe() {
+    PROBES.with(|p| p.set(p.get() + 1));
+}
+
+#[cfg(not(test))]
+fn probe() {}
+
+/// How many steps [`strip_data_prefix`] took on this thread so far.
+#[cfg(test)]
+pub(crate) fn probes() -> usize {
+    PROBES.with(std::cell::Cell::get)
+}
+
+#[cfg(test)]
+thread_local! {
+    static PROBES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The frame of the attack: `count` distinct `data_…` keys, as short as
+/// they can be (5,000 of them fit in a 64 KiB frame).
+#[cfg(test)]
+pub(crate) fn prefixed_keys(count: usize) -> Map<String, Value> {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    (0..count)
+        .map(|mut i| {
+            let mut key = String::from("data_");
+            loop {
+                key.push(char::from(DIGITS[i % DIGITS.len()]));
+                i /= DIGITS.len();
+                if i == 0 {
+                    break;
+                }
+            }
+            (key, Value::from(1))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probes_for(map: Map<String, Value>) -> (usize, Map<String, Value>) {
+        PROBES.with(|p| p.set(0));
+        let out = normalize_data(map);
+        (PROBES.with(std::cell::Cell::get), out)
+    }
+
+    #[test]
+    fn stripping_the_data_prefix_of_a_full_frame_of_keys_is_linear() {
+        let keys = 5_000;
+        let frame = serde_json::json!({"function": "f", "data": prefixed_keys(keys)}).to_string();
+        assert!(
+            frame.len() <= 64 * 1024,
+            "the frame fits the limit: {}",
+            frame.len()
+        );
+
+        let (probes, out) = probes_for(prefixed_keys(keys));
+        assert_eq!(out.len(), keys);
+        assert!(out.keys().all(|k| !k.starts_with("data_")));
+        // One lookup and one move per key. The quadratic version made
+        // about keys^2 / 2 = 12.5 million.
+        assert!(probes <= 2 * keys, "{probes} steps for {keys} keys");
+
+        // And the work grows with the keys, not with their square.
+        let (double, _) = probes_for(prefixed_keys(2 * keys));
+        assert!(
+            double <= 2 * probes + 2,
+            "{double} steps for twice the keys"
+        );
+    }
+
+    #[test]
+    fn a_prefixed_key_whose_short_form_exists_keeps_its_prefix_among_many() {
+        let mut map = prefixed_keys(1_000);
+        map.insert("a1".into(), Value::from("short"));
+        let (_, out) = probes_for(map);
+        assert_eq!(out["a1"], "short");
+        assert_eq!(out["data_a1"], 1);
+        assert_eq!(out["b1"], 1);
+        assert_eq!(out.len(), 1_001);
+    }
 }

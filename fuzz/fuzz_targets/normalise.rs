@@ -1,0 +1,37 @@
+//! Key normalisation with many keys: the input, cut at commas, is a list of
+//! keys sent as `data` (each also with the `data_` prefix, and capitalised)
+//! in one frame. No key may be lost or keep an upper-case letter, and the
+//! `data_` prefix goes only where the short key is free.
+#![no_main]
+
+use std::collections::BTreeSet;
+
+use libfuzzer_sys::fuzz_target;
+use liveview::protocol::{decode, snake_case};
+use serde_json::{Map, Value, json};
+
+fuzz_target!(|input: &[u8]| {
+    let text = String::from_utf8_lossy(input);
+    let mut data = Map::new();
+    for (i, key) in text.split(',').enumerate() {
+        data.insert(key.to_owned(), Value::from(i));
+        if i % 2 == 0 {
+            data.insert(format!("data_{key}"), Value::from(i));
+        }
+        if i % 3 == 0 {
+            data.insert(format!("data{}", key.to_uppercase()), Value::from(i));
+        }
+    }
+    let frame = json!({"function": "f", "data": data}).to_string();
+    let (content, _) = decode(&frame, "fuzz-room").expect("a valid call");
+
+    // camelCase may merge two keys into one; the prefix never does.
+    let snake: BTreeSet<String> = data.keys().map(|k| snake_case(k).into_owned()).collect();
+    assert_eq!(content.data.len(), snake.len(), "keys lost: {frame}");
+    for (key, _) in content.data.iter() {
+        assert!(!key.bytes().any(|b| b.is_ascii_uppercase()), "{key}");
+        let came_as_is = snake.contains(key);
+        let lost_its_prefix = snake.contains(&format!("data_{key}")) && !snake.contains(key);
+        assert!(came_as_is || lost_its_prefix, "{key} from nowhere: {frame}");
+    }
+});
