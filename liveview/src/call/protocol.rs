@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub use crate::call::content::keys::snake_case;
 use crate::call::content::keys::{normalize_data, normalize_form};
 use crate::call::content::{Content, Fields};
 
