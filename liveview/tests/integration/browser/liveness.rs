@@ -229,6 +229,11 @@ async fn a_dead_connection_is_noticed_and_replaced() {
 "##;
     browser_test("a_dead_connection_is_noticed_and_replaced", body, async |page| {
         let proxy = Proxy::start(page.addr).await;
+        // The page's origin is now the proxy's: the server must allow it
+        // (the origin check compares the port too).
+        page.kill_server();
+        let builder = LiveView::builder().allowed_origins([format!("http://{}", proxy.addr)]);
+        page.server = Some(TestServer::start_on(builder, page.routes.clone(), page.addr).await?);
         let b = &page.browser;
         b.open(&format!("http://{}/", proxy.addr)).await?;
         // A quiet, healthy connection is probed and answered, and stays.
