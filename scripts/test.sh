@@ -9,6 +9,8 @@ log() { printf '\n==> %s\n' "$*"; }
 log "services"
 scripts/ensure-redis.sh
 scripts/ensure-chromium.sh
+# The upload tests' S3-compatible server (each test starts its own).
+command -v moto_server >/dev/null 2>&1 || python3 -m pip install --quiet 'moto[server]'
 
 log "browser client (minified build up to date, within its size budget)"
 scripts/build-client.sh --check

@@ -81,18 +81,32 @@ pub(crate) struct Version {
 }
 
 /// Serves the client (the minified build under `.min.js`, the source
-/// otherwise): immutable for a year when asked for by its hash, revalidated
-/// with the ETag otherwise.
+/// otherwise).
 pub(crate) async fn serve_script(
     uri: Uri,
     Query(version): Query<Version>,
     headers: HeaderMap,
 ) -> Response {
-    let (body, hash) = if uri.path().ends_with(".min.js") {
-        (SCRIPT_MIN, script_hash())
+    if uri.path().ends_with(".min.js") {
+        serve_text(SCRIPT_MIN, script_hash(), &version, &headers)
     } else {
-        (SCRIPT, source_hash())
-    };
+        serve_text(SCRIPT, source_hash(), &version, &headers)
+    }
+}
+
+/// FNV-1a of an embedded script, for the script's own hash cell.
+pub(crate) fn hash_text(text: &str) -> String {
+    fnv(text)
+}
+
+/// Serves an embedded script whose hash is `hash`: immutable for a year
+/// when asked for by it (`?v=`), revalidated with the ETag otherwise.
+pub(crate) fn serve_text(
+    body: &'static str,
+    hash: &str,
+    version: &Version,
+    headers: &HeaderMap,
+) -> Response {
     let etag = format!("\"{hash}\"");
     let cache = if version.v.as_deref() == Some(hash) {
         "public, max-age=31536000, immutable"

@@ -87,6 +87,7 @@
 //! - [`protocol`]: the fixed error frames and close codes.
 //! - [`testing`] (feature `testing`): test a handler, an app, or a real server.
 //! - [`template`]: page helpers, for minijinja or any other engine.
+//! - [`upload`]: file uploads, chunked and resumable, checked before storage.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -102,6 +103,7 @@ pub mod session;
 pub mod template;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod upload;
 
 // One call: protocol, content, dispatch, handlers, middleware.
 mod call;

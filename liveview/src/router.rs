@@ -14,7 +14,9 @@ impl LiveView {
     /// The routes of the app, the counterpart of Django LiveView's
     /// `get_liveview_urlpatterns()`: the WebSocket endpoint
     /// `/ws/liveview/{room}/` (with or without the trailing slash) and the
-    /// client script at `/static/liveview/liveview.js` (and `.min.js`).
+    /// client script at `/static/liveview/liveview.js` (and `.min.js`), the
+    /// upload script and, with [`uploads`](crate::LiveViewBuilder::uploads),
+    /// the upload route.
     /// Merge it into your own router.
     ///
     /// ```
@@ -32,6 +34,7 @@ impl LiveView {
             .route(SCRIPT_PATH, get(serve_script))
             .route(SCRIPT_PATH_MIN, get(serve_script))
             .with_state(self.shared.clone())
+            .merge(crate::upload::router(self))
     }
 }
 

@@ -23,3 +23,6 @@ mod security;
 mod servers;
 mod shutdown;
 mod support;
+mod uploads;
+#[cfg(feature = "s3")]
+mod uploads_s3;

@@ -42,6 +42,7 @@ async fn every_handler_is_linked() {
             "alerts_load_more",
             "alerts_refresh",
             "alerts_validate",
+            "liveview_upload",
             "notify_all",
             "say_hello",
             "search",
