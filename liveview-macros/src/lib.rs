@@ -33,39 +33,42 @@ use syn::{FnArg, ItemFn, LitStr};
 /// function, or a function without exactly the two arguments.
 #[proc_macro_attribute]
 pub fn liveview_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let name = if attr.is_empty() {
-        return error(
-            Span::call_site(),
-            "missing handler name: write #[liveview_handler(\"name\")]",
-        );
-    } else {
-        match syn::parse::<LitStr>(attr) {
-            Ok(name) => name,
-            Err(err) => {
-                return error(
-                    err.span(),
-                    "the handler name must be one string literal: #[liveview_handler(\"name\")]",
-                );
-            }
+    let item = proc_macro2::TokenStream::from(item);
+    match handler(attr.into(), item.clone()) {
+        Ok(expanded) => expanded.into(),
+        // The item stays as written, so that a wrong attribute is the one
+        // error: no cascade of "unused import" or "cannot find function".
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote!(#error #item).into()
         }
-    };
-    if let Err(why) = check_name(&name.value()) {
-        return error(name.span(), &why);
     }
-    let function = match syn::parse::<ItemFn>(item) {
-        Ok(function) => function,
-        Err(err) => {
-            return error(
-                err.span(),
-                "#[liveview_handler] goes on a free function: fn name(consumer: &Consumer, content: Content)",
-            );
-        }
-    };
-    expand(&name, &function).into()
 }
 
-fn error(span: Span, message: &str) -> TokenStream {
-    quote_spanned!(span=> ::core::compile_error!(#message);).into()
+fn handler(
+    attr: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> syn::Result<proc_macro2::TokenStream> {
+    if attr.is_empty() {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "missing handler name: write #[liveview_handler(\"name\")]",
+        ));
+    }
+    let name = syn::parse2::<LitStr>(attr).map_err(|err| {
+        syn::Error::new(
+            err.span(),
+            "the handler name must be one string literal: #[liveview_handler(\"name\")]",
+        )
+    })?;
+    check_name(&name.value()).map_err(|why| syn::Error::new(name.span(), why))?;
+    let function = syn::parse2::<ItemFn>(item).map_err(|err| {
+        syn::Error::new(
+            err.span(),
+            "#[liveview_handler] goes on a free function: fn name(consumer: &Consumer, content: Content)",
+        )
+    })?;
+    expand(&name, &function)
 }
 
 /// The same rule as the router's room names: short, printable, URL-safe.
@@ -87,31 +90,45 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn expand(name: &LitStr, function: &ItemFn) -> proc_macro2::TokenStream {
+fn expand(name: &LitStr, function: &ItemFn) -> syn::Result<proc_macro2::TokenStream> {
     let sig = &function.sig;
     let ident = &sig.ident;
     if let Some(receiver) = sig.receiver() {
-        return quote_spanned!(receiver.span()=> ::core::compile_error!(
-            "#[liveview_handler] goes on a free function, not a method"
-        ););
+        return Err(syn::Error::new(
+            receiver.span(),
+            "#[liveview_handler] goes on a free function, not a method",
+        ));
     }
     if !sig.generics.params.is_empty() {
-        return quote_spanned!(sig.generics.span()=> ::core::compile_error!(
-            "a handler cannot be generic"
-        ););
+        return Err(syn::Error::new(
+            sig.generics.span(),
+            "a handler cannot be generic",
+        ));
     }
     if sig.inputs.len() != 2 {
-        return quote_spanned!(sig.inputs.span()=> ::core::compile_error!(
-            "a handler takes exactly two arguments: (consumer: &Consumer, content: Content)"
-        ););
+        return Err(syn::Error::new(
+            sig.inputs.span(),
+            "a handler takes exactly two arguments: (consumer: &Consumer, content: Content)",
+        ));
     }
     if let Some(FnArg::Typed(first)) = sig.inputs.first()
         && !matches!(*first.ty, syn::Type::Reference(_))
     {
-        return quote_spanned!(first.ty.span()=> ::core::compile_error!(
-            "the first argument of a handler is a reference to the consumer: `consumer: &Consumer`"
-        ););
+        return Err(syn::Error::new(
+            first.ty.span(),
+            "the first argument of a handler is a reference to the consumer: `consumer: &Consumer`",
+        ));
     }
+    let function_name = ident.to_string();
+    // A return type the library does not take is reported on that type,
+    // with the message of `IntoHandlerResult`'s `on_unimplemented`.
+    let output_span = match &sig.output {
+        syn::ReturnType::Default => ident.span(),
+        syn::ReturnType::Type(_, ty) => ty.span(),
+    };
+    let into_result =
+        quote_spanned!(output_span=> ::liveview::__private::IntoHandlerResult::into_handler_result);
+    let output = quote_spanned!(output_span=> __liveview_output);
     let (adapter, kind) = if sig.asyncness.is_some() {
         let adapter = quote! {
             fn __liveview_adapter<'a>(
@@ -119,9 +136,8 @@ fn expand(name: &LitStr, function: &ItemFn) -> proc_macro2::TokenStream {
                 content: ::liveview::Content,
             ) -> ::liveview::__private::HandlerFuture<'a> {
                 ::std::boxed::Box::pin(async move {
-                    ::liveview::__private::IntoHandlerResult::into_handler_result(
-                        #ident(consumer, content).await,
-                    )
+                    let #output = #ident(consumer, content).await;
+                    #into_result(#output)
                 })
             }
         };
@@ -132,14 +148,13 @@ fn expand(name: &LitStr, function: &ItemFn) -> proc_macro2::TokenStream {
                 consumer: &::liveview::Consumer,
                 content: ::liveview::Content,
             ) -> ::liveview::Result {
-                ::liveview::__private::IntoHandlerResult::into_handler_result(
-                    #ident(consumer, content),
-                )
+                let #output = #ident(consumer, content);
+                #into_result(#output)
             }
         };
         (adapter, quote!(Blocking))
     };
-    quote! {
+    Ok(quote! {
         #function
 
         const _: () = {
@@ -147,6 +162,7 @@ fn expand(name: &LitStr, function: &ItemFn) -> proc_macro2::TokenStream {
             ::liveview::__private::inventory::submit! {
                 ::liveview::__private::HandlerEntry {
                     name: #name,
+                    function: #function_name,
                     module: ::core::module_path!(),
                     file: ::core::file!(),
                     line: ::core::line!(),
@@ -154,7 +170,7 @@ fn expand(name: &LitStr, function: &ItemFn) -> proc_macro2::TokenStream {
                 }
             }
         };
-    }
+    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Every misuse of `#[liveview_handler]` has a clear compile error.
+//! Every misuse of `#[liveview_handler]` has a clear compile error, and only
+//! that one: the item stays as written, so no cascade follows.
 
 #[test]
 fn misuse_is_a_compile_error() {

@@ -288,8 +288,8 @@ impl fmt::Debug for LiveViewBuilder {
 }
 
 impl LiveViewBuilder {
-    /// Use this channel layer. Without one, `LIVEVIEW_REDIS_URL` selects the
-    /// Redis layer (feature `redis`), and otherwise the in-memory layer.
+    /// Use this channel layer (default: [`MemoryLayer`], which reaches
+    /// the connections of this process only).
     pub fn channel_layer(mut self, layer: impl ChannelLayer) -> Self {
         self.layer = Some(Arc::new(layer));
         self
@@ -558,14 +558,85 @@ impl LiveViewBuilder {
         self
     }
 
+    /// Apply the configuration found in the environment. Only this method
+    /// reads environment variables; each one that is set (and not empty)
+    /// replaces what was configured before the call, and later builder
+    /// calls replace it in turn.
+    ///
+    /// | Variable | Value | Same as |
+    /// |---|---|---|
+    /// | `LIVEVIEW_REDIS_URL` | `redis://[[user]:password@]host[:port][/db]`, or `rediss://` (feature `redis-tls`) | [`channel_layer`](Self::channel_layer)`(RedisLayer::from_url(url)?)` (feature `redis`) |
+    /// | `LIVEVIEW_ALLOWED_ORIGINS` | comma-separated origins, e.g. `https://app.example.com,https://example.com` | [`allowed_origins`](Self::allowed_origins) |
+    /// | `LIVEVIEW_TRUSTED_PROXIES` | comma-separated IP addresses, e.g. `10.0.0.1,10.0.0.2` | [`trusted_proxies`](Self::trusted_proxies) |
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::Env`] naming the variable when a value cannot be used,
+    /// including `LIVEVIEW_REDIS_URL` in a build without the `redis`
+    /// feature (rather than silently staying on one process).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let live = liveview::LiveView::builder()
+    ///     .from_env()?
+    ///     .build()?;
+    /// # drop(live);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_env(self) -> Result<Self, BuildError> {
+        self.apply_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with the variables read through `var`.
+    fn apply_vars(mut self, var: impl Fn(&str) -> Option<String>) -> Result<Self, BuildError> {
+        let var = |name: &str| {
+            var(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+        };
+        let invalid = |variable: &'static str, reason: String| BuildError::Env { variable, reason };
+        if let Some(url) = var(REDIS_URL_ENV) {
+            #[cfg(feature = "redis")]
+            {
+                let layer = crate::layer::RedisLayer::from_url(&url)
+                    .map_err(|err| invalid(REDIS_URL_ENV, err.to_string()))?;
+                self = self.channel_layer(layer);
+            }
+            #[cfg(not(feature = "redis"))]
+            {
+                let _ = url;
+                return Err(invalid(
+                    REDIS_URL_ENV,
+                    "it is set, but liveview was built without its `redis` feature".to_owned(),
+                ));
+            }
+        }
+        if let Some(origins) = var(ALLOWED_ORIGINS_ENV) {
+            self = self.allowed_origins(comma_separated(&origins));
+        }
+        if let Some(proxies) = var(TRUSTED_PROXIES_ENV) {
+            let proxies = comma_separated(&proxies)
+                .map(|proxy| {
+                    proxy.parse().map_err(|_| {
+                        invalid(
+                            TRUSTED_PROXIES_ENV,
+                            format!("{proxy:?} is not an IP address"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<std::net::IpAddr>, _>>()?;
+            self = self.trusted_proxies(proxies);
+        }
+        Ok(self)
+    }
+
     /// Build the application: collects the handlers (refusing duplicate
     /// names) and starts the channel layer. Call it inside a tokio runtime.
     pub fn build(self) -> Result<LiveView, BuildError> {
         let registry = Registry::global()?;
-        let layer = match self.layer {
-            Some(layer) => layer,
-            None => default_layer()?,
-        };
+        let layer = self.layer.unwrap_or_else(|| Arc::new(MemoryLayer));
         let logs = self.config.replay.map(Logs::new);
         let hub = Arc::new(
             Hub::new(layer.clone())
@@ -599,12 +670,88 @@ impl LiveViewBuilder {
     }
 }
 
-/// The layer chosen by the environment: Redis when `LIVEVIEW_REDIS_URL` is
-/// set (and the feature is on), memory otherwise.
-fn default_layer() -> Result<Arc<dyn ChannelLayer>, BuildError> {
-    #[cfg(feature = "redis")]
-    if let Some(layer) = crate::layer::RedisLayer::from_env() {
-        return Ok(Arc::new(layer.map_err(BuildError::Layer)?));
+/// The Redis URL read by [`LiveViewBuilder::from_env`].
+const REDIS_URL_ENV: &str = "LIVEVIEW_REDIS_URL";
+/// The origins read by [`LiveViewBuilder::from_env`].
+const ALLOWED_ORIGINS_ENV: &str = "LIVEVIEW_ALLOWED_ORIGINS";
+/// The trusted proxies read by [`LiveViewBuilder::from_env`].
+const TRUSTED_PROXIES_ENV: &str = "LIVEVIEW_TRUSTED_PROXIES";
+
+fn comma_separated(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn apply_vars(vars: &[(&str, &str)]) -> Result<LiveViewBuilder, BuildError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        LiveView::builder().apply_vars(|name| vars.get(name).cloned())
     }
-    Ok(Arc::new(MemoryLayer))
+
+    #[test]
+    fn no_variables_change_nothing() {
+        let builder = apply_vars(&[("LIVEVIEW_REDIS_URL", "  ")]).unwrap();
+        assert!(builder.layer.is_none());
+        assert!(builder.config.allowed_origins.is_none());
+        assert!(builder.config.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn origins_and_proxies_are_comma_separated() {
+        let builder = apply_vars(&[
+            (
+                "LIVEVIEW_ALLOWED_ORIGINS",
+                "https://a.example, https://b.example,",
+            ),
+            ("LIVEVIEW_TRUSTED_PROXIES", "10.0.0.1, ::1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            builder.config.allowed_origins.as_deref(),
+            Some(
+                &[
+                    "https://a.example".to_owned(),
+                    "https://b.example".to_owned()
+                ][..]
+            )
+        );
+        let proxies: Vec<std::net::IpAddr> =
+            vec!["10.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        assert_eq!(builder.config.trusted_proxies, proxies);
+    }
+
+    #[test]
+    fn a_bad_value_is_an_error_naming_its_variable() {
+        let err =
+            apply_vars(&[("LIVEVIEW_TRUSTED_PROXIES", "10.0.0.1,proxy.internal")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "LIVEVIEW_TRUSTED_PROXIES: \"proxy.internal\" is not an IP address"
+        );
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_redis_url_selects_the_redis_layer() {
+        let builder = apply_vars(&[("LIVEVIEW_REDIS_URL", "redis://127.0.0.1:6379/0")]).unwrap();
+        assert!(builder.layer.is_some());
+        let err = apply_vars(&[("LIVEVIEW_REDIS_URL", "http://example.com")]).unwrap_err();
+        assert!(err.to_string().starts_with("LIVEVIEW_REDIS_URL: "), "{err}");
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn a_redis_url_without_the_feature_is_an_error() {
+        let err = apply_vars(&[("LIVEVIEW_REDIS_URL", "redis://127.0.0.1:6379/0")]).unwrap_err();
+        assert!(err.to_string().contains("`redis` feature"), "{err}");
+    }
 }

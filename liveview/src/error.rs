@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-/// The error a handler returns: any error type converts into it with `?`.
+/// The error a handler returns: any error type converts into it with `?`,
+/// and so do `anyhow::Error`, `Box<dyn std::error::Error + Send + Sync>`,
+/// `String` and `&str`.
 ///
 /// The message and its cause go to the server log; the client only ever
 /// receives `{"error": "Internal error"}`.
@@ -46,14 +48,15 @@ impl Error {
     }
 }
 
+/// Any error type, `anyhow::Error`, a boxed error, a `String` or a `&str`
+/// (everything that converts into `Box<dyn std::error::Error + Send +
+/// Sync>`) becomes a `liveview::Error` with `?`.
 impl<E> From<E> for Error
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
 {
     fn from(err: E) -> Self {
-        Self {
-            inner: Box::new(err),
-        }
+        Self { inner: err.into() }
     }
 }
 
@@ -198,20 +201,42 @@ impl fmt::Display for ContentError {
 impl std::error::Error for ContentError {}
 
 /// The application could not be built.
-#[derive(Debug)]
+///
+/// Its `Debug` form is its message, so `main() -> Result<(), Box<dyn
+/// Error>>` prints something readable:
+///
+/// ```
+/// let err = liveview::BuildError::Env {
+///     variable: "LIVEVIEW_TRUSTED_PROXIES",
+///     reason: "\"proxy.internal\" is not an IP address".into(),
+/// };
+/// let err: Box<dyn std::error::Error> = Box::new(err);
+/// assert_eq!(
+///     format!("{err:?}"),
+///     "LIVEVIEW_TRUSTED_PROXIES: \"proxy.internal\" is not an IP address"
+/// );
+/// ```
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum BuildError {
     /// Two handlers were registered under one name.
     DuplicateHandler {
         /// The name both use.
         name: &'static str,
-        /// Where the first one is (`module::path (file:line)`).
+        /// The first Rust function (`module::function (file:line)`).
         first: String,
-        /// Where the second one is.
+        /// The second Rust function.
         second: String,
     },
-    /// The channel layer named by the environment could not be set up.
-    Layer(crate::layer::LayerError),
+    /// An environment variable read by
+    /// [`LiveViewBuilder::from_env`](crate::LiveViewBuilder::from_env) has
+    /// a value that cannot be used.
+    Env {
+        /// The variable, e.g. `LIVEVIEW_REDIS_URL`.
+        variable: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -225,9 +250,106 @@ impl fmt::Display for BuildError {
                 f,
                 "two handlers are registered as {name:?}: {first} and {second}; rename one"
             ),
-            BuildError::Layer(err) => write!(f, "{err}"),
+            BuildError::Env { variable, reason } => write!(f, "{variable}: {reason}"),
         }
     }
 }
 
+/// The message, as `Display` writes it: `Debug` is what a `main` returning
+/// `Result<(), Box<dyn Error>>` prints.
+impl fmt::Debug for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 impl std::error::Error for BuildError {}
+
+/// A secret given to [`SessionAuth::new`](crate::session::SessionAuth::new)
+/// or [`RoomSigner::new`](crate::session::RoomSigner::new) is shorter than
+/// 32 bytes: too easy to guess.
+///
+/// ```
+/// let err = liveview::session::RoomSigner::new(b"short").unwrap_err();
+/// assert_eq!(err.len(), 5);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretTooShort {
+    len: usize,
+}
+
+impl SecretTooShort {
+    pub(crate) fn new(len: usize) -> Self {
+        Self { len }
+    }
+
+    /// The length of the secret that was given, in bytes.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl fmt::Display for SecretTooShort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the secret is {} bytes long; use at least {} random bytes",
+            self.len,
+            crate::session::MIN_SECRET_LEN
+        )
+    }
+}
+
+impl std::error::Error for SecretTooShort {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anyhow_fails() -> anyhow::Result<()> {
+        let io = std::io::Error::other("disk full");
+        Err(anyhow::Error::new(io).context("saving the alert"))
+    }
+
+    fn boxed_fails() -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Err("no such alert".into())
+    }
+
+    fn handler(which: u8) -> Result {
+        match which {
+            0 => anyhow_fails()?,
+            1 => boxed_fails()?,
+            _ => "1x".parse::<u32>().map(drop)?,
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn anyhow_boxed_and_std_errors_convert_with_the_question_mark() {
+        assert_eq!(
+            handler(0).unwrap_err().to_string(),
+            "saving the alert: disk full"
+        );
+        assert_eq!(handler(1).unwrap_err().to_string(), "no such alert");
+        assert_eq!(
+            handler(2).unwrap_err().to_string(),
+            "invalid digit found in string"
+        );
+    }
+
+    #[test]
+    fn a_build_error_debugs_as_its_message() {
+        let err = BuildError::DuplicateHandler {
+            name: "save",
+            first: "app::a::save (src/a.rs:3)".into(),
+            second: "app::b::save_draft (src/b.rs:9)".into(),
+        };
+        let boxed: Box<dyn std::error::Error> = Box::new(err);
+        assert_eq!(
+            format!("{boxed:?}"),
+            "two handlers are registered as \"save\": app::a::save (src/a.rs:3) and \
+             app::b::save_draft (src/b.rs:9); rename one"
+        );
+    }
+}

@@ -12,7 +12,18 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::auth::Authenticator;
+pub use crate::error::SecretTooShort;
 use crate::scope::{Scope, User};
+
+/// The shortest secret [`SessionAuth::new`] and [`RoomSigner::new`] accept.
+pub const MIN_SECRET_LEN: usize = 32;
+
+fn check_secret(secret: &[u8]) -> Result<(), SecretTooShort> {
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(SecretTooShort::new(secret.len()));
+    }
+    Ok(())
+}
 
 /// An authenticator reading the user from a cookie signed with the app's
 /// secret key (HMAC-SHA256, through the `cookie` crate). The login handler
@@ -22,7 +33,7 @@ use crate::scope::{Scope, User};
 /// ```
 /// use liveview::{session::SessionAuth, Authenticator, Scope, User};
 ///
-/// let auth = SessionAuth::new(b"a secret of at least thirty-two bytes!!");
+/// let auth = SessionAuth::new(b"a secret of at least thirty-two bytes!!")?;
 /// let set_cookie = auth.set_cookie(&User::new("7", "Ada"));
 /// let pair = set_cookie.split(';').next().unwrap();
 /// let scope = Scope::builder().header("cookie", pair).build();
@@ -30,6 +41,7 @@ use crate::scope::{Scope, User};
 ///
 /// let forged = Scope::builder().header("cookie", "liveview_session=eyJ1Ijp7fX0").build();
 /// assert!(auth.user(&forged).is_none());
+/// # Ok::<(), liveview::session::SecretTooShort>(())
 /// ```
 #[derive(Clone)]
 pub struct SessionAuth {
@@ -60,20 +72,25 @@ impl SessionAuth {
     /// random bytes, kept out of the repository), in the cookie
     /// `liveview_session`, valid for 14 days.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// When `secret` is shorter than 32 bytes.
-    pub fn new(secret: &[u8]) -> Self {
-        assert!(
-            secret.len() >= 32,
-            "the session secret must be at least 32 bytes"
-        );
-        Self {
+    /// [`SecretTooShort`] when `secret` is shorter than
+    /// [`MIN_SECRET_LEN`] (32) bytes.
+    ///
+    /// ```
+    /// use liveview::session::SessionAuth;
+    ///
+    /// let err = SessionAuth::new(b"hunter2").unwrap_err();
+    /// assert_eq!(err.to_string(), "the secret is 7 bytes long; use at least 32 random bytes");
+    /// ```
+    pub fn new(secret: &[u8]) -> Result<Self, SecretTooShort> {
+        check_secret(secret)?;
+        Ok(Self {
             key: Key::derive_from(secret),
             name: "liveview_session".to_owned(),
             max_age: Duration::from_secs(14 * 24 * 3600),
             secure: false,
-        }
+        })
     }
 
     /// Use another cookie name.
@@ -166,7 +183,7 @@ fn now() -> u64 {
 /// ```
 /// use liveview::session::RoomSigner;
 ///
-/// let signer = RoomSigner::new(b"another secret of at least 32 bytes!!");
+/// let signer = RoomSigner::new(b"another secret of at least 32 bytes!!")?;
 /// let room = signer.new_room();
 /// assert!(liveview::is_valid_room(&room));
 /// assert!(signer.verify(&room));
@@ -176,6 +193,7 @@ fn now() -> u64 {
 /// assert!(signer.verify(&user_room));
 /// assert!(!signer.verify("user-42"));
 /// assert!(!signer.verify("user-43.AAAAAAAAAAAAAAAAAAAAAA"));
+/// # Ok::<(), liveview::session::SecretTooShort>(())
 /// ```
 #[derive(Clone)]
 pub struct RoomSigner {
@@ -192,22 +210,20 @@ impl std::fmt::Debug for RoomSigner {
 const ROOM_MAC_LEN: usize = 16;
 
 impl RoomSigner {
-    /// A signer with a key derived from `secret` (at least 32 bytes).
+    /// A signer with a key derived from `secret`.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// When `secret` is shorter than 32 bytes.
-    pub fn new(secret: &[u8]) -> Self {
-        assert!(
-            secret.len() >= 32,
-            "the room secret must be at least 32 bytes"
-        );
+    /// [`SecretTooShort`] when `secret` is shorter than
+    /// [`MIN_SECRET_LEN`] (32) bytes.
+    pub fn new(secret: &[u8]) -> Result<Self, SecretTooShort> {
+        check_secret(secret)?;
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"liveview room signing")
             .expect("HMAC takes keys of any length");
         mac.update(secret);
-        Self {
+        Ok(Self {
             key: mac.finalize().into_bytes().into(),
-        }
+        })
     }
 
     /// A fresh random room, signed: `<uuid>.<mac>`.
@@ -252,7 +268,7 @@ mod tests {
 
     #[test]
     fn an_altered_or_expired_session_is_anonymous() {
-        let auth = SessionAuth::new(&[7; 32]);
+        let auth = SessionAuth::new(&[7; 32]).unwrap();
         let header = auth.set_cookie(&User::new("1", "Ada"));
         let value = header.split(';').next().unwrap().split_once('=').unwrap().1;
         assert_eq!(auth.user_from_cookie(value).unwrap().id, "1");
@@ -260,9 +276,9 @@ mod tests {
         tampered.pop();
         tampered.push('A');
         assert!(auth.user_from_cookie(&tampered).is_none() || tampered == value);
-        let other_key = SessionAuth::new(&[8; 32]);
+        let other_key = SessionAuth::new(&[8; 32]).unwrap();
         assert!(other_key.user_from_cookie(value).is_none());
-        let expired = SessionAuth::new(&[7; 32]).max_age(Duration::ZERO);
+        let expired = SessionAuth::new(&[7; 32]).unwrap().max_age(Duration::ZERO);
         let header = expired.set_cookie(&User::new("1", "Ada"));
         let value = header.split(';').next().unwrap().split_once('=').unwrap().1;
         assert!(expired.user_from_cookie(value).is_none());
@@ -271,13 +287,21 @@ mod tests {
 
     #[test]
     fn room_signatures_are_bound_to_key_and_id() {
-        let signer = RoomSigner::new(&[1; 32]);
+        let signer = RoomSigner::new(&[1; 32]).unwrap();
         let room = signer.new_room();
         assert!(room.len() <= 94);
-        assert!(!RoomSigner::new(&[2; 32]).verify(&room));
+        assert!(!RoomSigner::new(&[2; 32]).unwrap().verify(&room));
         let (id, tag) = room.rsplit_once('.').unwrap();
         assert!(!signer.verify(&format!("{id}x.{tag}")));
         assert!(!signer.verify(id));
         assert!(!signer.verify(""));
+    }
+
+    #[test]
+    fn a_short_secret_is_an_error_not_a_panic() {
+        assert_eq!(SessionAuth::new(&[0; 31]).unwrap_err().len(), 31);
+        assert_eq!(RoomSigner::new(b"").unwrap_err().len(), 0);
+        assert!(SessionAuth::new(&[0; 32]).is_ok());
+        assert!(RoomSigner::new(&[0; 32]).is_ok());
     }
 }

@@ -154,7 +154,7 @@ pub fn register(env: &mut minijinja::Environment<'_>) {
 /// ```
 /// use liveview::session::RoomSigner;
 ///
-/// let signer = RoomSigner::new(b"a room secret of at least 32 bytes!!");
+/// let signer = RoomSigner::new(b"a room secret of at least 32 bytes!!").unwrap();
 /// let mut env = minijinja::Environment::new();
 /// liveview::template::register_signed(&mut env, signer.clone());
 /// env.add_template("page.html", r#"{{ liveview_room_uuid() }}"#).unwrap();

@@ -135,8 +135,9 @@ impl Config {
     /// The defaults, with `LIVEVIEW_ADDR`, `DEMO_DATABASE`, `DEMO_SECRET`
     /// and `LIVEVIEW_ALLOWED_ORIGINS` from the environment when they are
     /// set.
-    /// (`LIVEVIEW_REDIS_URL` is read by the library: with it, pages on
-    /// several demo processes see each other's alerts.)
+    /// (`LIVEVIEW_REDIS_URL` is read by [`app`], through the library's
+    /// `LiveViewBuilder::from_env`: with it, pages on several demo
+    /// processes see each other's alerts.)
     pub fn from_env() -> Self {
         let mut config = Self::default();
         if let Some(addr) = std::env::var("LIVEVIEW_ADDR")
@@ -268,16 +269,15 @@ impl Demo {
     /// load the templates and set up the session keys.
     pub async fn open(config: Config) -> Result<Self, StartError> {
         let sessions = match &config.secret {
-            Some(secret) if secret.as_bytes().len() < MIN_SECRET_BYTES => {
-                return Err(StartError::ShortSecret(secret.as_bytes().len()));
-            }
-            Some(secret) => SessionAuth::new(secret.as_bytes()),
+            Some(secret) => SessionAuth::new(secret.as_bytes())
+                .map_err(|short| StartError::ShortSecret(short.len()))?,
             None => {
                 tracing::warn!(
                     "DEMO_SECRET is not set: sessions are signed with a random key made at start, \
                      so sign-ins will not survive a restart"
                 );
                 SessionAuth::new(Secret::random().as_bytes())
+                    .map_err(|short| StartError::ShortSecret(short.len()))?
             }
         };
         let templates = Templates::new().map_err(StartError::Templates)?;
@@ -384,9 +384,10 @@ impl Demo {
 pub const SIGN_IN_TO_DELETE: &str = "Sign in to delete alerts.";
 
 /// The whole demo, ready to serve: its router and its LiveView app (with
-/// the in-memory channel layer, or Redis when `LIVEVIEW_REDIS_URL` is set).
+/// the in-memory channel layer, or Redis when `LIVEVIEW_REDIS_URL` is set:
+/// the library's [`LiveViewBuilder::from_env`] reads it).
 pub async fn app(config: Config) -> Result<(Router, LiveView), StartError> {
     let demo = Demo::open(config).await?;
-    let live = demo.liveview(LiveView::builder())?;
+    let live = demo.liveview(LiveView::builder().from_env()?)?;
     Ok((demo.router(&live), live))
 }

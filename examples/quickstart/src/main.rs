@@ -11,7 +11,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let live = LiveView::builder().build()?;
+    let live = LiveView::builder().from_env()?.build()?;
     let mut app = quickstart::app(&live);
     if std::env::var_os("LIVEVIEW_METRICS").is_some() {
         app = app.merge(live.metrics_router()).merge(live.health_router());

@@ -28,7 +28,7 @@ pub fn routes() -> Router {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let live = LiveView::builder().build()?;
+    let live = LiveView::builder().from_env()?.build()?;
     let app = routes().merge(live.router());
     let addr = std::env::var("LIVEVIEW_ADDR").unwrap_or_else(|_| "127.0.0.1:8000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;

@@ -39,6 +39,8 @@ impl std::fmt::Debug for Handler {
 pub struct HandlerEntry {
     /// The name the client calls.
     pub name: &'static str,
+    /// The Rust name of the function.
+    pub function: &'static str,
     /// `module_path!()` of the function.
     pub module: &'static str,
     /// `file!()` of the function.
@@ -53,7 +55,7 @@ impl HandlerEntry {
     fn location(&self) -> String {
         format!(
             "{}::{} ({}:{})",
-            self.module, self.name, self.file, self.line
+            self.module, self.function, self.file, self.line
         )
     }
 }
@@ -61,6 +63,11 @@ impl HandlerEntry {
 inventory::collect!(HandlerEntry);
 
 /// What a handler may return: `()` or `Result<(), E>` with `E: Into<Error>`.
+#[diagnostic::on_unimplemented(
+    message = "a LiveView handler cannot return `{Self}`",
+    label = "the handler's return type",
+    note = "a handler returns `()` or `liveview::Result` (`Result<(), E>` for any error `E` that converts into `liveview::Error`)"
+)]
 pub trait IntoHandlerResult {
     /// Convert to the library's result.
     fn into_handler_result(self) -> Result;
@@ -104,31 +111,13 @@ impl Registry {
 
     /// The registry of every handler linked into the program, built once.
     pub(crate) fn global() -> std::result::Result<&'static Registry, BuildError> {
-        static GLOBAL: OnceLock<std::result::Result<Registry, (String, String, &'static str)>> =
-            OnceLock::new();
+        static GLOBAL: OnceLock<std::result::Result<Registry, BuildError>> = OnceLock::new();
         let built = GLOBAL.get_or_init(|| {
-            let registry = Registry::from_entries(inventory::iter::<HandlerEntry>);
-            match registry {
-                Ok(registry) => {
-                    registry.log();
-                    Ok(registry)
-                }
-                Err(BuildError::DuplicateHandler {
-                    name,
-                    first,
-                    second,
-                }) => Err((first, second, name)),
-                Err(BuildError::Layer(_)) => unreachable!("the registry has no layer"),
-            }
+            let registry = Registry::from_entries(inventory::iter::<HandlerEntry>)?;
+            registry.log();
+            Ok(registry)
         });
-        match built {
-            Ok(registry) => Ok(registry),
-            Err((first, second, name)) => Err(BuildError::DuplicateHandler {
-                name,
-                first: first.clone(),
-                second: second.clone(),
-            }),
-        }
+        built.as_ref().map_err(Clone::clone)
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&'static HandlerEntry> {
@@ -211,6 +200,7 @@ mod tests {
 
     static FIRST: HandlerEntry = HandlerEntry {
         name: "twice",
+        function: "twice_a",
         module: "app::a",
         file: "src/a.rs",
         line: 3,
@@ -218,6 +208,7 @@ mod tests {
     };
     static SECOND: HandlerEntry = HandlerEntry {
         name: "twice",
+        function: "twice_b",
         module: "app::b",
         file: "src/b.rs",
         line: 9,
@@ -225,6 +216,7 @@ mod tests {
     };
     static OTHER: HandlerEntry = HandlerEntry {
         name: "other",
+        function: "other",
         module: "app::b",
         file: "src/b.rs",
         line: 20,
@@ -236,8 +228,14 @@ mod tests {
         let err = Registry::from_entries([&SECOND, &OTHER, &FIRST]).unwrap_err();
         let message = err.to_string();
         assert!(message.contains("\"twice\""), "{message}");
-        assert!(message.contains("app::a::twice (src/a.rs:3)"), "{message}");
-        assert!(message.contains("app::b::twice (src/b.rs:9)"), "{message}");
+        assert!(
+            message.contains("app::a::twice_a (src/a.rs:3)"),
+            "{message}"
+        );
+        assert!(
+            message.contains("app::b::twice_b (src/b.rs:9)"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -190,7 +190,8 @@ async fn health_and_readiness() {
 
 #[tokio::test]
 async fn a_guessed_room_is_refused_when_rooms_are_signed() {
-    let signer = liveview::session::RoomSigner::new(b"test room secret, thirty-two bytes+");
+    let signer =
+        liveview::session::RoomSigner::new(b"test room secret, thirty-two bytes+").unwrap();
     let room = signer.new_room();
     let server = server(LiveView::builder().signed_rooms(signer)).await;
     let mut client = server.connect(&room).await.unwrap();
@@ -207,7 +208,7 @@ async fn a_guessed_room_is_refused_when_rooms_are_signed() {
 
 #[tokio::test]
 async fn signed_session_cookies_authenticate_and_forgeries_do_not() {
-    let auth = liveview::session::SessionAuth::new(b"test session secret, thirty-two b+");
+    let auth = liveview::session::SessionAuth::new(b"test session secret, thirty-two b+").unwrap();
     let cookie = auth.set_cookie(&liveview::User::new("7", "Ada"));
     let pair = cookie.split(';').next().unwrap().to_owned();
     let server = server(LiveView::builder().authenticator(auth)).await;
@@ -220,7 +221,8 @@ async fn signed_session_cookies_authenticate_and_forgeries_do_not() {
     assert_eq!(next(&mut ada).await["user"], "Ada");
 
     // A cookie the attacker signed with a key of their own.
-    let attacker = liveview::session::SessionAuth::new(b"the attacker's own key, 32 bytes!!");
+    let attacker =
+        liveview::session::SessionAuth::new(b"the attacker's own key, 32 bytes!!").unwrap();
     let forged = attacker.set_cookie(&liveview::User::new("7", "Eve"));
     let forged = forged.split(';').next().unwrap().to_owned();
     let mut eve = server
