@@ -72,6 +72,7 @@ fn adapter<'a>(consumer: &'a Consumer, content: Content) -> HandlerFuture<'a> {
 inventory::submit! {
     HandlerEntry {
         name: ANNOUNCE,
+        function: "announce",
         module: module_path!(),
         file: file!(),
         line: line!(),

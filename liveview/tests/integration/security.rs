@@ -349,7 +349,8 @@ async fn spans_name_the_connection_and_each_call_with_its_outcome() {
 
 #[tokio::test]
 async fn a_frame_cannot_choose_the_room_its_handler_sees() {
-    let signer = liveview::session::RoomSigner::new(b"test room secret, thirty-two bytes+").unwrap();
+    let signer =
+        liveview::session::RoomSigner::new(b"test room secret, thirty-two bytes+").unwrap();
     let room = signer.new_room();
     let server = server(LiveView::builder().signed_rooms(signer)).await;
     let mut client = server.connect(&room).await.unwrap();
