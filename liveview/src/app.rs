@@ -33,6 +33,7 @@ pub(crate) struct Config {
     pub max_outgoing_frame: usize,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
+    pub request_header_timeout: Duration,
     pub queue: usize,
     pub handler_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -53,6 +54,7 @@ impl Default for Config {
             max_outgoing_frame: crate::limits::DEFAULT_MAX_OUTGOING_FRAME,
             ping_interval: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
+            request_header_timeout: Duration::from_secs(10),
             queue: 256,
             handler_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
@@ -79,6 +81,9 @@ pub(crate) struct Shared {
     pub tracker: TaskTracker,
     pub metrics: Arc<Metrics>,
     pub addresses: Arc<Addresses>,
+    /// TCP connections per address, counted by [`serve`](crate::serve)
+    /// before any request.
+    pub sockets: Arc<Addresses>,
     pub presence: PresenceConfig,
     pub state: Arc<http::Extensions>,
     /// The addresses [`crate::serve`] listens on: without configured
@@ -395,6 +400,24 @@ impl LiveViewBuilder {
         self
     }
 
+    /// How long [`serve`](crate::serve) waits for a complete request head
+    /// (default 10 s), from the connection's start and again after each
+    /// response on a kept-alive connection. A connection that sends
+    /// nothing, or half a request, is closed when it runs out, so idle
+    /// sockets cannot pile up before any upgrade (slowloris).
+    ///
+    /// ```
+    /// let live = liveview::LiveView::builder()
+    ///     .request_header_timeout(std::time::Duration::from_secs(5))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(live);
+    /// ```
+    pub fn request_header_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_header_timeout = timeout;
+        self
+    }
+
     /// Frames a connection may have waiting to be written (default 256);
     /// a client that lets more pile up is closed with 1013.
     pub fn queue_capacity(mut self, frames: usize) -> Self {
@@ -460,7 +483,11 @@ impl LiveViewBuilder {
     }
 
     /// How many connections one client address may have open (default
-    /// 256), or `None`. Past it, upgrades get HTTP 429.
+    /// 256), or `None`. Past it, upgrades get HTTP 429. Counted twice over:
+    /// per WebSocket at the upgrade (behind a trusted proxy, by the
+    /// forwarded client's address), and by [`serve`](crate::serve) per TCP
+    /// connection before any request, so sockets that never upgrade count
+    /// too.
     pub fn max_connections_per_address(mut self, cap: Option<usize>) -> Self {
         self.config.limits.connections_per_address = cap;
         self
@@ -661,6 +688,7 @@ impl LiveViewBuilder {
                 tracker: TaskTracker::new(),
                 metrics,
                 addresses: Arc::default(),
+                sockets: Arc::default(),
                 presence: self.presence,
                 state: Arc::new(self.state),
                 served_at: Default::default(),

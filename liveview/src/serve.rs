@@ -1,17 +1,38 @@
-//! Serving an app with graceful shutdown on ctrl-c and SIGTERM.
+//! Serving an app: the accept loop with its limits before any request
+//! (connections per address, a header-read timeout), and graceful shutdown
+//! on ctrl-c and SIGTERM.
 
-use std::future::IntoFuture;
-use std::net::SocketAddr;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
-use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::app::LiveView;
+use crate::app::{LiveView, Shared};
+use crate::limits::Slot;
 
 /// Serve `app` (which should include [`LiveView::router`]) until ctrl-c or
 /// SIGTERM, then shut down gracefully: stop accepting, let running handlers
 /// finish, close sockets with 1001 within the grace period.
+///
+/// Before any request, each TCP connection counts toward its address's
+/// connection cap
+/// ([`max_connections_per_address`](crate::LiveViewBuilder::max_connections_per_address);
+/// over it, HTTP 429), and must send a complete request head within
+/// [`request_header_timeout`](crate::LiveViewBuilder::request_header_timeout)
+/// of connecting or of its previous response, or it is closed: a client
+/// cannot hold sockets open by sending nothing or half a request.
 ///
 /// Peer addresses reach [`Scope::peer_addr`](crate::Scope::peer_addr).
 ///
@@ -21,7 +42,7 @@ use crate::app::LiveView;
 /// liveview::serve(listener, app, live).await
 /// # }
 /// ```
-pub async fn serve(listener: TcpListener, app: Router, live: LiveView) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, app: Router, live: LiveView) -> io::Result<()> {
     serve_until(listener, app, live, shutdown_signal()).await
 }
 
@@ -30,40 +51,197 @@ pub async fn serve_until(
     listener: TcpListener,
     app: Router,
     live: LiveView,
-    signal: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let shared = live.shared.clone();
     if let Ok(addr) = listener.local_addr() {
-        live.shared.serving_on(addr);
+        shared.serving_on(addr);
     }
-    // LiveView frames are small and latency-bound: without TCP_NODELAY a
-    // frame written while an earlier one is unacknowledged waits for the
-    // peer's delayed ACK (up to 40 ms on Linux).
-    let listener = listener.tap_io(|tcp| {
+    let stop = CancellationToken::new();
+    let connections = TaskTracker::new();
+    tokio::pin!(signal);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut signal => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    accept_failed(err).await;
+                    continue;
+                }
+            },
+        };
+        // LiveView frames are small and latency-bound: without TCP_NODELAY
+        // a frame written while an earlier one is unacknowledged waits for
+        // the peer's delayed ACK (up to 40 ms on Linux).
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(target: "liveview", error = %err, "could not set TCP_NODELAY");
         }
-    });
-    // Stop accepting and close the live connections at the same time:
-    // upgraded sockets are not HTTP requests the server would wait for.
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        signal.await;
-        let _ = stop_tx.send(());
-    });
-    let connections = async move {
-        // Also reached if the server fails before any signal.
-        let _ = stop_rx.await;
-        tracing::info!(target: "liveview", "shutting down");
-        if !live.shutdown().await {
-            tracing::warn!(target: "liveview", "some connections did not close within the grace period");
+        match count(&shared, peer.ip()) {
+            Ok(slot) => {
+                let (app, stop) = (app.clone(), stop.clone());
+                connections.spawn(serve_connection(tcp, peer, slot, app, &shared, stop));
+            }
+            Err(()) => {
+                connections.spawn(refuse(tcp));
+            }
         }
-    };
-    let (served, ()) = tokio::join!(server.into_future(), connections);
-    served
+    }
+    // Stop accepting, finish the HTTP requests under way, and close the
+    // live connections, all at once: upgraded sockets are not requests the
+    // HTTP side would wait for.
+    drop(listener);
+    tracing::info!(target: "liveview", "shutting down");
+    stop.cancel();
+    connections.close();
+    let ((), finished) = tokio::join!(connections.wait(), live.shutdown());
+    if !finished {
+        tracing::warn!(target: "liveview", "some connections did not close within the grace period");
+    }
+    Ok(())
+}
+
+/// A failed `accept`: a connection that went away before it was accepted
+/// is nothing; anything else (out of file descriptors) is retried after a
+/// pause rather than in a busy loop.
+async fn accept_failed(err: io::Error) {
+    if matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(target: "liveview", error = %err, "accept failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Count a new TCP connection of `ip` toward its address's cap, unless it
+/// is a trusted proxy (its clients are counted one by one at the upgrade,
+/// by their forwarded address).
+fn count(shared: &Arc<Shared>, ip: IpAddr) -> Result<Option<Slot>, ()> {
+    if shared.config.trusted_proxies.contains(&ip) {
+        return Ok(None);
+    }
+    let cap = shared.config.limits.connections_per_address;
+    match shared.sockets.open(ip, cap) {
+        Some(()) => Ok(Some(shared.sockets.slot(ip, None))),
+        None => {
+            shared.metrics.connections_refused.fetch_add(1, Relaxed);
+            tracing::debug!(target: "liveview", client = %ip, "connection refused: too many from one address");
+            Err(())
+        }
+    }
+}
+
+/// How long a refused connection is given to read its 429.
+const REFUSAL_GRACE: Duration = Duration::from_secs(1);
+
+/// Answer a connection over its address's cap with HTTP 429, then read
+/// and discard its request briefly before closing, so the answer is not
+/// destroyed by a reset.
+async fn refuse(mut tcp: TcpStream) {
+    let _ = tokio::time::timeout(REFUSAL_GRACE, async {
+        tcp.write_all(
+            b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain; charset=utf-8\r\n\
+              content-length: 20\r\nconnection: close\r\n\r\nToo many connections",
+        )
+        .await?;
+        tcp.shutdown().await?;
+        let mut sink = [0; 1024];
+        while tcp.read(&mut sink).await? > 0 {}
+        Ok::<_, io::Error>(())
+    })
+    .await;
+}
+
+/// Serve HTTP/1.1 on one connection, with upgrades, until it closes or
+/// `stop` asks it to finish its request and close.
+fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    slot: Option<Slot>,
+    app: Router,
+    shared: &Arc<Shared>,
+    stop: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let header_timeout = shared.config.request_header_timeout;
+    async move {
+        let io = TokioIo::new(Counted { tcp, _slot: slot });
+        let service = hyper::service::service_fn(move |mut request: http::Request<_>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            tower_service::Service::call(&mut app.clone(), request)
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        // The timeout runs from the connection's start and after each
+        // response until a full request head has arrived: it bounds an
+        // idle connection as much as a half-sent request.
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        let conn = builder.serve_connection(io, service).with_upgrades();
+        tokio::pin!(conn);
+        let served = tokio::select! {
+            served = conn.as_mut() => served,
+            () = stop.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(err) = served {
+            tracing::debug!(target: "liveview", client = %peer, error = %err, "HTTP connection ended");
+        }
+    }
+}
+
+/// A TCP connection holding its address's slot: the slot is freed when
+/// the socket is, also after the connection was upgraded to a WebSocket.
+struct Counted {
+    // Declared first, so it is freed before the socket closes: a client
+    // that saw the close can connect again at once.
+    _slot: Option<Slot>,
+    tcp: TcpStream,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
 }
 
 /// Completes on ctrl-c, or on SIGTERM on Unix.

@@ -45,6 +45,9 @@ async fn a_client_that_stops_answering_is_closed_and_everything_it_held_is_freed
     // Its address's only slot is free again.
     let mut next = server.connect("liveness-gone").await.unwrap();
     assert_nothing_pending(&mut next, "a new connection from the address").await;
+    // Free the slot again for the metrics request.
+    next.close().await;
+    wait_until("the new connection is gone", || live.connections() == 0).await;
     let metrics = crate::support::http_get(server.addr(), "/metrics", &[])
         .await
         .2;

@@ -22,6 +22,7 @@ mod replay;
 mod security;
 mod servers;
 mod shutdown;
+mod slowloris;
 mod support;
 mod uploads;
 #[cfg(feature = "s3")]
