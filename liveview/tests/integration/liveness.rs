@@ -82,3 +82,148 @@ async fn a_quiet_client_that_answers_pings_stays_connected() {
         "still in its room"
     );
 }
+
+/// A network namespace joined to this one by a veth pair, removed on drop.
+struct Namespace {
+    name: String,
+    host: std::net::Ipv4Addr,
+}
+
+fn ip(args: &[&str]) {
+    let status = std::process::Command::new("ip")
+        .args(args)
+        .status()
+        .expect("iproute2 runs");
+    assert!(status.success(), "ip {args:?} failed");
+}
+
+impl Namespace {
+    fn new() -> Self {
+        let id = std::process::id() % 250;
+        let name = format!("lvlive{id}");
+        let (host_if, peer_if) = (format!("lvh{id}"), format!("lvp{id}"));
+        let host = std::net::Ipv4Addr::new(10, 213, id as u8, 1);
+        let peer = std::net::Ipv4Addr::new(10, 213, id as u8, 2);
+        ip(&["netns", "add", &name]);
+        let ns = Self { name, host };
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if,
+        ]);
+        ip(&["link", "set", &peer_if, "netns", &ns.name]);
+        ip(&["addr", "add", &format!("{host}/30"), "dev", &host_if]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&[
+            "netns",
+            "exec",
+            &ns.name,
+            "ip",
+            "addr",
+            "add",
+            &format!("{peer}/30"),
+            "dev",
+            &peer_if,
+        ]);
+        ip(&[
+            "netns", "exec", &ns.name, "ip", "link", "set", &peer_if, "up",
+        ]);
+        ns
+    }
+
+    /// Drop every packet both ways: both ends of the link go down, so the
+    /// peer is gone without a FIN or a reset, as behind a dead Wi-Fi.
+    /// (`tc netem loss 100%` does the same where the kernel has netem.)
+    fn blackhole(&self) {
+        let id = std::process::id() % 250;
+        ip(&["link", "set", &format!("lvh{id}"), "down"]);
+        ip(&[
+            "netns",
+            "exec",
+            &self.name,
+            "ip",
+            "link",
+            "set",
+            &format!("lvp{id}"),
+            "down",
+        ]);
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the veth pair, and
+        // with it the pair.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A half-open TCP connection for real: a client in another network
+/// namespace upgrades, then every packet between it and the server is
+/// dropped. Needs root (`ip netns add`); run with `--run-ignored all`.
+#[tokio::test]
+#[ignore = "needs root for network namespaces"]
+async fn a_client_behind_a_blackholed_link_is_closed_and_freed() {
+    let ns = Namespace::new();
+    let server = liveview::testing::TestServer::start_on(
+        short_keepalive().track_presence(),
+        axum::Router::new(),
+        std::net::SocketAddr::from((ns.host, 0)),
+    )
+    .await
+    .unwrap();
+    let live = server.live().clone();
+    let broadcaster = live.broadcaster();
+    let addr = server.addr();
+    // The client: a raw upgrade from inside the namespace, then silence.
+    let script = format!(
+        "import socket,sys,time\n\
+         s=socket.create_connection(('{host}',{port}))\n\
+         s.sendall(b'GET /ws/liveview/liveness-netns/ HTTP/1.1\\r\\nHost: {host}:{port}\\r\\n\
+         Upgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Version: 13\\r\\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\n\\r\\n')\n\
+         print(s.recv(12).decode(), flush=True)\n\
+         time.sleep(600)\n",
+        host = ns.host,
+        port = addr.port(),
+    );
+    let mut client = Killed(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.name, "python3", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = client.0.stdout.take().unwrap();
+    let first = tokio::task::spawn_blocking(move || {
+        let mut first = [0; 12];
+        std::io::Read::read_exact(&mut stdout, &mut first).map(|()| first)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(&first, b"HTTP/1.1 101");
+    wait_until("it joined", || {
+        broadcaster.local_members("room_liveness-netns") == 1
+    })
+    .await;
+    assert_eq!(broadcaster.presence("liveness-netns").await.count, 1);
+
+    ns.blackhole();
+    wait_until("its memberships are freed", || {
+        broadcaster.local_members("room_liveness-netns") == 0
+    })
+    .await;
+    assert_eq!(broadcaster.presence("liveness-netns").await.count, 0);
+    wait_until("its connection is gone", || live.connections() == 0).await;
+}
+
+/// A child process killed when dropped, also when the test fails.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
