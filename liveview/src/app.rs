@@ -593,6 +593,7 @@ impl LiveViewBuilder {
     /// | Variable | Value | Same as |
     /// |---|---|---|
     /// | `LIVEVIEW_REDIS_URL` | `redis://[[user]:password@]host[:port][/db]`, or `rediss://` (feature `redis-tls`) | [`channel_layer`](Self::channel_layer)`(RedisLayer::from_url(url)?)` (feature `redis`) |
+    /// | `LIVEVIEW_NATS_URL` | `nats://[user:password@]host:port` (several separated by commas) | [`channel_layer`](Self::channel_layer)`(NatsLayer::from_url(url)?)` (feature `nats`) |
     /// | `LIVEVIEW_ALLOWED_ORIGINS` | comma-separated origins, e.g. `https://app.example.com,https://example.com` | [`allowed_origins`](Self::allowed_origins) |
     /// | `LIVEVIEW_TRUSTED_PROXIES` | comma-separated IP addresses, e.g. `10.0.0.1,10.0.0.2` | [`trusted_proxies`](Self::trusted_proxies) |
     ///
@@ -600,7 +601,8 @@ impl LiveViewBuilder {
     ///
     /// [`BuildError::Env`] naming the variable when a value cannot be used,
     /// including `LIVEVIEW_REDIS_URL` in a build without the `redis`
-    /// feature (rather than silently staying on one process).
+    /// feature and `LIVEVIEW_NATS_URL` without `nats` (rather than silently
+    /// staying on one process), and both set at once.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -624,6 +626,28 @@ impl LiveViewBuilder {
                 .filter(|value| !value.is_empty())
         };
         let invalid = |variable: &'static str, reason: String| BuildError::Env { variable, reason };
+        if let Some(url) = var(NATS_URL_ENV) {
+            if var(REDIS_URL_ENV).is_some() {
+                return Err(invalid(
+                    NATS_URL_ENV,
+                    "LIVEVIEW_REDIS_URL is set too: choose one channel layer".to_owned(),
+                ));
+            }
+            #[cfg(feature = "nats")]
+            {
+                let layer = crate::layer::NatsLayer::from_url(&url)
+                    .map_err(|err| invalid(NATS_URL_ENV, err.to_string()))?;
+                self = self.channel_layer(layer);
+            }
+            #[cfg(not(feature = "nats"))]
+            {
+                let _ = url;
+                return Err(invalid(
+                    NATS_URL_ENV,
+                    "it is set, but liveview was built without its `nats` feature".to_owned(),
+                ));
+            }
+        }
         if let Some(url) = var(REDIS_URL_ENV) {
             #[cfg(feature = "redis")]
             {
@@ -700,6 +724,8 @@ impl LiveViewBuilder {
 
 /// The Redis URL read by [`LiveViewBuilder::from_env`].
 const REDIS_URL_ENV: &str = "LIVEVIEW_REDIS_URL";
+/// The NATS URL read by [`LiveViewBuilder::from_env`].
+const NATS_URL_ENV: &str = "LIVEVIEW_NATS_URL";
 /// The origins read by [`LiveViewBuilder::from_env`].
 const ALLOWED_ORIGINS_ENV: &str = "LIVEVIEW_ALLOWED_ORIGINS";
 /// The trusted proxies read by [`LiveViewBuilder::from_env`].
@@ -755,6 +781,17 @@ mod tests {
         let proxies: Vec<std::net::IpAddr> =
             vec!["10.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
         assert_eq!(builder.config.trusted_proxies, proxies);
+    }
+
+    #[test]
+    fn one_channel_layer_from_the_environment() {
+        let both = apply_vars(&[
+            ("LIVEVIEW_REDIS_URL", "redis://127.0.0.1"),
+            ("LIVEVIEW_NATS_URL", "nats://127.0.0.1:4222"),
+        ]);
+        assert!(both.unwrap_err().to_string().contains("LIVEVIEW_NATS_URL"));
+        let nats = apply_vars(&[("LIVEVIEW_NATS_URL", "nats://127.0.0.1:4222")]);
+        assert_eq!(nats.unwrap().layer.is_some(), cfg!(feature = "nats"));
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //! frames through Redis pub/sub.
 
 mod memory;
+#[cfg(feature = "nats")]
+mod nats;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -25,6 +27,8 @@ pub use crate::hub::log::{
     replay_in_epoch,
 };
 pub use memory::MemoryLayer;
+#[cfg(feature = "nats")]
+pub use nats::{NatsLayer, NatsLayerBuilder};
 #[cfg(feature = "redis")]
 pub use redis::{RedisLayer, RedisLayerBuilder};
 

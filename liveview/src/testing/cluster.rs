@@ -26,7 +26,9 @@ const READY_LIMIT: Duration = Duration::from_secs(30);
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 /// // Three primaries, each with one replica.
 /// let mut cluster = RedisCluster::start(3, 1).await?;
-/// std::env::set_var("LIVEVIEW_REDIS_CLUSTER", cluster.seed_list());
+/// // "127.0.0.1:P1,127.0.0.1:P2,...", as LIVEVIEW_REDIS_CLUSTER takes it.
+/// let seeds = cluster.seed_list();
+/// # drop(seeds);
 /// let primary = cluster.primary_of("{room_lobby}").await?;
 /// cluster.kill(primary);
 /// let replacement = cluster.wait_healthy().await?;

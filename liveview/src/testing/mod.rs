@@ -37,6 +37,7 @@
 pub mod browser;
 mod client;
 mod cluster;
+pub mod conformance;
 mod nats;
 mod process;
 mod recorder;

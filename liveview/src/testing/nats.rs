@@ -24,7 +24,8 @@ const DEBIAN_PATH: &str = "/usr/sbin/nats-server";
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 /// let mut nats = NatsServer::start().await?;
-/// std::env::set_var("LIVEVIEW_NATS_URL", nats.url());
+/// let url = nats.url(); // nats://127.0.0.1:PORT
+/// # drop(url);
 /// nats.kill();
 /// nats.restart().await?;
 /// # Ok(()) }

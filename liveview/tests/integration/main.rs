@@ -5,6 +5,7 @@ mod assets;
 mod auth;
 mod browser;
 mod closes;
+mod conformance;
 mod delivery;
 mod errors;
 mod handlers;
