@@ -16,8 +16,9 @@
 //!   publisher's frames in the order it sent them, numbered without gap,
 //!   and all connections in the same order;
 //! - [`replay_and_resync`]: a client that reconnects, to any node, with the
-//!   last sequence it applied gets what it missed, then live frames; a
-//!   position the log cannot serve gets a resync;
+//!   last sequence and epoch it applied gets what it missed, in the same
+//!   epoch, then live frames; a position the log cannot serve, or one of
+//!   another epoch, gets a resync;
 //! - [`presence`]: joins and leaves on every node are counted everywhere,
 //!   and the members of a node that dies stop counting;
 //! - [`outage_and_recovery`]: while the backend is down, local delivery
@@ -391,6 +392,9 @@ pub async fn per_group_order(backend: impl Backend) {
     // Nothing after: the next frame is a marker.
     let (first, second) = clients.split_at_mut(1);
     nothing_pending(a, "room_order", &mut [&mut first[0], &mut second[0]], "end").await;
+    for client in clients {
+        client.close().await;
+    }
     nodes.shutdown().await;
 }
 
@@ -419,6 +423,11 @@ pub async fn replay_and_resync(backend: impl Backend) {
     let frame = next(&mut first).await;
     assert_eq!(frame["html"], "one");
     let seen = frame["seq"].as_u64().expect("numbered");
+    let epoch = frame["epoch"].as_str().expect("an epoch").to_owned();
+    assert!(
+        crate::layer::is_valid_epoch(&epoch),
+        "a malformed epoch {epoch:?}"
+    );
     let connected = a.live().connections();
     first.close().await;
     wait_for("the first client left", || {
@@ -433,11 +442,12 @@ pub async fn replay_and_resync(backend: impl Backend) {
     expect_html(&mut watcher, "two").await;
     expect_html(&mut watcher, "three").await;
 
-    let mut back = tracking(b, "replay", &format!("room_replay:{seen}")).await;
+    let mut back = tracking(b, "replay", &format!("room_replay:{seen}:{epoch}")).await;
     say(a, "four").await;
     let mut got = Vec::new();
     for _ in 0..3 {
         let frame = next(&mut back).await;
+        assert_eq!(frame["epoch"], epoch.as_str(), "the numbering restarted");
         got.push((
             frame["html"].as_str().unwrap_or("?").to_owned(),
             frame["seq"].as_u64().unwrap_or(0),
@@ -455,6 +465,13 @@ pub async fn replay_and_resync(backend: impl Backend) {
     // A position the log never reached: resync.
     let mut lost = tracking(a, "replay", &format!("room_replay:{}", seen + 1000)).await;
     assert_eq!(next(&mut lost).await, json!({"resync": true}));
+    // A position in another numbering (the log restarted since): resync,
+    // whatever the numbers say.
+    let mut stale = tracking(b, "replay", &format!("room_replay:{seen}:stale0epoch")).await;
+    assert_eq!(next(&mut stale).await, json!({"resync": true}));
+    for client in [watcher, back, lost, stale] {
+        client.close().await;
+    }
     nodes.shutdown().await;
 }
 
@@ -529,6 +546,8 @@ pub async fn outage_and_recovery(mut backend: impl Backend) {
     settle(a, "room_outage", &mut [&mut here, &mut there], "before").await;
 
     if !backend.outage().await {
+        here.close().await;
+        there.close().await;
         nodes.shutdown().await;
         return;
     }
@@ -557,5 +576,7 @@ pub async fn outage_and_recovery(mut backend: impl Backend) {
         }
     }
     nothing_pending(a, "room_outage", &mut [&mut here, &mut there], "end").await;
+    here.close().await;
+    there.close().await;
     nodes.shutdown().await;
 }

@@ -13,13 +13,13 @@ use super::sequencer::Gap;
 use super::{
     Conn, H_EPOCH, H_NODE, H_SEQ, H_TIME, Inner, PUBLISH_TIMEOUT, REQUEST_TIMEOUT, bytes_of, now_ms,
 };
-use crate::layer::{Frame, LayerError, Replay, ReplayConfig, replay_from};
+use crate::layer::{
+    Frame, GroupPosition, LayerError, Missed, Replay, ReplayConfig, replay_in_epoch,
+};
 
 /// Bounds of how long a silent group's log is kept.
 const MIN_LOG_AGE: Duration = Duration::from_secs(60);
 const MAX_LOG_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Longest wait for local delivery to reach what a replay read.
-const DELIVERY_WAIT: Duration = Duration::from_secs(2);
 
 /// A group's newest log message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +149,7 @@ impl Inner {
         &self,
         group: &str,
         frame: &Frame,
-    ) -> Result<u64, LayerError> {
+    ) -> Result<(u64, String), LayerError> {
         if !self.connected.load(Ordering::Acquire) {
             return Err(LayerError::new("nats: not connected"));
         }
@@ -199,7 +199,7 @@ impl Inner {
                                 LayerError::with_source("nats: fan-out publish failed", err)
                             })?;
                         self.deliver_own(group, &epoch, seq, frame);
-                        return Ok(seq);
+                        return Ok((seq, epoch));
                     }
                     Err(err) if err.kind() == PublishErrorKind::WrongLastSequence => {
                         // Another process appended first: read again.
@@ -222,12 +222,11 @@ impl Inner {
     }
 
     fn deliver_own(&self, group: &str, epoch: &str, seq: u64, frame: &Frame) {
-        let Some(hub) = self.hub() else { return };
+        let Some(local) = self.local() else { return };
         self.sequencer
-            .offer(group, epoch, seq, frame, &mut |seq, _epoch, frame| {
-                hub.deliver_sequenced(group, frame, seq);
+            .offer(group, epoch, seq, frame, &mut |seq, epoch, frame| {
+                local.deliver_sequenced(group, frame, seq, epoch);
             });
-        self.progress.notify_waiters();
     }
 
     /// Frames of `group` after `after` (in `epoch`, if given) from the log,
@@ -267,7 +266,7 @@ impl Inner {
     /// subscription, and after a reconnection (frames published meanwhile
     /// are delivered from the log).
     pub(super) async fn catch_up(&self, group: &str) {
-        let Some(hub) = self.hub() else { return };
+        let Some(local) = self.local() else { return };
         let Ok(stream) = self.stream().await else {
             return;
         };
@@ -278,8 +277,8 @@ impl Inner {
                 return;
             }
         };
-        let mut deliver = |seq: u64, _epoch: &str, frame: &Frame| {
-            hub.deliver_sequenced(group, frame, seq);
+        let mut deliver = |seq: u64, epoch: &str, frame: &Frame| {
+            local.deliver_sequenced(group, frame, seq, epoch);
         };
         if !self.sequencer.started(group) {
             self.sequencer.start(
@@ -287,7 +286,6 @@ impl Inner {
                 tail.as_ref().map(|t| (t.epoch.as_str(), t.seq)),
                 &mut deliver,
             );
-            self.progress.notify_waiters();
             return;
         }
         let Some(tail) = tail else { return };
@@ -306,16 +304,15 @@ impl Inner {
                     );
                 }
             }
-            self.progress.notify_waiters();
         }
     }
 
     /// Fetch what a held frame waits for; when the log no longer has it,
     /// stop waiting.
     pub(super) async fn repair(&self, gap: &Gap) {
-        let Some(hub) = self.hub() else { return };
-        let mut deliver = |seq: u64, _epoch: &str, frame: &Frame| {
-            hub.deliver_sequenced(&gap.group, frame, seq);
+        let Some(local) = self.local() else { return };
+        let mut deliver = |seq: u64, epoch: &str, frame: &Frame| {
+            local.deliver_sequenced(&gap.group, frame, seq, epoch);
         };
         let missing = usize::try_from(gap.until - gap.from).unwrap_or(usize::MAX);
         let found = match self.stream().await {
@@ -346,13 +343,16 @@ impl Inner {
             );
             self.sequencer.skip_gap(&gap.group, &mut deliver);
         }
-        self.progress.notify_waiters();
     }
 
-    /// What `group`'s log holds after `after`, for a client that
-    /// reconnects. Returns once local delivery reached the newest frame
-    /// read.
-    pub(super) async fn replay(&self, group: &str, after: u64) -> Result<Replay, LayerError> {
+    /// What `group`'s log holds after `after` (of `epoch`, when the
+    /// client said which), for a client that reconnects.
+    pub(super) async fn replay(
+        &self,
+        group: &str,
+        after: u64,
+        epoch: Option<&str>,
+    ) -> Result<Missed, LayerError> {
         let config = self.replay_config()?;
         if !self.connected.load(Ordering::Acquire) {
             return Err(LayerError::new(
@@ -361,47 +361,51 @@ impl Inner {
         }
         let stream = self.stream().await?;
         let Some(tail) = self.read_tail(&stream, group).await? else {
-            return Ok(replay_from(Vec::new(), 0, after));
+            // No numbering at all: only a client that saw nothing is in step.
+            let replay = if after == 0 {
+                Replay::Frames(Vec::new())
+            } else {
+                Replay::Gap
+            };
+            return Ok(Missed {
+                epoch: String::new(),
+                replay,
+            });
         };
         let missed = tail.seq.saturating_sub(after);
-        if missed > u64::try_from(config.frames()).unwrap_or(u64::MAX) {
-            return Ok(Replay::Gap);
-        }
-        let entries: Vec<(u64, Frame)> = if missed == 0 {
-            Vec::new()
+        let replay = if epoch.is_some_and(|e| e != tail.epoch) {
+            Replay::Gap
+        } else if missed > u64::try_from(config.frames()).unwrap_or(u64::MAX) {
+            // More than the log keeps, whatever the stream still holds.
+            Replay::Gap
         } else {
-            self.read_after(&stream, group, after, config.frames())
-                .await?
-                .into_iter()
-                .filter(|l| l.epoch == tail.epoch && l.seq <= tail.seq && l.age <= config.age())
-                .map(|l| (l.seq, l.frame))
-                .collect()
+            let entries: Vec<(u64, Frame)> = if missed == 0 {
+                Vec::new()
+            } else {
+                self.read_after(&stream, group, after, config.frames())
+                    .await?
+                    .into_iter()
+                    .filter(|l| l.epoch == tail.epoch && l.seq <= tail.seq && l.age <= config.age())
+                    .map(|l| (l.seq, l.frame))
+                    .collect()
+            };
+            replay_in_epoch(entries, tail.seq, &tail.epoch, after, epoch)
         };
-        let answer = replay_from(entries, tail.seq, after);
-        if matches!(answer, Replay::Frames(_)) {
-            self.wait_delivered(group, &tail).await?;
-        }
-        Ok(answer)
+        Ok(Missed {
+            epoch: tail.epoch,
+            replay,
+        })
     }
 
-    /// Wait until this process delivered `group` up to `tail`.
-    async fn wait_delivered(&self, group: &str, tail: &Tail) -> Result<(), LayerError> {
-        let reached = async {
-            loop {
-                let progress = self.progress.notified();
-                if self
-                    .sequencer
-                    .next(group, &tail.epoch)
-                    .is_some_and(|next| next > tail.seq)
-                {
-                    return;
-                }
-                progress.await;
-            }
-        };
-        tokio::time::timeout(DELIVERY_WAIT, reached)
-            .await
-            .map_err(|_| LayerError::new("nats: local delivery did not reach the log in time"))
+    /// Where `group`'s numbering stands.
+    pub(super) async fn position(&self, group: &str) -> Result<GroupPosition, LayerError> {
+        let stream = self.stream().await?;
+        let tail = self.read_tail(&stream, group).await?;
+        Ok(GroupPosition {
+            group: group.to_owned(),
+            seq: tail.as_ref().map_or(0, |t| t.seq),
+            epoch: tail.map(|t| t.epoch),
+        })
     }
 }
 

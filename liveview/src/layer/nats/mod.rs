@@ -42,7 +42,7 @@ mod sequencer;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream;
@@ -54,7 +54,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use self::names::{Names, valid_prefix};
 use self::presence::OwnPresence;
 use self::sequencer::Sequencer;
-use super::{ChannelLayer, Frame, Hub, LayerError, LocalDelivery, Replay, ReplayConfig};
+use super::{ChannelLayer, Frame, GroupPosition, LayerError, LocalDelivery, Missed, ReplayConfig};
 
 /// Environment variable read by [`NatsLayer::from_env`].
 pub const NATS_URL_ENV: &str = "LIVEVIEW_NATS_URL";
@@ -111,8 +111,8 @@ struct Inner {
     node_id: String,
     replay: Option<ReplayConfig>,
     conn: RwLock<Option<Arc<Conn>>>,
-    /// Local delivery, from `start`. Weak: the group table owns the layer.
-    local: OnceLock<Weak<Hub>>,
+    /// Local delivery, from `start` (it does not keep the app alive).
+    local: OnceLock<LocalDelivery>,
     runtime: OnceLock<tokio::runtime::Handle>,
     sequencer: Sequencer,
     /// Each group's newest log message as this process knows it, behind a
@@ -121,8 +121,6 @@ struct Inner {
     dirty: Mutex<HashSet<String>>,
     groups_changed: Notify,
     reconnected: Notify,
-    /// Wakes whoever waits for a group's delivery to advance.
-    progress: Notify,
     started: AtomicBool,
     connected: AtomicBool,
     shutdown: CancellationToken,
@@ -195,7 +193,6 @@ impl NatsLayerBuilder {
             dirty: Mutex::default(),
             groups_changed: Notify::new(),
             reconnected: Notify::new(),
-            progress: Notify::new(),
             started: AtomicBool::new(false),
             connected: AtomicBool::new(false),
             shutdown: shutdown.clone(),
@@ -335,7 +332,7 @@ impl ChannelLayer for NatsLayer {
             return;
         };
         let _ = inner.runtime.set(runtime.clone());
-        let _ = inner.local.set(Arc::downgrade(&local.hub));
+        let _ = inner.local.set(local);
         runtime.spawn(run(self.inner.clone()));
     }
 
@@ -371,7 +368,7 @@ impl ChannelLayer for NatsLayer {
         &'a self,
         group: &'a str,
         frame: &'a Frame,
-    ) -> BoxFuture<'a, Result<Option<u64>, LayerError>> {
+    ) -> BoxFuture<'a, Result<Option<(u64, String)>, LayerError>> {
         Box::pin(async move {
             if self.inner.replay.is_none() {
                 return self.publish(group, frame).await.map(|()| None);
@@ -390,12 +387,25 @@ impl ChannelLayer for NatsLayer {
         &'a self,
         group: &'a str,
         after: u64,
-    ) -> BoxFuture<'a, Result<Option<Replay>, LayerError>> {
+        epoch: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Missed>, LayerError>> {
         Box::pin(async move {
             if self.inner.replay.is_none() {
                 return Ok(None);
             }
-            self.inner.replay(group, after).await.map(Some)
+            self.inner.replay(group, after, epoch).await.map(Some)
+        })
+    }
+
+    fn position<'a>(
+        &'a self,
+        group: &'a str,
+    ) -> BoxFuture<'a, Result<Option<GroupPosition>, LayerError>> {
+        Box::pin(async move {
+            if self.inner.replay.is_none() {
+                return Ok(None);
+            }
+            self.inner.position(group).await.map(Some)
         })
     }
 
@@ -485,8 +495,8 @@ impl Inner {
         self.groups_changed.notify_one();
     }
 
-    fn hub(&self) -> Option<Arc<Hub>> {
-        self.local.get().and_then(Weak::upgrade)
+    fn local(&self) -> Option<&LocalDelivery> {
+        self.local.get()
     }
 
     /// Runs `task` on the layer's runtime when polled outside any runtime.
@@ -544,19 +554,23 @@ impl Inner {
             return;
         };
         let frame = Frame::from(text);
-        let Some(hub) = self.hub() else { return };
+        let Some(local) = self.local() else { return };
         self.received.fetch_add(1, Ordering::Relaxed);
         let seq = header(H_SEQ).and_then(|s| s.parse::<u64>().ok());
         match (seq, header(H_EPOCH)) {
             (Some(seq), Some(epoch)) if self.replay.is_some() => {
                 self.sequencer
-                    .offer(group, epoch, seq, &frame, &mut |seq, _epoch, frame| {
-                        hub.deliver_sequenced(group, frame, seq);
+                    .offer(group, epoch, seq, &frame, &mut |seq, epoch, frame| {
+                        local.deliver_sequenced(group, frame, seq, epoch);
                     });
-                self.progress.notify_waiters();
+            }
+            // Numbering comes from the log only: an unnumbered frame is
+            // not given a number of this process's own.
+            _ if self.replay.is_some() => {
+                local.deliver_unnumbered(group, &frame);
             }
             _ => {
-                hub.deliver(group, &frame);
+                local.deliver(group, &frame);
             }
         }
     }
@@ -660,8 +674,8 @@ async fn reconcile(inner: &Arc<Inner>, subscribed: &mut HashMap<String, Cancella
     if dirty.is_empty() {
         return;
     }
-    let Some(hub) = inner.hub() else { return };
-    let live: HashSet<String> = hub.groups().into_iter().collect();
+    let Some(local) = inner.local() else { return };
+    let live: HashSet<String> = local.groups().into_iter().collect();
     for group in dirty {
         match (live.contains(&group), subscribed.contains_key(&group)) {
             (true, false) => {
