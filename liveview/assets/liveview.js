@@ -261,12 +261,14 @@
     if (connected === value) return;
     connected = value;
     html.setAttribute(A_CONNECTED, String(value));
+    // After an expired session `#session-expired` speaks instead.
     const banner = doc.getElementById("no-connection");
+    const hide = value || expired;
     if (banner) {
-      banner.hidden = value;
-      banner.style.display = value ? "none" : "";
-      banner.classList.toggle("no-connection--show", !value);
-      banner.classList.toggle("no-connection--hide", value);
+      banner.hidden = hide;
+      banner.style.display = hide ? "none" : "";
+      banner.classList.toggle("no-connection--show", !hide);
+      banner.classList.toggle("no-connection--hide", hide);
     }
     emit(value ? "liveview:connected" : "liveview:disconnected",
       value ? { room } : { room, code, retryIn: retryTimer ? retryIn : null });

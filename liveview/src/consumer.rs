@@ -176,6 +176,34 @@ impl Consumer {
         self.conn.broadcaster.clone()
     }
 
+    /// End this connection because its session ended (the user signed out
+    /// in another tab, an administrator revoked the session): it closes with
+    /// code 4401, after the frames already sent, and the client stops
+    /// reconnecting, fires `liveview:session-expired` and shows the page's
+    /// `#session-expired` element. Pair it with an
+    /// [`Authenticator`](crate::Authenticator) that answers
+    /// [`Identity::Expired`](crate::Identity::Expired) for the same session,
+    /// so a page that was offline meanwhile is told the same on reconnect.
+    ///
+    /// ```
+    /// use liveview::{liveview_handler, Consumer, Content};
+    ///
+    /// #[liveview_handler("account_check")]
+    /// async fn account_check(consumer: &Consumer, _content: Content) -> liveview::Result {
+    ///     let signed_out = consumer.user().is_none();
+    ///     if signed_out {
+    ///         consumer.expire();
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn expire(&self) {
+        self.conn
+            .outbox
+            .closer()
+            .close(crate::call::protocol::close::SESSION_EXPIRED);
+    }
+
     /// Whether the connection is closed or closing.
     pub fn is_closed(&self) -> bool {
         self.conn.outbox.is_closed()

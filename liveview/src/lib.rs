@@ -123,7 +123,7 @@ mod scope;
 mod update;
 
 pub use app::{LiveView, LiveViewBuilder};
-pub use auth::Authenticator;
+pub use auth::{Authenticator, Identity};
 pub use broadcast::Broadcaster;
 pub use call::content::{Content, Fields};
 pub use call::handler::list_functions;

@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Identity};
 pub use crate::error::SecretTooShort;
 use crate::scope::{Scope, User};
 
@@ -27,8 +27,10 @@ fn check_secret(secret: &[u8]) -> Result<(), SecretTooShort> {
 
 /// An authenticator reading the user from a cookie signed with the app's
 /// secret key (HMAC-SHA256, through the `cookie` crate). The login handler
-/// of the app sets the cookie with [`SessionAuth::set_cookie`]; a forged,
-/// altered or expired cookie is an anonymous user.
+/// of the app sets the cookie with [`SessionAuth::set_cookie`]; a forged or
+/// altered cookie is an anonymous user. A genuine cookie past its end
+/// refuses the connection as [`Identity::Expired`] (close code 4401), so a
+/// page left open after its session ended says so.
 ///
 /// ```
 /// use liveview::{session::SessionAuth, Authenticator, Scope, User};
@@ -154,19 +156,46 @@ impl SessionAuth {
 
     /// The user of a signed cookie value, if valid and unexpired.
     pub fn user_from_cookie(&self, value: &str) -> Option<User> {
+        let session = self.session(value)?;
+        (session.expires > now()).then_some(session.user)
+    }
+
+    /// Who a request is: the user of a valid session, [`Identity::Expired`]
+    /// for a genuine session past its end, else [`Identity::Anonymous`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use liveview::{session::SessionAuth, Identity, Scope, User};
+    ///
+    /// let auth = SessionAuth::new(b"a secret of at least thirty-two bytes!!")?.max_age(Duration::ZERO);
+    /// let set_cookie = auth.set_cookie(&User::new("7", "Ada"));
+    /// let scope = Scope::builder().header("cookie", set_cookie.split(';').next().unwrap()).build();
+    /// assert_eq!(auth.identity(&scope), Identity::Expired);
+    /// assert_eq!(auth.identity(&Scope::builder().build()), Identity::Anonymous);
+    /// # Ok::<(), liveview::session::SecretTooShort>(())
+    /// ```
+    pub fn identity(&self, scope: &Scope) -> Identity {
+        match scope.cookie(&self.name).and_then(|v| self.session(&v)) {
+            Some(session) if session.expires > now() => Identity::User(session.user),
+            Some(_) => Identity::Expired,
+            None => Identity::Anonymous,
+        }
+    }
+
+    /// The session of a cookie value whose signature holds, expired or not.
+    fn session(&self, value: &str) -> Option<Session> {
         let mut jar = CookieJar::new();
         jar.add_original(Cookie::new(self.name.clone(), value.to_owned()));
         let verified = jar.signed(&self.key).get(&self.name)?;
         let bytes = URL_SAFE_NO_PAD.decode(verified.value()).ok()?;
-        let session: Session = serde_json::from_slice(&bytes).ok()?;
-        (session.expires > now()).then_some(session.user)
+        serde_json::from_slice(&bytes).ok()
     }
 }
 
 impl Authenticator for SessionAuth {
-    fn authenticate<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Option<User>> {
-        let user = self.user(scope);
-        Box::pin(async move { user })
+    fn authenticate<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Identity> {
+        let identity = self.identity(scope);
+        Box::pin(async move { identity })
     }
 }
 

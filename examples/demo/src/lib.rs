@@ -44,7 +44,7 @@ use std::time::Duration;
 use axum::Router;
 use liveview::middleware::require_user;
 use liveview::session::SessionAuth;
-use liveview::{BuildError, Consumer, LiveView, LiveViewBuilder};
+use liveview::{BuildError, Consumer, Identity, LiveView, LiveViewBuilder};
 
 pub mod catalogue;
 pub mod db;
@@ -96,6 +96,9 @@ impl Default for Config {
         }
     }
 }
+
+/// How long a sign-in lasts.
+const SESSION_LIFETIME: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// The shortest session secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -254,6 +257,7 @@ struct Inner {
     games: pages::snake::Games,
     dismissals: pages::alerts::Dismissals,
     sessions: SessionAuth,
+    live_sessions: pages::login::LiveSessions,
 }
 
 impl fmt::Debug for Demo {
@@ -270,7 +274,8 @@ impl Demo {
     pub async fn open(config: Config) -> Result<Self, StartError> {
         let sessions = match &config.secret {
             Some(secret) => SessionAuth::new(secret.as_bytes())
-                .map_err(|short| StartError::ShortSecret(short.len()))?,
+                .map_err(|short| StartError::ShortSecret(short.len()))?
+                .max_age(SESSION_LIFETIME),
             None => {
                 tracing::warn!(
                     "DEMO_SECRET is not set: sessions are signed with a random key made at start, \
@@ -278,6 +283,7 @@ impl Demo {
                 );
                 SessionAuth::new(Secret::random().as_bytes())
                     .map_err(|short| StartError::ShortSecret(short.len()))?
+                    .max_age(SESSION_LIFETIME)
             }
         };
         let templates = Templates::new().map_err(StartError::Templates)?;
@@ -293,6 +299,7 @@ impl Demo {
                 games: pages::snake::Games::default(),
                 dismissals: pages::alerts::Dismissals::default(),
                 sessions,
+                live_sessions: pages::login::LiveSessions::new(SESSION_LIFETIME),
             }),
         })
     }
@@ -303,8 +310,10 @@ impl Demo {
     ///
     /// The builder gets the demo as the app's state (handlers are plain
     /// functions found at link time: they read it with [`Demo::of`]), the
-    /// session cookie as the authenticator, a middleware that lets only
-    /// signed-in visitors delete alerts, and the presence callback that
+    /// session cookie as the authenticator (a session signed out is
+    /// refused as expired), a middleware that notes the connections of
+    /// each session (signing out closes them with 4401), one that lets
+    /// only signed-in visitors delete alerts, and the presence callback that
     /// tells the alerts page and the snake games who is watching.
     pub fn liveview(&self, builder: LiveViewBuilder) -> Result<LiveView, BuildError> {
         let refusal = pages::flash(self, pages::FlashKind::Error, SIGN_IN_TO_DELETE)
@@ -315,9 +324,21 @@ impl Demo {
         } else {
             builder.allowed_origins(self.config().allowed_origins.clone())
         };
+        let tracked = self.clone();
+        let sessions = self.clone();
         let live = builder
             .state(self.clone())
-            .authenticator(self.sessions().clone())
+            // A session signed out in another tab is refused with 4401,
+            // and so is every call its open tabs still make.
+            .authenticator(move |scope: &liveview::Scope| {
+                match sessions.sessions().identity(scope) {
+                    Identity::User(user) if sessions.live_sessions().is_signed_out(&user.id) => {
+                        Identity::Expired
+                    }
+                    identity => identity,
+                }
+            })
+            .middleware(move |consumer, _, _| tracked.live_sessions().track(consumer))
             .middleware(require_user(refusal, &[pages::alerts::DELETE]))
             .on_presence(move |presence| pages::presence::update(&demo, presence))
             .build()?;
@@ -346,6 +367,12 @@ impl Demo {
     /// The signed session cookies: who is signed in.
     pub fn sessions(&self) -> &SessionAuth {
         &self.inner.sessions
+    }
+
+    /// The open connections of signed-in sessions, and the sessions
+    /// signed out.
+    pub fn live_sessions(&self) -> &pages::login::LiveSessions {
+        &self.inner.live_sessions
     }
 
     /// The settings.

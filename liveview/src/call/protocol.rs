@@ -58,6 +58,11 @@ pub mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The client sent nothing, not even a Pong, for the idle timeout.
     pub const IDLE: u16 = 4408;
+    /// The session of the connection ended (the authenticator said
+    /// [`Identity::Expired`](crate::Identity::Expired), or a handler called
+    /// [`Consumer::expire`](crate::Consumer::expire)): the client stops
+    /// reconnecting.
+    pub const SESSION_EXPIRED: u16 = 4401;
 }
 
 /// The fixed error frames. Nothing else about a failure reaches the client.

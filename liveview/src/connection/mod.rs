@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::app::Shared;
+use crate::auth::Identity;
 use crate::call::dispatch;
 use crate::call::protocol::close;
 use crate::consumer::Connection;
@@ -104,8 +105,16 @@ pub(crate) async fn upgrade(
         None => None,
     };
     if let Some(authenticator) = &shared.authenticator {
-        let user = authenticator.authenticate(&scope).await;
-        scope.set_user(user);
+        match authenticator.authenticate(&scope).await {
+            Identity::User(user) => scope.set_user(Some(user)),
+            Identity::Anonymous => {}
+            // A browser cannot read the status of a refused upgrade: the
+            // socket opens and closes at once with a code it can read.
+            Identity::Expired => {
+                drop(slot);
+                return upgrade.on_upgrade(expired).into_response();
+            }
+        }
     }
     let config = &shared.config;
     let tracker = shared.tracker.clone();
@@ -132,6 +141,21 @@ pub(crate) async fn upgrade(
             );
             tracker.track_future(run(shared, socket, room, scope, slot).instrument(span))
         })
+}
+
+/// The close of a connection refused as [`Identity::Expired`]: the close
+/// frame, then the client's, within the usual bound.
+async fn expired(mut socket: WebSocket) {
+    let frame = CloseFrame {
+        code: close::SESSION_EXPIRED,
+        reason: "".into(),
+    };
+    if socket.send(Message::Close(Some(frame))).await.is_ok() {
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            while let Some(Ok(_)) = socket.recv().await {}
+        })
+        .await;
+    }
 }
 
 /// The `Origin` check, the counterpart of `AllowedHostsOriginValidator`.

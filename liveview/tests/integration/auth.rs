@@ -1,7 +1,8 @@
 //! The authenticator fills the scope's user at upgrade time; the scope
 //! carries the request's cookies, query, path and peer.
 
-use liveview::{LiveView, Scope, User};
+use liveview::testing::{Closed, WsClient};
+use liveview::{Identity, LiveView, Scope, User};
 use serde_json::json;
 
 use crate::support::{next, server};
@@ -42,4 +43,49 @@ async fn the_authenticator_populates_the_user() {
     let frame = next(&mut anonymous).await;
     assert_eq!(frame["user"], json!(null));
     assert_eq!(frame["cookie"], "forged");
+}
+
+fn sessions_with_an_ended_one(scope: &Scope) -> Identity {
+    match scope.cookie("session").as_deref() {
+        Some("valid-ada") => Identity::User(User::new("1", "Ada")),
+        Some("signed-out") => Identity::Expired,
+        _ => Identity::Anonymous,
+    }
+}
+
+#[tokio::test]
+async fn an_ended_session_is_accepted_then_closed_with_4401() {
+    let server = server(LiveView::builder().authenticator(sessions_with_an_ended_one)).await;
+    let url = server.ws_url("expired-room");
+    let mut ended = WsClient::connect(&url, &[("Cookie", "session=signed-out")])
+        .await
+        .expect("the upgrade is accepted, so the browser can read the close code");
+    assert_eq!(ended.closed().await, Closed::Code(4401));
+    assert_eq!(server.live().connections(), 0);
+
+    let mut anonymous = server
+        .connect_with("expired-room", &[("Cookie", "session=unknown")])
+        .await
+        .unwrap();
+    anonymous.call("whoami", json!({})).await.unwrap();
+    assert_eq!(next(&mut anonymous).await["user"], json!(null));
+}
+
+#[tokio::test]
+async fn expire_closes_a_live_connection_with_4401_after_its_frames() {
+    let server = server(LiveView::builder().authenticator(sessions_with_an_ended_one)).await;
+    let mut ada = server
+        .connect_with("expire-room", &[("Cookie", "session=valid-ada")])
+        .await
+        .unwrap();
+    ada.call("expire_me", json!({})).await.unwrap();
+    assert_eq!(next(&mut ada).await, json!({"target": "#bye", "html": "bye"}));
+    assert_eq!(ada.closed().await, Closed::Code(4401));
+}
+
+#[liveview::liveview_handler("expire_me")]
+async fn expire_me(consumer: &liveview::Consumer, _content: liveview::Content) -> liveview::Result {
+    consumer.send(liveview::Update::new("#bye").html("bye"))?;
+    consumer.expire();
+    Ok(())
 }

@@ -14,12 +14,16 @@
 //! this host, so another site can neither sign a visitor in under a name
 //! of its choosing nor sign them out.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use liveview::User;
+use liveview::{Consumer, User};
 use minijinja::context;
 use serde::Deserialize;
 
@@ -88,9 +92,17 @@ async fn login(
 }
 
 /// Sign out, then go back to the form's `next` page.
-async fn logout(State(demo): State<Demo>, headers: HeaderMap, body: String) -> Response {
+async fn logout(
+    State(demo): State<Demo>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     if !same_origin(&headers) {
         return cross_site();
+    }
+    if let Some(user) = &visitor.user {
+        demo.live_sessions().sign_out(&user.id);
     }
     let form = Form::parse(&body);
     let cookie = demo.sessions().clear_cookie();
@@ -227,4 +239,94 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     web && origin
         .authority()
         .is_some_and(|authority| authority.as_str().eq_ignore_ascii_case(host))
+}
+
+/// The live connections of each signed-in session, and the sessions that
+/// were signed out, so that signing out in one tab ends the session in
+/// every tab: their connections close with 4401 and the pages show their
+/// "sign in again" prompt instead of delete buttons that would fail.
+///
+/// A session is the user id a sign-in makes (a fresh one each time). A
+/// connection is known once it has made a call (the alerts page makes one
+/// when it loads). Sessions signed out are remembered until the cookie
+/// would have expired anyway, so a copy of the cookie is refused too.
+///
+/// ```
+/// use std::time::Duration;
+/// use demo::pages::login::LiveSessions;
+///
+/// let sessions = LiveSessions::new(Duration::from_secs(60));
+/// assert!(!sessions.is_signed_out("u1"));
+/// sessions.sign_out("u1");
+/// assert!(sessions.is_signed_out("u1"));
+/// ```
+#[derive(Debug)]
+pub struct LiveSessions {
+    state: Mutex<SessionState>,
+    keep: Duration,
+}
+
+#[derive(Debug, Default)]
+struct SessionState {
+    open: HashMap<String, Vec<Consumer>>,
+    signed_out: HashMap<String, Instant>,
+}
+
+impl LiveSessions {
+    /// Remember signed-out sessions for `keep` (the sessions' lifetime).
+    pub fn new(keep: Duration) -> Self {
+        Self {
+            state: Mutex::default(),
+            keep,
+        }
+    }
+
+    /// Note the connection of a call; `false` when its session was signed
+    /// out, after closing the connection with 4401.
+    pub fn track(&self, consumer: &Consumer) -> bool {
+        let Some(user) = consumer.user() else {
+            return true;
+        };
+        let mut state = self.lock();
+        if state.signed_out.contains_key(&user.id) {
+            drop(state);
+            consumer.expire();
+            return false;
+        }
+        let open = state.open.entry(user.id.clone()).or_default();
+        open.retain(|c| !c.is_closed());
+        if !open.iter().any(|c| c.id() == consumer.id()) {
+            open.push(consumer.clone());
+        }
+        true
+    }
+
+    /// End the session `user_id`: every connection of it closes with 4401.
+    pub fn sign_out(&self, user_id: &str) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let keep = self.keep;
+        state
+            .signed_out
+            .retain(|_, at| now.duration_since(*at) < keep);
+        state.signed_out.insert(user_id.to_owned(), now);
+        let open = state.open.remove(user_id).unwrap_or_default();
+        state.open.retain(|_, conns| {
+            conns.retain(|c| !c.is_closed());
+            !conns.is_empty()
+        });
+        drop(state);
+        for consumer in open {
+            consumer.expire();
+        }
+    }
+
+    /// Whether `user_id` was signed out.
+    pub fn is_signed_out(&self, user_id: &str) -> bool {
+        self.lock().signed_out.contains_key(user_id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }

@@ -58,7 +58,10 @@ impl FromRequestParts<Demo> for Visitor {
             }
         }
         Ok(Self {
-            user: demo.sessions().user(&scope.build()),
+            user: demo
+                .sessions()
+                .user(&scope.build())
+                .filter(|user| !demo.live_sessions().is_signed_out(&user.id)),
             path: parts
                 .uri
                 .path_and_query()

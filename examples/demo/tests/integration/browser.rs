@@ -434,6 +434,60 @@ async fn visitors_sign_in_with_a_name_and_out_again() {
     .await;
 }
 
+/// Two tabs of one browser share the session cookie: signing out in one
+/// ends the session in the other too, whose connection the server closes
+/// with 4401; its delete buttons become a "sign in again" prompt rather
+/// than buttons that would fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_in_one_tab_turns_the_other_tabs_delete_buttons_into_a_sign_in_prompt() {
+    let server = TestDemo::start().await;
+    let url = server.url("/alerts/");
+    run("session-expired", |page| async move {
+        let result = async {
+            page.open(&url).await?;
+            sign_in(&page, "Ada").await?;
+            publish(&page, "info", "Deploy window opens at noon.", "").await?;
+            let first = page.client().window().await?;
+
+            // A second tab, signed in through the same cookie, its alert
+            // list loaded (the page's first call).
+            let second = page.client().new_window(true).await?.handle;
+            page.client().switch_to_window(second.clone()).await?;
+            page.open(&url).await?;
+            page.wait("LiveView.inflight === 0 && LiveView.queued === 0")
+                .await?;
+            page.wait(&visible(".alert__delete")).await?;
+
+            // Signed out in the first tab.
+            page.client().switch_to_window(first).await?;
+            page.click(".account__out button").await?;
+            page.wait(&count(".account__in")).await?;
+
+            // The second tab says so, and offers to sign in again.
+            page.client().switch_to_window(second).await?;
+            page.wait(&visible(".alert__sign-in")).await?;
+            assert_eq!(page.eval(&count(".alert__delete")).await?, json!(0));
+            // (Both banners are fixed: shown means not hidden.)
+            page.wait("!document.getElementById('session-expired').hidden")
+                .await?;
+            assert_eq!(
+                page.eval("document.getElementById('no-connection').hidden")
+                    .await?,
+                json!(true)
+            );
+            assert_eq!(
+                page.eval("document.querySelector('.alert__sign-in').getAttribute('href')")
+                    .await?,
+                json!("/login/?next=%2Falerts%2F")
+            );
+            Ok(())
+        }
+        .await;
+        (page, result)
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------
 // Snake
 // ---------------------------------------------------------------------------
