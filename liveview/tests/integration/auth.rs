@@ -79,7 +79,10 @@ async fn expire_closes_a_live_connection_with_4401_after_its_frames() {
         .await
         .unwrap();
     ada.call("expire_me", json!({})).await.unwrap();
-    assert_eq!(next(&mut ada).await, json!({"target": "#bye", "html": "bye"}));
+    assert_eq!(
+        next(&mut ada).await,
+        json!({"target": "#bye", "html": "bye"})
+    );
     assert_eq!(ada.closed().await, Closed::Code(4401));
 }
 

@@ -169,9 +169,24 @@ async fn signing_out_clears_the_session() {
     assert!(cleared.starts_with("liveview_session=;"), "{cleared}");
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
 
-    // A signed-in visitor on the login page is offered to sign out.
+    // A copy of the signed-out cookie is no one on a page, and an ended
+    // session on a socket (closed with 4401).
     let (_, _, page) = server
         .request("GET", "/login/", &[("cookie", &cookie)], "")
+        .await;
+    assert!(!page.contains("You are signed in"), "{page}");
+    let mut copy = liveview::testing::WsClient::connect(
+        &format!("ws://{}/ws/liveview/{ROOM}/", server.addr),
+        &[("cookie", &cookie)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(copy.closed().await, liveview::testing::Closed::Code(4401));
+
+    // A signed-in visitor on the login page is offered to sign out.
+    let fresh = server.session_cookie("Grace");
+    let (_, _, page) = server
+        .request("GET", "/login/", &[("cookie", &fresh)], "")
         .await;
     assert!(page.contains("You are signed in"), "{page}");
 }
