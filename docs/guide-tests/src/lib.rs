@@ -100,6 +100,8 @@ mod errors {}
 mod testing {}
 #[doc = include_str!("../../src/deployment.md")]
 mod deployment {}
+#[doc = include_str!("../../src/layers.md")]
+mod layers {}
 #[doc = include_str!("../../src/demos.md")]
 mod demos {}
 #[doc = include_str!("../../src/api-reference.md")]
