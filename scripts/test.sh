@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project, exactly as CI does.
-# Provides what the tests need: a Redis server, Chromium and chromedriver.
+# Provides what the tests need: a Redis server, Chromium and chromedriver;
+# the fuzzing step installs cargo-fuzz (on the nightly toolchain) if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,5 +35,8 @@ log "guide"
 command -v mdbook >/dev/null 2>&1 || cargo install mdbook --locked --version 0.5.4
 mdbook build docs
 
-log "tests"
-cargo nextest run --workspace --all-features --no-fail-fast --failure-output final
+log "tests (the soak in its full mode: 60 s measured after two warm-up rounds)"
+LIVEVIEW_SOAK_SECS=60 cargo nextest run --workspace --all-features --no-fail-fast --failure-output final
+
+log "fuzzing (every target in fuzz/fuzz_targets, 60 s in all)"
+scripts/fuzz.sh 60
