@@ -487,6 +487,9 @@ async fn round(
     let end = Instant::now() + Duration::from_secs(seconds);
     let mut seq = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    // After a stall (a busy machine), carry on at the same pace rather than
+    // catch up in a burst, which the per-connection rate limit refuses.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while Instant::now() < end {
         tick.tick().await;
         announcer
@@ -494,8 +497,14 @@ async fn round(
             .await
             .unwrap();
         seq += 1;
-        // Drain the announcer's own copies so it is not a slow reader.
-        while let Ok(Some(Ok(_))) = timeout(Duration::from_millis(1), announcer.next()).await {}
+        // Drain the announcer's own copies so it is not a slow reader; a
+        // refused broadcast would show up as missed by every client.
+        while let Ok(Some(Ok(message))) = timeout(Duration::from_millis(1), announcer.next()).await
+        {
+            if let Message::Text(text) = message {
+                assert!(!text.contains("\"error\""), "the announcer got {text}");
+            }
+        }
     }
     let last_seq = seq - 1;
     last.store(last_seq, Ordering::Release);
@@ -606,18 +615,19 @@ async fn thousands_of_clients_churning_leave_nothing_behind() {
     // The memory bound. The server may end the measured round with at most
     // RSS_SLACK_KIB more than it started it with. With one malloc arena and
     // a fixed mmap threshold its RSS between rounds of the same shape moved
-    // by 4-24 KiB (measured on a shared two-core machine, 2,000
-    // connections, 60 s rounds), so 1 MiB is ample. A leak of 1 KiB per
-    // churned connection leaves `churned` KiB behind, part of it in the
-    // space earlier rounds freed: the 200 churners (staying 50-650 ms each
-    // time) opened 1,300-1,600 connections a 10 s round and 4,600-5,400 in
-    // the 60 s round at a load average of 17-20 (an idle machine churns
-    // several times more). With 1 KiB leaked per connection, a 10 s round
-    // ended 2.0 MiB over its baseline (51,144 KiB to 53,184 KiB), twice
-    // the bound; the 60 s round leaks three times as much. The round must
-    // churn more connections than the bound has KiB for the check to mean
-    // anything.
-    const RSS_SLACK_KIB: u64 = 1024;
+    // by 4-24 KiB (2,000 connections, 60 s rounds, on a shared two-core
+    // machine at a load average of 17-20), and by 1,008 KiB once at a load
+    // average of 26; hence 2 MiB. A leak of 1 KiB per churned connection
+    // leaves `churned` KiB behind, part of it in the space earlier rounds
+    // freed: with 1 KiB leaked per connection, a 10 s round (1,625 churned
+    // plus 2,000 others, 3.6 MiB leaked) ended 2.0 MiB over its baseline
+    // (51,144 KiB to 53,184 KiB). The 200 churners (staying 50-650 ms each
+    // time) opened 3,400-5,400 connections in the 60 s round at a load
+    // average of 17-26, and an idle machine churns several times more: a
+    // 1 KiB leak per connection then leaks 5-7 MiB, over the bound even if
+    // half of it fills freed space. The round must churn more connections
+    // than the bound has KiB for the check to mean anything.
+    const RSS_SLACK_KIB: u64 = 2 * 1024;
     assert!(
         tally.churned > RSS_SLACK_KIB,
         "only {} churned connections: too few for a leak of 1 KiB each to cross the bound of {RSS_SLACK_KIB} KiB",
