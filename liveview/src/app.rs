@@ -256,6 +256,36 @@ impl LiveView {
     }
 }
 
+/// A page handler of an app served by [`serve`](crate::serve) can take the
+/// `LiveView` as an argument, e.g. to render the page's
+/// [`position`](LiveView::position):
+///
+/// ```
+/// use axum::response::Html;
+/// use liveview::LiveView;
+///
+/// async fn page(live: LiveView) -> Html<String> {
+///     let room = liveview::room_uuid();
+///     let position = live.position(&room).await;
+///     Html(liveview::template::script_tag_at(&position))
+/// }
+/// let app: axum::Router = axum::Router::new().route("/", axum::routing::get(page));
+/// # drop(app);
+/// ```
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LiveView {
+    type Rejection = (http::StatusCode, &'static str);
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<LiveView>().cloned().ok_or_else(|| {
+            tracing::error!(target: "liveview", "a handler asked for the LiveView: serve the app with liveview::serve, or add .layer(axum::Extension(live))");
+            (http::StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
+        })
+    }
+}
+
 /// Configures a [`LiveView`].
 ///
 /// ```

@@ -54,6 +54,9 @@ pub async fn serve_until(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let shared = live.shared.clone();
+    // Handlers of the app's own pages can take the `LiveView` as an
+    // argument (e.g. for `LiveView::position`).
+    let app = app.layer(axum::Extension(live.clone()));
     if let Ok(addr) = listener.local_addr() {
         shared.serving_on(addr);
     }

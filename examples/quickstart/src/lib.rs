@@ -30,12 +30,17 @@ pub async fn notify_all(consumer: &Consumer, content: Content) -> liveview::Resu
     Ok(())
 }
 
-/// The page, rendered with the LiveView template helpers.
-pub fn render_index() -> Result<String, minijinja::Error> {
+/// The page in `room`, rendered with the LiveView template helpers and the
+/// page's `position` in its groups (see [`LiveView::position`]).
+pub fn render_index(
+    room: &str,
+    position: liveview::template::Position,
+) -> Result<String, minijinja::Error> {
     let mut env = minijinja::Environment::new();
     liveview::template::register(&mut env);
     env.add_template("index.html", include_str!("../templates/index.html"))?;
-    env.get_template("index.html")?.render(())
+    env.get_template("index.html")?
+        .render(minijinja::context! { room, position })
 }
 
 /// The quick start's page at `/`; merge [`LiveView::router`] in for the
@@ -44,8 +49,12 @@ pub fn routes() -> Router {
     Router::new().route("/", get(index))
 }
 
-async fn index() -> Result<Html<String>, StatusCode> {
-    render_index().map(Html).map_err(|err| {
+async fn index(live: LiveView) -> Result<Html<String>, StatusCode> {
+    let room = liveview::room_uuid();
+    // Where the page stands: a notification sent before its socket connects
+    // is delivered all the same.
+    let position = live.position(&room).await;
+    render_index(&room, position).map(Html).map_err(|err| {
         eprintln!("rendering the page failed: {err}");
         StatusCode::INTERNAL_SERVER_ERROR
     })

@@ -31,7 +31,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use liveview::{Broadcaster, Consumer, Content, Fields, Update, liveview_handler};
+use liveview::{Broadcaster, Consumer, Content, Fields, LiveView, Update, liveview_handler};
 use minijinja::value::Serde;
 use minijinja::{Value, context};
 use serde::Serialize;
@@ -67,8 +67,9 @@ pub fn routes() -> Router<Demo> {
     Router::new().route("/alerts/", get(page))
 }
 
-async fn page(State(demo): State<Demo>, visitor: Visitor) -> Response {
+async fn page(State(demo): State<Demo>, visitor: Visitor, live: LiveView) -> Response {
     let now = now_ms();
+    let position = live.position(ROOM).await;
     let alerts = match demo.db().alerts(None, PAGE_SIZE + 1, now).await {
         Ok(alerts) => alerts,
         Err(err) => return super::unavailable("alerts", &err),
@@ -81,6 +82,7 @@ async fn page(State(demo): State<Demo>, visitor: Visitor) -> Response {
         context! {
             nav => "alerts",
             room => ROOM,
+            position,
             alerts => views(&alerts, now),
             can_delete => visitor.user.is_some(),
             more => Serde(more),
