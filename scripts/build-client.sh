@@ -13,11 +13,20 @@ SRC="liveview/assets/liveview.js"
 OUT="liveview/assets/liveview.min.js"
 PREAMBLE="/*! LiveView for Rust: browser client, minified from liveview.js (same directory). */"
 
-build() {
+# The upload add-on (liveview-upload.js) is minified the same way.
+UPLOAD_SRC="liveview/assets/liveview-upload.js"
+UPLOAD_OUT="liveview/assets/liveview-upload.min.js"
+UPLOAD_PREAMBLE="/*! LiveView for Rust: upload add-on, minified from liveview-upload.js (same directory). */"
+
+minify() { # SRC PREAMBLE OUT
     local body
-    body="$(npx --yes "terser@${TERSER_VERSION}" "$SRC" \
+    body="$(npx --yes "terser@${TERSER_VERSION}" "$1" \
         --ecma 2020 --compress passes=2 --mangle --comments false)"
-    printf '%s\n%s\n' "$PREAMBLE" "$body" >"$1"
+    printf '%s\n%s\n' "$2" "$body" >"$3"
+}
+
+build() {
+    minify "$SRC" "$PREAMBLE" "$1"
 }
 
 case "${1:-}" in
@@ -29,9 +38,15 @@ case "${1:-}" in
             echo "$OUT is stale: run scripts/build-client.sh and commit it" >&2
             exit 1
         fi
+        minify "$UPLOAD_SRC" "$UPLOAD_PREAMBLE" "$tmp"
+        if ! cmp -s "$tmp" "$UPLOAD_OUT"; then
+            echo "$UPLOAD_OUT is stale: run scripts/build-client.sh and commit it" >&2
+            exit 1
+        fi
         ;;
     "")
         build "$OUT"
+        minify "$UPLOAD_SRC" "$UPLOAD_PREAMBLE" "$UPLOAD_OUT"
         ;;
     *)
         echo "usage: $0 [--check]" >&2

@@ -602,11 +602,23 @@
   // call is pending, online or offline.
   const oneShot = (el) => isButton(el) || !/^(INPUT|SELECT|TEXTAREA)$/.test(el.tagName);
 
+  // Extension point, for add-ons such as liveview-upload.js:
+  // `LiveView.beforeCall(hook)` runs hook(el, form, data) before a call
+  // triggered by an element is sent. The call waits for what it returns;
+  // the hook may add to `form` and `data`, and `false` cancels the call.
+  // Without hooks a call is sent at once, as before.
+  const hooks = [];
+
   function fire(el, submitter) {
     const fn = el.getAttribute(A_FUNCTION);
     if (!fn) return void console.error(`LiveView: ${A_FUNCTION} is missing on`, el);
     if (oneShot(el) && calling.has(el)) return;
-    send(fn, formOf(el, submitter), dataOf(el), submitter ? [el, submitter] : [el]);
+    const form = formOf(el, submitter), data = dataOf(el);
+    const go = () => send(fn, form, data, submitter ? [el, submitter] : [el]);
+    if (!hooks.length) return void go();
+    Promise.all(hooks.map((hook) => hook(el, form, data)))
+      .then((oks) => { if (!oks.includes(false)) go(); },
+        (err) => console.error("LiveView: a beforeCall hook failed", err));
   }
 
   /* ------------------------------------------------------------------ *
@@ -1091,6 +1103,8 @@
     scan,
     /** Try to connect now instead of waiting for the next retry. */
     connect: retryNow,
+    /** Add a hook(el, form, data) awaited before element calls (see fire). */
+    beforeCall: (hook) => void hooks.push(hook),
     get socket() { return ws; },
     get connected() { return connected === true; },
     /** "connecting", "open", "closing" or "closed" (waiting to retry). */

@@ -122,7 +122,9 @@ fn script_tag_resuming(resume: &str) -> String {
 /// Register the helpers with a minijinja environment: `liveview_room_uuid()`
 /// and `liveview_script(position)` (marked safe, so it is not escaped),
 /// where `position` is the page's [`Position`] in the template's context;
-/// `liveview_script()` without it renders a tag without a position.
+/// `liveview_script()` without it renders a tag without a position; and
+/// `liveview_upload_script()`, the upload add-on's tag
+/// ([`upload::script_tag`](crate::upload::script_tag)), also marked safe.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -144,6 +146,9 @@ pub fn register(env: &mut minijinja::Environment<'_>) {
     env.add_function("liveview_script", |position: Option<String>| {
         let resume = position.unwrap_or_default();
         minijinja::Value::from_safe_string(script_tag_resuming(&resume))
+    });
+    env.add_function("liveview_upload_script", || {
+        minijinja::Value::from_safe_string(crate::upload::script_tag())
     });
 }
 

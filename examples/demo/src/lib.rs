@@ -9,6 +9,8 @@
 //!   room watching the same game;
 //! - `/search/`: a debounced search over a generated product catalogue,
 //!   with the query in the URL;
+//! - `/uploads/`: a shared photo wall: chunked, resumable uploads checked
+//!   by content, thumbnails made on the server, shown on every open wall;
 //! - `/login/`: sign in with a name (signed session cookie); only signed-in
 //!   visitors may delete alerts;
 //! - `/metrics`, `/healthz`, `/readyz`: the library's counters and health
@@ -204,6 +206,8 @@ pub enum StartError {
     LiveView(BuildError),
     /// The session secret is too short: it has this many bytes.
     ShortSecret(usize),
+    /// The photo wall's directory could not be made.
+    Uploads(std::io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -212,6 +216,7 @@ impl fmt::Display for StartError {
             Self::Database(err) => write!(f, "{err}"),
             Self::Templates(err) => write!(f, "a template does not compile: {err}"),
             Self::LiveView(err) => write!(f, "{err}"),
+            Self::Uploads(err) => write!(f, "the uploads directory: {err}"),
             Self::ShortSecret(len) => write!(
                 f,
                 "DEMO_SECRET has {len} bytes; use at least {MIN_SECRET_BYTES} random bytes"
@@ -226,6 +231,7 @@ impl std::error::Error for StartError {
             Self::Database(err) => Some(err),
             Self::Templates(err) => Some(err),
             Self::LiveView(err) => Some(err),
+            Self::Uploads(err) => Some(err),
             Self::ShortSecret(_) => None,
         }
     }
@@ -258,6 +264,7 @@ struct Inner {
     dismissals: pages::alerts::Dismissals,
     sessions: SessionAuth,
     live_sessions: pages::login::LiveSessions,
+    wall: Arc<pages::uploads::Wall>,
 }
 
 impl fmt::Debug for Demo {
@@ -287,6 +294,9 @@ impl Demo {
             }
         };
         let templates = Templates::new().map_err(StartError::Templates)?;
+        // Uploaded photos live beside the database: `demo.uploads/`.
+        let wall = pages::uploads::Wall::open(config.database.with_extension("uploads"))
+            .map_err(StartError::Uploads)?;
         let db = Db::open(&config.database).await?;
         if db.seed_products(config.products).await? {
             tracing::info!(products = config.products, "seeded the search catalogue");
@@ -300,6 +310,7 @@ impl Demo {
                 dismissals: pages::alerts::Dismissals::default(),
                 sessions,
                 live_sessions: pages::login::LiveSessions::new(SESSION_LIFETIME),
+                wall,
             }),
         })
     }
@@ -341,6 +352,10 @@ impl Demo {
             .middleware(move |consumer, _, _| tracked.live_sessions().track(consumer))
             .middleware(require_user(refusal, &[pages::alerts::DELETE]))
             .on_presence(move |presence| pages::presence::update(&demo, presence))
+            .uploads(pages::uploads::uploads(
+                self.wall(),
+                self.config().secret.as_ref().map(Secret::as_bytes),
+            ))
             .build()?;
         pages::alerts::spawn_dismisser(self, live.broadcaster());
         Ok(live)
@@ -392,6 +407,11 @@ impl Demo {
 
     pub(crate) fn games(&self) -> &pages::snake::Games {
         &self.inner.games
+    }
+
+    /// The photo wall.
+    pub fn wall(&self) -> &pages::uploads::Wall {
+        &self.inner.wall
     }
 
     pub(crate) fn dismissals(&self) -> &pages::alerts::Dismissals {

@@ -64,6 +64,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("login.html", include_str!("../templates/login.html")),
     ("viewers.html", include_str!("../templates/viewers.html")),
+    (
+        "uploads/page.html",
+        include_str!("../templates/uploads/page.html"),
+    ),
+    (
+        "uploads/photo.html",
+        include_str!("../templates/uploads/photo.html"),
+    ),
 ];
 
 /// The demo's template environment.

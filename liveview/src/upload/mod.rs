@@ -418,6 +418,8 @@ pub struct UploadStats {
     /// Uploads announced and not yet finished, claimed, cancelled or
     /// expired.
     pub active: usize,
+    /// Chunk requests being received right now.
+    pub receiving: usize,
 }
 
 impl LiveView {
@@ -436,6 +438,7 @@ impl LiveView {
         Some(UploadStats {
             bytes_received: service.received.load(Ordering::Relaxed),
             active: service.active(),
+            receiving: service.max_transfers - service.transfers.available_permits(),
         })
     }
 

@@ -84,7 +84,7 @@ async fn status(State(ctx): State<Ctx>, Path(token): Path<String>) -> Response {
     };
     let entry = ctx.service.entry(&ticket);
     let mut state = entry.state.lock().await;
-    if state.gone {
+    if state.gone || entry.cancelled.load(Ordering::Acquire) {
         return answer(StatusCode::GONE, None, None);
     }
     match ctx.service.offset(&ticket.id, &mut state).await {
@@ -124,7 +124,7 @@ async fn chunk(
     };
     let entry = service.entry(&ticket);
     let mut state = entry.state.lock().await;
-    if state.gone {
+    if state.gone || entry.cancelled.load(Ordering::Acquire) {
         return answer(StatusCode::GONE, None, Some("Upload cancelled"));
     }
     let stored = match service.offset(&ticket.id, &mut state).await {
@@ -186,6 +186,15 @@ async fn chunk(
     }
     let received = stored + len;
     state.offset = Some(received);
+    if entry.cancelled.load(Ordering::Acquire) {
+        // Cancelled while this chunk arrived: nothing of it stays.
+        state.gone = true;
+        drop(state);
+        if let Err(err) = service.storage.remove(&ticket.id).await {
+            return storage_failed(&err);
+        }
+        return answer(StatusCode::GONE, None, Some("Upload cancelled"));
+    }
     drop(state);
     service.received.fetch_add(len, Ordering::Relaxed);
     if let Some(update) = rule.as_ref().and_then(|rule| {
@@ -213,10 +222,10 @@ async fn cancel(State(ctx): State<Ctx>, Path(token): Path<String>) -> Response {
         // An expired upload is removed by the sweeper anyway.
         Err(TokenError::Expired) => return answer(StatusCode::NO_CONTENT, None, None),
     };
+    // Not waiting for a chunk being received (it may be stalled): the
+    // chunk sees the flag and removes what it wrote.
     let entry = ctx.service.entry(&ticket);
-    let mut state = entry.state.lock().await;
-    state.gone = true;
-    drop(state);
+    entry.cancelled.store(true, Ordering::Release);
     ctx.service.forget(&ticket);
     match ctx.service.storage.remove(&ticket.id).await {
         Ok(()) => answer(StatusCode::NO_CONTENT, None, None),

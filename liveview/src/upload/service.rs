@@ -30,6 +30,7 @@ pub(crate) struct Service {
     /// Chunk requests being read or written, process-wide: memory is at
     /// most this many chunks.
     pub(crate) transfers: Semaphore,
+    pub(crate) max_transfers: usize,
     table: Mutex<HashMap<String, Arc<Entry>>>,
     /// Uploads refused, cancelled or claimed, until their token expires:
     /// their token cannot start them again.
@@ -44,6 +45,8 @@ pub(crate) struct Entry {
     connection: Option<u64>,
     address: Option<IpAddr>,
     pub(crate) state: tokio::sync::Mutex<State>,
+    /// Set by a cancel, which does not wait for a chunk being received.
+    pub(crate) cancelled: AtomicBool,
 }
 
 #[derive(Default)]
@@ -91,6 +94,7 @@ impl Service {
             chunk_timeout: uploads.chunk_timeout,
             limits: uploads.limits,
             transfers: Semaphore::new(uploads.max_transfers),
+            max_transfers: uploads.max_transfers,
             table: Mutex::default(),
             tombstones: Mutex::default(),
             received: AtomicU64::new(0),
@@ -127,6 +131,7 @@ impl Service {
                     gone: true,
                     ..State::default()
                 }),
+                cancelled: AtomicBool::new(true),
             });
         }
         self.table()
@@ -137,6 +142,7 @@ impl Service {
                     connection: None,
                     address: None,
                     state: tokio::sync::Mutex::default(),
+                    cancelled: AtomicBool::new(false),
                 })
             })
             .clone()
@@ -244,6 +250,7 @@ impl Service {
                             offset: Some(0),
                             ..State::default()
                         }),
+                        cancelled: AtomicBool::new(false),
                     }),
                 );
                 json!({"token": token, "url": format!("{}{token}", super::ROUTE_PREFIX)})
@@ -267,7 +274,7 @@ impl Service {
         }
         let entry = self.entry(&ticket);
         let mut state = entry.state.lock().await;
-        if state.gone {
+        if state.gone || entry.cancelled.load(Ordering::Acquire) {
             return Err(UploadError::Gone);
         }
         let offset = self.offset(&ticket.id, &mut state).await?;

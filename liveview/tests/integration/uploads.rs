@@ -476,3 +476,65 @@ async fn an_upload_resumes_after_a_server_restart() {
         .unwrap_or_else(|| panic!("{saved}"));
     assert_eq!(std::fs::read(dir.join(key)).unwrap(), bytes);
 }
+
+/// A chunk request whose body stops after `sent` of `announced` bytes.
+async fn stalled_chunk(
+    server: &TestServer,
+    url: &str,
+    announced: usize,
+    sent: &[u8],
+) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let head = format!(
+        "PATCH {url} HTTP/1.1\r\nHost: {}\r\nUpload-Offset: 0\r\nContent-Length: {announced}\r\n\r\n",
+        server.addr()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(sent).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn a_stalled_chunk_is_cut_off_and_does_not_hold_up_a_cancel() {
+    let dir = scratch();
+    let server = start(photos(&dir).chunk_timeout(Duration::from_millis(300))).await;
+    let mut client = server.connect("lobby").await.unwrap();
+    let bytes = png(CHUNK);
+    let answers = announce(&mut client, "photo", &[("a.png", bytes.len() as u64)]).await;
+    let url = url_of(&answers[0]);
+    let mut stalled = stalled_chunk(&server, &url, CHUNK, &bytes[..100]).await;
+    let mut raw = Vec::new();
+    stalled.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("upload-offset: 0"),
+        "{text}"
+    );
+    assert_eq!(incomplete(&dir), 0, "nothing of a cut-off chunk is kept");
+
+    // With a long timeout, a cancel is answered while the chunk still hangs.
+    let dir = scratch();
+    let server = start(photos(&dir)).await;
+    let mut client = server.connect("lobby").await.unwrap();
+    let answers = announce(&mut client, "photo", &[("a.png", bytes.len() as u64)]).await;
+    let url = url_of(&answers[0]);
+    let stalled = stalled_chunk(&server, &url, CHUNK, &bytes[..100]).await;
+    wait_until("the chunk is being received", || {
+        server.live().upload_stats().unwrap().receiving == 1
+    })
+    .await;
+    assert_eq!(
+        request(server.addr(), "DELETE", &url, &[], b"")
+            .await
+            .status,
+        204
+    );
+    let mut probe = [0u8; 1];
+    assert!(
+        matches!(stalled.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the stalled chunk is still unanswered"
+    );
+    assert_eq!(server.live().upload_stats().unwrap().active, 0);
+    assert_eq!(patch(&server, &url, 0, &bytes).await.status, 410);
+}

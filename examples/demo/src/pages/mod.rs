@@ -21,6 +21,7 @@ pub mod presence;
 pub mod quickstart;
 pub mod search;
 pub mod snake;
+pub mod uploads;
 
 /// The routes of every page and of the stylesheet (without the LiveView
 /// routes, which [`Demo::router`] adds).
@@ -33,6 +34,7 @@ pub fn routes() -> Router<Demo> {
         .merge(snake::routes())
         .merge(search::routes())
         .merge(login::routes())
+        .merge(uploads::routes())
         .fallback(not_found)
 }
 

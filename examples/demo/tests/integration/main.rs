@@ -4,6 +4,7 @@
 mod alerts;
 mod binary;
 mod browser;
+mod browser_uploads;
 mod login;
 mod pages;
 mod presence;

@@ -49,6 +49,7 @@ async fn every_handler_is_linked() {
             "snake_join",
             "snake_restart",
             "snake_turn",
+            "uploads_save",
         ]
     );
 }
