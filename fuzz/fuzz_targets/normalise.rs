@@ -1,6 +1,7 @@
-//! Key normalisation with many keys: the input, cut at commas, is a list of
-//! keys sent as `data` (each also with the `data_` prefix, and capitalised)
-//! in one frame. No key may be lost or keep an upper-case letter, and the
+//! Key normalisation with many keys: the first two bytes of the input say
+//! how many times (up to 5,000) the rest, cut at commas, is repeated as
+//! keys of `data` with a counter (each key also with the `data_` prefix,
+//! and capitalised), so short inputs make frames of thousands of keys. No key may be lost or keep an upper-case letter, and the
 //! `data_` prefix goes only where the short key is free.
 #![no_main]
 
@@ -11,9 +12,20 @@ use liveview::protocol::{decode, snake_case};
 use serde_json::{Map, Value, json};
 
 fuzz_target!(|input: &[u8]| {
-    let text = String::from_utf8_lossy(input);
+    let (repeat, rest) = match input {
+        [a, b, rest @ ..] => (usize::from(u16::from_le_bytes([*a, *b])) % 5_000 + 1, rest),
+        _ => (1, input),
+    };
+    let text = String::from_utf8_lossy(rest);
+    let fragments: Vec<&str> = text.split(',').collect();
+    let keys = (0..repeat).flat_map(|r| {
+        fragments
+            .iter()
+            .map(move |f| if r == 0 { (*f).to_owned() } else { format!("{f}{r}") })
+    });
     let mut data = Map::new();
-    for (i, key) in text.split(',').enumerate() {
+    for (i, key) in keys.enumerate().take(20_000) {
+        let key = key.as_str();
         data.insert(key.to_owned(), Value::from(i));
         if i % 2 == 0 {
             data.insert(format!("data_{key}"), Value::from(i));

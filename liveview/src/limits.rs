@@ -125,6 +125,24 @@ impl Bucket {
     }
 }
 
+/// What limits count per: an IPv4 address (also one mapped into IPv6), or
+/// the /64 network of an IPv6 address. One IPv6 subscriber usually gets a
+/// whole /64 and can pick any of its 2^64 addresses per connection.
+///
+/// ```text
+/// 2001:db8:1:2:aaaa::1 and 2001:db8:1:2:bbbb::9 -> 2001:db8:1:2::
+/// ::ffff:192.0.2.7 -> 192.0.2.7
+/// ```
+pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
 /// Per-address state: open connections and the shared call bucket.
 #[derive(Debug)]
 struct Address {
@@ -153,6 +171,7 @@ pub(crate) struct Slot {
 impl Addresses {
     /// Count a new connection of `ip`, unless it already has `cap`.
     pub(crate) fn open(&self, ip: IpAddr, cap: Option<usize>) -> Option<()> {
+        let ip = address_key(ip);
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let entry = table.entry(ip).or_insert(Address {
             connections: 0,
@@ -169,13 +188,14 @@ impl Addresses {
     pub(crate) fn slot(self: &std::sync::Arc<Self>, ip: IpAddr, limit: Option<RateLimit>) -> Slot {
         Slot {
             addresses: self.clone(),
-            ip,
+            ip: address_key(ip),
             limit,
         }
     }
 
     /// Take a call token for `ip`.
     pub(crate) fn take(&self, ip: IpAddr, limit: &RateLimit) -> bool {
+        let ip = address_key(ip);
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let entry = table.entry(ip).or_insert(Address {
             connections: 0,
@@ -242,6 +262,35 @@ mod tests {
         assert!(!bucket.take(&limit, start));
         assert!(!bucket.take(&limit, start + Duration::from_millis(50)));
         assert!(bucket.take(&limit, start + Duration::from_millis(160)));
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_64_share_their_limits() {
+        let addresses = std::sync::Arc::new(Addresses::default());
+        let cap = Some(2);
+        let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let two: IpAddr = "2001:db8:1:2:bbbb:cccc:dddd:9".parse().unwrap();
+        let three: IpAddr = "2001:db8:1:2::3".parse().unwrap();
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(addresses.open(one, cap).is_some());
+        let first = addresses.slot(one, None);
+        assert!(addresses.open(two, cap).is_some());
+        let second = addresses.slot(two, None);
+        assert!(
+            addresses.open(three, cap).is_none(),
+            "a third address of the same /64"
+        );
+        assert!(addresses.open(elsewhere, cap).is_some(), "another /64");
+        let other = addresses.slot(elsewhere, None);
+        drop((first, second, other));
+        assert_eq!(addresses.len(), 0);
+
+        let limit = RateLimit::new(0.0, 2);
+        assert!(addresses.take(one, &limit));
+        assert!(addresses.take(two, &limit));
+        assert!(!addresses.take(three, &limit), "the /64 shares one bucket");
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 
     #[test]

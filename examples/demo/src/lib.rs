@@ -13,8 +13,8 @@
 //!   by content, thumbnails made on the server, shown on every open wall;
 //! - `/login/`: sign in with a name (signed session cookie); only signed-in
 //!   visitors may delete alerts;
-//! - `/metrics`, `/healthz`, `/readyz`: the library's counters and health
-//!   checks.
+//! - `/healthz`, `/readyz`: the library's health checks; `/metrics` only on
+//!   a listener of its own or behind a token (see [`Config::metrics_token`]).
 //!
 //! The alerts page and every snake game show who is watching, from the
 //! library's presence tracking.
@@ -50,6 +50,7 @@ use liveview::{BuildError, Consumer, Identity, LiveView, LiveViewBuilder};
 
 pub mod catalogue;
 pub mod db;
+mod metrics;
 pub mod pages;
 pub mod templates;
 
@@ -84,6 +85,16 @@ pub struct Config {
     /// the demo listens on, which is right for `127.0.0.1:8000` and wrong
     /// behind a proxy or a public name.
     pub allowed_origins: Vec<String>,
+    /// The token that `GET /metrics` on the demo's own port must carry as
+    /// `Authorization: Bearer <token>` (`DEMO_METRICS_TOKEN`). Without it
+    /// (and by default) the demo's port has no `/metrics`: the metrics
+    /// name every handler and count every visitor, which is for the
+    /// operator only.
+    pub metrics_token: Option<String>,
+    /// A separate address serving `/metrics` without a token
+    /// (`DEMO_METRICS_ADDR`, e.g. `127.0.0.1:9000`), for a scraper on a
+    /// private network. Off by default.
+    pub metrics_addr: Option<String>,
 }
 
 impl Default for Config {
@@ -95,6 +106,8 @@ impl Default for Config {
             snake_tick: Duration::from_millis(125),
             secret: None,
             allowed_origins: Vec::new(),
+            metrics_token: None,
+            metrics_addr: None,
         }
     }
 }
@@ -137,9 +150,9 @@ impl fmt::Debug for Secret {
 }
 
 impl Config {
-    /// The defaults, with `LIVEVIEW_ADDR`, `DEMO_DATABASE`, `DEMO_SECRET`
-    /// and `LIVEVIEW_ALLOWED_ORIGINS` from the environment when they are
-    /// set.
+    /// The defaults, with `LIVEVIEW_ADDR`, `DEMO_DATABASE`, `DEMO_SECRET`,
+    /// `DEMO_METRICS_TOKEN`, `DEMO_METRICS_ADDR` and
+    /// `LIVEVIEW_ALLOWED_ORIGINS` from the environment when they are set.
     /// (`LIVEVIEW_REDIS_URL` is read by [`app`], through the library's
     /// `LiveViewBuilder::from_env`: with it, pages on several demo
     /// processes see each other's alerts.)
@@ -156,6 +169,18 @@ impl Config {
         }
         if let Some(secret) = std::env::var_os("DEMO_SECRET").filter(|s| !s.is_empty()) {
             config.secret = Some(Secret::new(secret.into_encoded_bytes()));
+        }
+        if let Some(token) = std::env::var("DEMO_METRICS_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+        {
+            config.metrics_token = Some(token);
+        }
+        if let Some(addr) = std::env::var("DEMO_METRICS_ADDR")
+            .ok()
+            .filter(|a| !a.is_empty())
+        {
+            config.metrics_addr = Some(addr);
         }
         if let Ok(origins) = std::env::var("LIVEVIEW_ALLOWED_ORIGINS") {
             config.allowed_origins = origins
@@ -177,6 +202,13 @@ impl Config {
     /// These settings with another database file.
     pub fn with_database(mut self, path: impl Into<PathBuf>) -> Self {
         self.database = path.into();
+        self
+    }
+
+    /// These settings with `/metrics` on the demo's port, for requests that
+    /// carry `Authorization: Bearer <token>`.
+    pub fn with_metrics_token(mut self, token: impl Into<String>) -> Self {
+        self.metrics_token = Some(token.into());
         self
     }
 
@@ -362,14 +394,26 @@ impl Demo {
     }
 
     /// Every route of the demo: the pages, the stylesheet, the sign-in
-    /// routes, and the LiveView endpoint, metrics (`/metrics`) and health
-    /// checks (`/healthz`, `/readyz`) of `live`.
+    /// routes, and the LiveView endpoint and health checks (`/healthz`,
+    /// `/readyz`) of `live`. `/metrics` is there only with a
+    /// [`Config::metrics_token`], for requests that carry it; otherwise
+    /// serve [`metrics_router`](Self::metrics_router) on a private address.
     pub fn router(&self, live: &LiveView) -> Router {
-        pages::routes()
+        let router = pages::routes()
             .with_state(self.clone())
             .merge(live.router())
-            .merge(live.metrics_router())
-            .merge(live.health_router())
+            .merge(live.health_router());
+        let router = match &self.config().metrics_token {
+            Some(token) => router.merge(metrics::behind_token(live, token)),
+            None => router,
+        };
+        router.layer(axum::middleware::map_response(pages::security_headers))
+    }
+
+    /// `/metrics` without a token, for a listener of its own that only the
+    /// monitoring reaches ([`Config::metrics_addr`]).
+    pub fn metrics_router(&self, live: &LiveView) -> Router {
+        live.metrics_router()
     }
 
     /// The demo, as [`liveview`](Self::liveview) gave it to the app.

@@ -9,6 +9,11 @@
 //!   (`https://demo.example`), when the demo is behind a proxy or reached
 //!   by a name; without it only pages served from `LIVEVIEW_ADDR` may open
 //!   a socket;
+//! - `DEMO_METRICS_ADDR`: serve `/metrics` on this separate address (a
+//!   private one: the metrics name every handler); `DEMO_METRICS_TOKEN`:
+//!   serve it on the main port too, to requests with
+//!   `Authorization: Bearer <token>`. Without either, there is no
+//!   `/metrics`;
 //! - `LIVEVIEW_REDIS_URL`: use Redis as the channel layer, so several demo
 //!   processes share their pages' updates;
 //! - `RUST_LOG`: the log filter (default `info`).
@@ -36,11 +41,26 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env();
     let addr = config.addr.clone();
+    let metrics_addr = config.metrics_addr.clone();
     tracing::info!(database = %config.database.display(), "opening the database");
-    let (router, live) = demo::app(config).await?;
+    let demo = demo::Demo::open(config).await?;
+    let live = demo.liveview(liveview::LiveView::builder().from_env()?)?;
+    let router = demo.router(&live);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
+    if let Some(metrics_addr) = metrics_addr {
+        let metrics = tokio::net::TcpListener::bind(&metrics_addr)
+            .await
+            .map_err(|err| format!("cannot listen on {metrics_addr}: {err}"))?;
+        println!("Metrics on http://{}/metrics", metrics.local_addr()?);
+        let app = demo.metrics_router(&live);
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(metrics, app).await {
+                tracing::error!(error = %err, "the metrics listener failed");
+            }
+        });
+    }
     println!("LiveView demo on http://{}", listener.local_addr()?);
     liveview::serve(listener, router, live).await?;
     Ok(())

@@ -479,3 +479,48 @@ async fn a_frame_full_of_data_keys_is_normalised_and_a_refused_one_keeps_its_ref
     );
     assert_eq!(next(&mut client).await, json!({"ref": 2, "done": true}));
 }
+
+#[tokio::test]
+async fn ipv6_clients_count_per_64_for_connections_and_calls() {
+    // One IPv6 subscriber holds a whole /64: a new address per socket must
+    // not buy a new allowance.
+    let builder = LiveView::builder()
+        .max_connections_per_address(Some(2))
+        .rate_limit(None)
+        .address_rate_limit(Some(RateLimit::new(0.01, 3)))
+        .trusted_proxies(["127.0.0.1".parse().unwrap()]);
+    let server = server(builder).await;
+    let mut first = server
+        .connect_with("ipv6", &[("X-Forwarded-For", "2001:db8:7:1::1")])
+        .await
+        .unwrap();
+    let mut second = server
+        .connect_with(
+            "ipv6",
+            &[("X-Forwarded-For", "2001:db8:7:1:ffff:eeee:dddd:2")],
+        )
+        .await
+        .unwrap();
+    match server
+        .connect_with("ipv6", &[("X-Forwarded-For", "2001:db8:7:1:1234::3")])
+        .await
+    {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429)
+        }
+        other => panic!("a third address of the /64 was not capped: {other:?}"),
+    }
+    // Another /64 is another client.
+    let _other = server
+        .connect_with("ipv6", &[("X-Forwarded-For", "2001:db8:7:2::1")])
+        .await
+        .unwrap();
+    // The two sockets of the /64 share one call bucket of 3.
+    for i in 0..3 {
+        let client = if i == 1 { &mut second } else { &mut first };
+        client.call("echo", json!({})).await.unwrap();
+        assert_eq!(next(client).await["function"], "echo");
+    }
+    second.call("echo", json!({})).await.unwrap();
+    assert_eq!(next(&mut second).await, json!({"error": "Rate limited"}));
+}

@@ -131,11 +131,10 @@ fn render(
 }
 
 fn cross_site() -> Response {
-    (
+    super::plain(
         StatusCode::FORBIDDEN,
         "This form was sent from another site, so it was refused.",
     )
-        .into_response()
 }
 
 /// The fields of the sign-in and sign-out forms.

@@ -36,6 +36,60 @@ pub fn routes() -> Router<Demo> {
         .merge(login::routes())
         .merge(uploads::routes())
         .fallback(not_found)
+        .layer(axum::middleware::map_response(plain_errors))
+}
+
+/// Marks an error response whose text the demo wrote itself.
+#[derive(Debug, Clone, Copy)]
+struct OwnText;
+
+/// An error response with a text of the demo's own.
+pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response {
+    (status, axum::Extension(OwnText), text).into_response()
+}
+
+/// Error responses that are neither a page nor [`plain`] come from the
+/// framework (a query string that does not fit, a form too large); their
+/// text names fields and types (`Failed to deserialize query string:
+/// duplicate field `q``), so the visitor gets the status's plain name.
+async fn plain_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_error = status.is_client_error() || status.is_server_error();
+    let is_page = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+    if !is_error || is_page || response.extensions().get::<OwnText>().is_some() {
+        return response;
+    }
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let mut plain = (status, reason).into_response();
+    // Keep what tells a client how to go on (`Allow` for a 405).
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(value) = response.headers().get(&name) {
+            plain.headers_mut().insert(name, value.clone());
+        }
+    }
+    plain
+}
+
+/// Headers on every response of the demo: no MIME sniffing, and no
+/// framing by other sites (the alerts page's delete buttons could be
+/// clicked through a transparent frame otherwise).
+pub(crate) async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(header::HeaderValue::from_static("frame-ancestors 'none'"));
+    response
 }
 
 /// Who asks for a page, and which page: the signed-in user (from the
@@ -96,11 +150,10 @@ pub(crate) fn page_with_status(
         Ok(html) => (status, Html(html)).into_response(),
         Err(err) => {
             tracing::error!(template, error = %err, "rendering a page failed");
-            (
+            plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong on our side.",
             )
-                .into_response()
         }
     }
 }
@@ -108,11 +161,10 @@ pub(crate) fn page_with_status(
 /// The response for a page whose data could not be read.
 pub(crate) fn unavailable(what: &str, err: &dyn std::error::Error) -> Response {
     tracing::error!(what, error = %err, "a page could not be served");
-    (
+    plain(
         StatusCode::SERVICE_UNAVAILABLE,
         "The database is not available right now; please try again.",
     )
-        .into_response()
 }
 
 /// The kinds of message the flash area shows.

@@ -418,7 +418,7 @@ async fn anonymous_visitors_are_told_to_sign_in_and_delete_nothing() {
     assert_eq!(stored(&server).await.len(), 1);
 
     // The count of refused calls is in the metrics.
-    let (_, metrics) = server.get("/metrics").await;
+    let (_, _, metrics) = server.metrics().await;
     assert!(
         metrics.contains(r#"liveview_calls_total{function="alerts_delete",outcome="refused"} 2"#),
         "{metrics}"

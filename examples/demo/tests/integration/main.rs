@@ -10,5 +10,6 @@ mod pages;
 mod presence;
 mod redis;
 mod search;
+mod security;
 mod snake;
 mod support;

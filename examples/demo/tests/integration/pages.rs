@@ -85,7 +85,7 @@ async fn the_quick_start_page_greets_and_notifies_every_page() {
 #[tokio::test]
 async fn metrics_and_health_checks_answer() {
     let server = TestDemo::start().await;
-    let (status, headers, before) = server.get_with_headers("/metrics").await;
+    let (status, headers, before) = server.metrics().await;
     assert_eq!(status, 200);
     assert!(
         header(&headers, "content-type").is_some_and(|t| t.starts_with("text/plain")),
@@ -99,7 +99,7 @@ async fn metrics_and_health_checks_answer() {
 
     let mut ada = server.connect("quickstart-metrics").await;
     call(&mut ada, "say_hello", json!({"name": "Ada"}), json!({})).await;
-    let (_, after) = server.get("/metrics").await;
+    let (_, _, after) = server.metrics().await;
     assert!(
         after.contains(r#"liveview_calls_total{function="say_hello",outcome="ok"} 1"#),
         "{after}"

@@ -35,10 +35,15 @@ impl Drop for TempDir {
     }
 }
 
+/// The token the tests' servers want on `/metrics`.
+pub const METRICS_TOKEN: &str = "test-metrics-token";
+
 /// The settings of a test: a fresh database file in `dir`, a small
-/// catalogue, a fast snake unless a test says otherwise.
+/// catalogue, a fast snake unless a test says otherwise, `/metrics` behind
+/// [`METRICS_TOKEN`].
 pub fn config(dir: &TempDir) -> Config {
     Config::default()
+        .with_metrics_token(METRICS_TOKEN)
         .with_database(dir.path().join("demo.sqlite3"))
         .with_products(3_000)
         .with_snake_tick(Duration::from_millis(40))
@@ -130,6 +135,13 @@ impl TestDemo {
     /// `GET path`: status, headers (lowercase names) and body.
     pub async fn get_with_headers(&self, path: &str) -> (u16, Vec<(String, String)>, String) {
         http_get(self.addr, path).await
+    }
+
+    /// `GET /metrics` with the token: status, headers and body.
+    pub async fn metrics(&self) -> (u16, Vec<(String, String)>, String) {
+        let bearer = format!("Bearer {METRICS_TOKEN}");
+        self.request("GET", "/metrics", &[("authorization", &bearer)], "")
+            .await
     }
 
     /// A request to this server: status, headers (lowercase names) and
