@@ -29,6 +29,11 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
             if warn(conn) {
                 tracing::debug!(target: "liveview", connection = conn.id, reason = %escaped(&invalid.0), "invalid message");
             }
+            // Counted before the answer goes out: a client that reads the
+            // answer then the metrics sees its call counted.
+            shared
+                .metrics
+                .call("", Outcome::Invalid, std::time::Duration::ZERO);
             // A frame with a `ref` gets it back, and its `done`, whatever
             // else is wrong with it: the page's loading state ends.
             let reference = protocol::reference_only(text);
@@ -41,9 +46,6 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
                     .outbox
                     .push(Frame::from(protocol::done_frame(reference)));
             }
-            shared
-                .metrics
-                .call("", Outcome::Invalid, std::time::Duration::ZERO);
             return Outcome::Invalid;
         }
     };
