@@ -89,6 +89,10 @@ pub(crate) struct Shared {
     /// The addresses [`crate::serve`] listens on: without configured
     /// origins, the origin check accepts pages served from these.
     pub served_at: std::sync::Mutex<Vec<std::net::SocketAddr>>,
+    /// Presence changes for the presence task (when presence is tracked).
+    pub presence_queue: Arc<crate::hub::presence::PresenceQueue>,
+    /// Stops the presence task when the application is dropped.
+    _presence_task: Option<tokio_util::sync::DropGuard>,
     next_id: AtomicU64,
 }
 
@@ -226,6 +230,13 @@ impl LiveView {
             }
         }
         crate::template::Position::new(groups)
+    }
+
+    /// Fault injection for tests: while `held`, presence changes are queued
+    /// but neither written through the layer nor announced.
+    #[doc(hidden)]
+    pub fn hold_presence_updates(&self, held: bool) {
+        self.shared.presence_queue.hold(held);
     }
 
     /// Whether the channel layer can carry frames now (for readiness
@@ -730,6 +741,21 @@ impl LiveViewBuilder {
         let metrics = Arc::new(Metrics::new(&registry.names()));
         let broadcaster = Broadcaster::new(hub.clone(), metrics.clone())
             .with_max_frame(self.config.max_outgoing_frame);
+        let presence_queue = Arc::new(crate::hub::presence::PresenceQueue::default());
+        let presence_task = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if self.presence.tracked => {
+                let stop = CancellationToken::new();
+                runtime.spawn(crate::connection::join::run_presence(
+                    presence_queue.clone(),
+                    hub.layer().clone(),
+                    broadcaster.clone(),
+                    self.presence.on_change.clone(),
+                    stop.clone(),
+                ));
+                Some(stop.drop_guard())
+            }
+            _ => None,
+        };
         Ok(LiveView {
             shared: Arc::new(Shared {
                 registry,
@@ -746,6 +772,8 @@ impl LiveViewBuilder {
                 presence: self.presence,
                 state: Arc::new(self.state),
                 served_at: Default::default(),
+                presence_queue,
+                _presence_task: presence_task,
                 next_id: AtomicU64::new(1),
             }),
         })

@@ -10,7 +10,7 @@ use crate::app::Shared;
 use crate::broadcast::Broadcaster;
 use crate::consumer::Connection;
 use crate::hub::log::sequenced;
-use crate::hub::presence::OnPresence;
+use crate::hub::presence::{Change, OnPresence, PresenceQueue};
 use crate::layer::{BROADCAST_GROUP, Frame, Missed, Replay, Resume, room_group};
 use crate::scope::Scope;
 
@@ -56,20 +56,9 @@ pub(crate) async fn open(
     let user = conn.scope.user().cloned();
     shared.hub.presence.join(room, id, user.clone());
     if shared.presence.tracked {
-        if let Err(err) = shared
-            .hub
-            .layer()
-            .presence_join(room, id, user.as_ref())
-            .await
-        {
-            tracing::warn!(target: "liveview", room, error = %err, "presence not shared");
-        }
-        announce(
-            shared.presence.on_change.as_ref(),
-            &shared.broadcaster,
-            room,
-        )
-        .await;
+        // Written through the layer and announced by the presence task,
+        // off the connection's path.
+        shared.presence_queue.push(room, Change::Join(id, user));
     }
     (conn, rx)
 }
@@ -80,16 +69,50 @@ pub(crate) fn close(shared: &Shared, conn: &Connection) {
     shared.hub.leave(BROADCAST_GROUP, conn.id);
     shared.hub.presence.leave(&conn.room, conn.id);
     if shared.presence.tracked && !shared.shutdown.is_cancelled() {
-        let broadcaster = shared.broadcaster.clone();
-        let on_change = shared.presence.on_change.clone();
-        let layer = shared.hub.layer().clone();
-        let (room, id) = (conn.room.to_string(), conn.id);
-        shared.tracker.spawn(async move {
-            if let Err(err) = layer.presence_leave(&room, id).await {
-                tracing::warn!(target: "liveview", room, error = %err, "presence not shared");
+        shared
+            .presence_queue
+            .push(&conn.room, Change::Leave(conn.id));
+    }
+}
+
+/// Writes the queued presence changes through the layer and tells each
+/// changed room once per pass, until `stop`.
+pub(crate) async fn run_presence(
+    queue: Arc<PresenceQueue>,
+    layer: Arc<dyn crate::layer::ChannelLayer>,
+    broadcaster: Broadcaster,
+    on_change: Option<OnPresence>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = queue.wake.notified() => {}
+        }
+        while queue.is_held() {
+            let changed = queue.held_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if !queue.is_held() {
+                break;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = changed => {}
+            }
+        }
+        for (room, changes) in queue.take() {
+            for change in changes {
+                let written = match &change {
+                    Change::Join(id, user) => layer.presence_join(&room, *id, user.as_ref()).await,
+                    Change::Leave(id) => layer.presence_leave(&room, *id).await,
+                };
+                if let Err(err) = written {
+                    tracing::warn!(target: "liveview", room, error = %err, "presence not shared");
+                }
             }
             announce(on_change.as_ref(), &broadcaster, &room).await;
-        });
+        }
     }
 }
 

@@ -38,11 +38,15 @@ impl Presence {
     pub fn new(room: impl Into<String>, members: Vec<Option<User>>) -> Self {
         let count = members.len();
         let mut users: Vec<User> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut anonymous = 0;
         for member in members {
             match member {
-                Some(user) if !users.iter().any(|u| u.id == user.id) => users.push(user),
-                Some(_) => {}
+                Some(user) => {
+                    if seen.insert(user.id.clone()) {
+                        users.push(user);
+                    }
+                }
                 None => anonymous += 1,
             }
         }
@@ -87,5 +91,55 @@ impl LocalPresence {
             .get(room)
             .map(|members| members.values().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+/// A change of a room's presence, waiting to be written through the layer.
+#[derive(Debug)]
+pub(crate) enum Change {
+    Join(u64, Option<User>),
+    Leave(u64),
+}
+
+/// Presence changes not yet written through the layer nor announced, per
+/// room: joins and leaves only queue here, and one task writes them and
+/// tells each changed room once per pass, however many came meanwhile.
+#[derive(Debug, Default)]
+pub(crate) struct PresenceQueue {
+    pending: Mutex<HashMap<String, Vec<Change>>>,
+    pub(crate) wake: tokio::sync::Notify,
+    /// Test hook: while set, nothing is written nor announced.
+    held: std::sync::atomic::AtomicBool,
+    pub(crate) held_changed: tokio::sync::Notify,
+}
+
+impl PresenceQueue {
+    pub(crate) fn push(&self, room: &str, change: Change) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match pending.get_mut(room) {
+            Some(changes) => changes.push(change),
+            None => {
+                pending.insert(room.to_owned(), vec![change]);
+            }
+        }
+        drop(pending);
+        self.wake.notify_one();
+    }
+
+    /// Everything queued so far, per room.
+    pub(crate) fn take(&self) -> HashMap<String, Vec<Change>> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn hold(&self, held: bool) {
+        self.held.store(held, std::sync::atomic::Ordering::Release);
+        self.held_changed.notify_waiters();
+        if !held {
+            self.wake.notify_one();
+        }
+    }
+
+    pub(crate) fn is_held(&self) -> bool {
+        self.held.load(std::sync::atomic::Ordering::Acquire)
     }
 }

@@ -1806,3 +1806,42 @@ async fn dropping_the_app_stops_its_redis_tasks() {
     .await;
     assert!(!layer.is_connected());
 }
+
+/// Joins and leaves are written through the layer and announced off the
+/// connection's path, once per room for all the changes queued meanwhile.
+#[tokio::test]
+async fn presence_changes_are_coalesced_per_room_off_the_connect_path() {
+    let url = shared_redis();
+    let layer = RedisLayer::builder(url)
+        .prefix(unique_prefix())
+        .build()
+        .unwrap();
+    let node = presence_node(&layer).await;
+    node.live().hold_presence_updates(true);
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(node.connect("crowd").await.unwrap());
+    }
+    // Connected, and answering calls, while presence waits.
+    for client in &mut clients {
+        assert_nothing_pending(client, "presence held").await;
+    }
+    node.live().hold_presence_updates(false);
+    // One announcement for the five joins.
+    for client in &mut clients {
+        assert_eq!(next(client).await["html"], "5 watching");
+    }
+    for client in &mut clients {
+        assert_nothing_pending(client, "announced once").await;
+    }
+    node.live().hold_presence_updates(true);
+    for client in clients.drain(3..) {
+        client.close().await;
+    }
+    wait_connections(&node, 3).await;
+    node.live().hold_presence_updates(false);
+    for client in &mut clients {
+        assert_eq!(next(client).await["html"], "3 watching");
+        assert_nothing_pending(client, "left once").await;
+    }
+}
