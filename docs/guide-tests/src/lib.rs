@@ -90,6 +90,8 @@ mod handlers {}
 mod frontend {}
 #[doc = include_str!("../../src/forms.md")]
 mod forms {}
+#[doc = include_str!("../../src/uploads.md")]
+mod uploads {}
 #[doc = include_str!("../../src/broadcasting.md")]
 mod broadcasting {}
 #[doc = include_str!("../../src/advanced.md")]
