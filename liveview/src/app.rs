@@ -634,6 +634,7 @@ impl LiveViewBuilder {
     /// | Variable | Value | Same as |
     /// |---|---|---|
     /// | `LIVEVIEW_REDIS_URL` | `redis://[[user]:password@]host[:port][/db]`, or `rediss://` (feature `redis-tls`) | [`channel_layer`](Self::channel_layer)`(RedisLayer::from_url(url)?)` (feature `redis`) |
+    /// | `LIVEVIEW_REDIS_CLUSTER` | comma-separated seed nodes, `host:port,host:port` | [`channel_layer`](Self::channel_layer)`(RedisClusterLayer::builder(seeds).build()?)` (feature `redis-cluster`) |
     /// | `LIVEVIEW_NATS_URL` | `nats://[user:password@]host:port` (several separated by commas) | [`channel_layer`](Self::channel_layer)`(NatsLayer::from_url(url)?)` (feature `nats`) |
     /// | `LIVEVIEW_ALLOWED_ORIGINS` | comma-separated origins, e.g. `https://app.example.com,https://example.com` | [`allowed_origins`](Self::allowed_origins) |
     /// | `LIVEVIEW_TRUSTED_PROXIES` | comma-separated IP addresses, e.g. `10.0.0.1,10.0.0.2` | [`trusted_proxies`](Self::trusted_proxies) |
@@ -642,8 +643,9 @@ impl LiveViewBuilder {
     ///
     /// [`BuildError::Env`] naming the variable when a value cannot be used,
     /// including `LIVEVIEW_REDIS_URL` in a build without the `redis`
-    /// feature and `LIVEVIEW_NATS_URL` without `nats` (rather than silently
-    /// staying on one process), and both set at once.
+    /// feature, `LIVEVIEW_NATS_URL` without `nats` and
+    /// `LIVEVIEW_REDIS_CLUSTER` without `redis-cluster` (rather than silently
+    /// staying on one process), and more than one of them set at once.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -667,13 +669,32 @@ impl LiveViewBuilder {
                 .filter(|value| !value.is_empty())
         };
         let invalid = |variable: &'static str, reason: String| BuildError::Env { variable, reason };
-        if let Some(url) = var(NATS_URL_ENV) {
-            if var(REDIS_URL_ENV).is_some() {
+        let layers = [NATS_URL_ENV, REDIS_URL_ENV, REDIS_CLUSTER_ENV];
+        if layers.iter().filter(|name| var(name).is_some()).count() > 1 {
+            return Err(invalid(
+                NATS_URL_ENV,
+                "more than one of LIVEVIEW_NATS_URL, LIVEVIEW_REDIS_URL and LIVEVIEW_REDIS_CLUSTER is set: choose one channel layer".to_owned(),
+            ));
+        }
+        if let Some(seeds) = var(REDIS_CLUSTER_ENV) {
+            #[cfg(feature = "redis-cluster")]
+            {
+                let layer = crate::layer::RedisClusterLayer::builder(comma_separated(&seeds))
+                    .build()
+                    .map_err(|err| invalid(REDIS_CLUSTER_ENV, err.to_string()))?;
+                self = self.channel_layer(layer);
+            }
+            #[cfg(not(feature = "redis-cluster"))]
+            {
+                let _ = seeds;
                 return Err(invalid(
-                    NATS_URL_ENV,
-                    "LIVEVIEW_REDIS_URL is set too: choose one channel layer".to_owned(),
+                    REDIS_CLUSTER_ENV,
+                    "it is set, but liveview was built without its `redis-cluster` feature"
+                        .to_owned(),
                 ));
             }
+        }
+        if let Some(url) = var(NATS_URL_ENV) {
             #[cfg(feature = "nats")]
             {
                 let layer = crate::layer::NatsLayer::from_url(&url)
@@ -784,6 +805,8 @@ impl LiveViewBuilder {
 const REDIS_URL_ENV: &str = "LIVEVIEW_REDIS_URL";
 /// The NATS URL read by [`LiveViewBuilder::from_env`].
 const NATS_URL_ENV: &str = "LIVEVIEW_NATS_URL";
+/// The Redis Cluster seeds read by [`LiveViewBuilder::from_env`].
+const REDIS_CLUSTER_ENV: &str = "LIVEVIEW_REDIS_CLUSTER";
 /// The origins read by [`LiveViewBuilder::from_env`].
 const ALLOWED_ORIGINS_ENV: &str = "LIVEVIEW_ALLOWED_ORIGINS";
 /// The trusted proxies read by [`LiveViewBuilder::from_env`].

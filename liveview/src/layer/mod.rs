@@ -21,6 +21,10 @@ mod memory;
 mod nats;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis-cluster")]
+mod redis_cluster;
+#[cfg(any(feature = "nats", feature = "redis-cluster"))]
+mod sequencer;
 
 pub use crate::hub::log::{
     GroupPosition, Missed, Replay, ReplayConfig, Resume, is_valid_epoch, replay_from,
@@ -31,6 +35,8 @@ pub use memory::MemoryLayer;
 pub use nats::{NatsLayer, NatsLayerBuilder};
 #[cfg(feature = "redis")]
 pub use redis::{RedisLayer, RedisLayerBuilder};
+#[cfg(feature = "redis-cluster")]
+pub use redis_cluster::{RedisClusterLayer, RedisClusterLayerBuilder};
 
 use std::fmt;
 

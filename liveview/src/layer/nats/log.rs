@@ -9,10 +9,10 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 use async_nats::jetstream::stream::{self, DirectGetErrorKind, DiscardPolicy, StorageType};
 
-use super::sequencer::Gap;
 use super::{
     Conn, H_EPOCH, H_NODE, H_SEQ, H_TIME, Inner, PUBLISH_TIMEOUT, REQUEST_TIMEOUT, bytes_of, now_ms,
 };
+use crate::layer::sequencer::Gap;
 use crate::layer::{
     Frame, GroupPosition, LayerError, Missed, Replay, ReplayConfig, replay_in_epoch,
 };

@@ -37,7 +37,6 @@
 mod log;
 mod names;
 mod presence;
-mod sequencer;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -53,7 +52,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use self::names::{Names, valid_prefix};
 use self::presence::OwnPresence;
-use self::sequencer::Sequencer;
+use super::sequencer::Sequencer;
 use super::{ChannelLayer, Frame, GroupPosition, LayerError, LocalDelivery, Missed, ReplayConfig};
 
 /// Environment variable read by [`NatsLayer::from_env`].
