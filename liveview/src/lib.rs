@@ -44,18 +44,29 @@
 //!
 //! ## Serving
 //!
-//! [`LiveView::router`] gives the WebSocket endpoint and the script;
-//! merge it into your app:
+//! The page is a template: render it at every request, so that each page
+//! load gets a room of its own. [`LiveView::router`] gives the WebSocket
+//! endpoint and the script; merge it into your app:
 //!
 //! ```no_run
-//! use axum::{response::Html, routing::get, Router};
+//! use axum::{http::StatusCode, response::Html, routing::get, Router};
 //! use liveview::LiveView;
+//!
+//! async fn index() -> Result<Html<String>, StatusCode> {
+//!     let mut env = minijinja::Environment::new();
+//!     liveview::template::register(&mut env); // liveview_room_uuid(), liveview_script()
+//!     env.add_template("index.html", include_str!("../../examples/quickstart/templates/index.html"))
+//!         .and_then(|()| env.get_template("index.html")?.render(()))
+//!         .map(Html)
+//!         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)
+//! }
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let live = LiveView::builder().build()?;
+//!     tracing_subscriber::fmt::init(); // the registered handlers, handler errors
+//!     let live = LiveView::builder().from_env()?.build()?;
 //!     let app = Router::new()
-//!         .route("/", get(|| async { Html(include_str!("../../examples/quickstart/templates/index.html")) }))
+//!         .route("/", get(index))
 //!         .merge(live.router());
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
 //!     liveview::serve(listener, app, live).await?;
@@ -79,6 +90,21 @@
 //!
 //! [`Consumer::send_to_room`] reaches one room; [`LiveView::broadcaster`]
 //! and [`Consumer::broadcaster`] give a handle for tasks and threads.
+//!
+//! ## Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `minijinja` | on | [`template::register`]: `liveview_room_uuid()` and `liveview_script()` for minijinja |
+//! | `redis` | off | `layer::RedisLayer`, the channel layer between server processes, and `LIVEVIEW_REDIS_URL` in [`LiveViewBuilder::from_env`] |
+//! | `redis-tls` | off | `rediss://` URLs for the Redis layer |
+//! | `testing` | off | [`testing`]: a recording consumer, an in-process app, a real test server and WebSocket client |
+//! | `browser` | off | `testing::browser`: headless Chromium through chromedriver |
+//!
+//! Test helpers are usually a dev-dependency (`features = ["testing"]`),
+//! and `cargo doc` leaves out a dev-dependency's features: read them on
+//! docs.rs, built with every feature, or run `cargo doc --open -p liveview
+//! --features liveview/testing`.
 //!
 //! ## Modules
 //!

@@ -44,6 +44,8 @@ pub struct Update {
     scroll_top: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     script: Option<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    morph: bool,
     #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
     reference: Option<u64>,
     #[serde(flatten, skip_serializing_if = "Map::is_empty")]
@@ -128,6 +130,24 @@ impl Update {
         self
     }
 
+    /// With [`html`](Self::html): morph the target's content into `html`
+    /// instead of replacing it, so the elements that stay keep their
+    /// focus, caret, typed value and scroll position (`"morph": true`).
+    ///
+    /// ```
+    /// use liveview::Update;
+    ///
+    /// let update = Update::new("#signup").html("<input name=email>").morph();
+    /// assert_eq!(
+    ///     serde_json::to_value(&update).unwrap(),
+    ///     serde_json::json!({"target": "#signup", "html": "<input name=email>", "morph": true})
+    /// );
+    /// ```
+    pub fn morph(mut self) -> Self {
+        self.morph = true;
+        self
+    }
+
     /// Add any other key, for clients that understand more than the
     /// protocol's keys.
     pub fn extra(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
@@ -203,12 +223,13 @@ mod tests {
             .scroll("#s")
             .scroll_top()
             .script("go()")
-            .extra("morph", true);
+            .morph()
+            .extra("focus", "#t input");
         assert_eq!(
             frame(update, Some(2)),
             json!({"target": "#t", "html": "<b>x</b>", "append": true, "url": "/u/",
                    "title": "T", "scroll": "#s", "scrollTop": true, "script": "go()",
-                   "morph": true, "ref": 2})
+                   "morph": true, "focus": "#t input", "ref": 2})
         );
         assert_eq!(
             frame(Update::new("#n").remove(), None),

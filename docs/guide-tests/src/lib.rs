@@ -110,3 +110,6 @@ mod demos {}
 mod api_reference {}
 #[doc = include_str!("../../src/django.md")]
 mod django {}
+// The README's examples, compiled like the chapters'.
+#[doc = include_str!("../../../README.md")]
+mod readme {}

@@ -15,7 +15,7 @@ async fn say_hello_answers_the_caller_with_the_exact_frame() {
     let mut client = server.connect("quickstart-test").await.unwrap();
 
     client
-        .call("say_hello", json!({"name": "Ada"}))
+        .call("say_hello", json!({"name": "Ada"}), json!({}))
         .await
         .unwrap();
     assert_eq!(
@@ -23,14 +23,17 @@ async fn say_hello_answers_the_caller_with_the_exact_frame() {
         json!({"target": "#greeting", "html": "<h1>Hello, Ada!</h1>"})
     );
 
-    client.call("say_hello", json!({})).await.unwrap();
+    client
+        .call("say_hello", json!({}), json!({}))
+        .await
+        .unwrap();
     assert_eq!(
         client.recv().await.unwrap(),
         json!({"target": "#greeting", "html": "<h1>Hello, World!</h1>"})
     );
 
     client
-        .call("say_hello", json!({"name": "<b>&"}))
+        .call("say_hello", json!({"name": "<b>&"}), json!({}))
         .await
         .unwrap();
     assert_eq!(
@@ -47,7 +50,7 @@ async fn notify_all_reaches_every_page() {
         .unwrap();
     let mut a = server.connect("room-a").await.unwrap();
     let mut b = server.connect("room-b").await.unwrap();
-    a.call("notify_all", json!({"message": "<i>deploy</i>"}))
+    a.call("notify_all", json!({"message": "<i>deploy</i>"}), json!({}))
         .await
         .unwrap();
     let expected = json!({

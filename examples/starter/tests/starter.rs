@@ -17,14 +17,14 @@ async fn greet_answers_over_a_websocket_with_escaped_input() {
         .unwrap();
     let mut client = server.connect("starter-test").await.unwrap();
     client
-        .call("greet", json!({"name": "<Ada>"}))
+        .call("greet", json!({"name": "<Ada>"}), json!({}))
         .await
         .unwrap();
     assert_eq!(
         client.recv().await.unwrap(),
         json!({"target": "#greeting", "html": "Hello, &lt;Ada&gt;!"})
     );
-    client.call("greet", json!({})).await.unwrap();
+    client.call("greet", json!({}), json!({})).await.unwrap();
     assert_eq!(client.recv().await.unwrap()["html"], "Hello, World!");
     server.shutdown().await;
 }

@@ -13,6 +13,7 @@ use crate::connection::join;
 use crate::consumer::Connection;
 use crate::layer::{Frame, Resume};
 use crate::scope::Scope;
+use crate::testing::Closed;
 
 /// A [`LiveView`] app under test, without a server.
 ///
@@ -130,10 +131,16 @@ impl TestClient {
     }
 
     /// Wait up to `timeout` for the next frame (one sent later, by a task or
-    /// a thread).
-    pub async fn recv_timeout(&mut self, timeout: Duration) -> Option<Value> {
-        let frame = tokio::time::timeout(timeout, self.rx.recv()).await.ok()??;
-        Some(serde_json::from_str(frame.as_str()).expect("the server only sends JSON"))
+    /// a thread), as [`WsClient::recv_timeout`](super::WsClient::recv_timeout)
+    /// does over a socket: [`Closed::TimedOut`] when none came.
+    pub async fn recv_timeout(&mut self, timeout: Duration) -> Result<Value, Closed> {
+        match tokio::time::timeout(timeout, self.rx.recv()).await {
+            Err(_) => Err(Closed::TimedOut),
+            Ok(None) => Err(Closed::Abruptly),
+            Ok(Some(frame)) => {
+                Ok(serde_json::from_str(frame.as_str()).expect("the server only sends JSON"))
+            }
+        }
     }
 
     /// The connection's consumer, as handlers see it.

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -107,6 +107,33 @@ impl TestServer {
         format!("ws://{}/ws/liveview/{room}/", self.addr)
     }
 
+    /// `GET path` over a real HTTP/1.1 connection: the response with its
+    /// whole body.
+    ///
+    /// ```
+    /// use liveview::{testing::TestServer, LiveView};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let server = TestServer::start(LiveView::builder(), axum::Router::new()).await.unwrap();
+    /// let response = server.get("/healthz").await.unwrap();
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(response.body(), "ok");
+    /// # }
+    /// ```
+    pub async fn get(&self, path: &str) -> std::io::Result<http::Response<String>> {
+        self.get_with(path, &[]).await
+    }
+
+    /// [`get`](Self::get) with extra request headers (`Cookie`,
+    /// `X-Forwarded-For`, ...).
+    pub async fn get_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<http::Response<String>> {
+        http_get(self.addr, path, headers).await
+    }
+
     /// The app being served (its broadcaster, its connection count).
     pub fn live(&self) -> &LiveView {
         &self.live
@@ -188,6 +215,69 @@ impl Drop for TestServer {
     }
 }
 
+/// One GET on a connection of its own (`Connection: close`), so the
+/// response ends with the connection.
+async fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<http::Response<String>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let mut stream = TcpStream::connect(addr).await?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+
+    let mut parsed = [httparse::EMPTY_HEADER; 64];
+    let mut head = httparse::Response::new(&mut parsed);
+    let body_start = match head.parse(&raw) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            return Err(invalid("the response ended in its head".into()));
+        }
+        Err(err) => return Err(invalid(format!("not an HTTP response: {err}"))),
+    };
+    let mut response = http::Response::builder().status(head.code.unwrap_or_default());
+    let mut chunked = false;
+    for header in head.headers.iter() {
+        chunked |= header.name.eq_ignore_ascii_case("transfer-encoding")
+            && header.value.eq_ignore_ascii_case(b"chunked");
+        response = response.header(header.name, header.value);
+    }
+    let body = &raw[body_start..];
+    let body = if chunked {
+        dechunk(body).ok_or_else(|| invalid("a malformed chunked body".into()))?
+    } else {
+        body.to_vec()
+    };
+    let body =
+        String::from_utf8(body).map_err(|err| invalid(format!("the body is not UTF-8: {err}")))?;
+    response.body(body).map_err(|err| invalid(err.to_string()))
+}
+
+/// The body of a `Transfer-Encoding: chunked` response.
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&raw[..line_end]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size + 2..)?;
+    }
+}
+
 /// Bind, retrying briefly while a killed server's port is released.
 async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let mut attempts = 0;
@@ -208,6 +298,8 @@ async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 pub struct WsClient {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
     timeout: Duration,
+    /// A close frame read by [`WsClient::received`], for the next read.
+    close_frame: Option<Closed>,
 }
 
 /// What a [`WsClient`] read instead of a JSON frame.
@@ -238,12 +330,21 @@ impl WsClient {
         Ok(Self {
             stream,
             timeout: Duration::from_secs(30),
+            close_frame: None,
         })
     }
 
-    /// Send `{"function": function, "form": form}` (data `{}`, lang `en`).
-    pub async fn call(&mut self, function: &str, form: Value) -> Result<(), tungstenite::Error> {
-        self.send_json(&json!({"function": function, "form": form, "data": {}, "lang": "en"}))
+    /// Call `function` with `form` and `data` (JSON objects), as
+    /// [`TestClient::call`](super::TestClient::call) does in process: sends
+    /// `{"function", "form", "data", "lang": "en"}`. The answers arrive
+    /// over the socket: read them with [`recv`](Self::recv).
+    pub async fn call(
+        &mut self,
+        function: &str,
+        form: Value,
+        data: Value,
+    ) -> Result<(), tungstenite::Error> {
+        self.send_json(&json!({"function": function, "form": form, "data": data, "lang": "en"}))
             .await
     }
 
@@ -267,8 +368,34 @@ impl WsClient {
         self.recv_timeout(self.timeout).await
     }
 
+    /// The JSON frames that have arrived and were not read yet, without
+    /// waiting for more (the same as
+    /// [`TestClient::received`](super::TestClient::received)). A close
+    /// frame ends the list; read it with [`closed`](Self::closed).
+    ///
+    /// Frames still on their way are not in it: to wait for a frame, use
+    /// [`recv`](Self::recv).
+    pub fn received(&mut self) -> Vec<Value> {
+        let mut frames = Vec::new();
+        while let Some(Some(Ok(message))) = self.stream.next().now_or_never() {
+            match message {
+                Message::Text(text) => frames
+                    .push(serde_json::from_str(text.as_str()).expect("the server only sends JSON")),
+                Message::Close(frame) => {
+                    self.close_frame = Some(self.close_received(frame));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        frames
+    }
+
     /// The next JSON frame, waiting up to `timeout`.
     pub async fn recv_timeout(&mut self, timeout: Duration) -> Result<Value, Closed> {
+        if let Some(closed) = self.close_frame.take() {
+            return Err(closed);
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let next = tokio::time::timeout_at(deadline, self.stream.next()).await;
@@ -289,6 +416,13 @@ impl WsClient {
                 Ok(Some(Ok(_))) => {}
             }
         }
+    }
+
+    fn close_received(&mut self, frame: Option<tungstenite::protocol::CloseFrame>) -> Closed {
+        // The reply tungstenite queued goes out with the next flush (now,
+        // for `recv`; at the next read or drop, for `received`).
+        let _ = self.stream.flush().now_or_never();
+        frame.map_or(Closed::Abruptly, |f| Closed::Code(f.code.into()))
     }
 
     /// Read until the server closes; the close code, skipping any frames

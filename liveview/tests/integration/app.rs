@@ -65,6 +65,7 @@ async fn typed_form_access_converts_strings_and_explains_misfits() {
         .call(
             "signup",
             json!({"email": "a@b.c", "age": "36", "newsletter": "on"}),
+            json!({}),
         )
         .await
         .unwrap();
@@ -76,6 +77,7 @@ async fn typed_form_access_converts_strings_and_explains_misfits() {
         .call(
             "signup",
             json!({"email": "a@b.c", "age": "old", "newsletter": false}),
+            json!({}),
         )
         .await
         .unwrap();
@@ -83,7 +85,11 @@ async fn typed_form_access_converts_strings_and_explains_misfits() {
     assert_eq!(error["target"], "#signup-error");
     assert_eq!(error["html"], "form.age: \"old\" is not a whole number");
     client
-        .call("signup", json!({"age": "3", "newsletter": false}))
+        .call(
+            "signup",
+            json!({"age": "3", "newsletter": false}),
+            json!({}),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -97,7 +103,7 @@ async fn a_sync_handler_runs_on_the_blocking_pool() {
     let server = server(LiveView::builder()).await;
     let mut client = server.connect("blocking").await.unwrap();
     client
-        .call("blocking_work", json!({"text": "done"}))
+        .call("blocking_work", json!({"text": "done"}), json!({}))
         .await
         .unwrap();
     let frame = next(&mut client).await;
@@ -111,10 +117,10 @@ async fn per_connection_state_lives_between_calls_and_is_not_shared() {
     let mut a = server.connect("state").await.unwrap();
     let mut b = server.connect("state").await.unwrap();
     for expected in ["1", "2", "3"] {
-        a.call("count", json!({})).await.unwrap();
+        a.call("count", json!({}), json!({})).await.unwrap();
         assert_eq!(next(&mut a).await["html"], expected);
     }
-    b.call("count", json!({})).await.unwrap();
+    b.call("count", json!({}), json!({})).await.unwrap();
     assert_eq!(next(&mut b).await["html"], "1");
 }
 
@@ -123,7 +129,10 @@ async fn handlers_read_the_application_state() {
     let builder = LiveView::builder().state(crate::handlers::Greeting("Hola"));
     let server = server(builder).await;
     let mut client = server.connect("app-state").await.unwrap();
-    client.call("app_greeting", json!({})).await.unwrap();
+    client
+        .call("app_greeting", json!({}), json!({}))
+        .await
+        .unwrap();
     assert_eq!(next(&mut client).await["html"], "Hola");
     assert_eq!(
         server
@@ -136,6 +145,9 @@ async fn handlers_read_the_application_state() {
 
     let without = crate::support::server(LiveView::builder()).await;
     let mut client = without.connect("app-state").await.unwrap();
-    client.call("app_greeting", json!({})).await.unwrap();
+    client
+        .call("app_greeting", json!({}), json!({}))
+        .await
+        .unwrap();
     assert_eq!(next(&mut client).await["html"], "(none)");
 }

@@ -22,7 +22,7 @@ async fn the_authenticator_populates_the_user() {
         liveview::testing::WsClient::connect(&url, &[("Cookie", "theme=dark; session=valid-ada")])
             .await
             .unwrap();
-    ada.call("whoami", json!({})).await.unwrap();
+    ada.call("whoami", json!({}), json!({})).await.unwrap();
     assert_eq!(
         next(&mut ada).await,
         json!({
@@ -39,7 +39,10 @@ async fn the_authenticator_populates_the_user() {
         .connect_with("auth-room", &[("Cookie", "session=forged")])
         .await
         .unwrap();
-    anonymous.call("whoami", json!({})).await.unwrap();
+    anonymous
+        .call("whoami", json!({}), json!({}))
+        .await
+        .unwrap();
     let frame = next(&mut anonymous).await;
     assert_eq!(frame["user"], json!(null));
     assert_eq!(frame["cookie"], "forged");

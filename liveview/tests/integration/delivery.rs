@@ -70,7 +70,7 @@ async fn a_broadcast_reaches_100_connections_exactly_once_each() {
         clients.push(server.connect(&format!("fanout-{}", i % 7)).await.unwrap());
     }
     clients[0]
-        .call("shout", json!({"text": "hello all"}))
+        .call("shout", json!({"text": "hello all"}), json!({}))
         .await
         .unwrap();
     let expected = json!({"target": "#all", "html": "hello all", "append": true});
@@ -88,7 +88,7 @@ async fn a_room_send_reaches_only_that_room() {
     let mut a1 = server.connect("room-a").await.unwrap();
     let mut a2 = server.connect("room-a").await.unwrap();
     let mut b = server.connect("room-b").await.unwrap();
-    a1.call("room_say", json!({"text": "<just a>"}))
+    a1.call("room_say", json!({"text": "<just a>"}), json!({}))
         .await
         .unwrap();
     let expected = json!({"target": "#room", "html": "&lt;just a&gt;"});

@@ -19,7 +19,10 @@ fn assert_no_internals(frame: &serde_json::Value) {
 async fn unknown_function_gets_a_fixed_error_and_the_connection_stays_open() {
     let server = server(LiveView::builder()).await;
     let mut client = server.connect("errors-unknown").await.unwrap();
-    client.call("no_such_handler", json!({})).await.unwrap();
+    client
+        .call("no_such_handler", json!({}), json!({}))
+        .await
+        .unwrap();
     let frame = next(&mut client).await;
     assert_eq!(frame, json!({"error": "Unknown function"}));
     assert_no_internals(&frame);
@@ -30,7 +33,7 @@ async fn unknown_function_gets_a_fixed_error_and_the_connection_stays_open() {
 async fn a_handler_error_is_an_internal_error_without_its_text() {
     let server = server(LiveView::builder()).await;
     let mut client = server.connect("errors-fail").await.unwrap();
-    client.call("fail", json!({})).await.unwrap();
+    client.call("fail", json!({}), json!({})).await.unwrap();
     let frame = next(&mut client).await;
     assert_eq!(frame, json!({"error": "Internal error"}));
     assert_no_internals(&frame);
@@ -43,7 +46,7 @@ async fn async_and_blocking_panics_are_internal_errors_and_hurt_no_one_else() {
     let mut victim = server.connect("errors-panic").await.unwrap();
     let mut bystander = server.connect("errors-panic").await.unwrap();
     for function in ["explode", "explode_sync"] {
-        victim.call(function, json!({})).await.unwrap();
+        victim.call(function, json!({}), json!({})).await.unwrap();
         let frame = next(&mut victim).await;
         assert_eq!(frame, json!({"error": "Internal error"}), "{function}");
         assert_no_internals(&frame);

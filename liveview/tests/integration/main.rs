@@ -25,6 +25,7 @@ mod servers;
 mod shutdown;
 mod slowloris;
 mod support;
+mod testing_api;
 mod uploads;
 #[cfg(feature = "s3")]
 mod uploads_s3;

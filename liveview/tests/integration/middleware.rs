@@ -46,7 +46,10 @@ async fn middleware_runs_in_order_and_can_refuse_or_allow() {
     let server = server(builder).await;
     let mut client = server.connect("middleware").await.unwrap();
 
-    client.call("protected", json!({})).await.unwrap();
+    client
+        .call("protected", json!({}), json!({}))
+        .await
+        .unwrap();
     assert_eq!(
         next(&mut client).await,
         json!({"target": "#error", "html": "<p>You must be logged in</p>"})
@@ -54,7 +57,7 @@ async fn middleware_runs_in_order_and_can_refuse_or_allow() {
     assert_nothing_pending(&mut client, "only the middleware's frame").await;
 
     client
-        .call("protected", json!({"pass": "yes"}))
+        .call("protected", json!({"pass": "yes"}), json!({}))
         .await
         .unwrap();
     assert_eq!(
@@ -75,11 +78,11 @@ async fn middleware_runs_in_order_and_can_refuse_or_allow() {
     // The async middleware refuses silently: nothing at all comes back.
     let mut forbidden = server.connect("middleware-forbidden").await.unwrap();
     forbidden
-        .call("echo", json!({"marker": "x"}))
+        .call("echo", json!({"marker": "x"}), json!({}))
         .await
         .unwrap();
     forbidden
-        .call("protected", json!({"pass": "yes"}))
+        .call("protected", json!({"pass": "yes"}), json!({}))
         .await
         .unwrap();
     assert_eq!(next(&mut forbidden).await["target"], "#secret");
@@ -93,7 +96,10 @@ async fn require_user_refuses_anonymous_callers_of_the_listed_handlers() {
     ));
     let server = server(builder).await;
     let mut client = server.connect("require-user").await.unwrap();
-    client.call("protected", json!({})).await.unwrap();
+    client
+        .call("protected", json!({}), json!({}))
+        .await
+        .unwrap();
     assert_eq!(
         next(&mut client).await,
         json!({"target": "#error", "html": "Sign in first"})

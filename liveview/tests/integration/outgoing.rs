@@ -80,6 +80,7 @@ async fn a_poison_broadcast_disconnects_no_one_and_is_never_replayed() {
         .call(
             "outgoing_notify_all",
             json!({"message": "'".repeat(60_000)}),
+            json!({}),
         )
         .await
         .unwrap();
@@ -95,7 +96,7 @@ async fn a_poison_broadcast_disconnects_no_one_and_is_never_replayed() {
     // A normal broadcast after it is the first frame of the group: the
     // poison frame was never numbered nor logged for replay.
     caller
-        .call("outgoing_notify_all", json!({"message": "fine"}))
+        .call("outgoing_notify_all", json!({"message": "fine"}), json!({}))
         .await
         .unwrap();
     assert_eq!(next(&mut caller).await["html"], "fine");

@@ -49,7 +49,10 @@ async fn the_room_hears_of_every_join_and_leave() {
     assert_eq!(next(&mut ada).await["html"], "3 watching");
     assert_eq!(next(&mut bob).await["html"], "3 watching");
 
-    guest.call("who_is_here", json!({})).await.unwrap();
+    guest
+        .call("who_is_here", json!({}), json!({}))
+        .await
+        .unwrap();
     assert_eq!(
         next(&mut guest).await,
         json!({"count": 3, "anonymous": 1, "users": ["Ada", "Bob"]})
@@ -72,6 +75,6 @@ async fn without_tracking_presence_still_counts_this_process() {
     let _b = server.connect("quiet").await.unwrap();
     let live = server.live().clone();
     crate::support::wait_until("both joined", || live.connections() == 2).await;
-    a.call("who_is_here", json!({})).await.unwrap();
+    a.call("who_is_here", json!({}), json!({})).await.unwrap();
     assert_eq!(next(&mut a).await["count"], 2);
 }

@@ -489,7 +489,7 @@ async fn two_instances_share_broadcasts_and_rooms_exactly_once() {
 
     // A room send from a handler on node B: the red room on both nodes only.
     b_red
-        .call("room_say", json!({"text": "red only"}))
+        .call("room_say", json!({"text": "red only"}), json!({}))
         .await
         .unwrap();
     let room_frame = json!({"target": "#room", "html": "red only"});
@@ -1231,7 +1231,7 @@ async fn presence_is_counted_across_nodes() {
     assert_eq!(next(&mut bob).await["html"], "3 watching");
 
     // A handler on either node sees everyone.
-    ada.call("who_is_here", json!({})).await.unwrap();
+    ada.call("who_is_here", json!({}), json!({})).await.unwrap();
     assert_eq!(
         next(&mut ada).await,
         json!({"count": 3, "anonymous": 1, "users": ["Ada", "Bob"]})
@@ -1241,7 +1241,7 @@ async fn presence_is_counted_across_nodes() {
     bob.close().await;
     assert_eq!(next(&mut ada).await["html"], "2 watching");
     assert_eq!(next(&mut guest).await["html"], "2 watching");
-    ada.call("who_is_here", json!({})).await.unwrap();
+    ada.call("who_is_here", json!({}), json!({})).await.unwrap();
     assert_eq!(
         next(&mut ada).await,
         json!({"count": 2, "anonymous": 1, "users": ["Ada"]})
@@ -1256,7 +1256,7 @@ async fn presence_is_counted_across_nodes() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    ada.call("who_is_here", json!({})).await.unwrap();
+    ada.call("who_is_here", json!({}), json!({})).await.unwrap();
     assert_eq!(
         next(&mut ada).await,
         json!({"count": 1, "anonymous": 0, "users": ["Ada"]})

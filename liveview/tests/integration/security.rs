@@ -15,7 +15,10 @@ async fn a_connection_over_its_rate_gets_rate_limited_then_closed_with_1008() {
     let server = server(builder).await;
     let mut client = server.connect("rate").await.unwrap();
     for i in 0..3 {
-        client.call("echo", json!({"i": i})).await.unwrap();
+        client
+            .call("echo", json!({"i": i}), json!({}))
+            .await
+            .unwrap();
         assert_eq!(next(&mut client).await["form"]["i"], i);
     }
     client
@@ -28,7 +31,7 @@ async fn a_connection_over_its_rate_gets_rate_limited_then_closed_with_1008() {
     );
     assert_eq!(next(&mut client).await, json!({"ref": 41, "done": true}));
     for _ in 0..3 {
-        client.call("echo", json!({})).await.unwrap();
+        client.call("echo", json!({}), json!({})).await.unwrap();
     }
     for _ in 0..3 {
         assert_eq!(next(&mut client).await, json!({"error": "Rate limited"}));
@@ -46,11 +49,11 @@ async fn connections_of_one_address_share_the_address_rate() {
     let mut b = server.connect("rate-addr").await.unwrap();
     for _ in 0..2 {
         for client in [&mut a, &mut b] {
-            client.call("echo", json!({})).await.unwrap();
+            client.call("echo", json!({}), json!({})).await.unwrap();
             assert_eq!(next(client).await["function"], "echo");
         }
     }
-    b.call("echo", json!({})).await.unwrap();
+    b.call("echo", json!({}), json!({})).await.unwrap();
     assert_eq!(next(&mut b).await, json!({"error": "Rate limited"}));
 }
 
@@ -99,7 +102,10 @@ async fn no_frame_ever_carries_internals_whatever_the_input() {
         client.send_text(input).await.unwrap();
     }
     // Every input gets its answer; collect until the marker's reply.
-    client.call("echo", json!({"marker": "end"})).await.unwrap();
+    client
+        .call("echo", json!({"marker": "end"}), json!({}))
+        .await
+        .unwrap();
     let mut frames = Vec::new();
     loop {
         let frame = next(&mut client).await;
@@ -144,9 +150,9 @@ async fn no_frame_ever_carries_internals_whatever_the_input() {
 async fn metrics_count_calls_connections_and_memberships() {
     let server = server(LiveView::builder()).await;
     let mut client = server.connect("metrics").await.unwrap();
-    client.call("echo", json!({})).await.unwrap();
+    client.call("echo", json!({}), json!({})).await.unwrap();
     next(&mut client).await;
-    client.call("fail", json!({})).await.unwrap();
+    client.call("fail", json!({}), json!({})).await.unwrap();
     next(&mut client).await;
     client.send_text("nope").await.unwrap();
     next(&mut client).await;
@@ -217,7 +223,7 @@ async fn signed_session_cookies_authenticate_and_forgeries_do_not() {
         .connect_with("session", &[("Cookie", &pair)])
         .await
         .unwrap();
-    ada.call("whoami", json!({})).await.unwrap();
+    ada.call("whoami", json!({}), json!({})).await.unwrap();
     assert_eq!(next(&mut ada).await["user"], "Ada");
 
     // A cookie the attacker signed with a key of their own.
@@ -229,7 +235,7 @@ async fn signed_session_cookies_authenticate_and_forgeries_do_not() {
         .connect_with("session", &[("Cookie", &forged)])
         .await
         .unwrap();
-    eve.call("whoami", json!({})).await.unwrap();
+    eve.call("whoami", json!({}), json!({})).await.unwrap();
     assert_eq!(next(&mut eve).await["user"], json!(null));
 }
 
@@ -323,9 +329,9 @@ async fn spans_name_the_connection_and_each_call_with_its_outcome() {
 
     let server = server(LiveView::builder()).await;
     let mut client = server.connect("traced-room").await.unwrap();
-    client.call("echo", json!({})).await.unwrap();
+    client.call("echo", json!({}), json!({})).await.unwrap();
     next(&mut client).await;
-    client.call("fail", json!({})).await.unwrap();
+    client.call("fail", json!({}), json!({})).await.unwrap();
     next(&mut client).await;
     client.close().await;
     let live = server.live().clone();

@@ -30,7 +30,11 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 /// marker and check that the marker's reply is the very next frame.
 pub async fn assert_nothing_pending(client: &mut WsClient, marker: &str) {
     client
-        .call("echo", serde_json::json!({"marker": marker}))
+        .call(
+            "echo",
+            serde_json::json!({"marker": marker}),
+            serde_json::json!({}),
+        )
         .await
         .unwrap();
     let next = client.recv().await.unwrap();
