@@ -70,7 +70,10 @@ async fn an_ended_session_is_accepted_then_closed_with_4401() {
         .connect_with("expired-room", &[("Cookie", "session=unknown")])
         .await
         .unwrap();
-    anonymous.call("whoami", json!({})).await.unwrap();
+    anonymous
+        .call("whoami", json!({}), json!({}))
+        .await
+        .unwrap();
     assert_eq!(next(&mut anonymous).await["user"], json!(null));
 }
 
@@ -81,7 +84,7 @@ async fn expire_closes_a_live_connection_with_4401_after_its_frames() {
         .connect_with("expire-room", &[("Cookie", "session=valid-ada")])
         .await
         .unwrap();
-    ada.call("expire_me", json!({})).await.unwrap();
+    ada.call("expire_me", json!({}), json!({})).await.unwrap();
     assert_eq!(
         next(&mut ada).await,
         json!({"target": "#bye", "html": "bye"})
