@@ -44,6 +44,7 @@
   const A_FUNCTION = "data-liveview-function";
   const A_DEBOUNCE = "data-liveview-debounce";
   const A_INIT = "data-liveview-init";
+  const A_REINIT = "data-liveview-reinit";
   const A_FOCUS = "data-liveview-focus";
   const A_APPEAR = "data-liveview-intersect-appear";
   const A_DISAPPEAR = "data-liveview-intersect-disappear";
@@ -75,6 +76,9 @@
   // The script tag that loaded us: the page's position in its groups
   // (`data-liveview-resume`) and the CSP nonce come from it.
   const me = doc.currentScript || doc.querySelector("script[data-liveview-resume]");
+  // Under a strict Content-Security-Policy (`script-src 'nonce-…'`) code
+  // runs only through script elements carrying this nonce, never eval.
+  const nonce = (me && me.nonce) || "";
 
   // Tunables, from `window.webSocketConfig` (see README.md), read when used.
   const conf = (key, dflt) => {
@@ -109,6 +113,31 @@
     crypto.getRandomValues(bytes);
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   };
+
+  // Run server-written code as a function body, `el` and `this` bound to
+  // `el` (upstream's contract for inline scripts): its `const`s are its own,
+  // so the same script rendered twice runs twice without a clash. With a
+  // CSP nonce it runs through a nonce'd script element instead of eval.
+  let running = null;
+  function runCode(code, el) {
+    if (nonce) {
+      const s = doc.createElement("script");
+      s.nonce = nonce;
+      s.textContent = `(function(el){${code}\n}).call(LiveView._el,LiveView._el)`;
+      running = el;
+      try { doc.head.appendChild(s).remove(); } finally { running = null; }
+      return;
+    }
+    try {
+      new Function("el", code).call(el, el);
+    } catch (err) {
+      console.error("LiveView: script failed", err);
+    }
+  }
+
+  // Classic scripts only, as upstream: modules, JSON, templates are data.
+  const classic = (s) => /^((text|application)\/(x-)?(java|ecma)script)?$/i
+    .test((s.getAttribute("type") || "").trim());
 
   const isButton = (el) => el.tagName === "BUTTON" ||
     (el.tagName === "INPUT" && /^(submit|button|reset|image)$/.test(el.type));
@@ -626,6 +655,7 @@
    * ------------------------------------------------------------------ */
 
   const initDone = new WeakSet();
+  let restoring = false;              // back/forward is putting content back
   const focusDone = new WeakSet();
   const observedBy = new WeakMap();   // element -> its IntersectionObserver
   const visible = new WeakSet();      // elements last reported in view
@@ -643,7 +673,8 @@
     each(root, `[${A_INIT}]`, (el) => {
       if (initDone.has(el)) return;
       initDone.add(el);
-      init(el);
+      // Back/forward brings back content that was initialised already.
+      if (!restoring || el.hasAttribute(A_REINIT)) init(el);
     });
     each(root, `[${A_FOCUS}]`, (el) => {
       if (focusDone.has(el) || el.getAttribute(A_FOCUS) === "false") return;
@@ -742,17 +773,18 @@
 
   // The server could not replay what the page missed while disconnected
   // (too far behind, or the server restarted), or a group's numbering
-  // restarted. The live parts reload: every `data-liveview-init` runs
-  // again, unless a `liveview:resync` listener called preventDefault() to do
-  // it its own way.
+  // restarted. Elements that opted in with `data-liveview-reinit` run their
+  // init again to reload, unless a `liveview:resync` listener called
+  // preventDefault() to do it its own way.
   function resync() {
-    if (emit("liveview:resync", { room }, true)) each(html, `[${A_INIT}]`, init);
+    if (emit("liveview:resync", { room }, true)) each(html, `[${A_INIT}][${A_REINIT}]`, init);
   }
 
   // Order: error, title, target (html/append/remove), url, scroll, script.
   function apply(m) {
     if (m.error != null) {
-      console.error("LiveView: server error:", m.error);
+      const call = m.ref != null && inflight.get(m.ref);
+      console.error(`LiveView: server error: ${m.error}` + (call ? ` (calling "${call.fn}")` : ""));
       emit("liveview:error", { message: m.error, ref: m.ref == null ? null : m.ref });
     }
     const oldTitle = doc.title;
@@ -788,7 +820,7 @@
       else console.warn(`LiveView: scroll target "${m.scroll}" not found`);
     }
     if (m.scrollTop) window.scrollTo({ top: 0, behavior: "smooth" });
-    if (m.script) new Function(m.script)(); // server-written code only
+    if (m.script) runCode(String(m.script), (m.target != null && find(m.target)) || null);
   }
 
   // What the user did wins over a reply that was made before it: the edit
@@ -839,17 +871,18 @@
       if (doc.activeElement !== active) active.focus({ preventScroll: true });
       if (sel) try { active.setSelectionRange(...sel); } catch (_) { /* not text */ }
     }
-    // Parsed scripts are inert: run them by inserting fresh copies.
+    added.forEach(scan);
+    // Parsed scripts are inert. Inline ones run as a function of the
+    // updated element; external ones load through a fresh copy.
     for (const old of scripts) {
-      if (!old.isConnected) continue;
+      if (!old.isConnected || !classic(old)) continue;
+      if (!old.src) { runCode(old.textContent, el); continue; }
       const s = doc.createElement("script");
       for (const a of old.attributes) s.setAttribute(a.name, a.value);
-      if (old.nonce) s.nonce = old.nonce;
-      if (old.src) s.async = false;
-      s.textContent = old.textContent;
+      s.nonce = old.nonce || nonce;
+      s.async = false;
       old.replaceWith(s);
     }
-    added.forEach(scan);
   }
 
   // The control in `frag` that stands for the live control `c` of `el`:
@@ -1040,10 +1073,13 @@
       const eb = find(b);
       return ea.contains(eb) ? -1 : eb.contains(ea) ? 1 : 0;
     });
-    for (const sel of order) {
-      const el = find(sel);
-      if (el && el.innerHTML !== areas[sel]) render(el, areas[sel], "replace", keep);
-    }
+    restoring = true;
+    try {
+      for (const sel of order) {
+        const el = find(sel);
+        if (el && el.innerHTML !== areas[sel]) render(el, areas[sel], "replace", keep);
+      }
+    } finally { restoring = false; }
   }
 
   /* ------------------------------------------------------------------ *
@@ -1113,6 +1149,8 @@
     get url() { return socketUrl(); },
     get queued() { return queue.length; },
     get inflight() { return inflight.size; },
+    /** The element of the inline script running under a CSP nonce. */
+    get _el() { return running; },
   });
 
   if (doc.readyState === "loading") doc.addEventListener("DOMContentLoaded", boot, { once: true });

@@ -108,23 +108,52 @@ pub fn script_tag_at(position: &Position) -> String {
     script_tag_resuming(&position.to_string())
 }
 
+/// The `<script>` tag that loads the client, with the page's `position`
+/// when given and a Content-Security-Policy `nonce` when given. Under a
+/// strict policy (`script-src 'nonce-…'`, no `unsafe-inline`, no
+/// `unsafe-eval`) the client reads the nonce from this tag and runs the
+/// inline scripts of updates and the `script` key through script elements
+/// carrying it, never through `eval`. Use a fresh random nonce per response.
+///
+/// ```
+/// let tag = liveview::template::script_tag_with(None, Some("r4nd0m"));
+/// assert!(tag.starts_with(r#"<script src="/static/liveview/liveview.min.js?v="#));
+/// assert!(tag.ends_with(r#"" nonce="r4nd0m" defer></script>"#));
+/// assert_eq!(liveview::template::script_tag_with(None, None), liveview::script_tag());
+/// ```
+pub fn script_tag_with(position: Option<&Position>, nonce: Option<&str>) -> String {
+    let resume = position.map(Position::to_string).unwrap_or_default();
+    script_tag_full(&resume, nonce.unwrap_or(""))
+}
+
 fn script_tag_resuming(resume: &str) -> String {
+    script_tag_full(resume, "")
+}
+
+fn script_tag_full(resume: &str, nonce: &str) -> String {
     let url = crate::assets::script_url();
-    let src = crate::escape(&url);
-    if resume.is_empty() {
-        format!(r#"<script src="{src}" defer></script>"#)
-    } else {
-        let resume = crate::escape(resume);
-        format!(r#"<script src="{src}" data-liveview-resume="{resume}" defer></script>"#)
+    let mut tag = format!(r#"<script src="{}""#, crate::escape(&url));
+    if !resume.is_empty() {
+        tag.push_str(&format!(
+            r#" data-liveview-resume="{}""#,
+            crate::escape(resume)
+        ));
     }
+    if !nonce.is_empty() {
+        tag.push_str(&format!(r#" nonce="{}""#, crate::escape(nonce)));
+    }
+    tag.push_str(" defer></script>");
+    tag
 }
 
 /// Register the helpers with a minijinja environment: `liveview_room_uuid()`
 /// and `liveview_script(position)` (marked safe, so it is not escaped),
 /// where `position` is the page's [`Position`] in the template's context;
-/// `liveview_script()` without it renders a tag without a position; and
-/// `liveview_upload_script()`, the upload add-on's tag
-/// ([`upload::script_tag`](crate::upload::script_tag)), also marked safe.
+/// `liveview_script()` without it renders a tag without a position,
+/// `liveview_script(position, nonce=csp_nonce)` adds a CSP nonce (see
+/// [`script_tag_with`]); and `liveview_upload_script()`, the upload
+/// add-on's tag ([`upload::script_tag`](crate::upload::script_tag)), also
+/// marked safe.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -138,15 +167,27 @@ fn script_tag_resuming(resume: &str) -> String {
 /// let html = env.get_template("page.html").unwrap().render(context).unwrap();
 /// assert!(html.contains("<script src="));
 /// assert!(html.contains("data-liveview-resume=\"room_"));
+///
+/// env.add_template("strict.html", r#"{{ liveview_script(nonce=nonce) }}"#).unwrap();
+/// let html = env.get_template("strict.html").unwrap().render(minijinja::context! { nonce => "n0nce" }).unwrap();
+/// assert!(html.contains(r#" nonce="n0nce""#));
 /// # }
 /// ```
 #[cfg(feature = "minijinja")]
 pub fn register(env: &mut minijinja::Environment<'_>) {
     env.add_function("liveview_room_uuid", room_uuid);
-    env.add_function("liveview_script", |position: Option<String>| {
-        let resume = position.unwrap_or_default();
-        minijinja::Value::from_safe_string(script_tag_resuming(&resume))
-    });
+    env.add_function(
+        "liveview_script",
+        |position: Option<String>, kwargs: minijinja::value::Kwargs| {
+            let nonce: Option<String> = kwargs.get("nonce")?;
+            kwargs.assert_all_used()?;
+            let resume = position.unwrap_or_default();
+            Ok::<_, minijinja::Error>(minijinja::Value::from_safe_string(script_tag_full(
+                &resume,
+                nonce.as_deref().unwrap_or(""),
+            )))
+        },
+    );
     env.add_function("liveview_upload_script", || {
         minijinja::Value::from_safe_string(crate::upload::script_tag())
     });

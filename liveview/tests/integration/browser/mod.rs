@@ -7,6 +7,7 @@
 //! fails.
 
 mod actions;
+mod csp;
 mod forms;
 mod guards;
 mod history;
@@ -19,6 +20,7 @@ mod presence;
 mod reconnect;
 mod replay;
 mod rooms;
+mod scripts;
 mod server_keys;
 
 use std::collections::HashMap;
@@ -191,7 +193,15 @@ impl Page {
 /// Serve `body`, open it in a fresh Chromium, wait for the socket, run
 /// `test`, and save the screenshot `name` whatever the outcome.
 pub async fn browser_test(name: &str, body: &str, test: impl AsyncFnOnce(&mut Page) -> TestResult) {
-    let routes = page_routes(body);
+    browser_test_routes(name, page_routes(body), test).await;
+}
+
+/// [`browser_test`] with the page served by `routes` (at `/`).
+pub async fn browser_test_routes(
+    name: &str,
+    routes: Router,
+    test: impl AsyncFnOnce(&mut Page) -> TestResult,
+) {
     let server = TestServer::start(LiveView::builder(), routes.clone())
         .await
         .expect("the test server starts");

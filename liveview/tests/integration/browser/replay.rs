@@ -28,7 +28,7 @@ const CONNECTED: &str = r##"document.documentElement.dataset.liveviewConnected =
 /// check delivery.
 pub(super) const BODY: &str = r##"
 <button id="slow" data-action="click->page#run" data-liveview-function="b_slow_forever">slow</button>
-<div id="live" data-liveview-init="b_replay_init"></div>
+<div id="live" data-liveview-init="b_replay_init" data-liveview-reinit></div>
 <p id="probe"></p>
 <p id="probe-all"></p>
 <ul id="feed"></ul>

@@ -173,3 +173,30 @@ async fn an_update_for_a_missing_target_leaves_the_page_working() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_console_names_the_unknown_function_the_page_called() {
+    let body = r##"
+<script>
+  window.__console = [];
+  const error = console.error;
+  console.error = (...args) => { __console.push(args.map(String).join(" ")); error(...args); };
+</script>
+<button id="missing-fn" data-action="click->page#run" data-liveview-function="no_such_handler">call</button>
+"##;
+    browser_test(
+        "the_console_names_the_unknown_function_the_page_called",
+        body,
+        async |page| {
+            let b = &page.browser;
+            b.click("#missing-fn").await?;
+            b.wait("__lv.errors.length === 1").await?;
+            assert_eq!(
+                b.eval("__console").await?,
+                json!([r#"LiveView: server error: Unknown function (calling "no_such_handler")"#])
+            );
+            Ok(())
+        },
+    )
+    .await;
+}
