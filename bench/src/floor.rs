@@ -5,9 +5,10 @@
 //! WebSockets on tokio, the limit a framework can approach.
 //!
 //! One task per connection, which both reads and writes; broadcasts reach
-//! it through a bounded queue holding one shared buffer per frame. Buffers
-//! are the library's defaults (4 KiB), so memory per connection compares
-//! like with like.
+//! it through a bounded queue holding one shared buffer per frame. Socket
+//! buffers are the library's defaults ([`READ_BUFFER`], [`WRITE_BUFFER`]),
+//! and the bench server is given the same, so memory per connection
+//! compares like with like.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +24,16 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 /// The answer to every call: the bytes of the framework's `say_hello`
 /// answer.
 const REPLY: &str = r##"{"target":"#greeting","html":"<h1>Hello, Ada!</h1>"}"##;
+
+/// Read buffer of each connection, bytes: the library's default
+/// (`LiveViewBuilder::socket_buffers`).
+pub(crate) const READ_BUFFER: usize = 2 * 1024;
+
+/// Write buffer of each connection, bytes: the library's default.
+pub(crate) const WRITE_BUFFER: usize = 4 * 1024;
+
+/// Largest frame, bytes: the library's default (PROTOCOL.md).
+const MAX_FRAME: usize = 64 * 1024;
 
 /// Frames a connection may have waiting, as the library's default.
 const QUEUE: usize = 256;
@@ -73,11 +84,12 @@ async fn serve(addr: String) -> Result<(), String> {
 async fn connection(stream: TcpStream, id: u64, members: Members) {
     let _ = stream.set_nodelay(true);
     let config = WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(4 * 1024)
-        .max_write_buffer_size(256 * 1024)
-        .max_message_size(Some(64 * 1024))
-        .max_frame_size(Some(64 * 1024));
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        // As the library: four of the larger of write buffer and frame.
+        .max_write_buffer_size(WRITE_BUFFER.max(MAX_FRAME) * 4)
+        .max_message_size(Some(MAX_FRAME))
+        .max_frame_size(Some(MAX_FRAME));
     let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         return;
     };

@@ -10,9 +10,15 @@ use tokio::runtime::Runtime;
 use crate::peer::Peer;
 use crate::procs::{self, ServerProc, Spawner};
 use crate::replay_log;
-use crate::report::{self, CrossNode, FanOut, Idle, Run, ServerResult};
+use crate::report::{self, CrossNode, FanOut, Idle, Latency, Run, ServerResult};
 use crate::scenarios::{self, FanOutRun, Load, Plan, Pool, Publisher, RoundTrip, Tracker};
 use crate::server::Layer;
+
+/// The version of the method: raised whenever a change to the harness
+/// makes its numbers incomparable with earlier ones (2: the floor with the
+/// library's socket buffers, ratios like for like, load generator CPU,
+/// median and spread over slices).
+pub(crate) const HARNESS_VERSION: u32 = 2;
 
 /// Full run or CI's smoke run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +106,7 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
         .to_owned(),
         started: utc(started),
         seconds: 0.0,
+        provenance: procs::provenance(),
         machine: procs::machine(pinned, raised, nofile, options.redis),
         plan: serde_json::to_value(&plan).map_err(|e| e.to_string())?,
         scenarios: options.scenarios.clone(),
@@ -120,7 +127,14 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
         run.notes
             .push("debug build: run with --release for numbers worth comparing".to_owned());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // The load generator: one worker thread per core not given to the
+    // servers (core 0), at least two. Its CPU is recorded beside every
+    // throughput figure, to show whether it had headroom.
+    let load_threads = procs::cores().saturating_sub(1).max(2);
+    run.machine.load_generator_threads = load_threads;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(load_threads)
+        .thread_name("load-generator")
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
@@ -331,7 +345,26 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
             command.args(["--redis-url", &redis_url, "--prefix", &prefix]);
             spawner.start("liveview-node", command, port, Duration::from_secs(60))
         };
-        match bench.cross_node(&start) {
+        // The baseline of "what Redis adds": the same delivery on a server
+        // without Redis (the memory layer), measured in the same turns.
+        let start_memory = || {
+            let port = procs::free_port()?;
+            let mut command = spawner.command(&exe);
+            command.args([
+                "server",
+                "--layer",
+                "memory",
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+            ]);
+            spawner.start(
+                "liveview-memory-node",
+                command,
+                port,
+                Duration::from_secs(60),
+            )
+        };
+        match bench.cross_node(&start, &start_memory) {
             Ok(cross) => {
                 if cross.missing > 0 || cross.duplicates > 0 {
                     bench.run.failures.push(format!(
@@ -536,7 +569,9 @@ impl Bench<'_> {
             }
             for ((i, _), trip) in servers.iter().zip(trips) {
                 if let Some(t) = trip {
-                    results[*i].round_trip = Some(t.result());
+                    let (latency, spread) = t.result();
+                    results[*i].round_trip = Some(latency);
+                    results[*i].round_trip_p50_spread = Some(spread);
                     runtime.block_on(async move { drop(t) });
                 }
             }
@@ -572,6 +607,15 @@ impl Bench<'_> {
                 for ((i, server), load) in servers.iter().zip(loads) {
                     let Some(l) = load else { continue };
                     let t = l.result();
+                    if t.load_generator_cpu_percent > 90.0 {
+                        let what = format!(
+                            "throughput at {connections}: the load generator used {:.0}% of its core: \
+                             calls per second may be its limit rather than the server's; \
+                             server CPU per call is the figure to compare",
+                            t.load_generator_cpu_percent
+                        );
+                        results[*i].notes.push(what);
+                    }
                     if t.errors > 0 {
                         let what =
                             format!("throughput at {connections}: {} calls failed", t.errors);
@@ -644,11 +688,13 @@ impl Bench<'_> {
     fn cross_node(
         &mut self,
         start: &dyn Fn() -> Result<ServerProc, String>,
+        start_memory: &dyn Fn() -> Result<ServerProc, String>,
     ) -> Result<CrossNode, String> {
         eprintln!("== cross-node");
         let plan = self.plan;
         let a = start()?;
         let b = start()?;
+        let m = start_memory()?;
         let n = plan.cross_node_subscribers;
         if !self.fits(2 * n) {
             return Err(format!(
@@ -659,11 +705,15 @@ impl Bench<'_> {
         self.runtime.block_on(async {
             scenarios::warm_up(a.endpoint, plan).await?;
             scenarios::warm_up(b.endpoint, plan).await?;
+            scenarios::warm_up(m.endpoint, plan).await?;
             let tracker = Tracker::new();
             let mut on_a = Publisher::connect(a.endpoint, 3, plan).await?;
             let mut on_b = Publisher::connect(b.endpoint, 4, plan).await?;
+            let mut on_m = Publisher::connect(m.endpoint, 5, plan).await?;
             let mut pool_b = Pool::new(b.endpoint, tracker.clone(), 100);
             pool_b.grow(1, plan).await?;
+            let mut pool_m = Pool::new(m.endpoint, tracker.clone(), 200);
+            pool_m.grow(1, plan).await?;
             // Node B subscribes to the Redis channel in the background once
             // its first member joins; wait until a call on A reaches it.
             if !on_a
@@ -673,8 +723,15 @@ impl Bench<'_> {
                 return Err("a broadcast on node A never reached node B".to_owned());
             }
             let duplicates_before = tracker.duplicates();
-            let (same, cross, mut missing) =
-                scenarios::cross_node_latency(&mut on_b, &mut on_a, &tracker, plan).await?;
+            let (latencies, mut missing) = scenarios::cross_node_latency(
+                &mut [&mut on_m, &mut on_b, &mut on_a],
+                &tracker,
+                plan,
+            )
+            .await?;
+            let [memory, same, cross] = <[Latency; 3]>::try_from(latencies)
+                .map_err(|_| "cross-node: three latencies expected".to_owned())?;
+            drop((pool_m, on_m));
             pool_b.grow(n, plan).await?;
             let mut pool_a = Pool::new(a.endpoint, tracker.clone(), 1_000_000);
             pool_a.grow(n, plan).await?;
@@ -684,7 +741,8 @@ impl Bench<'_> {
             let duplicates = tracker.duplicates() - duplicates_before;
             drop((pool_a, pool_b, on_a, on_b));
             Ok(CrossNode {
-                redis_adds_p50_us: cross.p50_us - same.p50_us,
+                redis_adds_p50_us: cross.p50_us - memory.p50_us,
+                memory_layer: Some(memory),
                 same_node: same,
                 cross_node: cross,
                 two_nodes: Some(two),
@@ -706,7 +764,7 @@ impl Bench<'_> {
 }
 
 /// `2026-11-25T10:20:30Z`.
-fn utc(time: SystemTime) -> String {
+pub(crate) fn utc(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rest) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -728,7 +786,7 @@ fn utc(time: SystemTime) -> String {
 }
 
 /// `2026-11-25T10:20:30Z` -> `20261125-102030`.
-fn compact(utc: &str) -> String {
+pub(crate) fn compact(utc: &str) -> String {
     utc.replace(['-', ':', 'Z'], "").replace('T', "-")
 }
 

@@ -9,11 +9,13 @@
 //! liveview-bench server --layer memory|redis --addr 127.0.0.1:9000
 //! liveview-bench floor --addr 127.0.0.1:9001
 //! liveview-bench report bench/results/run-….json   # the Markdown tables
+//! cargo run --release -p liveview-bench -- idle-scale  # 19,000 idle connections
 //! ```
 
 mod client;
 mod floor;
 mod harness;
+mod idle_scale;
 mod peer;
 mod procs;
 mod replay_log;
@@ -39,6 +41,12 @@ commands:
   server   serve the quick start for load: --layer memory|redis --addr ADDR
            [--redis-url URL] [--prefix PREFIX]
   floor    serve the floor: --addr ADDR
+  idle-scale
+           19,000 idle connections (--connections N) against the quick start
+           with every default, from --procs P load processes over source
+           addresses 127.0.0.2-255: server RSS and bytes per connection;
+           writes bench/results/idle-scale-<time>.json
+  hold     (used by idle-scale) hold --connections N from --first I on --addr
   report   print the Markdown tables of a results file: report FILE
   drive    load a server started by hand (to profile it): --addr ADDR
            --load calls|idle|broadcast --connections N --seconds S
@@ -69,6 +77,8 @@ fn main() -> ExitCode {
         "floor" => floor::main(rest).map(|()| true),
         "report" => print_report(rest).map(|()| true),
         "drive" => drive(rest).map(|()| true),
+        "idle-scale" => idle_scale::main(rest),
+        "hold" => idle_scale::hold(rest).map(|()| true),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(true)

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::client::Endpoint;
-use crate::report::Machine;
+use crate::report::{Machine, Provenance};
 
 /// A server process, killed when dropped.
 #[derive(Debug)]
@@ -194,10 +194,17 @@ pub(crate) fn raise_priority_self() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Pin this process (and the threads it starts later) to core 1.
+/// Pin this process (and the threads it starts later) to every core but
+/// core 0, which the servers have.
 pub(crate) fn pin_self() -> bool {
     Command::new("taskset")
-        .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
+        .args([
+            "-a",
+            "-p",
+            "-c",
+            &format!("1-{}", cores().max(2) - 1),
+            &std::process::id().to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -296,6 +303,7 @@ pub(crate) fn machine(
         nofile_limit: nofile,
         pinned,
         raised_priority,
+        load_generator_threads: 0,
         build: if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -306,6 +314,50 @@ pub(crate) fn machine(
         redis: redis_version(redis).unwrap_or_else(|| "not reachable".to_owned()),
         python: String::new(),
         django_stack: String::new(),
+    }
+}
+
+/// The commit of the working tree the harness runs in, whether it has
+/// uncommitted changes, and the command line.
+pub(crate) fn provenance() -> Provenance {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+    };
+    let commit = git(&["rev-parse", "HEAD"]).map_or_else(String::new, |s| s.trim().to_owned());
+    // Untracked files count: a new source file changes the build as much.
+    let dirty = git(&["status", "--porcelain"]).is_none_or(|s| !s.trim().is_empty());
+    let mut args = std::env::args();
+    let program = args
+        .next()
+        .map(|p| {
+            std::path::Path::new(&p)
+                .file_name()
+                .map_or(p.clone(), |n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let command = std::iter::once(program)
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ");
+    Provenance {
+        commit,
+        dirty,
+        harness_version: crate::harness::HARNESS_VERSION,
+        command: format!(
+            "{command} ({} build)",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+        ),
+        socket_buffers: (crate::floor::READ_BUFFER, crate::floor::WRITE_BUFFER),
     }
 }
 

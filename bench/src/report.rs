@@ -15,6 +15,9 @@ pub(crate) struct Run {
     pub started: String,
     /// Wall time of the whole run, seconds.
     pub seconds: f64,
+    /// What was measured and how to measure it again.
+    #[serde(default)]
+    pub provenance: Provenance,
     pub machine: Machine,
     /// Scenario sizes and durations.
     pub plan: serde_json::Value,
@@ -34,6 +37,26 @@ pub(crate) struct Run {
     pub notes: Vec<String>,
 }
 
+/// The code a run measured, the harness that measured it, and the command
+/// that ran it: enough to run it again.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Provenance {
+    /// `git rev-parse HEAD` of the tree the binary was run from.
+    pub commit: String,
+    /// Whether that tree had uncommitted changes (`git status --porcelain`):
+    /// then the commit alone does not say what was measured.
+    pub dirty: bool,
+    /// [`HARNESS_VERSION`](crate::harness::HARNESS_VERSION): raised
+    /// whenever the method changes, so results of different versions are
+    /// not compared as if alike.
+    pub harness_version: u32,
+    /// The command line, as run.
+    pub command: String,
+    /// Socket buffers of the floor and of our servers, bytes (read, write).
+    #[serde(default)]
+    pub socket_buffers: (usize, usize),
+}
+
 /// Where the run ran.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Machine {
@@ -48,6 +71,9 @@ pub(crate) struct Machine {
     /// Servers and load generator ran at nice -10.
     #[serde(default)]
     pub raised_priority: bool,
+    /// Worker threads of the load generator's runtime.
+    #[serde(default)]
+    pub load_generator_threads: usize,
     pub build: String,
     pub rustc: String,
     pub redis: String,
@@ -61,6 +87,9 @@ pub(crate) struct ServerResult {
     /// `floor`, `liveview-memory`, `liveview-redis` or `django-liveview`.
     pub name: String,
     pub round_trip: Option<Latency>,
+    /// The round trip's p50 slice by slice: median and range.
+    #[serde(default)]
+    pub round_trip_p50_spread: Option<Spread>,
     pub throughput: Vec<Throughput>,
     pub fan_out: Vec<FanOut>,
     pub idle: Vec<Idle>,
@@ -72,6 +101,7 @@ impl ServerResult {
         Self {
             name: name.to_owned(),
             round_trip: None,
+            round_trip_p50_spread: None,
             throughput: Vec::new(),
             fan_out: Vec::new(),
             idle: Vec::new(),
@@ -131,7 +161,58 @@ pub(crate) struct Throughput {
     /// Server CPU time per answered call, microseconds: what a call costs
     /// the server whatever the load generator could offer.
     pub server_cpu_us_per_call: f64,
+    /// Share of one core the load generator (this process, all its
+    /// threads) used while measured: well under 100 means it had headroom,
+    /// so the server, not the load generator, set the pace.
+    #[serde(default)]
+    pub load_generator_cpu_percent: f64,
+    /// Calls per second slice by slice: median and range.
+    #[serde(default)]
+    pub calls_per_second_spread: Spread,
+    /// Each measured slice (the servers take turns slice by slice).
+    #[serde(default)]
+    pub slices: Vec<ThroughputSlice>,
     pub errors: u64,
+}
+
+/// One measured slice of a throughput scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ThroughputSlice {
+    pub calls_per_second: f64,
+    pub p50_us: f64,
+    pub server_cpu_us_per_call: f64,
+    pub load_generator_cpu_percent: f64,
+}
+
+/// Median and range of a figure over the slices of a scenario.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Spread {
+    pub runs: usize,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub(crate) fn of(values: &[f64]) -> Self {
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        if n == 0 {
+            return Self::default();
+        }
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        Self {
+            runs: n,
+            median,
+            min: sorted[0],
+            max: sorted[n - 1],
+        }
+    }
 }
 
 impl Throughput {
@@ -166,14 +247,19 @@ pub(crate) struct Idle {
     pub bytes_per_connection: f64,
 }
 
-/// Two servers on Redis.
+/// Two servers on Redis, and one without it as the baseline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct CrossNode {
+    /// One subscriber and the call on a server on the memory layer: the
+    /// same delivery without Redis, in the same turns.
+    #[serde(default)]
+    pub memory_layer: Option<Latency>,
     /// One subscriber on node B, the call on node B.
     pub same_node: Latency,
     /// One subscriber on node B, the call on node A.
     pub cross_node: Latency,
-    /// `cross_node.p50 - same_node.p50`, microseconds.
+    /// `cross_node.p50 - memory_layer.p50`, microseconds (in results of
+    /// harness version 1, `cross_node.p50 - same_node.p50`).
     pub redis_adds_p50_us: f64,
     /// 1,000 subscribers on each node, the call on node A.
     pub two_nodes: Option<FanOut>,
@@ -334,13 +420,15 @@ impl Run {
             ),
             _ => unmeasured("throughput at 50 connections at least 0.8x the floor"),
         });
-        checks.push(match (tp(ours), tp(django)) {
+        // Like for like: Django LiveView runs on channels-redis.
+        let ours_redis = self.server(REDIS);
+        checks.push(match (tp(ours_redis), tp(django)) {
             (Some(o), Some(d)) => check(
                 "throughput at 50 connections at least 25x Django LiveView",
                 format!(
-                    "{:.1}x ({o:.0}/s vs {d:.0}/s{})",
+                    "{:.1}x (Redis layer, {o:.0}/s vs {d:.0}/s{})",
                     o / d,
-                    by_cpu(cap(ours), cap(django))
+                    by_cpu(cap(ours_redis), cap(django))
                 ),
                 o / d >= 25.0,
             ),
@@ -407,10 +495,16 @@ impl Run {
         checks.push(match &self.cross_node {
             Some(c) => check(
                 name,
-                format!(
-                    "{:.0} us ({:.0} us cross-node vs {:.0} us same node)",
-                    c.redis_adds_p50_us, c.cross_node.p50_us, c.same_node.p50_us
-                ),
+                match &c.memory_layer {
+                    Some(m) => format!(
+                        "{:.0} us ({:.0} us cross-node on Redis vs {:.0} us on the memory layer)",
+                        c.redis_adds_p50_us, c.cross_node.p50_us, m.p50_us
+                    ),
+                    None => format!(
+                        "{:.0} us ({:.0} us cross-node vs {:.0} us same node)",
+                        c.redis_adds_p50_us, c.cross_node.p50_us, c.same_node.p50_us
+                    ),
+                },
                 c.redis_adds_p50_us < 300.0,
             ),
             None => unmeasured(name),
@@ -446,6 +540,30 @@ impl Run {
             "Run of {} ({} mode{scenarios}, {:.0} s).\n",
             self.started, self.mode, self.seconds
         );
+        let p = &self.provenance;
+        let _ = writeln!(out, "| run | |\n|---|---|");
+        let _ = writeln!(
+            out,
+            "| commit | `{}`{} |",
+            if p.commit.is_empty() {
+                "unknown"
+            } else {
+                &p.commit
+            },
+            if p.dirty {
+                " with uncommitted changes"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(out, "| harness version | {} |", p.harness_version);
+        let _ = writeln!(out, "| command | `{}` |", p.command);
+        let _ = writeln!(
+            out,
+            "| socket buffers (floor and LiveView) | {} B read, {} B write |",
+            p.socket_buffers.0, p.socket_buffers.1
+        );
+        out.push('\n');
         let _ = writeln!(out, "| machine | |\n|---|---|");
         let _ = writeln!(out, "| CPU | {} ({} cores) |", m.cpu, m.cores);
         let _ = writeln!(out, "| memory | {:.0} GiB |", m.memory_gib);
@@ -458,9 +576,14 @@ impl Run {
         let _ = writeln!(out, "| open files limit | {} |", m.nofile_limit);
         let _ = writeln!(
             out,
+            "| load generator | one process, {} threads, its CPU recorded per slice |",
+            m.load_generator_threads
+        );
+        let _ = writeln!(
+            out,
             "| CPU pinning | {} |",
             if m.pinned {
-                "servers on core 0, load generator on core 1"
+                "servers on core 0, load generator on the other cores"
             } else {
                 "none"
             }
@@ -531,7 +654,10 @@ impl Run {
         })
     }
 
-    /// The servers side by side, with the ratios to the floor and Django.
+    /// The servers side by side, with the ratios like for like: the memory
+    /// layer to the floor (both in one process, nothing between
+    /// connections), the Redis layer to Django LiveView (which runs on
+    /// channels-redis).
     fn servers_table(&self, out: &mut String) {
         if !self.servers_measured() {
             return;
@@ -546,7 +672,7 @@ impl Run {
         }
         let _ = write!(
             out,
-            " LiveView (memory) / floor | LiveView (memory) / Django LiveView |\n|---|"
+            " LiveView (memory) / floor | LiveView (Redis) / Django LiveView |\n|---|"
         );
         for _ in &names {
             out.push_str("---:|");
@@ -555,6 +681,7 @@ impl Run {
 
         let floor = self.server(FLOOR);
         let ours = self.server(MEMORY);
+        let ours_redis = self.server(REDIS);
         let django = self.server(DJANGO);
         let mut row = |title: String, value: &dyn Fn(&ServerResult) -> Option<f64>, unit: Unit| {
             let _ = write!(out, "| {title} |");
@@ -563,15 +690,16 @@ impl Run {
                 let _ = write!(out, " {} |", v.map_or("n/a".to_owned(), |v| unit.show(v)));
             }
             let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                // A share of the load generator's core is no server figure.
+                _ if matches!(unit, Unit::Percent) => String::new(),
                 (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
                 _ => "n/a".to_owned(),
             };
-            let o = ours.and_then(value);
             let _ = writeln!(
                 out,
                 " {} | {} |",
-                ratio(o, floor.and_then(value)),
-                ratio(o, django.and_then(value))
+                ratio(ours.and_then(value), floor.and_then(value)),
+                ratio(ours_redis.and_then(value), django.and_then(value))
             );
         };
 
@@ -585,6 +713,26 @@ impl Run {
             &|s| s.round_trip.as_ref().map(|l| l.p99_us),
             Unit::Micros,
         );
+        row(
+            "  round trip p50, fastest slice".into(),
+            &|s| {
+                s.round_trip_p50_spread
+                    .as_ref()
+                    .filter(|r| r.runs > 0)
+                    .map(|r| r.min)
+            },
+            Unit::Micros,
+        );
+        row(
+            "  round trip p50, slowest slice".into(),
+            &|s| {
+                s.round_trip_p50_spread
+                    .as_ref()
+                    .filter(|r| r.runs > 0)
+                    .map(|r| r.max)
+            },
+            Unit::Micros,
+        );
         let mut sizes: Vec<usize> = self
             .servers
             .iter()
@@ -595,9 +743,44 @@ impl Run {
         for c in &sizes {
             let c = *c;
             row(
-                format!("throughput, {c} connections"),
-                &move |s| s.throughput_at(c).map(|t| t.calls_per_second),
+                format!("throughput, {c} connections (median of slices)"),
+                &move |s| {
+                    s.throughput_at(c).map(|t| {
+                        if t.calls_per_second_spread.runs > 0 {
+                            t.calls_per_second_spread.median
+                        } else {
+                            t.calls_per_second
+                        }
+                    })
+                },
                 Unit::PerSecond,
+            );
+            row(
+                format!("  slowest slice, {c} connections"),
+                &move |s| {
+                    s.throughput_at(c)
+                        .filter(|t| t.calls_per_second_spread.runs > 0)
+                        .map(|t| t.calls_per_second_spread.min)
+                },
+                Unit::PerSecond,
+            );
+            row(
+                format!("  fastest slice, {c} connections"),
+                &move |s| {
+                    s.throughput_at(c)
+                        .filter(|t| t.calls_per_second_spread.runs > 0)
+                        .map(|t| t.calls_per_second_spread.max)
+                },
+                Unit::PerSecond,
+            );
+            row(
+                format!("  load generator CPU, {c} connections"),
+                &move |s| {
+                    s.throughput_at(c)
+                        .filter(|t| !t.slices.is_empty())
+                        .map(|t| t.load_generator_cpu_percent)
+                },
+                Unit::Percent,
             );
             row(
                 format!("  p50 at {c} connections"),
@@ -681,6 +864,14 @@ impl Run {
         if let Some(c) = &self.cross_node {
             let _ = writeln!(out, "Two LiveView servers on one Redis:\n");
             let _ = writeln!(out, "| cross-node | p50 | p99 |\n|---|---:|---:|");
+            if let Some(m) = &c.memory_layer {
+                let _ = writeln!(
+                    out,
+                    "| one subscriber, call on the same server, memory layer (no Redis) | {} | {} |",
+                    Unit::Micros.show(m.p50_us),
+                    Unit::Micros.show(m.p99_us)
+                );
+            }
             let _ = writeln!(
                 out,
                 "| one subscriber, call on the same node | {} | {} |",
@@ -695,7 +886,7 @@ impl Run {
             );
             let _ = writeln!(
                 out,
-                "| Redis adds (p50 difference) | {} | |",
+                "| Redis adds (other node on Redis minus memory layer, p50) | {} | |",
                 Unit::Micros.show(c.redis_adds_p50_us)
             );
             if let Some(f) = &c.two_nodes {
@@ -823,6 +1014,8 @@ enum Unit {
     Millis,
     PerSecond,
     Bytes,
+    /// Of one core.
+    Percent,
 }
 
 impl Unit {
@@ -837,6 +1030,7 @@ impl Unit {
                 format!("{:.1} MiB", value / 1024.0 / 1024.0)
             }
             Unit::Bytes => format!("{} B", thousands(value.round() as u64)),
+            Unit::Percent => format!("{value:.0}% of a core"),
         }
     }
 }

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, Endpoint, SAY_HELLO, Ws};
 use crate::procs::{self, ServerProc};
-use crate::report::{FanOut, Latency, Throughput};
+use crate::report::{FanOut, Latency, Spread, Throughput, ThroughputSlice};
 
 /// Sizes and durations of a run.
 #[derive(Debug, Clone, Serialize)]
@@ -169,6 +169,8 @@ impl Plan {
 pub(crate) struct RoundTrip {
     ws: Ws,
     hist: Histogram<u64>,
+    /// p50 of each slice, microseconds.
+    slice_p50s: Vec<f64>,
 }
 
 impl RoundTrip {
@@ -183,25 +185,35 @@ impl RoundTrip {
         Ok(Self {
             ws,
             hist: histogram(),
+            slice_p50s: Vec::new(),
         })
     }
 
     /// Up to `calls` calls, for at most `seconds`.
     pub(crate) async fn slice(&mut self, calls: usize, seconds: f64) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+        let mut slice = histogram();
         for _ in 0..calls {
             if Instant::now() > deadline {
                 break;
             }
             let start = Instant::now();
             client::call(&mut self.ws, SAY_HELLO, Duration::from_secs(10)).await?;
-            let _ = self.hist.record(nanos(start.elapsed()));
+            let _ = slice.record(nanos(start.elapsed()));
         }
+        if !slice.is_empty() {
+            self.slice_p50s
+                .push(slice.value_at_quantile(0.5) as f64 / 1000.0);
+        }
+        self.hist.add(&slice).map_err(|e| e.to_string())?;
         Ok(())
     }
 
-    pub(crate) fn result(&self) -> Latency {
-        Latency::from_nanos(&self.hist)
+    pub(crate) fn result(&self) -> (Latency, Spread) {
+        (
+            Latency::from_nanos(&self.hist),
+            Spread::of(&self.slice_p50s),
+        )
     }
 }
 
@@ -259,6 +271,9 @@ pub(crate) struct Load {
     errors: u64,
     seconds: f64,
     cpu_seconds: f64,
+    /// CPU time of this process (the load generator) while measured.
+    load_cpu_seconds: f64,
+    slices: Vec<ThroughputSlice>,
 }
 
 impl Load {
@@ -276,6 +291,8 @@ impl Load {
             errors: 0,
             seconds: 0.0,
             cpu_seconds: 0.0,
+            load_cpu_seconds: 0.0,
+            slices: Vec::new(),
         })
     }
 
@@ -338,21 +355,41 @@ impl Load {
             .collect();
         tokio::time::sleep_until(measure_from.into()).await;
         let cpu_start = server.and_then(ServerProc::cpu_ticks);
+        let load_start = procs::cpu_ticks(std::process::id());
         tokio::time::sleep_until(end.into()).await;
         let cpu_end = server.and_then(ServerProc::cpu_ticks);
+        let load_end = procs::cpu_ticks(std::process::id());
+        let mut slice_hist = histogram();
+        let mut slice_calls = 0;
         for task in tasks {
             let (ws, hist, calls, errors) = task.await.map_err(|e| e.to_string())?;
-            self.hist.add(&hist).map_err(|e| e.to_string())?;
-            self.calls += calls;
+            slice_hist.add(&hist).map_err(|e| e.to_string())?;
+            slice_calls += calls;
             self.errors += errors;
             if errors == 0 {
                 self.sockets.push(ws);
             }
         }
-        self.seconds += measured.as_secs_f64();
-        if let (Some(a), Some(b)) = (cpu_start, cpu_end) {
-            self.cpu_seconds += b.saturating_sub(a) as f64 / procs::ticks_per_second();
-        }
+        self.hist.add(&slice_hist).map_err(|e| e.to_string())?;
+        self.calls += slice_calls;
+        let seconds = measured.as_secs_f64();
+        self.seconds += seconds;
+        let ticks = |a: Option<u64>, b: Option<u64>| {
+            a.zip(b)
+                .map(|(a, b)| b.saturating_sub(a) as f64 / procs::ticks_per_second())
+        };
+        let server_cpu = ticks(cpu_start, cpu_end);
+        let load_cpu = ticks(load_start, load_end);
+        self.cpu_seconds += server_cpu.unwrap_or(0.0);
+        self.load_cpu_seconds += load_cpu.unwrap_or(0.0);
+        self.slices.push(ThroughputSlice {
+            calls_per_second: slice_calls as f64 / seconds.max(f64::EPSILON),
+            p50_us: slice_hist.value_at_quantile(0.5) as f64 / 1000.0,
+            server_cpu_us_per_call: server_cpu
+                .filter(|_| slice_calls > 0)
+                .map_or(0.0, |c| c * 1e6 / slice_calls as f64),
+            load_generator_cpu_percent: load_cpu.map_or(0.0, |c| 100.0 * c / seconds),
+        });
         Ok(())
     }
 
@@ -365,6 +402,15 @@ impl Load {
             calls_per_second: self.calls as f64 / seconds,
             latency: Latency::from_nanos(&self.hist),
             server_cpu_percent: 100.0 * self.cpu_seconds / seconds,
+            load_generator_cpu_percent: 100.0 * self.load_cpu_seconds / seconds,
+            calls_per_second_spread: Spread::of(
+                &self
+                    .slices
+                    .iter()
+                    .map(|s| s.calls_per_second)
+                    .collect::<Vec<_>>(),
+            ),
+            slices: self.slices.clone(),
             server_cpu_us_per_call: if self.calls > 0 {
                 self.cpu_seconds * 1e6 / self.calls as f64
             } else {
@@ -685,16 +731,14 @@ pub(crate) async fn fan_out(
 /// node (`same`) and on another node (`other`): p50/p99 of each, measured
 /// under the same conditions. Returns `(same node, other node, missing)`.
 pub(crate) async fn cross_node_latency(
-    same: &mut Publisher,
-    other: &mut Publisher,
+    arms: &mut [&mut Publisher],
     tracker: &Arc<Tracker>,
     plan: &Plan,
-) -> Result<(Latency, Latency, u64), String> {
-    let mut same_hist = histogram();
-    let mut other_hist = histogram();
+) -> Result<(Vec<Latency>, u64), String> {
+    let mut hists: Vec<Histogram<u64>> = arms.iter().map(|_| histogram()).collect();
     let mut missing = 0;
     for _ in 0..plan.cross_node_rounds {
-        for (publisher, hist) in [(&mut *same, &mut same_hist), (&mut *other, &mut other_hist)] {
+        for (publisher, hist) in arms.iter_mut().zip(hists.iter_mut()) {
             let id = tracker.next_round();
             let round = tracker.open(id, 1);
             let start = nanos(tracker.base.elapsed());
@@ -713,11 +757,7 @@ pub(crate) async fn cross_node_latency(
             }
         }
     }
-    Ok((
-        Latency::from_nanos(&same_hist),
-        Latency::from_nanos(&other_hist),
-        missing,
-    ))
+    Ok((hists.iter().map(Latency::from_nanos).collect(), missing))
 }
 
 impl Publisher {

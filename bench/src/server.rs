@@ -1,6 +1,8 @@
 //! The bench server: the quick start's app (`say_hello`, `notify_all`) on
 //! the in-memory or the Redis layer, with the library's defaults except the
-//! abuse limits, which a load test from a few addresses would trip.
+//! abuse limits, which a load test from a few addresses would trip. Its
+//! socket buffers are set to the floor's, which are the library's
+//! defaults: should the defaults move, both servers still compare alike.
 
 use liveview::LiveView;
 use liveview::layer::RedisLayer;
@@ -24,12 +26,13 @@ impl Layer {
 }
 
 /// `liveview-bench server --layer memory|redis --addr 127.0.0.1:9000
-/// [--redis-url URL] [--prefix PREFIX]`.
+/// [--redis-url URL] [--prefix PREFIX] [--defaults]`.
 pub(crate) fn main(args: &[String]) -> Result<(), String> {
     let mut layer = Layer::Memory;
     let mut addr = "127.0.0.1:9000".to_owned();
     let mut redis_url = "redis://127.0.0.1:6379".to_owned();
     let mut prefix = "liveview-bench:".to_owned();
+    let mut defaults = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = || args.next().cloned().ok_or(format!("{arg} needs a value"));
@@ -44,16 +47,23 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
             "--addr" => addr = value()?,
             "--redis-url" => redis_url = value()?,
             "--prefix" => prefix = value()?,
+            // Keep the abuse limits too: every default of the library.
+            "--defaults" => defaults = true,
             other => return Err(format!("unknown option {other}")),
         }
     }
     crate::raise_fd_limit();
     let runtime = crate::server_runtime()?;
     runtime.block_on(async move {
-        let mut builder = LiveView::builder()
-            .rate_limit(None)
-            .address_rate_limit(None)
-            .max_connections_per_address(None);
+        let mut builder = if defaults {
+            LiveView::builder()
+        } else {
+            LiveView::builder()
+                .rate_limit(None)
+                .address_rate_limit(None)
+                .max_connections_per_address(None)
+                .socket_buffers(crate::floor::READ_BUFFER, crate::floor::WRITE_BUFFER)
+        };
         if layer == Layer::Redis {
             let redis = RedisLayer::builder(redis_url)
                 .prefix(prefix)
