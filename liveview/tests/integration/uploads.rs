@@ -538,3 +538,25 @@ async fn a_stalled_chunk_is_cut_off_and_does_not_hold_up_a_cancel() {
     assert_eq!(server.live().upload_stats().unwrap().active, 0);
     assert_eq!(patch(&server, &url, 0, &bytes).await.status, 410);
 }
+
+#[tokio::test]
+async fn progress_callbacks_reach_the_uploading_page_room() {
+    let dir = scratch();
+    let uploads = photos(&dir).upload(Upload::new("video").on_progress(|p| {
+        Some(Update::new("#video-progress").html(format!("{} {}/{}", p.name, p.received, p.size)))
+    }));
+    let server = start(uploads).await;
+    let mut uploader = server.connect("studio").await.unwrap();
+    let mut watcher = server.connect("studio").await.unwrap();
+    let bytes = png(CHUNK + 10);
+    let answers = announce(&mut uploader, "video", &[("clip.mp4", bytes.len() as u64)]).await;
+    send_all(&server, &url_of(&answers[0]), &bytes, 0).await;
+    for expected in [
+        format!("clip.mp4 {CHUNK}/{}", bytes.len()),
+        format!("clip.mp4 {0}/{0}", bytes.len()),
+    ] {
+        let frame = next(&mut watcher).await;
+        assert_eq!(frame["target"], "#video-progress", "{frame}");
+        assert_eq!(frame["html"], expected);
+    }
+}
