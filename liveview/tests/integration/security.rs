@@ -524,9 +524,9 @@ async fn ipv6_clients_count_per_64_for_connections_and_calls() {
     // The two sockets of the /64 share one call bucket of 3.
     for i in 0..3 {
         let client = if i == 1 { &mut second } else { &mut first };
-        client.call("echo", json!({})).await.unwrap();
+        client.call("echo", json!({}), json!({})).await.unwrap();
         assert_eq!(next(client).await["function"], "echo");
     }
-    second.call("echo", json!({})).await.unwrap();
+    second.call("echo", json!({}), json!({})).await.unwrap();
     assert_eq!(next(&mut second).await, json!({"error": "Rate limited"}));
 }
