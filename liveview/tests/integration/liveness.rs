@@ -160,9 +160,8 @@ impl Drop for Namespace {
 
 /// A half-open TCP connection for real: a client in another network
 /// namespace upgrades, then every packet between it and the server is
-/// dropped. Needs root (`ip netns add`); run with `--run-ignored all`.
+/// dropped. Needs root (`ip netns add`), as the test command runs on CI.
 #[tokio::test]
-#[ignore = "needs root for network namespaces"]
 async fn a_client_behind_a_blackholed_link_is_closed_and_freed() {
     let ns = Namespace::new();
     let server = liveview::testing::TestServer::start_on(
