@@ -656,9 +656,14 @@ async fn follow_groups(inner: Arc<Inner>) {
                     inner.catch_up(group).await;
                 }
             }
-            _ = repair.tick(), if inner.replay.is_some() => {
-                for gap in inner.sequencer.gaps(GAP_WAIT) {
-                    inner.repair(&gap).await;
+            _ = repair.tick() => {
+                // Subscriptions that could not be made are tried again,
+                // even when no group changes any more.
+                reconcile(&inner, &mut subscribed).await;
+                if inner.replay.is_some() {
+                    for gap in inner.sequencer.gaps(GAP_WAIT) {
+                        inner.repair(&gap).await;
+                    }
                 }
             }
         }
@@ -673,7 +678,10 @@ async fn reconcile(inner: &Arc<Inner>, subscribed: &mut HashMap<String, Cancella
     if dirty.is_empty() {
         return;
     }
-    let Some(local) = inner.local() else { return };
+    let Some(local) = inner.local() else {
+        inner.lock_dirty().extend(dirty);
+        return;
+    };
     let live: HashSet<String> = local.groups().into_iter().collect();
     for group in dirty {
         match (live.contains(&group), subscribed.contains_key(&group)) {
