@@ -6,9 +6,10 @@
 //!
 //! One task per connection, which both reads and writes; broadcasts reach
 //! it through a bounded queue holding one shared buffer per frame. Socket
-//! buffers are the library's defaults ([`READ_BUFFER`], [`WRITE_BUFFER`]),
-//! and the bench server is given the same, so memory per connection
-//! compares like with like.
+//! buffers are the library's defaults, read from the library itself
+//! ([`library_socket_buffers`]), and the bench server keeps its defaults,
+//! so memory per connection compares like with like even when the
+//! defaults move.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,13 +25,6 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 /// The answer to every call: the bytes of the framework's `say_hello`
 /// answer.
 const REPLY: &str = r##"{"target":"#greeting","html":"<h1>Hello, Ada!</h1>"}"##;
-
-/// Read buffer of each connection, bytes: the library's default
-/// (`LiveViewBuilder::socket_buffers`).
-pub(crate) const READ_BUFFER: usize = 2 * 1024;
-
-/// Write buffer of each connection, bytes: the library's default.
-pub(crate) const WRITE_BUFFER: usize = 4 * 1024;
 
 /// Largest frame, bytes: the library's default (PROTOCOL.md).
 const MAX_FRAME: usize = 64 * 1024;
@@ -50,12 +44,31 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
             other => return Err(format!("unknown option {other}")),
         }
     }
+    let buffers = library_socket_buffers()?;
     crate::raise_fd_limit();
     let runtime = crate::server_runtime()?;
-    runtime.block_on(serve(addr))
+    runtime.block_on(serve(addr, buffers))
 }
 
-async fn serve(addr: String) -> Result<(), String> {
+/// The library's default socket buffers, bytes (read, write), as its
+/// builder reports them (`LiveViewBuilder`'s `Debug` shows its
+/// configuration): what `LiveViewBuilder::socket_buffers` is left at.
+pub(crate) fn library_socket_buffers() -> Result<(usize, usize), String> {
+    let text = format!("{:?}", liveview::LiveView::builder());
+    let field = |name: &str| {
+        let at = text.find(&format!("{name}: "))? + name.len() + 2;
+        let digits: String = text[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse::<usize>().ok()
+    };
+    field("read_buffer")
+        .zip(field("write_buffer"))
+        .ok_or_else(|| format!("the library's socket buffers are not in {text}"))
+}
+
+async fn serve(addr: String, buffers: (usize, usize)) -> Result<(), String> {
     let listener = TcpListener::bind(&addr)
         .await
         .map_err(|e| format!("binding {addr}: {e}"))?;
@@ -77,17 +90,17 @@ async fn serve(addr: String) -> Result<(), String> {
             }
         };
         let id = next_id.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(connection(stream, id, members.clone()));
+        tokio::spawn(connection(stream, id, members.clone(), buffers));
     }
 }
 
-async fn connection(stream: TcpStream, id: u64, members: Members) {
+async fn connection(stream: TcpStream, id: u64, members: Members, (read, write): (usize, usize)) {
     let _ = stream.set_nodelay(true);
     let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        // As the library: four of the larger of write buffer and frame.
-        .max_write_buffer_size(WRITE_BUFFER.max(MAX_FRAME) * 4)
+        .read_buffer_size(read)
+        .write_buffer_size(write)
+        // A cap, not an allocation: room for a few of the largest frames.
+        .max_write_buffer_size(write.max(MAX_FRAME) * 4)
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
     let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
@@ -131,5 +144,14 @@ fn fan_out(members: &Members, frame: &Utf8Bytes) {
     let members = members.lock().unwrap_or_else(|e| e.into_inner());
     for tx in members.values() {
         let _ = tx.try_send(frame.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_library_s_socket_buffers_are_found() {
+        let (read, write) = super::library_socket_buffers().expect("socket buffers");
+        assert!(read >= 256 && write >= 256, "{read} {write}");
     }
 }

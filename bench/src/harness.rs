@@ -9,6 +9,7 @@ use tokio::runtime::Runtime;
 
 use crate::peer::Peer;
 use crate::procs::{self, ServerProc, Spawner};
+use crate::progress;
 use crate::replay_log;
 use crate::report::{self, CrossNode, FanOut, Idle, Latency, Run, ServerResult};
 use crate::scenarios::{self, FanOutRun, Load, Plan, Pool, Publisher, RoundTrip, Tracker};
@@ -17,8 +18,11 @@ use crate::server::Layer;
 /// The version of the method: raised whenever a change to the harness
 /// makes its numbers incomparable with earlier ones (2: the floor with the
 /// library's socket buffers, ratios like for like, load generator CPU,
-/// median and spread over slices).
-pub(crate) const HARNESS_VERSION: u32 = 2;
+/// median and spread over slices; 3: the floor's buffers read from the
+/// library, the bench server on the library's default buffers, fan-out to
+/// 1,000 and 10,000 subscribers across two processes, the load
+/// generator's CPU during fan-out).
+pub(crate) const HARNESS_VERSION: u32 = 3;
 
 /// Full run or CI's smoke run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +136,11 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
     // throughput figure, to show whether it had headroom.
     let load_threads = procs::cores().saturating_sub(1).max(2);
     run.machine.load_generator_threads = load_threads;
+    run.machine.load_generator_cores = if pinned {
+        procs::cores() - 1
+    } else {
+        procs::cores()
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(load_threads)
         .thread_name("load-generator")
@@ -161,7 +170,12 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
     }
     let redis_url = format!("redis://{}", options.redis);
 
-    let ready = Duration::from_secs(60);
+    // A channel prefix of its own for every server process started.
+    let started_servers = std::sync::atomic::AtomicU32::new(0);
+    let prefix = |what: &str| {
+        let n = started_servers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("lvbench-{unix}-{what}-{n}:")
+    };
     let mut entries: Vec<Entry<'_>> = Vec::new();
     for name in &options.servers {
         match name.as_str() {
@@ -171,10 +185,7 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
                     name: report::FLOOR,
                     ours: true,
                     start: Box::new(move || {
-                        let port = procs::free_port()?;
-                        let mut command = spawner.command(exe);
-                        command.args(["floor", "--addr", &format!("127.0.0.1:{port}")]);
-                        spawner.start(report::FLOOR, command, port, ready)
+                        spawner.bench_server(exe, report::FLOOR, &["floor"], &[])
                     }),
                 });
             }
@@ -187,24 +198,15 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
                 } else {
                     report::REDIS
                 };
-                let (spawner, exe, redis_url) = (&spawner, &exe, &redis_url);
+                let (spawner, exe, redis_url, prefix) = (&spawner, &exe, &redis_url, &prefix);
                 let layer = name.clone();
                 entries.push(Entry {
                     name: result_name,
                     ours: true,
                     start: Box::new(move || {
-                        let port = procs::free_port()?;
-                        let prefix = format!("lvbench-{unix}-{port}:");
-                        let mut command = spawner.command(exe);
-                        command.args([
-                            "server",
-                            "--layer",
-                            &layer,
-                            "--addr",
-                            &format!("127.0.0.1:{port}"),
-                        ]);
-                        command.args(["--redis-url", redis_url, "--prefix", &prefix]);
-                        spawner.start(result_name, command, port, ready)
+                        let words = ["server", "--layer", &layer];
+                        let extra = ["--redis-url", redis_url, "--prefix", &prefix(&layer)];
+                        spawner.bench_server(exe, result_name, &words, &extra)
                     }),
                 });
             }
@@ -240,7 +242,7 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
                         let port = procs::free_port()?;
                         let prefix = format!("lvbench-{unix}-django-{port}");
                         let command = peer.command(spawner, port, &prefix, redis);
-                        spawner.start(report::DJANGO, command, port, ready)
+                        spawner.start(report::DJANGO, command, port, Duration::from_secs(60))
                     }),
                 });
             }
@@ -271,11 +273,40 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
         .copied()
         .filter(|_| bench.wants("fan-out"))
         .partition(|n| largest_idle.is_some_and(|i| *n >= i) || !bench.fits(n * entries.len()));
+    let ours = options
+        .servers
+        .iter()
+        .any(|s| s == "memory" || s == "redis");
+    let steps = [
+        if largest_idle.is_some() || !alone.is_empty() {
+            entries.len()
+        } else {
+            0
+        },
+        if bench.wants("calls") {
+            1 + plan.throughput_connections.len()
+        } else {
+            0
+        },
+        together.len(),
+        usize::from(bench.wants("replay-log") && ours),
+        usize::from(options.cross_node && redis_up && ours),
+    ];
+    progress::start(steps.iter().sum::<usize>() as u64);
     for (entry, result) in entries.iter().zip(results.iter_mut()) {
         if largest_idle.is_none() && alone.is_empty() {
             break;
         }
-        eprintln!("== {} (alone)", entry.name);
+        let sizes: Vec<String> = alone.iter().map(|n| report::thousands(*n as u64)).collect();
+        progress::step(&format!(
+            "{}, alone on a fresh process: idle memory{}",
+            report::label(entry.name),
+            if sizes.is_empty() {
+                String::new()
+            } else {
+                format!(", fan-out to {} subscribers", sizes.join(" and "))
+            }
+        ));
         match (entry.start)() {
             Ok(mut server) => {
                 bench.memory_and_fan_out(&server, result, entry.ours, &alone);
@@ -311,6 +342,7 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
             layers.push(Layer::Redis);
         }
         if !layers.is_empty() {
+            progress::step("replay log: broadcasts with and without it, memory and Redis layers");
             let outcome = replay_log::run(&replay_log::Setup {
                 runtime: &runtime,
                 plan: &plan,
@@ -326,43 +358,23 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
         }
     }
 
-    let ours = options
-        .servers
-        .iter()
-        .any(|s| s == "memory" || s == "redis");
     if options.cross_node && redis_up && ours {
-        let prefix = format!("lvbench-{unix}-cross:");
+        // Both nodes on one prefix: they share the groups.
+        let cross = prefix("cross");
         let start = || {
-            let port = procs::free_port()?;
-            let mut command = spawner.command(&exe);
-            command.args([
-                "server",
-                "--layer",
-                "redis",
-                "--addr",
-                &format!("127.0.0.1:{port}"),
-            ]);
-            command.args(["--redis-url", &redis_url, "--prefix", &prefix]);
-            spawner.start("liveview-node", command, port, Duration::from_secs(60))
+            let extra = ["--redis-url", &redis_url, "--prefix", &cross];
+            spawner.bench_server(
+                &exe,
+                "liveview-node",
+                &["server", "--layer", "redis"],
+                &extra,
+            )
         };
         // The baseline of "what Redis adds": the same delivery on a server
         // without Redis (the memory layer), measured in the same turns.
         let start_memory = || {
-            let port = procs::free_port()?;
-            let mut command = spawner.command(&exe);
-            command.args([
-                "server",
-                "--layer",
-                "memory",
-                "--addr",
-                &format!("127.0.0.1:{port}"),
-            ]);
-            spawner.start(
-                "liveview-memory-node",
-                command,
-                port,
-                Duration::from_secs(60),
-            )
+            let words = ["server", "--layer", "memory"];
+            spawner.bench_server(&exe, "liveview-memory-node", &words, &[])
         };
         match bench.cross_node(&start, &start_memory) {
             Ok(cross) => {
@@ -378,6 +390,7 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
         }
     }
 
+    progress::finish();
     run.machine.load_average_after = procs::load_average();
     run.seconds = clock.elapsed().as_secs_f64();
     run.check_targets();
@@ -414,7 +427,7 @@ impl Bench<'_> {
     /// Record a problem: a failure of the run for our servers and the
     /// floor (the harness or the library is broken), a note for the peer.
     fn problem(&mut self, result: &mut ServerResult, ours: bool, what: String) {
-        eprintln!("{}: {what}", result.name);
+        progress::line(&format!("{}: {what}", result.name));
         if ours {
             self.run.failures.push(format!("{}: {what}", result.name));
         } else {
@@ -468,7 +481,11 @@ impl Bench<'_> {
             Vec::new()
         };
         for level in levels {
-            eprintln!("  idle: {level} connections");
+            progress::detail(&format!(
+                "{}: RSS with {} idle connections",
+                report::label(&result.name),
+                report::thousands(level as u64)
+            ));
             if let Err(e) = runtime.block_on(pool.grow(level, plan)) {
                 return self.problem(result, ours, format!("opening {level} connections: {e}"));
             }
@@ -484,7 +501,11 @@ impl Bench<'_> {
         let mut sizes = sizes.to_vec();
         sizes.sort_unstable_by(|a, b| b.cmp(a));
         for n in sizes {
-            eprintln!("  fan-out: {n} subscribers");
+            progress::detail(&format!(
+                "{}: fan-out to {} subscribers",
+                report::label(&result.name),
+                report::thousands(n as u64)
+            ));
             if pool.len() > n {
                 runtime.block_on(async { pool.shrink(n) });
             } else if let Err(e) = runtime.block_on(pool.grow(n, plan)) {
@@ -538,14 +559,17 @@ impl Bench<'_> {
         let names = || {
             servers
                 .iter()
-                .map(|(i, _)| entries[*i].name)
+                .map(|(i, _)| report::label(entries[*i].name))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
         let ours = |i: usize| entries[i].ours;
 
         if self.wants("calls") {
-            eprintln!("== round trip, taking turns: {}", names());
+            progress::step(&format!(
+                "round trip of one connection, taking turns: {}",
+                names()
+            ));
             let mut trips: Vec<Option<RoundTrip>> = Vec::new();
             for (i, server) in &servers {
                 match runtime.block_on(RoundTrip::open(server.endpoint, plan)) {
@@ -577,10 +601,10 @@ impl Bench<'_> {
             }
 
             for &connections in &plan.throughput_connections {
-                eprintln!(
-                    "== throughput at {connections} connections, taking turns: {}",
+                progress::step(&format!(
+                    "throughput at {connections} connections, taking turns: {}",
                     names()
-                );
+                ));
                 let mut loads: Vec<Option<Load>> = Vec::new();
                 for (i, server) in &servers {
                     match runtime.block_on(Load::open(server.endpoint, connections, plan)) {
@@ -607,11 +631,12 @@ impl Bench<'_> {
                 for ((i, server), load) in servers.iter().zip(loads) {
                     let Some(l) = load else { continue };
                     let t = l.result();
-                    if t.load_generator_cpu_percent > 90.0 {
+                    let cores = self.run.machine.load_generator_cores.max(1);
+                    if t.load_generator_cpu_percent > 90.0 * cores as f64 {
                         let what = format!(
-                            "throughput at {connections}: the load generator used {:.0}% of its core: \
-                             calls per second may be its limit rather than the server's; \
-                             server CPU per call is the figure to compare",
+                            "throughput at {connections}: the load generator used {:.0}% of a core \
+                             of its {cores}: calls per second may be its limit rather than the \
+                             server's; server CPU per call is the figure to compare",
                             t.load_generator_cpu_percent
                         );
                         results[*i].notes.push(what);
@@ -631,7 +656,11 @@ impl Bench<'_> {
         let mut sizes = fan_out.to_vec();
         sizes.sort_unstable_by(|a, b| b.cmp(a));
         for n in sizes {
-            eprintln!("== fan-out to {n}, taking turns: {}", names());
+            progress::step(&format!(
+                "fan-out to {} subscribers, taking turns: {}",
+                report::thousands(n as u64),
+                names()
+            ));
             let mut setups = Vec::new();
             for (i, server) in &servers {
                 let tracker = Tracker::new();
@@ -684,24 +713,30 @@ impl Bench<'_> {
     }
 
     /// Two Redis-layer servers: single-subscriber delivery on the same and
-    /// on the other node, then 1,000 subscribers on each.
+    /// on the other node, and on a server of the memory layer (the
+    /// baseline); then fan-out to each of the plan's subscriber counts,
+    /// half of them on each node, the call on node A.
     fn cross_node(
         &mut self,
         start: &dyn Fn() -> Result<ServerProc, String>,
         start_memory: &dyn Fn() -> Result<ServerProc, String>,
     ) -> Result<CrossNode, String> {
-        eprintln!("== cross-node");
+        progress::step(
+            "cross-node: one subscriber, the call on the same node, on the other node (Redis) \
+             and on the memory layer",
+        );
         let plan = self.plan;
+        let mut sizes = plan.cross_node_fan_out.clone();
+        sizes.sort_unstable();
+        if let Some(n) = sizes.iter().copied().find(|n| !self.fits(*n)) {
+            return Err(format!(
+                "{} connections do not fit the open-files limit",
+                report::thousands(n as u64)
+            ));
+        }
         let a = start()?;
         let b = start()?;
         let m = start_memory()?;
-        let n = plan.cross_node_subscribers;
-        if !self.fits(2 * n) {
-            return Err(format!(
-                "{} connections do not fit the open-files limit",
-                2 * n
-            ));
-        }
         self.runtime.block_on(async {
             scenarios::warm_up(a.endpoint, plan).await?;
             scenarios::warm_up(b.endpoint, plan).await?;
@@ -712,7 +747,7 @@ impl Bench<'_> {
             let mut on_m = Publisher::connect(m.endpoint, 5, plan).await?;
             let mut pool_b = Pool::new(b.endpoint, tracker.clone(), 100);
             pool_b.grow(1, plan).await?;
-            let mut pool_m = Pool::new(m.endpoint, tracker.clone(), 200);
+            let mut pool_m = Pool::new(m.endpoint, tracker.clone(), 2_000_000);
             pool_m.grow(1, plan).await?;
             // Node B subscribes to the Redis channel in the background once
             // its first member joins; wait until a call on A reaches it.
@@ -732,12 +767,20 @@ impl Bench<'_> {
             let [memory, same, cross] = <[Latency; 3]>::try_from(latencies)
                 .map_err(|_| "cross-node: three latencies expected".to_owned())?;
             drop((pool_m, on_m));
-            pool_b.grow(n, plan).await?;
             let mut pool_a = Pool::new(a.endpoint, tracker.clone(), 1_000_000);
-            pool_a.grow(n, plan).await?;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let two = scenarios::fan_out(&mut on_a, &tracker, 2 * n, plan).await?;
-            missing += two.missing;
+            let mut fan_out = Vec::new();
+            for total in sizes {
+                progress::detail(&format!(
+                    "cross-node: fan-out to {} subscribers, half on each node",
+                    report::thousands(total as u64)
+                ));
+                pool_b.grow(total / 2, plan).await?;
+                pool_a.grow(total - total / 2, plan).await?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let f = scenarios::fan_out(&mut on_a, &tracker, total, plan).await?;
+                missing += f.missing;
+                fan_out.push(f);
+            }
             let duplicates = tracker.duplicates() - duplicates_before;
             drop((pool_a, pool_b, on_a, on_b));
             Ok(CrossNode {
@@ -745,7 +788,8 @@ impl Bench<'_> {
                 memory_layer: Some(memory),
                 same_node: same,
                 cross_node: cross,
-                two_nodes: Some(two),
+                two_nodes: None,
+                fan_out,
                 missing,
                 duplicates,
             })

@@ -13,14 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{self, Endpoint, SAY_HELLO};
 use crate::procs::{self, Spawner};
 use crate::report::{Machine, Provenance};
-use crate::scenarios::Plan;
+use crate::scenarios::{self, Plan};
 
 /// The results file of an `idle-scale` run.
 #[derive(Debug, Serialize, Deserialize)]
@@ -99,17 +97,8 @@ pub(crate) fn main(args: &[String]) -> Result<bool, String> {
         pin: false,
         raise_priority: false,
     };
-    let port = procs::free_port()?;
-    let mut command = spawner.command(&exe);
-    command.args([
-        "server",
-        "--layer",
-        "memory",
-        "--defaults",
-        "--addr",
-        &format!("127.0.0.1:{port}"),
-    ]);
-    let server = spawner.start("liveview-memory", command, port, Duration::from_secs(60))?;
+    let words = ["server", "--layer", "memory", "--defaults"];
+    let server = spawner.bench_server(&exe, "liveview-memory", &words, &[])?;
     let plan = Plan::full();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -323,33 +312,13 @@ pub(crate) fn hold(args: &[String]) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let plan = Plan::full();
     let endpoint = Endpoint::new(addr);
-    let sockets = runtime.block_on(async {
-        let timeout = plan.connect_timeout();
-        let open = |index: usize| async move {
-            let mut ws = endpoint
-                .connect(&client::room(index), Some(source(index)), timeout)
-                .await?;
-            client::call(&mut ws, SAY_HELLO, timeout)
-                .await
-                .map_err(|e| format!("first call of connection {index}: {e}"))?;
-            Ok::<_, String>(ws)
-        };
-        let mut out = Vec::with_capacity(count);
-        let mut pending = FuturesUnordered::new();
-        let mut next = first;
-        while out.len() < count {
-            while next < first + count && pending.len() < plan.connect_concurrency {
-                pending.push(open(next));
-                next += 1;
-            }
-            match pending.next().await {
-                Some(Ok(ws)) => out.push(ws),
-                Some(Err(e)) => return Err(format!("after {} connections: {e}", out.len())),
-                None => break,
-            }
-        }
-        Ok(out)
-    })?;
+    let sockets = runtime.block_on(scenarios::open_many(
+        endpoint,
+        first,
+        count,
+        |index| Some(source(index)),
+        &plan,
+    ))?;
     println!("held {}", sockets.len());
     // Idle until the parent closes stdin; the sockets stay open meanwhile
     // (no reads are needed: an idle server sends nothing).

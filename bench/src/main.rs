@@ -9,15 +9,18 @@
 //! liveview-bench server --layer memory|redis --addr 127.0.0.1:9000
 //! liveview-bench floor --addr 127.0.0.1:9001
 //! liveview-bench report bench/results/run-….json   # the Markdown tables
+//! liveview-bench charts bench/results/run-….json   # the SVG charts of docs/benchmarks/
 //! cargo run --release -p liveview-bench -- idle-scale  # 19,000 idle connections
 //! ```
 
+mod charts;
 mod client;
 mod floor;
 mod harness;
 mod idle_scale;
 mod peer;
 mod procs;
+mod progress;
 mod replay_log;
 mod report;
 mod scenarios;
@@ -48,6 +51,8 @@ commands:
            writes bench/results/idle-scale-<time>.json
   hold     (used by idle-scale) hold --connections N from --first I on --addr
   report   print the Markdown tables of a results file: report FILE
+  charts   draw the SVG charts of a results file: charts FILE
+           [--idle-scale FILE] [--out DIR] (default docs/benchmarks/)
   drive    load a server started by hand (to profile it): --addr ADDR
            --load calls|idle|broadcast --connections N --seconds S
 
@@ -76,6 +81,7 @@ fn main() -> ExitCode {
         "server" => server::main(rest).map(|()| true),
         "floor" => floor::main(rest).map(|()| true),
         "report" => print_report(rest).map(|()| true),
+        "charts" => charts::main(rest).map(|()| true),
         "drive" => drive(rest).map(|()| true),
         "idle-scale" => idle_scale::main(rest),
         "hold" => idle_scale::hold(rest).map(|()| true),

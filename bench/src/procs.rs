@@ -46,6 +46,23 @@ impl Spawner {
         command
     }
 
+    /// Start the bench binary `exe` as server `name` on a free port of
+    /// 127.0.0.1: `exe WORDS... --addr 127.0.0.1:PORT EXTRA...`.
+    pub(crate) fn bench_server(
+        &self,
+        exe: &Path,
+        name: &str,
+        words: &[&str],
+        extra: &[&str],
+    ) -> Result<ServerProc, String> {
+        let port = free_port()?;
+        let mut command = self.command(exe);
+        command.args(words);
+        command.args(["--addr", &format!("127.0.0.1:{port}")]);
+        command.args(extra);
+        self.start(name, command, port, Duration::from_secs(60))
+    }
+
     /// Start `command` as server `name` listening on `port`, and wait until
     /// it accepts TCP connections.
     pub(crate) fn start(
@@ -247,6 +264,21 @@ pub(crate) fn thread_cpu_ns(tid: u32) -> Option<u64> {
         .ok()
 }
 
+/// CPU time of this process so far, every thread, nanoseconds (the sum of
+/// `/proc/self/task/*/schedstat`: finer than clock ticks, for short
+/// rounds).
+pub(crate) fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0;
+    for task in fs::read_dir("/proc/self/task").ok()? {
+        let Ok(task) = task else { continue };
+        let ns = fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+        total += ns.unwrap_or(0);
+    }
+    Some(total)
+}
+
 /// Number of cores of the machine (not of this process's affinity).
 pub(crate) fn cores() -> usize {
     fs::read_to_string("/proc/cpuinfo")
@@ -304,6 +336,7 @@ pub(crate) fn machine(
         pinned,
         raised_priority,
         load_generator_threads: 0,
+        load_generator_cores: 0,
         build: if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -357,7 +390,7 @@ pub(crate) fn provenance() -> Provenance {
                 "release"
             }
         ),
-        socket_buffers: (crate::floor::READ_BUFFER, crate::floor::WRITE_BUFFER),
+        socket_buffers: crate::floor::library_socket_buffers().unwrap_or_default(),
     }
 }
 

@@ -74,6 +74,10 @@ pub(crate) struct Machine {
     /// Worker threads of the load generator's runtime.
     #[serde(default)]
     pub load_generator_threads: usize,
+    /// Cores the load generator may run on (the cores not given to the
+    /// servers when pinned).
+    #[serde(default)]
+    pub load_generator_cores: usize,
     pub build: String,
     pub rustc: String,
     pub redis: String,
@@ -109,17 +113,17 @@ impl ServerResult {
         }
     }
 
-    fn throughput_at(&self, connections: usize) -> Option<&Throughput> {
+    pub(crate) fn throughput_at(&self, connections: usize) -> Option<&Throughput> {
         self.throughput
             .iter()
             .find(|t| t.connections == connections)
     }
 
-    fn fan_out_to(&self, subscribers: usize) -> Option<&FanOut> {
+    pub(crate) fn fan_out_to(&self, subscribers: usize) -> Option<&FanOut> {
         self.fan_out.iter().find(|f| f.subscribers == subscribers)
     }
 
-    fn idle_at(&self, connections: usize) -> Option<&Idle> {
+    pub(crate) fn idle_at(&self, connections: usize) -> Option<&Idle> {
         self.idle.iter().find(|i| i.connections == connections)
     }
 }
@@ -236,6 +240,10 @@ pub(crate) struct FanOut {
     pub duplicates: u64,
     /// Rounds not complete within the round timeout.
     pub timed_out_rounds: u64,
+    /// Share of one core the load generator used during the rounds: well
+    /// under its cores' worth means the subscribers' side had headroom.
+    #[serde(default)]
+    pub load_generator_cpu_percent: Option<f64>,
 }
 
 /// Server memory with idle connections.
@@ -261,8 +269,13 @@ pub(crate) struct CrossNode {
     /// `cross_node.p50 - memory_layer.p50`, microseconds (in results of
     /// harness version 1, `cross_node.p50 - same_node.p50`).
     pub redis_adds_p50_us: f64,
-    /// 1,000 subscribers on each node, the call on node A.
+    /// 1,000 subscribers on each node, the call on node A (harness
+    /// versions 1 and 2).
     pub two_nodes: Option<FanOut>,
+    /// Fan-out to each subscriber count, half of them on each node, the
+    /// call on node A (harness version 3 on).
+    #[serde(default)]
+    pub fan_out: Vec<FanOut>,
     pub missing: u64,
     pub duplicates: u64,
 }
@@ -373,8 +386,17 @@ pub(crate) struct TargetCheck {
 }
 
 impl Run {
-    fn server(&self, name: &str) -> Option<&ServerResult> {
+    pub(crate) fn server(&self, name: &str) -> Option<&ServerResult> {
         self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// The sizes (connections, subscribers) some server was measured at,
+    /// in order: `of` gives a server's.
+    pub(crate) fn sizes(&self, of: impl Fn(&ServerResult) -> Vec<usize>) -> Vec<usize> {
+        let mut sizes: Vec<usize> = self.servers.iter().flat_map(of).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        sizes
     }
 
     /// Check the targets of the issue against this run's numbers.
@@ -449,9 +471,57 @@ impl Run {
             });
         }
 
-        let name = "idle connection under 8 KiB of server memory";
-        checks.push(
-            match ours.and_then(|s| s.idle.iter().max_by_key(|i| i.connections)) {
+        // The ratios to the floor of the proof issue: each at most 1.1x.
+        let name = "round trip p50 at one connection within 1.1x of the floor";
+        checks.push(match (rt(ours), rt(floor)) {
+            (Some(o), Some(f)) => check(name, format!("{:.2}x", o / f), o / f <= 1.1),
+            _ => unmeasured(name),
+        });
+        let levels = self.sizes(|s| s.throughput.iter().map(|t| t.connections).collect());
+        let cpu = |s: Option<&ServerResult>, c: usize| {
+            s.and_then(|s| s.throughput_at(c))
+                .map(|t| t.server_cpu_us_per_call)
+                .filter(|v| *v > 0.0)
+        };
+        let name = "server CPU per call within 1.1x of the floor at every connection count";
+        let ratios: Vec<(usize, f64)> = levels
+            .iter()
+            .filter_map(|c| Some((*c, cpu(ours, *c)? / cpu(floor, *c)?)))
+            .collect();
+        checks.push(if ratios.is_empty() {
+            unmeasured(name)
+        } else {
+            check(
+                name,
+                ratios
+                    .iter()
+                    .map(|(c, r)| format!("{r:.2}x at {}", thousands(*c as u64)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                ratios.iter().all(|(_, r)| *r <= 1.1),
+            )
+        });
+        for subscribers in [1_000, 10_000] {
+            let name = format!(
+                "fan-out to {} p99 within 1.1x of the floor",
+                thousands(subscribers as u64)
+            );
+            let p99 = |s: Option<&ServerResult>| {
+                s.and_then(|s| s.fan_out_to(subscribers))
+                    .filter(|f| f.rounds > 0)
+                    .map(|f| f.last_delivery.p99_us)
+            };
+            checks.push(match (p99(ours), p99(floor)) {
+                (Some(o), Some(f)) => check(&name, format!("{:.2}x", o / f), o / f <= 1.1),
+                _ => unmeasured(&name),
+            });
+        }
+        let idle = ours.and_then(|s| s.idle.iter().max_by_key(|i| i.connections));
+        for (name, limit) in [
+            ("idle connection at most 6 KB of server memory", 6_000.0),
+            ("idle connection under 8 KiB of server memory", 8_191.0),
+        ] {
+            checks.push(match idle {
                 Some(i) => check(
                     name,
                     format!(
@@ -459,11 +529,11 @@ impl Run {
                         i.bytes_per_connection,
                         thousands(i.connections as u64)
                     ),
-                    i.bytes_per_connection < 8192.0,
+                    i.bytes_per_connection <= limit,
                 ),
                 None => unmeasured(name),
-            },
-        );
+            });
+        }
 
         let name = REPLAY_TARGET;
         checks.push(match self.replay_log.as_ref().map(|r| &r.ratios) {
@@ -576,8 +646,12 @@ impl Run {
         let _ = writeln!(out, "| open files limit | {} |", m.nofile_limit);
         let _ = writeln!(
             out,
-            "| load generator | one process, {} threads, its CPU recorded per slice |",
-            m.load_generator_threads
+            "| load generator | one process, {} threads on {} core{}, its CPU recorded per \
+             throughput slice and per fan-out round: under {}% of a core it had headroom |",
+            m.load_generator_threads,
+            m.load_generator_cores.max(1),
+            if m.load_generator_cores > 1 { "s" } else { "" },
+            100 * m.load_generator_cores.max(1)
         );
         let _ = writeln!(
             out,
@@ -610,6 +684,7 @@ impl Run {
         }
         out.push('\n');
         self.servers_table(&mut out);
+        self.fan_out_table(&mut out);
         self.cross_node_table(&mut out);
         self.replay_log_table(&mut out);
 
@@ -713,33 +788,16 @@ impl Run {
             &|s| s.round_trip.as_ref().map(|l| l.p99_us),
             Unit::Micros,
         );
-        row(
-            "  round trip p50, fastest slice".into(),
-            &|s| {
-                s.round_trip_p50_spread
-                    .as_ref()
-                    .filter(|r| r.runs > 0)
-                    .map(|r| r.min)
-            },
-            Unit::Micros,
-        );
-        row(
-            "  round trip p50, slowest slice".into(),
-            &|s| {
-                s.round_trip_p50_spread
-                    .as_ref()
-                    .filter(|r| r.runs > 0)
-                    .map(|r| r.max)
-            },
-            Unit::Micros,
-        );
-        let mut sizes: Vec<usize> = self
-            .servers
-            .iter()
-            .flat_map(|s| s.throughput.iter().map(|t| t.connections))
-            .collect();
-        sizes.sort_unstable();
-        sizes.dedup();
+        // The ends of a spread: (title, which end).
+        let ends: [SpreadEnd; 2] = [("fastest slice", |r| r.min), ("slowest slice", |r| r.max)];
+        for (end, pick) in ends {
+            row(
+                format!("  round trip p50, {end}"),
+                &move |s| spread(s.round_trip_p50_spread.as_ref()).map(pick),
+                Unit::Micros,
+            );
+        }
+        let sizes = self.sizes(|s| s.throughput.iter().map(|t| t.connections).collect());
         for c in &sizes {
             let c = *c;
             row(
@@ -755,24 +813,19 @@ impl Run {
                 },
                 Unit::PerSecond,
             );
-            row(
-                format!("  slowest slice, {c} connections"),
-                &move |s| {
-                    s.throughput_at(c)
-                        .filter(|t| t.calls_per_second_spread.runs > 0)
-                        .map(|t| t.calls_per_second_spread.min)
-                },
-                Unit::PerSecond,
-            );
-            row(
-                format!("  fastest slice, {c} connections"),
-                &move |s| {
-                    s.throughput_at(c)
-                        .filter(|t| t.calls_per_second_spread.runs > 0)
-                        .map(|t| t.calls_per_second_spread.max)
-                },
-                Unit::PerSecond,
-            );
+            // Calls per second: the slowest slice is the one with fewest.
+            let ends: [SpreadEnd; 2] = [("slowest slice", |r| r.min), ("fastest slice", |r| r.max)];
+            for (end, pick) in ends {
+                row(
+                    format!("  {end}, {c} connections"),
+                    &move |s| {
+                        s.throughput_at(c)
+                            .and_then(|t| spread(Some(&t.calls_per_second_spread)))
+                            .map(pick)
+                    },
+                    Unit::PerSecond,
+                );
+            }
             row(
                 format!("  load generator CPU, {c} connections"),
                 &move |s| {
@@ -803,13 +856,7 @@ impl Run {
                 Unit::PerSecond,
             );
         }
-        let mut fans: Vec<usize> = self
-            .servers
-            .iter()
-            .flat_map(|s| s.fan_out.iter().map(|f| f.subscribers))
-            .collect();
-        fans.sort_unstable();
-        fans.dedup();
+        let fans = self.sizes(|s| s.fan_out.iter().map(|f| f.subscribers).collect());
         for n in &fans {
             let n = *n;
             row(
@@ -830,14 +877,13 @@ impl Run {
                 },
                 Unit::Millis,
             );
+            row(
+                format!("  load generator CPU, fan-out to {}", thousands(n as u64)),
+                &move |s| s.fan_out_to(n).and_then(|f| f.load_generator_cpu_percent),
+                Unit::Percent,
+            );
         }
-        let mut idles: Vec<usize> = self
-            .servers
-            .iter()
-            .flat_map(|s| s.idle.iter().map(|i| i.connections))
-            .collect();
-        idles.sort_unstable();
-        idles.dedup();
+        let idles = self.sizes(|s| s.idle.iter().map(|i| i.connections).collect());
         row(
             "RSS, no connection".into(),
             &|s| s.idle.first().map(|i| i.rss_before_kib as f64 * 1024.0),
@@ -889,7 +935,7 @@ impl Run {
                 "| Redis adds (other node on Redis minus memory layer, p50) | {} | |",
                 Unit::Micros.show(c.redis_adds_p50_us)
             );
-            if let Some(f) = &c.two_nodes {
+            for f in c.two_nodes.iter().chain(&c.fan_out) {
                 let _ = writeln!(
                     out,
                     "| 2 nodes x {} subscribers, last subscriber | {} | {} |",
@@ -900,6 +946,92 @@ impl Run {
             }
             out.push('\n');
         }
+    }
+
+    /// Fan-out results by series, as the fan-out table and chart show
+    /// them: every server on one process, then the Redis layer across two
+    /// processes (half the subscribers on each).
+    pub(crate) fn fan_out_series(&self) -> Vec<(String, Vec<&FanOut>)> {
+        let mut series = Vec::new();
+        for name in [FLOOR, MEMORY, REDIS, DJANGO] {
+            if let Some(s) = self.server(name).filter(|s| !s.fan_out.is_empty()) {
+                let label = format!("{}, one process", label(name));
+                series.push((label, s.fan_out.iter().collect()));
+            }
+        }
+        if let Some(c) = &self.cross_node {
+            let two: Vec<&FanOut> = c.two_nodes.iter().chain(&c.fan_out).collect();
+            if !two.is_empty() {
+                series.push((format!("{}, two processes", label(REDIS)), two));
+            }
+        }
+        series
+    }
+
+    /// Fan-out at every subscriber count, on one process and across two,
+    /// with the ratios to the floor's fan-out to as many subscribers in
+    /// the same run.
+    fn fan_out_table(&self, out: &mut String) {
+        let series = self.fan_out_series();
+        let floor = |n: usize| {
+            self.server(FLOOR)
+                .and_then(|s| s.fan_out_to(n))
+                .filter(|f| f.rounds > 0)
+        };
+        let mut sizes: Vec<usize> = series
+            .iter()
+            .flat_map(|(_, fs)| fs.iter().map(|f| f.subscribers))
+            .collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        if sizes.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "Fan-out: one `notify_all`, the time until every subscriber has the frame \
+             (the last one), over the rounds; ratios to the floor's fan-out to as many \
+             subscribers in the same run:\n"
+        );
+        let _ = writeln!(
+            out,
+            "| subscribers | server | rounds | last subscriber p50 | p99 | p50 / floor | \
+             p99 / floor | load generator CPU |\n|---:|---|---:|---:|---:|---:|---:|---:|"
+        );
+        let ratio = |a: f64, b: Option<f64>| match b {
+            Some(b) if b > 0.0 => format!("{:.2}x", a / b),
+            _ => "n/a".to_owned(),
+        };
+        for n in sizes {
+            for (name, fs) in &series {
+                let Some(f) = fs.iter().find(|f| f.subscribers == n) else {
+                    continue;
+                };
+                let cpu = f
+                    .load_generator_cpu_percent
+                    .map_or("n/a".to_owned(), |c| Unit::Percent.show(c));
+                if f.rounds == 0 {
+                    let _ = writeln!(
+                        out,
+                        "| {} | {name} | 0 | no round complete | | | | {cpu} |",
+                        thousands(n as u64)
+                    );
+                    continue;
+                }
+                let d = &f.last_delivery;
+                let _ = writeln!(
+                    out,
+                    "| {} | {name} | {} | {} | {} | {} | {} | {cpu} |",
+                    thousands(n as u64),
+                    f.rounds,
+                    Unit::Millis.show(d.p50_us),
+                    Unit::Millis.show(d.p99_us),
+                    ratio(d.p50_us, floor(n).map(|f| f.last_delivery.p50_us)),
+                    ratio(d.p99_us, floor(n).map(|f| f.last_delivery.p99_us)),
+                );
+            }
+        }
+        out.push('\n');
     }
 
     /// Broadcasts with and without the replay log.
@@ -954,13 +1086,22 @@ impl Run {
     }
 }
 
+/// One end of a spread, as a table row names it.
+type SpreadEnd = (&'static str, fn(&Spread) -> f64);
+
+/// A spread that has runs.
+fn spread(s: Option<&Spread>) -> Option<&Spread> {
+    s.filter(|r| r.runs > 0)
+}
+
 /// The servers' names in results.
 pub(crate) const FLOOR: &str = "floor";
 pub(crate) const MEMORY: &str = "liveview-memory";
 pub(crate) const REDIS: &str = "liveview-redis";
 pub(crate) const DJANGO: &str = "django-liveview";
 
-fn label(name: &str) -> &str {
+/// A server's name as the tables and charts show it.
+pub(crate) fn label(name: &str) -> &str {
     match name {
         FLOOR => "floor",
         MEMORY => "LiveView (memory)",

@@ -2,6 +2,7 @@
 //! Every loop is bounded in count and in time.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,7 +37,8 @@ pub(crate) struct Plan {
     pub fan_out_seconds: f64,
     pub round_timeout_seconds: f64,
     pub cross_node_rounds: usize,
-    pub cross_node_subscribers: usize,
+    /// Subscriber counts of the fan-out across two nodes (half on each).
+    pub cross_node_fan_out: Vec<usize>,
     /// Subscriber counts of the replay-log scenario.
     pub replay_log_subscribers: Vec<usize>,
     /// Timed publishes per server of the replay-log scenario, at each
@@ -66,13 +68,13 @@ impl Plan {
             throughput_connections: vec![50, 500],
             throughput_warmup_seconds: 0.3,
             throughput_seconds: 5.0,
-            idle_connections: vec![10_000, 50_000],
+            idle_connections: vec![1_000, 10_000],
             fan_out_subscribers: vec![10_000, 1_000, 100],
             fan_out_rounds: 30,
             fan_out_seconds: 60.0,
             round_timeout_seconds: 30.0,
             cross_node_rounds: 300,
-            cross_node_subscribers: 1_000,
+            cross_node_fan_out: vec![1_000, 10_000],
             replay_log_subscribers: vec![100, 1_000],
             replay_log_publishes: 2_000,
             replay_log_warmup: 50,
@@ -98,7 +100,7 @@ impl Plan {
             fan_out_seconds: 10.0,
             round_timeout_seconds: 5.0,
             cross_node_rounds: 20,
-            cross_node_subscribers: 20,
+            cross_node_fan_out: vec![20, 200],
             replay_log_subscribers: vec![20],
             replay_log_publishes: 30,
             replay_log_warmup: 3,
@@ -217,13 +219,27 @@ impl RoundTrip {
     }
 }
 
-/// Open `count` connections, `concurrency` at a time, each with one call
-/// answered (so the server has it in its groups).
-async fn open_many(
+/// Where connection `index` connects from: `None` for the default.
+pub(crate) type Source = fn(usize) -> Option<IpAddr>;
+
+/// The default source address for every connection.
+fn default_source(_: usize) -> Option<IpAddr> {
+    None
+}
+
+/// Spread over [`client::source_address`]'s addresses.
+fn spread_source(index: usize) -> Option<IpAddr> {
+    Some(client::source_address(index))
+}
+
+/// Open `count` connections (indexes from `first_index`, each from
+/// `source(index)`), the plan's `connect_concurrency` at a time, each
+/// with one call answered (so the server has it in its groups).
+pub(crate) async fn open_many(
     endpoint: Endpoint,
     first_index: usize,
     count: usize,
-    spread: bool,
+    source: Source,
     plan: &Plan,
 ) -> Result<Vec<Ws>, String> {
     let mut out = Vec::with_capacity(count);
@@ -232,9 +248,8 @@ async fn open_many(
     let timeout = plan.connect_timeout();
     let open = move |i: usize| async move {
         let index = first_index + i;
-        let source = spread.then(|| client::source_address(index));
         let mut ws = endpoint
-            .connect(&client::room(index), source, timeout)
+            .connect(&client::room(index), source(index), timeout)
             .await?;
         client::call(&mut ws, SAY_HELLO, timeout)
             .await
@@ -282,7 +297,12 @@ impl Load {
         connections: usize,
         plan: &Plan,
     ) -> Result<Self, String> {
-        let sockets = open_many(endpoint, 1_000_000, connections, connections > 100, plan).await?;
+        let source: Source = if connections > 100 {
+            spread_source
+        } else {
+            default_source
+        };
+        let sockets = open_many(endpoint, 1_000_000, connections, source, plan).await?;
         Ok(Self {
             connections,
             sockets,
@@ -575,7 +595,7 @@ impl Pool {
             return Ok(());
         }
         let more = count - self.members.len();
-        let sockets = open_many(self.endpoint, self.next_index, more, true, plan).await?;
+        let sockets = open_many(self.endpoint, self.next_index, more, spread_source, plan).await?;
         self.next_index += more;
         self.members.extend(
             sockets
@@ -631,6 +651,10 @@ pub(crate) struct FanOutRun {
     opened: Vec<Arc<Round>>,
     timed_out: u64,
     duplicates_before: u64,
+    /// CPU time of the load generator (this process) during the rounds,
+    /// and the rounds' wall time, nanoseconds.
+    load_cpu_ns: u64,
+    rounds_ns: u64,
 }
 
 impl FanOutRun {
@@ -642,6 +666,8 @@ impl FanOutRun {
             opened: Vec::new(),
             timed_out: 0,
             duplicates_before: tracker.duplicates(),
+            load_cpu_ns: 0,
+            rounds_ns: 0,
         }
     }
 
@@ -668,6 +694,7 @@ impl FanOutRun {
     {
         let id = self.tracker.next_round();
         let round = self.tracker.open(id, self.expected);
+        let cpu_before = procs::process_cpu_ns();
         let start = nanos(self.tracker.base.elapsed());
         publish(id).await?;
         let expected = self.expected;
@@ -677,6 +704,10 @@ impl FanOutRun {
             }
         })
         .await;
+        self.rounds_ns += nanos(self.tracker.base.elapsed()).saturating_sub(start);
+        if let (Some(a), Some(b)) = (cpu_before, procs::process_cpu_ns()) {
+            self.load_cpu_ns += b.saturating_sub(a);
+        }
         match complete {
             Ok(()) => {
                 let last = round.last_ns.load(Ordering::Relaxed);
@@ -704,6 +735,8 @@ impl FanOutRun {
             missing,
             duplicates: self.tracker.duplicates() - self.duplicates_before,
             timed_out_rounds: self.timed_out,
+            load_generator_cpu_percent: (self.rounds_ns > 0)
+                .then(|| 100.0 * self.load_cpu_ns as f64 / self.rounds_ns as f64),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The bench server: the quick start's app (`say_hello`, `notify_all`) on
 //! the in-memory or the Redis layer, with the library's defaults except the
 //! abuse limits, which a load test from a few addresses would trip. Its
-//! socket buffers are set to the floor's, which are the library's
-//! defaults: should the defaults move, both servers still compare alike.
+//! socket buffers are the library's defaults, which the floor reads from
+//! the library: should the defaults move, both servers still compare
+//! alike.
 
 use liveview::LiveView;
 use liveview::layer::RedisLayer;
@@ -62,7 +63,6 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
                 .rate_limit(None)
                 .address_rate_limit(None)
                 .max_connections_per_address(None)
-                .socket_buffers(crate::floor::READ_BUFFER, crate::floor::WRITE_BUFFER)
         };
         if layer == Layer::Redis {
             let redis = RedisLayer::builder(redis_url)
