@@ -55,6 +55,9 @@
   const A_CONNECTED = "data-liveview-connected";
   const A_MORPH = "data-liveview-morph";
   const A_IGNORE = "data-liveview-ignore";
+  const A_HOOK = "data-liveview-hook";
+  const A_KEYMAP = "data-liveview-keyboard-map";
+  const A_RECOVER = "data-liveview-recover";
   const INTERSECT = `[${A_APPEAR}],[${A_DISAPPEAR}]`;
   const PERMANENT = `[${A_PERMANENT}][id]`;
 
@@ -70,6 +73,9 @@
     end: "End", page_up: "PageUp", page_down: "PageDown",
   };
   const MODIFIERS = ["ctrl", "alt", "shift", "meta"];
+  // The other way round, for `data-liveview-keyboard-map` ("Escape" is "esc").
+  const KEY_ALIASES = {};
+  for (const k in KEY_NAMES) KEY_ALIASES[KEY_NAMES[k]] = k;
 
   const doc = document;
   const html = doc.documentElement;
@@ -120,6 +126,7 @@
   // CSP nonce it runs through a nonce'd script element instead of eval.
   let running = null;
   function runCode(code, el) {
+    if (el) scripted.add(el);
     if (nonce) {
       const s = doc.createElement("script");
       s.nonce = nonce;
@@ -437,12 +444,17 @@
     return out;
   }
 
+  const CONTROLS = "input,select,textarea";
+
   // The controls inside `box` that belong to no form.
-  const loose = (box) => Array.from(box.querySelectorAll("input,select,textarea")).filter((c) => !c.form);
+  const loose = (box) => Array.from(box.querySelectorAll(CONTROLS)).filter((c) => !c.form);
 
   // The values of the element's form (the element itself when it is a form).
-  // Outside a form, as upstream: the controls of the element's container
-  // (its parent), so `<div><input name=q><button ...></div>` sends `q`.
+  // Outside a form: the controls of the element's container, its parent
+  // element, so `<div><input name=q><button ...></div>` sends `q`. The page
+  // itself is no container: an element directly inside `<body>` or the live
+  // area sends its own value only (nothing when it is no control), never
+  // every loose control of the page.
   // A submit also sends the button it was submitted with, as a browser does.
   function formOf(el, submitter) {
     const form = el.tagName === "FORM" ? el
@@ -453,9 +465,15 @@
       if (submitter && submitter.name && !submitter.disabled) out[submitter.name] = submitter.value;
       return out;
     }
-    return collect(loose(el.parentElement || el));
+    const box = el.parentElement;
+    return collect(!box || box === doc.body || box === html || box.matches(ROOT)
+      ? (el.matches(CONTROLS) ? [el] : []) : loose(box));
   }
 
+  // A name ending in `[]` (`tags[]`) is a list, sent without the brackets:
+  // the values of its checked boxes, or of its controls, however many the
+  // page has (none checked: []). Otherwise a checkbox is true or false, and
+  // several boxes sharing a plain name give the list of the checked values.
   function collect(controls) {
     const out = {};
     const checkboxes = {};
@@ -463,17 +481,17 @@
       if (c.type === "checkbox" && c.name) checkboxes[c.name] = (checkboxes[c.name] || 0) + 1;
     }
     for (const c of controls) {
-      const { name, type } = c;
+      let { name, type } = c;
       if (!name || !/^(INPUT|SELECT|TEXTAREA)$/.test(c.tagName) || c.matches(":disabled") ||
           /^(file|submit|button|reset|image)$/.test(type)) continue;
-      if (type === "checkbox") {
-        if (checkboxes[name] > 1) {
-          // Several boxes share the name: the list of checked values.
-          if (!Array.isArray(out[name])) out[name] = [];
-          if (c.checked) out[name].push(c.value);
-        } else {
-          out[name] = c.checked;
-        }
+      const list = name.endsWith("[]");
+      if (list) name = name.slice(0, -2);
+      if (list || (type === "checkbox" && checkboxes[name] > 1)) {
+        out[name] = (Array.isArray(out[name]) ? out[name] : []).concat(
+          type === "select-multiple" ? Array.from(c.selectedOptions, (o) => o.value)
+            : /^(checkbox|radio)$/.test(type) && !c.checked ? [] : [c.value]);
+      } else if (type === "checkbox") {
+        out[name] = c.checked;
       } else if (type === "radio") {
         if (c.checked) out[name] = c.value;
       } else if (type === "select-multiple") {
@@ -650,6 +668,35 @@
         (err) => console.error("LiveView: a beforeCall hook failed", err));
   }
 
+  // `data-liveview-keyboard-map='{"ctrl+s": "save", "esc": "close"}'`, as
+  // upstream: a key pressed while the focus is on the element or inside it
+  // calls the mapped function with the element's form and data. The name is
+  // the modifiers in the order ctrl, alt, meta, shift (no shift for letters
+  // and digits), then the key: letters and digits as typed, or esc, enter,
+  // space, tab, up, down, left, right, home, end, page_up, page_down. The
+  // innermost element mapping the key wins.
+  const keymaps = new Map(); // attribute value -> map, null when invalid
+
+  function onKeyMap(e) {
+    if (typeof e.key !== "string" || !(e.target instanceof Element)) return;
+    const key = ["ctrl", "alt", "meta"].filter((m) => e[m + "Key"])
+      .concat(e.shiftKey && !/^[a-z0-9]$/i.test(e.key) ? ["shift"] : [],
+        KEY_ALIASES[e.key] || e.key.toLowerCase()).join("+");
+    for (let el = e.target.closest(`[${A_KEYMAP}]`); el; el = el.parentElement && el.parentElement.closest(`[${A_KEYMAP}]`)) {
+      const value = el.getAttribute(A_KEYMAP);
+      if (!keymaps.has(value)) {
+        let map = null;
+        try { map = JSON.parse(value); } catch (_) { console.error(`LiveView: ${A_KEYMAP} is not JSON`, el); }
+        keymaps.set(value, map && typeof map === "object" ? map : null);
+      }
+      const fn = (keymaps.get(value) || {})[key];
+      if (typeof fn === "string" && el.closest(ROOT)) {
+        e.preventDefault();
+        return void send(fn, formOf(el), dataOf(el));
+      }
+    }
+  }
+
   /* ------------------------------------------------------------------ *
    * 7. Observers (init, focus, intersect) and subtree scanning
    * ------------------------------------------------------------------ */
@@ -681,6 +728,12 @@
       focusDone.add(el);
       el.focus();
     });
+    // A keyboard map works while the focus is inside: the element can take it.
+    each(root, `[${A_KEYMAP}]`, (el) => {
+      if (el.tabIndex < 0 && !el.hasAttribute("tabindex")) el.setAttribute("tabindex", "-1");
+    });
+    each(root, `[${A_HOOK}]`, mount);
+    waiting.forEach(mount);
   }
 
   // Forget elements that left the document.
@@ -720,12 +773,85 @@
 
   // Content inserted by other scripts is picked up too; the sets above keep
   // init and focus from firing twice for content we inserted ourselves.
+  // Content they removed is torn down (ours is, before it goes).
   const mutations = new MutationObserver((records) => {
     for (const r of records) {
-      r.removedNodes.forEach((n) => { if (n.nodeType === 1 && !n.isConnected) forget(n); });
+      r.removedNodes.forEach((n) => {
+        if (n.nodeType === 1 && !n.isConnected) { forget(n); teardown(n); }
+      });
       r.addedNodes.forEach((n) => { if (n.nodeType === 1 && n.isConnected) scan(n); });
     }
   });
+
+  /* ------------------------------------------------------------------ *
+   * 7b. Hooks, cleanups and form recovery
+   *
+   * `data-liveview-hook="Name"` mounts `window.LiveViewHooks.Name` (defined
+   * before or after this script) on the element, as Phoenix does: an object
+   * whose callbacks run with `this` an instance of it carrying `el` and
+   * `call(functionName, data)`:
+   *   mounted      the element is on the page and wired up
+   *   updated      an update rendered into it, or into an element inside it
+   *                (morphing: also one that patched it)
+   *   destroyed    it leaves the page (before, when an update removes it)
+   *   disconnected / reconnected   the connection dropped / came back
+   * ------------------------------------------------------------------ */
+
+  const hooked = new Map();   // element -> [hook instance, render it was mounted in]
+  const waiting = new Set();  // hook elements whose hook is not defined yet
+  const scripted = new Set(); // elements inline scripts ran with as `el`
+  let renders = 0;
+
+  function hookCall(inst, name) {
+    if (typeof inst[name] !== "function") return;
+    try { inst[name](); } catch (err) { console.error(`LiveView: hook ${name} failed`, err); }
+  }
+
+  function mount(el) {
+    if (hooked.has(el)) return;
+    if (!el.isConnected) return void waiting.delete(el);
+    const def = (window.LiveViewHooks || {})[el.getAttribute(A_HOOK)];
+    if (!def || typeof def !== "object") return void waiting.add(el);
+    waiting.delete(el);
+    const inst = Object.create(def);
+    inst.el = el;
+    // A call from JavaScript: the element's form; `data` defaults to its data.
+    inst.call = (fn, data) => send(String(fn), formOf(el), data == null ? dataOf(el) : data);
+    hooked.set(el, [inst, renders]);
+    hookCall(inst, "mounted");
+  }
+
+  // Upstream's contract: a script may leave a function in `el.__cleanup`,
+  // called once before `el` is replaced, removed, or its content replaced.
+  function cleanup(el) {
+    const fn = el.__cleanup;
+    if (typeof fn !== "function") return;
+    delete el.__cleanup;
+    try { fn.call(el); } catch (err) { console.error("LiveView: __cleanup failed", err); }
+  }
+
+  // `root` (unless `inside`) and what is inside it leave the page: their
+  // cleanups run, then their hooks are destroyed.
+  function teardown(root, inside) {
+    const gone = (el) => root.contains(el) && !(inside && el === root);
+    for (const el of scripted) if (gone(el)) { scripted.delete(el); cleanup(el); }
+    for (const [el, [inst]] of hooked) if (gone(el)) { hooked.delete(el); hookCall(inst, "destroyed"); }
+    for (const el of waiting) if (gone(el)) waiting.delete(el);
+  }
+
+  // A reconnect (not the first connect) tells the hooks, and every form with
+  // `data-liveview-recover="fn"` calls `fn` with the values the user sees, so
+  // that state the server lost with the connection is rebuilt. These calls
+  // go before the ones queued while offline.
+  let opens = 0;
+  function onConnection(e) {
+    const up = e.type === "liveview:connected";
+    if (!opens) return void (opens = +up);
+    if (up) opens++;
+    for (const [, [inst]] of hooked) hookCall(inst, up ? "reconnected" : "disconnected");
+    if (up) doc.querySelectorAll(`form[${A_RECOVER}]`)
+      .forEach((f) => send(f.getAttribute(A_RECOVER), formOf(f), dataOf(f)));
+  }
 
   /* ------------------------------------------------------------------ *
    * 8. DOM updates
@@ -787,18 +913,19 @@
       console.error(`LiveView: server error: ${m.error}` + (call ? ` (calling "${call.fn}")` : ""));
       emit("liveview:error", { message: m.error, ref: m.ref == null ? null : m.ref });
     }
-    const oldTitle = doc.title;
+    // The page as the user leaves it, before the frame changes it.
+    const left = m.url != null ? leaving(m.html != null && !m.remove ? m.target : null) : null;
     if (m.title != null) doc.title = m.title;
 
-    let prev = null;
     if (m.target != null && (m.html != null || m.remove)) {
       const el = find(m.target);
       if (!el) {
         console.warn(`LiveView: target "${m.target}" not found`);
       } else if (m.remove) {
+        cleanup(el);
+        teardown(el);
         el.remove();
       } else {
-        if (m.url != null) prev = el.innerHTML;
         const call = m.ref != null && inflight.get(m.ref);
         render(el, String(m.html), m.append ? "append"
           : m.morph === true || el.hasAttribute(A_MORPH) ? "morph" : "replace", null, call ? call.at : null);
@@ -807,7 +934,7 @@
 
     if (m.url != null) {
       try {
-        pushUrl(String(m.url), m.target, prev, oldTitle);
+        pushUrl(String(m.url), left);
       } catch (err) {
         console.error("LiveView: cannot change url", err);
       }
@@ -837,15 +964,22 @@
   // nodes that replace their namesakes in `markup`; `at` is the edit clock
   // of the call the frame answers (null: none).
   function render(el, markup, mode, keep, at) {
+    const gen = ++renders;
     const tpl = doc.createElement("template");
     tpl.innerHTML = markup;
     const frag = tpl.content;
     const scripts = Array.from(frag.querySelectorAll("script"));
-    if (keep) {
-      frag.querySelectorAll(PERMANENT).forEach((p) => {
-        const live = keep.get(p.id);
-        if (live && live !== p) p.replaceWith(live);
-      });
+    if (mode !== "append") {
+      cleanup(el);
+      // Live nodes take the place of their namesakes: those given, and in
+      // replace mode the target's `data-liveview-ignore` elements (with an
+      // id), which keep their content and state as when morphing.
+      keep = new Map(keep);
+      if (mode === "replace") el.querySelectorAll(`[${A_IGNORE}][id]`).forEach((n) => keep.set(n.id, n));
+      for (const [id, live] of keep) {
+        const p = frag.getElementById(id);
+        if (p && p !== live) p.replaceWith(live);
+      }
     }
     const active = doc.activeElement;
     const mine = (c) => c && (at == null ? c === active : (edits.get(c) || 0) > at);
@@ -865,6 +999,7 @@
           twin.replaceWith(c);
         }
       }
+      teardown(el, true);
       el.replaceChildren(frag);
     }
     if (active && active !== doc.body && active.isConnected) {
@@ -882,6 +1017,11 @@
       s.nonce = old.nonce || nonce;
       s.async = false;
       old.replaceWith(s);
+    }
+    for (const [h, [inst, since]] of hooked) {
+      if (since < gen && h.isConnected && (h.contains(el) || (mode === "morph" && el.contains(h)))) {
+        hookCall(inst, "updated");
+      }
     }
   }
 
@@ -958,6 +1098,7 @@
 
   function drop(node) {
     const next = node.nextSibling;
+    if (node.nodeType === 1) teardown(node);
     node.remove();
     return next;
   }
@@ -1006,13 +1147,24 @@
    * 9. History
    *
    * A frame with `url` pushes a history entry. The entry being left is first
-   * updated with the content its areas had (the target's content from before
-   * the frame), the new entry gets the current content of every area seen so
-   * far. Back/forward puts the content of the entry back.
+   * updated with the page as the user left it (the target's content from
+   * before the frame), the new entry gets the current content of every area
+   * seen so far. Back/forward puts the content of the entry back.
+   *
+   * A snapshot holds each area's markup with the values the user typed
+   * (never passwords or files), the title, and the scroll positions of the
+   * window and of scrolled elements with an id. Snapshots live in
+   * `history.state` (so they survive a reload) when under SNAP_MAX
+   * characters, and the last KEEP_MAX in memory; an entry with neither is
+   * reloaded from the server. A `history` call that fails (a quota, a rate
+   * limit) never stops the URL change: the entry is pushed without its
+   * snapshot instead.
    * ------------------------------------------------------------------ */
 
-  const firstSeen = {};    // area selector -> content before it was first recorded
-  const leftAs = new Map(); // entry id -> {title, areas} as the user left it
+  const SNAP_MAX = 512 * 1024;  // characters of markup in one entry's history.state
+  const KEEP_MAX = 20;          // snapshots in memory, at most 4 * SNAP_MAX characters in all
+  const firstSeen = {};     // area selector -> content before it was first recorded
+  const leftAs = new Map(); // entry id -> snapshot as the user left it, oldest first
   let entryId = liveState() && liveState().id;
 
   function liveState() {
@@ -1020,42 +1172,104 @@
     return s && typeof s === "object" && s.liveview ? s.liveview : null;
   }
 
-  function capture(selectors) {
-    const areas = {};
-    for (const sel of selectors) {
-      const el = find(sel);
-      if (el) areas[sel] = el.innerHTML;
-    }
-    return areas;
+  // An area's markup with the state of its controls written into it.
+  function markupOf(el) {
+    const copy = el.cloneNode(true);
+    const live = el.querySelectorAll("input,textarea,option");
+    copy.querySelectorAll("input,textarea,option").forEach((c, i) => {
+      const o = live[i];
+      if (c.tagName === "OPTION") c.toggleAttribute("selected", o.selected);
+      else if (c.tagName === "TEXTAREA") c.textContent = o.value;
+      else if (/^(checkbox|radio)$/.test(c.type)) c.toggleAttribute("checked", o.checked);
+      else if (/^(password|file)$/.test(c.type)) c.removeAttribute("value");
+      else c.setAttribute("value", o.value);
+    });
+    return copy.innerHTML;
   }
 
-  function pushUrl(url, target, prev, oldTitle) {
+  // Areas inside a permanent element are live: never saved nor restored.
+  const pinned = (el) => !el || !!el.closest(`[${A_PERMANENT}]`);
+
+  function capture(selectors) {
+    const areas = {};
+    const scrolls = [];
+    for (const sel of selectors) {
+      const el = find(sel);
+      if (pinned(el)) continue;
+      areas[sel] = markupOf(el);
+      for (const e of [el, ...el.querySelectorAll("[id]")]) {
+        if (e.id && (e.scrollTop || e.scrollLeft)) scrolls.push([e.id, e.scrollTop, e.scrollLeft]);
+      }
+    }
+    return { title: doc.title, areas, scrolls, x: window.scrollX, y: window.scrollY };
+  }
+
+  const sizeOf = (snap) => Object.values(snap.areas).reduce((n, h) => n + h.length, 0);
+
+  // Keep a snapshot in memory; the oldest go first.
+  function remember(id, snap) {
+    leftAs.delete(id);
+    leftAs.set(id, snap);
+    let n = 0, total = 0;
+    for (const [k, v] of [...leftAs].reverse()) {
+      total += sizeOf(v);
+      if (++n > KEEP_MAX || total > 4 * SNAP_MAX) leftAs.delete(k);
+    }
+  }
+
+  // What goes into `history.state`: the snapshot when it is small enough.
+  const entry = (id, snap) => ({ id, ...snap, areas: sizeOf(snap) > SNAP_MAX ? null : snap.areas });
+
+  // The page before a frame with `url` changes it; `target` is the area it
+  // renders into (null: none).
+  function leaving(target) {
     const current = liveState();
     const selectors = new Set([...Object.keys(firstSeen), ...Object.keys((current && current.areas) || {})]);
-    const before = capture(selectors);
-    if (prev != null) {
-      selectors.add(target);
-      before[target] = prev;
-      if (!(target in firstSeen)) firstSeen[target] = prev;
-    }
+    if (target != null && !pinned(find(target))) selectors.add(target);
+    const snap = capture(selectors);
+    if (target in snap.areas && !(target in firstSeen)) firstSeen[target] = snap.areas[target];
+    return snap;
+  }
+
+  function pushUrl(url, left) {
+    // Back/forward puts the scroll position back itself, after the content.
+    history.scrollRestoration = "manual";
+    const id = entryId || randomId();
+    remember(id, left);
     const state = history.state && typeof history.state === "object" ? history.state : {};
-    history.replaceState({ ...state, liveview: { id: entryId || randomId(), title: oldTitle, areas: before } }, "");
+    try {
+      history.replaceState({ ...state, liveview: entry(id, left) }, "");
+    } catch (err) {
+      console.warn("LiveView: cannot save the page in its history entry", err);
+    }
     entryId = randomId();
-    history.pushState({ liveview: { id: entryId, title: doc.title, areas: capture(selectors) } }, "", url);
+    const snap = capture(Object.keys(left.areas));
+    try {
+      history.pushState({ liveview: entry(entryId, snap) }, "", url);
+    } catch (err) {
+      console.warn("LiveView: history entry saved without its content", err);
+      history.pushState({ liveview: { id: entryId } }, "", url);
+    }
   }
 
   function onPopState(e) {
     const next = e.state && typeof e.state === "object" ? e.state.liveview : null;
+    const saved = next && (leftAs.get(next.id) || (next.areas && next));
     const selectors = new Set(Object.keys(firstSeen));
-    if (next) Object.keys(next.areas || {}).forEach((s) => selectors.add(s));
-    if (entryId) leftAs.set(entryId, { title: doc.title, areas: capture(selectors) });
+    if (saved) Object.keys(saved.areas).forEach((s) => selectors.add(s));
+    if (entryId) remember(entryId, capture(selectors));
     entryId = next ? next.id : null;
     if (!next) return;
-    const saved = leftAs.get(next.id) || next;
+    // Neither in memory nor in the entry: the server renders the page.
+    if (!saved) return void location.reload();
     // Areas first recorded after this entry get their original content back.
-    const areas = { ...firstSeen, ...saved.areas };
     if (saved.title != null) doc.title = saved.title;
-    restore(areas);
+    restore({ ...firstSeen, ...saved.areas });
+    for (const [id, top, left] of saved.scrolls || []) {
+      const el = doc.getElementById(id);
+      if (el) { el.scrollTop = top; el.scrollLeft = left; }
+    }
+    window.scrollTo(saved.x || 0, saved.y || 0);
     emit("liveview:history-restored", { url: location.href });
   }
 
@@ -1063,9 +1277,9 @@
     const keep = new Map();
     doc.querySelectorAll(PERMANENT).forEach((n) => keep.set(n.id, n));
     const order = Object.keys(areas).filter((sel) => {
-      if (find(sel)) return true;
-      console.warn(`LiveView: history area "${sel}" not found`);
-      return false;
+      const el = find(sel);
+      if (!el) console.warn(`LiveView: history area "${sel}" not found`);
+      return !pinned(el);
     });
     // Outer areas before the areas inside them.
     order.sort((a, b) => {
@@ -1107,6 +1321,20 @@
     doc.addEventListener("input", (e) => {
       if (e.isTrusted && e.target.nodeType === 1) edits.set(e.target, ++clock);
     }, true);
+    doc.addEventListener("keydown", onKeyMap);
+    doc.addEventListener("liveview:connected", onConnection);
+    doc.addEventListener("liveview:disconnected", onConnection);
+    // Hooks the page defines later: assigned, or added by the time it loads.
+    let defs = window.LiveViewHooks;
+    try {
+      Object.defineProperty(window, "LiveViewHooks", {
+        configurable: true,
+        enumerable: true,
+        get: () => defs,
+        set: (v) => { defs = v; waiting.forEach(mount); },
+      });
+    } catch (_) { /* a `var LiveViewHooks` of the page: read when scanning */ }
+    window.addEventListener("load", () => waiting.forEach(mount));
     scan(html); // init calls made here wait in the queue for the first open
     mutations.observe(html, { childList: true, subtree: true });
     window.addEventListener("popstate", onPopState);

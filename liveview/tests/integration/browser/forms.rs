@@ -136,3 +136,54 @@ async fn outside_a_form_the_controls_of_the_container_are_sent() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_element_directly_in_the_page_sends_only_its_own_value() {
+    // The page itself is no container: an init element or a control
+    // directly under <body> never sends the page's other loose controls.
+    let body = r##"
+<input type="password" name="pw" value="secret">
+<div data-liveview-init="b_log" data-data-which="init"></div>
+<input id="q" name="q" data-action="input->page#run" data-liveview-function="b_log" data-data-which="q">
+"##;
+    browser_test(
+        "an_element_directly_in_the_page_sends_only_its_own_value",
+        body,
+        async |page| {
+            let call = page.wait_call(1, "init").await?;
+            assert_eq!(call["form"], json!({}));
+            page.browser.type_text("#q", "x").await?;
+            let call = page.wait_call(2, "q").await?;
+            assert_eq!(call["form"], json!({"q": "x"}));
+            Ok(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn names_ending_in_brackets_are_always_lists() {
+    let body = r##"
+<form data-action="submit->page#run" data-liveview-function="b_log" data-data-which="form">
+  <label><input type="checkbox" name="one[]" value="a" checked> one box, checked</label>
+  <label><input type="checkbox" name="none[]" value="b"> one box, unchecked</label>
+  <label><input type="checkbox" name="agree"> a plain box</label>
+  <input name="tags[]" value="x"><input name="tags[]" value="y">
+  <button id="send">send</button>
+</form>
+"##;
+    browser_test(
+        "names_ending_in_brackets_are_always_lists",
+        body,
+        async |page| {
+            page.browser.click("#send").await?;
+            let call = page.wait_call(1, "form").await?;
+            assert_eq!(
+                call["form"],
+                json!({"one": ["a"], "none": [], "agree": false, "tags": ["x", "y"]})
+            );
+            Ok(())
+        },
+    )
+    .await;
+}

@@ -8,9 +8,11 @@
 
 mod actions;
 mod csp;
+mod django25;
 mod forms;
 mod guards;
 mod history;
+mod hooks;
 mod liveness;
 mod loading;
 mod morph;
@@ -18,6 +20,7 @@ mod navigation;
 mod observers;
 mod presence;
 mod reconnect;
+mod recovery;
 mod replay;
 mod rooms;
 mod scripts;
