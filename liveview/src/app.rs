@@ -195,8 +195,7 @@ impl LiveView {
         usize::try_from(
             self.shared
                 .metrics
-                .connections_open
-                .load(std::sync::atomic::Ordering::Relaxed),
+                .connections_open.get(),
         )
         .unwrap_or(0)
     }
@@ -751,15 +750,16 @@ impl LiveViewBuilder {
         let registry = Registry::global()?;
         let layer = self.layer.unwrap_or_else(|| Arc::new(MemoryLayer));
         let logs = self.config.replay.map(Logs::new);
+        let metrics = Arc::new(Metrics::new(&registry.names()));
         let hub = Arc::new(
             Hub::new(layer.clone())
+                .with_metrics(metrics.clone())
                 .with_logs(logs)
                 .with_shared_presence(self.presence.tracked),
         );
         layer.start(LocalDelivery {
             hub: Arc::downgrade(&hub),
         });
-        let metrics = Arc::new(Metrics::new(&registry.names()));
         let broadcaster = Broadcaster::new(hub.clone(), metrics.clone())
             .with_max_frame(self.config.max_outgoing_frame);
         let presence_queue = Arc::new(crate::hub::presence::PresenceQueue::default());

@@ -1,7 +1,6 @@
 //! Sending to groups: every connection (`broadcast`) or one room.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::BroadcastError;
@@ -91,7 +90,7 @@ impl Broadcaster {
     pub async fn publish_frame(&self, group: &str, frame: &Frame) -> Result<(), BroadcastError> {
         self.check_size(frame.len())
             .map_err(|()| BroadcastError::TooLarge)?;
-        self.metrics.publishes.fetch_add(1, Ordering::Relaxed);
+        self.metrics.publishes.add(1);
         self.hub
             .publish(group, frame)
             .await
@@ -125,7 +124,7 @@ impl Broadcaster {
         let frame = Self::serialise(update)?;
         self.check_size(frame.len())
             .map_err(|()| BroadcastError::TooLarge)?;
-        self.metrics.publishes.fetch_add(1, Ordering::Relaxed);
+        self.metrics.publishes.add(1);
         self.block_on(Box::pin(self.hub.publish(group, &frame)))
             .map_err(|err| self.publish_failed(group, err))
     }
@@ -198,8 +197,7 @@ impl Broadcaster {
 
     fn publish_failed(&self, group: &str, err: crate::layer::LayerError) -> BroadcastError {
         self.metrics
-            .publish_failures
-            .fetch_add(1, Ordering::Relaxed);
+            .publish_failures.add(1);
         // Layers log their own failures (rate-limited during an outage).
         tracing::debug!(target: "liveview", group, error = %err, "publish to other processes failed");
         BroadcastError::Layer(err)

@@ -37,8 +37,7 @@ pub(crate) fn check_outgoing(len: usize, max: usize, metrics: &Metrics) -> Resul
         return Ok(());
     }
     metrics
-        .frames_too_large
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        .frames_too_large.add(1);
     tracing::warn!(target: "liveview", size = len, limit = max, "refused to send a frame over the outgoing limit");
     Err(())
 }

@@ -1,10 +1,19 @@
-//! Counters of what the server does, rendered in the Prometheus text
-//! format at an opt-in route.
+//! What the server does, counted twice over: each counter is kept by the
+//! application (rendered in the Prometheus text format at the opt-in
+//! `/metrics` route) and reported through the [`metrics`] facade to the
+//! recorder the application installed, if any, so an application that
+//! exports metrics already gets the library's in its own registry.
+//!
+//! Facade handles are registered on first use, so a recorder installed
+//! before the server takes its first connection sees every series.
 
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use metrics::{Key, KeyName, Label, Metadata, SharedString, Unit};
 
 /// Upper bounds of the handler duration buckets, in seconds.
 const BOUNDS: [f64; 14] = [
@@ -15,14 +24,140 @@ const BOUNDS: [f64; 14] = [
 /// all of them, so garbage cannot create series.
 const UNKNOWN: &str = "_unknown";
 
-#[derive(Debug, Default)]
+static METADATA: Metadata<'static> =
+    Metadata::new("liveview", metrics::Level::INFO, Some(module_path!()));
+
+/// A series' name, labels and help, and its facade handle once registered.
+#[derive(Debug)]
+struct Facade<H> {
+    key: Key,
+    help: &'static str,
+    handle: OnceLock<H>,
+}
+
+impl<H> Facade<H> {
+    fn new(name: &'static str, labels: Vec<Label>, help: &'static str) -> Self {
+        Self {
+            key: Key::from_parts(name, labels),
+            help,
+            handle: OnceLock::new(),
+        }
+    }
+
+    /// The handle from the recorder installed now (a no-op one when there
+    /// is none), registered and described the first time.
+    fn get(&self, register: impl FnOnce(&dyn metrics::Recorder, &Key, KeyName, SharedString) -> H) -> &H {
+        self.handle.get_or_init(|| {
+            metrics::with_recorder(|recorder| {
+                register(
+                    recorder,
+                    &self.key,
+                    self.key.name_shared(),
+                    SharedString::const_str(self.help),
+                )
+            })
+        })
+    }
+}
+
+/// A counter.
+#[derive(Debug)]
+pub(crate) struct Count {
+    value: AtomicU64,
+    facade: Facade<metrics::Counter>,
+}
+
+impl Count {
+    fn new(name: &'static str, help: &'static str) -> Self {
+        Self::labelled(name, Vec::new(), help)
+    }
+
+    fn labelled(name: &'static str, labels: Vec<Label>, help: &'static str) -> Self {
+        Self {
+            value: AtomicU64::new(0),
+            facade: Facade::new(name, labels, help),
+        }
+    }
+
+    /// Count `n` more.
+    pub(crate) fn add(&self, n: u64) {
+        self.value.fetch_add(n, Relaxed);
+        self.facade
+            .get(|recorder, key, name, help| {
+                recorder.describe_counter(name, None, help);
+                recorder.register_counter(key, &METADATA)
+            })
+            .increment(n);
+    }
+
+    /// The count so far.
+    pub(crate) fn get(&self) -> u64 {
+        self.value.load(Relaxed)
+    }
+}
+
+/// A gauge that goes up and down.
+#[derive(Debug)]
+pub(crate) struct Level {
+    value: AtomicI64,
+    facade: Facade<metrics::Gauge>,
+}
+
+impl Level {
+    fn new(name: &'static str, help: &'static str) -> Self {
+        Self {
+            value: AtomicI64::new(0),
+            facade: Facade::new(name, Vec::new(), help),
+        }
+    }
+
+    fn handle(&self) -> &metrics::Gauge {
+        self.facade.get(|recorder, key, name, help| {
+            recorder.describe_gauge(name, None, help);
+            recorder.register_gauge(key, &METADATA)
+        })
+    }
+
+    /// Move the level by `delta`.
+    pub(crate) fn add(&self, delta: i64) {
+        let now = self.value.fetch_add(delta, Relaxed) + delta;
+        self.handle().set(now as f64);
+    }
+
+    /// Set the level.
+    pub(crate) fn set(&self, value: i64) {
+        self.value.store(value, Relaxed);
+        self.handle().set(value as f64);
+    }
+
+    /// The level now.
+    pub(crate) fn get(&self) -> i64 {
+        self.value.load(Relaxed)
+    }
+}
+
+#[derive(Debug)]
 pub(crate) struct Histogram {
     buckets: [AtomicU64; BOUNDS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
+    facade: Facade<metrics::Histogram>,
 }
 
 impl Histogram {
+    fn new(function: &'static str) -> Self {
+        Self {
+            buckets: Default::default(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+            facade: Facade::new(
+                "liveview_handler_duration_seconds",
+                vec![Label::new("function", function)],
+                "Time handlers took.",
+            ),
+        }
+    }
+
     fn observe(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         if let Some(i) = BOUNDS.iter().position(|b| secs <= *b) {
@@ -31,46 +166,157 @@ impl Histogram {
         self.count.fetch_add(1, Relaxed);
         self.sum_micros
             .fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.facade
+            .get(|recorder, key, name, help| {
+                recorder.describe_histogram(name, Some(Unit::Seconds), help);
+                recorder.register_histogram(key, &METADATA)
+            })
+            .record(secs);
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct FunctionStats {
-    outcomes: [AtomicU64; Outcome::ALL.len()],
+    outcomes: [Count; Outcome::ALL.len()],
     duration: Histogram,
 }
 
+impl FunctionStats {
+    fn new(function: &'static str) -> Self {
+        Self {
+            outcomes: Outcome::ALL.map(|outcome| {
+                Count::labelled(
+                    "liveview_calls_total",
+                    vec![
+                        Label::new("function", function),
+                        Label::new("outcome", outcome.as_str()),
+                    ],
+                    "Calls by function and outcome.",
+                )
+            }),
+            duration: Histogram::new(function),
+        }
+    }
+}
+
 /// Every counter of one application.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Metrics {
-    pub connections_open: AtomicI64,
-    pub connections_total: AtomicU64,
-    pub connections_refused: AtomicU64,
-    pub frames_in: AtomicU64,
-    pub frames_out: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-    pub publishes: AtomicU64,
-    pub publish_failures: AtomicU64,
-    pub slow_client_closes: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub frames_too_large: AtomicU64,
-    pub write_failures: AtomicU64,
-    pub idle_closes: AtomicU64,
+    pub connections_open: Level,
+    pub connections_total: Count,
+    pub connections_refused: Count,
+    pub frames_in: Count,
+    pub frames_out: Count,
+    pub bytes_in: Count,
+    pub bytes_out: Count,
+    pub publishes: Count,
+    pub publish_failures: Count,
+    pub slow_client_closes: Count,
+    pub rate_limited: Count,
+    pub frames_too_large: Count,
+    pub write_failures: Count,
+    pub idle_closes: Count,
+    pub broadcast_budget_exceeded: Count,
+    pub layer_received: Count,
+    pub layer_expired: Count,
+    pub layer_dropped: Count,
+    pub layer_recovered: Count,
+    pub groups: Level,
+    pub memberships: Level,
+    pub addresses: Level,
     functions: HashMap<&'static str, FunctionStats>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(&[])
+    }
 }
 
 impl Metrics {
     /// Counters with one series per registered handler name.
     pub(crate) fn new(functions: &[&'static str]) -> Self {
-        let mut map: HashMap<&'static str, FunctionStats> = functions
+        let functions = functions
             .iter()
-            .map(|name| (*name, FunctionStats::default()))
+            .copied()
+            .chain([UNKNOWN])
+            .map(|name| (name, FunctionStats::new(name)))
             .collect();
-        map.insert(UNKNOWN, FunctionStats::default());
         Self {
-            functions: map,
-            ..Self::default()
+            connections_open: Level::new("liveview_connections", "Open WebSocket connections."),
+            connections_total: Count::new(
+                "liveview_connections_total",
+                "WebSocket connections accepted.",
+            ),
+            connections_refused: Count::new(
+                "liveview_connections_refused_total",
+                "Upgrades refused by origin, room or connection cap.",
+            ),
+            frames_in: Count::new(
+                "liveview_frames_received_total",
+                "Text frames received from clients.",
+            ),
+            frames_out: Count::new("liveview_frames_sent_total", "Frames written to clients."),
+            bytes_in: Count::new(
+                "liveview_received_bytes_total",
+                "Bytes of text frames received.",
+            ),
+            bytes_out: Count::new("liveview_sent_bytes_total", "Bytes of frames written."),
+            publishes: Count::new(
+                "liveview_publishes_total",
+                "Frames sent to a group (broadcast or room).",
+            ),
+            publish_failures: Count::new(
+                "liveview_layer_publish_failures_total",
+                "Group frames the channel layer failed to publish to other processes.",
+            ),
+            slow_client_closes: Count::new(
+                "liveview_slow_client_closes_total",
+                "Connections closed with 1013 for not reading.",
+            ),
+            rate_limited: Count::new("liveview_rate_limited_total", "Calls refused by a rate limit."),
+            frames_too_large: Count::new(
+                "liveview_frames_too_large_total",
+                "Frames refused for being over the outgoing size limit.",
+            ),
+            write_failures: Count::new(
+                "liveview_write_failures_total",
+                "Writes to a client's socket that failed (the connection was lost).",
+            ),
+            idle_closes: Count::new(
+                "liveview_idle_closes_total",
+                "Connections closed with 4408 for sending nothing, not even a Pong.",
+            ),
+            broadcast_budget_exceeded: Count::new(
+                "liveview_broadcast_budget_exceeded_total",
+                "Group frames refused for being over their connection's broadcast budget.",
+            ),
+            layer_received: Count::new(
+                "liveview_layer_received_total",
+                "Frames from other processes the channel layer delivered here.",
+            ),
+            layer_expired: Count::new(
+                "liveview_layer_expired_total",
+                "Frames from other processes dropped for being older than the layer's expiry.",
+            ),
+            layer_dropped: Count::new(
+                "liveview_layer_dropped_total",
+                "Messages the channel layer dropped (a full queue, not a message of the layer).",
+            ),
+            layer_recovered: Count::new(
+                "liveview_layer_recovered_total",
+                "Frames the subscription skipped that were read back from the shared log.",
+            ),
+            groups: Level::new("liveview_groups", "Groups with members in this process."),
+            memberships: Level::new(
+                "liveview_group_memberships",
+                "Group memberships of connections in this process.",
+            ),
+            addresses: Level::new(
+                "liveview_tracked_addresses",
+                "Client addresses with open connections or recent calls.",
+            ),
+            functions,
         }
     }
 
@@ -80,7 +326,7 @@ impl Metrics {
             .get(function)
             .or_else(|| self.functions.get(UNKNOWN));
         if let Some(stats) = stats {
-            stats.outcomes[outcome as usize].fetch_add(1, Relaxed);
+            stats.outcomes[outcome as usize].add(1);
             if matches!(
                 outcome,
                 Outcome::Ok | Outcome::Failed | Outcome::Panicked | Outcome::TimedOut
@@ -90,115 +336,45 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every counter, plus the gauges
-    /// passed in (read from their owners at render time).
-    pub(crate) fn render(&self, groups: usize, memberships: usize, addresses: usize) -> String {
+    /// The Prometheus text exposition of every series.
+    pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let simple: [(&str, &str, &str, i64); 17] = [
-            (
-                "liveview_connections",
-                "gauge",
-                "Open WebSocket connections.",
-                self.connections_open.load(Relaxed),
-            ),
-            (
-                "liveview_connections_total",
-                "counter",
-                "WebSocket connections accepted.",
-                self.connections_total.load(Relaxed) as i64,
-            ),
-            (
-                "liveview_connections_refused_total",
-                "counter",
-                "Upgrades refused by origin, room or connection cap.",
-                self.connections_refused.load(Relaxed) as i64,
-            ),
-            (
-                "liveview_frames_received_total",
-                "counter",
-                "Text frames received from clients.",
-                self.frames_in.load(Relaxed) as i64,
-            ),
-            (
-                "liveview_frames_sent_total",
-                "counter",
-                "Frames written to clients.",
-                self.frames_out.load(Relaxed) as i64,
-            ),
-            (
-                "liveview_received_bytes_total",
-                "counter",
-                "Bytes of text frames received.",
-                self.bytes_in.load(Relaxed) as i64,
-            ),
-            (
-                "liveview_sent_bytes_total",
-                "counter",
-                "Bytes of frames written.",
-                self.bytes_out.load(Relaxed) as i64,
-            ),
-            (
-                "liveview_publishes_total",
-                "counter",
-                "Frames sent to a group (broadcast or room).",
-                self.publishes.load(Relaxed) as i64,
-            ),
-            (
-                "liveview_layer_publish_failures_total",
-                "counter",
-                "Group frames the channel layer failed to publish to other processes.",
-                self.publish_failures.load(Relaxed) as i64,
-            ),
-            (
-                "liveview_slow_client_closes_total",
-                "counter",
-                "Connections closed with 1013 for not reading.",
-                self.slow_client_closes.load(Relaxed) as i64,
-            ),
-            (
-                "liveview_rate_limited_total",
-                "counter",
-                "Calls refused by a rate limit.",
-                self.rate_limited.load(Relaxed) as i64,
-            ),
-            (
-                "liveview_frames_too_large_total",
-                "counter",
-                "Frames refused for being over the outgoing size limit.",
-                self.frames_too_large.load(Relaxed) as i64,
-            ),
-            (
-                "liveview_write_failures_total",
-                "counter",
-                "Writes to a client's socket that failed (the connection was lost).",
-                self.write_failures.load(Relaxed) as i64,
-            ),
-            (
-                "liveview_idle_closes_total",
-                "counter",
-                "Connections closed with 4408 for sending nothing, not even a Pong.",
-                self.idle_closes.load(Relaxed) as i64,
-            ),
-            (
-                "liveview_groups",
-                "gauge",
-                "Groups with members in this process.",
-                groups as i64,
-            ),
-            (
-                "liveview_group_memberships",
-                "gauge",
-                "Group memberships of connections in this process.",
-                memberships as i64,
-            ),
-            (
-                "liveview_tracked_addresses",
-                "gauge",
-                "Client addresses with open connections or recent calls.",
-                addresses as i64,
-            ),
+        let counts = [
+            &self.connections_total,
+            &self.connections_refused,
+            &self.frames_in,
+            &self.frames_out,
+            &self.bytes_in,
+            &self.bytes_out,
+            &self.publishes,
+            &self.publish_failures,
+            &self.slow_client_closes,
+            &self.rate_limited,
+            &self.frames_too_large,
+            &self.write_failures,
+            &self.idle_closes,
+            &self.broadcast_budget_exceeded,
+            &self.layer_received,
+            &self.layer_expired,
+            &self.layer_dropped,
+            &self.layer_recovered,
         ];
-        for (name, kind, help, value) in simple {
+        let levels = [
+            &self.connections_open,
+            &self.groups,
+            &self.memberships,
+            &self.addresses,
+        ];
+        let series = levels
+            .iter()
+            .map(|l| (&l.facade.key, l.facade.help, "gauge", l.get()))
+            .chain(
+                counts
+                    .iter()
+                    .map(|c| (&c.facade.key, c.facade.help, "counter", c.get() as i64)),
+            );
+        for (key, help, kind, value) in series {
+            let name = key.name();
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
@@ -221,7 +397,7 @@ impl Metrics {
         for name in &names {
             let stats = &self.functions[name];
             for outcome in Outcome::ALL {
-                let n = stats.outcomes[outcome as usize].load(Relaxed);
+                let n = stats.outcomes[outcome as usize].get();
                 if n > 0 {
                     let _ = writeln!(
                         out,
@@ -306,7 +482,9 @@ mod tests {
         metrics.call("say_hello", Outcome::Failed, Duration::from_millis(20));
         metrics.call("nope", Outcome::Unknown, Duration::ZERO);
         metrics.call("also_nope", Outcome::Unknown, Duration::ZERO);
-        let text = metrics.render(2, 4, 1);
+        metrics.groups.set(2);
+        metrics.memberships.add(4);
+        let text = metrics.render();
         assert!(
             text.contains("liveview_calls_total{function=\"say_hello\",outcome=\"ok\"} 1"),
             "{text}"

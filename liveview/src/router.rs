@@ -42,8 +42,14 @@ impl LiveView {
     /// `GET /metrics`: the app's counters in the Prometheus text format
     /// (connections, calls by function and outcome, handler durations,
     /// frames and bytes, group publishes, layer failures, slow-client
-    /// closes, rate-limit refusals). Opt-in: merge it where only your
-    /// monitoring can reach it.
+    /// closes, rate-limit refusals, the channel layer's dropped and expired
+    /// frames). Opt-in: merge it where only your monitoring can reach it.
+    ///
+    /// The same series also go through the [`metrics`](https://docs.rs/metrics)
+    /// facade to the recorder the application installed (before the first
+    /// connection): an application with its own exporter gets them there
+    /// and needs no route. This route serves the application's own counts,
+    /// whatever recorder is installed.
     ///
     /// ```
     /// let live = liveview::LiveView::builder().build().unwrap();
@@ -81,11 +87,11 @@ impl LiveView {
     /// The metrics text, as `/metrics` serves it.
     pub fn metrics_text(&self) -> String {
         let shared = &self.shared;
-        shared.metrics.render(
-            shared.hub.groups().len(),
-            shared.hub.memberships(),
-            shared.addresses.len(),
-        )
+        shared
+            .metrics
+            .addresses
+            .set(shared.addresses.len().try_into().unwrap_or(i64::MAX));
+        shared.metrics.render()
     }
 }
 

@@ -161,12 +161,9 @@ impl Scope {
             .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| {
-                let (name, value) = pair.split_once('=')?;
-                let value = value.trim().trim_matches('"');
-                Some((name.trim().to_owned(), value.to_owned()))
-            })
+            .flat_map(cookie::Cookie::split_parse)
+            .filter_map(Result::ok)
+            .map(|c| (c.name().to_owned(), c.value_trimmed().to_owned()))
             .collect()
     }
 
@@ -269,5 +266,20 @@ mod tests {
         assert_eq!(scope.headers().get_all("cookie").iter().count(), 2);
         assert_eq!(scope.uri, uri);
         assert_eq!(scope.query("resume").as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn cookies_of_every_header_are_read_quotes_and_blanks_aside() {
+        let mut headers = HeaderMap::new();
+        headers.append("cookie", HeaderValue::from_static(" a=1;; b=\"two\" ; c=x=y; junk"));
+        headers.append("cookie", HeaderValue::from_static("d=4"));
+        let scope = Scope::new(headers, Uri::from_static("/"), None);
+        let cookies = scope.cookies();
+        assert_eq!(cookies.len(), 4, "{cookies:?}");
+        assert_eq!(scope.cookie("a").as_deref(), Some("1"));
+        assert_eq!(scope.cookie("b").as_deref(), Some("two"));
+        assert_eq!(scope.cookie("c").as_deref(), Some("x=y"));
+        assert_eq!(scope.cookie("d").as_deref(), Some("4"));
+        assert_eq!(scope.cookie("junk"), None);
     }
 }

@@ -7,7 +7,6 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -131,7 +130,7 @@ fn count(shared: &Arc<Shared>, ip: IpAddr) -> Result<Option<Slot>, ()> {
     match shared.sockets.open(ip, cap) {
         Some(()) => Ok(Some(shared.sockets.slot(ip, None))),
         None => {
-            shared.metrics.connections_refused.fetch_add(1, Relaxed);
+            shared.metrics.connections_refused.add(1);
             tracing::debug!(target: "liveview", client = %ip, "connection refused: too many from one address");
             Err(())
         }

@@ -68,10 +68,6 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
                 if warn(conn) {
                     tracing::warn!(target: "liveview", connection = conn.id, function = %escaped(&function), "unknown function");
                 }
-                let _ = conn.outbox.push(Frame::from(protocol::error_frame(
-                    errors::UNKNOWN_FUNCTION,
-                    reference,
-                )));
                 Outcome::Unknown
             }
             Some(entry) => {
@@ -83,14 +79,7 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
                     }
                 }
                 if allowed {
-                    let outcome = run(shared, conn, entry.handler, &consumer, content).await;
-                    if outcome != Outcome::Ok {
-                        let _ = conn.outbox.push(Frame::from(protocol::error_frame(
-                            errors::INTERNAL,
-                            reference,
-                        )));
-                    }
-                    outcome
+                    run(shared, conn, entry.handler, &consumer, content).await
                 } else {
                     Outcome::Refused
                 }
@@ -100,6 +89,19 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
     .instrument(span.clone())
     .await;
     span.record("outcome", outcome.as_str());
+    // Counted before the answer ends: a client that reads its error or
+    // `done` then the metrics sees its call counted.
+    shared.metrics.call(&function, outcome, started.elapsed());
+    let error = match outcome {
+        Outcome::Unknown => Some(errors::UNKNOWN_FUNCTION),
+        Outcome::Failed | Outcome::Panicked | Outcome::TimedOut => Some(errors::INTERNAL),
+        Outcome::Ok | Outcome::Invalid | Outcome::Refused => None,
+    };
+    if let Some(error) = error {
+        let _ = conn
+            .outbox
+            .push(Frame::from(protocol::error_frame(error, reference)));
+    }
 
     if let Some(call) = &call_ref {
         call.finish();
@@ -109,7 +111,6 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
             .outbox
             .push(Frame::from(protocol::done_frame(reference)));
     }
-    shared.metrics.call(&function, outcome, started.elapsed());
     tracing::debug!(
         target: "liveview",
         connection = conn.id,

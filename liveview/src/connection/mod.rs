@@ -8,7 +8,6 @@ pub(crate) mod outbox;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -57,18 +56,18 @@ pub(crate) async fn upgrade(
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     if !is_valid_room(&room) {
-        shared.metrics.connections_refused.fetch_add(1, Relaxed);
+        shared.metrics.connections_refused.add(1);
         return (StatusCode::BAD_REQUEST, "Invalid room").into_response();
     }
     if let Some(signer) = &shared.config.room_signer
         && !signer.verify(&room)
     {
-        shared.metrics.connections_refused.fetch_add(1, Relaxed);
+        shared.metrics.connections_refused.add(1);
         tracing::warn!(target: "liveview", "WebSocket refused: room not signed by this server");
         return (StatusCode::FORBIDDEN, "Invalid room").into_response();
     }
     if !origin_allowed(&shared, &headers) {
-        shared.metrics.connections_refused.fetch_add(1, Relaxed);
+        shared.metrics.connections_refused.add(1);
         tracing::warn!(
             target: "liveview",
             origin = headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or(""),
@@ -96,7 +95,7 @@ pub(crate) async fn upgrade(
                 .open(ip, limits.connections_per_address)
                 .is_none()
             {
-                shared.metrics.connections_refused.fetch_add(1, Relaxed);
+                shared.metrics.connections_refused.add(1);
                 tracing::warn!(target: "liveview", client = %ip, "WebSocket refused: too many connections from one address");
                 return (StatusCode::TOO_MANY_REQUESTS, "Too many connections").into_response();
             }
@@ -194,13 +193,14 @@ async fn run(
     scope: Scope,
     slot: Option<Slot>,
 ) {
-    shared.metrics.connections_open.fetch_add(1, Relaxed);
+    shared.metrics.connections_open.add(1);
+    track_addresses(&shared);
     let (sink, mut stream) = socket.split();
     let resume = scope.query("resume").map(|r| Resume::parse(&r));
     let (conn, rx) = Box::pin(join::open(&shared, &room, scope, resume)).await;
     // Counted once joined, so a count that grew means the connection is in
     // its groups (the test server waits for that).
-    shared.metrics.connections_total.fetch_add(1, Relaxed);
+    shared.metrics.connections_total.add(1);
     tracing::Span::current().record("id", conn.id);
     tracing::debug!(target: "liveview", connection = conn.id, room = %room, "connected");
 
@@ -220,8 +220,18 @@ async fn run(
     join::close(&shared, &conn);
     finish(stream, writer, ended).await;
     drop(slot);
-    shared.metrics.connections_open.fetch_sub(1, Relaxed);
+    shared.metrics.connections_open.add(-1);
+    track_addresses(&shared);
     tracing::debug!(target: "liveview", connection = conn.id, code = closer.code().unwrap_or(0), "disconnected");
+}
+
+/// The gauge of tracked client addresses, as connections come and go.
+fn track_addresses(shared: &Shared) {
+    let tracked = shared.addresses.len();
+    shared
+        .metrics
+        .addresses
+        .set(tracked.try_into().unwrap_or(i64::MAX));
 }
 
 /// How the read loop ended.
@@ -303,8 +313,8 @@ async fn read(
                 idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                 match message {
                 Some(Ok(Message::Text(text))) => {
-                    shared.metrics.frames_in.fetch_add(1, Relaxed);
-                    shared.metrics.bytes_in.fetch_add(text.len() as u64, Relaxed);
+                    shared.metrics.frames_in.add(1);
+                    shared.metrics.bytes_in.add(text.len() as u64);
                     if allowed(shared, &mut bucket, ip) {
                         strikes = 0;
                         // Boxed: an idle connection does not carry the
@@ -312,7 +322,7 @@ async fn read(
                         Box::pin(dispatch::handle_text(shared, conn, text.as_str())).await;
                     } else {
                         strikes += 1;
-                        shared.metrics.rate_limited.fetch_add(1, Relaxed);
+                        shared.metrics.rate_limited.add(1);
                         dispatch::refuse_rate_limited(conn, text.as_str());
                         if strikes >= limits.strikes {
                             tracing::warn!(target: "liveview", connection = conn.id, "closing a connection that kept exceeding its rate limit");
@@ -345,7 +355,7 @@ async fn read(
             }
             () = &mut idle => {
                 tracing::debug!(target: "liveview", connection = conn.id, idle_ms = idle_timeout.as_millis() as u64, "closing a connection that sent nothing, not even a Pong");
-                shared.metrics.idle_closes.fetch_add(1, Relaxed);
+                shared.metrics.idle_closes.add(1);
                 closer.close(close::IDLE);
                 return Ended::Readable;
             }
@@ -373,6 +383,7 @@ fn allowed(shared: &Shared, bucket: &mut Option<Bucket>, ip: Option<IpAddr>) -> 
 /// is not UTF-8, 1002 for any other protocol violation, 1000 when the
 /// connection is simply gone.
 fn close_code_for(err: &axum::Error) -> u16 {
+    use tokio_tungstenite::tungstenite;
     use tungstenite::error::ProtocolError;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = source {
@@ -411,7 +422,7 @@ async fn write(
             _ = ping.tick() => {
                 // An empty Ping: the client's Pong resets its idle timer.
                 if let Err(err) = sink.send(Message::Ping(Default::default())).await {
-                    metrics.write_failures.fetch_add(1, Relaxed);
+                    metrics.write_failures.add(1);
                     tracing::debug!(target: "liveview", error = %err, "ping failed");
                     closer.close(close::NORMAL);
                     return;
@@ -422,8 +433,8 @@ async fn write(
                 // A write under way when the connection is told to close
                 // gets a grace period to finish, so the close frame that
                 // follows is not cut into a half-written frame.
-                metrics.frames_out.fetch_add(1, Relaxed);
-                metrics.bytes_out.fetch_add(frame.len() as u64, Relaxed);
+                metrics.frames_out.add(1);
+                metrics.bytes_out.add(frame.len() as u64);
                 // The write first: the grace timer is only set up (and the
                 // closer registered with) when the write has to wait.
                 let sent = tokio::select! {
@@ -432,7 +443,7 @@ async fn write(
                     () = grace_after(&closer) => return,
                 };
                 if let Err(err) = sent {
-                    metrics.write_failures.fetch_add(1, Relaxed);
+                    metrics.write_failures.add(1);
                     tracing::debug!(target: "liveview", error = %err, "write failed");
                     closer.close(close::NORMAL);
                     return;
@@ -442,7 +453,7 @@ async fn write(
     }
     let code = closer.code().unwrap_or(close::NORMAL);
     if code == close::TRY_AGAIN_LATER {
-        metrics.slow_client_closes.fetch_add(1, Relaxed);
+        metrics.slow_client_closes.add(1);
     }
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         if code != close::TRY_AGAIN_LATER {

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::connection::outbox::Outbox;
 use crate::layer::{ChannelLayer, Frame, LayerError};
+use crate::metrics::Metrics;
 use log::{GroupPosition, Logs, sequenced};
 
 /// Group name -> members (connection id -> outbox), and the per-process
@@ -24,6 +25,8 @@ pub(crate) struct Hub {
     pub(crate) presence: presence::LocalPresence,
     /// Whether presence is recorded through the layer for every process.
     pub(crate) presence_shared: bool,
+    /// The application's counters (groups and memberships are kept here).
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Hub {
@@ -35,7 +38,13 @@ impl Hub {
             emptied: Default::default(),
             presence: Default::default(),
             presence_shared: false,
+            metrics: Arc::default(),
         }
+    }
+
+    pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub(crate) fn with_logs(mut self, logs: Option<Logs>) -> Self {
@@ -136,11 +145,15 @@ impl Hub {
         let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
         match groups.get_mut(group) {
             Some(members) => {
-                members.insert(id, outbox);
+                if members.insert(id, outbox).is_none() {
+                    self.metrics.memberships.add(1);
+                }
             }
             None => {
                 groups.insert(Arc::from(group), HashMap::from([(id, outbox)]));
                 self.layer.subscribe(group);
+                self.metrics.groups.add(1);
+                self.metrics.memberships.add(1);
             }
         }
     }
@@ -151,11 +164,14 @@ impl Hub {
             let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
             match groups.get_mut(group) {
                 Some(members) => {
-                    members.remove(&id);
+                    if members.remove(&id).is_some() {
+                        self.metrics.memberships.add(-1);
+                    }
                     let empty = members.is_empty();
                     if empty {
                         groups.remove(group);
                         self.layer.unsubscribe(group);
+                        self.metrics.groups.add(-1);
                     }
                     empty
                 }
@@ -202,12 +218,6 @@ impl Hub {
     pub(crate) fn groups(&self) -> Vec<String> {
         let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
         groups.keys().map(|g| g.to_string()).collect()
-    }
-
-    /// Group memberships of local connections, over all groups.
-    pub(crate) fn memberships(&self) -> usize {
-        let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
-        groups.values().map(HashMap::len).sum()
     }
 
     /// How many local members `group` has.

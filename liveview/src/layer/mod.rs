@@ -251,6 +251,14 @@ impl LocalDelivery {
     pub fn is_closed(&self) -> bool {
         self.hub.strong_count() == 0
     }
+
+    /// Count something in the application's metrics (the library's
+    /// layers report what they received, dropped or recovered).
+    pub(crate) fn count(&self, counter: impl FnOnce(&crate::metrics::Metrics)) {
+        if let Some(hub) = self.hub.upgrade() {
+            counter(&hub.metrics);
+        }
+    }
 }
 
 impl fmt::Debug for LocalDelivery {

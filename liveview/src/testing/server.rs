@@ -163,8 +163,7 @@ impl TestServer {
             self.live
                 .shared
                 .metrics
-                .connections_total
-                .load(std::sync::atomic::Ordering::Acquire)
+                .connections_total.get()
         };
         let before = joined();
         let client = WsClient::connect(&self.ws_url(room), headers).await?;

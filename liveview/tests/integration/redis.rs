@@ -641,6 +641,15 @@ async fn stale_and_foreign_messages_are_dropped_and_counted() {
         (layer.expired(), layer.dropped(), layer.received()),
         (1, 1, 1)
     );
+    // The application's metrics count them too.
+    let text = node.live().metrics_text();
+    for line in [
+        "liveview_layer_expired_total 1\n",
+        "liveview_layer_dropped_total 1\n",
+        "liveview_layer_received_total 1\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
 }
 
 #[tokio::test]
@@ -1485,6 +1494,35 @@ async fn numbered_in_epoch(client: &mut WsClient) -> (String, u64, String) {
         .as_u64()
         .unwrap_or_else(|| panic!("an unnumbered frame: {frame}"));
     (html, seq, epoch_of(&frame))
+}
+
+/// The shared log's scripts run with `EVALSHA`: a server that forgot them
+/// (restarted, failed over, `SCRIPT FLUSH`) is given them again, for
+/// publishing and for reading the log back.
+#[tokio::test]
+async fn the_log_scripts_are_loaded_again_when_the_server_forgot_them() {
+    let redis = RedisProcess::start(&[]).await;
+    let url = redis.url();
+    let prefix = unique_prefix();
+    let layer = layer(&url, &prefix);
+    let node = node(&layer).await;
+    let mut conn = inspector(&url).await;
+    let mut forget = async || {
+        let _: String = ::redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    };
+    say(&node, "noscript", "1").await;
+    forget().await;
+    say(&node, "noscript", "2").await;
+    forget().await;
+    let mut client = resume_client(&node, "noscript", "room_noscript:0").await;
+    assert_eq!(
+        numbered(&mut client, 2).await,
+        expected(&[("1", 1), ("2", 2)])
+    );
 }
 
 /// A Redis restarted empty, or flushed, starts every group's numbering

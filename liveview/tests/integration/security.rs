@@ -185,6 +185,47 @@ async fn metrics_count_calls_connections_and_memberships() {
     assert!(text.contains("liveview_groups 0\n"), "{text}");
 }
 
+/// An application that exports metrics already gets the library's series
+/// in its own registry (here metrics-exporter-prometheus), and `/metrics`
+/// serves the same counts.
+#[tokio::test]
+async fn an_installed_recorder_gets_the_library_series_and_metrics_still_serves() {
+    let exporter = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .unwrap();
+    let server = server(LiveView::builder()).await;
+    let mut client = server.connect("recorded").await.unwrap();
+    // Each call's `done` comes once the call is counted.
+    for (reference, function) in [(1, "echo"), (2, "fail")] {
+        client
+            .send_json(&json!({"function": function, "ref": reference}))
+            .await
+            .unwrap();
+        while next(&mut client).await != json!({"ref": reference, "done": true}) {}
+    }
+
+    let exported = exporter.render();
+    let (status, _, served) = http_get(server.addr(), "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    for line in [
+        "liveview_connections_total 1\n",
+        "liveview_calls_total{function=\"echo\",outcome=\"ok\"} 1\n",
+        "liveview_calls_total{function=\"fail\",outcome=\"error\"} 1\n",
+        "liveview_group_memberships 2\n",
+    ] {
+        assert!(exported.contains(line), "missing {line:?} in\n{exported}");
+        assert!(served.contains(line), "missing {line:?} in\n{served}");
+    }
+    assert!(
+        exported.contains("# HELP liveview_calls_total Calls by function and outcome."),
+        "{exported}"
+    );
+    assert!(
+        exported.contains("liveview_handler_duration_seconds{function=\"echo\",quantile=\"0.5\"}"),
+        "{exported}"
+    );
+}
+
 #[tokio::test]
 async fn health_and_readiness() {
     let server = server(LiveView::builder()).await;

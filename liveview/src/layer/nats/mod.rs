@@ -549,12 +549,16 @@ impl Inner {
             return;
         }
         let Ok(text) = std::str::from_utf8(&message.payload) else {
+            if let Some(local) = self.local() {
+                local.count(|m| m.layer_dropped.add(1));
+            }
             tracing::debug!(group, "nats layer: dropped a frame that is not UTF-8");
             return;
         };
         let frame = Frame::from(text);
         let Some(local) = self.local() else { return };
         self.received.fetch_add(1, Ordering::Relaxed);
+        local.count(|m| m.layer_received.add(1));
         let seq = header(H_SEQ).and_then(|s| s.parse::<u64>().ok());
         match (seq, header(H_EPOCH)) {
             (Some(seq), Some(epoch)) if self.replay.is_some() => {

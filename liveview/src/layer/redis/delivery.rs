@@ -12,7 +12,6 @@
 //! delivered as they come.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -243,7 +242,7 @@ async fn handle(inner: &Inner, local: &LocalDelivery, state: &mut GroupState, me
         let frame = Frame::from(envelope.frame);
         deliver_numbered(inner, local, state, seq, epoch, &frame).await;
         if !own {
-            inner.counters.received.fetch_add(1, Ordering::Relaxed);
+            inner.count_received();
         }
         return;
     }
@@ -253,7 +252,7 @@ async fn handle(inner: &Inner, local: &LocalDelivery, state: &mut GroupState, me
     }
     let group = state.group.as_str();
     if is_expired(envelope.sent_ms, now_ms(), inner.expiry) {
-        inner.counters.expired.fetch_add(1, Ordering::Relaxed);
+        inner.count_expired();
         tracing::debug!(group, "redis layer: dropped an expired frame");
         return;
     }
@@ -266,7 +265,7 @@ async fn handle(inner: &Inner, local: &LocalDelivery, state: &mut GroupState, me
     } else {
         local.deliver(group, &frame);
     }
-    inner.counters.received.fetch_add(1, Ordering::Relaxed);
+    inner.count_received();
 }
 
 /// Deliver frame `seq` of `epoch`, after any the stream skipped.
@@ -300,7 +299,7 @@ async fn deliver_numbered(
                 for (missed, frame) in read.entries {
                     if (missing_from..seq).contains(&missed) {
                         local.deliver_sequenced(group, &frame, missed, epoch);
-                        inner.counters.recovered.fetch_add(1, Ordering::Relaxed);
+                        inner.count_recovered();
                     }
                 }
             }

@@ -751,8 +751,28 @@ impl Inner {
         }
     }
 
+    /// Count in the layer's counters and in the application's metrics.
+    fn count(&self, counter: &AtomicU64, metric: impl FnOnce(&crate::metrics::Metrics)) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(local) = self.local.get() {
+            local.count(metric);
+        }
+    }
+
+    fn count_received(&self) {
+        self.count(&self.counters.received, |m| m.layer_received.add(1));
+    }
+
+    fn count_expired(&self) {
+        self.count(&self.counters.expired, |m| m.layer_expired.add(1));
+    }
+
+    fn count_recovered(&self) {
+        self.count(&self.counters.recovered, |m| m.layer_recovered.add(1));
+    }
+
     fn count_dropped(&self, why: &str) {
-        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        self.count(&self.counters.dropped, |m| m.layer_dropped.add(1));
         if let Some(suppressed) = self.drop_warnings.allow() {
             tracing::warn!(
                 reason = why,

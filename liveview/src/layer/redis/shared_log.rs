@@ -16,11 +16,10 @@
 //! the log (at least a minute): every publish pushes the expiry back, and so
 //! does every process that has members in the group, periodically.
 
-use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use redis::{ErrorKind, FromRedisValue, RedisResult, ServerErrorKind};
+use redis::{FromRedisValue, RedisResult, Script};
 
 use super::wire::{self, now_ms};
 use super::{COMMAND_TIMEOUT, Inner};
@@ -103,72 +102,35 @@ local time = redis.call('TIME')
 return {newest, epoch, time[1] * 1000 + math.floor(time[2] / 1000), entries}
 ";
 
-/// A Lua script run with `EVALSHA`, loaded with `SCRIPT LOAD` the first
-/// time and again when the server does not know it (a restart, a failover).
-pub(super) struct LuaScript {
-    source: &'static str,
-    sha: RwLock<Option<String>>,
-}
-
-impl LuaScript {
-    const fn new(source: &'static str) -> Self {
-        Self {
-            source,
-            sha: RwLock::new(None),
-        }
+/// Run `script` with `EVALSHA` (loaded with `SCRIPT LOAD` and tried again
+/// when the server does not know it: a restart, a failover, a flush).
+async fn invoke<T: FromRedisValue>(
+    script: &Script,
+    connection: &mut ConnectionManager,
+    keys: &[&str],
+    args: &[&[u8]],
+) -> RedisResult<T> {
+    let mut call = script.prepare_invoke();
+    for key in keys {
+        call.key(*key);
     }
-
-    async fn run<T: FromRedisValue>(
-        &self,
-        connection: &mut ConnectionManager,
-        keys: &[&str],
-        args: &[&[u8]],
-    ) -> RedisResult<T> {
-        let mut loaded = false;
-        loop {
-            let cached = self
-                .sha
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            let sha = match cached {
-                Some(sha) => sha,
-                None => {
-                    let sha: String = redis::cmd("SCRIPT")
-                        .arg("LOAD")
-                        .arg(self.source)
-                        .query_async(connection)
-                        .await?;
-                    *self.sha.write().unwrap_or_else(PoisonError::into_inner) = Some(sha.clone());
-                    loaded = true;
-                    sha
-                }
-            };
-            let mut command = redis::cmd("EVALSHA");
-            command.arg(&sha).arg(keys.len()).arg(keys).arg(args);
-            match command.query_async(connection).await {
-                Err(err)
-                    if !loaded && err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
-                {
-                    *self.sha.write().unwrap_or_else(PoisonError::into_inner) = None;
-                }
-                result => return result,
-            }
-        }
+    for arg in args {
+        call.arg(*arg);
     }
+    call.invoke_async(connection).await
 }
 
 /// The scripts of the shared log.
 pub(super) struct Scripts {
-    publish: LuaScript,
-    read: LuaScript,
+    publish: Script,
+    read: Script,
 }
 
 impl Default for Scripts {
     fn default() -> Self {
         Self {
-            publish: LuaScript::new(PUBLISH_SCRIPT),
-            read: LuaScript::new(READ_SCRIPT),
+            publish: Script::new(PUBLISH_SCRIPT),
+            read: Script::new(READ_SCRIPT),
         }
     }
 }
@@ -274,10 +236,12 @@ impl Inner {
             ttl.as_bytes(),
             candidate.as_bytes(),
         ];
-        let run =
-            self.scripts
-                .publish
-                .run::<(u64, String)>(&mut publisher.connection, &keys, &args);
+        let run = invoke::<(u64, String)>(
+            &self.scripts.publish,
+            &mut publisher.connection,
+            &keys,
+            &args,
+        );
         let (seq, epoch) = match tokio::time::timeout(limit, run).await {
             Ok(Ok(numbered)) => numbered,
             Ok(Err(err)) => {
@@ -310,7 +274,8 @@ impl Inner {
         let first = format!("{}-0", after.saturating_add(1));
         let count = config.frames().to_string();
         let args = [first.as_bytes(), count.as_bytes()];
-        let run = self.scripts.read.run::<(u64, String, u64, Vec<Entry>)>(
+        let run = invoke::<(u64, String, u64, Vec<Entry>)>(
+            &self.scripts.read,
             &mut publisher.connection,
             &keys,
             &args,
