@@ -192,12 +192,7 @@ impl LiveView {
 
     /// Number of connections open in this process.
     pub fn connections(&self) -> usize {
-        usize::try_from(
-            self.shared
-                .metrics
-                .connections_open.get(),
-        )
-        .unwrap_or(0)
+        usize::try_from(self.shared.metrics.connections_open.get()).unwrap_or(0)
     }
 
     /// Where the groups of a page in `room` stand now (`room_<room>` and

@@ -196,8 +196,7 @@ impl Broadcaster {
     }
 
     fn publish_failed(&self, group: &str, err: crate::layer::LayerError) -> BroadcastError {
-        self.metrics
-            .publish_failures.add(1);
+        self.metrics.publish_failures.add(1);
         // Layers log their own failures (rate-limited during an outage).
         tracing::debug!(target: "liveview", group, error = %err, "publish to other processes failed");
         BroadcastError::Layer(err)

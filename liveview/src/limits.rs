@@ -36,8 +36,7 @@ pub(crate) fn check_outgoing(len: usize, max: usize, metrics: &Metrics) -> Resul
     if len <= max {
         return Ok(());
     }
-    metrics
-        .frames_too_large.add(1);
+    metrics.frames_too_large.add(1);
     tracing::warn!(target: "liveview", size = len, limit = max, "refused to send a frame over the outgoing limit");
     Err(())
 }

@@ -46,7 +46,10 @@ impl<H> Facade<H> {
 
     /// The handle from the recorder installed now (a no-op one when there
     /// is none), registered and described the first time.
-    fn get(&self, register: impl FnOnce(&dyn metrics::Recorder, &Key, KeyName, SharedString) -> H) -> &H {
+    fn get(
+        &self,
+        register: impl FnOnce(&dyn metrics::Recorder, &Key, KeyName, SharedString) -> H,
+    ) -> &H {
         self.handle.get_or_init(|| {
             metrics::with_recorder(|recorder| {
                 register(
@@ -274,7 +277,10 @@ impl Metrics {
                 "liveview_slow_client_closes_total",
                 "Connections closed with 1013 for not reading.",
             ),
-            rate_limited: Count::new("liveview_rate_limited_total", "Calls refused by a rate limit."),
+            rate_limited: Count::new(
+                "liveview_rate_limited_total",
+                "Calls refused by a rate limit.",
+            ),
             frames_too_large: Count::new(
                 "liveview_frames_too_large_total",
                 "Frames refused for being over the outgoing size limit.",

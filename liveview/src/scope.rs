@@ -271,7 +271,10 @@ mod tests {
     #[test]
     fn cookies_of_every_header_are_read_quotes_and_blanks_aside() {
         let mut headers = HeaderMap::new();
-        headers.append("cookie", HeaderValue::from_static(" a=1;; b=\"two\" ; c=x=y; junk"));
+        headers.append(
+            "cookie",
+            HeaderValue::from_static(" a=1;; b=\"two\" ; c=x=y; junk"),
+        );
         headers.append("cookie", HeaderValue::from_static("d=4"));
         let scope = Scope::new(headers, Uri::from_static("/"), None);
         let cookies = scope.cookies();

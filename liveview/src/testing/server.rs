@@ -159,12 +159,7 @@ impl TestServer {
         // Connections are counted once joined. Not the room's member
         // count: another connection of the room leaving meanwhile would
         // hide the join.
-        let joined = || {
-            self.live
-                .shared
-                .metrics
-                .connections_total.get()
-        };
+        let joined = || self.live.shared.metrics.connections_total.get();
         let before = joined();
         let client = WsClient::connect(&self.ws_url(room), headers).await?;
         // The upgrade answers before the server's side of the connection
