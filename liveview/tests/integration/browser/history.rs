@@ -142,15 +142,17 @@ async fn a_failing_replace_state_never_cancels_the_url_change() {
     .await;
 }
 
-/// Shows a page of about 700 KB in `#main`, at `/?big=1`, in three frames
+/// Shows page `data.n` (default 1) of about 700 KB in `#main`, at
+/// `/?big=N`, in three frames
 /// (a frame is at most 256 KiB).
 #[liveview_handler("b_big")]
-async fn b_big(consumer: &Consumer, _content: Content) -> liveview::Result {
+async fn b_big(consumer: &Consumer, content: Content) -> liveview::Result {
+    let n = content.data.i64("n").unwrap_or(1);
     let rows = "<p>a row of a very long page</p>".repeat(7_000);
     consumer.send(
         Update::new("#main")
-            .html(format!(r#"<h1 id="big">big</h1>{rows}"#))
-            .url("/?big=1"),
+            .html(format!(r#"<h1 id="big">big {n}</h1>{rows}"#))
+            .url(format!("/?big={n}")),
     )?;
     for _ in 0..2 {
         consumer.send(Update::new("#main").html(rows.as_str()).append())?;
@@ -193,6 +195,50 @@ async fn history_state_stays_small_and_a_big_page_comes_back_from_memory() {
             b.wait(r##"location.search === "" && document.querySelector("#main").textContent === "first""##)
                 .await?;
             page.assert_no_page_errors().await
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn snapshots_in_memory_are_bounded_and_a_page_without_one_is_reloaded() {
+    let body = r##"
+<main id="main"><p>first</p></main>
+"##;
+    browser_test(
+        "snapshots_in_memory_are_bounded_and_a_page_without_one_is_reloaded",
+        body,
+        async |page| {
+            let b = &page.browser;
+            b.execute("window.__samePage = true", vec![]).await?;
+            // Four pages too big for history.state (about 670 K characters
+            // each: three fit in memory), then a small one.
+            for n in 1..=4 {
+                b.execute(&format!("LiveView.call('b_big', {{data: {{n: '{n}'}}}})"), vec![])
+                    .await?;
+                b.wait(&format!(
+                    r##"LiveView.inflight === 0 && location.search === "?big={n}" && document.querySelectorAll("#main p").length === 21000"##
+                ))
+                .await?;
+            }
+            b.execute("LiveView.call('b_nav', {data: {step: '5'}})", vec![])
+                .await?;
+            b.wait(r#"location.search === "?step=5""#).await?;
+
+            // The three newest big pages come back from memory...
+            for n in [4, 3, 2] {
+                b.back().await?;
+                b.wait(&format!(
+                    r#"location.search === "?big={n}" && document.querySelector("h1").textContent === "big {n}""#
+                ))
+                .await?;
+                assert_eq!(b.eval("window.__samePage").await?, serde_json::json!(true));
+            }
+            // ...the oldest was dropped from it: the server renders it.
+            b.back().await?;
+            b.wait(r#"location.search === "?big=1" && window.__samePage === undefined && !document.querySelector("h1")"#)
+                .await?;
+            Ok(())
         },
     )
     .await;
