@@ -51,6 +51,7 @@ commands:
            writes bench/results/idle-scale-<time>.json
   hold     (used by idle-scale) hold --connections N from --first I on --addr
   report   print the Markdown tables of a results file: report FILE
+           [--charts DIR] (with links to its charts, DIR relative to the page)
   charts   draw the SVG charts of a results file: charts FILE
            [--idle-scale FILE] [--out DIR] (default docs/benchmarks/)
   drive    load a server started by hand (to profile it): --addr ADDR
@@ -145,10 +146,15 @@ fn replay_log_options(args: &[String]) -> Result<Options, String> {
 
 fn print_report(args: &[String]) -> Result<(), String> {
     let path = args.first().ok_or("report needs a results file")?;
+    let charts = match &args[1..] {
+        [] => None,
+        [flag, dir] if flag == "--charts" => Some(dir.as_str()),
+        _ => return Err("report FILE [--charts DIR]".to_owned()),
+    };
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let mut run: report::Run = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
     run.check_targets();
-    print!("{}", run.markdown());
+    print!("{}", run.markdown_with_charts(charts));
     Ok(())
 }
 

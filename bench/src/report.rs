@@ -598,6 +598,17 @@ impl Run {
 
     /// The tables of `docs/benchmarks.md`.
     pub(crate) fn markdown(&self) -> String {
+        self.markdown_with_charts(None)
+    }
+
+    /// The tables, with the charts of `liveview-bench charts` beside them
+    /// when `charts` is the folder they are in, relative to the page.
+    pub(crate) fn markdown_with_charts(&self, charts: Option<&str>) -> String {
+        let chart = |out: &mut String, file: &str, what: &str| {
+            if let Some(dir) = charts {
+                let _ = writeln!(out, "![{what}]({dir}/{file})\n");
+            }
+        };
         let mut out = String::new();
         let m = &self.machine;
         let scenarios = if self.scenarios.is_empty() {
@@ -683,7 +694,27 @@ impl Run {
             );
         }
         out.push('\n');
+        if self.servers_measured() {
+            chart(
+                &mut out,
+                "latency.svg",
+                "Latency of a call (p50) against connections",
+            );
+            chart(
+                &mut out,
+                "cpu-per-call.svg",
+                "Server CPU per call against connections",
+            );
+            chart(
+                &mut out,
+                "idle-memory.svg",
+                "Server memory per idle connection",
+            );
+        }
         self.servers_table(&mut out);
+        if !self.fan_out_series().is_empty() {
+            chart(&mut out, "fan-out.svg", "Fan-out p99 against subscribers");
+        }
         self.fan_out_table(&mut out);
         self.cross_node_table(&mut out);
         self.replay_log_table(&mut out);
