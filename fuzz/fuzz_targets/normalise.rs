@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use libfuzzer_sys::fuzz_target;
-use liveview::protocol::{decode, snake_case};
+use liveview::__fuzz::{decode, snake_case};
 use serde_json::{Map, Value, json};
 
 fuzz_target!(|input: &[u8]| {

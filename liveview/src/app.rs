@@ -6,17 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::broadcast::Broadcaster;
-use crate::call::content::Content;
 use crate::call::handler::Registry;
 use crate::call::middleware::Middleware;
 use crate::call::protocol::DEFAULT_MAX_FRAME;
-use crate::consumer::Consumer;
 use crate::error::BuildError;
 use crate::hub::Hub;
 use crate::hub::log::Logs;
@@ -72,7 +69,7 @@ impl Default for Config {
 
 pub(crate) struct Shared {
     pub registry: &'static Registry,
-    pub middleware: Vec<Middleware>,
+    pub middleware: Vec<Arc<dyn Middleware>>,
     pub hub: Arc<Hub>,
     pub broadcaster: Broadcaster,
     pub config: Config,
@@ -185,7 +182,19 @@ impl LiveView {
         self.shared.broadcaster.clone()
     }
 
-    /// The sorted names of the registered handlers (for logs and tests).
+    /// The sorted names of the registered handlers, like Django LiveView's
+    /// `liveview_registry.list_functions()`. For logs and tests: never send
+    /// this list to a client.
+    ///
+    /// ```
+    /// use liveview::{liveview_handler, Consumer, Content};
+    ///
+    /// #[liveview_handler("docs_example")]
+    /// async fn docs_example(_consumer: &Consumer, _content: Content) {}
+    ///
+    /// let live = liveview::LiveView::builder().build().unwrap();
+    /// assert!(live.functions().contains(&"docs_example"));
+    /// ```
     pub fn functions(&self) -> Vec<&'static str> {
         self.shared.registry.names()
     }
@@ -270,7 +279,7 @@ impl LiveView {
 /// use liveview::LiveView;
 ///
 /// async fn page(live: LiveView) -> Html<String> {
-///     let room = liveview::room_uuid();
+///     let room = liveview::template::room_uuid();
 ///     let position = live.position(&room).await;
 ///     Html(liveview::template::script_tag_at(&position))
 /// }
@@ -301,7 +310,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LiveView {
 ///     .queue_capacity(512)
 ///     .handler_timeout(Duration::from_secs(10))
 ///     .allowed_origins(["https://example.com"])
-///     .middleware(|_consumer, _content, function| {
+///     .middleware(|_consumer: &liveview::Consumer, _content: &liveview::Content, function: &str| {
 ///         tracing::info!("calling {function}");
 ///         true
 ///     })
@@ -314,7 +323,7 @@ pub struct LiveViewBuilder {
     config: Config,
     presence: PresenceConfig,
     state: http::Extensions,
-    middleware: Vec<Middleware>,
+    middleware: Vec<Arc<dyn Middleware>>,
     layer: Option<Arc<dyn ChannelLayer>>,
     authenticator: Option<Arc<dyn Authenticator>>,
 }
@@ -341,40 +350,12 @@ impl LiveViewBuilder {
         self
     }
 
-    /// Add a middleware `(consumer, content, function) -> bool`, run before
-    /// every handler in registration order; `false` stops the call.
-    pub fn middleware<F>(mut self, f: F) -> Self
-    where
-        F: Fn(&Consumer, &Content, &str) -> bool + Send + Sync + 'static,
-    {
-        self.middleware.push(Middleware::Sync(Arc::new(f)));
-        self
-    }
-
-    /// Add an async middleware.
-    ///
-    /// ```
-    /// use futures_util::future::BoxFuture;
-    /// use liveview::{Consumer, Content};
-    ///
-    /// fn audit<'a>(consumer: &'a Consumer, _content: &'a Content, function: &'a str) -> BoxFuture<'a, bool> {
-    ///     Box::pin(async move {
-    ///         tracing::info!(connection = consumer.id(), function, "call");
-    ///         true
-    ///     })
-    /// }
-    ///
-    /// let live = liveview::LiveView::builder().async_middleware(audit).build().unwrap();
-    /// # drop(live);
-    /// ```
-    pub fn async_middleware<F>(mut self, f: F) -> Self
-    where
-        F: for<'a> Fn(&'a Consumer, &'a Content, &'a str) -> BoxFuture<'a, bool>
-            + Send
-            + Sync
-            + 'static,
-    {
-        self.middleware.push(Middleware::Async(Arc::new(f)));
+    /// Add a [`Middleware`], run before every handler in registration
+    /// order; the first that answers `false` stops the call. A closure
+    /// `(consumer, content, function) -> bool` is one; implement the trait
+    /// for one that awaits.
+    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
+        self.middleware.push(Arc::new(middleware));
         self
     }
 
@@ -554,7 +535,7 @@ impl LiveViewBuilder {
     }
 
     /// Share a value with every handler and middleware, read with
-    /// [`Consumer::state`](crate::Consumer::state) (one value per type; a
+    /// [`Consumer::app_state`](crate::Consumer::app_state) (one value per type; a
     /// second call with the same type replaces the first).
     pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
         self.state.insert(value);
@@ -563,16 +544,10 @@ impl LiveViewBuilder {
 
     /// Track who is in each room on every process (through the channel
     /// layer), for [`Consumer::presence`](crate::Consumer::presence) and
-    /// [`Broadcaster::presence`](crate::Broadcaster::presence). Without it
-    /// they count this process only.
-    pub fn track_presence(mut self) -> Self {
-        self.presence.tracked = true;
-        self
-    }
-
-    /// Track presence, and when someone joins or leaves a room, send the
-    /// room the update `f` makes from its new presence (if any), on every
-    /// process.
+    /// [`Broadcaster::presence`](crate::Broadcaster::presence) (without it
+    /// they count this process only), and when someone joins or leaves a
+    /// room, send the room the update `f` makes from its new presence, if
+    /// any. `.on_presence(|_| None)` tracks without telling anyone.
     ///
     /// ```
     /// use liveview::{LiveView, Update};

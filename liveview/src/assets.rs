@@ -2,7 +2,7 @@
 //! hash, so it is cached for a year and never stale.
 //!
 //! Two builds of the same client are served: the minified one, which pages
-//! load ([`script_tag`](crate::script_tag), [`script_url`]), and the readable
+//! load ([`script_tag`](crate::template::script_tag), [`script_url`]), and the readable
 //! source it is made from (`scripts/build-client.sh`), for reading and
 //! debugging.
 

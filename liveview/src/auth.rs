@@ -36,7 +36,7 @@ impl From<User> for Identity {
 }
 
 /// Finds the user of a connection from its upgrade request, once, before the
-/// socket opens. The result is [`Scope::user`] (the seed's
+/// socket opens. The result is [`Scope::user`] (Django LiveView's
 /// `consumer.scope["user"]`), or a refusal as [`Identity::Expired`].
 ///
 /// A plain closure or function `Fn(&Scope) -> T`, where `T` is an

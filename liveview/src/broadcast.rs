@@ -14,7 +14,10 @@ use crate::update::IntoUpdate;
 ///
 /// Each update is serialised once and published once through the channel
 /// layer; this process's members get it through the application's group
-/// table, in the group's order (see [`crate::layer`]).
+/// table, in the group's order (see [`crate::layer`]). A [`Consumer`]
+/// reaches these methods too, through `Deref`.
+///
+/// [`Consumer`]: crate::Consumer
 ///
 /// ```no_run
 /// use liveview::{LiveView, Update};
@@ -75,9 +78,8 @@ impl Broadcaster {
         self.publish(&room_group(room), update).await
     }
 
-    /// Send to every member of `group` (`broadcast`, `room_<room>`, or a
-    /// group of the application's own).
-    pub async fn publish(
+    /// Send to every member of `group`.
+    pub(crate) async fn publish(
         &self,
         group: &str,
         update: impl IntoUpdate,
@@ -87,7 +89,7 @@ impl Broadcaster {
     }
 
     /// Send an already serialised frame to every member of `group`.
-    pub async fn publish_frame(&self, group: &str, frame: &Frame) -> Result<(), BroadcastError> {
+    async fn publish_frame(&self, group: &str, frame: &Frame) -> Result<(), BroadcastError> {
         self.check_size(frame.len())
             .map_err(|()| BroadcastError::TooLarge)?;
         self.metrics.publishes.add(1);
@@ -97,12 +99,17 @@ impl Broadcaster {
             .map_err(|err| self.publish_failed(group, err))
     }
 
-    /// [`broadcast`](Self::broadcast) from code that is not async.
+    /// [`broadcast`](Self::broadcast) from code that is not async: a plain
+    /// thread or a sync function. Safe to call from async code on a
+    /// multi-threaded runtime (the thread blocks, the runtime moves its other
+    /// tasks elsewhere); on a current-thread runtime, a layer that needs the
+    /// network (Redis) returns an error instead: use the async method there.
     pub fn broadcast_blocking(&self, update: impl IntoUpdate) -> Result<(), BroadcastError> {
         self.publish_blocking(BROADCAST_GROUP, update)
     }
 
-    /// [`send_to_room`](Self::send_to_room) from code that is not async.
+    /// [`send_to_room`](Self::send_to_room) from code that is not async
+    /// (see [`broadcast_blocking`](Self::broadcast_blocking)).
     pub fn send_to_room_blocking(
         &self,
         room: &str,
@@ -111,16 +118,8 @@ impl Broadcaster {
         self.publish_blocking(&room_group(room), update)
     }
 
-    /// [`publish`](Self::publish) from code that is not async: a plain
-    /// thread or a sync function. Safe to call from async code on a
-    /// multi-threaded runtime (the thread blocks, the runtime moves its other
-    /// tasks elsewhere); on a current-thread runtime, a layer that needs the
-    /// network (Redis) returns an error instead: use the async method there.
-    pub fn publish_blocking(
-        &self,
-        group: &str,
-        update: impl IntoUpdate,
-    ) -> Result<(), BroadcastError> {
+    /// [`publish`](Self::publish) from code that is not async.
+    fn publish_blocking(&self, group: &str, update: impl IntoUpdate) -> Result<(), BroadcastError> {
         let frame = Self::serialise(update)?;
         self.check_size(frame.len())
             .map_err(|()| BroadcastError::TooLarge)?;
@@ -166,7 +165,7 @@ impl Broadcaster {
     }
 
     /// Who is in `room`: on every process when the app tracks presence
-    /// ([`LiveViewBuilder::track_presence`](crate::LiveViewBuilder::track_presence))
+    /// ([`LiveViewBuilder::on_presence`](crate::LiveViewBuilder::on_presence))
     /// and the channel layer shares it (Redis does), else in this process.
     pub async fn presence(&self, room: &str) -> crate::Presence {
         if !self.hub.presence_shared {
@@ -183,9 +182,15 @@ impl Broadcaster {
         crate::Presence::new(room, members)
     }
 
-    /// How many connections of this process are in `group`.
-    pub fn local_members(&self, group: &str) -> usize {
-        self.hub.members(group)
+    /// How many connections of this process are in `room` (on every
+    /// process: [`presence`](Self::presence) with presence tracked).
+    ///
+    /// ```
+    /// let live = liveview::LiveView::builder().build().unwrap();
+    /// assert_eq!(live.broadcaster().local_connections("lobby"), 0);
+    /// ```
+    pub fn local_connections(&self, room: &str) -> usize {
+        self.hub.members(&room_group(room))
     }
 
     fn serialise(update: impl IntoUpdate) -> Result<Frame, BroadcastError> {

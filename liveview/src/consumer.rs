@@ -5,13 +5,18 @@ use std::sync::{Arc, Mutex};
 
 use crate::broadcast::Broadcaster;
 use crate::connection::outbox::Outbox;
-use crate::error::{BroadcastError, SendError};
+use crate::error::SendError;
 use crate::layer::Frame;
 use crate::scope::{Scope, User};
 use crate::update::IntoUpdate;
 
 /// One connection: where a handler sends its updates, and what it knows
 /// about the page on the other end.
+///
+/// [`send`](Self::send) answers this connection; every other audience is a
+/// [`Broadcaster`] method, which the consumer reaches through `Deref`:
+/// `consumer.broadcast(update).await`, `consumer.send_to_room(room,
+/// update).await`, and their `_blocking` forms for sync code.
 ///
 /// A `Consumer` is a cheap handle (`Clone`, `Send`, `'static`): move a clone
 /// into a spawned task or a `std::thread` to send or broadcast later.
@@ -24,6 +29,8 @@ use crate::update::IntoUpdate;
 ///     let name = consumer.user().map_or("anonymous", |u| u.name.as_str());
 ///     let html = format!("<p>{} in room {}</p>", liveview::escape(name), liveview::escape(consumer.room()));
 ///     consumer.send(Update::new("#me").html(html))?;
+///     // Through `Deref` to the app's `Broadcaster`:
+///     consumer.send_to_room("lobby", Update::new("#log").html("hello").append()).await?;
 ///     Ok(())
 /// }
 /// ```
@@ -89,6 +96,16 @@ impl Connection {
     }
 }
 
+impl std::ops::Deref for Consumer {
+    type Target = Broadcaster;
+
+    /// The app's broadcaster: `broadcast`, `send_to_room` and their
+    /// `_blocking` forms.
+    fn deref(&self) -> &Broadcaster {
+        &self.conn.broadcaster
+    }
+}
+
 impl Consumer {
     pub(crate) fn new(conn: Arc<Connection>, call: Option<Arc<CallRef>>) -> Self {
         Self { conn, call }
@@ -132,46 +149,14 @@ impl Consumer {
         self.conn.outbox.push(Frame::from(frame))
     }
 
-    /// Send an update to every connection of every room, on every server
-    /// process. Serialised once, whatever the number of receivers.
-    ///
-    /// From a plain thread (or a sync handler), use
-    /// [`broadcast_blocking`](Self::broadcast_blocking).
-    pub async fn broadcast(&self, update: impl IntoUpdate) -> Result<(), BroadcastError> {
-        self.conn.broadcaster.broadcast(update).await
-    }
-
-    /// Send an update to every connection in `room`, on every process.
-    pub async fn send_to_room(
-        &self,
-        room: &str,
-        update: impl IntoUpdate,
-    ) -> Result<(), BroadcastError> {
-        self.conn.broadcaster.send_to_room(room, update).await
-    }
-
-    /// [`broadcast`](Self::broadcast) for code that is not async: a sync
-    /// handler or a `std::thread` (see [`Broadcaster::publish_blocking`]).
-    pub fn broadcast_blocking(&self, update: impl IntoUpdate) -> Result<(), BroadcastError> {
-        self.conn.broadcaster.broadcast_blocking(update)
-    }
-
-    /// [`send_to_room`](Self::send_to_room) for code that is not async.
-    pub fn send_to_room_blocking(
-        &self,
-        room: &str,
-        update: impl IntoUpdate,
-    ) -> Result<(), BroadcastError> {
-        self.conn.broadcaster.send_to_room_blocking(room, update)
-    }
-
     /// Who is in this connection's room (see [`Broadcaster::presence`]).
     pub async fn presence(&self) -> crate::Presence {
         self.conn.broadcaster.presence(&self.conn.room).await
     }
 
-    /// A handle that broadcasts and sends to rooms, for tasks and threads
-    /// that outlive the call.
+    /// A handle of its own on the app's [`Broadcaster`], for tasks and
+    /// threads that outlive the call (the consumer reaches the same
+    /// methods through `Deref`).
     pub fn broadcaster(&self) -> Broadcaster {
         self.conn.broadcaster.clone()
     }
@@ -221,7 +206,7 @@ impl Consumer {
     ///
     /// #[liveview_handler("docs_app_state")]
     /// async fn greet(consumer: &Consumer, _content: Content) -> liveview::Result {
-    ///     let greeting = consumer.state::<Greeting>().map_or("Hello", |g| g.0);
+    ///     let greeting = consumer.app_state::<Greeting>().map_or("Hello", |g| g.0);
     ///     consumer.send(Update::new("#greeting").html(greeting))?;
     ///     Ok(())
     /// }
@@ -229,11 +214,12 @@ impl Consumer {
     /// let live = liveview::LiveView::builder().state(Greeting("Hola")).build().unwrap();
     /// # drop(live);
     /// ```
-    pub fn state<T: Clone + Send + Sync + 'static>(&self) -> Option<&T> {
+    pub fn app_state<T: Clone + Send + Sync + 'static>(&self) -> Option<&T> {
         self.conn.app.get::<T>()
     }
 
-    /// Store a per-connection value, kept between calls; returns the one it
+    /// Store a per-connection value, kept between calls (the app-wide
+    /// values are [`app_state`](Self::app_state)); returns the one it
     /// replaces.
     ///
     /// ```

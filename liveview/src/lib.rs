@@ -88,7 +88,8 @@
 //! }
 //! ```
 //!
-//! [`Consumer::send_to_room`] reaches one room; [`LiveView::broadcaster`]
+//! [`Broadcaster::send_to_room`] reaches one room (a [`Consumer`] derefs to
+//! the app's [`Broadcaster`]); [`LiveView::broadcaster`]
 //! and [`Consumer::broadcaster`] give a handle for tasks and threads.
 //!
 //! ## Feature flags
@@ -152,7 +153,6 @@ pub use app::{LiveView, LiveViewBuilder};
 pub use auth::{Authenticator, Identity};
 pub use broadcast::Broadcaster;
 pub use call::content::{Content, Fields};
-pub use call::handler::list_functions;
 pub use call::{middleware, protocol};
 pub use connection::is_valid_room;
 pub use consumer::Consumer;
@@ -163,8 +163,36 @@ pub use limits::RateLimit;
 pub use liveview_macros::liveview_handler;
 pub use scope::{Scope, ScopeBuilder, User};
 pub use serve::{serve, serve_until, shutdown_signal};
-pub use template::{room_uuid, script_tag};
 pub use update::{IntoUpdate, Update};
+
+/// Entry points for the fuzz targets and benchmarks (`fuzz/`, `bench/`).
+/// Not public API: no stability promise.
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::call::content::keys::snake_case;
+    /// Decode one client frame as the server does: parse it, normalise the keys
+    /// of `form` and `data`, and fill the defaults. Returns the content a
+    /// handler would see and the call's `ref`, or `None` for a frame the server
+    /// answers with `{"error": "Invalid message"}`. Never panics, whatever the
+    /// input (it is fuzzed).
+    ///
+    /// ```
+    /// let (content, reference) = liveview::__fuzz::decode(
+    ///     r#"{"function": "delete_comment", "data": {"dataCommentId": "3"}, "ref": 5}"#,
+    ///     "lobby",
+    /// )
+    /// .unwrap();
+    /// assert_eq!(content.data.str("comment_id"), Some("3"));
+    /// assert_eq!(content.room, "lobby");
+    /// assert_eq!(reference, Some(5));
+    /// assert!(liveview::__fuzz::decode("[1]", "lobby").is_none());
+    /// ```
+    pub fn decode(text: &str, room: &str) -> Option<(crate::Content, Option<u64>)> {
+        crate::call::protocol::parse(text, room)
+            .ok()
+            .map(|call| (call.content, call.reference))
+    }
+}
 
 /// What the `#[liveview_handler]` expansion names. Not public API.
 #[doc(hidden)]

@@ -45,23 +45,35 @@ pub(crate) fn check_outgoing(len: usize, max: usize, metrics: &Metrics) -> Resul
 ///
 /// ```
 /// let rate = liveview::RateLimit::new(20.0, 60);
-/// assert_eq!(rate.burst, 60);
+/// assert_eq!((rate.per_second(), rate.burst()), (20.0, 60));
+/// // Clamped: no negative rate, a burst of at least one call.
+/// let rate = liveview::RateLimit::new(-1.0, 0);
+/// assert_eq!((rate.per_second(), rate.burst()), (0.0, 1));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimit {
-    /// Average calls per second allowed.
-    pub per_second: f64,
-    /// Calls allowed at once after a quiet spell.
-    pub burst: u32,
+    per_second: f64,
+    burst: u32,
 }
 
 impl RateLimit {
-    /// A rate of `per_second` with bursts of `burst`.
+    /// A rate of `per_second` (at least 0; not a number counts as 0) with
+    /// bursts of `burst` (at least 1).
     pub fn new(per_second: f64, burst: u32) -> Self {
         Self {
             per_second: per_second.max(0.0),
             burst: burst.max(1),
         }
+    }
+
+    /// Average calls per second allowed.
+    pub fn per_second(&self) -> f64 {
+        self.per_second
+    }
+
+    /// Calls allowed at once after a quiet spell.
+    pub fn burst(&self) -> u32 {
+        self.burst
     }
 }
 

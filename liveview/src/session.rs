@@ -257,7 +257,7 @@ impl RoomSigner {
 
     /// A fresh random room, signed: `<uuid>.<mac>`.
     pub fn new_room(&self) -> String {
-        self.sign(&crate::room_uuid())
+        self.sign(&crate::template::room_uuid())
     }
 
     /// Sign an id of your own (at most 60 characters of `[A-Za-z0-9_-]`).

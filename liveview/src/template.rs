@@ -68,12 +68,12 @@ impl serde::Serialize for Position {
     }
 }
 
-/// A new random room id (a UUID without dashes), the seed's
+/// A new random room id (a UUID without dashes), Django LiveView's
 /// `{% liveview_room_uuid %}`: unguessable, so nobody can join another
 /// page's room by trying ids.
 ///
 /// ```
-/// let room = liveview::room_uuid();
+/// let room = liveview::template::room_uuid();
 /// assert_eq!(room.len(), 32);
 /// assert!(liveview::is_valid_room(&room));
 /// ```
@@ -84,7 +84,7 @@ pub fn room_uuid() -> String {
 /// The `<script>` tag that loads the client, with a cache-busting hash.
 ///
 /// ```
-/// let tag = liveview::script_tag();
+/// let tag = liveview::template::script_tag();
 /// assert!(tag.starts_with(r#"<script src="/static/liveview/liveview.min.js?v="#));
 /// assert!(tag.ends_with(r#"" defer></script>"#));
 /// ```
@@ -119,7 +119,7 @@ pub fn script_tag_at(position: &Position) -> String {
 /// let tag = liveview::template::script_tag_with(None, Some("r4nd0m"));
 /// assert!(tag.starts_with(r#"<script src="/static/liveview/liveview.min.js?v="#));
 /// assert!(tag.ends_with(r#"" nonce="r4nd0m" defer></script>"#));
-/// assert_eq!(liveview::template::script_tag_with(None, None), liveview::script_tag());
+/// assert_eq!(liveview::template::script_tag_with(None, None), liveview::template::script_tag());
 /// ```
 pub fn script_tag_with(position: Option<&Position>, nonce: Option<&str>) -> String {
     let resume = position.map(Position::to_string).unwrap_or_default();
@@ -161,7 +161,7 @@ fn script_tag_full(resume: &str, nonce: &str) -> String {
 /// let mut env = minijinja::Environment::new();
 /// liveview::template::register(&mut env);
 /// env.add_template("page.html", r#"<html data-room="{{ room }}">{{ liveview_script(position) }}"#).unwrap();
-/// let room = liveview::room_uuid();
+/// let room = liveview::template::room_uuid();
 /// let position = live.position(&room).await;
 /// let context = minijinja::context! { room, position };
 /// let html = env.get_template("page.html").unwrap().render(context).unwrap();

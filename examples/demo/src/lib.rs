@@ -25,7 +25,7 @@
 //!   secret);
 //! - [`Demo`]: the application's state (database, templates, games,
 //!   sessions), given to the pages as axum state and to the LiveView
-//!   handlers as the app's state (`consumer.state::<Demo>()`);
+//!   handlers as the app's state (`consumer.app_state::<Demo>()`);
 //! - [`db`]: the SQLite database and its migrations;
 //! - [`templates`]: the minijinja templates, escaped by default;
 //! - [`pages`]: one module per page, with its routes and its handlers.
@@ -381,7 +381,11 @@ impl Demo {
                     identity => identity,
                 }
             })
-            .middleware(move |consumer, _, _| tracked.live_sessions().track(consumer))
+            .middleware(
+                move |consumer: &liveview::Consumer, _: &liveview::Content, _: &str| {
+                    tracked.live_sessions().track(consumer)
+                },
+            )
             .middleware(require_user(refusal, &[pages::alerts::DELETE]))
             .on_presence(move |presence| pages::presence::update(&demo, presence))
             .uploads(pages::uploads::uploads(
@@ -418,7 +422,7 @@ impl Demo {
 
     /// The demo, as [`liveview`](Self::liveview) gave it to the app.
     pub fn of(consumer: &Consumer) -> liveview::Result<&Self> {
-        consumer.state::<Demo>().ok_or_else(|| {
+        consumer.app_state::<Demo>().ok_or_else(|| {
             liveview::Error::msg("the demo's state is missing: build the app with Demo::liveview")
         })
     }

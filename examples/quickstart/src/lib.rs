@@ -50,7 +50,7 @@ pub fn routes() -> Router {
 }
 
 async fn index(live: LiveView) -> Result<Html<String>, StatusCode> {
-    let room = liveview::room_uuid();
+    let room = liveview::template::room_uuid();
     // Where the page stands: a notification sent before its socket connects
     // is delivered all the same.
     let position = live.position(&room).await;

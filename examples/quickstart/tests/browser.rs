@@ -67,7 +67,7 @@ async fn quickstart_greets_and_notifies_every_open_page() {
 async fn a_broadcast_on_one_server_reaches_a_browser_on_the_other_through_redis() {
     use liveview::layer::RedisLayer;
 
-    let prefix = format!("quickstart-e2e-{}:", liveview::room_uuid());
+    let prefix = format!("quickstart-e2e-{}:", liveview::template::room_uuid());
     let layer = |prefix: &str| {
         RedisLayer::builder("redis://127.0.0.1:6379")
             .prefix(prefix)

@@ -70,5 +70,11 @@ fn the_page_uses_the_seed_attributes() {
     assert!(html.contains(r#"data-liveview-function="say_hello""#));
     assert!(html.contains(r#"data-action="click->page#run""#));
     assert!(html.contains("/static/liveview/liveview.min.js?v="));
-    assert!(!liveview::list_functions().is_empty());
+    assert!(
+        !liveview::LiveView::builder()
+            .build()
+            .unwrap()
+            .functions()
+            .is_empty()
+    );
 }

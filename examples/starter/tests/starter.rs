@@ -49,6 +49,9 @@ async fn the_page_wires_the_handler_and_the_script() {
         response.contains(r#"data-liveview-function="greet""#),
         "{response}"
     );
-    assert!(response.contains(&liveview::script_tag()), "{response}");
+    assert!(
+        response.contains(&liveview::template::script_tag()),
+        "{response}"
+    );
     server.shutdown().await;
 }

@@ -10,7 +10,7 @@ use crate::error::ContentError;
 pub(crate) mod keys;
 mod lenient;
 
-/// The content of one call, as the seed's handlers receive it: the function
+/// The content of one call, as Django LiveView's handlers receive it: the function
 /// name, the form values, the `data-data-*` values, the page language and the
 /// room. Keys of `form` and `data` are already normalised to snake_case.
 ///

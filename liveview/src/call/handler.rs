@@ -162,34 +162,6 @@ fn ordered(
     }
 }
 
-/// The sorted names of every registered handler, like Django LiveView's
-/// `liveview_registry.list_functions()`.
-///
-/// For the server log and for tests: never send this list to a client.
-///
-/// ```
-/// use liveview::{liveview_handler, Consumer, Content};
-///
-/// #[liveview_handler("docs_example")]
-/// async fn docs_example(_consumer: &Consumer, _content: Content) {}
-///
-/// assert!(liveview::list_functions().contains(&"docs_example"));
-/// ```
-pub fn list_functions() -> Vec<&'static str> {
-    match Registry::global() {
-        Ok(registry) => registry.names(),
-        Err(_) => {
-            let mut names: Vec<_> = inventory::iter::<HandlerEntry>
-                .into_iter()
-                .map(|e| e.name)
-                .collect();
-            names.sort_unstable();
-            names.dedup();
-            names
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,54 +1,75 @@
 //! Middleware: functions that run before every handler and may stop it.
 
-use std::fmt;
-use std::sync::Arc;
-
 use futures_util::future::BoxFuture;
 
 use crate::call::content::Content;
 use crate::consumer::Consumer;
 
-type SyncFn = dyn Fn(&Consumer, &Content, &str) -> bool + Send + Sync;
-type AsyncFn =
-    dyn for<'a> Fn(&'a Consumer, &'a Content, &'a str) -> BoxFuture<'a, bool> + Send + Sync;
-
-/// A middleware function, sync or async. Registered with
-/// [`LiveViewBuilder::middleware`](crate::LiveViewBuilder::middleware) and
-/// [`LiveViewBuilder::async_middleware`](crate::LiveViewBuilder::async_middleware);
-/// they run in registration order, and the first that returns `false` stops
-/// the call (it may send updates of its own first).
-#[derive(Clone)]
-pub(crate) enum Middleware {
-    Sync(Arc<SyncFn>),
-    Async(Arc<AsyncFn>),
+/// Runs before every handler and may stop the call: registered with
+/// [`LiveViewBuilder::middleware`](crate::LiveViewBuilder::middleware),
+/// middleware run in registration order, and the first that answers
+/// `false` stops the call (it may send updates of its own first).
+///
+/// A plain closure or function `Fn(&Consumer, &Content, &str) -> bool`
+/// (the connection, the call, the handler's name) is a middleware (write a
+/// closure's argument types out, so that it takes references of any
+/// lifetime);
+/// implement the trait for one that needs to await (a database lookup,
+/// say), as for an [`Authenticator`](crate::Authenticator).
+///
+/// ```
+/// use futures_util::future::BoxFuture;
+/// use liveview::{middleware::Middleware, Consumer, Content};
+///
+/// // A closure: log every call.
+/// let log = |_consumer: &Consumer, _content: &Content, function: &str| {
+///     tracing::info!("calling {function}");
+///     true
+/// };
+///
+/// // A type that awaits before it answers.
+/// struct Audit;
+/// impl Middleware for Audit {
+///     fn allows<'a>(&'a self, consumer: &'a Consumer, _content: &'a Content, function: &'a str) -> BoxFuture<'a, bool> {
+///         Box::pin(async move {
+///             tracing::info!(connection = consumer.id(), function, "call");
+///             true
+///         })
+///     }
+/// }
+///
+/// let live = liveview::LiveView::builder().middleware(log).middleware(Audit).build().unwrap();
+/// # drop(live);
+/// ```
+pub trait Middleware: Send + Sync + 'static {
+    /// Whether the call of the handler `function` by `consumer`, with
+    /// `content`, goes on.
+    fn allows<'a>(
+        &'a self,
+        consumer: &'a Consumer,
+        content: &'a Content,
+        function: &'a str,
+    ) -> BoxFuture<'a, bool>;
 }
 
-impl Middleware {
-    pub(crate) async fn allows(
-        &self,
-        consumer: &Consumer,
-        content: &Content,
-        function: &str,
-    ) -> bool {
-        match self {
-            Middleware::Sync(f) => f(consumer, content, function),
-            Middleware::Async(f) => f(consumer, content, function).await,
-        }
-    }
-}
-
-impl fmt::Debug for Middleware {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Middleware::Sync(_) => "Middleware::Sync",
-            Middleware::Async(_) => "Middleware::Async",
-        })
+impl<F> Middleware for F
+where
+    F: Fn(&Consumer, &Content, &str) -> bool + Send + Sync + 'static,
+{
+    fn allows<'a>(
+        &'a self,
+        consumer: &'a Consumer,
+        content: &'a Content,
+        function: &'a str,
+    ) -> BoxFuture<'a, bool> {
+        let allowed = self(consumer, content, function);
+        Box::pin(std::future::ready(allowed))
     }
 }
 
 /// A middleware that lets a call through only when the connection has a
 /// user, sending `refusal` (e.g. a "You must be logged in" update) to the
-/// caller otherwise. Mirrors the seed's `auth_middleware`.
+/// caller otherwise. Mirrors Django LiveView's `auth_middleware`.
 ///
 /// `only` limits it to some handler names; empty means every handler.
 ///

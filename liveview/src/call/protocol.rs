@@ -5,7 +5,6 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-pub use crate::call::content::keys::snake_case;
 use crate::call::content::keys::{normalize_data, normalize_form};
 use crate::call::content::{Content, Fields};
 
@@ -104,29 +103,6 @@ struct Incoming {
     _room: Option<String>,
     #[serde(default, rename = "ref")]
     reference: Option<u64>,
-}
-
-/// Decode one client frame as the server does: parse it, normalise the keys
-/// of `form` and `data`, and fill the defaults. Returns the content a
-/// handler would see and the call's `ref`, or `None` for a frame the server
-/// answers with `{"error": "Invalid message"}`. Never panics, whatever the
-/// input (it is fuzzed).
-///
-/// ```
-/// let (content, reference) = liveview::protocol::decode(
-///     r#"{"function": "delete_comment", "data": {"dataCommentId": "3"}, "ref": 5}"#,
-///     "lobby",
-/// )
-/// .unwrap();
-/// assert_eq!(content.data.str("comment_id"), Some("3"));
-/// assert_eq!(content.room, "lobby");
-/// assert_eq!(reference, Some(5));
-/// assert!(liveview::protocol::decode("[1]", "lobby").is_none());
-/// ```
-pub fn decode(text: &str, room: &str) -> Option<(Content, Option<u64>)> {
-    parse(text, room)
-        .ok()
-        .map(|call| (call.content, call.reference))
 }
 
 /// Parse one text frame. `room` is the connection's room: the content's

@@ -460,7 +460,7 @@ async fn write(
             // Frames queued before the close (a handler's last replies
             // before shutdown) still go out.
             while let Ok(frame) = rx.try_recv() {
-                if sink.feed(Message::Text(frame)).await.is_err() {
+                if sink.feed(frame.into_message()).await.is_err() {
                     return;
                 }
             }
@@ -489,7 +489,7 @@ async fn feed(
     frame: Frame,
     flush: bool,
 ) -> Result<(), axum::Error> {
-    sink.feed(Message::Text(frame)).await?;
+    sink.feed(frame.into_message()).await?;
     if flush {
         sink.flush().await?;
     }

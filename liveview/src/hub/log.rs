@@ -13,8 +13,9 @@ use super::Frame;
 /// use std::time::Duration;
 ///
 /// let replay = liveview::layer::ReplayConfig::default()
-///     .capacity(500)
-///     .max_age(Duration::from_secs(120));
+///     .with_frames(500)
+///     .with_max_age(Duration::from_secs(120));
+/// assert_eq!((replay.frames(), replay.max_age()), (500, Duration::from_secs(120)));
 /// let live = liveview::LiveView::builder().replay(Some(replay)).build().unwrap();
 /// # drop(live);
 /// ```
@@ -35,25 +36,25 @@ impl Default for ReplayConfig {
 }
 
 impl ReplayConfig {
-    /// Frames kept per group.
-    pub fn capacity(mut self, frames: usize) -> Self {
+    /// Keep the last `frames` frames of each group (at least 1).
+    pub fn with_frames(mut self, frames: usize) -> Self {
         self.capacity = frames.max(1);
         self
     }
 
-    /// Oldest frame kept.
-    pub fn max_age(mut self, age: Duration) -> Self {
+    /// Keep frames up to `age` old.
+    pub fn with_max_age(mut self, age: Duration) -> Self {
         self.max_age = age;
         self
     }
 
-    /// The configured number of frames per group.
+    /// How many frames of each group are kept.
     pub fn frames(&self) -> usize {
         self.capacity
     }
 
-    /// The configured age limit.
-    pub fn age(&self) -> Duration {
+    /// How old the oldest frame kept may be.
+    pub fn max_age(&self) -> Duration {
         self.max_age
     }
 }
@@ -374,7 +375,7 @@ mod tests {
 
     #[test]
     fn sequences_grow_per_group_and_the_log_is_bounded() {
-        let logs = Logs::new(ReplayConfig::default().capacity(3));
+        let logs = Logs::new(ReplayConfig::default().with_frames(3));
         let mut seen = Vec::new();
         for i in 0..5 {
             logs.append(
@@ -409,7 +410,7 @@ mod tests {
 
     #[test]
     fn a_forgotten_log_restarts_its_numbering_in_a_new_epoch() {
-        let logs = Logs::new(ReplayConfig::default().max_age(Duration::ZERO));
+        let logs = Logs::new(ReplayConfig::default().with_max_age(Duration::ZERO));
         let first = logs.append("g", &Frame::from("{}"), |_, epoch| epoch.to_string());
         std::thread::sleep(Duration::from_millis(2));
         logs.sweep(|_| false);
@@ -445,7 +446,7 @@ mod tests {
 
     #[test]
     fn old_frames_age_out() {
-        let logs = Logs::new(ReplayConfig::default().max_age(Duration::ZERO));
+        let logs = Logs::new(ReplayConfig::default().with_max_age(Duration::ZERO));
         logs.append("g", &Frame::from("{}"), |_, _| ());
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(logs.replay("g", 0, None).replay, Replay::Gap);

@@ -46,18 +46,73 @@ use crate::hub::Hub;
 use std::sync::Weak;
 
 /// One serialised update, as it goes on the wire: a cheaply clonable UTF-8
-/// buffer, shared by every receiver of a broadcast.
-pub type Frame = axum::extract::ws::Utf8Bytes;
-
-/// The group every connection joins: `broadcast` sends go here.
-pub const BROADCAST_GROUP: &str = "broadcast";
-
-/// The group of a room's connections: `room_<room>`.
+/// buffer, shared by every receiver of a broadcast. It reads as a `str`.
 ///
 /// ```
-/// assert_eq!(liveview::layer::room_group("lobby"), "room_lobby");
+/// use liveview::layer::Frame;
+///
+/// let frame = Frame::from(String::from(r##"{"target":"#a","html":"1"}"##));
+/// let copy = frame.clone(); // shares the buffer
+/// assert_eq!(copy.as_str(), r##"{"target":"#a","html":"1"}"##);
+/// assert_eq!(frame.len(), 26);
 /// ```
-pub fn room_group(room: &str) -> String {
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Frame(axum::extract::ws::Utf8Bytes);
+
+impl Frame {
+    /// A frame of a `'static` text, without copying it.
+    pub const fn from_static(text: &'static str) -> Self {
+        Self(axum::extract::ws::Utf8Bytes::from_static(text))
+    }
+
+    /// The frame's text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The buffer, for the socket.
+    pub(crate) fn into_message(self) -> axum::extract::ws::Message {
+        axum::extract::ws::Message::Text(self.0)
+    }
+}
+
+impl std::ops::Deref for Frame {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<String> for Frame {
+    fn from(text: String) -> Self {
+        Self(text.into())
+    }
+}
+
+impl From<&str> for Frame {
+    fn from(text: &str) -> Self {
+        Self(text.into())
+    }
+}
+
+/// The group every connection joins: `broadcast` sends go here.
+pub(crate) const BROADCAST_GROUP: &str = "broadcast";
+
+/// The group of a room's connections: `room_<room>`.
+pub(crate) fn room_group(room: &str) -> String {
     format!("room_{room}")
 }
 

@@ -176,10 +176,9 @@ async fn tracking(node: &TestServer, room: &str, resume: &str) -> WsClient {
 }
 
 async fn wait_members(node: &TestServer, room: &str) {
-    let group = crate::layer::room_group(room);
     let broadcaster = node.live().broadcaster();
-    wait_for(&format!("a member in {group}"), || {
-        let n = broadcaster.local_members(&group);
+    wait_for(&format!("a member in room {room}"), || {
+        let n = broadcaster.local_connections(room);
         async move { n > 0 }
     })
     .await;
@@ -480,7 +479,9 @@ fn user_from_header(scope: &Scope) -> Option<User> {
 }
 
 fn with_presence(builder: LiveViewBuilder) -> LiveViewBuilder {
-    builder.authenticator(user_from_header).track_presence()
+    builder
+        .authenticator(user_from_header)
+        .on_presence(|_| None)
 }
 
 async fn wait_count(node: &TestServer, room: &str, count: usize) {

@@ -1,4 +1,4 @@
-//! Test helpers, the seed's three levels of testing (feature `testing`).
+//! Test helpers, Django LiveView's three levels of testing (feature `testing`).
 //!
 //! 1. **One handler, no socket**: [`consumer`] gives a [`Consumer`] and a
 //!    [`Recorder`] of everything sent through it; call the handler function

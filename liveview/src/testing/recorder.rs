@@ -101,7 +101,7 @@ impl Recorder {
     }
 
     /// Every `(group, update)` published so far, in order.
-    pub fn published(&self) -> Vec<(String, Value)> {
+    fn published(&self) -> Vec<(String, Value)> {
         let published = self
             .layer
             .published

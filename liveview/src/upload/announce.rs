@@ -42,7 +42,7 @@ async fn announce(consumer: &Consumer, content: Content) -> crate::Result {
         .into_iter()
         .map(|file| (file.name, file.size))
         .collect();
-    let answers = match consumer.state::<UploadService>() {
+    let answers = match consumer.app_state::<UploadService>() {
         Some(service) => service.0.announce(
             consumer.id(),
             consumer.scope().client_ip(),
@@ -56,7 +56,7 @@ async fn announce(consumer: &Consumer, content: Content) -> crate::Result {
             .collect(),
     };
     let chunk = consumer
-        .state::<UploadService>()
+        .app_state::<UploadService>()
         .map_or(0, |service| service.0.chunk_size);
     consumer.send(Update::empty().extra(
         "upload",

@@ -33,7 +33,7 @@
 //! async fn save_photo(consumer: &Consumer, content: Content) -> liveview::Result {
 //!     for file in consumer.uploads(&content, "photo").await? {
 //!         let kind = file.file_type().map_or("file", |t| t.extension());
-//!         let key = format!("photos/{}.{kind}", liveview::room_uuid());
+//!         let key = format!("photos/{}.{kind}", liveview::template::room_uuid());
 //!         file.persist(&key).await?;
 //!         consumer.send(Update::new("#saved").html(liveview::escape(&key)).append())?;
 //!     }
@@ -114,7 +114,7 @@ pub const SCRIPT_PATH: &str = "/static/liveview/liveview-upload.js";
 pub const SCRIPT_PATH_MIN: &str = "/static/liveview/liveview-upload.min.js";
 
 /// The `<script>` tag that loads the upload script (put it after the
-/// client's, [`crate::script_tag`]).
+/// client's, [`crate::template::script_tag`]).
 ///
 /// ```
 /// let tag = liveview::upload::script_tag();
@@ -646,7 +646,7 @@ impl Consumer {
     /// async fn attach(consumer: &Consumer, content: Content) -> liveview::Result {
     ///     for file in consumer.uploads(&content, "attachment").await? {
     ///         tracing::info!(name = file.name(), size = file.size(), "received");
-    ///         file.persist(&format!("attachments/{}", liveview::room_uuid())).await?;
+    ///         file.persist(&format!("attachments/{}", liveview::template::room_uuid())).await?;
     ///     }
     ///     Ok(())
     /// }
@@ -657,7 +657,7 @@ impl Consumer {
         name: &str,
     ) -> Result<Vec<UploadedFile>, UploadError> {
         let service = &self
-            .state::<UploadService>()
+            .app_state::<UploadService>()
             .ok_or(UploadError::NotEnabled)?
             .0;
         let tokens: Vec<&str> = match content.form.get(name) {

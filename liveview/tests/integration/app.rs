@@ -7,7 +7,7 @@ use crate::support::{next, server};
 
 #[test]
 fn every_handler_is_registered_and_listed_sorted() {
-    let names = liveview::list_functions();
+    let names = LiveView::builder().build().unwrap().functions();
     for name in ["echo", "fail", "blocking_work", "signup", "thread_notify"] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }

@@ -53,7 +53,7 @@ const BUDGET_GZIPPED: usize = 10 * 1024;
 
 #[test]
 fn pages_load_the_minified_build_within_its_size_budget() {
-    let tag = liveview::script_tag();
+    let tag = liveview::template::script_tag();
     assert!(tag.contains(&script_url()), "{tag}");
     assert!(!tag.contains(&source_url()), "{tag}");
     // What browsers download: the minified build, compressed as a server

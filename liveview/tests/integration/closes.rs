@@ -180,7 +180,7 @@ async fn shutdown_amid_a_flood_gets_a_1001_close_frame() {
         .await
     });
     wait_until("the flood is under way", || {
-        live.broadcaster().local_members("room_closes-shutdown") == 1
+        live.broadcaster().local_connections("closes-shutdown") == 1
     })
     .await;
     let stopping = tokio::spawn(server.shutdown());
@@ -198,13 +198,13 @@ async fn a_slow_reader_that_keeps_calling_gets_a_1013_close_frame() {
         .unwrap();
     let (mut sink, mut stream) = ws.split();
     wait_until("joined", || {
-        broadcaster.local_members("room_closes-slow") == 1
+        broadcaster.local_connections("closes-slow") == 1
     })
     .await;
     // Not reading: big frames fill the socket buffers, then the queue.
     let chunk = "z".repeat(32 * 1024);
     let mut sent = 0;
-    while broadcaster.local_members("room_closes-slow") == 1 {
+    while broadcaster.local_connections("closes-slow") == 1 {
         assert!(sent < 20_000, "the stalled client was never closed");
         broadcaster
             .send_to_room(

@@ -142,7 +142,8 @@ async fn the_app_broadcaster_works_outside_handlers() {
     let mut b = server.connect("outside-b").await.unwrap();
     let broadcaster = server.live().broadcaster();
     wait_until("both clients joined", || {
-        broadcaster.local_members("broadcast") == 2
+        broadcaster.local_connections("outside-a") == 1
+            && broadcaster.local_connections("outside-b") == 1
     })
     .await;
     broadcaster
@@ -168,15 +169,12 @@ async fn a_client_that_does_not_read_is_closed_with_1013_instead_of_growing() {
     let mut reader = server.connect("slow").await.unwrap();
     let stalled = server.connect("slow").await.unwrap();
     let broadcaster = server.live().broadcaster();
-    wait_until("both joined", || {
-        broadcaster.local_members("room_slow") == 2
-    })
-    .await;
+    wait_until("both joined", || broadcaster.local_connections("slow") == 2).await;
 
     // Big frames fill the socket buffers, then the stalled client's queue.
     let chunk = "z".repeat(32 * 1024);
     let mut sent = 0;
-    while broadcaster.local_members("room_slow") == 2 {
+    while broadcaster.local_connections("slow") == 2 {
         assert!(sent < 20_000, "the stalled client was never closed");
         broadcaster
             .send_to_room("slow", Update::new("#big").html(chunk.clone()))

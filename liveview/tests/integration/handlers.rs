@@ -167,7 +167,7 @@ pub(crate) struct Greeting(pub &'static str);
 
 #[liveview_handler("app_greeting")]
 async fn app_greeting(consumer: &Consumer, _content: Content) -> liveview::Result {
-    let greeting = consumer.state::<Greeting>().map_or("(none)", |g| g.0);
+    let greeting = consumer.app_state::<Greeting>().map_or("(none)", |g| g.0);
     consumer.send(Update::new("#greeting").html(greeting))?;
     Ok(())
 }

@@ -20,7 +20,7 @@ fn short_keepalive() -> liveview::LiveViewBuilder {
 async fn a_client_that_stops_answering_is_closed_and_everything_it_held_is_freed() {
     let builder = short_keepalive()
         .max_connections_per_address(Some(1))
-        .track_presence();
+        .on_presence(|_| None);
     let server = server(builder).await;
     let live = server.live().clone();
     let broadcaster = live.broadcaster();
@@ -30,14 +30,13 @@ async fn a_client_that_stops_answering_is_closed_and_everything_it_held_is_freed
         .await
         .unwrap();
     wait_until("it joined", || {
-        broadcaster.local_members("room_liveness-gone") == 1
+        broadcaster.local_connections("liveness-gone") == 1
     })
     .await;
     assert_eq!(broadcaster.presence("liveness-gone").await.count, 1);
 
     wait_until("its memberships are freed", || {
-        broadcaster.local_members("room_liveness-gone") == 0
-            && broadcaster.local_members("broadcast") == 0
+        broadcaster.local_connections("liveness-gone") == 0
     })
     .await;
     assert_eq!(broadcaster.presence("liveness-gone").await.count, 0);
@@ -77,7 +76,7 @@ async fn a_quiet_client_that_answers_pings_stays_connected() {
         server
             .live()
             .broadcaster()
-            .local_members("room_liveness-quiet"),
+            .local_connections("liveness-quiet"),
         1,
         "still in its room"
     );
@@ -165,7 +164,7 @@ impl Drop for Namespace {
 async fn a_client_behind_a_blackholed_link_is_closed_and_freed() {
     let ns = Namespace::new();
     let server = liveview::testing::TestServer::start_on(
-        short_keepalive().track_presence(),
+        short_keepalive().on_presence(|_| None),
         axum::Router::new(),
         std::net::SocketAddr::from((ns.host, 0)),
     )
@@ -203,14 +202,14 @@ async fn a_client_behind_a_blackholed_link_is_closed_and_freed() {
     .unwrap();
     assert_eq!(&first, b"HTTP/1.1 101");
     wait_until("it joined", || {
-        broadcaster.local_members("room_liveness-netns") == 1
+        broadcaster.local_connections("liveness-netns") == 1
     })
     .await;
     assert_eq!(broadcaster.presence("liveness-netns").await.count, 1);
 
     ns.blackhole();
     wait_until("its memberships are freed", || {
-        broadcaster.local_members("room_liveness-netns") == 0
+        broadcaster.local_connections("liveness-netns") == 0
     })
     .await;
     assert_eq!(broadcaster.presence("liveness-netns").await.count, 0);

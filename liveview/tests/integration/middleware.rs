@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
+use liveview::middleware::Middleware;
 use liveview::{Consumer, Content, LiveView, Update};
 use serde_json::json;
 
@@ -16,15 +17,21 @@ fn refuse_without_pass(consumer: &Consumer, content: &Content, function: &str) -
     false
 }
 
-fn audit<'a>(
-    consumer: &'a Consumer,
-    _content: &'a Content,
-    function: &'a str,
-) -> BoxFuture<'a, bool> {
-    Box::pin(async move {
-        tokio::task::yield_now().await;
-        function != "echo" || consumer.room() != "middleware-forbidden"
-    })
+/// A middleware that awaits.
+struct Audit;
+
+impl Middleware for Audit {
+    fn allows<'a>(
+        &'a self,
+        consumer: &'a Consumer,
+        _content: &'a Content,
+        function: &'a str,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            function != "echo" || consumer.room() != "middleware-forbidden"
+        })
+    }
 }
 
 #[tokio::test]
@@ -33,13 +40,13 @@ async fn middleware_runs_in_order_and_can_refuse_or_allow() {
     let first = seen.clone();
     let second = seen.clone();
     let builder = LiveView::builder()
-        .middleware(move |_c, _content, function| {
+        .middleware(move |_c: &Consumer, _content: &Content, function: &str| {
             first.lock().unwrap().push(format!("1:{function}"));
             true
         })
         .middleware(refuse_without_pass)
-        .async_middleware(audit)
-        .middleware(move |_c, _content, function| {
+        .middleware(Audit)
+        .middleware(move |_c: &Consumer, _content: &Content, function: &str| {
             second.lock().unwrap().push(format!("4:{function}"));
             true
         });

@@ -1037,7 +1037,7 @@ async fn a_gap_beyond_the_redis_log_asks_the_page_to_resync() {
     let make = || {
         RedisLayer::builder(url)
             .prefix(&prefix)
-            .replay(Some(ReplayConfig::default().capacity(2)))
+            .replay(Some(ReplayConfig::default().with_frames(2)))
             .build()
             .unwrap()
     };
@@ -1289,7 +1289,7 @@ async fn a_graceful_shutdown_removes_the_nodes_presence() {
     let layer = RedisLayer::builder(url).prefix(&prefix).build().unwrap();
     let live = LiveView::builder()
         .channel_layer(layer.clone())
-        .track_presence()
+        .on_presence(|_| None)
         .build()
         .unwrap();
     layer
@@ -1434,7 +1434,7 @@ async fn a_replay_larger_than_the_send_queue_arrives_whole() {
     let prefix = unique_prefix();
     let layer = RedisLayer::builder(url)
         .prefix(&prefix)
-        .replay(Some(ReplayConfig::default().capacity(200)))
+        .replay(Some(ReplayConfig::default().with_frames(200)))
         .build()
         .unwrap();
     let node = server(

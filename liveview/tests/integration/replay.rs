@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::support::{next, server};
 
 fn app(capacity: usize) -> TestApp {
-    let replay = ReplayConfig::default().capacity(capacity);
+    let replay = ReplayConfig::default().with_frames(capacity);
     TestApp::new(LiveView::builder().replay(Some(replay)).build().unwrap())
 }
 
@@ -169,7 +169,7 @@ async fn a_browser_socket_resumes_through_the_url() {
     .await
     .unwrap();
     let broadcaster = server.live().broadcaster();
-    crate::support::wait_until("joined", || broadcaster.local_members("room_url-room") == 1).await;
+    crate::support::wait_until("joined", || broadcaster.local_connections("url-room") == 1).await;
     for text in ["a", "b", "c"] {
         broadcaster
             .send_to_room("url-room", Update::new("#log").html(text))

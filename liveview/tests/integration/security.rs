@@ -97,7 +97,7 @@ async fn no_frame_ever_carries_internals_whatever_the_input() {
         "{\"function\": \"\u{202e}\"}".into(),
     ];
     inputs.push(format!(r#"{{"function": "{}"}}"#, "a".repeat(5000)));
-    let handlers = liveview::list_functions();
+    let handlers = server.live().functions();
     for input in &inputs {
         client.send_text(input).await.unwrap();
     }

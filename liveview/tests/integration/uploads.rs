@@ -26,7 +26,7 @@ async fn upload_save(consumer: &Consumer, content: Content) -> liveview::Result 
             for file in files {
                 let key = format!(
                     "saved/{}.{}",
-                    liveview::room_uuid(),
+                    liveview::template::room_uuid(),
                     file.file_type().map_or("bin", |t| t.extension())
                 );
                 saved.push(json!({"key": key, "name": file.name(), "size": file.size(), "mime": file.mime()}));
@@ -41,7 +41,10 @@ async fn upload_save(consumer: &Consumer, content: Content) -> liveview::Result 
 
 /// A fresh directory for one test's storage.
 pub(crate) fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("liveview-upload-test-{}", liveview::room_uuid()));
+    let dir = std::env::temp_dir().join(format!(
+        "liveview-upload-test-{}",
+        liveview::template::room_uuid()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

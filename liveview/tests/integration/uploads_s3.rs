@@ -52,7 +52,7 @@ impl Moto {
 
     /// A new bucket's name.
     async fn bucket(&self) -> String {
-        let name = format!("uploads-{}", &liveview::room_uuid()[..12]);
+        let name = format!("uploads-{}", &liveview::template::room_uuid()[..12]);
         let made = request(
             std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
             "PUT",

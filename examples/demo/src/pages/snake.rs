@@ -322,7 +322,7 @@ fn seed(room: &str) -> u64 {
 }
 
 fn viewers(broadcaster: &Broadcaster, room: &str) -> usize {
-    broadcaster.local_members(&liveview::layer::room_group(room))
+    broadcaster.local_connections(room)
 }
 
 /// Run the game loop of `room` unless it runs already: a move, then the
@@ -508,7 +508,7 @@ pub fn routes() -> Router<Demo> {
 }
 
 async fn new_game() -> Redirect {
-    let id = &liveview::room_uuid()[..12];
+    let id = &liveview::template::room_uuid()[..12];
     Redirect::to(&format!("/snake/{id}/"))
 }
 

@@ -16,7 +16,7 @@ async fn the_index_links_every_demo() {
     assert!(page.contains(r#"id="no-connection""#));
     assert!(page.contains(r#"data-controller="page""#));
     assert!(page.contains(demo::templates::css_url()));
-    assert!(page.contains(&liveview::script_tag()));
+    assert!(page.contains(&liveview::template::script_tag()));
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ pub(crate) fn normalize_data(data: Map<String, Value>) -> Map<String, Value> {
 /// upper-case letter come back as they are, without allocating.
 ///
 /// ```
-/// use liveview::protocol::snake_case;
+/// use liveview::__fuzz::snake_case;
 ///
 /// assert_eq!(snake_case("dataCommentId"), "data_comment_id");
 /// assert_eq!(snake_case("userID"), "user_id");

@@ -45,7 +45,7 @@ struct Logged {
 /// only when the whole log aged out).
 fn log_age(config: &ReplayConfig) -> Duration {
     config
-        .age()
+        .max_age()
         .checked_mul(4)
         .unwrap_or(MAX_LOG_AGE)
         .clamp(MIN_LOG_AGE, MAX_LOG_AGE)
@@ -385,7 +385,9 @@ impl Inner {
                 self.read_after(&stream, group, after, config.frames())
                     .await?
                     .into_iter()
-                    .filter(|l| l.epoch == tail.epoch && l.seq <= tail.seq && l.age <= config.age())
+                    .filter(|l| {
+                        l.epoch == tail.epoch && l.seq <= tail.seq && l.age <= config.max_age()
+                    })
                     .map(|l| (l.seq, l.frame))
                     .collect()
             };
@@ -418,10 +420,10 @@ mod tests {
         let config = ReplayConfig::default();
         assert_eq!(log_age(&config), Duration::from_secs(1200));
         assert_eq!(
-            log_age(&config.max_age(Duration::from_secs(1))),
+            log_age(&config.with_max_age(Duration::from_secs(1))),
             MIN_LOG_AGE
         );
-        assert_eq!(log_age(&config.max_age(Duration::MAX)), MAX_LOG_AGE);
+        assert_eq!(log_age(&config.with_max_age(Duration::MAX)), MAX_LOG_AGE);
         assert_eq!(new_epoch().len(), 16);
         assert_ne!(new_epoch(), new_epoch());
     }

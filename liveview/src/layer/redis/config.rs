@@ -164,7 +164,7 @@ impl RedisLayerBuilder {
     /// use liveview::layer::{RedisLayer, ReplayConfig};
     ///
     /// let layer = RedisLayer::builder("redis://127.0.0.1")
-    ///     .replay(Some(ReplayConfig::default().capacity(1000).max_age(Duration::from_secs(60))))
+    ///     .replay(Some(ReplayConfig::default().with_frames(1000).with_max_age(Duration::from_secs(60))))
     ///     .build()?;
     /// # drop(layer);
     /// # Ok::<(), liveview::layer::LayerError>(())
@@ -420,7 +420,7 @@ mod tests {
         assert_eq!(layer.inner.expiry, DEFAULT_EXPIRY);
         assert_eq!(layer.inner.replay, Some(ReplayConfig::default()));
 
-        let replay = ReplayConfig::default().capacity(9);
+        let replay = ReplayConfig::default().with_frames(9);
         let layer = RedisLayer::builder("redis://:s3cret@10.0.0.5:6380/3")
             .password("other")
             .username("app")

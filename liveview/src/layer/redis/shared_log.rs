@@ -138,7 +138,7 @@ impl Default for Scripts {
 /// How long a silent group's counter and log are kept.
 fn key_ttl(config: &ReplayConfig) -> Duration {
     config
-        .age()
+        .max_age()
         .checked_mul(4)
         .unwrap_or(MAX_KEY_TTL)
         .clamp(MIN_KEY_TTL, MAX_KEY_TTL)
@@ -284,7 +284,7 @@ impl Inner {
             Ok(Ok((newest, epoch, redis_now, entries))) => Ok(LogRead {
                 newest,
                 epoch,
-                entries: fresh_entries(entries, redis_now, config.age()),
+                entries: fresh_entries(entries, redis_now, config.max_age()),
             }),
             Ok(Err(err)) => Err(LayerError::with_source(
                 format!("redis: reading the log on {} failed", publisher.address),
@@ -452,9 +452,9 @@ mod tests {
     fn silent_groups_expire_after_a_few_ages() {
         let config = ReplayConfig::default();
         assert_eq!(key_ttl(&config), Duration::from_secs(1200));
-        let short = config.max_age(Duration::from_secs(1));
+        let short = config.with_max_age(Duration::from_secs(1));
         assert_eq!(key_ttl(&short), MIN_KEY_TTL);
-        let long = config.max_age(Duration::MAX);
+        let long = config.with_max_age(Duration::MAX);
         assert_eq!(key_ttl(&long), MAX_KEY_TTL);
     }
 }

@@ -331,7 +331,7 @@ impl Inner {
         let keys = self.keys(group);
         let ttl = self
             .replay
-            .age()
+            .max_age()
             .checked_mul(4)
             .unwrap_or(MIN_KEY_TTL)
             .max(MIN_KEY_TTL)

@@ -41,10 +41,10 @@ fn strict_page() -> Router {
     );
     // The harness's page, with every script tag given the nonce (its
     // recorder of errors included).
-    let html = page_html(&body, Some(&liveview::room_uuid()))
+    let html = page_html(&body, Some(&liveview::template::room_uuid()))
         .replace("<script>", &format!(r#"<script nonce="{NONCE}">"#))
         .replace(
-            &liveview::script_tag(),
+            &liveview::template::script_tag(),
             &liveview::template::script_tag_with(None, Some(NONCE)),
         );
     let policy = format!("script-src 'nonce-{NONCE}'; object-src 'none'; base-uri 'none'");

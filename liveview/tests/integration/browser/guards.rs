@@ -30,7 +30,8 @@ async fn b_guard_render(consumer: &Consumer, content: Content) -> liveview::Resu
 <span id="n">{n}</span>"#
     );
     let morph = content.data.str_or("mode", "") == "morph";
-    consumer.send(Update::new("#box").html(html).extra("morph", morph))?;
+    let update = Update::new("#box").html(html);
+    consumer.send(if morph { update.morph() } else { update })?;
     Ok(())
 }
 

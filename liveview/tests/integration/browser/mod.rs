@@ -87,7 +87,7 @@ pub fn page_html(body: &str, room: Option<&str>) -> String {
 {script}
 </body>
 </html>"##,
-        script = liveview::script_tag(),
+        script = liveview::template::script_tag(),
     )
 }
 
@@ -103,7 +103,7 @@ pub fn page_routes(body: &str) -> Router {
                 let room = match query.get("room").map(String::as_str) {
                     Some("none") => None,
                     Some(room) => Some(room.to_owned()),
-                    None => Some(liveview::room_uuid()),
+                    None => Some(liveview::template::room_uuid()),
                 };
                 Html(page_html(&body, room.as_deref()))
             }

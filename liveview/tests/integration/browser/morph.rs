@@ -49,7 +49,7 @@ async fn the_input_being_typed_into_keeps_focus_caret_and_value() {
                 .broadcast(
                     Update::new("#form")
                         .html(form(1, "from the server"))
-                        .extra("morph", true),
+                        .morph(),
                 )
                 .await?;
             b.wait_for_text("#count", "1").await?;
@@ -134,7 +134,7 @@ async fn morphing_keeps_nodes_ignored_subtrees_and_scroll_positions() {
             .await?;
             let send = async || {
                 broadcaster(page)
-                    .broadcast(Update::new("#box").html(BOX_AGAIN).extra("morph", true))
+                    .broadcast(Update::new("#box").html(BOX_AGAIN).morph())
                     .await
             };
             send().await?;

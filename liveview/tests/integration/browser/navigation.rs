@@ -20,8 +20,11 @@ async fn coming_back_to_the_page_keeps_it_live() {
             page.wait_call(1, "call").await?;
             b.eval("window.__marker = 1").await?;
 
-            b.open(&page.url(&format!("/?room=elsewhere-{}", liveview::room_uuid())))
-                .await?;
+            b.open(&page.url(&format!(
+                "/?room=elsewhere-{}",
+                liveview::template::room_uuid()
+            )))
+            .await?;
             b.back().await?;
             b.wait_connected().await?;
             let restored = b.eval("window.__marker === 1").await? == json!(true);

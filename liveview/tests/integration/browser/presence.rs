@@ -30,7 +30,7 @@ fn node(prefix: &str) -> LiveViewBuilder {
 #[tokio::test]
 async fn presence_counts_across_two_nodes_and_drops_when_a_tab_closes() {
     let name = "presence_counts_across_two_nodes_and_drops_when_a_tab_closes";
-    let room = liveview::room_uuid();
+    let room = liveview::template::room_uuid();
     let prefix = unique_prefix();
     let routes: Router = page_routes(BODY);
     let node_a = TestServer::start(node(&prefix), routes.clone())

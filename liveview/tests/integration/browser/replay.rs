@@ -177,7 +177,7 @@ async fn open(builder: LiveViewBuilder, room: &str) -> (TestServer, Browser, Rou
 async fn a_page_that_lost_its_socket_gets_the_missed_frames_in_order_once() {
     const N: usize = 8;
     let name = "a_page_that_lost_its_socket_gets_the_missed_frames_in_order_once";
-    let room = liveview::room_uuid();
+    let room = liveview::template::room_uuid();
     let (server, browser, _) = open(LiveView::builder(), &room).await;
     let b = &browser;
     let result: TestResult = async {
@@ -234,8 +234,8 @@ async fn a_page_that_lost_its_socket_gets_the_missed_frames_in_order_once() {
 #[tokio::test]
 async fn a_gap_larger_than_the_log_fires_resync_and_runs_init_again() {
     let name = "a_gap_larger_than_the_log_fires_resync_and_runs_init_again";
-    let room = liveview::room_uuid();
-    let builder = LiveView::builder().replay(Some(ReplayConfig::default().capacity(2)));
+    let room = liveview::template::room_uuid();
+    let builder = LiveView::builder().replay(Some(ReplayConfig::default().with_frames(2)));
     let (server, browser, _) = open(builder, &room).await;
     let b = &browser;
     let result: TestResult = async {
@@ -341,7 +341,7 @@ pub(super) mod shared {
     async fn a_page_whose_node_died_gets_what_another_node_sent_meanwhile() {
         const N: usize = 6;
         let name = "a_page_whose_node_died_gets_what_another_node_sent_meanwhile";
-        let room = liveview::room_uuid();
+        let room = liveview::template::room_uuid();
         let prefix = unique_prefix();
         let (node_a, browser, routes) = open(on_redis(LiveView::builder(), &prefix), &room).await;
         let node_b = TestServer::start(on_redis(LiveView::builder(), &prefix), Router::new())

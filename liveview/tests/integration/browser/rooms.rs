@@ -29,8 +29,8 @@ async fn b_to_room(consumer: &Consumer, content: Content) -> liveview::Result {
 
 #[tokio::test]
 async fn broadcast_reaches_both_sessions_and_room_send_only_one() {
-    let room_a = format!("room-a-{}", liveview::room_uuid());
-    let room_b = format!("room-b-{}", liveview::room_uuid());
+    let room_a = format!("room-a-{}", liveview::template::room_uuid());
+    let room_b = format!("room-b-{}", liveview::template::room_uuid());
     let body = format!(
         r##"
 <button id="everyone" data-action="click->page#run" data-liveview-function="b_broadcast" data-data-message="to everyone">broadcast</button>
