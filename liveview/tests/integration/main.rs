@@ -19,6 +19,8 @@ mod outgoing;
 mod presence;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis-cluster")]
+mod redis_cluster;
 mod replay;
 mod security;
 mod servers;

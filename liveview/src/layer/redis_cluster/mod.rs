@@ -4,16 +4,20 @@
 //!
 //! Every key of a group `G` carries the hash tag `{G}`, and so does its
 //! channel: with the prefix `P`, `P{G}` is the channel, `P{G}:seq` the
-//! counter, `P{G}:epoch` the numbering's epoch and `P{G}:log` the stream of
-//! recent frames. One Lua script, on the group's slot, numbers a frame,
-//! logs it and publishes it with `SPUBLISH`.
+//! counter, `P{G}:epoch` the numbering's epoch, `P{G}:owner` the cluster
+//! node that started it and `P{G}:log` the stream of recent frames. One
+//! Lua script, on the group's slot, numbers a frame, logs it and publishes
+//! it with `SPUBLISH`; on another node than the owner (a replica promoted
+//! after a failover, which may lack the last frames) it starts a new epoch.
 //!
 //! The process keeps one cluster connection (redis-rs), which holds one
 //! connection per primary: the subscriptions of the groups in a shard live
 //! on that shard's connection. When slots move or a primary fails over,
-//! the client follows the new slot map and subscribes again; each
-//! confirmation of a subscription makes the layer read the group's log and
-//! deliver what the shard published meanwhile. Frames reach local members
+//! the client follows the new slot map and subscribes again, and the layer
+//! subscribes again itself any group that no node confirmed since a
+//! connection was lost; each confirmation of a subscription makes the
+//! layer read the group's log and deliver what the shard published
+//! meanwhile. Frames reach local members
 //! through the sequencer, in the order of their numbers.
 
 use std::collections::{HashMap, HashSet};
@@ -45,26 +49,39 @@ const GAP_WAIT: Duration = Duration::from_millis(250);
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 const MIN_KEY_TTL: Duration = Duration::from_secs(60);
 
-/// Numbers, logs and publishes a frame. KEYS: counter, epoch, log. ARGV:
-/// channel, header up to the number, frame, log capacity, keys' lifetime
-/// (ms), a fresh epoch. A group whose epoch is gone starts a new numbering.
+/// Numbers, logs and publishes a frame. KEYS: counter, epoch, log, owner.
+/// ARGV: channel, header up to the number, frame, log capacity, keys'
+/// lifetime (ms), a fresh epoch.
+///
+/// A numbering belongs to the node that started it (`owner`, its cluster
+/// node id). When another node serves the slot — a replica promoted after
+/// a failover, which may lack the last frames the old primary numbered, or
+/// a slot migrated — or the epoch is gone, the group starts a new
+/// numbering: numbers are never given twice in one epoch.
 const PUBLISH: &str = r"
+local me = redis.call('CLUSTER', 'MYID')
 local epoch = redis.call('GET', KEYS[2])
-if not epoch then
+if not epoch or redis.call('GET', KEYS[4]) ~= me then
   epoch = ARGV[6]
   redis.call('DEL', KEYS[1], KEYS[3])
   redis.call('SET', KEYS[2], epoch)
+  redis.call('SET', KEYS[4], me)
 end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'f', ARGV[3])
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[5]) end
+for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[5]) end
 redis.call('SPUBLISH', ARGV[1], ARGV[2] .. seq .. ' ' .. epoch .. '\n' .. ARGV[3])
 return {seq, epoch}
 ";
 
 /// Reads a group's numbering and log after a sequence. KEYS: counter,
-/// epoch, log. ARGV: first entry id, most entries.
+/// epoch, log, owner. ARGV: first entry id, most entries. A numbering of
+/// another node (see `PUBLISH`) reads as none: the next frame starts a
+/// new one.
 const READ: &str = r"
+if redis.call('GET', KEYS[4]) ~= redis.call('CLUSTER', 'MYID') then
+  return {0, '', {}}
+end
 local newest = tonumber(redis.call('GET', KEYS[1]) or '0')
 local epoch = redis.call('GET', KEYS[2]) or ''
 local entries = redis.call('XRANGE', KEYS[3], ARGV[1], '+', 'COUNT', ARGV[2])
@@ -229,12 +246,13 @@ impl Inner {
         format!("{}{{{group}}}", self.prefix)
     }
 
-    fn keys(&self, group: &str) -> [String; 3] {
+    fn keys(&self, group: &str) -> [String; 4] {
         let base = self.channel(group);
         [
             format!("{base}:seq"),
             format!("{base}:epoch"),
             format!("{base}:log"),
+            format!("{base}:owner"),
         ]
     }
 
@@ -343,6 +361,7 @@ impl Inner {
             .key(&keys[0])
             .key(&keys[1])
             .key(&keys[2])
+            .key(&keys[3])
             .arg(self.channel(group))
             .arg(header)
             .arg(frame.as_str())
@@ -369,6 +388,7 @@ impl Inner {
             .key(&keys[0])
             .key(&keys[1])
             .key(&keys[2])
+            .key(&keys[3])
             .arg(format!("{}-0", after.saturating_add(1)))
             .arg(self.replay.frames());
         type Entry = (String, Vec<(String, String)>);
@@ -409,8 +429,13 @@ impl Inner {
         let Ok((newest, epoch, _)) = self.read(group, u64::MAX - 1).await else {
             return;
         };
-        if let Some(next) = self.sequencer.next(group, &epoch)
-            && next <= newest
+        if epoch.is_empty() {
+            return;
+        }
+        // In another epoch than the one delivered here (the numbering
+        // restarted, after a failover for one): from its first frame.
+        let next = self.sequencer.next(group, &epoch).unwrap_or(1);
+        if next <= newest
             && let Ok((_, _, entries)) = self.read(group, next - 1).await
         {
             for (seq, frame) in entries {
@@ -420,22 +445,37 @@ impl Inner {
         }
     }
 
-    fn incoming(&self, push: PushInfo) -> Option<String> {
-        let mut data = push.data.into_iter();
-        let channel = match data.next()? {
-            Value::BulkString(bytes) => String::from_utf8(bytes).ok()?,
-            _ => return None,
-        };
-        let group = self.group_of(&channel)?;
-        match push.kind {
-            // (Re)subscribed, perhaps on another shard: catch up.
-            PushKind::SSubscribe => return Some(group),
-            PushKind::SMessage => {}
-            _ => return None,
+    /// A push of the cluster connection: a frame is delivered here; what
+    /// the subscriptions became is returned.
+    fn incoming(&self, push: PushInfo) -> Subscription {
+        if push.kind == PushKind::Disconnection {
+            return Subscription::Disconnected;
         }
-        let Value::BulkString(payload) = data.next()? else {
-            return None;
+        let mut data = push.data.into_iter();
+        let Some(Value::BulkString(channel)) = data.next() else {
+            return Subscription::Unchanged;
         };
+        let Some(group) = String::from_utf8(channel)
+            .ok()
+            .and_then(|c| self.group_of(&c))
+        else {
+            return Subscription::Unchanged;
+        };
+        match push.kind {
+            PushKind::SSubscribe => Subscription::Confirmed(group),
+            PushKind::SUnsubscribe => Subscription::Dropped(group),
+            PushKind::SMessage => {
+                if let Some(Value::BulkString(payload)) = data.next() {
+                    self.message(&group, payload);
+                }
+                Subscription::Unchanged
+            }
+            _ => Subscription::Unchanged,
+        }
+    }
+
+    /// A frame published by another process, delivered in its turn.
+    fn message(&self, group: &str, payload: Vec<u8>) -> Option<()> {
         let text = String::from_utf8(payload).ok()?;
         let (header, frame) = text.split_once('\n')?;
         let words: Vec<&str> = header.split(' ').collect();
@@ -444,9 +484,21 @@ impl Inner {
         }
         let seq = words.get(3)?.parse().ok()?;
         let epoch = words.get(4)?;
-        self.deliver(&group, epoch, seq, &Frame::from(frame));
-        None
+        self.deliver(group, epoch, seq, &Frame::from(frame));
+        Some(())
     }
+}
+
+/// What a push says of the layer's subscriptions.
+enum Subscription {
+    /// A node confirmed the group's subscription (perhaps again, on another
+    /// shard).
+    Confirmed(String),
+    /// A node ended the group's subscription (its slot moved away).
+    Dropped(String),
+    /// A connection to a node was lost: its subscriptions with it.
+    Disconnected,
+    Unchanged,
 }
 
 impl ChannelLayer for RedisClusterLayer {
@@ -703,9 +755,16 @@ async fn run(inner: Arc<Inner>) {
         }
     }
     let mut subscribed: HashSet<String> = HashSet::new();
+    // Groups whose subscription a node confirmed since the last lost
+    // connection. redis-rs subscribes again by itself after a reconnection,
+    // but not always: after every node of the cluster restarted it
+    // reconnects to each and its subscriptions never reach them (no
+    // confirmation comes, and the servers count no subscriber). The layer
+    // does not rely on it: a group without a confirmation is subscribed
+    // again on every check until a node confirms it.
+    let mut confirmed: HashSet<String> = HashSet::new();
     let mut repair = tokio::time::interval(GAP_WAIT / 2);
     let mut check = tokio::time::interval(CHECK_EVERY);
-    let mut catch_up: HashMap<String, ()> = HashMap::new();
     let mut broken = false;
     loop {
         tokio::select! {
@@ -732,6 +791,7 @@ async fn run(inner: Arc<Inner>) {
                             let _ = inner.bounded("SUNSUBSCRIBE", conn.sunsubscribe(inner.channel(&group))).await;
                             inner.sequencer.forget(&group);
                             subscribed.remove(&group);
+                            confirmed.remove(&group);
                         }
                         _ => {}
                     }
@@ -739,13 +799,19 @@ async fn run(inner: Arc<Inner>) {
             }
             push = pushes.recv() => {
                 let Some(push) = push else { break };
-                if let Some(group) = inner.incoming(push)
-                    && subscribed.contains(&group)
-                {
-                    catch_up.insert(group, ());
-                }
-                for (group, ()) in catch_up.drain() {
-                    inner.catch_up(&group).await;
+                match inner.incoming(push) {
+                    Subscription::Confirmed(group) => {
+                        if subscribed.contains(&group) {
+                            // What the shard published before: from the log.
+                            inner.catch_up(&group).await;
+                        }
+                        confirmed.insert(group);
+                    }
+                    Subscription::Dropped(group) => {
+                        confirmed.remove(&group);
+                    }
+                    Subscription::Disconnected => confirmed.clear(),
+                    Subscription::Unchanged => {}
                 }
             }
             _ = repair.tick() => {
@@ -774,18 +840,23 @@ async fn run(inner: Arc<Inner>) {
                 }
                 if broken {
                     match client.get_async_connection().await {
-                        Ok(mut fresh) => {
+                        Ok(fresh) => {
                             broken = false;
-                            inner.conn.send_replace(Some(fresh.clone()));
+                            conn = fresh.clone();
+                            inner.conn.send_replace(Some(fresh));
                             inner.connected.store(true, Ordering::Release);
-                            for group in &subscribed {
-                                if inner.bounded("SSUBSCRIBE", fresh.ssubscribe(inner.channel(group))).await.is_err() {
-                                    broken = true;
-                                }
-                            }
+                            confirmed.clear();
                             tracing::info!("redis cluster layer: reconnected");
                         }
                         Err(err) => tracing::debug!(error = %err, "redis cluster layer: cannot reconnect yet"),
+                    }
+                }
+                // Subscribe again where no node confirmed it; stop at the
+                // first failure (the cluster is not back yet).
+                for group in subscribed.iter().filter(|g| !confirmed.contains(*g)) {
+                    if let Err(err) = inner.bounded("SSUBSCRIBE", conn.ssubscribe(inner.channel(group))).await {
+                        tracing::debug!(group, error = %err, "redis cluster layer: cannot subscribe again yet");
+                        break;
                     }
                 }
                 // Touch every subscribed group's slot: a moved slot or a

@@ -1,0 +1,395 @@
+//! The Redis Cluster layer across a failover: a private cluster of three
+//! primaries with a replica each, two server processes, publishers on both
+//! while the primary of the room's slot is killed. The replica takes over,
+//! the sharded subscriptions follow it, and delivery goes on: exactly once
+//! and in one order, in a new epoch (the promoted replica may have missed
+//! the last frames, so its numbering cannot continue the old one).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use liveview::layer::RedisClusterLayer;
+use liveview::testing::{Closed, RedisCluster, TestServer, WsClient};
+use liveview::{LiveView, Update};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+/// Longest wait for anything that must happen.
+const LIMIT: Duration = Duration::from_secs(40);
+const ROOM: &str = "failover";
+const GROUP: &str = "room_failover";
+/// Frames each publisher sends once the cluster and the layer recovered.
+const AFTER: usize = 40;
+
+/// Phases of the run, as a publisher sees them when a publish returns.
+const BEFORE_KILL: u8 = 0;
+const FAILING_OVER: u8 = 1;
+const RECOVERED: u8 = 2;
+
+async fn node(cluster: &RedisCluster) -> TestServer {
+    let layer = RedisClusterLayer::builder(cluster.seeds())
+        .prefix("lvfailover:")
+        .build()
+        .expect("a layer");
+    TestServer::start(
+        LiveView::builder().channel_layer(layer),
+        axum::Router::new(),
+    )
+    .await
+    .expect("a node starts")
+}
+
+fn html(text: &str) -> Update {
+    Update::new("#log").html(text).append()
+}
+
+/// Every frame a client receives, in order, read by a task of its own.
+#[derive(Clone, Default)]
+struct Recorded {
+    frames: Arc<Mutex<Vec<Value>>>,
+    arrived: Arc<Notify>,
+}
+
+impl Recorded {
+    fn snapshot(&self) -> Vec<Value> {
+        self.frames.lock().unwrap().clone()
+    }
+
+    /// Wait until a frame satisfies `found`.
+    async fn until(&self, what: &str, found: impl Fn(&Value) -> bool) {
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            let arrived = self.arrived.notified();
+            if self.frames.lock().unwrap().iter().any(&found) {
+                return;
+            }
+            assert!(
+                tokio::time::timeout_at(deadline, arrived).await.is_ok(),
+                "timed out waiting for {what}"
+            );
+        }
+    }
+}
+
+struct Reader {
+    recorded: Recorded,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<WsClient>,
+}
+
+impl Reader {
+    async fn start(node: &TestServer, resume: &str) -> Self {
+        let url = format!("{}?resume={resume}", node.ws_url(ROOM));
+        let mut client = WsClient::connect(&url, &[]).await.expect("connects");
+        let broadcaster = node.live().broadcaster();
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        while broadcaster.local_connections(ROOM) == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "never joined");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let recorded = Recorded::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let recorded = recorded.clone();
+            let stop = stop.clone();
+            async move {
+                while !stop.load(Ordering::Acquire) {
+                    match client.recv_timeout(Duration::from_millis(50)).await {
+                        Ok(frame) => {
+                            recorded.frames.lock().unwrap().push(frame);
+                            recorded.arrived.notify_waiters();
+                        }
+                        Err(Closed::TimedOut) => {}
+                        Err(other) => panic!("the client was closed: {other:?}"),
+                    }
+                }
+                client
+            }
+        });
+        Self {
+            recorded,
+            stop,
+            task,
+        }
+    }
+
+    async fn finish(self) -> Vec<Value> {
+        self.stop.store(true, Ordering::Release);
+        let client = self.task.await.expect("the reader ran");
+        client.close().await;
+        self.recorded.snapshot()
+    }
+}
+
+/// What a publisher sent: each frame's text, whether its publish
+/// succeeded, and the phase when it returned.
+type Sent = Vec<(String, bool, u8)>;
+
+fn publisher(
+    node: &TestServer,
+    name: &'static str,
+    phase: Arc<AtomicU8>,
+) -> tokio::task::JoinHandle<Sent> {
+    let broadcaster = node.live().broadcaster();
+    tokio::spawn(async move {
+        let mut sent = Sent::new();
+        let mut after = 0;
+        for i in 0.. {
+            let text = format!("{name}-{i}");
+            let ok = broadcaster.send_to_room(ROOM, html(&text)).await.is_ok();
+            let now = phase.load(Ordering::Acquire);
+            sent.push((text, ok, now));
+            if now == RECOVERED {
+                after += 1;
+                if after == AFTER {
+                    break;
+                }
+            }
+            // A steady flow rather than a flood: the failover happens
+            // between frames of both publishers.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        sent
+    })
+}
+
+fn text(frame: &Value) -> &str {
+    frame["html"].as_str().unwrap_or("")
+}
+
+fn numbered(frame: &Value) -> Option<(String, u64)> {
+    Some((frame["epoch"].as_str()?.to_owned(), frame["seq"].as_u64()?))
+}
+
+/// What every connection must have seen, whatever the failover did.
+fn check_client(name: &str, frames: &[Value], sent: &[&Sent], old_epoch: &str) -> String {
+    // At most once, every frame.
+    let mut seen = HashSet::new();
+    for frame in frames {
+        let t = text(frame);
+        if t.starts_with("a-") || t.starts_with("b-") {
+            assert!(seen.insert(t.to_owned()), "{name} got {t} twice");
+        }
+    }
+    // Each publisher's numbered frames in the order it sent them; the
+    // numbering only goes forward, within an epoch and from the old epoch
+    // to one new epoch.
+    let mut last_index: HashMap<String, u64> = HashMap::new();
+    let mut epochs: Vec<String> = vec![old_epoch.to_owned()];
+    let mut last_seq: Option<u64> = None;
+    for frame in frames {
+        let Some((epoch, seq)) = numbered(frame) else {
+            continue;
+        };
+        if epochs.last() != Some(&epoch) {
+            assert!(
+                !epochs.contains(&epoch),
+                "{name}: the numbering went back to epoch {epoch}"
+            );
+            epochs.push(epoch);
+            last_seq = None;
+        }
+        if let Some(previous) = last_seq {
+            assert!(seq > previous, "{name}: {seq} after {previous}: {frame}");
+        }
+        last_seq = Some(seq);
+        let t = text(frame);
+        if let Some((publisher, index)) = t.split_once('-')
+            && let Ok(index) = index.parse::<u64>()
+            && (publisher == "a" || publisher == "b")
+        {
+            if let Some(before) = last_index.get(publisher) {
+                assert!(index > *before, "{name}: {t} after {publisher}-{before}");
+            }
+            last_index.insert(publisher.to_owned(), index);
+        }
+    }
+    assert_eq!(
+        epochs.len(),
+        2,
+        "{name}: one new epoch after the failover, saw {epochs:?}"
+    );
+    // Exactly once: what was published before the kill, and everything
+    // after the recovery.
+    let got: HashSet<&str> = frames.iter().map(text).collect();
+    for (t, ok, phase) in sent.iter().flat_map(|s| s.iter()) {
+        if *phase == BEFORE_KILL && *ok {
+            assert!(
+                got.contains(t.as_str()),
+                "{name} missed {t}, sent before the kill"
+            );
+        }
+        if *phase == RECOVERED {
+            assert!(*ok, "publishing {t} failed after the recovery");
+            assert!(
+                got.contains(t.as_str()),
+                "{name} missed {t}, sent after the recovery"
+            );
+        }
+    }
+    epochs.pop().expect("the new epoch")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_keeps_delivery_exactly_once_and_in_order_in_a_new_epoch() {
+    let mut cluster = RedisCluster::start(3, 1).await.expect("the cluster starts");
+    let a = node(&cluster).await;
+    let b = node(&cluster).await;
+    let on_a = Reader::start(&a, "").await;
+    let on_b = Reader::start(&b, "").await;
+
+    // Both nodes are subscribed: a probe from each reaches the other.
+    for (from, reader, tag) in [(&a, &on_b, "probe-ab"), (&b, &on_a, "probe-ba")] {
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            from.live()
+                .broadcaster()
+                .send_to_room(ROOM, html(tag))
+                .await
+                .expect("published");
+            if tokio::time::timeout(
+                Duration::from_millis(200),
+                reader.recorded.until(tag, |f| text(f) == tag),
+            )
+            .await
+            .is_ok()
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{tag} never arrived"
+            );
+        }
+    }
+    let first = on_a
+        .recorded
+        .snapshot()
+        .iter()
+        .find_map(numbered)
+        .expect("a numbered frame");
+    let old_epoch = first.0;
+
+    let phase = Arc::new(AtomicU8::new(BEFORE_KILL));
+    let pa = publisher(&a, "a", phase.clone());
+    let pb = publisher(&b, "b", phase.clone());
+    // Traffic flows on both sides before the kill.
+    on_a.recorded.until("b-5", |f| text(f) == "b-5").await;
+    on_b.recorded.until("a-5", |f| text(f) == "a-5").await;
+
+    let victim = cluster
+        .primary_of(&format!("{{{GROUP}}}"))
+        .await
+        .expect("the room's primary");
+    phase.store(FAILING_OVER, Ordering::Release);
+    cluster.kill(victim);
+    let primaries = cluster.wait_healthy().await.expect("a replica takes over");
+    assert!(
+        !primaries.contains(&victim),
+        "the killed node serves no slot"
+    );
+    let promoted = cluster
+        .primary_of(&format!("{{{GROUP}}}"))
+        .await
+        .expect("the room's new primary");
+    assert_ne!(promoted, victim);
+
+    // Both nodes deliver the new primary's frames from either side.
+    let fresh = |reader: &Reader, old: &str| {
+        let old = old.to_owned();
+        let recorded = reader.recorded.clone();
+        async move {
+            recorded
+                .until("a frame in a new epoch", move |f| {
+                    numbered(f).is_some_and(|(e, _)| e != old)
+                })
+                .await;
+        }
+    };
+    fresh(&on_a, &old_epoch).await;
+    fresh(&on_b, &old_epoch).await;
+    phase.store(RECOVERED, Ordering::Release);
+    let sent_a = pa.await.expect("publisher a");
+    let sent_b = pb.await.expect("publisher b");
+
+    // The end: a marker behind everything, on both connections.
+    a.live()
+        .broadcaster()
+        .send_to_room(ROOM, html("end"))
+        .await
+        .expect("published");
+    on_a.recorded.until("end", |f| text(f) == "end").await;
+    on_b.recorded.until("end", |f| text(f) == "end").await;
+    let frames_a = on_a.finish().await;
+    let frames_b = on_b.finish().await;
+
+    let sent = [&sent_a, &sent_b];
+    let epoch_a = check_client("the client on A", &frames_a, &sent, &old_epoch);
+    let epoch_b = check_client("the client on B", &frames_b, &sent, &old_epoch);
+    assert_eq!(epoch_a, epoch_b, "both nodes deliver one numbering");
+
+    // After the recovery, both connections saw the new epoch's frames in
+    // one order, numbered without a gap.
+    let tail = |frames: &[Value]| -> Vec<(u64, String)> {
+        frames
+            .iter()
+            .filter_map(|f| {
+                let (epoch, seq) = numbered(f)?;
+                (epoch == epoch_a).then(|| (seq, text(f).to_owned()))
+            })
+            .collect()
+    };
+    let (tail_a, tail_b) = (tail(&frames_a), tail(&frames_b));
+    let start = tail_a.len().saturating_sub(2 * AFTER + 1);
+    let recent_a = &tail_a[start..];
+    let position = tail_b
+        .iter()
+        .position(|f| f == &recent_a[0])
+        .expect("B saw the new epoch's frames A saw");
+    assert_eq!(recent_a, &tail_b[position..], "one order on both nodes");
+    assert!(
+        recent_a.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+        "a gap in the new numbering"
+    );
+
+    // Replay follows the documented rules: a position in the old epoch is
+    // answered with a resync; one in the new epoch with what came after.
+    let last_old = frames_a
+        .iter()
+        .filter_map(numbered)
+        .filter(|(e, _)| *e == old_epoch)
+        .map(|(_, s)| s)
+        .max()
+        .expect("frames of the old epoch");
+    let mut stale = WsClient::connect(
+        &format!("{}?resume={GROUP}:{last_old}:{old_epoch}", b.ws_url(ROOM)),
+        &[],
+    )
+    .await
+    .expect("connects");
+    assert_eq!(
+        stale.recv_timeout(LIMIT).await.expect("a frame"),
+        json!({"resync": true})
+    );
+    stale.close().await;
+    let (from_seq, _) = recent_a[recent_a.len() - 4].clone();
+    let mut back = WsClient::connect(
+        &format!("{}?resume={GROUP}:{from_seq}:{epoch_a}", a.ws_url(ROOM)),
+        &[],
+    )
+    .await
+    .expect("connects");
+    for expected in &recent_a[recent_a.len() - 3..] {
+        let frame = back.recv_timeout(LIMIT).await.expect("a replayed frame");
+        assert_eq!(
+            (frame["seq"].as_u64().unwrap_or(0), text(&frame).to_owned()),
+            expected.clone()
+        );
+        assert_eq!(frame["epoch"], epoch_a.as_str());
+    }
+    back.close().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
