@@ -107,6 +107,7 @@ pub(crate) fn draw_all(
             &source,
             ("connections calling at once", "p50, µs"),
             &latency,
+            SeriesLabelPosition::UpperLeft,
         )?,
     ));
 
@@ -123,6 +124,7 @@ pub(crate) fn draw_all(
             &source,
             ("connections calling at once", "server CPU per call, µs"),
             &cpu,
+            SeriesLabelPosition::UpperLeft,
         )?,
     ));
 
@@ -159,6 +161,7 @@ pub(crate) fn draw_all(
             &source,
             ("subscribers", "last subscriber p99, ms"),
             &fan_out,
+            SeriesLabelPosition::LowerRight,
         )?,
     ));
 
@@ -277,6 +280,7 @@ fn line_chart(
     source: &str,
     (x_desc, y_desc): (&str, &str),
     lines: &[Line],
+    legend: SeriesLabelPosition,
 ) -> Result<bool, String> {
     let lines: Vec<&Line> = lines.iter().filter(|l| !l.points.is_empty()).collect();
     let all = || lines.iter().flat_map(|l| l.points.iter());
@@ -324,7 +328,7 @@ fn line_chart(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(legend)
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(200, 200, 200))
         .label_font(("sans-serif", 13))

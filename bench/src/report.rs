@@ -220,6 +220,12 @@ impl Spread {
 }
 
 impl Throughput {
+    /// Calls per second, the median of the slices (the aggregate in
+    /// results without slices).
+    pub(crate) fn median_calls_per_second(&self) -> f64 {
+        spread(Some(&self.calls_per_second_spread)).map_or(self.calls_per_second, |s| s.median)
+    }
+
     /// Calls one core of server CPU answers: what the server could do if
     /// the load generator were not the limit.
     pub(crate) fn capacity(&self) -> Option<f64> {
@@ -418,7 +424,7 @@ impl Run {
 
         let tp = |s: Option<&ServerResult>| {
             s.and_then(|s| s.throughput_at(50))
-                .map(|t| t.calls_per_second)
+                .map(Throughput::median_calls_per_second)
         };
         let cap = |s: Option<&ServerResult>| {
             s.and_then(|s| s.throughput_at(50))
@@ -833,15 +839,7 @@ impl Run {
             let c = *c;
             row(
                 format!("throughput, {c} connections (median of slices)"),
-                &move |s| {
-                    s.throughput_at(c).map(|t| {
-                        if t.calls_per_second_spread.runs > 0 {
-                            t.calls_per_second_spread.median
-                        } else {
-                            t.calls_per_second
-                        }
-                    })
-                },
+                &move |s| s.throughput_at(c).map(Throughput::median_calls_per_second),
                 Unit::PerSecond,
             );
             // Calls per second: the slowest slice is the one with fewest.
