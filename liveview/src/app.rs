@@ -28,6 +28,8 @@ use crate::session::RoomSigner;
 pub(crate) struct Config {
     pub max_frame: usize,
     pub max_outgoing_frame: usize,
+    /// Bytes a second of group frames one connection's calls may publish.
+    pub broadcast_budget: Option<u64>,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
     pub request_header_timeout: Duration,
@@ -49,6 +51,7 @@ impl Default for Config {
         Self {
             max_frame: DEFAULT_MAX_FRAME,
             max_outgoing_frame: crate::limits::DEFAULT_MAX_OUTGOING_FRAME,
+            broadcast_budget: None,
             ping_interval: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
             request_header_timeout: Duration::from_secs(10),
@@ -382,6 +385,32 @@ impl LiveViewBuilder {
     /// ```
     pub fn max_outgoing_frame_size(mut self, bytes: usize) -> Self {
         self.config.max_outgoing_frame = bytes;
+        self
+    }
+
+    /// How many bytes a second of group frames (broadcasts, room sends)
+    /// the calls of one connection may publish, or `None` (the default)
+    /// for no budget. Every group frame is multiplied by its receivers: a
+    /// budget bounds what one client at its call rate can make the server
+    /// send to everyone. A connection may spend a second's worth at once
+    /// (at least one frame of the outgoing limit).
+    ///
+    /// A send over the budget publishes nothing and fails with
+    /// [`BroadcastError::OverBudget`](crate::BroadcastError::OverBudget)
+    /// (counted in `liveview_broadcast_budget_exceeded_total`); a handler
+    /// that returns that error with `?` answers its client
+    /// `{"error": "Rate limited"}`. Sends from a [`Broadcaster`](crate::Broadcaster)
+    /// of the application (tasks, other routes) are not counted.
+    ///
+    /// ```
+    /// let live = liveview::LiveView::builder()
+    ///     .broadcast_budget(Some(64 * 1024))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(live);
+    /// ```
+    pub fn broadcast_budget(mut self, bytes_per_second: Option<u64>) -> Self {
+        self.config.broadcast_budget = bytes_per_second;
         self
     }
 

@@ -40,6 +40,8 @@ pub struct Broadcaster {
     metrics: Arc<Metrics>,
     runtime: Option<tokio::runtime::Handle>,
     max_frame: usize,
+    /// The broadcast budget of the connection this sends for, if any.
+    budget: Option<Arc<crate::limits::ByteBudget>>,
 }
 
 impl Broadcaster {
@@ -49,7 +51,34 @@ impl Broadcaster {
             metrics,
             runtime: tokio::runtime::Handle::try_current().ok(),
             max_frame: crate::limits::DEFAULT_MAX_OUTGOING_FRAME,
+            budget: None,
         }
+    }
+
+    /// The broadcaster of one connection's calls: with a budget of
+    /// `bytes_per_second`, its group frames are counted against it.
+    pub(crate) fn for_connection(&self, bytes_per_second: Option<u64>, max_frame: usize) -> Self {
+        Self {
+            budget: bytes_per_second
+                .map(|rate| Arc::new(crate::limits::ByteBudget::new(rate, max_frame))),
+            ..self.clone()
+        }
+    }
+
+    /// Whether a group frame of `len` bytes may be published: within the
+    /// outgoing limit and within the connection's budget (a refusal is
+    /// counted).
+    fn admit(&self, len: usize) -> Result<(), BroadcastError> {
+        self.check_size(len)
+            .map_err(|()| BroadcastError::TooLarge)?;
+        if let Some(budget) = &self.budget
+            && !budget.take(len, std::time::Instant::now())
+        {
+            self.metrics.broadcast_budget_exceeded.add(1);
+            tracing::debug!(target: "liveview", size = len, "refused a group frame over the connection's broadcast budget");
+            return Err(BroadcastError::OverBudget);
+        }
+        Ok(())
     }
 
     /// Refuse frames over `bytes` (the app's outgoing limit).
@@ -90,8 +119,7 @@ impl Broadcaster {
 
     /// Send an already serialised frame to every member of `group`.
     async fn publish_frame(&self, group: &str, frame: &Frame) -> Result<(), BroadcastError> {
-        self.check_size(frame.len())
-            .map_err(|()| BroadcastError::TooLarge)?;
+        self.admit(frame.len())?;
         self.metrics.publishes.add(1);
         self.hub
             .publish(group, frame)
@@ -121,8 +149,7 @@ impl Broadcaster {
     /// [`publish`](Self::publish) from code that is not async.
     fn publish_blocking(&self, group: &str, update: impl IntoUpdate) -> Result<(), BroadcastError> {
         let frame = Self::serialise(update)?;
-        self.check_size(frame.len())
-            .map_err(|()| BroadcastError::TooLarge)?;
+        self.admit(frame.len())?;
         self.metrics.publishes.add(1);
         self.block_on(Box::pin(self.hub.publish(group, &frame)))
             .map_err(|err| self.publish_failed(group, err))

@@ -156,7 +156,8 @@ impl Consumer {
 
     /// A handle of its own on the app's [`Broadcaster`], for tasks and
     /// threads that outlive the call (the consumer reaches the same
-    /// methods through `Deref`).
+    /// methods through `Deref`). Its sends count against this connection's
+    /// [broadcast budget](crate::LiveViewBuilder::broadcast_budget), if any.
     pub fn broadcaster(&self) -> Broadcaster {
         self.conn.broadcaster.clone()
     }

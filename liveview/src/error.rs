@@ -125,6 +125,11 @@ pub enum BroadcastError {
     /// ([`LiveViewBuilder::max_outgoing_frame_size`](crate::LiveViewBuilder::max_outgoing_frame_size),
     /// 256 KiB by default): it was sent to no one, here or elsewhere.
     TooLarge,
+    /// The connection whose call sends it spent its broadcast budget
+    /// ([`LiveViewBuilder::broadcast_budget`](crate::LiveViewBuilder::broadcast_budget)):
+    /// it was sent to no one. Returned from a handler, it answers the
+    /// client `{"error": "Rate limited"}`.
+    OverBudget,
 }
 
 impl fmt::Display for BroadcastError {
@@ -137,6 +142,9 @@ impl fmt::Display for BroadcastError {
             BroadcastError::TooLarge => {
                 f.write_str("the frame is larger than the outgoing limit; sent to no one")
             }
+            BroadcastError::OverBudget => {
+                f.write_str("the connection is over its broadcast budget; sent to no one")
+            }
         }
     }
 }
@@ -146,7 +154,7 @@ impl std::error::Error for BroadcastError {
         match self {
             BroadcastError::Serialize(e) => Some(e),
             BroadcastError::Layer(e) => Some(e),
-            BroadcastError::TooLarge => None,
+            BroadcastError::TooLarge | BroadcastError::OverBudget => None,
         }
     }
 }

@@ -135,6 +135,45 @@ impl Bucket {
     }
 }
 
+/// The bytes of group frames one connection's calls may publish: a token
+/// bucket of `per_second` bytes a second, holding at most `burst` (at
+/// least one frame of the outgoing limit, so a frame the limit allows is
+/// never refused for its size alone).
+#[derive(Debug)]
+pub(crate) struct ByteBudget {
+    per_second: f64,
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl ByteBudget {
+    pub(crate) fn new(per_second: u64, max_frame: usize) -> Self {
+        let per_second = per_second as f64;
+        let burst = per_second.max(max_frame as f64);
+        Self {
+            per_second,
+            burst,
+            state: Mutex::new((burst, Instant::now())),
+        }
+    }
+
+    /// Spend `bytes` if the budget has them.
+    pub(crate) fn take(&self, bytes: usize, now: Instant) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last) = &mut *state;
+        let elapsed = now.saturating_duration_since(*last).as_secs_f64();
+        *last = now;
+        *tokens = (*tokens + elapsed * self.per_second).min(self.burst);
+        let bytes = bytes as f64;
+        if *tokens >= bytes {
+            *tokens -= bytes;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// What limits count per: an IPv4 address (also one mapped into IPv6), or
 /// the /64 network of an IPv6 address. One IPv6 subscriber usually gets a
 /// whole /64 and can pick any of its 2^64 addresses per connection.
@@ -259,6 +298,22 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_byte_budget_refuses_what_is_over_and_refills_with_time() {
+        let budget = ByteBudget::new(1000, 400);
+        let start = Instant::now();
+        assert!(budget.take(600, start));
+        assert!(budget.take(400, start));
+        assert!(!budget.take(1, start));
+        let later = start + std::time::Duration::from_millis(500);
+        assert!(!budget.take(501, later));
+        assert!(budget.take(500, later));
+        // A small rate still lets one frame of the outgoing limit through.
+        let small = ByteBudget::new(10, 4096);
+        assert!(small.take(4096, start));
+        assert!(!small.take(4096, start));
+    }
     use std::time::Duration;
 
     #[test]

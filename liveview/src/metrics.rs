@@ -450,11 +450,13 @@ pub(crate) enum Outcome {
     Failed,
     Panicked,
     TimedOut,
+    /// The handler's group send was over the connection's broadcast budget.
+    OverBudget,
 }
 
 impl Outcome {
     /// Every outcome, in discriminant order.
-    pub(crate) const ALL: [Outcome; 7] = [
+    pub(crate) const ALL: [Outcome; 8] = [
         Outcome::Ok,
         Outcome::Invalid,
         Outcome::Unknown,
@@ -462,6 +464,7 @@ impl Outcome {
         Outcome::Failed,
         Outcome::Panicked,
         Outcome::TimedOut,
+        Outcome::OverBudget,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -473,6 +476,7 @@ impl Outcome {
             Outcome::Failed => "error",
             Outcome::Panicked => "panic",
             Outcome::TimedOut => "timeout",
+            Outcome::OverBudget => "over_budget",
         }
     }
 }

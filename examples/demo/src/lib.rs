@@ -58,6 +58,11 @@ pub mod templates;
 // crate links them in.
 use quickstart as _;
 
+/// Bytes a second of group frames (broadcasts, room sends) the calls of one
+/// connection may publish: a person posting alerts or notifications never
+/// comes near it.
+pub const BROADCAST_BUDGET: u64 = 32 * 1024;
+
 use db::{Db, DbError};
 use templates::Templates;
 
@@ -386,6 +391,11 @@ impl Demo {
                     tracked.live_sessions().track(consumer)
                 },
             )
+            // Broadcasts are multiplied by their receivers: the texts
+            // broadcast are capped, and so are the bytes a second of group
+            // frames one connection's calls may publish.
+            .middleware(pages::quickstart::cap_lengths)
+            .broadcast_budget(Some(BROADCAST_BUDGET))
             .middleware(require_user(refusal, &[pages::alerts::DELETE]))
             .on_presence(move |presence| pages::presence::update(&demo, presence))
             .uploads(pages::uploads::uploads(

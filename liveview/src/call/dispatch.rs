@@ -95,6 +95,7 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
     let error = match outcome {
         Outcome::Unknown => Some(errors::UNKNOWN_FUNCTION),
         Outcome::Failed | Outcome::Panicked | Outcome::TimedOut => Some(errors::INTERNAL),
+        Outcome::OverBudget => Some(errors::RATE_LIMITED),
         Outcome::Ok | Outcome::Invalid | Outcome::Refused => None,
     };
     if let Some(error) = error {
@@ -202,6 +203,15 @@ async fn run(
     };
     match result {
         Ok(Ok(())) => Outcome::Ok,
+        Ok(Err(err))
+            if matches!(
+                err.source_error().downcast_ref(),
+                Some(crate::BroadcastError::OverBudget)
+            ) =>
+        {
+            // The client's doing, counted where it was refused.
+            Outcome::OverBudget
+        }
         Ok(Err(err)) => {
             // The error may quote what the client sent (a form value that
             // did not parse).

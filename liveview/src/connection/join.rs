@@ -38,7 +38,10 @@ pub(crate) async fn open(
         room,
         scope,
         outbox.clone(),
-        shared.broadcaster.clone(),
+        shared.broadcaster.for_connection(
+            shared.config.broadcast_budget,
+            shared.config.max_outgoing_frame,
+        ),
         shared.state.clone(),
     );
     let groups = [room_group(room), BROADCAST_GROUP.to_owned()];

@@ -30,6 +30,71 @@ async fn outgoing_notify_all(consumer: &Consumer, content: Content) -> liveview:
     Ok(())
 }
 
+/// A notify-all that hands a failed broadcast back to the dispatcher.
+#[liveview_handler("outgoing_shout")]
+async fn outgoing_shout(consumer: &Consumer, content: Content) -> liveview::Result {
+    let message = liveview::escape(content.form.str_or("message", "")).into_owned();
+    consumer
+        .broadcast(Update::new("#alerts").html(message).append())
+        .await?;
+    Ok(())
+}
+
+/// Broadcast amplification: one connection within its call rate sending
+/// large broadcasts would multiply them by every receiver. With a budget,
+/// what it can make the server send is bounded; the refused calls get
+/// `Rate limited` (with their `ref` and `done`) and are counted.
+#[tokio::test]
+async fn a_connection_broadcasting_at_its_call_rate_is_bounded_by_its_broadcast_budget() {
+    // A budget of 1 byte a second: one frame of the outgoing limit (8 KiB)
+    // at once, and nothing refills within the test.
+    let server = server(
+        LiveView::builder()
+            .max_outgoing_frame_size(8 * 1024)
+            .broadcast_budget(Some(1)),
+    )
+    .await;
+    let mut sender = server.connect("budget-a").await.unwrap();
+    let mut receiver = server.connect("budget-b").await.unwrap();
+    let calls = 10;
+    for reference in 1..=calls {
+        sender
+            .send_json(&json!({
+                "function": "outgoing_shout",
+                "ref": reference,
+                "form": {"message": "x".repeat(5000)},
+            }))
+            .await
+            .unwrap();
+    }
+    let (mut delivered, mut refused) = (0, 0);
+    loop {
+        let frame = next(&mut sender).await;
+        if frame.get("html").is_some() {
+            delivered += 1;
+        } else if frame["error"] == "Rate limited" {
+            refused += 1;
+        } else if frame == json!({"ref": calls, "done": true}) {
+            break;
+        }
+    }
+    assert_eq!((delivered, refused), (1, calls - 1));
+    assert_eq!(next(&mut receiver).await["html"], "x".repeat(5000));
+    assert_nothing_pending(&mut receiver, "one broadcast reached the receiver").await;
+    assert_nothing_pending(&mut sender, "the sender stays connected").await;
+    let metrics = reqwest_metrics(&server).await;
+    for line in [
+        format!("liveview_broadcast_budget_exceeded_total {}\n", calls - 1),
+        format!(
+            "liveview_calls_total{{function=\"outgoing_shout\",outcome=\"over_budget\"}} {}\n",
+            calls - 1
+        ),
+        "liveview_publishes_total 1\n".to_owned(),
+    ] {
+        assert!(metrics.contains(&line), "missing {line:?} in\n{metrics}");
+    }
+}
+
 #[tokio::test]
 async fn an_oversized_reply_errors_in_the_handler_and_the_connection_stays_up() {
     let server = server(LiveView::builder()).await;

@@ -54,6 +54,42 @@ async fn every_handler_is_linked() {
     );
 }
 
+/// A broadcast is multiplied by its receivers: the quick start's texts are
+/// capped, and a longer one is refused to its sender and reaches no one.
+#[tokio::test]
+async fn a_quick_start_text_over_the_cap_is_refused_and_reaches_no_one() {
+    let server = TestDemo::start().await;
+    let mut ada = server.connect("quickstart-cap-a").await;
+    let mut bob = server.connect("quickstart-cap-b").await;
+    let long = "'".repeat(demo::pages::quickstart::MAX_CHARS + 1);
+    for (function, field, target) in [
+        ("notify_all", "message", "#notifications"),
+        ("say_hello", "name", "#greeting"),
+    ] {
+        let frames = call(&mut ada, function, json!({ field: long }), json!({})).await;
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0]["target"], target);
+        let refusal = frames[0]["html"].as_str().unwrap();
+        assert!(refusal.contains("At most 200 characters"), "{refusal}");
+        assert!(!refusal.contains('\''), "{refusal}");
+    }
+    crate::support::assert_quiet(&mut bob).await;
+    // At the cap, it goes through.
+    let at_cap = "'".repeat(demo::pages::quickstart::MAX_CHARS);
+    call(
+        &mut ada,
+        "notify_all",
+        json!({ "message": at_cap }),
+        json!({}),
+    )
+    .await;
+    let frame = crate::support::next(&mut bob).await;
+    assert!(
+        frame["html"].as_str().unwrap().contains("&#x27;"),
+        "{frame}"
+    );
+}
+
 #[tokio::test]
 async fn the_quick_start_page_greets_and_notifies_every_page() {
     let server = TestDemo::start().await;
