@@ -240,10 +240,11 @@ async fn handle(inner: &Inner, local: &LocalDelivery, state: &mut GroupState, me
     let own = envelope.node == inner.node_id;
     if let (Some(seq), Some(epoch), Some(_)) = (envelope.seq, envelope.epoch, inner.replay) {
         let frame = Frame::from(envelope.frame);
-        deliver_numbered(inner, local, state, seq, epoch, &frame).await;
+        // Counted first: whoever sees the frame sees it counted.
         if !own {
             inner.count_received();
         }
+        deliver_numbered(inner, local, state, seq, epoch, &frame).await;
         return;
     }
     if own {
@@ -257,6 +258,7 @@ async fn handle(inner: &Inner, local: &LocalDelivery, state: &mut GroupState, me
         return;
     }
     let frame = Frame::from(envelope.frame);
+    inner.count_received();
     if inner.replay.is_some() {
         // Numbering comes from the shared log only: an unnumbered frame (from
         // a process without it, or published by hand) is not given a number
@@ -265,7 +267,6 @@ async fn handle(inner: &Inner, local: &LocalDelivery, state: &mut GroupState, me
     } else {
         local.deliver(group, &frame);
     }
-    inner.count_received();
 }
 
 /// Deliver frame `seq` of `epoch`, after any the stream skipped.
