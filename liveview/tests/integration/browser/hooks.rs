@@ -94,6 +94,61 @@ async fn hooks_mount_update_disconnect_reconnect_destroy_and_call_handlers() {
     .await;
 }
 
+/// Morphs `#panel`, which holds the hook element `#chart`.
+#[liveview_handler("b_hooks_morph")]
+async fn b_hooks_morph(consumer: &Consumer, content: Content) -> liveview::Result {
+    let n = content.data.i64("n").unwrap_or(0);
+    consumer.send(
+        Update::new("#panel")
+            .html(format!(
+                r#"<h2 id="title">panel {n}</h2><div id="chart" data-liveview-hook="OnReady"></div>"#
+            ))
+            .morph(),
+    )?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn hooks_added_when_the_page_is_ready_are_mounted_and_see_morphs() {
+    // The hook is added to `window.LiveViewHooks` after the client started
+    // (on DOMContentLoaded, as a bundle loaded late would): it is mounted
+    // by the time the page has loaded.
+    let body = r##"
+<script>
+  window.__hooks = [];
+  window.LiveViewHooks = {};
+  document.addEventListener("DOMContentLoaded", () => {
+    LiveViewHooks.OnReady = {
+      mounted() { __hooks.push("mounted " + this.el.id); this.el.__instance = this; },
+      updated() { __hooks.push("updated " + this.el.id); },
+    };
+  });
+</script>
+<div id="panel"><h2 id="title">panel 0</h2><div id="chart" data-liveview-hook="OnReady"></div></div>
+<button id="morph" data-action="click->page#run" data-liveview-function="b_hooks_morph" data-data-n="1">morph</button>
+"##;
+    browser_test(
+        "hooks_added_when_the_page_is_ready_are_mounted_and_see_morphs",
+        body,
+        async |page| {
+            let b = &page.browser;
+            b.wait("__hooks.join(',') === 'mounted chart'").await?;
+            // A morph of the panel keeps the element and its hook instance.
+            b.click("#morph").await?;
+            b.wait_for_text("#title", "panel 1").await?;
+            b.wait("__hooks.join(',') === 'mounted chart,updated chart'")
+                .await?;
+            assert_eq!(
+                b.eval("document.getElementById('chart').__instance.el === document.getElementById('chart')")
+                    .await?,
+                json!(true)
+            );
+            page.assert_no_page_errors().await
+        },
+    )
+    .await;
+}
+
 /// Renders a scripted widget (`data.key`) that records when it runs and
 /// when it is cleaned up.
 #[liveview_handler("b_cleanup")]
