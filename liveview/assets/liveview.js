@@ -11,7 +11,7 @@
  * Sections:
  *   1. Constants
  *   2. Helpers
- *   3. Connection (socket, reconnection, queue, connection state)
+ *   3. Connection (socket or HTTP transport, reconnection, queue, state)
  *   4. Calls and loading states
  *   5. Form and data collection
  *   6. Event binding and actions
@@ -37,6 +37,10 @@
   const STABLE = 10000;                 // an open socket resets the backoff after this
   const POLICY_WAIT = 30000;            // at least this long after a close with 1008
   const EXPIRED = 4401;                 // close code: the session expired
+  const FALLBACK_AFTER = 3;             // failed sockets in a row before the HTTP transport
+  const FAST_CLOSE = 5000;              // a socket cut this soon after opening has failed
+  const UPGRADE_AFTER = 300000;         // on the HTTP transport, try a socket again after this
+  const TRANSPORT_KEY = "liveview-sse"; // sessionStorage: when this tab fell back
   const LOADING_CLASS = "liveview-loading";
 
   const ROOT = '[data-controller~="page"]';
@@ -195,7 +199,88 @@
       `?resume=${encodeURIComponent(resume)}`;
   };
 
-  let ws = null;         // current WebSocket (connecting or open), else null
+  // The HTTP transport's URL: Server-Sent Events down, POST up.
+  const streamUrl = () => socketUrl().replace(/^ws/, "http").replace("/ws/liveview/", "/liveview/events/");
+
+  // The HTTP transport, shaped like a WebSocket for the code below. Frames
+  // come as the stream's `data:` events; its first event gives the token
+  // that each call's POST carries, with the call's number in the stream.
+  // Calls are POSTed one after another; one that got no answer is sent
+  // again with the same number (the server runs each number once).
+  function HttpSocket(url) {
+    const s = { readyState: 0, kind: "sse" };
+    const es = new EventSource(url);
+    const out = [];
+    let token, seq = 0, busy = false;
+    const end = (code) => {
+      if (s.readyState > 2) return;
+      s.readyState = 3;
+      es.close();
+      setTimeout(() => s.onclose({ code }));
+    };
+    es.addEventListener("stream", (e) => {
+      token = JSON.parse(e.data).token;
+      s.readyState = 1;
+      s.onopen();
+    });
+    es.onmessage = (e) => s.onmessage(e);
+    es.addEventListener("close", (e) => end(JSON.parse(e.data).code));
+    es.onerror = () => end(1006);
+    const post = (tries) => {
+      if (busy || !out.length || s.readyState !== 1) return;
+      busy = true;
+      fetch(url.replace(/\?.*/, ""), {
+        method: "POST",
+        body: out[0][1],
+        headers: { "LiveView-Stream": token, "LiveView-Seq": out[0][0] },
+      }).then((r) => {
+        busy = false;
+        // 400 and 413: the body was refused and the stream closes with
+        // the code a socket would get (its event follows).
+        if (r.ok || r.status === 400 || r.status === 413) { out.shift(); post(0); } else end(1006);
+      }, () => {
+        busy = false;
+        if (tries < 3) setTimeout(() => post(tries + 1), 500 << tries); else end(1006);
+      });
+    };
+    s.send = (text) => { out.push([++seq, text]); post(0); };
+    s.close = () => end(1000);
+    return s;
+  }
+
+  // Which transport: a WebSocket, unless there is none or sockets failed
+  // (could not open, or were cut within FAST_CLOSE) FALLBACK_AFTER times in
+  // a row; then the HTTP transport, from `sseSince` on, for UPGRADE_AFTER
+  // (this tab's next pages included), when a socket is tried again.
+  let wsFails = 0;
+  let sseSince = 0;
+  let upgradeTimer = 0;
+  try { sseSince = +sessionStorage.getItem(TRANSPORT_KEY) || 0; } catch (_) { /* storage disabled */ }
+  const upgradeIn = () => sseSince + conf("upgradeAfter", UPGRADE_AFTER) - Date.now();
+  const useSse = () => !window.WebSocket || (sseSince && upgradeIn() > 0);
+  const fellBack = (at) => {
+    sseSince = at;
+    try {
+      if (at) sessionStorage.setItem(TRANSPORT_KEY, at); else sessionStorage.removeItem(TRANSPORT_KEY);
+    } catch (_) { /* ignore */ }
+  };
+
+  // Back on the HTTP transport for long enough: try a socket again, when
+  // no call is under way. One more failure falls back at once.
+  function upgrade() {
+    const sock = ws;
+    if (!sock || sock.kind !== "sse" || !window.WebSocket) return;
+    if (inflight.size || queue.length) { upgradeTimer = setTimeout(upgrade, 1000); return; }
+    fellBack(0);
+    wsFails = conf("fallbackAfter", FALLBACK_AFTER) - 1;
+    ws = null;
+    clearTimeout(beatTimer);
+    sock.onclose = () => {};
+    sock.close();
+    connect();
+  }
+
+  let ws = null;         // current socket (or HTTP transport), connecting or open, else null
   let connected = null;  // null until the first open or close
   let attempt = 0;       // failed attempts since a socket last stayed open
   let retryTimer = 0;
@@ -218,7 +303,8 @@
     let sock;
     openedAt = 0;
     try {
-      sock = ws = new WebSocket(socketUrl());
+      sock = ws = useSse() ? HttpSocket(streamUrl()) : new WebSocket(socketUrl());
+      sock.kind = sock.kind || "websocket";
     } catch (err) {
       console.error("LiveView: cannot open socket", err);
       ws = null;
@@ -227,6 +313,8 @@
     }
     sock.onopen = () => {
       openedAt = Date.now();
+      html.setAttribute("data-liveview-transport", sock.kind);
+      if (sock.kind === "sse" && window.WebSocket) upgradeTimer = setTimeout(upgrade, Math.max(upgradeIn(), 1000));
       alive(sock);
       setConnected(true);
       flush();
@@ -259,12 +347,24 @@
     if (ws !== sock) return;
     ws = null;
     clearTimeout(beatTimer);
+    clearTimeout(upgradeTimer);
     // Only a socket that stayed open a while proves the server well: one
     // that accepts and closes at once (1008, 1013) meets a growing backoff.
     if (openedAt && Date.now() - openedAt >= STABLE) attempt = 0;
+    // A socket that never opened, or was cut (1006: no close frame) just
+    // after opening, failed: a proxy may be in the way. Any close the
+    // server sent proves sockets get through.
+    let fallback = false;
+    if (sock.kind === "websocket") {
+      if (!openedAt || (code === 1006 && Date.now() - openedAt < conf("fastClose", FAST_CLOSE))) {
+        fallback = ++wsFails >= conf("fallbackAfter", FALLBACK_AFTER);
+        if (fallback) { fellBack(Date.now()); attempt = 0; }
+      } else wsFails = 0;
+    }
     dropInflight();
     if (code === EXPIRED) expire();
     schedule(code);
+    if (fallback && retryTimer) { clearTimeout(retryTimer); retryTimer = setTimeout(connect); }
     setConnected(false, code);
   }
 
@@ -1370,6 +1470,8 @@
     /** Add a hook(el, form, data) awaited before element calls (see fire). */
     beforeCall: (hook) => void hooks.push(hook),
     get socket() { return ws; },
+    /** "websocket" or "sse" (the HTTP transport): the transport in use. */
+    get transport() { return html.getAttribute("data-liveview-transport"); },
     get connected() { return connected === true; },
     /** "connecting", "open", "closing" or "closed" (waiting to retry). */
     get state() { return ws ? ["connecting", "open", "closing", "closed"][ws.readyState] : "closed"; },

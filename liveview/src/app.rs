@@ -31,6 +31,7 @@ pub(crate) struct Config {
     /// Bytes a second of group frames one connection's calls may publish.
     pub broadcast_budget: Option<u64>,
     pub ping_interval: Duration,
+    pub sse_heartbeat: Duration,
     pub idle_timeout: Duration,
     pub request_header_timeout: Duration,
     pub queue: usize,
@@ -53,6 +54,7 @@ impl Default for Config {
             max_outgoing_frame: crate::limits::DEFAULT_MAX_OUTGOING_FRAME,
             broadcast_budget: None,
             ping_interval: Duration::from_secs(25),
+            sse_heartbeat: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(60),
             request_header_timeout: Duration::from_secs(10),
             queue: 256,
@@ -89,6 +91,8 @@ pub(crate) struct Shared {
     /// The addresses [`crate::serve`] listens on: without configured
     /// origins, the origin check accepts pages served from these.
     pub served_at: std::sync::Mutex<Vec<std::net::SocketAddr>>,
+    /// The streams of the HTTP transport held here.
+    pub streams: crate::connection::sse::Streams,
     /// Presence changes for the presence task (when presence is tracked).
     pub presence_queue: Arc<crate::hub::presence::PresenceQueue>,
     /// Stops the presence task when the application is dropped.
@@ -434,6 +438,22 @@ impl LiveViewBuilder {
         self
     }
 
+    /// How often a stream of the HTTP transport (Server-Sent Events) gets a
+    /// heartbeat comment when it has nothing else to say (default 15 s), so
+    /// that proxies with an idle timeout (often 30 or 60 s) keep it open.
+    ///
+    /// ```
+    /// let live = liveview::LiveView::builder()
+    ///     .sse_heartbeat(std::time::Duration::from_secs(10))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(live);
+    /// ```
+    pub fn sse_heartbeat(mut self, interval: Duration) -> Self {
+        self.config.sse_heartbeat = interval.max(Duration::from_millis(1));
+        self
+    }
+
     /// How long a connection may send nothing at all, not even a Pong,
     /// before the server closes it with 4408 (default 60 s). A client that
     /// vanished without closing its socket (a laptop lid, a lost network)
@@ -776,7 +796,7 @@ impl LiveViewBuilder {
             }
             _ => None,
         };
-        Ok(LiveView {
+        let live = LiveView {
             shared: Arc::new(Shared {
                 registry,
                 middleware: self.middleware,
@@ -792,11 +812,19 @@ impl LiveViewBuilder {
                 presence: self.presence,
                 state: Arc::new(self.state),
                 served_at: Default::default(),
+                streams: Default::default(),
                 presence_queue,
                 _presence_task: presence_task,
                 next_id: AtomicU64::new(1),
             }),
-        })
+        };
+        // Answers to calls forwarded to other processes come through a
+        // group of this process's own: joined now, so the first one is
+        // not missed.
+        if !live.shared.hub.layer().is_local() && tokio::runtime::Handle::try_current().is_ok() {
+            crate::connection::sse::listen_for_replies(&live.shared);
+        }
+        Ok(live)
     }
 }
 

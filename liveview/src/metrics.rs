@@ -108,9 +108,13 @@ pub(crate) struct Level {
 
 impl Level {
     fn new(name: &'static str, help: &'static str) -> Self {
+        Self::labelled(name, Vec::new(), help)
+    }
+
+    fn labelled(name: &'static str, labels: Vec<Label>, help: &'static str) -> Self {
         Self {
             value: AtomicI64::new(0),
-            facade: Facade::new(name, Vec::new(), help),
+            facade: Facade::new(name, labels, help),
         }
     }
 
@@ -178,6 +182,51 @@ impl Histogram {
     }
 }
 
+/// How a connection's frames travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// A WebSocket.
+    WebSocket = 0,
+    /// Server-Sent Events down, POST requests up.
+    Sse = 1,
+}
+
+impl Transport {
+    pub(crate) const ALL: [Transport; 2] = [Transport::WebSocket, Transport::Sse];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::Sse => "sse",
+        }
+    }
+}
+
+/// The connections of one transport: open now, and accepted in all.
+#[derive(Debug)]
+pub(crate) struct TransportStats {
+    pub open: Level,
+    pub total: Count,
+}
+
+impl TransportStats {
+    fn new(transport: Transport) -> Self {
+        let label = || vec![Label::new("transport", transport.as_str())];
+        Self {
+            open: Level::labelled(
+                "liveview_transport_connections",
+                label(),
+                "Open connections by transport.",
+            ),
+            total: Count::labelled(
+                "liveview_transport_connections_total",
+                label(),
+                "Connections accepted by transport.",
+            ),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct FunctionStats {
     outcomes: [Count; Outcome::ALL.len()],
@@ -227,6 +276,8 @@ pub(crate) struct Metrics {
     pub groups: Level,
     pub memberships: Level,
     pub addresses: Level,
+    /// Connections per [`Transport`].
+    pub transports: [TransportStats; 2],
     functions: HashMap<&'static str, FunctionStats>,
 }
 
@@ -246,14 +297,17 @@ impl Metrics {
             .map(|name| (name, FunctionStats::new(name)))
             .collect();
         Self {
-            connections_open: Level::new("liveview_connections", "Open WebSocket connections."),
+            connections_open: Level::new(
+                "liveview_connections",
+                "Open connections (WebSocket and HTTP transport).",
+            ),
             connections_total: Count::new(
                 "liveview_connections_total",
-                "WebSocket connections accepted.",
+                "Connections accepted (WebSocket and HTTP transport).",
             ),
             connections_refused: Count::new(
                 "liveview_connections_refused_total",
-                "Upgrades refused by origin, room or connection cap.",
+                "Connections refused by origin, room or connection cap.",
             ),
             frames_in: Count::new(
                 "liveview_frames_received_total",
@@ -322,8 +376,14 @@ impl Metrics {
                 "liveview_tracked_addresses",
                 "Client addresses with open connections or recent calls.",
             ),
+            transports: Transport::ALL.map(TransportStats::new),
             functions,
         }
+    }
+
+    /// The counters of `transport`.
+    pub(crate) fn transport(&self, transport: Transport) -> &TransportStats {
+        &self.transports[transport as usize]
     }
 
     pub(crate) fn call(&self, function: &str, outcome: Outcome, elapsed: Duration) {
@@ -385,6 +445,33 @@ impl Metrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
+        }
+
+        for (help, kind, name) in [
+            (
+                "Open connections by transport.",
+                "gauge",
+                "liveview_transport_connections",
+            ),
+            (
+                "Connections accepted by transport.",
+                "counter",
+                "liveview_transport_connections_total",
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for transport in Transport::ALL {
+                let stats = self.transport(transport);
+                let value = match kind {
+                    "gauge" => stats.open.get(),
+                    _ => stats.total.get() as i64,
+                };
+                let _ = writeln!(
+                    out,
+                    "{name}{{transport=\"{}\"}} {value}",
+                    transport.as_str()
+                );
+            }
         }
 
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {

@@ -8,12 +8,15 @@ use http::{StatusCode, header};
 
 use crate::app::LiveView;
 use crate::assets::{SCRIPT_PATH, SCRIPT_PATH_MIN, serve_script};
+use crate::connection::sse;
 use crate::connection::upgrade;
 
 impl LiveView {
     /// The routes of the app, the counterpart of Django LiveView's
     /// `get_liveview_urlpatterns()`: the WebSocket endpoint
-    /// `/ws/liveview/{room}/` (with or without the trailing slash) and the
+    /// `/ws/liveview/{room}/` (with or without the trailing slash), the
+    /// HTTP transport `/liveview/events/{room}/` (Server-Sent Events down,
+    /// POST up, for browsers whose WebSocket cannot get through) and the
     /// client script at `/static/liveview/liveview.js` (and `.min.js`), the
     /// upload script and, with [`uploads`](crate::LiveViewBuilder::uploads),
     /// the upload route.
@@ -34,6 +37,7 @@ impl LiveView {
             .route(SCRIPT_PATH, get(serve_script))
             .route(SCRIPT_PATH_MIN, get(serve_script))
             .with_state(self.shared.clone())
+            .merge(sse::router(self.shared.clone()))
             .merge(crate::upload::router(self))
     }
 }

@@ -102,6 +102,8 @@ mod errors {}
 mod testing {}
 #[doc = include_str!("../../src/deployment.md")]
 mod deployment {}
+#[doc = include_str!("../../src/transports.md")]
+mod transports {}
 #[doc = include_str!("../../src/layers.md")]
 mod layers {}
 #[doc = include_str!("../../src/demos.md")]

@@ -1,10 +1,12 @@
-//! The connection: the WebSocket endpoint's checks before the upgrade,
-//! then one reader and one writer per connection, its outbox, and joining
-//! its groups (with the replay of what it missed).
+//! The connection: the checks before a connection opens, then one reader
+//! and one writer per connection, whatever its transport (a WebSocket, or
+//! the HTTP transport of [`sse`]), its outbox, and joining its groups (with
+//! the replay of what it missed).
 
 pub(crate) mod join;
 mod origin;
 pub(crate) mod outbox;
+pub(crate) mod sse;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, StatusCode, Uri};
 use tokio::sync::mpsc;
@@ -26,7 +28,7 @@ use crate::call::protocol::close;
 use crate::consumer::Connection;
 use crate::layer::{Frame, Resume};
 use crate::limits::{Bucket, Slot};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Transport};
 use crate::scope::Scope;
 use origin::Origin;
 use outbox::Closer;
@@ -46,42 +48,72 @@ pub fn is_valid_room(room: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// `GET /ws/liveview/{room}/`.
-pub(crate) async fn upgrade(
-    State(shared): State<Arc<Shared>>,
-    Path(room): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    extensions: http::Extensions,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Response {
-    if !is_valid_room(&room) {
+/// A request for a connection that passed the checks of
+/// [`admit`]: its scope (with the user) and its address's slot.
+pub(crate) struct Admitted {
+    pub scope: Scope,
+    pub slot: Option<Slot>,
+    /// The authenticator found the session expired: the connection is
+    /// opened only to be closed with 4401.
+    pub expired: bool,
+}
+
+/// Why a request is refused: the status and the text to answer with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refused(StatusCode, &'static str);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
+}
+
+/// The checks every transport makes on a request before anything else:
+/// the room (and its signature), the origin and shutdown. A refusal is the
+/// response to send.
+pub(crate) fn check(
+    shared: &Shared,
+    room: &str,
+    headers: &HeaderMap,
+    transport: &'static str,
+) -> Result<(), Refused> {
+    if !is_valid_room(room) {
         shared.metrics.connections_refused.add(1);
-        return (StatusCode::BAD_REQUEST, "Invalid room").into_response();
+        return Err(Refused(StatusCode::BAD_REQUEST, "Invalid room"));
     }
     if let Some(signer) = &shared.config.room_signer
-        && !signer.verify(&room)
+        && !signer.verify(room)
     {
         shared.metrics.connections_refused.add(1);
-        tracing::warn!(target: "liveview", "WebSocket refused: room not signed by this server");
-        return (StatusCode::FORBIDDEN, "Invalid room").into_response();
+        tracing::warn!(target: "liveview", transport, "connection refused: room not signed by this server");
+        return Err(Refused(StatusCode::FORBIDDEN, "Invalid room"));
     }
-    if !origin_allowed(&shared, &headers) {
+    if !origin_allowed(shared, headers) {
         shared.metrics.connections_refused.add(1);
         tracing::warn!(
             target: "liveview",
+            transport,
             origin = headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or(""),
-            "WebSocket refused: origin not allowed"
+            "connection refused: origin not allowed"
         );
-        return (StatusCode::FORBIDDEN, "Origin not allowed").into_response();
+        return Err(Refused(StatusCode::FORBIDDEN, "Origin not allowed"));
     }
     if shared.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "Shutting down").into_response();
+        return Err(Refused(StatusCode::SERVICE_UNAVAILABLE, "Shutting down"));
     }
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => return rejection.into_response(),
-    };
+    Ok(())
+}
+
+/// After [`check`], what every transport does before it opens a
+/// connection: the scope, a slot of the client's address (refused past
+/// the cap) and the authenticator's verdict.
+pub(crate) async fn admit(
+    shared: &Shared,
+    headers: HeaderMap,
+    uri: Uri,
+    extensions: &http::Extensions,
+    transport: &'static str,
+) -> Result<Admitted, Refused> {
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0);
@@ -96,24 +128,60 @@ pub(crate) async fn upgrade(
                 .is_none()
             {
                 shared.metrics.connections_refused.add(1);
-                tracing::warn!(target: "liveview", client = %ip, "WebSocket refused: too many connections from one address");
-                return (StatusCode::TOO_MANY_REQUESTS, "Too many connections").into_response();
+                tracing::warn!(target: "liveview", transport, client = %ip, "connection refused: too many connections from one address");
+                return Err(Refused(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many connections",
+                ));
             }
             Some(shared.addresses.slot(ip, limits.per_address))
         }
         None => None,
     };
+    let mut expired = false;
     if let Some(authenticator) = &shared.authenticator {
         match authenticator.authenticate(&scope).await {
             Identity::User(user) => scope.set_user(Some(user)),
             Identity::Anonymous => {}
-            // A browser cannot read the status of a refused upgrade: the
-            // socket opens and closes at once with a code it can read.
-            Identity::Expired => {
-                drop(slot);
-                return upgrade.on_upgrade(expired).into_response();
-            }
+            Identity::Expired => expired = true,
         }
+    }
+    Ok(Admitted {
+        scope,
+        // An expired session holds no slot: it is closed at once.
+        slot: if expired { None } else { slot },
+        expired,
+    })
+}
+
+/// `GET /ws/liveview/{room}/`.
+pub(crate) async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    extensions: http::Extensions,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    if let Err(refused) = check(&shared, &room, &headers, "websocket") {
+        return refused.into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let Admitted {
+        scope,
+        slot,
+        expired: session_expired,
+    } = match admit(&shared, headers, uri, &extensions, "websocket").await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused.into_response(),
+    };
+    if session_expired {
+        // A browser cannot read the status of a refused upgrade: the
+        // socket opens and closes at once with a code it can read.
+        return upgrade.on_upgrade(expired).into_response();
     }
     let config = &shared.config;
     let tracker = shared.tracker.clone();
@@ -193,14 +261,10 @@ async fn run(
     scope: Scope,
     slot: Option<Slot>,
 ) {
-    shared.metrics.connections_open.add(1);
-    track_addresses(&shared);
     let (sink, mut stream) = socket.split();
     let resume = scope.query("resume").map(|r| Resume::parse(&r));
     let (conn, rx) = Box::pin(join::open(&shared, &room, scope, resume)).await;
-    // Counted once joined, so a count that grew means the connection is in
-    // its groups (the test server waits for that).
-    shared.metrics.connections_total.add(1);
+    count_opened(&shared, Transport::WebSocket);
     tracing::Span::current().record("id", conn.id);
     tracing::debug!(target: "liveview", connection = conn.id, room = %room, "connected");
 
@@ -213,16 +277,39 @@ async fn run(
         shared.config.ping_interval,
     ));
     let ip = slot.as_ref().and_then(|_| conn.scope.client_ip());
-    let ended = read(&shared, &conn, &mut stream, &closer, ip).await;
+    let ended = {
+        let mut inbound = (&mut stream).map(|message| inbound(conn.id, message));
+        read(&shared, &conn, &mut inbound, &closer, ip).await
+    };
 
     // Out of its groups at once; the socket itself lingers until the
     // closing handshake is done, within a bound.
     join::close(&shared, &conn);
     finish(stream, writer, ended).await;
     drop(slot);
-    shared.metrics.connections_open.add(-1);
-    track_addresses(&shared);
+    count_closed(&shared, Transport::WebSocket);
     tracing::debug!(target: "liveview", connection = conn.id, code = closer.code().unwrap_or(0), "disconnected");
+}
+
+/// Count a connection that joined its groups: counted once joined, so a
+/// count that grew means the connection is in its groups (the test server
+/// waits for that).
+pub(crate) fn count_opened(shared: &Shared, transport: Transport) {
+    let metrics = &shared.metrics;
+    metrics.connections_open.add(1);
+    metrics.connections_total.add(1);
+    let stats = metrics.transport(transport);
+    stats.open.add(1);
+    stats.total.add(1);
+    track_addresses(shared);
+}
+
+/// Count a connection that ended.
+pub(crate) fn count_closed(shared: &Shared, transport: Transport) {
+    let metrics = &shared.metrics;
+    metrics.connections_open.add(-1);
+    metrics.transport(transport).open.add(-1);
+    track_addresses(shared);
 }
 
 /// The gauge of tracked client addresses, as connections come and go.
@@ -234,9 +321,44 @@ fn track_addresses(shared: &Shared) {
         .set(tracked.try_into().unwrap_or(i64::MAX));
 }
 
+/// What a transport hands the read loop: a call's text, a sign of life,
+/// or the end of the client's side with the close code it earns.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// One text frame (a WebSocket frame, or a POST's body).
+    Text(Utf8Bytes),
+    /// Something that is no call but proves the client is there (a Pong).
+    Alive,
+    /// The client's side ended; the connection closes with this code.
+    End(u16, Ended),
+}
+
+/// A WebSocket message as the read loop sees it.
+fn inbound(connection: u64, message: Result<Message, axum::Error>) -> Inbound {
+    match message {
+        Ok(Message::Text(text)) => Inbound::Text(text),
+        Ok(Message::Binary(_)) => {
+            tracing::debug!(target: "liveview", connection, "binary frame refused");
+            Inbound::End(close::UNSUPPORTED, Ended::Readable)
+        }
+        Ok(Message::Ping(_) | Message::Pong(_)) => Inbound::Alive,
+        Ok(Message::Close(_)) => Inbound::End(close::NORMAL, Ended::Readable),
+        Err(err) => {
+            let code = close_code_for(&err);
+            tracing::debug!(target: "liveview", connection, error = %err, code, "read failed");
+            let ended = if code == close::NORMAL {
+                Ended::Gone
+            } else {
+                Ended::Failed
+            };
+            Inbound::End(code, ended)
+        }
+    }
+}
+
 /// How the read loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ended {
+pub(crate) enum Ended {
     /// The server decided to close (or the client sent its close frame):
     /// the stream can still be read.
     Readable,
@@ -282,13 +404,20 @@ async fn finish(
     }
 }
 
-async fn read(
+/// The read loop of a connection, whatever its transport: each call is
+/// rate limited and dispatched in turn, until the client's side ends, the
+/// connection is told to close, the server shuts down or the client has
+/// been silent for the idle timeout.
+pub(crate) async fn read<S>(
     shared: &Shared,
     conn: &Arc<Connection>,
-    stream: &mut SplitStream<WebSocket>,
+    inbound: &mut S,
     closer: &Closer,
     ip: Option<IpAddr>,
-) -> Ended {
+) -> Ended
+where
+    S: futures_util::Stream<Item = Inbound> + Unpin,
+{
     let limits = &shared.config.limits;
     let mut bucket = limits.per_connection.as_ref().map(Bucket::new);
     let mut strikes = 0;
@@ -309,10 +438,10 @@ async fn read(
                 closer.close(close::GOING_AWAY);
                 return Ended::Readable;
             }
-            message = stream.next() => {
+            message = inbound.next() => {
                 idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                 match message {
-                Some(Ok(Message::Text(text))) => {
+                Some(Inbound::Text(text)) => {
                     shared.metrics.frames_in.add(1);
                     shared.metrics.bytes_in.add(text.len() as u64);
                     if allowed(shared, &mut bucket, ip) {
@@ -331,25 +460,14 @@ async fn read(
                         }
                     }
                 }
-                Some(Ok(Message::Binary(_))) => {
-                    tracing::debug!(target: "liveview", connection = conn.id, "binary frame refused");
-                    closer.close(close::UNSUPPORTED);
-                    return Ended::Readable;
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) => {
-                    closer.close(close::NORMAL);
-                    return Ended::Readable;
+                Some(Inbound::Alive) => {}
+                Some(Inbound::End(code, ended)) => {
+                    closer.close(code);
+                    return ended;
                 }
                 None => {
                     closer.close(close::NORMAL);
                     return Ended::Gone;
-                }
-                Some(Err(err)) => {
-                    let code = close_code_for(&err);
-                    tracing::debug!(target: "liveview", connection = conn.id, error = %err, code, "read failed");
-                    closer.close(code);
-                    return if code == close::NORMAL { Ended::Gone } else { Ended::Failed };
                 }
                 }
             }
@@ -403,13 +521,18 @@ fn close_code_for(err: &axum::Error) -> u16 {
     close::NORMAL
 }
 
-async fn write(
-    mut sink: SplitSink<WebSocket, Message>,
+/// The write loop of a connection, whatever its transport: the queued
+/// frames, a Ping (the HTTP transport: a heartbeat) every `ping_interval`,
+/// and the close.
+pub(crate) async fn write<S>(
+    mut sink: S,
     mut rx: mpsc::Receiver<Frame>,
     closer: Arc<Closer>,
     metrics: Arc<Metrics>,
     ping_interval: Duration,
-) {
+) where
+    S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
+{
     let closed = closer.closed();
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
@@ -484,11 +607,10 @@ async fn grace_after(closer: &Closer) {
 
 /// Write one frame; flush only when nothing else is waiting, so a burst
 /// goes out in few syscalls.
-async fn feed(
-    sink: &mut SplitSink<WebSocket, Message>,
-    frame: Frame,
-    flush: bool,
-) -> Result<(), axum::Error> {
+async fn feed<S>(sink: &mut S, frame: Frame, flush: bool) -> Result<(), axum::Error>
+where
+    S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
+{
     sink.feed(frame.into_message()).await?;
     if flush {
         sink.flush().await?;

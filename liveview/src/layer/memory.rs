@@ -27,6 +27,10 @@ impl ChannelLayer for MemoryLayer {
 
     fn unsubscribe(&self, _group: &str) {}
 
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn publish<'a>(
         &'a self,
         _group: &'a str,

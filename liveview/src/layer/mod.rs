@@ -162,6 +162,14 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
         frame: &'a Frame,
     ) -> BoxFuture<'a, Result<(), LayerError>>;
 
+    /// Whether this layer carries nothing between processes (the process
+    /// is the whole world, as with [`MemoryLayer`]). Then a call for a
+    /// stream of the HTTP transport that this process does not hold is
+    /// answered at once, instead of being forwarded. Default: no.
+    fn is_local(&self) -> bool {
+        false
+    }
+
     /// Whether this layer keeps a log of group frames shared by every
     /// process ([`publish_sequenced`](Self::publish_sequenced) and
     /// [`replay`](Self::replay)). Default: no.

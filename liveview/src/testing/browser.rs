@@ -418,6 +418,36 @@ impl Browser {
             .await
     }
 
+    /// Send a command of the Chrome DevTools protocol to this session's
+    /// page (through chromedriver's `goog/cdp/execute`), e.g.
+    /// `Network.emulateNetworkConditions`; returns its result.
+    pub async fn cdp(&self, command: &str, params: Value) -> Result<Value> {
+        let command = Cdp {
+            command: command.to_owned(),
+            params,
+        };
+        Ok(self.client.issue_cmd(command).await?)
+    }
+
+    /// Run `script` in every page this session loads from now on, before
+    /// the page's own scripts (`Page.addScriptToEvaluateOnNewDocument`):
+    /// to take an API away from the page, or to wrap it.
+    ///
+    /// ```no_run
+    /// # async fn f(browser: &liveview::testing::browser::Browser) -> liveview::testing::browser::Result<()> {
+    /// // A browser without WebSocket.
+    /// browser.before_each_page("delete window.WebSocket;").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn before_each_page(&self, script: &str) -> Result<()> {
+        self.cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": script }),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Run a script (a function body: use `return` for a value) with
     /// `arguments[0..]` bound to `args`.
     pub async fn execute(&self, script: &str, args: Vec<Value>) -> Result<Value> {
@@ -558,6 +588,31 @@ impl Browser {
     pub async fn close(self) -> Result<()> {
         self.client.clone().close().await?;
         Ok(())
+    }
+}
+
+/// A DevTools protocol command, as chromedriver takes it.
+#[derive(Debug)]
+struct Cdp {
+    command: String,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> std::result::Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _url: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.command, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
     }
 }
 

@@ -7,7 +7,8 @@
 //!    calls functions through the real dispatch (registry, middleware,
 //!    errors), returning the frames each client received.
 //! 3. **A real server**: [`TestServer`] serves the real router on
-//!    `127.0.0.1:0`, and [`WsClient`] talks to it over a real WebSocket.
+//!    `127.0.0.1:0`, and [`WsClient`] talks to it over a real WebSocket
+//!    ([`SseClient`] over the HTTP transport).
 //! 4. **A real browser** (feature `browser`): `browser::Browser` drives a
 //!    headless Chromium through chromedriver against a [`TestServer`].
 //!
@@ -42,12 +43,14 @@ mod nats;
 mod process;
 mod recorder;
 mod server;
+pub mod sse;
 
 pub use client::{TestApp, TestClient};
 pub use cluster::RedisCluster;
 pub use nats::NatsServer;
 pub use recorder::{Recorder, consumer, consumer_with_scope};
 pub use server::{Closed, TestServer, WsClient};
+pub use sse::SseClient;
 
 #[doc(no_inline)]
 pub use crate::Consumer;

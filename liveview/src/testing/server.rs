@@ -179,6 +179,43 @@ impl TestServer {
         Ok(client)
     }
 
+    /// Open a stream of the HTTP transport (Server-Sent Events) in `room`,
+    /// with a `query` (`""`, or `"?resume=..."`) and extra request headers,
+    /// once the server has it in its room.
+    pub async fn events_with(
+        &self,
+        room: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<super::SseClient> {
+        let joined = || self.live.shared.metrics.connections_total.get();
+        let before = joined();
+        let client = super::SseClient::open(self.addr, room, query, headers).await?;
+        let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+        while joined() <= before {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the server did not join the stream to room {room:?} within {JOIN_TIMEOUT:?}"
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(client)
+    }
+
+    /// [`events_with`](Self::events_with) with no query or extra header.
+    pub async fn events(&self, room: &str) -> std::io::Result<super::SseClient> {
+        self.events_with(room, "", &[]).await
+    }
+
+    /// How many streams of the HTTP transport this server holds.
+    pub fn streams(&self) -> usize {
+        self.live.shared.streams.len()
+    }
+
     /// Graceful shutdown, as on SIGTERM; returns when the server stopped.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -11,6 +11,7 @@ mod errors;
 mod handlers;
 #[cfg(feature = "redis")]
 mod health;
+mod http_transport;
 mod levels;
 mod liveness;
 mod middleware;

@@ -336,7 +336,8 @@ async fn numsub(conn: &mut ::redis::aio::MultiplexedConnection, channel: &str) -
 }
 
 /// The group channels with subscribers that start with `prefix` (each
-/// process's private sync channel left out).
+/// process's private sync channel, and the group through which it hears
+/// back from the HTTP transport's streams, left out).
 async fn channels(conn: &mut ::redis::aio::MultiplexedConnection, prefix: &str) -> Vec<String> {
     let mut channels: Vec<String> = ::redis::cmd("PUBSUB")
         .arg("CHANNELS")
@@ -344,7 +345,10 @@ async fn channels(conn: &mut ::redis::aio::MultiplexedConnection, prefix: &str) 
         .query_async(conn)
         .await
         .unwrap_or_default();
-    channels.retain(|c| !c.starts_with(&format!("{prefix}lv-sync:")));
+    channels.retain(|c| {
+        !c.starts_with(&format!("{prefix}lv-sync:"))
+            && !c.starts_with(&format!("{prefix}liveview-node-"))
+    });
     channels.sort();
     channels
 }

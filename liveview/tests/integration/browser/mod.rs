@@ -25,6 +25,7 @@ mod replay;
 mod rooms;
 mod scripts;
 mod server_keys;
+mod transports;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,0 +1,477 @@
+//! The HTTP transport: Server-Sent Events down, POST up, with the
+//! guarantees of a socket, and without sticky sessions.
+
+use std::time::Duration;
+
+use liveview::testing::sse::post;
+use liveview::testing::{SseClient, TestServer};
+use liveview::{Identity, LiveView, RateLimit, Scope};
+use serde_json::{Value, json};
+
+use crate::support::{server, wait_until};
+
+async fn frame(stream: &mut SseClient) -> Value {
+    match stream.recv().await {
+        Ok(frame) => frame,
+        Err(err) => panic!("expected a frame: {err}"),
+    }
+}
+
+fn echo(marker: &str, reference: u64) -> Value {
+    json!({"function": "echo", "form": {"marker": marker}, "ref": reference})
+}
+
+#[tokio::test]
+async fn a_stream_carries_calls_and_their_replies() {
+    let server = server(LiveView::builder()).await;
+    let mut stream = server.events("lobby").await.unwrap();
+    assert_eq!(stream.token().len(), 32, "a 128-bit token");
+    assert_eq!(stream.header("content-type"), Some("text/event-stream"));
+    assert_eq!(stream.header("cache-control"), Some("no-cache"));
+
+    let answer = stream.call(&echo("hi", 1)).await.unwrap();
+    assert_eq!((answer.status, answer.body.as_str()), (204, ""));
+    let reply = frame(&mut stream).await;
+    assert_eq!(reply["form"]["marker"], "hi");
+    assert_eq!(reply["room"], "lobby");
+    assert_eq!(reply["ref"], 1);
+    assert_eq!(frame(&mut stream).await, json!({"ref": 1, "done": true}));
+
+    // A ping is answered as on a socket.
+    stream.call(&json!({"ping": 3})).await.unwrap();
+    assert_eq!(frame(&mut stream).await, json!({"pong": 3}));
+    let metrics = server.live().metrics_text();
+    assert!(
+        metrics.contains("liveview_transport_connections_total{transport=\"sse\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("liveview_transport_connections{transport=\"sse\"} 1"));
+}
+
+#[tokio::test]
+async fn calls_run_in_their_order_and_once_each() {
+    let server = server(LiveView::builder()).await;
+    let mut stream = server.events("ordered").await.unwrap();
+    let addr = server.addr();
+    // 2 arrives before 1: it waits for it.
+    let second = stream
+        .post_to(addr, 2, &echo("b", 2).to_string(), &[])
+        .await
+        .unwrap();
+    assert_eq!(second.status, 204);
+    let first = stream
+        .post_to(addr, 1, &echo("a", 1).to_string(), &[])
+        .await
+        .unwrap();
+    assert_eq!(first.status, 204);
+    // A retransmission is taken, and not run again.
+    let again = stream
+        .post_to(addr, 1, &echo("a again", 9).to_string(), &[])
+        .await
+        .unwrap();
+    assert_eq!(again.status, 204);
+    stream
+        .post_to(addr, 3, &echo("c", 3).to_string(), &[])
+        .await
+        .unwrap();
+    let mut markers = Vec::new();
+    while markers.len() < 3 {
+        let reply = frame(&mut stream).await;
+        if let Some(marker) = reply["form"]["marker"].as_str() {
+            markers.push(marker.to_owned());
+        }
+    }
+    assert_eq!(markers, ["a", "b", "c"]);
+    // Numbered too far ahead: refused, the stream goes on.
+    let far = stream
+        .post_to(addr, 1000, &echo("far", 4).to_string(), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (far.status, far.body.as_str()),
+        (409, r#"{"error":"Out of order"}"#)
+    );
+    stream
+        .post_to(addr, 4, &echo("d", 4).to_string(), &[])
+        .await
+        .unwrap();
+    loop {
+        let reply = frame(&mut stream).await;
+        if let Some(marker) = reply["form"]["marker"].as_str() {
+            assert_eq!(marker, "d");
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn rooms_and_broadcasts_cross_transports() {
+    let server = server(LiveView::builder()).await;
+    let mut socket = server.connect("mixed").await.unwrap();
+    let mut stream = server.events("mixed").await.unwrap();
+
+    socket
+        .call("room_say", json!({"text": "from the socket"}), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        frame(&mut stream).await,
+        json!({"target": "#room", "html": "from the socket"})
+    );
+    stream
+        .call(&json!({"function": "shout", "form": {"text": "from the stream"}}))
+        .await
+        .unwrap();
+    let expected = json!({"target": "#all", "html": "from the stream", "append": true});
+    assert_eq!(frame(&mut stream).await, expected);
+    loop {
+        let got = socket.recv().await.unwrap();
+        if got["target"] == "#all" {
+            assert_eq!(got, expected);
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_resumes_where_it_left() {
+    let server = server(LiveView::builder()).await;
+    let broadcaster = server.live().broadcaster();
+    for n in 1..=2 {
+        broadcaster
+            .send_to_room("resumed", json!({"target": "#n", "html": n.to_string()}))
+            .await
+            .unwrap();
+    }
+    let position = server.live().position("resumed").await.to_string();
+    let room = position
+        .split(',')
+        .find(|g| g.starts_with("room_"))
+        .unwrap();
+    let (group, rest) = room.split_once(':').unwrap();
+    let epoch = rest.split(':').nth(1).unwrap();
+    let mut stream = server
+        .events_with("resumed", &format!("?resume={group}:1:{epoch}"), &[])
+        .await
+        .unwrap();
+    let missed = frame(&mut stream).await;
+    assert_eq!(
+        (missed["html"].as_str(), missed["seq"].as_u64()),
+        (Some("2"), Some(2))
+    );
+}
+
+#[tokio::test]
+async fn the_error_table_holds_over_post() {
+    let server = server(
+        LiveView::builder()
+            .max_frame_size(1024)
+            .allowed_origins(["http://app.example"]),
+    )
+    .await;
+    let addr = server.addr();
+    let mut stream = server
+        .events_with("errors", "", &[("Origin", "http://app.example")])
+        .await
+        .unwrap();
+    let ok = [("Origin", "http://app.example")];
+
+    // Another origin: refused before anything is read.
+    let seq = stream.next_seq();
+    let foreign = stream
+        .post_to(
+            addr,
+            seq,
+            &echo("x", 1).to_string(),
+            &[("Origin", "http://evil.example")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(foreign.status, 403);
+    // The same number, from the page: taken (the refused one was not).
+    let taken = stream
+        .post_to(addr, seq, &echo("x", 1).to_string(), &ok)
+        .await
+        .unwrap();
+    assert_eq!(taken.status, 204);
+    assert_eq!(frame(&mut stream).await["form"]["marker"], "x");
+    assert_eq!(frame(&mut stream).await["done"], true);
+
+    // No token, a token of no stream, a token of another room.
+    let bare = post(addr, "errors", b"{}", &[("LiveView-Seq", "1")])
+        .await
+        .unwrap();
+    assert_eq!(
+        (bare.status, bare.body.as_str()),
+        (400, r#"{"error":"Invalid request"}"#)
+    );
+    let unknown = post(
+        addr,
+        "errors",
+        b"{}",
+        &[("LiveView-Stream", &"0".repeat(32)), ("LiveView-Seq", "1")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (unknown.status, unknown.body.as_str()),
+        (404, r#"{"error":"Unknown stream"}"#)
+    );
+    let elsewhere = post(
+        addr,
+        "other-room",
+        b"{}",
+        &[("LiveView-Stream", stream.token()), ("LiveView-Seq", "9")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(elsewhere.status, 404);
+
+    // Bad calls: the answers of a socket, on the stream.
+    stream
+        .call(&json!({"function": "no_such", "ref": 5}))
+        .await
+        .unwrap();
+    assert_eq!(
+        frame(&mut stream).await,
+        json!({"error": "Unknown function", "ref": 5})
+    );
+    assert_eq!(frame(&mut stream).await["done"], true);
+    let seq = stream.next_seq();
+    let garbage = stream.post_to(addr, seq, "not json", &ok).await.unwrap();
+    assert_eq!(garbage.status, 204);
+    assert_eq!(
+        frame(&mut stream).await,
+        json!({"error": "Invalid message"})
+    );
+
+    // A body over the frame limit: refused, and the stream closes as a
+    // socket would.
+    let seq = stream.next_seq();
+    let big = format!(
+        r#"{{"function":"echo","form":{{"x":"{}"}}}}"#,
+        "y".repeat(2000)
+    );
+    let refused = stream.post_to(addr, seq, &big, &ok).await.unwrap();
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (413, r#"{"error":"Frame too large"}"#)
+    );
+    assert_eq!(stream.closed().await, Some(1009));
+    assert!(stream.ended().await);
+    wait_until("the stream is freed", || server.streams() == 0).await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_utf8_closes_the_stream_with_1007() {
+    let server = server(LiveView::builder()).await;
+    let mut stream = server.events("utf8").await.unwrap();
+    let answer = post(
+        server.addr(),
+        "utf8",
+        &[b'"', 0xff, 0xfe, b'"'],
+        &[("LiveView-Stream", stream.token()), ("LiveView-Seq", "1")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 400);
+    assert_eq!(stream.closed().await, Some(1007));
+}
+
+#[tokio::test]
+async fn a_stream_is_refused_as_a_socket_would_be() {
+    let server = server(LiveView::builder().allowed_origins(["http://app.example"])).await;
+    let refused = SseClient::open(
+        server.addr(),
+        "lobby",
+        "",
+        &[("Origin", "http://evil.example")],
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.to_string().contains("403"), "{refused}");
+    let bad_room = SseClient::open(server.addr(), "a%20b", "", &[])
+        .await
+        .unwrap_err();
+    assert!(bad_room.to_string().contains("400"), "{bad_room}");
+}
+
+#[tokio::test]
+async fn calls_over_the_rate_limit_are_refused_then_the_stream_closed() {
+    let server = server(
+        LiveView::builder()
+            .rate_limit(Some(RateLimit::new(0.001, 1)))
+            .rate_limit_strikes(3),
+    )
+    .await;
+    let mut stream = server.events("limited").await.unwrap();
+    for n in 1..=5 {
+        stream.call(&echo("x", n)).await.unwrap();
+    }
+    let mut limited = 0;
+    let code = loop {
+        match stream.event().await {
+            Ok(event) if event.name == "close" => break event.data,
+            Ok(event) => limited += usize::from(event.data.contains("Rate limited")),
+            Err(err) => panic!("no close event: {err}"),
+        }
+    };
+    assert_eq!(code, r#"{"code":1008}"#);
+    assert_eq!(limited, 3);
+}
+
+#[tokio::test]
+async fn heartbeats_keep_a_quiet_stream_open() {
+    let server = server(LiveView::builder().sse_heartbeat(Duration::from_millis(20))).await;
+    let mut stream = server.events("quiet").await.unwrap();
+    stream.heartbeats(3).await.unwrap();
+    assert_eq!(server.streams(), 1);
+}
+
+#[tokio::test]
+async fn a_stream_that_ends_frees_everything() {
+    let server = server(LiveView::builder().sse_heartbeat(Duration::from_millis(20))).await;
+    let stream = server.events("freed").await.unwrap();
+    assert_eq!(server.streams(), 1);
+    assert_eq!(server.live().connections(), 1);
+    drop(stream);
+    wait_until("the stream is gone", || {
+        server.streams() == 0 && server.live().connections() == 0
+    })
+    .await;
+    let metrics = server.live().metrics_text();
+    assert!(metrics.contains("\nliveview_groups 0\n"), "{metrics}");
+    assert!(
+        metrics.contains("\nliveview_group_memberships 0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("liveview_transport_connections{transport=\"sse\"} 0"));
+}
+
+#[tokio::test]
+async fn an_idle_stream_is_closed_with_4408() {
+    let server = server(LiveView::builder().idle_timeout(Duration::from_millis(200))).await;
+    let mut stream = server.events("idle").await.unwrap();
+    assert_eq!(stream.closed().await, Some(4408));
+}
+
+#[tokio::test]
+async fn shutdown_closes_streams_with_1001() {
+    let server = server(LiveView::builder()).await;
+    let mut stream = server.events("leaving").await.unwrap();
+    let live = server.live().clone();
+    tokio::spawn(async move { live.shutdown().await });
+    assert_eq!(stream.closed().await, Some(1001));
+}
+
+#[tokio::test]
+async fn an_expired_session_gets_a_stream_closed_with_4401() {
+    let server = TestServer::start(
+        LiveView::builder().authenticator(|_scope: &Scope| Identity::Expired),
+        axum::Router::new(),
+    )
+    .await
+    .unwrap();
+    let mut stream = SseClient::open(server.addr(), "lobby", "", &[])
+        .await
+        .unwrap();
+    assert_eq!(stream.closed().await, Some(4401));
+    assert!(stream.ended().await);
+    assert_eq!(server.streams(), 0);
+}
+
+/// Two processes on one Redis, no sticky sessions: the stream is held by
+/// one, the calls are POSTed to either in turn, and each runs once, in
+/// order, with the connection's state, its replies on the stream.
+#[tokio::test]
+async fn calls_posted_to_either_process_run_in_order_on_the_holder() {
+    use liveview::layer::RedisLayer;
+
+    let prefix = format!("lvtest-sse-{}:", liveview::template::room_uuid());
+    let layer = || {
+        RedisLayer::builder("redis://127.0.0.1:6379")
+            .prefix(&prefix)
+            .build()
+            .unwrap()
+    };
+    let holder = server(LiveView::builder().channel_layer(layer())).await;
+    let other = server(LiveView::builder().channel_layer(layer())).await;
+    let mut stream = holder.events("nosticky").await.unwrap();
+    let nodes = [holder.addr(), other.addr()];
+
+    // The holder subscribes to its stream's group in the background: a
+    // call forwarded before that is answered 404, and sent again with the
+    // same number, as the client does.
+    let mut taken = false;
+    for _ in 0..4 {
+        let answer = stream
+            .post_to(other.addr(), 1, r#"{"ping": 1}"#, &[])
+            .await
+            .unwrap();
+        if answer.status == 204 {
+            taken = true;
+            break;
+        }
+        assert_eq!(answer.status, 404, "{answer:?}");
+    }
+    assert!(taken, "a forwarded call was taken");
+    assert_eq!(frame(&mut stream).await, json!({"pong": 1}));
+
+    for seq in 2..=21u64 {
+        let node = nodes[seq as usize % 2];
+        let call = json!({"function": "count", "ref": seq});
+        let answer = stream
+            .post_to(node, seq, &call.to_string(), &[])
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 204, "call {seq} through {node}");
+    }
+    // A retransmission through the other process is not run again.
+    let again = stream
+        .post_to(
+            other.addr(),
+            5,
+            &json!({"function": "count", "ref": 5}).to_string(),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.status, 204);
+    let mut counts = Vec::new();
+    while counts.len() < 20 {
+        let got = frame(&mut stream).await;
+        if got["target"] == "#count" {
+            counts.push(got["html"].as_str().unwrap().parse::<u32>().unwrap());
+        }
+    }
+    assert_eq!(counts, (1..=20).collect::<Vec<_>>());
+    // The next call proves the retransmission did not run.
+    stream
+        .post_to(
+            other.addr(),
+            22,
+            &json!({"function": "count"}).to_string(),
+            &[],
+        )
+        .await
+        .unwrap();
+    loop {
+        let got = frame(&mut stream).await;
+        if got["target"] == "#count" {
+            assert_eq!(got["html"], "21");
+            break;
+        }
+    }
+
+    // A token no process holds: unknown, once the wait for its holder ran
+    // out.
+    let unknown = post(
+        other.addr(),
+        "nosticky",
+        b"{}",
+        &[("LiveView-Stream", &"ab".repeat(16)), ("LiveView-Seq", "1")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(unknown.status, 404);
+}
