@@ -12,9 +12,9 @@
 //! 4. **A real browser** (feature `browser`): `browser::Browser` drives a
 //!    headless Chromium through chromedriver against a [`TestServer`].
 //!
-//! For channel layers, private servers a test may kill: [`RedisCluster`]
-//! (a Redis Cluster of `redis-server` processes) and [`NatsServer`] (a
-//! `nats-server` with JetStream).
+//! For channel layers, private servers a test may kill: [`RedisServer`] (a
+//! `redis-server`), [`RedisCluster`] (a Redis Cluster of `redis-server`
+//! processes) and [`NatsServer`] (a `nats-server` with JetStream).
 //!
 //! ```
 //! use liveview::{liveview_handler, testing, Consumer, Content, Update};
@@ -42,6 +42,7 @@ pub mod conformance;
 mod nats;
 mod process;
 mod recorder;
+mod redis;
 mod server;
 pub mod sse;
 
@@ -49,6 +50,7 @@ pub use client::{TestApp, TestClient};
 pub use cluster::RedisCluster;
 pub use nats::NatsServer;
 pub use recorder::{Recorder, consumer, consumer_with_scope};
+pub use redis::RedisServer;
 pub use server::{Closed, TestServer, WsClient};
 pub use sse::SseClient;
 

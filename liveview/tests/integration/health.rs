@@ -1,70 +1,13 @@
 //! `/readyz` follows the channel layer: 503 while a private Redis is down,
 //! 200 again once it is back, while `/healthz` stays 200 throughout.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use liveview::LiveView;
 use liveview::layer::RedisLayer;
-use liveview::testing::TestServer;
+use liveview::testing::{RedisServer, TestServer};
 
 use crate::support::{http_get, server};
-
-/// A private `redis-server` on a free port (this test kills it, so never
-/// the shared one), killed on drop.
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let mut redis = Self { port, child: None };
-        redis.restart().await;
-        redis
-    }
-
-    /// Start on the same port and wait until it accepts connections.
-    async fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        self.child = Some(child);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server never listened"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// Status and body of `GET path`.
 async fn probe(server: &TestServer, path: &str) -> (u16, String) {
@@ -90,9 +33,10 @@ async fn probe_until(server: &TestServer, path: &str, expected: (u16, &str)) {
 
 #[tokio::test]
 async fn readiness_answers_503_while_the_channel_layer_is_down() {
-    let mut redis = PrivateRedis::start().await;
+    // A private server: this test kills it.
+    let mut redis = RedisServer::start().await.unwrap();
     let prefix = format!("lvtest:{}:", uuid::Uuid::new_v4().simple());
-    let layer = RedisLayer::builder(format!("redis://127.0.0.1:{}", redis.port))
+    let layer = RedisLayer::builder(redis.url())
         .prefix(&prefix)
         .build()
         .unwrap();
@@ -104,6 +48,6 @@ async fn readiness_answers_503_while_the_channel_layer_is_down() {
     // Alive, only not ready: an orchestrator must not restart it for this.
     assert_eq!(probe(&server, "/healthz").await, (200, "ok".to_owned()));
 
-    redis.restart().await;
+    redis.restart().await.unwrap();
     probe_until(&server, "/readyz", (200, "ready")).await;
 }

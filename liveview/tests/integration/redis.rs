@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use liveview::layer::{ChannelLayer, RedisLayer, ReplayConfig};
-use liveview::testing::{TestServer, WsClient};
+use liveview::testing::{RedisServer, TestServer, WsClient};
 use liveview::{LiveView, Scope, Update, User};
 use serde_json::{Value, json};
 
@@ -126,11 +126,6 @@ struct RedisProcess {
 }
 
 impl RedisProcess {
-    /// A server on a free port with extra arguments (e.g. `--requirepass`).
-    async fn start(extra: &[&str]) -> Self {
-        Self::start_on(free_port(), TempDir::new(), extra).await
-    }
-
     /// A server listening for TLS only, with a certificate for 127.0.0.1
     /// issued by a CA of its own (`ca.pem` in its directory).
     #[cfg(feature = "redis-tls")]
@@ -658,7 +653,7 @@ async fn stale_and_foreign_messages_are_dropped_and_counted() {
 
 #[tokio::test]
 async fn an_outage_keeps_local_delivery_and_recovers_without_restart() {
-    let mut redis = RedisProcess::start(&[]).await;
+    let mut redis = RedisServer::start().await.unwrap();
     let url = redis.url();
     let prefix = unique_prefix();
     let layer_a = layer(url.as_str(), &prefix);
@@ -703,7 +698,7 @@ async fn an_outage_keeps_local_delivery_and_recovers_without_restart() {
     back.close().await;
 
     // Redis comes back on the same port, empty: the layers resubscribe.
-    redis.restart().await;
+    redis.restart().await.unwrap();
     wait_subscribed(&url, &prefix, &["broadcast", "room_outage"], 2).await;
     eventually(
         "both layers are healthy",
@@ -738,8 +733,10 @@ async fn an_outage_keeps_local_delivery_and_recovers_without_restart() {
 
 #[tokio::test]
 async fn password_and_database_come_from_the_url() {
-    let redis = RedisProcess::start(&["--requirepass", "s3cret"]).await;
-    let port = redis.port;
+    let redis = RedisServer::start_with(&["--requirepass", "s3cret"])
+        .await
+        .unwrap();
+    let port = redis.port();
     let url = format!("redis://:s3cret@127.0.0.1:{port}/5");
     let prefix = unique_prefix();
     let layer_a = layer(url.as_str(), &prefix);
@@ -793,8 +790,8 @@ async fn password_and_database_come_from_the_url() {
 
 #[tokio::test]
 async fn sentinel_names_the_master() {
-    let master = RedisProcess::start(&[]).await;
-    let sentinel = RedisProcess::sentinel(master.port).await;
+    let master = RedisServer::start().await.unwrap();
+    let sentinel = RedisProcess::sentinel(master.port()).await;
     let prefix = unique_prefix();
     let make = || {
         RedisLayer::sentinel([format!("127.0.0.1:{}", sentinel.port)], "mymaster")
@@ -819,10 +816,12 @@ async fn sentinel_names_the_master() {
 /// layer asks Sentinel again and moves to the new master.
 #[tokio::test]
 async fn a_sentinel_failover_is_followed() {
-    let master = RedisProcess::start(&[]).await;
-    let master_port = master.port.to_string();
-    let replica = RedisProcess::start(&["--replicaof", "127.0.0.1", &master_port]).await;
-    let sentinel = RedisProcess::sentinel(master.port).await;
+    let master = RedisServer::start().await.unwrap();
+    let master_port = master.port().to_string();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &master_port])
+        .await
+        .unwrap();
+    let sentinel = RedisProcess::sentinel(master.port()).await;
     let prefix = unique_prefix();
     let make = || {
         RedisLayer::sentinel([format!("127.0.0.1:{}", sentinel.port)], "mymaster")
@@ -858,7 +857,7 @@ async fn a_sentinel_failover_is_followed() {
         },
     )
     .await;
-    let replica_port = replica.port;
+    let replica_port = replica.port();
     eventually(
         "Sentinel names the new master",
         Duration::from_secs(30),
@@ -1333,7 +1332,7 @@ async fn a_graceful_shutdown_removes_the_nodes_presence() {
 
 #[tokio::test]
 async fn presence_is_written_again_after_redis_lost_it() {
-    let mut redis = RedisProcess::start(&[]).await;
+    let mut redis = RedisServer::start().await.unwrap();
     let url = redis.url();
     let prefix = unique_prefix();
     let layer_a = layer(url.as_str(), &prefix);
@@ -1360,7 +1359,7 @@ async fn presence_is_written_again_after_redis_lost_it() {
     .await;
     bob.close().await;
     wait_connections(&node_b, 0).await;
-    redis.restart().await;
+    redis.restart().await.unwrap();
 
     // The heartbeats write what each node knows: Ada only.
     eventually(
@@ -1505,7 +1504,7 @@ async fn numbered_in_epoch(client: &mut WsClient) -> (String, u64, String) {
 /// publishing and for reading the log back.
 #[tokio::test]
 async fn the_log_scripts_are_loaded_again_when_the_server_forgot_them() {
-    let redis = RedisProcess::start(&[]).await;
+    let redis = RedisServer::start().await.unwrap();
     let url = redis.url();
     let prefix = unique_prefix();
     let layer = layer(&url, &prefix);
@@ -1535,7 +1534,7 @@ async fn the_log_scripts_are_loaded_again_when_the_server_forgot_them() {
 /// is asked to resync.
 #[tokio::test]
 async fn a_numbering_that_starts_again_changes_the_epoch() {
-    let mut redis = RedisProcess::start(&[]).await;
+    let mut redis = RedisServer::start().await.unwrap();
     let url = redis.url();
     let prefix = unique_prefix();
     let (layer_a, layer_b) = (layer(&url, &prefix), layer(&url, &prefix));
@@ -1557,7 +1556,7 @@ async fn a_numbering_that_starts_again_changes_the_epoch() {
         !layer_a.is_connected() && !layer_b.is_connected()
     })
     .await;
-    redis.restart().await;
+    redis.restart().await.unwrap();
     wait_subscribed(&url, &prefix, &["room_ep"], 1).await;
     eventually(
         "both layers are healthy",
@@ -1818,7 +1817,7 @@ async fn other_clients(conn: &mut ::redis::aio::MultiplexedConnection) -> usize 
 /// itself is kept (to read its counters).
 #[tokio::test]
 async fn dropping_the_app_stops_its_redis_tasks() {
-    let redis = RedisProcess::start(&[]).await;
+    let redis = RedisServer::start().await.unwrap();
     let url = redis.url();
     let prefix = unique_prefix();
     let layer = layer(&url, &prefix);
