@@ -204,6 +204,7 @@ impl RedisProcess {
         Self::start_on(port.parse().unwrap(), dir, &extra).await
     }
 
+    #[cfg(feature = "redis-tls")]
     async fn start_on(port: u16, dir: TempDir, extra: &[&str]) -> Self {
         let mut args: Vec<String> = vec![
             "--port".into(),
