@@ -114,8 +114,8 @@ fn method(plan: &Plan, pinned: bool) -> String {
     format!(
         "Measured in the harness's process: the quick start's app with the library's defaults \
          (abuse limits off), one server per layer with the log and one without \
-         (`LiveView::builder().replay(None)`, and `RedisLayer::builder(url).replay(None)` for \
-         Redis), each on a current-thread tokio runtime on a thread of its own{}; their \
+         (`LiveView::builder().replay(None)`, which the Redis layer follows), \
+         each on a current-thread tokio runtime on a thread of its own{}; their \
          subscribers are real WebSocket clients of the load generator, connected with \
          `?resume=` as clients that track sequences are. The servers take turns publish by \
          publish (up to {} timed publishes each, after {} untimed, at most {:.0} s per \
@@ -367,7 +367,6 @@ async fn start_server(
         Layer::Redis => {
             let redis = RedisLayer::builder(redis_url)
                 .prefix(prefix)
-                .replay(replay)
                 .build()
                 .map_err(|e| e.to_string())?;
             builder.channel_layer(redis)

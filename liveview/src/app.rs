@@ -577,7 +577,9 @@ impl LiveViewBuilder {
     /// Keep each group's recent frames so a client that reconnects gets
     /// what it missed, in order, before live frames (default: the last 256
     /// frames of each group, up to 5 minutes old). Group frames then carry
-    /// `"seq"` and `"group"` keys; `None` turns replay off.
+    /// `"seq"` and `"group"` keys; `None` turns replay off. This is the one
+    /// replay setting: a channel layer with a log shared by every process
+    /// (Redis, NATS) keeps the same limits there, and none when it is off.
     pub fn replay(mut self, replay: Option<ReplayConfig>) -> Self {
         self.config.replay = replay;
         self
@@ -778,6 +780,7 @@ impl LiveViewBuilder {
         );
         layer.start(LocalDelivery {
             hub: Arc::downgrade(&hub),
+            replay: self.config.replay,
         });
         let broadcaster = Broadcaster::new(hub.clone(), metrics.clone())
             .with_max_frame(self.config.max_outgoing_frame);

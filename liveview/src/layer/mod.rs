@@ -271,9 +271,18 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
 #[derive(Clone)]
 pub struct LocalDelivery {
     pub(crate) hub: Weak<Hub>,
+    pub(crate) replay: Option<ReplayConfig>,
 }
 
 impl LocalDelivery {
+    /// The application's replay setting
+    /// ([`LiveViewBuilder::replay`](crate::LiveViewBuilder::replay)): how
+    /// much of each group a layer with a shared log keeps; `None` when
+    /// replay is off (keep no log).
+    pub fn replay(&self) -> Option<ReplayConfig> {
+        self.replay
+    }
+
     /// Deliver `frame` to every local member of `group`; returns how many
     /// connections it was queued for. With replay on and a layer without a
     /// shared log, the frame joins this process's log of the group.
@@ -321,6 +330,39 @@ impl LocalDelivery {
         if let Some(hub) = self.hub.upgrade() {
             counter(&hub.metrics);
         }
+    }
+}
+
+/// The application's replay setting as a layer keeps it: unknown (no log)
+/// until the layer is started.
+#[derive(Debug, Default)]
+#[cfg_attr(
+    not(any(feature = "redis", feature = "nats", feature = "redis-cluster")),
+    allow(dead_code)
+)]
+pub(crate) struct ReplaySetting(std::sync::OnceLock<Option<ReplayConfig>>);
+
+#[cfg_attr(
+    not(any(feature = "redis", feature = "nats", feature = "redis-cluster")),
+    allow(dead_code)
+)]
+impl ReplaySetting {
+    /// Take the application's setting (once; later calls are ignored).
+    pub(crate) fn set(&self, replay: Option<ReplayConfig>) {
+        let _ = self.0.set(replay);
+    }
+
+    /// The limits of the log, `None` when none is kept.
+    pub(crate) fn get(&self) -> Option<ReplayConfig> {
+        self.0.get().copied().flatten()
+    }
+
+    pub(crate) fn is_some(&self) -> bool {
+        self.get().is_some()
+    }
+
+    pub(crate) fn is_none(&self) -> bool {
+        self.get().is_none()
     }
 }
 

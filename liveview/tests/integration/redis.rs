@@ -1038,16 +1038,17 @@ async fn a_client_resumes_on_either_node_from_the_shared_log() {
 async fn a_gap_beyond_the_redis_log_asks_the_page_to_resync() {
     let url = shared_redis();
     let prefix = unique_prefix();
-    let make = || {
-        RedisLayer::builder(url)
-            .prefix(&prefix)
-            .replay(Some(ReplayConfig::default().with_frames(2)))
-            .build()
-            .unwrap()
+    // The log keeps 2 frames of each group: the application's replay
+    // setting is the layer's too.
+    let node = |layer: RedisLayer| {
+        server(
+            LiveView::builder()
+                .channel_layer(layer)
+                .replay(Some(ReplayConfig::default().with_frames(2))),
+        )
     };
-    let (layer_a, layer_b) = (make(), make());
-    let node_a = node(&layer_a).await;
-    let node_b = node(&layer_b).await;
+    let node_a = node(layer(url, &prefix)).await;
+    let node_b = node(layer(url, &prefix)).await;
     for text in ["1", "2", "3", "4", "5"] {
         say(&node_b, "gap", text).await;
     }
@@ -1436,14 +1437,11 @@ async fn a_replay_larger_than_the_send_queue_arrives_whole() {
     const MISSED: u64 = 120;
     let url = shared_redis();
     let prefix = unique_prefix();
-    let layer = RedisLayer::builder(url)
-        .prefix(&prefix)
-        .replay(Some(ReplayConfig::default().with_frames(200)))
-        .build()
-        .unwrap();
+    let layer = layer(url, &prefix);
     let node = server(
         LiveView::builder()
             .channel_layer(layer.clone())
+            .replay(Some(ReplayConfig::default().with_frames(200)))
             .queue_capacity(8),
     )
     .await;

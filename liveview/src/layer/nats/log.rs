@@ -106,6 +106,7 @@ impl Conn {
 impl Inner {
     fn replay_config(&self) -> Result<ReplayConfig, LayerError> {
         self.replay
+            .get()
             .ok_or_else(|| LayerError::new("nats: this layer keeps no log"))
     }
 

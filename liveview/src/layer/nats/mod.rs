@@ -53,10 +53,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use self::names::{Names, valid_prefix};
 use self::presence::OwnPresence;
 use super::sequencer::Sequencer;
-use super::{ChannelLayer, Frame, GroupPosition, LayerError, LocalDelivery, Missed, ReplayConfig};
-
-/// Environment variable read by [`NatsLayer::from_env`].
-pub const NATS_URL_ENV: &str = "LIVEVIEW_NATS_URL";
+use super::{ChannelLayer, Frame, GroupPosition, LayerError, LocalDelivery, Missed, ReplaySetting};
 
 /// Default prefix of the layer's subjects, stream and buckets.
 pub const DEFAULT_PREFIX: &str = "liveview";
@@ -101,14 +98,14 @@ pub struct NatsLayer {
 pub struct NatsLayerBuilder {
     url: String,
     prefix: String,
-    replay: Option<ReplayConfig>,
 }
 
 struct Inner {
     url: String,
     names: Names,
     node_id: String,
-    replay: Option<ReplayConfig>,
+    /// The application's replay setting, from `start`.
+    replay: ReplaySetting,
     conn: RwLock<Option<Arc<Conn>>>,
     /// Local delivery, from `start` (it does not keep the app alive).
     local: OnceLock<LocalDelivery>,
@@ -147,13 +144,6 @@ impl NatsLayerBuilder {
         self
     }
 
-    /// The limits of each group's log (default [`ReplayConfig::default`]);
-    /// `None` keeps no log: frames are then neither numbered nor replayed.
-    pub fn replay(mut self, replay: Option<ReplayConfig>) -> Self {
-        self.replay = replay;
-        self
-    }
-
     /// The layer.
     ///
     /// # Errors
@@ -183,7 +173,7 @@ impl NatsLayerBuilder {
             url: self.url,
             names: Names::new(&self.prefix),
             node_id: uuid::Uuid::new_v4().simple().to_string(),
-            replay: self.replay,
+            replay: ReplaySetting::default(),
             conn: RwLock::new(None),
             local: OnceLock::new(),
             runtime: OnceLock::new(),
@@ -224,7 +214,6 @@ impl NatsLayer {
         NatsLayerBuilder {
             url: url.into(),
             prefix: DEFAULT_PREFIX.to_owned(),
-            replay: Some(ReplayConfig::default()),
         }
     }
 
@@ -242,28 +231,6 @@ impl NatsLayer {
     /// ```
     pub fn from_url(url: &str) -> Result<Self, LayerError> {
         Self::builder(url).build()
-    }
-
-    /// A layer configured by `LIVEVIEW_NATS_URL`: `None` when it is unset
-    /// or empty, an error when it is not a valid URL.
-    ///
-    /// ```
-    /// # fn app() -> Result<(), Box<dyn std::error::Error>> {
-    /// let mut builder = liveview::LiveView::builder();
-    /// if let Some(layer) = liveview::layer::NatsLayer::from_env() {
-    ///     builder = builder.channel_layer(layer?);
-    /// }
-    /// # drop(builder);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn from_env() -> Option<Result<Self, LayerError>> {
-        let url = std::env::var(NATS_URL_ENV).ok()?;
-        let url = url.trim();
-        if url.is_empty() {
-            return None;
-        }
-        Some(Self::from_url(url))
     }
 
     /// The prefix of the layer's subjects, stream and buckets.
@@ -302,7 +269,7 @@ impl fmt::Debug for NatsLayer {
         f.debug_struct("NatsLayer")
             .field("url", &redacted(&self.inner.url))
             .field("prefix", &self.prefix())
-            .field("replay", &self.inner.replay)
+            .field("replay", &self.inner.replay.get())
             .field("node_id", &self.inner.node_id)
             .field("connected", &self.is_connected())
             .finish_non_exhaustive()
@@ -331,6 +298,7 @@ impl ChannelLayer for NatsLayer {
             return;
         };
         let _ = inner.runtime.set(runtime.clone());
+        inner.replay.set(local.replay());
         let _ = inner.local.set(local);
         runtime.spawn(run(self.inner.clone()));
     }

@@ -8,7 +8,7 @@ use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServer
 use redis::{ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
 use super::{DEFAULT_CAPACITY, DEFAULT_EXPIRY, DEFAULT_PREFIX, RedisLayer};
-use crate::layer::{LayerError, ReplayConfig};
+use crate::layer::LayerError;
 
 /// Default port of a Redis Sentinel.
 const SENTINEL_PORT: u16 = 26379;
@@ -24,9 +24,9 @@ pub struct RedisLayerBuilder {
     db: Option<i64>,
     sentinel_password: Option<String>,
     prefix: String,
-    capacity: usize,
+    received_queue: usize,
+    pending_publishes: usize,
     expiry: Duration,
-    replay: Option<ReplayConfig>,
     tls_roots: Option<Vec<u8>>,
 }
 
@@ -54,9 +54,9 @@ pub(super) enum Target {
 pub(super) struct Settings {
     pub target: Target,
     pub prefix: String,
-    pub capacity: usize,
+    pub received_queue: usize,
+    pub pending_publishes: usize,
     pub expiry: Duration,
-    pub replay: Option<ReplayConfig>,
     /// Certificates (PEM) trusted for `rediss://`, besides the system's.
     pub tls_roots: Option<Vec<u8>>,
 }
@@ -97,9 +97,9 @@ impl RedisLayerBuilder {
             db: None,
             sentinel_password: None,
             prefix: DEFAULT_PREFIX.to_owned(),
-            capacity: DEFAULT_CAPACITY,
+            received_queue: DEFAULT_CAPACITY,
+            pending_publishes: DEFAULT_CAPACITY,
             expiry: DEFAULT_EXPIRY,
-            replay: Some(ReplayConfig::default()),
             tls_roots: None,
         }
     }
@@ -131,12 +131,18 @@ impl RedisLayerBuilder {
         self
     }
 
-    /// Bound of the local queues (default 1024): frames received from Redis
-    /// and waiting for local delivery, and publishes waiting for Redis. When
-    /// the first is full, received frames are dropped and counted
-    /// ([`RedisLayer::dropped`]); when the second is, publishing fails at once.
-    pub fn capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity;
+    /// How many frames received from Redis may wait for local delivery
+    /// (default 1024, in all and in each group): more are dropped and counted
+    /// ([`RedisLayer::dropped`]).
+    pub fn received_queue(mut self, frames: usize) -> Self {
+        self.received_queue = frames;
+        self
+    }
+
+    /// How many publishes may wait for Redis at once (default 1024): one
+    /// more fails at once instead of queueing.
+    pub fn pending_publishes(mut self, publishes: usize) -> Self {
+        self.pending_publishes = publishes;
         self
     }
 
@@ -146,31 +152,6 @@ impl RedisLayerBuilder {
     /// processes, so keep them synchronised.
     pub fn expiry(mut self, expiry: Duration) -> Self {
         self.expiry = expiry;
-        self
-    }
-
-    /// The log of each group's recent frames kept in Redis, shared by every
-    /// process, so that a client reconnecting to any of them is sent what it
-    /// missed (default: [`ReplayConfig::default`], the last 256 frames up to
-    /// 5 minutes old). `None` keeps no log in Redis: frames are then numbered
-    /// by each process for itself, and replay only works when a client comes
-    /// back to the process it left.
-    ///
-    /// The application's own setting comes first: with
-    /// `LiveView::builder().replay(None)` nothing is numbered nor logged.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use liveview::layer::{RedisLayer, ReplayConfig};
-    ///
-    /// let layer = RedisLayer::builder("redis://127.0.0.1")
-    ///     .replay(Some(ReplayConfig::default().with_frames(1000).with_max_age(Duration::from_secs(60))))
-    ///     .build()?;
-    /// # drop(layer);
-    /// # Ok::<(), liveview::layer::LayerError>(())
-    /// ```
-    pub fn replay(mut self, replay: Option<ReplayConfig>) -> Self {
-        self.replay = replay;
         self
     }
 
@@ -206,10 +187,13 @@ impl RedisLayerBuilder {
     /// # Errors
     ///
     /// When the URL or a sentinel address does not parse, or a setting is
-    /// out of range (capacity 0, zero expiry, glob characters in the prefix).
+    /// out of range (a queue of 0, zero expiry, glob characters in the
+    /// prefix).
     pub fn build(self) -> Result<RedisLayer, LayerError> {
-        if self.capacity == 0 {
-            return Err(LayerError::new("redis: capacity must be at least 1"));
+        if self.received_queue == 0 || self.pending_publishes == 0 {
+            return Err(LayerError::new(
+                "redis: the received queue and the pending publishes must be at least 1",
+            ));
         }
         if self.expiry.is_zero() {
             return Err(LayerError::new("redis: expiry must be longer than zero"));
@@ -265,9 +249,9 @@ impl RedisLayerBuilder {
         Ok(RedisLayer::new(Settings {
             target,
             prefix: self.prefix,
-            capacity: self.capacity,
+            received_queue: self.received_queue,
+            pending_publishes: self.pending_publishes,
             expiry: self.expiry,
-            replay: self.replay,
             tls_roots: self.tls_roots,
         }))
     }
@@ -289,9 +273,9 @@ impl fmt::Debug for RedisLayerBuilder {
             .field("target", &target)
             .field("db", &self.db)
             .field("prefix", &self.prefix)
-            .field("capacity", &self.capacity)
+            .field("received_queue", &self.received_queue)
+            .field("pending_publishes", &self.pending_publishes)
             .field("expiry", &self.expiry)
-            .field("replay", &self.replay)
             .finish_non_exhaustive()
     }
 }
@@ -416,19 +400,18 @@ mod tests {
         assert_eq!(info.redis_settings().password(), Some("s3cret"));
         assert_eq!(info.redis_settings().db(), 3);
         assert_eq!(layer.prefix(), DEFAULT_PREFIX);
-        assert_eq!(layer.inner.capacity, DEFAULT_CAPACITY);
+        assert_eq!(layer.inner.received_queue, DEFAULT_CAPACITY);
+        assert_eq!(layer.inner.max_pending_publishes, DEFAULT_CAPACITY);
         assert_eq!(layer.inner.expiry, DEFAULT_EXPIRY);
-        assert_eq!(layer.inner.replay, Some(ReplayConfig::default()));
 
-        let replay = ReplayConfig::default().with_frames(9);
         let layer = RedisLayer::builder("redis://:s3cret@10.0.0.5:6380/3")
             .password("other")
             .username("app")
             .db(7)
             .prefix("shop:")
-            .capacity(10)
+            .received_queue(10)
+            .pending_publishes(11)
             .expiry(Duration::from_secs(2))
-            .replay(Some(replay))
             .build()
             .unwrap();
         let info = server(&layer);
@@ -436,9 +419,9 @@ mod tests {
         assert_eq!(info.redis_settings().username(), Some("app"));
         assert_eq!(info.redis_settings().db(), 7);
         assert_eq!(layer.prefix(), "shop:");
-        assert_eq!(layer.inner.capacity, 10);
+        assert_eq!(layer.inner.received_queue, 10);
+        assert_eq!(layer.inner.max_pending_publishes, 11);
         assert_eq!(layer.inner.expiry, Duration::from_secs(2));
-        assert_eq!(layer.inner.replay, Some(replay));
     }
 
     #[test]
@@ -469,7 +452,13 @@ mod tests {
         );
         assert!(
             RedisLayer::builder("redis://h")
-                .capacity(0)
+                .received_queue(0)
+                .build()
+                .is_err()
+        );
+        assert!(
+            RedisLayer::builder("redis://h")
+                .pending_publishes(0)
                 .build()
                 .is_err()
         );

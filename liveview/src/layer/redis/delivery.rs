@@ -178,7 +178,7 @@ pub(super) async fn route(
                 Err(mpsc::error::TrySendError::Closed(message)) => message,
             },
         };
-        let (tx, rx) = mpsc::channel(inner.capacity);
+        let (tx, rx) = mpsc::channel(inner.received_queue);
         let _ = tx.try_send(message);
         tokio::spawn(run_group(inner.clone(), local.clone(), group.clone(), rx));
         tasks.insert(group, tx);
@@ -238,7 +238,7 @@ async fn handle(inner: &Inner, local: &LocalDelivery, state: &mut GroupState, me
         }
     };
     let own = envelope.node == inner.node_id;
-    if let (Some(seq), Some(epoch), Some(_)) = (envelope.seq, envelope.epoch, inner.replay) {
+    if let (Some(seq), Some(epoch), Some(_)) = (envelope.seq, envelope.epoch, inner.replay.get()) {
         let frame = Frame::from(envelope.frame);
         // Counted first: whoever sees the frame sees it counted.
         if !own {

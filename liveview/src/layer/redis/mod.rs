@@ -80,15 +80,14 @@ use self::presence::OwnPresence;
 use self::shared_log::Scripts;
 use self::util::WarnLimiter;
 use self::wire::{MAGIC, encode, now_ms};
-use super::{ChannelLayer, Frame, GroupPosition, LayerError, LocalDelivery, Missed, ReplayConfig};
-
-/// Environment variable read by [`RedisLayer::from_env`].
-pub const REDIS_URL_ENV: &str = "LIVEVIEW_REDIS_URL";
+use super::{ChannelLayer, Frame, GroupPosition, LayerError, LocalDelivery, Missed, ReplaySetting};
 
 /// Default prefix of the Redis channel and key names.
 pub const DEFAULT_PREFIX: &str = "liveview:";
 
-/// Default bound of the local queues (see [`RedisLayerBuilder::capacity`]).
+/// Default bound of the received frames and of the pending publishes (see
+/// [`RedisLayerBuilder::received_queue`] and
+/// [`RedisLayerBuilder::pending_publishes`]).
 pub const DEFAULT_CAPACITY: usize = 1024;
 
 /// Default message expiry (see [`RedisLayerBuilder::expiry`]).
@@ -115,7 +114,7 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
 ///
 /// let layer = RedisLayer::builder("redis://:secret@redis.internal:6379/0")
 ///     .prefix("shop:")
-///     .capacity(1500)
+///     .received_queue(1500)
 ///     .expiry(Duration::from_secs(10))
 ///     .build()?;
 /// let live = liveview::LiveView::builder().channel_layer(layer.clone()).build()?;
@@ -132,10 +131,13 @@ pub struct RedisLayer {
 struct Inner {
     target: Target,
     prefix: String,
-    capacity: usize,
+    /// Frames received and waiting for local delivery, in all and per group.
+    received_queue: usize,
+    /// Publishes that may wait for Redis at once.
+    max_pending_publishes: usize,
     expiry: Duration,
     /// The shared log's limits; `None` when the layer keeps no log.
-    replay: Option<ReplayConfig>,
+    replay: ReplaySetting,
     /// Certificates trusted for `rediss://` instead of the system's.
     tls_roots: Option<Vec<u8>>,
     node_id: String,
@@ -194,9 +196,10 @@ impl RedisLayer {
         let inner = Inner {
             target: settings.target,
             prefix: settings.prefix,
-            capacity: settings.capacity,
+            received_queue: settings.received_queue,
+            max_pending_publishes: settings.pending_publishes,
             expiry: settings.expiry,
-            replay: settings.replay,
+            replay: ReplaySetting::default(),
             tls_roots: settings.tls_roots,
             node_id,
             own_header,
@@ -207,7 +210,7 @@ impl RedisLayer {
             publisher: RwLock::new(None),
             runtime: OnceLock::new(),
             local: OnceLock::new(),
-            pending_publishes: Arc::new(Semaphore::new(settings.capacity)),
+            pending_publishes: Arc::new(Semaphore::new(settings.pending_publishes)),
             started: AtomicBool::new(false),
             connected: AtomicBool::new(false),
             shutdown: shutdown.clone(),
@@ -251,7 +254,7 @@ impl RedisLayer {
     /// use std::time::Duration;
     /// let layer = liveview::layer::RedisLayer::builder("redis://127.0.0.1")
     ///     .prefix("blog:")
-    ///     .capacity(100)
+    ///     .received_queue(100)
     ///     .expiry(Duration::from_secs(5))
     ///     .build()?;
     /// assert_eq!(layer.prefix(), "blog:");
@@ -290,29 +293,6 @@ impl RedisLayer {
         })
     }
 
-    /// A layer configured by the `LIVEVIEW_REDIS_URL` environment variable:
-    /// `None` when it is unset or empty, an error when it is not a valid URL.
-    ///
-    /// ```
-    /// use liveview::layer::RedisLayer;
-    /// # fn app() -> Result<(), Box<dyn std::error::Error>> {
-    /// let mut builder = liveview::LiveView::builder();
-    /// if let Some(layer) = RedisLayer::from_env() {
-    ///     builder = builder.channel_layer(layer?);
-    /// }
-    /// # drop(builder);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn from_env() -> Option<Result<Self, LayerError>> {
-        let url = std::env::var(REDIS_URL_ENV).ok()?;
-        let url = url.trim();
-        if url.is_empty() {
-            return None;
-        }
-        Some(Self::from_url(url))
-    }
-
     /// The prefix of this layer's Redis channel and key names.
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
@@ -321,11 +301,6 @@ impl RedisLayer {
     /// The id this process puts in the messages it publishes.
     pub fn node_id(&self) -> &str {
         &self.inner.node_id
-    }
-
-    /// The shared log's limits; `None` when the layer keeps no log.
-    pub fn replay_config(&self) -> Option<ReplayConfig> {
-        self.inner.replay
     }
 
     /// Whether the subscriber connection is currently up.
@@ -408,9 +383,10 @@ impl fmt::Debug for RedisLayer {
         f.debug_struct("RedisLayer")
             .field("target", &inner.target)
             .field("prefix", &inner.prefix)
-            .field("capacity", &inner.capacity)
+            .field("received_queue", &inner.received_queue)
+            .field("max_pending_publishes", &inner.max_pending_publishes)
             .field("expiry", &inner.expiry)
-            .field("replay", &inner.replay)
+            .field("replay", &inner.replay.get())
             .field("node_id", &inner.node_id)
             .field("connected", &self.is_connected())
             .finish_non_exhaustive()
@@ -431,6 +407,7 @@ impl ChannelLayer for RedisLayer {
             return;
         };
         let _ = inner.runtime.set(runtime.clone());
+        inner.replay.set(local.replay());
         let _ = inner.local.set(local.clone());
         if let Target::Server(info) = &inner.target {
             match new_publisher(info.clone(), inner.tls_roots.as_deref()) {
@@ -445,9 +422,9 @@ impl ChannelLayer for RedisLayer {
                 }
             }
         }
-        let (queue, incoming) = mpsc::channel(inner.capacity);
+        let (queue, incoming) = mpsc::channel(inner.received_queue);
         runtime.spawn(delivery::route(self.inner.clone(), local.clone(), incoming));
-        if let Some(config) = inner.replay {
+        if let Some(config) = inner.replay.get() {
             runtime.spawn(keep_keys_alive(
                 self.inner.clone(),
                 local.clone(),
@@ -726,7 +703,7 @@ impl Inner {
         let Ok(_permit) = self.pending_publishes.try_acquire() else {
             return Err(LayerError::new(format!(
                 "redis: {} publishes already pending",
-                self.capacity
+                self.max_pending_publishes
             )));
         };
         let mut publisher = self.publisher()?;
@@ -886,16 +863,24 @@ mod tests {
         assert_eq!(inner.epoch_key("room_a"), "app:epoch:room_a");
     }
 
-    #[test]
-    fn the_shared_log_can_be_turned_off() {
+    #[tokio::test]
+    async fn the_shared_log_follows_the_applications_replay_setting() {
         let layer = RedisLayer::from_url("redis://127.0.0.1").unwrap();
+        assert!(!layer.has_shared_log(), "no log before the app starts it");
+        let live = crate::LiveView::builder()
+            .channel_layer(layer.clone())
+            .build()
+            .unwrap();
         assert!(layer.has_shared_log());
-        assert_eq!(layer.replay_config(), Some(ReplayConfig::default()));
-        let layer = RedisLayer::builder("redis://127.0.0.1")
+        drop(live);
+        let layer = RedisLayer::from_url("redis://127.0.0.1").unwrap();
+        let live = crate::LiveView::builder()
+            .channel_layer(layer.clone())
             .replay(None)
             .build()
             .unwrap();
         assert!(!layer.has_shared_log());
+        drop(live);
     }
 
     #[tokio::test]
@@ -906,8 +891,9 @@ mod tests {
         assert!(layer.publish_sequenced("broadcast", &frame).await.is_err());
         assert_eq!((layer.published(), layer.publish_failures()), (0, 2));
         assert!(layer.health().await.is_err());
-        assert!(layer.replay("broadcast", 0, None).await.is_err());
-        assert!(layer.position("broadcast").await.is_err());
+        // No log before the application starts the layer with its setting.
+        assert!(layer.replay("broadcast", 0, None).await.unwrap().is_none());
+        assert!(layer.position("broadcast").await.unwrap().is_none());
         assert!(layer.presence("lobby").await.is_err());
     }
 }

@@ -188,6 +188,7 @@ pub(super) struct LogRead {
 impl Inner {
     fn replay_config(&self) -> Result<ReplayConfig, LayerError> {
         self.replay
+            .get()
             .ok_or_else(|| LayerError::new("redis: this layer keeps no shared log"))
     }
 
@@ -212,7 +213,7 @@ impl Inner {
         let Ok(_permit) = self.pending_publishes.try_acquire() else {
             return Err(LayerError::new(format!(
                 "redis: {} publishes already pending",
-                self.capacity
+                self.max_pending_publishes
             )));
         };
         let mut publisher = self.publisher()?;
@@ -377,7 +378,7 @@ impl Inner {
     /// here), so that a numbering does not restart while pages follow it.
     /// Keys that are gone stay gone.
     pub(super) async fn refresh_keys(&self, groups: &[String]) -> Result<(), LayerError> {
-        let Some(config) = self.replay else {
+        let Some(config) = self.replay.get() else {
             return Ok(());
         };
         let ttl = u64::try_from(key_ttl(&config).as_millis()).unwrap_or(u64::MAX);

@@ -36,11 +36,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::sequencer::Sequencer;
 use super::{
     ChannelLayer, Frame, GroupPosition, LayerError, LocalDelivery, Missed, Replay, ReplayConfig,
-    replay_in_epoch,
+    ReplaySetting, replay_in_epoch,
 };
-
-/// Environment variable read by [`RedisClusterLayer::from_env`].
-pub const REDIS_CLUSTER_ENV: &str = "LIVEVIEW_REDIS_CLUSTER";
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 const GAP_WAIT: Duration = Duration::from_millis(250);
@@ -108,14 +105,14 @@ pub struct RedisClusterLayer {
 pub struct RedisClusterLayerBuilder {
     seeds: Vec<String>,
     prefix: String,
-    replay: ReplayConfig,
 }
 
 struct Inner {
     seeds: Vec<String>,
     prefix: String,
     node_id: String,
-    replay: ReplayConfig,
+    /// The application's replay setting, from `start`.
+    replay: ReplaySetting,
     /// The cluster connection, once made.
     conn: tokio::sync::watch::Sender<Option<ClusterConnection>>,
     local: OnceLock<LocalDelivery>,
@@ -135,12 +132,6 @@ impl RedisClusterLayerBuilder {
     /// The prefix of channel and key names (default `liveview:`).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
-        self
-    }
-
-    /// The limits of each group's log.
-    pub fn replay(mut self, replay: ReplayConfig) -> Self {
-        self.replay = replay;
         self
     }
 
@@ -164,7 +155,7 @@ impl RedisClusterLayerBuilder {
             seeds: self.seeds,
             prefix: self.prefix,
             node_id: uuid::Uuid::new_v4().simple().to_string(),
-            replay: self.replay,
+            replay: ReplaySetting::default(),
             conn: tokio::sync::watch::Sender::new(None),
             local: OnceLock::new(),
             runtime: OnceLock::new(),
@@ -195,24 +186,7 @@ impl RedisClusterLayer {
         RedisClusterLayerBuilder {
             seeds: seeds.into_iter().map(Into::into).collect(),
             prefix: "liveview:".to_owned(),
-            replay: ReplayConfig::default(),
         }
-    }
-
-    /// A layer from `LIVEVIEW_REDIS_CLUSTER` (`host:port,host:port,...`):
-    /// `None` when it is unset or empty.
-    pub fn from_env() -> Option<Result<Self, LayerError>> {
-        let seeds = std::env::var(REDIS_CLUSTER_ENV).ok()?;
-        let seeds: Vec<String> = seeds
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if seeds.is_empty() {
-            return None;
-        }
-        Some(Self::builder(seeds).build())
     }
 
     /// The prefix of channel and key names.
@@ -242,6 +216,12 @@ fn new_epoch() -> String {
 }
 
 impl Inner {
+    /// The limits of each group's log: the application's, or the defaults
+    /// when its replay is off (the log is then written but never read).
+    fn log_limits(&self) -> ReplayConfig {
+        self.replay.get().unwrap_or_default()
+    }
+
     fn channel(&self, group: &str) -> String {
         format!("{}{{{group}}}", self.prefix)
     }
@@ -348,7 +328,7 @@ impl Inner {
         let mut conn = self.conn().await?;
         let keys = self.keys(group);
         let ttl = self
-            .replay
+            .log_limits()
             .max_age()
             .checked_mul(4)
             .unwrap_or(MIN_KEY_TTL)
@@ -365,7 +345,7 @@ impl Inner {
             .arg(self.channel(group))
             .arg(header)
             .arg(frame.as_str())
-            .arg(self.replay.frames())
+            .arg(self.log_limits().frames())
             .arg(ttl)
             .arg(new_epoch());
         let (seq, epoch): (u64, String) = self
@@ -390,7 +370,7 @@ impl Inner {
             .key(&keys[2])
             .key(&keys[3])
             .arg(format!("{}-0", after.saturating_add(1)))
-            .arg(self.replay.frames());
+            .arg(self.log_limits().frames());
         type Entry = (String, Vec<(String, String)>);
         let (newest, epoch, entries): (u64, String, Vec<Entry>) = self
             .bounded("reading the log", invocation.invoke_async(&mut conn))
@@ -511,6 +491,7 @@ impl ChannelLayer for RedisClusterLayer {
             return;
         };
         let _ = self.inner.runtime.set(runtime.clone());
+        self.inner.replay.set(local.replay());
         let _ = self.inner.local.set(local);
         runtime.spawn(run(self.inner.clone()));
     }
@@ -556,7 +537,7 @@ impl ChannelLayer for RedisClusterLayer {
     ) -> BoxFuture<'a, Result<Option<Missed>, LayerError>> {
         Box::pin(async move {
             let (newest, current, entries) = self.inner.read(group, after).await?;
-            let capacity = u64::try_from(self.inner.replay.frames()).unwrap_or(u64::MAX);
+            let capacity = u64::try_from(self.inner.log_limits().frames()).unwrap_or(u64::MAX);
             let replay = if current.is_empty() {
                 if after == 0 {
                     Replay::Frames(Vec::new())
