@@ -8,26 +8,97 @@ use http::{HeaderMap, HeaderValue, Uri};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// A copy of `headers` whose values own their bytes.
+/// The upgrade request's headers and URI, packed in one buffer: a line
+/// per header value, `name:value\n` (`!name:value\n` for a sensitive one;
+/// names in lower case, and no value holds a `\n`), then the URI.
 ///
-/// hyper parses a request without copying it: header values and the URI are
-/// views into the connection's HTTP read buffer (8 to 16 KiB), which stays
-/// allocated as long as any of them does. Kept for a WebSocket's lifetime,
-/// they would hold that buffer per idle connection; copies of the few bytes
-/// let it go at the upgrade.
-fn owned_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut owned = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
-        copy.set_sensitive(value.is_sensitive());
-        owned.append(name.clone(), copy);
-    }
-    owned
+/// A connection keeps its scope for its lifetime: one buffer of the
+/// request's own bytes costs a fraction of a [`HeaderMap`] and a [`Uri`]
+/// (a table, an entry and an allocation per value), which are only made,
+/// once, if the application asks for them. It also owns its bytes: hyper
+/// parses a request without copying it, and views into its read buffer
+/// (8 to 16 KiB) would keep that buffer allocated.
+#[derive(Clone, Default)]
+struct Packed {
+    bytes: Box<[u8]>,
+    /// Where the URI starts.
+    uri_at: usize,
 }
 
-/// A copy of `uri` that owns its bytes (see [`owned_headers`]).
-fn owned_uri(uri: Uri) -> Uri {
-    uri.to_string().parse().unwrap_or(uri)
+impl Packed {
+    fn new(headers: &HeaderMap, uri: &Uri) -> Self {
+        let uri = uri.to_string();
+        let size: usize = headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 3)
+            .sum();
+        let mut bytes = Vec::with_capacity(size + uri.len());
+        for (name, value) in headers {
+            if value.is_sensitive() {
+                bytes.push(b'!');
+            }
+            bytes.extend_from_slice(name.as_str().as_bytes());
+            bytes.push(b':');
+            bytes.extend_from_slice(value.as_bytes());
+            bytes.push(b'\n');
+        }
+        let uri_at = bytes.len();
+        bytes.extend_from_slice(uri.as_bytes());
+        Self {
+            bytes: bytes.into_boxed_slice(),
+            uri_at,
+        }
+    }
+
+    /// Each header value: name, value, and whether it is sensitive.
+    fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8], bool)> {
+        self.bytes[..self.uri_at]
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .filter_map(|line| {
+                let (sensitive, line) = match line.strip_prefix(b"!") {
+                    Some(line) => (true, line),
+                    None => (false, line),
+                };
+                let colon = line.iter().position(|b| *b == b':')?;
+                Some((&line[..colon], &line[colon + 1..], sensitive))
+            })
+    }
+
+    /// The values of header `name` that are text.
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.headers()
+            .filter(move |(n, _, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .filter_map(|(_, value, _)| text(value))
+    }
+
+    fn uri(&self) -> &str {
+        std::str::from_utf8(&self.bytes[self.uri_at..]).unwrap_or("/")
+    }
+
+    fn header_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value, sensitive) in self.headers() {
+            if let (Ok(name), Ok(mut value)) = (
+                http::HeaderName::from_bytes(name),
+                HeaderValue::from_bytes(value),
+            ) {
+                value.set_sensitive(sensitive);
+                map.append(name, value);
+            }
+        }
+        map
+    }
+}
+
+/// A header value as text, when it is visible ASCII (what
+/// [`HeaderValue::to_str`] accepts).
+fn text(value: &[u8]) -> Option<&str> {
+    if value.iter().all(|b| *b == b'\t' || (32..127).contains(b)) {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
 }
 
 /// A signed-in user, as an [`Authenticator`](crate::Authenticator) found it.
@@ -88,13 +159,28 @@ impl User {
 /// assert_eq!(scope.cookie("lang").as_deref(), Some("en"));
 /// assert!(scope.user().is_none());
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Scope {
-    headers: HeaderMap,
-    uri: Uri,
+    request: Packed,
+    /// Made from `request` on the first call of [`headers`](Self::headers).
+    headers: std::sync::OnceLock<Box<HeaderMap>>,
+    /// Made from `request` on the first call of [`uri`](Self::uri).
+    uri: std::sync::OnceLock<Box<Uri>>,
     peer: Option<SocketAddr>,
     client_ip: Option<IpAddr>,
-    user: Option<User>,
+    user: Option<Box<User>>,
+}
+
+impl std::fmt::Debug for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope")
+            .field("headers", &self.request.header_map())
+            .field("uri", &self.request.uri())
+            .field("peer", &self.peer)
+            .field("client_ip", &self.client_ip)
+            .field("user", &self.user)
+            .finish()
+    }
 }
 
 impl Scope {
@@ -104,15 +190,14 @@ impl Scope {
     }
 
     /// The scope of an upgrade request. It lives as long as the
-    /// connection, so it keeps its own copy of the headers and URI (see
-    /// [`owned_headers`]).
-    pub(crate) fn new(headers: HeaderMap, uri: Uri, peer: Option<SocketAddr>) -> Self {
+    /// connection, so it keeps its own copy of the headers and URI, packed
+    /// (see [`Packed`]).
+    pub(crate) fn new(headers: &HeaderMap, uri: &Uri, peer: Option<SocketAddr>) -> Self {
         Self {
-            headers: owned_headers(&headers),
-            uri: owned_uri(uri),
+            request: Packed::new(headers, uri),
             peer,
             client_ip: peer.map(|p| p.ip()),
-            user: None,
+            ..Self::default()
         }
     }
 
@@ -124,10 +209,8 @@ impl Scope {
             return;
         }
         let forwarded = self
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+            .request
+            .values("x-forwarded-for")
             .flat_map(|v| v.split(','))
             .filter_map(|a| a.trim().parse::<IpAddr>().ok())
             .collect::<Vec<_>>();
@@ -137,17 +220,21 @@ impl Scope {
     }
 
     pub(crate) fn set_user(&mut self, user: Option<User>) {
-        self.user = user;
+        self.user = user.map(Box::new);
     }
 
     /// The request headers.
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        self.headers
+            .get_or_init(|| Box::new(self.request.header_map()))
     }
 
     /// One header as text, when present and valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+        self.request
+            .headers()
+            .find(|(n, _, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .and_then(|(_, value, _)| text(value))
     }
 
     /// The value of cookie `name`.
@@ -157,10 +244,8 @@ impl Scope {
 
     /// Every cookie sent with the upgrade request.
     pub fn cookies(&self) -> HashMap<String, String> {
-        self.headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+        self.request
+            .values("cookie")
             .flat_map(cookie::Cookie::split_parse)
             .filter_map(Result::ok)
             .map(|c| (c.name().to_owned(), c.value_trimmed().to_owned()))
@@ -169,17 +254,25 @@ impl Scope {
 
     /// The request path, e.g. `/ws/liveview/lobby/`.
     pub fn path(&self) -> &str {
-        self.uri.path()
+        let uri = self.request.uri();
+        // The origin form, as requests have it: the path up to the query.
+        if uri.starts_with('/') {
+            return uri.split(['?', '#']).next().unwrap_or(uri);
+        }
+        self.uri().path()
     }
 
     /// The request URI.
     pub fn uri(&self) -> &Uri {
-        &self.uri
+        self.uri
+            .get_or_init(|| Box::new(self.request.uri().parse().unwrap_or_default()))
     }
 
     /// The first value of query parameter `name`, percent-decoded.
     pub fn query(&self, name: &str) -> Option<String> {
-        let query = self.uri.query()?;
+        let uri = self.request.uri();
+        let query = uri.split_once('?')?.1;
+        let query = query.split('#').next().unwrap_or(query);
         form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
@@ -200,20 +293,23 @@ impl Scope {
 
     /// The user the authenticator returned, if any.
     pub fn user(&self) -> Option<&User> {
-        self.user.as_ref()
+        self.user.as_deref()
     }
 }
 
 /// Builds a [`Scope`] by hand.
 #[derive(Debug, Default)]
 pub struct ScopeBuilder {
-    scope: Scope,
+    headers: HeaderMap,
+    uri: Uri,
+    peer: Option<SocketAddr>,
+    user: Option<User>,
 }
 
 impl ScopeBuilder {
     /// Set the request URI (path and query).
     pub fn uri(mut self, uri: &str) -> Self {
-        self.scope.uri = uri.parse().unwrap_or_default();
+        self.uri = uri.parse().unwrap_or_default();
         self
     }
 
@@ -223,27 +319,28 @@ impl ScopeBuilder {
             http::HeaderName::try_from(name),
             http::HeaderValue::try_from(value),
         ) {
-            self.scope.headers.append(name, value);
+            self.headers.append(name, value);
         }
         self
     }
 
     /// Set the peer address.
     pub fn peer_addr(mut self, addr: SocketAddr) -> Self {
-        self.scope.peer = Some(addr);
-        self.scope.client_ip = Some(addr.ip());
+        self.peer = Some(addr);
         self
     }
 
     /// Set the user.
     pub fn user(mut self, user: User) -> Self {
-        self.scope.user = Some(user);
+        self.user = Some(user);
         self
     }
 
     /// The scope.
     pub fn build(self) -> Scope {
-        self.scope
+        let mut scope = Scope::new(&self.headers, &self.uri, self.peer);
+        scope.set_user(self.user);
+        scope
     }
 }
 
@@ -260,11 +357,14 @@ mod tests {
         secret.set_sensitive(true);
         headers.insert("authorization", secret);
         let uri: Uri = "/ws/liveview/lobby/?resume=3".parse().unwrap();
-        let scope = Scope::new(headers.clone(), uri.clone(), None);
+        let scope = Scope::new(&headers, &uri, None);
         assert_eq!(scope.headers(), &headers);
         assert!(scope.headers()["authorization"].is_sensitive());
         assert_eq!(scope.headers().get_all("cookie").iter().count(), 2);
-        assert_eq!(scope.uri, uri);
+        assert_eq!(scope.header("Cookie"), Some("a=1"));
+        assert_eq!(scope.cookie("b").as_deref(), Some("2"));
+        assert_eq!(scope.uri(), &uri);
+        assert_eq!(scope.path(), "/ws/liveview/lobby/");
         assert_eq!(scope.query("resume").as_deref(), Some("3"));
     }
 
@@ -276,7 +376,7 @@ mod tests {
             HeaderValue::from_static(" a=1;; b=\"two\" ; c=x=y; junk"),
         );
         headers.append("cookie", HeaderValue::from_static("d=4"));
-        let scope = Scope::new(headers, Uri::from_static("/"), None);
+        let scope = Scope::new(&headers, &Uri::from_static("/"), None);
         let cookies = scope.cookies();
         assert_eq!(cookies.len(), 4, "{cookies:?}");
         assert_eq!(scope.cookie("a").as_deref(), Some("1"));

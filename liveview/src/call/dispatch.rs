@@ -248,7 +248,7 @@ mod tests {
     use crate::layer::MemoryLayer;
     use crate::scope::Scope;
 
-    fn connection() -> (Arc<Connection>, tokio::sync::mpsc::Receiver<Frame>) {
+    fn connection() -> (Arc<Connection>, crate::connection::outbox::Receiver) {
         let (outbox, rx) = Outbox::new(8);
         let hub = Arc::new(Hub::new(Arc::new(MemoryLayer)));
         let conn = Connection::new(

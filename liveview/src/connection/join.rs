@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
-use super::outbox::Outbox;
+use super::outbox::{Outbox, Receiver};
 use crate::app::Shared;
 use crate::broadcast::Broadcaster;
 use crate::consumer::Connection;
@@ -27,7 +25,7 @@ pub(crate) async fn open(
     room: &str,
     scope: Scope,
     resume: Option<Resume>,
-) -> (Arc<Connection>, mpsc::Receiver<Frame>) {
+) -> (Arc<Connection>, Receiver) {
     let id = shared.next_id();
     let replay_on = shared.hub.logs().is_some();
     // A `resume` parameter, even empty, says the client tracks sequences.

@@ -1,7 +1,8 @@
 //! The connection: the checks before a connection opens, then one reader
-//! and one writer per connection, whatever its transport (a WebSocket, or
-//! the HTTP transport of [`sse`]), its outbox, and joining its groups (with
-//! the replay of what it missed).
+//! and one writer per connection, whatever its transport (a WebSocket,
+//! whose reader and writer are two halves of one task, or the HTTP
+//! transport of [`sse`]), its outbox, and joining its groups (with the
+//! replay of what it missed).
 
 pub(crate) mod join;
 mod origin;
@@ -18,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, StatusCode, Uri};
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::app::Shared;
@@ -31,7 +31,7 @@ use crate::limits::{Bucket, Slot};
 use crate::metrics::{Metrics, Transport};
 use crate::scope::Scope;
 use origin::Origin;
-use outbox::Closer;
+use outbox::{Closer, Receiver};
 
 /// Whether `room` is 1 to 94 characters of `[A-Za-z0-9._-]`.
 ///
@@ -117,7 +117,7 @@ pub(crate) async fn admit(
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0);
-    let mut scope = Scope::new(headers, uri, peer);
+    let mut scope = Scope::new(&headers, &uri, peer);
     scope.trust_proxies(&shared.config.trusted_proxies);
     let limits = &shared.config.limits;
     let slot = match scope.client_ip() {
@@ -268,24 +268,48 @@ async fn run(
     tracing::Span::current().record("id", conn.id);
     tracing::debug!(target: "liveview", connection = conn.id, room = %room, "connected");
 
-    let closer = conn.outbox.closer().clone();
-    let writer = tokio::spawn(write(
-        sink,
-        rx,
-        closer.clone(),
-        shared.metrics.clone(),
-        shared.config.ping_interval,
-    ));
-    let ip = slot.as_ref().and_then(|_| conn.scope.client_ip());
-    let ended = {
-        let mut inbound = (&mut stream).map(|message| inbound(conn.id, message));
-        read(&shared, &conn, &mut inbound, &closer, ip).await
-    };
+    // The connection has its own copy.
+    drop(room);
 
-    // Out of its groups at once; the socket itself lingers until the
-    // closing handshake is done, within a bound.
-    join::close(&shared, &conn);
-    finish(stream, writer, ended).await;
+    let closer = conn.outbox.closer().clone();
+    let ip = slot.as_ref().and_then(|_| conn.scope.client_ip());
+    // The reader and the writer, made in place: a future held in a local
+    // and then moved would take its room in the task twice.
+    let ((ended, deadline), ()) = futures_util::future::join(
+        Driving {
+            closer: &closer,
+            future: async {
+                let ended = {
+                    let mut inbound = (&mut stream).map(|message| inbound(conn.id, message));
+                    read(&shared, &conn, &mut inbound, &closer, ip).await
+                };
+                // Out of its groups at once; the socket itself lingers until
+                // the closing handshake is done, within a bound.
+                join::close(&shared, &conn);
+                let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+                if ended == Ended::Readable {
+                    drain(&mut stream, deadline).await;
+                }
+                (ended, deadline)
+            },
+        },
+        write(
+            sink,
+            rx,
+            closer.clone(),
+            shared.metrics.clone(),
+            shared.config.ping_interval,
+        ),
+    )
+    .await;
+    if ended == Ended::Failed {
+        // The stream can no longer be read: the socket stayed open (not
+        // read) while the writer sent the close frame; it stays open for
+        // the rest of the bound, so the client is not reset before it has
+        // read the code.
+        tokio::time::sleep_until(deadline).await;
+    }
+    drop(stream);
     drop(slot);
     count_closed(&shared, Transport::WebSocket);
     tracing::debug!(target: "liveview", connection = conn.id, code = closer.code().unwrap_or(0), "disconnected");
@@ -369,39 +393,43 @@ pub(crate) enum Ended {
     Gone,
 }
 
-/// The end of a connection, after the read loop: the writer sends what is
-/// queued and the close frame while the reader keeps reading, discarding
-/// every frame, until the client's close frame ends the handshake (its
-/// reply, when the client closed first, goes out on that read) or the
-/// bound runs out. Closing a socket with unread data would make the kernel
-/// reset it, destroying the close frame and whatever was still on its way
-/// to the client.
-async fn finish(
-    mut stream: SplitStream<WebSocket>,
-    writer: tokio::task::JoinHandle<()>,
-    ended: Ended,
-) {
-    let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
-    match ended {
-        Ended::Readable => {
-            let _ = tokio::time::timeout_at(deadline, async {
-                while let Some(Ok(_)) = stream.next().await {}
-            })
-            .await;
-            let _ = writer.await;
-        }
-        Ended::Failed => {
-            // The stream can no longer be read: keep the socket open (not
-            // reading) while the writer sends the close frame and the
-            // client reads it, then for the rest of the bound, so the
-            // client is not reset before it has read the code.
-            let _ = writer.await;
-            tokio::time::sleep_until(deadline).await;
-        }
-        Ended::Gone => {
-            let _ = writer.await;
-        }
+pin_project_lite::pin_project! {
+    /// The reading side of a WebSocket connection, run with its writer in
+    /// one task (`join` polls it first, then the writer): while it is
+    /// polled, the frames it queues (a call's replies) need no wake-up, and
+    /// go out in the same poll, with no hop to another task.
+    struct Driving<'a, F> {
+        closer: &'a Arc<Closer>,
+        #[pin]
+        future: F,
     }
+}
+
+impl<F: Future> Future for Driving<'_, F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let future = this.future;
+        this.closer.driving(|| future.poll(cx))
+    }
+}
+
+/// The end of a connection whose stream can still be read, after the read
+/// loop: while the writer sends what is queued and the close frame, every
+/// frame read is discarded until the client's close frame ends the
+/// handshake (its reply, when the client closed first, goes out on that
+/// read) or `deadline` passes. Closing a socket with unread data would
+/// make the kernel reset it, destroying the close frame and whatever was
+/// still on its way to the client.
+async fn drain(stream: &mut SplitStream<WebSocket>, deadline: tokio::time::Instant) {
+    let _ = tokio::time::timeout_at(deadline, async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
 }
 
 /// The read loop of a connection, whatever its transport: each call is
@@ -526,7 +554,7 @@ fn close_code_for(err: &axum::Error) -> u16 {
 /// and the close.
 pub(crate) async fn write<S>(
     mut sink: S,
-    mut rx: mpsc::Receiver<Frame>,
+    mut rx: Receiver,
     closer: Arc<Closer>,
     metrics: Arc<Metrics>,
     ping_interval: Duration,
@@ -578,7 +606,8 @@ pub(crate) async fn write<S>(
     if code == close::TRY_AGAIN_LATER {
         metrics.slow_client_closes.add(1);
     }
-    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+    // Boxed: an open connection does not carry the state of its close.
+    let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, async {
         if code != close::TRY_AGAIN_LATER {
             // Frames queued before the close (a handler's last replies
             // before shutdown) still go out.
@@ -593,7 +622,7 @@ pub(crate) async fn write<S>(
             reason: Utf8Bytes::from_static(""),
         };
         let _ = sink.send(Message::Close(Some(frame))).await;
-    })
+    }))
     .await;
 }
 

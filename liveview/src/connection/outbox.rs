@@ -1,13 +1,21 @@
 //! The sending side of a connection: its bounded queue of frames, the
 //! signal that closes it, and the gate that holds group frames back while
 //! a reconnecting client is replayed what it missed.
+//!
+//! The queue is a plain deque under a lock, allocated on the first frame
+//! and given back when a burst has drained: an idle connection holds no
+//! buffer for it.
 
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::task::Poll;
 
-use tokio::sync::mpsc::{self, error::TrySendError};
-use tokio_util::sync::CancellationToken;
+use futures_util::task::AtomicWaker;
+use tokio::sync::Notify;
 
 use crate::error::SendError;
 use crate::layer::Frame;
@@ -15,11 +23,14 @@ use crate::layer::Frame;
 /// Close code for a client that could not keep up with its frames.
 pub(crate) const CLOSE_SLOW_CLIENT: u16 = 1013;
 
+/// A drained queue keeps a buffer of up to this many frames; a larger one,
+/// grown by a burst, is given back.
+const KEPT_CAPACITY: usize = 8;
+
 /// The sending side of one connection: a bounded queue of frames for its
 /// writer, and the signal that tells the connection to close.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Outbox {
-    tx: mpsc::Sender<Frame>,
     closer: Arc<Closer>,
     /// Whether the client tracks group sequences (it asked to, by
     /// connecting with a `resume` parameter): only then do group frames
@@ -27,13 +38,26 @@ pub(crate) struct Outbox {
     sequenced: bool,
 }
 
-/// Why and whether a connection is closing (the first reason wins), and
-/// the gate that holds group frames back while a reconnecting client is
-/// being replayed what it missed.
+/// Why and whether a connection is closing (the first reason wins), its
+/// queue of frames, and the gate that holds group frames back while a
+/// reconnecting client is being replayed what it missed.
 #[derive(Debug, Default)]
 pub(crate) struct Closer {
     code: AtomicU16,
-    token: CancellationToken,
+    /// Woken once, when the code is set.
+    closing: Notify,
+    /// The frames waiting for the writer, at most `capacity`.
+    frames: Mutex<VecDeque<Frame>>,
+    capacity: usize,
+    /// The writer, waiting for a frame.
+    writer: AtomicWaker,
+    /// A replay, waiting for room in the queue.
+    room: AtomicWaker,
+    /// The writer is gone: frames can no longer be queued.
+    receiver_gone: AtomicBool,
+    /// Outboxes of this queue: once none is left, the writer gets no more
+    /// frames.
+    senders: AtomicUsize,
     gated: AtomicBool,
     /// More group frames arrived while gated than may be held: the client
     /// is sent a resync instead of them.
@@ -56,6 +80,68 @@ pub(crate) struct Held {
     pub frame: Frame,
 }
 
+thread_local! {
+    /// The queue whose writer this thread polls next, in the same poll of
+    /// the connection's task (see [`Closer::driving`]): a frame queued
+    /// meanwhile needs no wake-up.
+    static DRIVING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The receiving end of an outbox's queue: the connection's writer.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    closer: Arc<Closer>,
+}
+
+/// Nothing is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Empty;
+
+impl Receiver {
+    /// The next frame, once there is one; `None` once the queue is empty
+    /// and every outbox of it is gone.
+    pub(crate) async fn recv(&mut self) -> Option<Frame> {
+        poll_fn(|cx| {
+            if let Ok(frame) = self.try_recv() {
+                return Poll::Ready(Some(frame));
+            }
+            self.closer.writer.register(cx.waker());
+            match self.try_recv() {
+                Ok(frame) => Poll::Ready(Some(frame)),
+                Err(Empty) if self.closer.senders.load(Ordering::Acquire) == 0 => Poll::Ready(None),
+                Err(Empty) => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// The next frame, if one is queued.
+    pub(crate) fn try_recv(&mut self) -> Result<Frame, Empty> {
+        let frame = {
+            let mut frames = self.closer.lock_frames();
+            let frame = frames.pop_front().ok_or(Empty)?;
+            if frames.is_empty() && frames.capacity() > KEPT_CAPACITY {
+                *frames = VecDeque::new();
+            }
+            frame
+        };
+        self.closer.room.wake();
+        Ok(frame)
+    }
+
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.closer.lock_frames().is_empty()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.closer.receiver_gone.store(true, Ordering::Release);
+        self.closer.room.wake();
+    }
+}
+
 impl Closer {
     /// Ask the connection to close with `code`, unless it already is.
     pub(crate) fn close(&self, code: u16) {
@@ -64,7 +150,7 @@ impl Closer {
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.token.cancel();
+            self.closing.notify_waiters();
         }
     }
 
@@ -76,22 +162,111 @@ impl Closer {
         }
     }
 
+    /// Once the connection is told to close.
     pub(crate) async fn closed(&self) {
-        self.token.cancelled().await
+        // Registered before the code is read: a close in between wakes it.
+        let closing = self.closing.notified();
+        if self.code().is_none() {
+            closing.await;
+        }
+    }
+
+    fn lock_frames(&self) -> std::sync::MutexGuard<'_, VecDeque<Frame>> {
+        self.frames.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Poll `poll`, the reading side of this outbox's connection, telling
+    /// the outbox that the writer is polled right after, in the same poll
+    /// of the task: the frames queued meanwhile (a call's replies) go out
+    /// without waking the task again.
+    pub(crate) fn driving<T>(self: &Arc<Self>, poll: impl FnOnce() -> T) -> T {
+        let key = Arc::as_ptr(self) as usize;
+        let previous = DRIVING.with(|d| d.replace(key));
+        let out = poll();
+        DRIVING.with(|d| d.set(previous));
+        out
+    }
+
+    /// Queue `frame` if there is room for it, or at any rate when `force`
+    /// (frames a replay made room for).
+    fn enqueue(self: &Arc<Self>, frame: Frame, force: bool) -> Result<(), SendError> {
+        if self.receiver_gone.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        {
+            let mut frames = self.lock_frames();
+            if !force && frames.len() >= self.capacity {
+                drop(frames);
+                self.close(CLOSE_SLOW_CLIENT);
+                return Err(SendError::SlowClient);
+            }
+            frames.push_back(frame);
+        }
+        if DRIVING.with(Cell::get) != Arc::as_ptr(self) as usize {
+            self.writer.wake();
+        }
+        Ok(())
+    }
+
+    /// Once `count` frames fit in the queue; `false` when the writer is
+    /// gone.
+    async fn room_for(&self, count: usize) -> bool {
+        poll_fn(|cx| {
+            let fits = || self.lock_frames().len() + count <= self.capacity;
+            if self.receiver_gone.load(Ordering::Acquire) {
+                return Poll::Ready(false);
+            }
+            if fits() {
+                return Poll::Ready(true);
+            }
+            self.room.register(cx.waker());
+            if self.receiver_gone.load(Ordering::Acquire) {
+                Poll::Ready(false)
+            } else if fits() {
+                Poll::Ready(true)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.closer.senders.fetch_add(1, Ordering::Relaxed);
+        Self {
+            closer: self.closer.clone(),
+            sequenced: self.sequenced,
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if self.closer.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.closer.writer.wake();
+        }
     }
 }
 
 impl Outbox {
     /// A new outbox holding at most `capacity` frames, and the queue's
     /// receiving end for the connection's writer.
-    pub(crate) fn new(capacity: usize) -> (Self, mpsc::Receiver<Frame>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    pub(crate) fn new(capacity: usize) -> (Self, Receiver) {
+        let closer = Arc::new(Closer {
+            capacity: capacity.max(1),
+            senders: AtomicUsize::new(1),
+            ..Closer::default()
+        });
+        let receiver = Receiver {
+            closer: closer.clone(),
+        };
         let outbox = Self {
-            tx,
-            closer: Arc::new(Closer::default()),
+            closer,
             sequenced: false,
         };
-        (outbox, rx)
+        (outbox, receiver)
     }
 
     /// Group frames to this outbox carry their sequence numbers.
@@ -108,14 +283,7 @@ impl Outbox {
     /// enough: the connection is closed with 1013 rather than buffering
     /// without bound.
     pub(crate) fn push(&self, frame: Frame) -> Result<(), SendError> {
-        match self.tx.try_send(frame) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
-                self.closer.close(CLOSE_SLOW_CLIENT);
-                Err(SendError::SlowClient)
-            }
-            Err(TrySendError::Closed(_)) => Err(SendError::Closed),
-        }
+        self.closer.enqueue(frame, false)
     }
 
     /// Whether frame `seq` of `group`, numbered in `epoch`, is newer than
@@ -194,7 +362,7 @@ impl Outbox {
 
     /// Most group frames held back while a replay is sent.
     fn held_limit(&self) -> usize {
-        self.tx.max_capacity().saturating_mul(4)
+        self.closer.capacity.saturating_mul(4)
     }
 
     /// Send a reconnecting client what it missed (`replayed`, in order),
@@ -217,16 +385,20 @@ impl Outbox {
     }
 
     async fn pump(&self, replayed: Vec<Frame>) {
-        let capacity = self.tx.max_capacity();
+        let capacity = self.closer.capacity;
         let headroom = capacity / 4;
         let batch = (capacity - headroom).max(1);
         let mut pending: std::collections::VecDeque<Frame> = replayed.into();
         loop {
             if self.closer.overflowed.load(Ordering::Acquire) {
-                let Ok(permit) = self.tx.reserve().await else {
+                if !self.closer.room_for(1).await
+                    || self
+                        .closer
+                        .enqueue(Frame::from_static(super::join::RESYNC), true)
+                        .is_err()
+                {
                     return;
-                };
-                permit.send(Frame::from_static(super::join::RESYNC));
+                }
                 let mut held = self.closer.held.lock().unwrap_or_else(|e| e.into_inner());
                 held.clear();
                 self.closer.overflowed.store(false, Ordering::Release);
@@ -252,12 +424,12 @@ impl Outbox {
                 continue;
             }
             let count = pending.len().min(batch);
-            let Ok(permits) = self.tx.reserve_many((count + headroom).min(capacity)).await else {
+            if !self.closer.room_for((count + headroom).min(capacity)).await {
                 return;
-            };
-            for permit in permits.take(count) {
-                if let Some(frame) = pending.pop_front() {
-                    permit.send(frame);
+            }
+            for frame in pending.drain(..count) {
+                if self.closer.enqueue(frame, true).is_err() {
+                    return;
                 }
             }
         }
@@ -268,13 +440,26 @@ impl Outbox {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.closer.code().is_some() || self.tx.is_closed()
+        self.closer.code().is_some() || self.closer.receiver_gone.load(Ordering::Acquire)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_queue_ends_when_every_outbox_is_gone() {
+        let (outbox, mut rx) = Outbox::new(4);
+        let other = outbox.clone();
+        outbox.push(Frame::from("a")).unwrap();
+        drop(outbox);
+        other.push(Frame::from("b")).unwrap();
+        drop(other);
+        assert_eq!(rx.recv().await, Some(Frame::from("a")));
+        assert_eq!(rx.recv().await, Some(Frame::from("b")));
+        assert_eq!(rx.recv().await, None);
+    }
 
     #[test]
     fn a_full_queue_closes_the_connection_as_slow() {

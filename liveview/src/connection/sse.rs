@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::Instrument;
 
-use super::outbox::Outbox;
+use super::outbox::{Outbox, Receiver};
 use super::{
     Admitted, Ended, Inbound, admit, check, count_closed, count_opened, join, read, write,
 };
@@ -635,7 +635,7 @@ async fn forward(shared: &Shared, room: &str, token: &str, seq: u64, call: Inbou
 
 /// The holder's side: take the calls other processes forward to a stream,
 /// and answer each.
-async fn take_forwarded(shared: Arc<Shared>, inbox: Arc<Inbox>, mut calls: mpsc::Receiver<Frame>) {
+async fn take_forwarded(shared: Arc<Shared>, inbox: Arc<Inbox>, mut calls: Receiver) {
     while let Some(frame) = calls.recv().await {
         let Ok(call) = serde_json::from_str::<Forwarded>(frame.as_str()) else {
             continue;

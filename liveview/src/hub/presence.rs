@@ -66,13 +66,20 @@ pub(crate) type OnPresence = Arc<dyn Fn(&Presence) -> Option<Update> + Send + Sy
 /// The members of each room in this process, with their users.
 #[derive(Debug, Default)]
 pub(crate) struct LocalPresence {
-    rooms: Mutex<HashMap<String, HashMap<u64, Option<User>>>>,
+    rooms: Mutex<HashMap<String, Members>>,
 }
+
+/// A room's connections and their users, boxed: most connections have
+/// none, and the table holds a slot per connection whichever.
+type Members = HashMap<u64, Option<Box<User>>>;
 
 impl LocalPresence {
     pub(crate) fn join(&self, room: &str, id: u64, user: Option<User>) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        rooms.entry(room.to_owned()).or_default().insert(id, user);
+        rooms
+            .entry(room.to_owned())
+            .or_default()
+            .insert(id, user.map(Box::new));
     }
 
     pub(crate) fn leave(&self, room: &str, id: u64) {
@@ -89,7 +96,12 @@ impl LocalPresence {
         let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         rooms
             .get(room)
-            .map(|members| members.values().cloned().collect())
+            .map(|members| {
+                members
+                    .values()
+                    .map(|user| user.as_deref().cloned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }

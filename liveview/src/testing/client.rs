@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::app::LiveView;
 use crate::call::dispatch;
 use crate::connection::join;
 use crate::consumer::Connection;
-use crate::layer::{Frame, Resume};
+use crate::layer::Resume;
 use crate::scope::Scope;
 use crate::testing::Closed;
 
@@ -98,7 +97,7 @@ impl TestApp {
 pub struct TestClient {
     live: LiveView,
     conn: Arc<Connection>,
-    rx: mpsc::Receiver<Frame>,
+    rx: crate::connection::outbox::Receiver,
 }
 
 impl TestClient {

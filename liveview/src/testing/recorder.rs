@@ -4,10 +4,9 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::broadcast::Broadcaster;
-use crate::connection::outbox::Outbox;
+use crate::connection::outbox::{Outbox, Receiver};
 use crate::consumer::{Connection, Consumer};
 use crate::hub::Hub;
 use crate::layer::{ChannelLayer, Frame, LayerError, LocalDelivery};
@@ -16,7 +15,7 @@ use crate::scope::Scope;
 /// Everything a test consumer sent: to itself, and to groups.
 #[derive(Debug, Clone)]
 pub struct Recorder {
-    inbox: Arc<Mutex<mpsc::Receiver<Frame>>>,
+    inbox: Arc<Mutex<Receiver>>,
     layer: Arc<RecordingLayer>,
 }
 
