@@ -60,7 +60,7 @@ impl Default for Config {
             queue: 256,
             handler_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
-            read_buffer: 2 * 1024,
+            read_buffer: 1024,
             write_buffer: 4 * 1024,
             allowed_origins: None,
             check_origin: true,
@@ -503,9 +503,10 @@ impl LiveViewBuilder {
         self
     }
 
-    /// Socket buffer sizes (default 2 KiB to read, 4 KiB to write):
-    /// LiveView frames are small, and these buffers are paid for by every
-    /// idle connection. Larger frames are still read whole.
+    /// Socket buffer sizes (default 1 KiB to read, 4 KiB to write):
+    /// LiveView frames are small, and the read buffer is paid for by every
+    /// idle connection (the write buffer only grows to what is written).
+    /// Larger frames are still read whole, in reads of this size.
     pub fn socket_buffers(mut self, read: usize, write: usize) -> Self {
         self.config.read_buffer = read;
         self.config.write_buffer = write;

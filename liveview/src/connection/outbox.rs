@@ -3,8 +3,8 @@
 //! a reconnecting client is replayed what it missed.
 //!
 //! The queue is a plain deque under a lock, allocated on the first frame
-//! and given back when a burst has drained: an idle connection holds no
-//! buffer for it.
+//! and given back when it has drained: an idle connection holds no buffer
+//! for it.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -23,9 +23,9 @@ use crate::layer::Frame;
 /// Close code for a client that could not keep up with its frames.
 pub(crate) const CLOSE_SLOW_CLIENT: u16 = 1013;
 
-/// A drained queue keeps a buffer of up to this many frames; a larger one,
-/// grown by a burst, is given back.
-const KEPT_CAPACITY: usize = 8;
+/// A drained queue keeps a buffer of up to this many frames; a larger one
+/// is given back: an idle connection holds none.
+const KEPT_CAPACITY: usize = 0;
 
 /// The sending side of one connection: a bounded queue of frames for its
 /// writer, and the signal that tells the connection to close.
