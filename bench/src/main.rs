@@ -27,12 +27,6 @@ mod scenarios;
 mod server;
 
 use std::path::PathBuf;
-
-/// mimalloc for every process of the bench (the servers, the floor and
-/// the load generator): an application's choice, which the idle-memory
-/// figures of docs/benchmarks.md state.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use harness::{Mode, Options};
