@@ -3,7 +3,7 @@
 
 use liveview::LiveView;
 use liveview::testing::TestServer;
-use liveview::testing::browser::Browser;
+use liveview_testing::browser::Browser;
 
 // The handlers live in the library crate; name it so they are linked.
 use quickstart as _;

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use demo::db::{AlertKind, NewAlert, now_ms};
-use liveview::testing::browser::{Browser, js_string};
+use liveview_testing::browser::{Browser, js_string};
 use serde_json::{Value, json};
 
 use crate::support::TestDemo;
