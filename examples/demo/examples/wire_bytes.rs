@@ -41,7 +41,13 @@ async fn proxy(server: SocketAddr, counted: Arc<Counted>) -> SocketAddr {
         while let Ok((client, _)) = listener.accept().await {
             let counted = counted.clone();
             tokio::spawn(async move {
-                let upstream = TcpStream::connect(server).await.unwrap();
+                let upstream = match TcpStream::connect(server).await {
+                    Ok(upstream) => upstream,
+                    Err(err) => {
+                        eprintln!("proxy: cannot connect: {err}");
+                        return;
+                    }
+                };
                 let (mut cr, mut cw) = client.into_split();
                 let (mut ur, mut uw) = upstream.into_split();
                 let up = counted.clone();
@@ -137,6 +143,19 @@ impl Decoder {
     }
 }
 
+/// The head of an answer, or `None` when the connection closed.
+async fn read_head(tcp: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut answer = Vec::new();
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut buf = [0u8; 1024];
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => answer.extend_from_slice(&buf[..read]),
+        }
+    }
+    Some(answer)
+}
+
 /// Read the stream's response until `until` holds on its decoded text.
 async fn read_until(
     tcp: &mut TcpStream,
@@ -221,14 +240,17 @@ async fn over_sse(addr: SocketAddr, encoding: &str) -> (String, u64) {
             body.len(),
             n + 1
         );
-        posts.write_all(request.as_bytes()).await.unwrap();
-        let mut answer = Vec::new();
-        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-            let mut buf = [0u8; 1024];
-            let read = posts.read(&mut buf).await.unwrap();
-            assert!(read > 0);
-            answer.extend_from_slice(&buf[..read]);
-        }
+        // A kept-alive connection the server closed (idle past its
+        // header timeout while this client decoded): a new one, and the
+        // same call again, as a browser does.
+        let answer = loop {
+            if posts.write_all(request.as_bytes()).await.is_ok()
+                && let Some(answer) = read_head(&mut posts).await
+            {
+                break answer;
+            }
+            posts = TcpStream::connect(addr).await.unwrap();
+        };
         assert!(
             answer.starts_with(b"HTTP/1.1 204"),
             "{}",
@@ -257,6 +279,9 @@ fn command(program: &str, args: &[&str]) -> String {
 
 #[tokio::main]
 async fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    }
     let out = std::env::args().skip_while(|a| a != "--out").nth(1);
     let dir = std::env::temp_dir().join(format!("demo-wire-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();

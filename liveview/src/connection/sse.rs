@@ -85,6 +85,7 @@ impl Streams {
     }
 
     /// How many streams this process holds.
+    #[cfg(feature = "testing")]
     pub(crate) fn len(&self) -> usize {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
