@@ -7,7 +7,7 @@
 //! them) and the event stream.
 //!
 //! ```text
-//! cargo run --release -p demo --example wire_bytes [-- --out bench/results/wire-bytes-<time>.json]
+//! cargo run -p demo --example wire_bytes [-- --out bench/results/wire-bytes-<time>.json]
 //! ```
 //!
 //! Writes the figures with the commit and the machine they were measured on.
@@ -315,7 +315,7 @@ async fn main() {
     let dirty = !command("git", &["status", "--porcelain"]).is_empty();
     let result = json!({
         "what": format!("bytes on the wire of the demo's live search: \"{QUERY}\" typed one letter at a time ({} search calls), through a counting TCP proxy", QUERY.len()),
-        "command": "cargo run --release -p demo --example wire_bytes",
+        "command": "cargo run -p demo --example wire_bytes (bytes do not depend on the build profile)",
         "commit": command("git", &["rev-parse", "HEAD"]),
         "dirty": dirty,
         "machine": {
