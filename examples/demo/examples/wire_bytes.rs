@@ -280,7 +280,9 @@ fn command(program: &str, args: &[&str]) -> String {
 #[tokio::main]
 async fn main() {
     if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .init();
     }
     let out = std::env::args().skip_while(|a| a != "--out").nth(1);
     let dir = std::env::temp_dir().join(format!("demo-wire-{}", uuid::Uuid::new_v4().simple()));
