@@ -11,6 +11,7 @@
 //! liveview-bench report bench/results/run-….json   # the Markdown tables
 //! liveview-bench charts bench/results/run-….json   # the SVG charts of docs/benchmarks/
 //! cargo run --release -p liveview-bench -- idle-scale  # 19,000 idle connections
+//! cargo run --release -p liveview-bench -- layers  # every channel layer, cross-node
 //! ```
 
 mod charts;
@@ -18,6 +19,7 @@ mod client;
 mod floor;
 mod harness;
 mod idle_scale;
+mod layers;
 mod peer;
 mod procs;
 mod progress;
@@ -41,8 +43,14 @@ commands:
   replay-log
            only the full run's replay-log scenario (memory and Redis layers);
            writes bench/results/replay-log-<time>.json
-  server   serve the quick start for load: --layer memory|redis --addr ADDR
-           [--redis-url URL] [--prefix PREFIX]
+  layers   the channel layers side by side: latency on one node and across
+           two, fan-out over two, and frames to many rooms across two, for
+           memory, Redis, Redis Cluster (3 shards) and NATS, each on a
+           private server [--quick] [--layers a,b] [--out FILE]; writes
+           bench/results/layers-<time>.json
+  server   serve the quick start for load: --layer
+           memory|redis|redis-cluster|nats --addr ADDR [--redis-url URL]
+           [--seeds HOST:PORT,...] [--nats-url URL] [--prefix PREFIX]
   floor    serve the floor: --addr ADDR
   idle-scale
            19,000 idle connections (--connections N) against the quick start
@@ -85,6 +93,7 @@ fn main() -> ExitCode {
         "charts" => charts::main(rest).map(|()| true),
         "drive" => drive(rest).map(|()| true),
         "idle-scale" => idle_scale::main(rest),
+        "layers" => layers::main(rest),
         "hold" => idle_scale::hold(rest).map(|()| true),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");

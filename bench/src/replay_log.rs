@@ -371,6 +371,9 @@ async fn start_server(
                 .map_err(|e| e.to_string())?;
             builder.channel_layer(redis)
         }
+        Layer::RedisCluster | Layer::Nats => {
+            return Err("the replay-log scenario runs on the memory and Redis layers".to_owned());
+        }
     };
     let live = builder.build().map_err(|e| e.to_string())?;
     let app = quickstart::app(&live);

@@ -34,6 +34,7 @@ pub(crate) struct Config {
     pub sse_heartbeat: Duration,
     pub idle_timeout: Duration,
     pub request_header_timeout: Duration,
+    pub request_body_timeout: Duration,
     pub queue: usize,
     pub handler_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -57,6 +58,7 @@ impl Default for Config {
             sse_heartbeat: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(60),
             request_header_timeout: Duration::from_secs(10),
+            request_body_timeout: Duration::from_secs(60),
             queue: 256,
             handler_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
@@ -480,6 +482,24 @@ impl LiveViewBuilder {
     /// ```
     pub fn request_header_timeout(mut self, timeout: Duration) -> Self {
         self.config.request_header_timeout = timeout;
+        self
+    }
+
+    /// How long [`serve`](crate::serve) lets a request's body take to
+    /// arrive, from its head (default 60 s). A body still incomplete then
+    /// fails where the route reads it (axum answers 400) and the connection
+    /// is closed, so a POST that trickles its body cannot hold a socket and
+    /// a handler forever. Upload chunks must fit in it.
+    ///
+    /// ```
+    /// let live = liveview::LiveView::builder()
+    ///     .request_body_timeout(std::time::Duration::from_secs(30))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(live);
+    /// ```
+    pub fn request_body_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_body_timeout = timeout;
         self
     }
 

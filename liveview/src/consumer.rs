@@ -186,7 +186,7 @@ impl Consumer {
     pub fn expire(&self) {
         self.conn
             .outbox
-            .closer()
+            .state()
             .close(crate::call::protocol::close::SESSION_EXPIRED);
     }
 

@@ -100,7 +100,6 @@
 //! | `redis` | off | `layer::RedisLayer`, the channel layer between server processes, and `LIVEVIEW_REDIS_URL` in [`LiveViewBuilder::from_env`] |
 //! | `redis-tls` | off | `rediss://` URLs for the Redis layer |
 //! | `testing` | off | [`testing`]: a recording consumer, an in-process app, a real test server and WebSocket client |
-//! | `browser` | off | `testing::browser`: headless Chromium through chromedriver |
 //!
 //! Test helpers are usually a dev-dependency (`features = ["testing"]`),
 //! and `cargo doc` leaves out a dev-dependency's features: read them on

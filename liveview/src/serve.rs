@@ -169,12 +169,21 @@ fn serve_connection(
     stop: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
     let header_timeout = shared.config.request_header_timeout;
+    let body_timeout = shared.config.request_body_timeout;
     async move {
         let io = TokioIo::new(Counted { tcp, _slot: slot });
-        let service = hyper::service::service_fn(move |mut request: http::Request<_>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            tower_service::Service::call(&mut app.clone(), request)
-        });
+        let service =
+            hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let request = request.map(|body| {
+                    if hyper::body::Body::is_end_stream(&body) {
+                        axum::body::Body::new(body)
+                    } else {
+                        axum::body::Body::new(Deadline::new(body, body_timeout))
+                    }
+                });
+                tower_service::Service::call(&mut app.clone(), request)
+            });
         let mut builder = hyper::server::conn::http1::Builder::new();
         // The timeout runs from the connection's start and after each
         // response until a full request head has arrived: it bounds an
@@ -194,6 +203,52 @@ fn serve_connection(
         if let Err(err) = served {
             tracing::debug!(target: "liveview", client = %peer, error = %err, "HTTP connection ended");
         }
+    }
+}
+
+/// A request body that must have arrived by a deadline: past it, reading
+/// it fails (a slow POST cannot hold its connection and handler forever).
+struct Deadline {
+    body: hyper::body::Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Deadline {
+    fn new(body: hyper::body::Incoming, timeout: Duration) -> Self {
+        Self {
+            body,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+impl hyper::body::Body for Deadline {
+    type Data = bytes::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the request body did not arrive in time",
+                )
+                .into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

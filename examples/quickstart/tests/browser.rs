@@ -3,7 +3,7 @@
 
 use liveview::LiveView;
 use liveview::testing::TestServer;
-use liveview::testing::browser::Browser;
+use liveview_testing::browser::Browser;
 
 // The handlers live in the library crate; name it so they are linked.
 use quickstart as _;
@@ -154,4 +154,61 @@ async fn redis_subscribers(channel: &str) -> i64 {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// A browser without WebSocket (taken away before the page's scripts run)
+/// uses the HTTP transport: it greets, and a notification from a page on a
+/// socket reaches it, and back.
+#[tokio::test]
+async fn quickstart_works_over_the_http_transport_beside_a_socket() {
+    let server = TestServer::start(LiveView::builder(), quickstart::routes())
+        .await
+        .expect("the server starts");
+    let ada = Browser::start()
+        .await
+        .expect("chromedriver and Chromium start");
+    let result = async {
+        ada.before_each_page("delete window.WebSocket;").await?;
+        ada.open(&server.url("/")).await?;
+        assert_eq!(
+            ada.eval("document.documentElement.dataset.liveviewTransport")
+                .await?,
+            "sse"
+        );
+        ada.type_text("input[name=name]", "Ada").await?;
+        ada.click("button[data-liveview-function=say_hello]")
+            .await?;
+        ada.wait_for_text("#greeting", "Hello, Ada!").await?;
+
+        let bob = ada.new_session().await?;
+        bob.open(&server.url("/")).await?;
+        assert_eq!(
+            bob.eval("document.documentElement.dataset.liveviewTransport")
+                .await?,
+            "websocket"
+        );
+        bob.type_text("input[name=message]", "From the socket")
+            .await?;
+        bob.click("form[data-liveview-function=notify_all] button[type=submit]")
+            .await?;
+        ada.type_text("input[name=message]", "From the stream")
+            .await?;
+        ada.click("form[data-liveview-function=notify_all] button[type=submit]")
+            .await?;
+        for page in [&ada, &bob] {
+            page.wait(
+                "['From the socket', 'From the stream'].every((t) => \
+                 document.querySelector('#notifications').textContent.includes(t))",
+            )
+            .await?;
+        }
+        bob.close().await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    }
+    .await;
+    let shot = ada.save_screenshot("quickstart-http-transport").await;
+    if let Err(err) = result {
+        panic!("quickstart over the HTTP transport: {err}");
+    }
+    shot.expect("the screenshot is saved");
 }

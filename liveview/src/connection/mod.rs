@@ -31,7 +31,7 @@ use crate::limits::{Bucket, Slot};
 use crate::metrics::{Metrics, Transport};
 use crate::scope::Scope;
 use origin::Origin;
-use outbox::{Closer, Receiver};
+use outbox::{OutboxState, Receiver};
 
 /// Whether `room` is 1 to 94 characters of `[A-Za-z0-9._-]`.
 ///
@@ -271,7 +271,7 @@ async fn run(
     // The connection has its own copy.
     drop(room);
 
-    let closer = conn.outbox.closer().clone();
+    let closer = conn.outbox.state().clone();
     let ip = slot.as_ref().and_then(|_| conn.scope.client_ip());
     // The reader and the writer, made in place: a future held in a local
     // and then moved would take its room in the task twice.
@@ -399,7 +399,7 @@ pin_project_lite::pin_project! {
     /// polled, the frames it queues (a call's replies) need no wake-up, and
     /// go out in the same poll, with no hop to another task.
     struct Driving<'a, F> {
-        closer: &'a Arc<Closer>,
+        closer: &'a Arc<OutboxState>,
         #[pin]
         future: F,
     }
@@ -440,7 +440,7 @@ pub(crate) async fn read<S>(
     shared: &Shared,
     conn: &Arc<Connection>,
     inbound: &mut S,
-    closer: &Closer,
+    closer: &OutboxState,
     ip: Option<IpAddr>,
 ) -> Ended
 where
@@ -555,7 +555,7 @@ fn close_code_for(err: &axum::Error) -> u16 {
 pub(crate) async fn write<S>(
     mut sink: S,
     mut rx: Receiver,
-    closer: Arc<Closer>,
+    closer: Arc<OutboxState>,
     metrics: Arc<Metrics>,
     ping_interval: Duration,
 ) where
@@ -629,7 +629,7 @@ pub(crate) async fn write<S>(
 /// How long a closing connection may take to write what it must.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-async fn grace_after(closer: &Closer) {
+async fn grace_after(closer: &OutboxState) {
     closer.closed().await;
     tokio::time::sleep(CLOSE_GRACE).await;
 }

@@ -31,18 +31,19 @@ const KEPT_CAPACITY: usize = 0;
 /// writer, and the signal that tells the connection to close.
 #[derive(Debug)]
 pub(crate) struct Outbox {
-    closer: Arc<Closer>,
+    state: Arc<OutboxState>,
     /// Whether the client tracks group sequences (it asked to, by
     /// connecting with a `resume` parameter): only then do group frames
     /// carry `seq` and `group`.
     sequenced: bool,
 }
 
-/// Why and whether a connection is closing (the first reason wins), its
-/// queue of frames, and the gate that holds group frames back while a
-/// reconnecting client is being replayed what it missed.
+/// The state every clone of an outbox shares: why and whether the
+/// connection is closing (the first reason wins), its queue of frames, and
+/// the gate that holds group frames back while a reconnecting client is
+/// being replayed what it missed.
 #[derive(Debug, Default)]
-pub(crate) struct Closer {
+pub(crate) struct OutboxState {
     code: AtomicU16,
     /// Woken once, when the code is set.
     closing: Notify,
@@ -82,7 +83,7 @@ pub(crate) struct Held {
 
 thread_local! {
     /// The queue whose writer this thread polls next, in the same poll of
-    /// the connection's task (see [`Closer::driving`]): a frame queued
+    /// the connection's task (see [`OutboxState::driving`]): a frame queued
     /// meanwhile needs no wake-up.
     static DRIVING: Cell<usize> = const { Cell::new(0) };
 }
@@ -90,7 +91,7 @@ thread_local! {
 /// The receiving end of an outbox's queue: the connection's writer.
 #[derive(Debug)]
 pub(crate) struct Receiver {
-    closer: Arc<Closer>,
+    state: Arc<OutboxState>,
 }
 
 /// Nothing is queued.
@@ -105,10 +106,10 @@ impl Receiver {
             if let Ok(frame) = self.try_recv() {
                 return Poll::Ready(Some(frame));
             }
-            self.closer.writer.register(cx.waker());
+            self.state.writer.register(cx.waker());
             match self.try_recv() {
                 Ok(frame) => Poll::Ready(Some(frame)),
-                Err(Empty) if self.closer.senders.load(Ordering::Acquire) == 0 => Poll::Ready(None),
+                Err(Empty) if self.state.senders.load(Ordering::Acquire) == 0 => Poll::Ready(None),
                 Err(Empty) => Poll::Pending,
             }
         })
@@ -118,31 +119,31 @@ impl Receiver {
     /// The next frame, if one is queued.
     pub(crate) fn try_recv(&mut self) -> Result<Frame, Empty> {
         let frame = {
-            let mut frames = self.closer.lock_frames();
+            let mut frames = self.state.lock_frames();
             let frame = frames.pop_front().ok_or(Empty)?;
             if frames.is_empty() && frames.capacity() > KEPT_CAPACITY {
                 *frames = VecDeque::new();
             }
             frame
         };
-        self.closer.room.wake();
+        self.state.room.wake();
         Ok(frame)
     }
 
     /// Whether nothing is queued.
     pub(crate) fn is_empty(&self) -> bool {
-        self.closer.lock_frames().is_empty()
+        self.state.lock_frames().is_empty()
     }
 }
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.closer.receiver_gone.store(true, Ordering::Release);
-        self.closer.room.wake();
+        self.state.receiver_gone.store(true, Ordering::Release);
+        self.state.room.wake();
     }
 }
 
-impl Closer {
+impl OutboxState {
     /// Ask the connection to close with `code`, unless it already is.
     pub(crate) fn close(&self, code: u16) {
         if self
@@ -234,9 +235,9 @@ impl Closer {
 
 impl Clone for Outbox {
     fn clone(&self) -> Self {
-        self.closer.senders.fetch_add(1, Ordering::Relaxed);
+        self.state.senders.fetch_add(1, Ordering::Relaxed);
         Self {
-            closer: self.closer.clone(),
+            state: self.state.clone(),
             sequenced: self.sequenced,
         }
     }
@@ -244,8 +245,8 @@ impl Clone for Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        if self.closer.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.closer.writer.wake();
+        if self.state.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.state.writer.wake();
         }
     }
 }
@@ -254,16 +255,16 @@ impl Outbox {
     /// A new outbox holding at most `capacity` frames, and the queue's
     /// receiving end for the connection's writer.
     pub(crate) fn new(capacity: usize) -> (Self, Receiver) {
-        let closer = Arc::new(Closer {
+        let state = Arc::new(OutboxState {
             capacity: capacity.max(1),
             senders: AtomicUsize::new(1),
-            ..Closer::default()
+            ..OutboxState::default()
         });
         let receiver = Receiver {
-            closer: closer.clone(),
+            state: state.clone(),
         };
         let outbox = Self {
-            closer,
+            state,
             sequenced: false,
         };
         (outbox, receiver)
@@ -283,7 +284,7 @@ impl Outbox {
     /// enough: the connection is closed with 1013 rather than buffering
     /// without bound.
     pub(crate) fn push(&self, frame: Frame) -> Result<(), SendError> {
-        self.closer.enqueue(frame, false)
+        self.state.enqueue(frame, false)
     }
 
     /// Whether frame `seq` of `group`, numbered in `epoch`, is newer than
@@ -293,7 +294,7 @@ impl Outbox {
         if !self.sequenced {
             return true;
         }
-        let mut newest = self.closer.newest.lock().unwrap_or_else(|e| e.into_inner());
+        let mut newest = self.state.newest.lock().unwrap_or_else(|e| e.into_inner());
         match newest.iter_mut().find(|(g, _, _)| g == group) {
             Some((_, e, s)) if e == epoch => {
                 if seq <= *s {
@@ -315,7 +316,7 @@ impl Outbox {
     /// there that arrive live are not queued again.
     pub(crate) fn replayed(&self, group: &str, seq: u64, epoch: &str) {
         let (group, epoch): (Arc<str>, Arc<str>) = (Arc::from(group), Arc::from(epoch));
-        let mut newest = self.closer.newest.lock().unwrap_or_else(|e| e.into_inner());
+        let mut newest = self.state.newest.lock().unwrap_or_else(|e| e.into_inner());
         newest.retain(|(g, _, _)| *g != group);
         newest.push((group, epoch, seq));
     }
@@ -329,16 +330,16 @@ impl Outbox {
         number: Option<(u64, &Arc<str>)>,
         frame: Frame,
     ) -> Result<(), SendError> {
-        if self.closer.gated.load(Ordering::Acquire) {
-            let mut held = self.closer.held.lock().unwrap_or_else(|e| e.into_inner());
-            if self.closer.gated.load(Ordering::Acquire) {
+        if self.state.gated.load(Ordering::Acquire) {
+            let mut held = self.state.held.lock().unwrap_or_else(|e| e.into_inner());
+            if self.state.gated.load(Ordering::Acquire) {
                 if held.len() >= self.held_limit() {
                     // The client is being replayed more than it can take
                     // in while new frames keep coming: it resyncs instead.
                     held.clear();
-                    self.closer.overflowed.store(true, Ordering::Release);
+                    self.state.overflowed.store(true, Ordering::Release);
                 }
-                if self.closer.overflowed.load(Ordering::Acquire) {
+                if self.state.overflowed.load(Ordering::Acquire) {
                     return Ok(());
                 }
                 held.push(Held {
@@ -357,12 +358,12 @@ impl Outbox {
 
     /// Hold group frames back from now on.
     pub(crate) fn hold(&self) {
-        self.closer.gated.store(true, Ordering::Release);
+        self.state.gated.store(true, Ordering::Release);
     }
 
     /// Most group frames held back while a replay is sent.
     fn held_limit(&self) -> usize {
-        self.closer.capacity.saturating_mul(4)
+        self.state.capacity.saturating_mul(4)
     }
 
     /// Send a reconnecting client what it missed (`replayed`, in order),
@@ -376,7 +377,7 @@ impl Outbox {
     /// client is sent a resync instead of the rest. Returns early when the
     /// connection closes.
     pub(crate) async fn replay(&self, replayed: Vec<Frame>) {
-        let closed = self.closer.closed();
+        let closed = self.state.closed();
         tokio::pin!(closed);
         tokio::select! {
             () = &mut closed => {}
@@ -385,31 +386,31 @@ impl Outbox {
     }
 
     async fn pump(&self, replayed: Vec<Frame>) {
-        let capacity = self.closer.capacity;
+        let capacity = self.state.capacity;
         let headroom = capacity / 4;
         let batch = (capacity - headroom).max(1);
         let mut pending: std::collections::VecDeque<Frame> = replayed.into();
         loop {
-            if self.closer.overflowed.load(Ordering::Acquire) {
-                if !self.closer.room_for(1).await
+            if self.state.overflowed.load(Ordering::Acquire) {
+                if !self.state.room_for(1).await
                     || self
-                        .closer
+                        .state
                         .enqueue(Frame::from_static(super::join::RESYNC), true)
                         .is_err()
                 {
                     return;
                 }
-                let mut held = self.closer.held.lock().unwrap_or_else(|e| e.into_inner());
+                let mut held = self.state.held.lock().unwrap_or_else(|e| e.into_inner());
                 held.clear();
-                self.closer.overflowed.store(false, Ordering::Release);
-                self.closer.gated.store(false, Ordering::Release);
+                self.state.overflowed.store(false, Ordering::Release);
+                self.state.gated.store(false, Ordering::Release);
                 return;
             }
             if pending.is_empty() {
-                let mut held = self.closer.held.lock().unwrap_or_else(|e| e.into_inner());
-                if held.is_empty() && !self.closer.overflowed.load(Ordering::Acquire) {
+                let mut held = self.state.held.lock().unwrap_or_else(|e| e.into_inner());
+                if held.is_empty() && !self.state.overflowed.load(Ordering::Acquire) {
                     // Under the lock: a frame arriving now is not held.
-                    self.closer.gated.store(false, Ordering::Release);
+                    self.state.gated.store(false, Ordering::Release);
                     return;
                 }
                 let fresh: Vec<Frame> = held
@@ -424,23 +425,24 @@ impl Outbox {
                 continue;
             }
             let count = pending.len().min(batch);
-            if !self.closer.room_for((count + headroom).min(capacity)).await {
+            if !self.state.room_for((count + headroom).min(capacity)).await {
                 return;
             }
             for frame in pending.drain(..count) {
-                if self.closer.enqueue(frame, true).is_err() {
+                if self.state.enqueue(frame, true).is_err() {
                     return;
                 }
             }
         }
     }
 
-    pub(crate) fn closer(&self) -> &Arc<Closer> {
-        &self.closer
+    /// The shared state: the connection's closing signal, among others.
+    pub(crate) fn state(&self) -> &Arc<OutboxState> {
+        &self.state
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.closer.code().is_some() || self.closer.receiver_gone.load(Ordering::Acquire)
+        self.state.code().is_some() || self.state.receiver_gone.load(Ordering::Acquire)
     }
 }
 
@@ -470,7 +472,7 @@ mod tests {
             outbox.push(Frame::from("c")),
             Err(SendError::SlowClient)
         ));
-        assert_eq!(outbox.closer().code(), Some(CLOSE_SLOW_CLIENT));
+        assert_eq!(outbox.state().code(), Some(CLOSE_SLOW_CLIENT));
     }
 
     #[tokio::test]

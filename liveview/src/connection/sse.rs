@@ -85,6 +85,7 @@ impl Streams {
     }
 
     /// How many streams this process holds.
+    #[cfg(feature = "testing")]
     pub(crate) fn len(&self) -> usize {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
@@ -387,7 +388,7 @@ async fn run(shared: Arc<Shared>, stream: Stream) {
         (group, task)
     });
 
-    let closer = conn.outbox.closer().clone();
+    let closer = conn.outbox.state().clone();
     let sink = tokio_util::sync::PollSender::new(body.clone())
         .sink_map_err(|_| axum::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe)))
         .with(|message: Message| std::future::ready(Ok::<_, axum::Error>(encode(message))));

@@ -326,6 +326,7 @@ impl LocalDelivery {
 
     /// Count something in the application's metrics (the library's
     /// layers report what they received, dropped or recovered).
+    #[cfg_attr(not(any(feature = "redis", feature = "nats")), allow(dead_code))]
     pub(crate) fn count(&self, counter: impl FnOnce(&crate::metrics::Metrics)) {
         if let Some(hub) = self.hub.upgrade() {
             counter(&hub.metrics);

@@ -9,7 +9,8 @@
 //! 3. **A real server**: [`TestServer`] serves the real router on
 //!    `127.0.0.1:0`, and [`WsClient`] talks to it over a real WebSocket
 //!    ([`SseClient`] over the HTTP transport).
-//! 4. **A real browser** (feature `browser`): `browser::Browser` drives a
+//! 4. **A real browser** (the `liveview-testing` crate, kept apart so this
+//!    crate carries no WebDriver client): `liveview_testing::browser::Browser` drives a
 //!    headless Chromium through chromedriver against a [`TestServer`].
 //!
 //! For channel layers, private servers a test may kill: [`RedisServer`] (a
@@ -34,8 +35,6 @@
 //! # }
 //! ```
 
-#[cfg(feature = "browser")]
-pub mod browser;
 mod client;
 mod cluster;
 pub mod conformance;

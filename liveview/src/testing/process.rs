@@ -91,6 +91,21 @@ impl Process {
         }
     }
 
+    /// Start the process (again) and wait until `ready` holds, for at
+    /// most `limit`.
+    pub(crate) async fn spawn_until<F>(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        ready: F,
+    ) -> io::Result<()>
+    where
+        F: Fn() -> bool + Clone + Send + 'static,
+    {
+        self.spawn()?;
+        wait_until(what, limit, ready).await
+    }
+
     pub(crate) fn is_running(&self) -> bool {
         self.child.is_some()
     }

@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use super::process::{Process, TempDir, free_port, wait_until};
+use super::process::{Process, TempDir, free_port};
 
 /// Longest wait for the server to answer.
 const READY_LIMIT: Duration = Duration::from_secs(10);
@@ -118,14 +118,11 @@ impl RedisServer {
     ///
     /// As [`start`](Self::start).
     pub async fn restart(&mut self) -> io::Result<()> {
-        self.process.spawn()?;
         let port = self.port;
-        wait_until(
-            &format!("redis-server on {port} answers"),
-            READY_LIMIT,
-            move || answers(port),
-        )
-        .await
+        let what = format!("redis-server on {port} answers");
+        self.process
+            .spawn_until(&what, READY_LIMIT, move || answers(port))
+            .await
     }
 }
 

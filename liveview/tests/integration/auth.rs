@@ -35,17 +35,23 @@ async fn the_authenticator_populates_the_user() {
         })
     );
 
-    let mut anonymous = server
-        .connect_with("auth-room", &[("Cookie", "session=forged")])
-        .await
-        .unwrap();
-    anonymous
-        .call("whoami", json!({}), json!({}))
-        .await
-        .unwrap();
-    let frame = next(&mut anonymous).await;
+    let frame = whoami(&server, "auth-room", "session=forged").await;
     assert_eq!(frame["user"], json!(null));
     assert_eq!(frame["cookie"], "forged");
+}
+
+/// What `whoami` answers a connection to `room` sending `cookie`.
+async fn whoami(
+    server: &liveview::testing::TestServer,
+    room: &str,
+    cookie: &str,
+) -> serde_json::Value {
+    let mut client = server
+        .connect_with(room, &[("Cookie", cookie)])
+        .await
+        .unwrap();
+    client.call("whoami", json!({}), json!({})).await.unwrap();
+    next(&mut client).await
 }
 
 fn sessions_with_an_ended_one(scope: &Scope) -> Identity {
@@ -66,15 +72,8 @@ async fn an_ended_session_is_accepted_then_closed_with_4401() {
     assert_eq!(ended.closed().await, Closed::Code(4401));
     assert_eq!(server.live().connections(), 0);
 
-    let mut anonymous = server
-        .connect_with("expired-room", &[("Cookie", "session=unknown")])
-        .await
-        .unwrap();
-    anonymous
-        .call("whoami", json!({}), json!({}))
-        .await
-        .unwrap();
-    assert_eq!(next(&mut anonymous).await["user"], json!(null));
+    let frame = whoami(&server, "expired-room", "session=unknown").await;
+    assert_eq!(frame["user"], json!(null));
 }
 
 #[tokio::test]

@@ -385,6 +385,15 @@ fn layer(url: &str, prefix: &str) -> RedisLayer {
     RedisLayer::builder(url).prefix(prefix).build().unwrap()
 }
 
+/// Two app instances on `url` sharing a new prefix: (prefix, their
+/// layers, the instances).
+async fn two_nodes(url: &str) -> (String, [RedisLayer; 2], [TestServer; 2]) {
+    let prefix = unique_prefix();
+    let layers = [layer(url, &prefix), layer(url, &prefix)];
+    let nodes = [node(&layers[0]).await, node(&layers[1]).await];
+    (prefix, layers, nodes)
+}
+
 /// Broadcast `{"target": "#all", "html": html}` from `node`; the publish
 /// must succeed.
 async fn broadcast_from(node: &TestServer, html: &str) {
@@ -656,11 +665,7 @@ async fn stale_and_foreign_messages_are_dropped_and_counted() {
 async fn an_outage_keeps_local_delivery_and_recovers_without_restart() {
     let mut redis = RedisServer::start().await.unwrap();
     let url = redis.url();
-    let prefix = unique_prefix();
-    let layer_a = layer(url.as_str(), &prefix);
-    let layer_b = layer(url.as_str(), &prefix);
-    let node_a = node(&layer_a).await;
-    let node_b = node(&layer_b).await;
+    let (prefix, [layer_a, layer_b], [node_a, node_b]) = two_nodes(&url).await;
     let mut a1 = node_a.connect("outage").await.unwrap();
     let mut a2 = node_a.connect("outage").await.unwrap();
     let mut b1 = node_b.connect("outage").await.unwrap();
@@ -1888,4 +1893,55 @@ async fn presence_changes_are_coalesced_per_room_off_the_connect_path() {
         assert_eq!(next(client).await["html"], "3 watching");
         assert_nothing_pending(client, "left once").await;
     }
+}
+
+/// Frames published while a process's subscriber was disconnected reach
+/// its pages once it has subscribed again, even when no frame follows
+/// them to reveal the gap.
+#[tokio::test]
+async fn frames_missed_while_resubscribing_arrive_without_a_later_frame() {
+    let redis = RedisServer::start().await.unwrap();
+    let url = redis.url();
+    let (prefix, [layer_a, _], [node_a, node_b]) = two_nodes(&url).await;
+    let mut client = resume_client(&node_a, "gap", "").await;
+    wait_subscribed(&url, &prefix, &["room_gap"], 1).await;
+    say(&node_b, "gap", "1").await;
+    assert_eq!(numbered(&mut client, 1).await, expected(&[("1", 1)]));
+
+    // The subscribers are cut off, and cannot come back while the server
+    // asks for a password (the connections already open stay signed in).
+    let mut admin = inspector(&url).await;
+    require_password(&mut admin, "closed-for-the-test").await;
+    let _: i64 = ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(numsub(&mut admin, &format!("{prefix}room_gap")).await, 0);
+
+    // Published to nobody: only the log has them. Nothing follows.
+    say(&node_b, "gap", "2").await;
+    say(&node_b, "gap", "3").await;
+    require_password(&mut admin, "").await;
+
+    // Once subscribed again, the page gets them, once and in order.
+    assert_eq!(
+        numbered(&mut client, 2).await,
+        expected(&[("2", 2), ("3", 3)])
+    );
+    assert_nothing_pending(&mut client, "after the catch-up").await;
+    assert!(layer_a.recovered() >= 2);
+}
+
+/// Make the server ask new connections for `password` (none when empty).
+async fn require_password(conn: &mut ::redis::aio::MultiplexedConnection, password: &str) {
+    let () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(password)
+        .query_async(conn)
+        .await
+        .unwrap();
 }

@@ -82,3 +82,47 @@ async fn sockets_count_toward_the_address_cap_before_any_upgrade() {
     let mut client = server.connect("slowloris-cap").await.unwrap();
     assert_nothing_pending(&mut client, "a slot is free again").await;
 }
+
+/// A POST whose body trickles in (or stops) cannot hold its connection and
+/// its handler forever: past the body timeout, reading it fails, the
+/// route answers, and the connection is closed.
+#[tokio::test]
+async fn a_request_body_that_does_not_arrive_in_time_ends_its_connection() {
+    let routes = axum::Router::new().route(
+        "/echo",
+        axum::routing::post(|body: String| async move { body }),
+    );
+    let server = liveview::testing::TestServer::start(
+        LiveView::builder().request_body_timeout(Duration::from_millis(300)),
+        routes,
+    )
+    .await
+    .unwrap();
+    let addr = server.addr();
+
+    // In time: answered.
+    let mut quick = TcpStream::connect(addr).await.unwrap();
+    quick
+        .write_all(
+            format!("POST /echo HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let answered = closed_within(quick, Duration::from_secs(5)).await;
+    assert!(
+        answered.starts_with("HTTP/1.1 200") && answered.ends_with("hello"),
+        "{answered}"
+    );
+
+    // 10 bytes of a promised 1,000, then nothing more.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(
+        format!("POST /echo HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1000\r\n\r\n0123456789")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let answered = closed_within(slow, Duration::from_secs(5)).await;
+    assert!(!answered.starts_with("HTTP/1.1 200"), "{answered}");
+}

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use demo::db::{AlertKind, NewAlert, now_ms};
-use liveview::testing::browser::{Browser, js_string};
+use liveview_testing::browser::{Browser, js_string};
 use serde_json::{Value, json};
 
 use crate::support::TestDemo;
@@ -696,6 +696,51 @@ async fn the_quick_start_page_greets_and_notifies_every_page() {
             for page in [&ada, &bob] {
                 page.wait_for_text("#notifications .notification", "Deploy at 5 pm")
                     .await?;
+            }
+            bob.close().await?;
+            Ok(())
+        }
+        .await;
+        (ada, result)
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// The HTTP transport
+// ---------------------------------------------------------------------------
+
+const TRANSPORT: &str = "document.documentElement.dataset.liveviewTransport";
+
+/// A visitor whose browser has no WebSocket searches and shares alerts with
+/// a visitor on a socket, both ways, over Server-Sent Events and POSTs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_and_alerts_work_over_the_http_transport() {
+    let server = TestDemo::start().await;
+    let search = server.url("/search/");
+    let alerts = server.url("/alerts/");
+    run("http-transport", |ada| async move {
+        let result = async {
+            ada.before_each_page("delete window.WebSocket;").await?;
+            ada.open(&search).await?;
+            assert_eq!(ada.eval(TRANSPORT).await?, json!("sse"));
+            ada.type_text("#search-input", "walnut").await?;
+            ada.wait("location.search === '?q=walnut'").await?;
+            ada.wait(&summary_is("for “walnut”")).await?;
+            ada.wait(&count(".result__name mark")).await?;
+
+            ada.open(&alerts).await?;
+            sign_in(&ada, "Ada").await?;
+            assert_eq!(ada.eval(TRANSPORT).await?, json!("sse"));
+            let bob = ada.new_session().await?;
+            bob.open(&alerts).await?;
+            assert_eq!(bob.eval(TRANSPORT).await?, json!("websocket"));
+            publish(&ada, "warning", "Sent over the stream", "").await?;
+            publish(&bob, "info", "Sent over the socket", "").await?;
+            for page in [&ada, &bob] {
+                page.wait(&alert_with_text("Sent over the stream")).await?;
+                page.wait(&alert_with_text("Sent over the socket")).await?;
+                page.wait(&text_has("#viewers", "2 watching")).await?;
             }
             bob.close().await?;
             Ok(())

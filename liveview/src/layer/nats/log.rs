@@ -290,9 +290,10 @@ impl Inner {
             return;
         }
         let Some(tail) = tail else { return };
-        if let Some(next) = self.sequencer.next(group, &tail.epoch)
-            && next <= tail.seq
-        {
+        // In another epoch than the one delivered here (the numbering
+        // restarted while this process was away): from its first frame.
+        let next = self.sequencer.next(group, &tail.epoch).unwrap_or(1);
+        if next <= tail.seq {
             let limit = usize::try_from(tail.seq - next + 1).unwrap_or(usize::MAX);
             if let Ok(missed) = self.read_after(&stream, group, next - 1, limit).await {
                 for logged in missed {

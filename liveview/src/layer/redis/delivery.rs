@@ -10,6 +10,11 @@
 //! reconnecting) is read back from the log before the frame after it goes
 //! out. A new epoch means the numbering started again: the new numbers are
 //! delivered as they come.
+//!
+//! Each time the subscriber has subscribed again (a reconnection), every
+//! group being delivered here compares what it delivered with its log and
+//! reads back at once what was published while the subscriber was away,
+//! without waiting for the group's next frame (there may be none).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -77,6 +82,9 @@ pub(super) struct Delivery {
     /// Test hook: messages to lose, per group, before their delivery.
     lose: Mutex<HashMap<String, usize>>,
     hooks_changed: Notify,
+    /// The running group tasks, each woken to catch up from the log after
+    /// the subscriber subscribed again.
+    catch_up: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl Delivery {
@@ -91,6 +99,15 @@ impl Delivery {
     /// `group` is no longer subscribed here.
     pub(super) fn forget(&self, group: &str) {
         lock(&self.progress).remove(group);
+    }
+
+    /// The subscriber subscribed again: every running group task reads
+    /// back from the log what it missed meanwhile.
+    pub(super) fn catch_up_all(&self) {
+        for wake in lock(&self.catch_up).values() {
+            // A stored permit: a task busy now catches up when it is done.
+            wake.notify_one();
+        }
     }
 
     pub(super) fn set_lagging(&self, lagging: bool) {
@@ -203,6 +220,8 @@ async fn run_group(
     group: String,
     mut rx: mpsc::Receiver<Msg>,
 ) {
+    let wake = Arc::new(Notify::new());
+    lock(&inner.delivery.catch_up).insert(group.clone(), wake.clone());
     let mut state = GroupState {
         group,
         epoch: String::new(),
@@ -211,8 +230,9 @@ async fn run_group(
     loop {
         let message = tokio::select! {
             () = inner.shutdown.cancelled() => break,
+            () = wake.notified() => None,
             message = tokio::time::timeout(GROUP_IDLE, rx.recv()) => match message {
-                Ok(Some(message)) => message,
+                Ok(Some(message)) => Some(message),
                 Ok(None) => break,
                 Err(_) if local.has_members(&state.group) => continue,
                 Err(_) => break,
@@ -222,10 +242,20 @@ async fn run_group(
             () = inner.shutdown.cancelled() => break,
             () = inner.delivery.wait_until(|d| !lock(&d.held).contains(&state.group)) => {}
         }
-        handle(&inner, &local, &mut state, &message).await;
+        match message {
+            Some(message) => handle(&inner, &local, &mut state, &message).await,
+            None => catch_up(&inner, &local, &mut state).await,
+        }
         if local.is_closed() {
             break;
         }
+    }
+    let mut tasks = lock(&inner.delivery.catch_up);
+    if tasks
+        .get(&state.group)
+        .is_some_and(|current| Arc::ptr_eq(current, &wake))
+    {
+        tasks.remove(&state.group);
     }
 }
 
@@ -297,12 +327,7 @@ async fn deliver_numbered(
     if missing_from < seq {
         match inner.read_log(group, missing_from - 1).await {
             Ok(read) if read.epoch == epoch => {
-                for (missed, frame) in read.entries {
-                    if (missing_from..seq).contains(&missed) {
-                        local.deliver_sequenced(group, &frame, missed, epoch);
-                        inner.count_recovered();
-                    }
-                }
+                read_back(inner, local, group, read.entries, missing_from..seq, epoch);
             }
             Ok(_) => {}
             Err(err) => {
@@ -311,11 +336,83 @@ async fn deliver_numbered(
         }
     }
     local.deliver_sequenced(group, frame, seq, epoch);
-    if state.epoch != epoch {
-        state.epoch = epoch.to_owned();
+    state.advance(inner, epoch, seq);
+}
+
+/// Deliver the entries of `range` read back from the log; returns the
+/// newest delivered.
+fn read_back(
+    inner: &Inner,
+    local: &LocalDelivery,
+    group: &str,
+    entries: Vec<(u64, Frame)>,
+    range: std::ops::Range<u64>,
+    epoch: &str,
+) -> Option<u64> {
+    let mut newest = None;
+    for (missed, frame) in entries {
+        if range.contains(&missed) {
+            local.deliver_sequenced(group, &frame, missed, epoch);
+            inner.count_recovered();
+            newest = Some(missed);
+        }
     }
-    state.delivered = seq;
-    inner.delivery.progress(group).set(epoch, seq);
+    newest
+}
+
+/// After the subscriber subscribed again: deliver what the group's log
+/// gained since the last frame delivered here (frames published while the
+/// subscriber was away). A new epoch is delivered from its first frame, as
+/// when a frame of it arrives. A group with nothing delivered yet starts
+/// with its next frame, as it would have.
+async fn catch_up(inner: &Inner, local: &LocalDelivery, state: &mut GroupState) {
+    if state.epoch.is_empty() {
+        return;
+    }
+    let group = state.group.as_str();
+    let mut read = match inner.read_log(group, state.delivered).await {
+        Ok(read) => read,
+        Err(err) => {
+            tracing::debug!(group, error = %err, "redis layer: could not catch up from the log");
+            return;
+        }
+    };
+    if read.epoch.is_empty() {
+        return;
+    }
+    let from = if read.epoch == state.epoch {
+        if read.newest <= state.delivered {
+            return;
+        }
+        state.delivered + 1
+    } else {
+        // The numbering started again meanwhile: the new epoch from its
+        // first frame.
+        match inner.read_log(group, 0).await {
+            Ok(again) if !again.epoch.is_empty() => read = again,
+            Ok(_) => return,
+            Err(err) => {
+                tracing::debug!(group, error = %err, "redis layer: could not catch up from the log");
+                return;
+            }
+        }
+        1
+    };
+    let epoch = read.epoch;
+    if let Some(newest) = read_back(inner, local, group, read.entries, from..u64::MAX, &epoch) {
+        state.advance(inner, &epoch, newest);
+    }
+}
+
+impl GroupState {
+    /// Frame `seq` of `epoch` was delivered.
+    fn advance(&mut self, inner: &Inner, epoch: &str, seq: u64) {
+        if self.epoch != epoch {
+            epoch.clone_into(&mut self.epoch);
+        }
+        self.delivered = seq;
+        inner.delivery.progress(&self.group).set(epoch, seq);
+    }
 }
 
 /// Which groups the subscriber has confirmed, so that a replay reads the log

@@ -175,6 +175,11 @@ async fn run_session(
     }
     inner.subscriptions.confirm(&initial);
     subscribed.extend(initial);
+    if inner.replay.is_some() {
+        // What was published while no subscription was up is only in the
+        // logs, and no later frame may come to reveal the gap.
+        inner.delivery.catch_up_all();
+    }
     inner.connected.store(true, Ordering::Release);
     tracing::debug!(%address, groups = subscribed.len(), "redis layer: subscribed");
 

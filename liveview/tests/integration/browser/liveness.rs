@@ -15,7 +15,7 @@ use axum::response::Html;
 use axum::routing::get;
 use liveview::LiveView;
 use liveview::testing::TestServer;
-use liveview::testing::browser::Browser;
+use liveview_testing::browser::Browser;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

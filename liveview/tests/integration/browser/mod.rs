@@ -35,8 +35,8 @@ use axum::extract::Query;
 use axum::response::Html;
 use axum::routing::get;
 use liveview::testing::TestServer;
-use liveview::testing::browser::Browser;
 use liveview::{Consumer, Content, LiveView, Update, liveview_handler};
+use liveview_testing::browser::Browser;
 use serde_json::{Value, json};
 
 /// What a browser test returns.

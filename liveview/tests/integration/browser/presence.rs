@@ -6,8 +6,8 @@
 
 use axum::Router;
 use liveview::testing::TestServer;
-use liveview::testing::browser::Browser;
 use liveview::{LiveView, LiveViewBuilder, Presence, Update};
+use liveview_testing::browser::Browser;
 
 use super::page_routes;
 use super::replay::finish;

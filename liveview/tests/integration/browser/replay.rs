@@ -10,8 +10,8 @@ use std::time::Duration;
 use axum::Router;
 use liveview::layer::ReplayConfig;
 use liveview::testing::TestServer;
-use liveview::testing::browser::{Browser, js_string};
 use liveview::{Consumer, Content, LiveView, LiveViewBuilder, Update, liveview_handler};
+use liveview_testing::browser::{Browser, js_string};
 use serde_json::json;
 
 use super::{TestResult, page_routes};

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use liveview::LiveView;
 use liveview::testing::TestServer;
-use liveview::testing::browser::Browser;
+use liveview_testing::browser::Browser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -1,5 +1,4 @@
-//! A real browser for tests: headless Chromium driven through chromedriver
-//! (feature `browser`).
+//! A real browser for tests: headless Chromium driven through chromedriver.
 //!
 //! [`Browser::start`] starts `chromedriver` on a free port, waits until it
 //! answers, and opens a headless Chromium with a fresh profile. Everything
@@ -9,7 +8,8 @@
 //! never sleep for a fixed time.
 //!
 //! ```no_run
-//! use liveview::testing::{browser::Browser, TestServer};
+//! use liveview::testing::TestServer;
+//! use liveview_testing::browser::Browser;
 //! use liveview::LiveView;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -434,7 +434,7 @@ impl Browser {
     /// to take an API away from the page, or to wrap it.
     ///
     /// ```no_run
-    /// # async fn f(browser: &liveview::testing::browser::Browser) -> liveview::testing::browser::Result<()> {
+    /// # async fn f(browser: &liveview_testing::browser::Browser) -> liveview_testing::browser::Result<()> {
     /// // A browser without WebSocket.
     /// browser.before_each_page("delete window.WebSocket;").await?;
     /// # Ok(()) }
