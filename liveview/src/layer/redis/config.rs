@@ -281,6 +281,15 @@ impl fmt::Debug for RedisLayerBuilder {
 }
 
 fn parse_url(url: &str) -> Result<ConnectionInfo, LayerError> {
+    if url.contains('#') {
+        // redis-rs reads `#insecure` as "skip certificate checks"; the
+        // feature that honours it is not enabled, and a fragment has no
+        // other use: refuse it outright rather than connect in some other way.
+        return Err(LayerError::new(
+            "redis: a URL fragment (such as #insecure) is not accepted: certificate \
+             checks stay on; trust a private CA with `tls_root_certificates`",
+        ));
+    }
     let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
     match scheme {
         "redis" | "valkey" | "redis+unix" | "valkey+unix" | "unix" => {}
@@ -296,15 +305,6 @@ fn parse_url(url: &str) -> Result<ConnectionInfo, LayerError> {
                 "redis: the URL must start with redis:// or rediss://",
             ));
         }
-    }
-    if url.contains('#') {
-        // redis-rs reads `#insecure` as "skip certificate checks"; the
-        // feature that honours it is not enabled, and a fragment has no
-        // other use: refuse it outright rather than connect in some other way.
-        return Err(LayerError::new(
-            "redis: a URL fragment (such as #insecure) is not accepted: certificate \
-             checks stay on; trust a private CA with `tls_root_certificates`",
-        ));
     }
     // redis-rs's parse errors never quote the URL, which may hold a password.
     url.into_connection_info()
