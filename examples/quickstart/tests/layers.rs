@@ -2,14 +2,17 @@
 //! environment: `LIVEVIEW_NATS_URL` (a private `nats-server` with
 //! JetStream) and `LIVEVIEW_REDIS_CLUSTER` (a private Redis Cluster of
 //! three primaries). A `notify_all` called on a page of one process shows
-//! exactly once on a page of the other.
+//! exactly once on a page of the other. With `LIVEVIEW_REDIS_URL` (a
+//! private `redis-server`), calls of one HTTP-transport stream posted to
+//! either process run once each, in order, on the process holding the
+//! stream.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use liveview::testing::{Closed, NatsServer, RedisCluster, WsClient};
+use liveview::testing::{Closed, NatsServer, RedisCluster, RedisServer, SseClient, WsClient};
 use serde_json::{Value, json};
 
 /// Longest wait for a subscription or a frame.
@@ -151,4 +154,84 @@ async fn two_processes_share_broadcasts_through_a_redis_cluster() {
     let other = Quickstart::start("LIVEVIEW_REDIS_CLUSTER", &seeds);
     a_broadcast_crosses_once(&one, &other).await;
     a_broadcast_crosses_once(&other, &one).await;
+}
+
+/// No sticky sessions: one process holds the stream, the calls are posted
+/// to both processes in turn, and each runs once, in order, its reply on
+/// the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_of_one_stream_posted_to_either_process_run_once_in_order() {
+    let redis = RedisServer::start().await.expect("redis-server starts");
+    let holder = Quickstart::start("LIVEVIEW_REDIS_URL", &redis.url());
+    let other = Quickstart::start("LIVEVIEW_REDIS_URL", &redis.url());
+    let mut stream = SseClient::open(holder.addr, "alternating", "", &[])
+        .await
+        .expect("the stream opens");
+
+    // The holder subscribes to its stream's group in the background: a
+    // call forwarded before that is answered 404 and sent again with the
+    // same number, as the client does.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let answer = stream
+            .post_to(other.addr, 1, r#"{"ping": 1}"#, &[])
+            .await
+            .expect("the POST is answered");
+        if answer.status == 204 {
+            break;
+        }
+        assert_eq!(answer.status, 404, "{answer:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no forwarded call was taken"
+        );
+    }
+    assert_eq!(stream.recv().await.expect("the pong"), json!({"pong": 1}));
+
+    let names = ["Ada", "Grace", "Edsger", "Barbara", "Donald", "Frances"];
+    let hello = |seq: u64, name: &str| {
+        json!({"function": "say_hello", "form": {"name": name}, "ref": seq}).to_string()
+    };
+    for (seq, name) in (2u64..).zip(names) {
+        let node = if seq % 2 == 0 {
+            other.addr
+        } else {
+            holder.addr
+        };
+        let answer = stream
+            .post_to(node, seq, &hello(seq, name), &[])
+            .await
+            .expect("the POST is answered");
+        assert_eq!(answer.status, 204, "call {seq} through {node}: {answer:?}");
+    }
+    // A retransmission of call 2 through the holder is taken, not run.
+    let again = stream
+        .post_to(holder.addr, 2, &hello(2, "Again"), &[])
+        .await
+        .expect("the POST is answered");
+    assert_eq!(again.status, 204, "{again:?}");
+    let last = stream
+        .post_to(other.addr, 8, &hello(8, "End"), &[])
+        .await
+        .expect("the POST is answered");
+    assert_eq!(last.status, 204, "{last:?}");
+
+    let mut greeted = Vec::new();
+    let mut done = Vec::new();
+    while done.len() < names.len() + 1 {
+        let frame = stream.recv().await.expect("a frame of the stream");
+        if frame["done"] == true {
+            done.push(frame["ref"].as_u64().expect("a ref"));
+        } else {
+            assert_eq!(frame["target"], "#greeting", "{frame}");
+            greeted.push(frame["html"].as_str().expect("html").to_owned());
+        }
+    }
+    let expected: Vec<String> = names
+        .iter()
+        .chain(&["End"])
+        .map(|name| format!("<h1>Hello, {name}!</h1>"))
+        .collect();
+    assert_eq!(greeted, expected);
+    assert_eq!(done, (2..=8).collect::<Vec<u64>>());
 }
