@@ -33,13 +33,13 @@ async fn a_client_that_stops_answering_is_closed_and_everything_it_held_is_freed
         broadcaster.local_connections("liveness-gone") == 1
     })
     .await;
-    assert_eq!(broadcaster.presence("liveness-gone").await.count, 1);
+    present(&broadcaster, "liveness-gone", 1).await;
 
     wait_until("its memberships are freed", || {
         broadcaster.local_connections("liveness-gone") == 0
     })
     .await;
-    assert_eq!(broadcaster.presence("liveness-gone").await.count, 0);
+    present(&broadcaster, "liveness-gone", 0).await;
     wait_until("its connection is gone", || live.connections() == 0).await;
     // Its address's only slot is free again.
     let mut next = server.connect("liveness-gone").await.unwrap();
@@ -205,14 +205,14 @@ async fn a_client_behind_a_blackholed_link_is_closed_and_freed() {
         broadcaster.local_connections("liveness-netns") == 1
     })
     .await;
-    assert_eq!(broadcaster.presence("liveness-netns").await.count, 1);
+    present(&broadcaster, "liveness-netns", 1).await;
 
     ns.blackhole();
     wait_until("its memberships are freed", || {
         broadcaster.local_connections("liveness-netns") == 0
     })
     .await;
-    assert_eq!(broadcaster.presence("liveness-netns").await.count, 0);
+    present(&broadcaster, "liveness-netns", 0).await;
     wait_until("its connection is gone", || live.connections() == 0).await;
 }
 
@@ -223,5 +223,23 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Wait until `room` counts `count` present connections: presence is
+/// written through the channel layer by a background task, after the
+/// connection joined or left its groups.
+async fn present(broadcaster: &liveview::Broadcaster, room: &str, count: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = broadcaster.presence(room).await.count;
+        if now == count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {count} present in {room} (now {now})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
