@@ -78,8 +78,9 @@ async fn shout(consumer: &Consumer, content: Content) -> liveview::Result {
     Ok(())
 }
 
-/// The seed's background-thread example: broadcast from a plain thread,
-/// then remove the notification after a delay.
+/// The background-thread example of Django LiveView's documentation:
+/// broadcast from a plain thread, then remove the notification after a
+/// delay.
 #[liveview_handler("thread_notify")]
 pub(crate) async fn thread_notify(consumer: &Consumer, content: Content) -> liveview::Result {
     let id = content.data.str_or("id", "1").to_owned();

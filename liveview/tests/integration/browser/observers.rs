@@ -149,9 +149,9 @@ async fn debounce_sends_one_call_for_a_burst_of_typing() {
     .await;
 }
 
-/// The seed's infinite scroll: appends ten items of page `data.page` to
-/// `#items` and puts the trigger for the next page in `#load-more-trigger`
-/// (none after page 3).
+/// The infinite scroll of Django LiveView's documentation: appends ten
+/// items of page `data.page` to `#items` and puts the trigger for the next
+/// page in `#load-more-trigger` (none after page 3).
 #[liveview_handler("b_more")]
 async fn b_more(consumer: &Consumer, content: Content) -> liveview::Result {
     let page = content.data.i64("page").unwrap_or(1);
