@@ -3,9 +3,9 @@
 //! JetStream) and `LIVEVIEW_REDIS_CLUSTER` (a private Redis Cluster of
 //! three primaries). A `notify_all` called on a page of one process shows
 //! exactly once on a page of the other. With `LIVEVIEW_REDIS_URL` (a
-//! private `redis-server`), calls of one HTTP-transport stream posted to
-//! either process run once each, in order, on the process holding the
-//! stream.
+//! private `redis-server`) and with `LIVEVIEW_NATS_URL`, calls of one
+//! HTTP-transport stream posted to either process run once each, in order,
+//! on the process holding the stream.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -156,14 +156,28 @@ async fn two_processes_share_broadcasts_through_a_redis_cluster() {
     a_broadcast_crosses_once(&other, &one).await;
 }
 
-/// No sticky sessions: one process holds the stream, the calls are posted
-/// to both processes in turn, and each runs once, in order, its reply on
-/// the stream.
+/// No sticky sessions on Redis: see [`calls_run_once_in_order`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_of_one_stream_posted_to_either_process_run_once_in_order() {
     let redis = RedisServer::start().await.expect("redis-server starts");
     let holder = Quickstart::start("LIVEVIEW_REDIS_URL", &redis.url());
     let other = Quickstart::start("LIVEVIEW_REDIS_URL", &redis.url());
+    calls_run_once_in_order(&holder, &other).await;
+}
+
+/// No sticky sessions on NATS: see [`calls_run_once_in_order`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_of_one_stream_posted_to_either_process_run_once_in_order_on_nats() {
+    let nats = NatsServer::start().await.expect("nats-server starts");
+    let holder = Quickstart::start("LIVEVIEW_NATS_URL", &nats.url());
+    let other = Quickstart::start("LIVEVIEW_NATS_URL", &nats.url());
+    calls_run_once_in_order(&holder, &other).await;
+}
+
+/// No sticky sessions: `holder` holds the stream, the calls are posted to
+/// it and to `other` in turn, and each runs once, in order, its reply on
+/// the stream.
+async fn calls_run_once_in_order(holder: &Quickstart, other: &Quickstart) {
     let mut stream = SseClient::open(holder.addr, "alternating", "", &[])
         .await
         .expect("the stream opens");
