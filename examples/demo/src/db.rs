@@ -15,11 +15,18 @@ use sqlx::{SqlSafeStr, Sqlite, Transaction};
 
 /// The migrations, oldest first, compiled into the binary so the demo runs
 /// from any working directory.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "alerts and products",
-    include_str!("../migrations/0001_alerts_and_products.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "alerts and products",
+        include_str!("../migrations/0001_alerts_and_products.sql"),
+    ),
+    (
+        2,
+        "signed-out sessions",
+        include_str!("../migrations/0002_signed_out_sessions.sql"),
+    ),
+];
 
 /// The longest alert message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 500;
@@ -371,6 +378,59 @@ impl Db {
             })
             .collect();
         Ok(SearchPage { products, total })
+    }
+
+    /// Remember `session` as signed out until `expires_at` (Unix
+    /// milliseconds), and forget the sessions whose time is over by `now`.
+    pub async fn sign_out(&self, session: &str, expires_at: i64, now: i64) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM signed_out_sessions WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO signed_out_sessions (session, expires_at) VALUES (?, ?) \
+             ON CONFLICT (session) DO NOTHING",
+        )
+        .bind(session)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether `session` was signed out (and its time is not over by
+    /// `now`).
+    pub async fn is_signed_out(&self, session: &str, now: i64) -> Result<bool, DbError> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT 1 FROM signed_out_sessions WHERE session = ? AND expires_at > ?",
+        )
+        .bind(session)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// The sessions signed out after the sign-out numbered `after`, oldest
+    /// first, each with its number (numbers only grow; `0` is before the
+    /// first).
+    pub async fn signed_out_since(&self, after: i64) -> Result<Vec<(i64, String)>, DbError> {
+        Ok(
+            sqlx::query_as("SELECT id, session FROM signed_out_sessions WHERE id > ? ORDER BY id")
+                .bind(after)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The number of the latest sign-out (`0` before the first).
+    pub async fn last_sign_out(&self) -> Result<i64, DbError> {
+        let (last,): (Option<i64>,) = sqlx::query_as("SELECT MAX(id) FROM signed_out_sessions")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(last.unwrap_or(0))
     }
 
     /// Close the pool, waiting for connections to finish.

@@ -100,6 +100,10 @@ pub struct Config {
     /// (`DEMO_METRICS_ADDR`, e.g. `127.0.0.1:9000`), for a scraper on a
     /// private network. Off by default.
     pub metrics_addr: Option<String>,
+    /// How often a process closes its connections of sessions signed out
+    /// on another process sharing the database (default 1 s). A call of
+    /// such a connection is refused at once, whatever this is.
+    pub sign_out_check: Duration,
 }
 
 impl Default for Config {
@@ -113,6 +117,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             metrics_token: None,
             metrics_addr: None,
+            sign_out_check: Duration::from_secs(1),
         }
     }
 }
@@ -214,6 +219,13 @@ impl Config {
     /// carry `Authorization: Bearer <token>`.
     pub fn with_metrics_token(mut self, token: impl Into<String>) -> Self {
         self.metrics_token = Some(token.into());
+        self
+    }
+
+    /// These settings with another interval between two looks for
+    /// sessions signed out on other processes.
+    pub fn with_sign_out_check(mut self, every: Duration) -> Self {
+        self.sign_out_check = every;
         self
     }
 
@@ -338,6 +350,7 @@ impl Demo {
         if db.seed_products(config.products).await? {
             tracing::info!(products = config.products, "seeded the search catalogue");
         }
+        let live_sessions = pages::login::LiveSessions::open(db.clone(), SESSION_LIFETIME).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -346,7 +359,7 @@ impl Demo {
                 games: pages::snake::Games::default(),
                 dismissals: pages::alerts::Dismissals::default(),
                 sessions,
-                live_sessions: pages::login::LiveSessions::new(SESSION_LIFETIME),
+                live_sessions,
                 wall,
             }),
         })
@@ -358,9 +371,10 @@ impl Demo {
     ///
     /// The builder gets the demo as the app's state (handlers are plain
     /// functions found at link time: they read it with [`Demo::of`]), the
-    /// session cookie as the authenticator (a session signed out is
-    /// refused as expired), a middleware that notes the connections of
-    /// each session (signing out closes them with 4401), one that lets
+    /// session cookie as the authenticator (a session signed out on any
+    /// process is refused as expired), a middleware that notes the
+    /// connections of each session (signing out closes them with 4401,
+    /// also those on other processes sharing the database), one that lets
     /// only signed-in visitors delete alerts, and the presence callback that
     /// tells the alerts page and the snake games who is watching.
     pub fn liveview(&self, builder: LiveViewBuilder) -> Result<LiveView, BuildError> {
@@ -372,25 +386,13 @@ impl Demo {
         } else {
             builder.allowed_origins(self.config().allowed_origins.clone())
         };
-        let tracked = self.clone();
-        let sessions = self.clone();
         let live = builder
             .state(self.clone())
-            // A session signed out in another tab is refused with 4401,
-            // and so is every call its open tabs still make.
-            .authenticator(move |scope: &liveview::Scope| {
-                match sessions.sessions().identity(scope) {
-                    Identity::User(user) if sessions.live_sessions().is_signed_out(&user.id) => {
-                        Identity::Expired
-                    }
-                    identity => identity,
-                }
-            })
-            .middleware(
-                move |consumer: &liveview::Consumer, _: &liveview::Content, _: &str| {
-                    tracked.live_sessions().track(consumer)
-                },
-            )
+            // A session signed out in another tab, on any process, is
+            // refused with 4401, and so is every call its open tabs still
+            // make.
+            .authenticator(SignedOutRefused(self.clone()))
+            .middleware(SignedOutRefused(self.clone()))
             // Broadcasts are multiplied by their receivers: the texts
             // broadcast are capped, and so are the bytes a second of group
             // frames one connection's calls may publish.
@@ -404,7 +406,29 @@ impl Demo {
             ))
             .build()?;
         pages::alerts::spawn_dismisser(self, live.broadcaster());
+        self.spawn_sign_out_check();
         Ok(live)
+    }
+
+    /// Close, every [`Config::sign_out_check`], the connections of this
+    /// process whose session another process signed out, until the demo is
+    /// dropped.
+    fn spawn_sign_out_check(&self) {
+        let weak = self.downgrade();
+        let every = self.config().sign_out_check;
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(demo) = Demo::upgrade(&weak) else {
+                    return;
+                };
+                if let Err(err) = demo.live_sessions().close_signed_out().await {
+                    tracing::warn!(error = %err, "looking for sessions signed out elsewhere failed");
+                }
+            }
+        });
     }
 
     /// Every route of the demo: the pages, the stylesheet, the sign-in
@@ -482,6 +506,48 @@ impl Demo {
 
     fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<Self> {
         weak.upgrade().map(|inner| Self { inner })
+    }
+}
+
+/// The session cookie's user, unless the session was signed out on any
+/// process: as the authenticator, such a session is refused with 4401; as
+/// a middleware, it notes each call's connection (for signing out to close
+/// it) and refuses, with 4401, the calls of a session signed out since the
+/// connection opened.
+struct SignedOutRefused(Demo);
+
+type Pending<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+impl liveview::Authenticator for SignedOutRefused {
+    fn authenticate<'a>(&'a self, scope: &'a liveview::Scope) -> Pending<'a, Identity> {
+        Box::pin(async move {
+            match self.0.sessions().identity(scope) {
+                Identity::User(user) => {
+                    match self.0.live_sessions().is_signed_out(&user.id).await {
+                        Ok(false) => Identity::User(user),
+                        Ok(true) => Identity::Expired,
+                        Err(err) => {
+                            // Anonymous: nothing a signed-out visitor could not
+                            // do, and the page stays live.
+                            tracing::warn!(error = %err, "a session could not be looked up");
+                            Identity::Anonymous
+                        }
+                    }
+                }
+                identity => identity,
+            }
+        })
+    }
+}
+
+impl liveview::middleware::Middleware for SignedOutRefused {
+    fn allows<'a>(
+        &'a self,
+        consumer: &'a Consumer,
+        _: &'a liveview::Content,
+        _: &'a str,
+    ) -> Pending<'a, bool> {
+        Box::pin(self.0.live_sessions().track(consumer))
     }
 }
 

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -29,6 +29,7 @@ use serde::Deserialize;
 
 use super::Visitor;
 use crate::Demo;
+use crate::db::{Db, DbError, now_ms};
 
 /// The longest name, in characters.
 pub const MAX_NAME_CHARS: usize = 40;
@@ -101,8 +102,12 @@ async fn logout(
     if !same_origin(&headers) {
         return cross_site();
     }
-    if let Some(user) = &visitor.user {
-        demo.live_sessions().sign_out(&user.id);
+    if let Some(user) = &visitor.user
+        && let Err(err) = demo.live_sessions().sign_out(&user.id).await
+    {
+        // The cookie stays: the visitor is still signed in, and may try
+        // again.
+        return super::unavailable("signing out", &err);
     }
     let form = Form::parse(&body);
     let cookie = demo.sessions().clear_cookie();
@@ -240,92 +245,131 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
         .is_some_and(|authority| authority.as_str().eq_ignore_ascii_case(host))
 }
 
-/// The live connections of each signed-in session, and the sessions that
-/// were signed out, so that signing out in one tab ends the session in
-/// every tab: their connections close with 4401 and the pages show their
-/// "sign in again" prompt instead of delete buttons that would fail.
+/// Signed-out sessions, which every process sharing the database refuses,
+/// and the live connections of each signed-in session on this process, so
+/// that signing out in one tab ends the session in every tab: their
+/// connections close with 4401 and the pages show their "sign in again"
+/// prompt instead of delete buttons that would fail.
 ///
-/// A session is the user id a sign-in makes (a fresh one each time). A
+/// A session is the user id a sign-in makes (a fresh one each time). It is
+/// remembered as signed out in the database until the cookie would have
+/// expired anyway, so a copy of the cookie is refused on every process. A
 /// connection is known once it has made a call (the alerts page makes one
-/// when it loads). Sessions signed out are remembered until the cookie
-/// would have expired anyway, so a copy of the cookie is refused too.
+/// when it loads); every call of a signed-in connection looks its session
+/// up, and [`close_signed_out`](Self::close_signed_out), which the demo runs
+/// every [`Config::sign_out_check`](crate::Config::sign_out_check), closes
+/// the connections of this process whose session another process signed
+/// out.
 ///
 /// ```
 /// use std::time::Duration;
+/// use demo::db::Db;
 /// use demo::pages::login::LiveSessions;
 ///
-/// let sessions = LiveSessions::new(Duration::from_secs(60));
-/// assert!(!sessions.is_signed_out("u1"));
-/// sessions.sign_out("u1");
-/// assert!(sessions.is_signed_out("u1"));
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), demo::db::DbError> {
+/// # let dir = std::env::temp_dir().join(format!("demo-doc-{}", uuid::Uuid::new_v4().simple()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// let db = Db::open(&dir.join("demo.sqlite3")).await?;
+/// let here = LiveSessions::open(db.clone(), Duration::from_secs(60)).await?;
+/// let elsewhere = LiveSessions::open(db, Duration::from_secs(60)).await?;
+/// assert!(!elsewhere.is_signed_out("u1").await?);
+/// here.sign_out("u1").await?;
+/// assert!(elsewhere.is_signed_out("u1").await?);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok(()) }
 /// ```
 #[derive(Debug)]
 pub struct LiveSessions {
-    state: Mutex<SessionState>,
+    db: Db,
+    /// The connections of each session on this process.
+    open: Mutex<HashMap<String, Vec<Consumer>>>,
+    /// The last sign-out whose connections this process has closed.
+    seen: tokio::sync::Mutex<i64>,
     keep: Duration,
 }
 
-#[derive(Debug, Default)]
-struct SessionState {
-    open: HashMap<String, Vec<Consumer>>,
-    signed_out: HashMap<String, Instant>,
-}
-
 impl LiveSessions {
-    /// Remember signed-out sessions for `keep` (the sessions' lifetime).
-    pub fn new(keep: Duration) -> Self {
-        Self {
-            state: Mutex::default(),
+    /// Signed-out sessions in `db`, remembered for `keep` (the sessions'
+    /// lifetime); sign-outs from before this call concern no connection of
+    /// this process.
+    pub async fn open(db: Db, keep: Duration) -> Result<Self, DbError> {
+        let seen = db.last_sign_out().await?;
+        Ok(Self {
+            db,
+            open: Mutex::default(),
+            seen: tokio::sync::Mutex::new(seen),
             keep,
-        }
+        })
     }
 
     /// Note the connection of a call; `false` when its session was signed
-    /// out, after closing the connection with 4401.
-    pub fn track(&self, consumer: &Consumer) -> bool {
+    /// out (after closing the connection with 4401), or cannot be looked up.
+    pub async fn track(&self, consumer: &Consumer) -> bool {
         let Some(user) = consumer.user() else {
             return true;
         };
-        let mut state = self.lock();
-        if state.signed_out.contains_key(&user.id) {
-            drop(state);
-            consumer.expire();
-            return false;
+        match self.is_signed_out(&user.id).await {
+            Ok(false) => {}
+            Ok(true) => {
+                consumer.expire();
+                return false;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "a session could not be looked up; the call is refused");
+                return false;
+            }
         }
-        let open = state.open.entry(user.id.clone()).or_default();
-        open.retain(|c| !c.is_closed());
-        if !open.iter().any(|c| c.id() == consumer.id()) {
-            open.push(consumer.clone());
+        let mut open = self.lock();
+        let conns = open.entry(user.id.clone()).or_default();
+        conns.retain(|c| !c.is_closed());
+        if !conns.iter().any(|c| c.id() == consumer.id()) {
+            conns.push(consumer.clone());
         }
         true
     }
 
-    /// End the session `user_id`: every connection of it closes with 4401.
-    pub fn sign_out(&self, user_id: &str) {
-        let now = Instant::now();
-        let mut state = self.lock();
-        let keep = self.keep;
-        state
-            .signed_out
-            .retain(|_, at| now.duration_since(*at) < keep);
-        state.signed_out.insert(user_id.to_owned(), now);
-        let open = state.open.remove(user_id).unwrap_or_default();
-        state.open.retain(|_, conns| {
+    /// End the session `user_id` on every process; its connections on this
+    /// one close with 4401 at once.
+    pub async fn sign_out(&self, user_id: &str) -> Result<(), DbError> {
+        let now = now_ms();
+        let keep = i64::try_from(self.keep.as_millis()).unwrap_or(i64::MAX);
+        self.db
+            .sign_out(user_id, now.saturating_add(keep), now)
+            .await?;
+        self.close(user_id);
+        Ok(())
+    }
+
+    /// Close this process's connections of the sessions signed out since the
+    /// last time (on any process).
+    pub async fn close_signed_out(&self) -> Result<(), DbError> {
+        let mut seen = self.seen.lock().await;
+        for (id, session) in self.db.signed_out_since(*seen).await? {
+            self.close(&session);
+            *seen = id;
+        }
+        Ok(())
+    }
+
+    /// Whether `user_id` was signed out, on any process.
+    pub async fn is_signed_out(&self, user_id: &str) -> Result<bool, DbError> {
+        self.db.is_signed_out(user_id, now_ms()).await
+    }
+
+    fn close(&self, user_id: &str) {
+        let mut open = self.lock();
+        let ended = open.remove(user_id).unwrap_or_default();
+        open.retain(|_, conns| {
             conns.retain(|c| !c.is_closed());
             !conns.is_empty()
         });
-        drop(state);
-        for consumer in open {
+        drop(open);
+        for consumer in ended {
             consumer.expire();
         }
     }
 
-    /// Whether `user_id` was signed out.
-    pub fn is_signed_out(&self, user_id: &str) -> bool {
-        self.lock().signed_out.contains_key(user_id)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, SessionState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Consumer>>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -113,11 +113,21 @@ impl FromRequestParts<Demo> for Visitor {
                 scope = scope.header("cookie", cookie);
             }
         }
+        let user = match demo.sessions().user(&scope.build()) {
+            Some(user) => match demo.live_sessions().is_signed_out(&user.id).await {
+                Ok(false) => Some(user),
+                Ok(true) => None,
+                Err(err) => {
+                    // Shown as signed out: nothing a signed-out visitor
+                    // could not do.
+                    tracing::warn!(error = %err, "a session could not be looked up");
+                    None
+                }
+            },
+            None => None,
+        };
         Ok(Self {
-            user: demo
-                .sessions()
-                .user(&scope.build())
-                .filter(|user| !demo.live_sessions().is_signed_out(&user.id)),
+            user,
             path: parts
                 .uri
                 .path_and_query()

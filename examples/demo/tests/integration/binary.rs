@@ -1,6 +1,7 @@
 //! The `demo` binary as a newcomer runs it: settings from the environment,
-//! the database created on first start, and two processes sharing their
-//! pages' updates through Redis when `LIVEVIEW_REDIS_URL` is set.
+//! the database created on first start, two processes sharing their pages'
+//! updates through Redis when `LIVEVIEW_REDIS_URL` is set, and their
+//! sessions (sign-ins and sign-outs) through the secret and the database.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use demo::pages::alerts::ROOM;
-use liveview::testing::WsClient;
+use liveview::testing::{Closed, SseClient, WsClient};
 
 use crate::support::{TempDir, create_alert_until_it_crosses, http_get};
 
@@ -138,4 +139,101 @@ async fn a_session_from_one_process_is_valid_on_another_with_the_same_secret() {
         page.contains(r#"<span class="account__name">Ada</span>"#),
         "{page}"
     );
+}
+
+/// `alerts_validate` on `socket`, which answers nothing: the connection is
+/// known to the session's process once a call went through.
+async fn make_a_call(socket: &mut WsClient) {
+    crate::support::call(
+        socket,
+        "alerts_validate",
+        serde_json::json!({}),
+        serde_json::json!({"field": "none"}),
+    )
+    .await;
+}
+
+/// A call on `stream` that answers nothing, until its `done`.
+async fn make_a_stream_call(stream: &mut SseClient) {
+    let call = serde_json::json!({
+        "function": "alerts_validate", "form": {}, "data": {"field": "none"}, "ref": 1,
+    });
+    let answer = stream.call(&call).await.expect("the POST is answered");
+    assert_eq!(answer.status, 204, "{answer:?}");
+    loop {
+        let frame = stream.recv().await.expect("a frame of the stream");
+        if frame["done"] == true {
+            return;
+        }
+    }
+}
+
+/// Two processes behind one load balancer, one database: a session signed
+/// out on one is refused by the other, on its pages, its sockets and its
+/// event streams, and the connections the other already had close with
+/// 4401 without making another call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_signed_out_on_one_process_is_refused_by_another() {
+    let dir = TempDir::new();
+    let database = dir.path().join("sessions.sqlite3");
+    let (_one, one) = start(&database, None);
+    let (_two, two) = start(&database, None);
+    let (status, headers, _) = crate::support::http(
+        one,
+        "POST",
+        "/login/",
+        &[("origin", &format!("http://{one}"))],
+        "name=Ada&next=%2F",
+    )
+    .await;
+    assert_eq!(status, 303);
+    let cookie = crate::support::cookie_pair(
+        crate::support::header(&headers, "set-cookie").expect("a session cookie"),
+    );
+    let with_cookie = [("cookie", cookie.as_str())];
+    let signed_in = r#"<span class="account__name">Ada</span>"#;
+
+    // Ada's tabs on the second process: a page, a socket, an event stream.
+    let (_, _, page) = crate::support::http(two, "GET", "/alerts/", &with_cookie, "").await;
+    assert!(page.contains(signed_in), "{page}");
+    let url = format!("ws://{two}/ws/liveview/{ROOM}/");
+    let mut socket = WsClient::connect(&url, &with_cookie)
+        .await
+        .expect("the WebSocket opens");
+    make_a_call(&mut socket).await;
+    let mut stream = SseClient::open(two, ROOM, "", &with_cookie)
+        .await
+        .expect("the stream opens");
+    make_a_stream_call(&mut stream).await;
+
+    // Signed out through the first process.
+    let (status, _, _) = crate::support::http(
+        one,
+        "POST",
+        "/logout/",
+        &[("origin", &format!("http://{one}")), ("cookie", &cookie)],
+        "next=%2F",
+    )
+    .await;
+    assert_eq!(status, 303);
+
+    // The second process's open connections of the session end.
+    assert_eq!(socket.closed().await, Closed::Code(4401));
+    assert_eq!(stream.closed().await, Some(4401));
+    // Its pages see no one, and new connections are refused, on both
+    // processes.
+    for addr in [two, one] {
+        let (_, _, page) = crate::support::http(addr, "GET", "/alerts/", &with_cookie, "").await;
+        assert!(!page.contains(signed_in), "{addr}: {page}");
+        assert!(page.contains(">Sign in</a>"), "{addr}: {page}");
+        let url = format!("ws://{addr}/ws/liveview/{ROOM}/");
+        let mut copy = WsClient::connect(&url, &with_cookie)
+            .await
+            .expect("the upgrade is accepted");
+        assert_eq!(copy.closed().await, Closed::Code(4401), "{addr}");
+        let mut copy = SseClient::open(addr, ROOM, "", &with_cookie)
+            .await
+            .expect("the stream is accepted");
+        assert_eq!(copy.closed().await, Some(4401), "{addr}");
+    }
 }

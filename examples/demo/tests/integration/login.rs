@@ -2,10 +2,16 @@
 //! WebSocket: the cookie the login form sets is the one the connection
 //! reads.
 
+use std::time::Duration;
+
+use demo::Secret;
 use demo::pages::alerts::ROOM;
+use liveview::LiveView;
 use serde_json::json;
 
-use crate::support::{TestDemo, call, cookie_pair, encode, header, html_for, next};
+use crate::support::{
+    TempDir, TestDemo, call, config, cookie_pair, encode, header, html_for, next,
+};
 
 #[tokio::test]
 async fn the_login_page_asks_for_a_name_only() {
@@ -189,4 +195,44 @@ async fn signing_out_clears_the_session() {
         .request("GET", "/login/", &[("cookie", &fresh)], "")
         .await;
     assert!(page.contains("You are signed in"), "{page}");
+}
+
+/// A call from a connection whose session another process signed out is
+/// refused at once with 4401, before that process looks for sign-outs made
+/// elsewhere (here: not for an hour).
+#[tokio::test]
+async fn a_call_after_a_sign_out_on_another_process_is_refused_at_once() {
+    let dir = TempDir::new();
+    let secret = Secret::new("a test secret that is long enough to sign sessions");
+    let one = TestDemo::start_with(
+        config(&dir).with_secret(secret.clone()),
+        LiveView::builder(),
+    )
+    .await;
+    let two = TestDemo::start_with(
+        config(&dir)
+            .with_secret(secret)
+            .with_sign_out_check(Duration::from_secs(3600)),
+        LiveView::builder(),
+    )
+    .await;
+    let mut ada = two.connect_as(ROOM, "Ada").await;
+    let quiet = call(
+        &mut ada,
+        "alerts_validate",
+        json!({}),
+        json!({"field": "none"}),
+    )
+    .await;
+    assert_eq!(quiet, Vec::<serde_json::Value>::new());
+
+    let cookie = one.session_cookie("Ada");
+    let (status, _, _) = one
+        .post_form("/logout/", &[("next", "/")], Some(&cookie))
+        .await;
+    assert_eq!(status, 303);
+    ada.send_json(&json!({"function": "alerts_validate", "data": {"field": "none"}, "ref": 1}))
+        .await
+        .expect("the call is sent");
+    assert_eq!(ada.closed().await, liveview::testing::Closed::Code(4401));
 }
