@@ -393,3 +393,35 @@ async fn a_failover_keeps_delivery_exactly_once_and_in_order_in_a_new_epoch() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// `replay(None)` turns replay off on this layer as on the others: asked
+/// for what a group's log holds, or where its numbering stands, the layer
+/// answers that it keeps no log for the application (its log is written
+/// all the same, it orders the frames, but never read for a client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_replay_off_the_layer_answers_that_it_keeps_no_log() {
+    use liveview::layer::ChannelLayer;
+
+    let cluster = RedisCluster::start(3, 0).await.expect("the cluster starts");
+    let layer = RedisClusterLayer::builder(cluster.seeds())
+        .prefix("lvnoreplay:")
+        .build()
+        .expect("a layer");
+    let live = LiveView::builder()
+        .channel_layer(layer.clone())
+        .replay(None)
+        .build()
+        .expect("an app");
+    live.broadcaster()
+        .send_to_room(ROOM, html("logged"))
+        .await
+        .expect("published");
+    assert!(
+        layer
+            .replay(GROUP, 0, None)
+            .await
+            .expect("answered")
+            .is_none()
+    );
+    assert!(layer.position(GROUP).await.expect("answered").is_none());
+}

@@ -536,6 +536,9 @@ impl ChannelLayer for RedisClusterLayer {
         epoch: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<Missed>, LayerError>> {
         Box::pin(async move {
+            if self.inner.replay.is_none() {
+                return Ok(None);
+            }
             let (newest, current, entries) = self.inner.read(group, after).await?;
             let capacity = u64::try_from(self.inner.log_limits().frames()).unwrap_or(u64::MAX);
             let replay = if current.is_empty() {
@@ -561,6 +564,9 @@ impl ChannelLayer for RedisClusterLayer {
         group: &'a str,
     ) -> BoxFuture<'a, Result<Option<GroupPosition>, LayerError>> {
         Box::pin(async move {
+            if self.inner.replay.is_none() {
+                return Ok(None);
+            }
             let (seq, epoch, _) = self.inner.read(group, u64::MAX - 1).await?;
             Ok(Some(GroupPosition {
                 group: group.to_owned(),
