@@ -64,7 +64,7 @@ async fn notify_all_reaches_every_page() {
 }
 
 #[test]
-fn the_page_uses_the_seed_attributes() {
+fn the_page_uses_django_liveviews_attributes() {
     let html = quickstart::render_index("room-1", Default::default()).unwrap();
     assert!(html.contains(r#"data-controller="page""#));
     assert!(html.contains(r#"data-liveview-function="say_hello""#));
