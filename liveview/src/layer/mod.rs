@@ -16,6 +16,77 @@
 //! process is the whole world. The Redis layer (feature `redis`) carries
 //! frames through Redis pub/sub.
 
+/// The [`ChannelLayer`] methods of a layer whose `inner` reads and writes
+/// what every process shares (the log of each group, and presence): one
+/// body for the library's layers, so that each reads a log only when the
+/// application keeps one (replay on). `inner` has a `replay`
+/// ([`ReplaySetting`]) and the methods `replay`, `position`,
+/// `presence_join`, `presence_leave` and `presence`, each answering for
+/// the backend.
+#[cfg(any(feature = "redis", feature = "nats", feature = "redis-cluster"))]
+macro_rules! shared_state_methods {
+    () => {
+        fn replay<'a>(
+            &'a self,
+            group: &'a str,
+            after: u64,
+            epoch: Option<&'a str>,
+        ) -> ::futures_util::future::BoxFuture<
+            'a,
+            Result<Option<$crate::layer::Missed>, $crate::layer::LayerError>,
+        > {
+            Box::pin(async move {
+                if self.inner.replay.is_none() {
+                    return Ok(None);
+                }
+                self.inner.replay(group, after, epoch).await.map(Some)
+            })
+        }
+
+        fn position<'a>(
+            &'a self,
+            group: &'a str,
+        ) -> ::futures_util::future::BoxFuture<
+            'a,
+            Result<Option<$crate::layer::GroupPosition>, $crate::layer::LayerError>,
+        > {
+            Box::pin(async move {
+                if self.inner.replay.is_none() {
+                    return Ok(None);
+                }
+                self.inner.position(group).await.map(Some)
+            })
+        }
+
+        fn presence_join<'a>(
+            &'a self,
+            room: &'a str,
+            id: u64,
+            user: Option<&'a $crate::User>,
+        ) -> ::futures_util::future::BoxFuture<'a, Result<(), $crate::layer::LayerError>> {
+            Box::pin(self.inner.presence_join(room, id, user))
+        }
+
+        fn presence_leave<'a>(
+            &'a self,
+            room: &'a str,
+            id: u64,
+        ) -> ::futures_util::future::BoxFuture<'a, Result<(), $crate::layer::LayerError>> {
+            Box::pin(self.inner.presence_leave(room, id))
+        }
+
+        fn presence<'a>(
+            &'a self,
+            room: &'a str,
+        ) -> ::futures_util::future::BoxFuture<
+            'a,
+            Result<Option<Vec<Option<$crate::User>>>, $crate::layer::LayerError>,
+        > {
+            Box::pin(async move { self.inner.presence(room).await.map(Some) })
+        }
+    };
+}
+
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;

@@ -53,7 +53,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use self::names::{Names, valid_prefix};
 use self::presence::OwnPresence;
 use super::sequencer::Sequencer;
-use super::{ChannelLayer, Frame, GroupPosition, LayerError, LocalDelivery, Missed, ReplaySetting};
+use super::{ChannelLayer, Frame, LayerError, LocalDelivery, ReplaySetting};
 
 /// Default prefix of the layer's subjects, stream and buckets.
 pub const DEFAULT_PREFIX: &str = "liveview";
@@ -350,55 +350,7 @@ impl ChannelLayer for NatsLayer {
         })
     }
 
-    fn replay<'a>(
-        &'a self,
-        group: &'a str,
-        after: u64,
-        epoch: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Option<Missed>, LayerError>> {
-        Box::pin(async move {
-            if self.inner.replay.is_none() {
-                return Ok(None);
-            }
-            self.inner.replay(group, after, epoch).await.map(Some)
-        })
-    }
-
-    fn position<'a>(
-        &'a self,
-        group: &'a str,
-    ) -> BoxFuture<'a, Result<Option<GroupPosition>, LayerError>> {
-        Box::pin(async move {
-            if self.inner.replay.is_none() {
-                return Ok(None);
-            }
-            self.inner.position(group).await.map(Some)
-        })
-    }
-
-    fn presence_join<'a>(
-        &'a self,
-        room: &'a str,
-        id: u64,
-        user: Option<&'a crate::User>,
-    ) -> BoxFuture<'a, Result<(), LayerError>> {
-        Box::pin(self.inner.presence_join(room, id, user))
-    }
-
-    fn presence_leave<'a>(
-        &'a self,
-        room: &'a str,
-        id: u64,
-    ) -> BoxFuture<'a, Result<(), LayerError>> {
-        Box::pin(self.inner.presence_leave(room, id))
-    }
-
-    fn presence<'a>(
-        &'a self,
-        room: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<Option<crate::User>>>, LayerError>> {
-        Box::pin(async move { self.inner.presence(room).await.map(Some) })
-    }
+    shared_state_methods!();
 
     fn health(&self) -> BoxFuture<'_, Result<(), LayerError>> {
         Box::pin(async move {

@@ -425,6 +425,129 @@ impl Inner {
         }
     }
 
+    /// What `group`'s log holds after `after` (of `epoch`, when the client
+    /// said which), for a client that reconnects.
+    async fn replay(
+        &self,
+        group: &str,
+        after: u64,
+        epoch: Option<&str>,
+    ) -> Result<Missed, LayerError> {
+        let (newest, current, entries) = self.read(group, after).await?;
+        let capacity = u64::try_from(self.log_limits().frames()).unwrap_or(u64::MAX);
+        let replay = if current.is_empty() {
+            if after == 0 {
+                Replay::Frames(Vec::new())
+            } else {
+                Replay::Gap
+            }
+        } else if newest.saturating_sub(after) > capacity {
+            Replay::Gap
+        } else {
+            replay_in_epoch(entries, newest, &current, after, epoch)
+        };
+        Ok(Missed {
+            epoch: current,
+            replay,
+        })
+    }
+
+    /// Where `group`'s numbering stands.
+    async fn position(&self, group: &str) -> Result<GroupPosition, LayerError> {
+        let (seq, epoch, _) = self.read(group, u64::MAX - 1).await?;
+        Ok(GroupPosition {
+            group: group.to_owned(),
+            seq,
+            epoch: (!epoch.is_empty()).then_some(epoch),
+        })
+    }
+
+    /// Record that connection `id` with `user` is in `room`.
+    async fn presence_join(
+        self: &Arc<Self>,
+        room: &str,
+        id: u64,
+        user: Option<&crate::User>,
+    ) -> Result<(), LayerError> {
+        let value = serde_json::to_string(&user)
+            .map_err(|err| LayerError::with_source("redis cluster: cannot encode the user", err))?;
+        self.start_heartbeat();
+        self.beat().await?;
+        let mut conn = self.conn().await?;
+        let mut hset = redis::cmd("HSET");
+        hset.arg(self.presence_key(room))
+            .arg(format!("{}:{id}", self.node_id))
+            .arg(value);
+        self.bounded("presence join", hset.query_async::<i64>(&mut conn))
+            .await
+            .map(|_| ())
+    }
+
+    /// Connection `id` left `room`.
+    async fn presence_leave(&self, room: &str, id: u64) -> Result<(), LayerError> {
+        let mut conn = self.conn().await?;
+        let mut hdel = redis::cmd("HDEL");
+        hdel.arg(self.presence_key(room))
+            .arg(format!("{}:{id}", self.node_id));
+        self.bounded("presence leave", hdel.query_async::<i64>(&mut conn))
+            .await
+            .map(|_| ())
+    }
+
+    /// Every connection in `room` on the live processes, with its user.
+    async fn presence(&self, room: &str) -> Result<Vec<Option<crate::User>>, LayerError> {
+        let mut conn = self.conn().await?;
+        let key = self.presence_key(room);
+        let entries: HashMap<String, String> = self
+            .bounded(
+                "presence",
+                redis::cmd("HGETALL").arg(&key).query_async(&mut conn),
+            )
+            .await?;
+        let mut alive: HashMap<String, bool> = HashMap::new();
+        let mut members = Vec::new();
+        let mut stale = Vec::new();
+        for (field, value) in entries {
+            let Some((node, _)) = field.rsplit_once(':') else {
+                continue;
+            };
+            let live = match alive.get(node) {
+                Some(live) => *live,
+                None => {
+                    let live = node == self.node_id
+                        || self
+                            .bounded(
+                                "heartbeat",
+                                redis::cmd("EXISTS")
+                                    .arg(self.heartbeat_key(node))
+                                    .query_async::<bool>(&mut conn),
+                            )
+                            .await?;
+                    alive.insert(node.to_owned(), live);
+                    live
+                }
+            };
+            if live {
+                members.push(serde_json::from_str::<Option<crate::User>>(&value).unwrap_or(None));
+            } else {
+                stale.push(field);
+            }
+        }
+        if !stale.is_empty() {
+            // Members of processes that died: removed for everyone.
+            let _ = self
+                .bounded(
+                    "presence cleanup",
+                    redis::cmd("HDEL")
+                        .arg(&key)
+                        .arg(&stale)
+                        .query_async::<i64>(&mut conn),
+                )
+                .await;
+        }
+        Ok(members)
+    }
+
     /// A push of the cluster connection: a frame is delivered here; what
     /// the subscriptions became is returned.
     fn incoming(&self, push: PushInfo) -> Subscription {
@@ -529,155 +652,7 @@ impl ChannelLayer for RedisClusterLayer {
         Box::pin(async move { self.inner.publish_numbered(group, frame).await.map(Some) })
     }
 
-    fn replay<'a>(
-        &'a self,
-        group: &'a str,
-        after: u64,
-        epoch: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Option<Missed>, LayerError>> {
-        Box::pin(async move {
-            if self.inner.replay.is_none() {
-                return Ok(None);
-            }
-            let (newest, current, entries) = self.inner.read(group, after).await?;
-            let capacity = u64::try_from(self.inner.log_limits().frames()).unwrap_or(u64::MAX);
-            let replay = if current.is_empty() {
-                if after == 0 {
-                    Replay::Frames(Vec::new())
-                } else {
-                    Replay::Gap
-                }
-            } else if newest.saturating_sub(after) > capacity {
-                Replay::Gap
-            } else {
-                replay_in_epoch(entries, newest, &current, after, epoch)
-            };
-            Ok(Some(Missed {
-                epoch: current,
-                replay,
-            }))
-        })
-    }
-
-    fn position<'a>(
-        &'a self,
-        group: &'a str,
-    ) -> BoxFuture<'a, Result<Option<GroupPosition>, LayerError>> {
-        Box::pin(async move {
-            if self.inner.replay.is_none() {
-                return Ok(None);
-            }
-            let (seq, epoch, _) = self.inner.read(group, u64::MAX - 1).await?;
-            Ok(Some(GroupPosition {
-                group: group.to_owned(),
-                seq,
-                epoch: (!epoch.is_empty()).then_some(epoch),
-            }))
-        })
-    }
-
-    fn presence_join<'a>(
-        &'a self,
-        room: &'a str,
-        id: u64,
-        user: Option<&'a crate::User>,
-    ) -> BoxFuture<'a, Result<(), LayerError>> {
-        Box::pin(async move {
-            let inner = &self.inner;
-            let value = serde_json::to_string(&user).map_err(|err| {
-                LayerError::with_source("redis cluster: cannot encode the user", err)
-            })?;
-            inner.start_heartbeat();
-            inner.beat().await?;
-            let mut conn = inner.conn().await?;
-            let mut hset = redis::cmd("HSET");
-            hset.arg(inner.presence_key(room))
-                .arg(format!("{}:{id}", inner.node_id))
-                .arg(value);
-            inner
-                .bounded("presence join", hset.query_async::<i64>(&mut conn))
-                .await
-                .map(|_| ())
-        })
-    }
-
-    fn presence_leave<'a>(
-        &'a self,
-        room: &'a str,
-        id: u64,
-    ) -> BoxFuture<'a, Result<(), LayerError>> {
-        Box::pin(async move {
-            let inner = &self.inner;
-            let mut conn = inner.conn().await?;
-            let mut hdel = redis::cmd("HDEL");
-            hdel.arg(inner.presence_key(room))
-                .arg(format!("{}:{id}", inner.node_id));
-            inner
-                .bounded("presence leave", hdel.query_async::<i64>(&mut conn))
-                .await
-                .map(|_| ())
-        })
-    }
-
-    fn presence<'a>(
-        &'a self,
-        room: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<Option<crate::User>>>, LayerError>> {
-        Box::pin(async move {
-            let inner = &self.inner;
-            let mut conn = inner.conn().await?;
-            let key = inner.presence_key(room);
-            let entries: HashMap<String, String> = inner
-                .bounded(
-                    "presence",
-                    redis::cmd("HGETALL").arg(&key).query_async(&mut conn),
-                )
-                .await?;
-            let mut alive: HashMap<String, bool> = HashMap::new();
-            let mut members = Vec::new();
-            let mut stale = Vec::new();
-            for (field, value) in entries {
-                let Some((node, _)) = field.rsplit_once(':') else {
-                    continue;
-                };
-                let live = match alive.get(node) {
-                    Some(live) => *live,
-                    None => {
-                        let live = node == inner.node_id
-                            || inner
-                                .bounded(
-                                    "heartbeat",
-                                    redis::cmd("EXISTS")
-                                        .arg(inner.heartbeat_key(node))
-                                        .query_async::<bool>(&mut conn),
-                                )
-                                .await?;
-                        alive.insert(node.to_owned(), live);
-                        live
-                    }
-                };
-                if live {
-                    members
-                        .push(serde_json::from_str::<Option<crate::User>>(&value).unwrap_or(None));
-                } else {
-                    stale.push(field);
-                }
-            }
-            if !stale.is_empty() {
-                // Members of processes that died: removed for everyone.
-                let _ = inner
-                    .bounded(
-                        "presence cleanup",
-                        redis::cmd("HDEL")
-                            .arg(&key)
-                            .arg(&stale)
-                            .query_async::<i64>(&mut conn),
-                    )
-                    .await;
-            }
-            Ok(Some(members))
-        })
-    }
+    shared_state_methods!();
 
     fn health(&self) -> BoxFuture<'_, Result<(), LayerError>> {
         Box::pin(async move {
