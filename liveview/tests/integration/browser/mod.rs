@@ -26,6 +26,7 @@ mod rooms;
 mod scripts;
 mod server_keys;
 mod transports;
+mod uploads;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
