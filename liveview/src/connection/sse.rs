@@ -277,13 +277,6 @@ pub(crate) async fn events(
         let _ = body.try_send(close_event(close::SESSION_EXPIRED));
         return event_stream(rx);
     }
-    let token = new_token();
-    let inbox = Arc::new(Inbox::new(&room));
-    shared.streams.insert(&token, inbox.clone());
-    // The first event, before any frame: the token the POSTs carry.
-    let _ = body.try_send(Bytes::from(format!(
-        "event: stream\ndata: {{\"token\":\"{token}\"}}\n\n"
-    )));
     let span = tracing::info_span!(
         target: "liveview",
         "connection",
@@ -292,17 +285,9 @@ pub(crate) async fn events(
         client = ?scope.client_ip(),
         id = tracing::field::Empty,
     );
-    let stream = Stream {
-        room,
-        scope,
-        slot,
-        token,
-        inbox,
-        body,
-    };
     shared
         .tracker
-        .spawn(run(shared.clone(), stream).instrument(span));
+        .spawn(run(shared.clone(), room, scope, slot, body).instrument(span));
     event_stream(rx)
 }
 
@@ -354,39 +339,41 @@ fn encode(message: Message) -> Bytes {
     }
 }
 
-/// What a stream is made of before it runs.
-struct Stream {
+async fn run(
+    shared: Arc<Shared>,
     room: String,
     scope: Scope,
     slot: Option<Slot>,
-    token: String,
-    inbox: Arc<Inbox>,
     body: mpsc::Sender<Bytes>,
-}
-
-async fn run(shared: Arc<Shared>, stream: Stream) {
-    let Stream {
-        room,
-        scope,
-        slot,
-        token,
-        inbox,
-        body,
-    } = stream;
+) {
     let resume = scope.query("resume").map(|r| Resume::parse(&r));
     let (conn, rx) = Box::pin(join::open(&shared, &room, scope, resume)).await;
     count_opened(&shared, Transport::Sse);
     tracing::Span::current().record("id", conn.id);
     tracing::debug!(target: "liveview", connection = conn.id, room = %room, "stream opened");
 
-    // Calls POSTed to other processes come through the stream's group.
-    let forwarded = (!shared.hub.layer().is_local()).then(|| {
+    let token = new_token();
+    let inbox = Arc::new(Inbox::new(&room));
+    shared.streams.insert(&token, inbox.clone());
+    // Calls POSTed to other processes come through the stream's group,
+    // which is subscribed before the client knows the token: the first
+    // call may be POSTed anywhere.
+    let forwarded = if shared.hub.layer().is_local() {
+        None
+    } else {
         let group = stream_group(&token);
         let (outbox, calls) = Outbox::new(WINDOW as usize);
         shared.hub.join(&group, conn.id, outbox);
+        if !shared.hub.layer().subscribed(&group).await {
+            tracing::debug!(target: "liveview", connection = conn.id, "the stream's group is not subscribed yet; calls posted to other processes may be refused");
+        }
         let task = tokio::spawn(take_forwarded(shared.clone(), inbox.clone(), calls));
-        (group, task)
-    });
+        Some((group, task))
+    };
+    // The first event, before any frame: the token the POSTs carry.
+    let _ = body.try_send(Bytes::from(format!(
+        "event: stream\ndata: {{\"token\":\"{token}\"}}\n\n"
+    )));
 
     let closer = conn.outbox.state().clone();
     let sink = tokio_util::sync::PollSender::new(body.clone())
@@ -605,6 +592,9 @@ async fn forward(shared: &Shared, room: &str, token: &str, seq: u64, call: Inbou
     let Ok(frame) = serde_json::to_string(&message) else {
         return Taken::Unknown;
     };
+    // The holder's answer comes through this process's group: subscribed
+    // since the application started, unless the layer is not back yet.
+    let _ = shared.hub.layer().subscribed(&replies.group).await;
     let (tx, answer) = oneshot::channel();
     replies
         .waiting

@@ -224,6 +224,24 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
     /// `group` lost its last member in this process: stop receiving it.
     fn unsubscribe(&self, group: &str);
 
+    /// Wait until what other processes publish to `group` reaches this
+    /// one: the subscription [`subscribe`](Self::subscribe) asked for is in
+    /// place. `false` when it is not within the layer's own bound (frames
+    /// published meanwhile may then be missed here). Default: at once.
+    ///
+    /// ```
+    /// use liveview::layer::{ChannelLayer, MemoryLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// // One process is the whole world: nothing to wait for.
+    /// assert!(MemoryLayer.subscribed("room_lobby").await);
+    /// # }
+    /// ```
+    fn subscribed<'a>(&'a self, group: &'a str) -> BoxFuture<'a, bool> {
+        let _ = group;
+        Box::pin(async { true })
+    }
+
     /// Publish `frame` to the members of `group` in *other* processes. Local
     /// members are given it by the application (this layer keeps no shared
     /// log).

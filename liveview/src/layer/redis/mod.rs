@@ -443,6 +443,18 @@ impl ChannelLayer for RedisLayer {
         self.inner.group_changed(group);
     }
 
+    fn subscribed<'a>(&'a self, group: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            // While Redis is away, nothing is subscribed: no use waiting.
+            self.is_connected()
+                && self
+                    .inner
+                    .subscriptions
+                    .wait_subscribed(group, shared_log::SUBSCRIBE_WAIT)
+                    .await
+        })
+    }
+
     fn publish<'a>(
         &'a self,
         group: &'a str,

@@ -35,7 +35,7 @@ const SEQUENCED_TIMEOUT: Duration = Duration::from_secs(1);
 /// so local members should not wait for the attempt.
 const SEQUENCED_TIMEOUT_DISCONNECTED: Duration = Duration::from_millis(250);
 /// Longest wait for a group's subscription before reading its log.
-const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+pub(super) const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 /// Longest wait of a publisher for its frame to reach this process's
 /// members through the subscription (it returns then; the frame still
 /// arrives, in order).
