@@ -29,8 +29,9 @@ pub(crate) const HELLO_REPLY: &str = "Hello, Ada!";
 pub(crate) const ROUND_TAG: &str = "bench-round-";
 
 /// How many loopback source addresses connections are spread over when a
-/// scenario needs many of them (127.0.0.2 and up).
-const SOURCE_ADDRESSES: u32 = 16;
+/// scenario needs many of them: 127.0.0.2 to 127.0.0.255, so that each
+/// address keeps few connections (ephemeral ports, and per-address caps).
+const SOURCE_ADDRESSES: u32 = 254;
 
 /// The `notify_all` call of broadcast round `round`.
 pub(crate) fn notify_all(round: u32) -> String {
@@ -171,6 +172,21 @@ mod tests {
         assert_eq!(round_of(django), Some(3));
         assert_eq!(round_of(&notify_all(42)), Some(42));
         assert_eq!(round_of(r#"{"html":"<h1>Hello, Ada!</h1>"}"#), None);
+    }
+
+    #[test]
+    fn sources_cover_the_loopback_range_past_127_0_0_1() {
+        let mut hosts: Vec<u8> = (0..1_000)
+            .map(|i| match source_address(i) {
+                IpAddr::V4(a) => a.octets()[3],
+                IpAddr::V6(_) => panic!("IPv4 expected"),
+            })
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        assert_eq!(hosts.first(), Some(&2));
+        assert_eq!(hosts.last(), Some(&255));
+        assert_eq!(hosts.len(), 254);
     }
 
     #[test]

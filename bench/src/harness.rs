@@ -21,8 +21,11 @@ use crate::server::Layer;
 /// median and spread over slices; 3: the floor's buffers read from the
 /// library, the bench server on the library's default buffers, fan-out to
 /// 1,000 and 10,000 subscribers across two processes, the load
-/// generator's CPU during fan-out).
-pub(crate) const HARNESS_VERSION: u32 = 3;
+/// generator's CPU during fan-out; 4: throughput at 5,000 connections,
+/// opened for each slice; calls counted by when they are answered; the
+/// round trip with every core kept awake by idle-priority spinners;
+/// connections spread over 254 source addresses).
+pub(crate) const HARNESS_VERSION: u32 = 4;
 
 /// Full run or CI's smoke run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +48,9 @@ pub(crate) struct Options {
     /// The results file is `<label>-<time>.json` in a full run.
     pub label: &'static str,
     pub pin: bool,
+    /// Keep every core awake during the round trip: one spinning process
+    /// at idle priority (`SCHED_IDLE`) on each.
+    pub spin: bool,
     pub redis: SocketAddr,
     pub peer: Peer,
 }
@@ -66,6 +72,7 @@ impl Options {
                 .to_vec(),
             label: "run",
             pin: true,
+            spin: true,
             redis: SocketAddr::from(([127, 0, 0, 1], 6379)),
             peer: Peer {
                 dir: crate::peer::default_dir(),
@@ -88,6 +95,7 @@ struct Bench<'a> {
     scenarios: &'a [String],
     runtime: &'a Runtime,
     nofile: u64,
+    spin: bool,
     run: &'a mut Run,
 }
 
@@ -255,6 +263,7 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
         scenarios: &options.scenarios,
         runtime: &runtime,
         nofile,
+        spin: options.spin,
         run: &mut run,
     };
     let mut results: Vec<ServerResult> =
@@ -566,90 +575,14 @@ impl Bench<'_> {
         let ours = |i: usize| entries[i].ours;
 
         if self.wants("calls") {
-            progress::step(&format!(
-                "round trip of one connection, taking turns: {}",
-                names()
-            ));
-            let mut trips: Vec<Option<RoundTrip>> = Vec::new();
-            for (i, server) in &servers {
-                match runtime.block_on(RoundTrip::open(server.endpoint, plan)) {
-                    Ok(t) => trips.push(Some(t)),
-                    Err(e) => {
-                        self.problem(&mut results[*i], ours(*i), format!("round trip: {e}"));
-                        trips.push(None);
-                    }
-                }
-            }
-            for _ in 0..plan.slices {
-                for ((i, _), trip) in servers.iter().zip(trips.iter_mut()) {
-                    let Some(t) = trip else { continue };
-                    let sliced = runtime
-                        .block_on(t.slice(plan.round_trip_slice_calls(), plan.round_trip_slice()));
-                    if let Err(e) = sliced {
-                        self.problem(&mut results[*i], ours(*i), format!("round trip: {e}"));
-                        *trip = None;
-                    }
-                }
-            }
-            for ((i, _), trip) in servers.iter().zip(trips) {
-                if let Some(t) = trip {
-                    let (latency, spread) = t.result();
-                    results[*i].round_trip = Some(latency);
-                    results[*i].round_trip_p50_spread = Some(spread);
-                    runtime.block_on(async move { drop(t) });
-                }
-            }
-
+            self.round_trips(&servers, entries, results);
             for &connections in &plan.throughput_connections {
                 progress::step(&format!(
-                    "throughput at {connections} connections, taking turns: {}",
+                    "throughput at {} connections, taking turns: {}",
+                    report::thousands(connections as u64),
                     names()
                 ));
-                let mut loads: Vec<Option<Load>> = Vec::new();
-                for (i, server) in &servers {
-                    match runtime.block_on(Load::open(server.endpoint, connections, plan)) {
-                        Ok(l) => loads.push(Some(l)),
-                        Err(e) => {
-                            let what = format!("throughput at {connections}: {e}");
-                            self.problem(&mut results[*i], ours(*i), what);
-                            loads.push(None);
-                        }
-                    }
-                }
-                let (warm, measured) = plan.throughput_slice();
-                for _ in 0..plan.slices {
-                    for ((i, server), load) in servers.iter().zip(loads.iter_mut()) {
-                        let Some(l) = load else { continue };
-                        server.settle(Duration::from_secs(5));
-                        if let Err(e) = runtime.block_on(l.slice(server, warm, measured)) {
-                            let what = format!("throughput at {connections}: {e}");
-                            self.problem(&mut results[*i], ours(*i), what);
-                            *load = None;
-                        }
-                    }
-                }
-                for ((i, server), load) in servers.iter().zip(loads) {
-                    let Some(l) = load else { continue };
-                    let t = l.result();
-                    let cores = self.run.machine.load_generator_cores.max(1);
-                    if t.load_generator_cpu_percent > 90.0 * cores as f64 {
-                        let what = format!(
-                            "throughput at {connections}: the load generator used {:.0}% of a core \
-                             of its {cores}: calls per second may be its limit rather than the \
-                             server's; server CPU per call is the figure to compare",
-                            t.load_generator_cpu_percent
-                        );
-                        results[*i].notes.push(what);
-                    }
-                    if t.errors > 0 {
-                        let what =
-                            format!("throughput at {connections}: {} calls failed", t.errors);
-                        self.problem(&mut results[*i], ours(*i), what);
-                    }
-                    results[*i].throughput.push(t);
-                    runtime.block_on(async move { drop(l) });
-                    server.settle(Duration::from_secs(30));
-                }
+                self.throughput(&servers, entries, results, connections);
             }
         }
 
@@ -709,6 +642,188 @@ impl Bench<'_> {
         }
         for (i, mut server) in servers {
             self.check_alive(&mut server, &mut results[i], ours(i));
+        }
+    }
+
+    /// One connection per server calling in a loop, the servers taking
+    /// turns slice by slice; with every core kept awake by idle-priority
+    /// spinners when asked, which stop before anything else is measured.
+    fn round_trips(
+        &mut self,
+        servers: &[(usize, ServerProc)],
+        entries: &[Entry<'_>],
+        results: &mut [ServerResult],
+    ) {
+        let plan = self.plan;
+        let runtime = self.runtime;
+        let ours = |i: usize| entries[i].ours;
+        let names: Vec<&str> = servers
+            .iter()
+            .map(|(i, _)| report::label(entries[*i].name))
+            .collect();
+        let spinners = if self.spin {
+            match procs::Spinners::start(procs::cores()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.run.notes.push(format!(
+                        "round trip measured without spinners (cores not kept awake): {e}"
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        self.run.machine.round_trip_spinners = spinners.as_ref().map_or(0, procs::Spinners::len);
+        progress::step(&format!(
+            "round trip of one connection{}, taking turns: {}",
+            if spinners.is_some() {
+                " (cores kept awake)"
+            } else {
+                ""
+            },
+            names.join(", ")
+        ));
+        let mut trips: Vec<Option<RoundTrip>> = Vec::new();
+        for (i, server) in servers {
+            match runtime.block_on(RoundTrip::open(server.endpoint, plan)) {
+                Ok(t) => trips.push(Some(t)),
+                Err(e) => {
+                    self.problem(&mut results[*i], ours(*i), format!("round trip: {e}"));
+                    trips.push(None);
+                }
+            }
+        }
+        for _ in 0..plan.slices {
+            for ((i, _), trip) in servers.iter().zip(trips.iter_mut()) {
+                let Some(t) = trip else { continue };
+                let sliced = runtime
+                    .block_on(t.slice(plan.round_trip_slice_calls(), plan.round_trip_slice()));
+                if let Err(e) = sliced {
+                    self.problem(&mut results[*i], ours(*i), format!("round trip: {e}"));
+                    *trip = None;
+                }
+            }
+        }
+        // Before anything else runs: the spinners would take the cores'
+        // idle time, which the servers' CPU figures and the load
+        // generator's headroom are read against.
+        drop(spinners);
+        for ((i, _), trip) in servers.iter().zip(trips) {
+            if let Some(t) = trip {
+                let (latency, spread) = t.result();
+                results[*i].round_trip = Some(latency);
+                results[*i].round_trip_p50_spread = Some(spread);
+                runtime.block_on(async move { drop(t) });
+            }
+        }
+    }
+
+    /// Closed-loop calls from `connections` connections per server, the
+    /// servers taking turns slice by slice. The connections of every server
+    /// stay open throughout when they fit the open-files limit together;
+    /// from the plan's `throughput_reopened_from` (or when they do not
+    /// fit), each server's connections are opened for its own slice and
+    /// closed after it.
+    fn throughput(
+        &mut self,
+        servers: &[(usize, ServerProc)],
+        entries: &[Entry<'_>],
+        results: &mut [ServerResult],
+        connections: usize,
+    ) {
+        let plan = self.plan;
+        let runtime = self.runtime;
+        let ours = |i: usize| entries[i].ours;
+        let at = report::thousands(connections as u64);
+        if !self.fits(connections) {
+            for (i, _) in servers {
+                results[*i].notes.push(format!(
+                    "throughput at {at} connections not measured: the open-files limit is {}",
+                    self.nofile
+                ));
+            }
+            return;
+        }
+        let reopened =
+            connections >= plan.throughput_reopened_from || !self.fits(connections * servers.len());
+        let mut loads: Vec<Option<Load>> = Vec::new();
+        for (i, server) in servers {
+            if let Some(why) = too_slow_for(&results[*i], connections, plan) {
+                let what = format!("throughput at {at} connections not measured: {why}");
+                if ours(*i) {
+                    self.problem(&mut results[*i], true, what);
+                } else {
+                    progress::line(&format!("{}: {what}", results[*i].name));
+                    results[*i].notes.push(what);
+                }
+                loads.push(None);
+                continue;
+            }
+            let opened = if reopened {
+                Ok(Load::closed(server.endpoint, connections, plan))
+            } else {
+                runtime.block_on(Load::open(server.endpoint, connections, plan))
+            };
+            match opened {
+                Ok(l) => loads.push(Some(l)),
+                Err(e) => {
+                    let what = format!("throughput at {at}: {e}");
+                    self.problem(&mut results[*i], ours(*i), what);
+                    loads.push(None);
+                }
+            }
+        }
+        let (warm, measured) = plan.throughput_slice();
+        for _ in 0..plan.slices {
+            for ((i, server), load) in servers.iter().zip(loads.iter_mut()) {
+                let Some(l) = load else { continue };
+                let mut sliced = Ok(());
+                if reopened {
+                    sliced = runtime.block_on(l.reopen(plan));
+                }
+                if sliced.is_ok() {
+                    server.settle(Duration::from_secs(5));
+                    sliced = runtime.block_on(l.slice(server, warm, measured));
+                }
+                if reopened {
+                    runtime.block_on(async { l.close() });
+                    // The server closes thousands of connections before the
+                    // next one's turn.
+                    server.settle(Duration::from_secs(30));
+                }
+                if let Err(e) = sliced {
+                    let what = format!("throughput at {at}: {e}");
+                    self.problem(&mut results[*i], ours(*i), what);
+                    *load = None;
+                }
+            }
+        }
+        for ((i, server), load) in servers.iter().zip(loads) {
+            let Some(l) = load else { continue };
+            let t = l.result();
+            let cores = self.run.machine.load_generator_cores.max(1);
+            if t.load_generator_cpu_percent > 90.0 * cores as f64 {
+                let what = format!(
+                    "throughput at {at}: the load generator used {:.0}% of a core \
+                     of its {cores}: calls per second may be its limit rather than the \
+                     server's; server CPU per call is the figure to compare",
+                    t.load_generator_cpu_percent
+                );
+                results[*i].notes.push(what);
+            }
+            if reopened {
+                results[*i].notes.push(format!(
+                    "throughput at {at}: connections opened for each slice and closed after it"
+                ));
+            }
+            if t.errors > 0 {
+                let what = format!("throughput at {at}: {} calls failed", t.errors);
+                self.problem(&mut results[*i], ours(*i), what);
+            }
+            results[*i].throughput.push(t);
+            runtime.block_on(async move { drop(l) });
+            server.settle(Duration::from_secs(30));
         }
     }
 
@@ -807,6 +922,29 @@ impl Bench<'_> {
     }
 }
 
+/// Why `connections` connections calling in a closed loop would not give
+/// a measurement on a server, judged from its throughput at the largest
+/// level measured below it: each call would wait about `connections`
+/// divided by its calls per second, and past half the call timeout the
+/// calls would time out rather than be answered.
+fn too_slow_for(result: &ServerResult, connections: usize, plan: &Plan) -> Option<String> {
+    let below = result
+        .throughput
+        .iter()
+        .filter(|t| t.connections < connections && t.calls > 0)
+        .max_by_key(|t| t.connections)?;
+    let per_second = below.median_calls_per_second();
+    let wait = connections as f64 / per_second.max(f64::EPSILON);
+    let timeout = plan.call_timeout().as_secs_f64();
+    (wait > timeout / 2.0).then(|| {
+        format!(
+            "at its {per_second:.0} calls per second with {} connections, each call would \
+             wait about {wait:.1} s, past half the {timeout:.0} s call timeout",
+            report::thousands(below.connections as u64)
+        )
+    })
+}
+
 /// `2026-11-25T10:20:30Z`.
 pub(crate) fn utc(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -837,6 +975,24 @@ pub(crate) fn compact(utc: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_level_is_skipped_when_its_calls_would_time_out() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/results/run-20261206-060847.json"
+        );
+        let text = std::fs::read_to_string(path).expect("a committed results file");
+        let run: Run = serde_json::from_str(&text).expect("a run");
+        let plan = Plan::full();
+        let django = run.server(report::DJANGO).expect("Django LiveView");
+        let floor = run.server(report::FLOOR).expect("the floor");
+        // 737 calls per second at 500 connections: 5,000 would wait ~7 s.
+        let why = too_slow_for(django, 5_000, &plan).expect("too slow at 5,000");
+        assert!(why.contains("500 connections"), "{why}");
+        assert!(too_slow_for(django, 500, &plan).is_none());
+        assert!(too_slow_for(floor, 5_000, &plan).is_none());
+    }
 
     #[test]
     fn utc_dates() {

@@ -71,6 +71,9 @@ options of all and smoke:
                                         which scenarios to run (besides cross-node)
   --no-cross-node                       skip the two-node scenarios
   --no-pin                              do not pin servers and load generator to cores
+  --no-spin                             do not keep the cores awake during the round
+                                        trip (by default a spinning process at idle
+                                        priority runs on each core, then stops)
   --redis HOST:PORT                     Redis (default 127.0.0.1:6379)
   --peer DIR                            the Django project (default bench/peer)
   --out FILE                            where to write the JSON
@@ -125,6 +128,7 @@ fn options(mode: Mode, args: &[String]) -> Result<Options, String> {
                 options.scenarios = value()?.split(',').map(|s| s.trim().to_owned()).collect();
             }
             "--no-pin" => options.pin = false,
+            "--no-spin" => options.spin = false,
             "--redis" => {
                 options.redis = value()?
                     .parse()

@@ -157,6 +157,87 @@ impl Drop for ServerProc {
     }
 }
 
+/// Processes that spin at idle priority (`SCHED_IDLE`), one pinned to each
+/// core, killed when dropped. A core that would otherwise sleep between
+/// two hand-offs stays awake, so a single call's latency shows the hand-offs
+/// rather than the cores' wake-ups; any other runnable thread takes the
+/// core from them at once.
+#[derive(Debug)]
+pub(crate) struct Spinners {
+    children: Vec<Child>,
+}
+
+/// `SCHED_IDLE` in `/proc/PID/stat`'s policy field.
+const SCHED_IDLE: u32 = 5;
+
+impl Spinners {
+    /// One spinner on each of cores `0..cores`, each running (under
+    /// `SCHED_IDLE`, on its core) when this returns.
+    pub(crate) fn start(cores: usize) -> Result<Self, String> {
+        let mut spinners = Self {
+            children: Vec::new(),
+        };
+        for core in 0..cores {
+            // chrt and taskset exec what follows them: the shell keeps the
+            // child's pid, policy and affinity.
+            let child = Command::new("chrt")
+                .args(["-i", "0", "taskset", "-c", &core.to_string()])
+                .args(["sh", "-c", "while :; do :; done"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("starting a spinner (chrt): {e}"))?;
+            spinners.children.push(child);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for child in &mut spinners.children {
+            let pid = child.id();
+            while !is_idle_shell(pid) {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("a spinner exited ({status})"));
+                }
+                if Instant::now() > deadline {
+                    return Err("the spinners did not run under SCHED_IDLE within 5 s".to_owned());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Ok(spinners)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.children.len()
+    }
+}
+
+/// Whether process `pid` runs `sh` under `SCHED_IDLE`.
+fn is_idle_shell(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return false;
+    };
+    let name = &stat[open + 1..close];
+    // Fields after the name start at the state (field 3); the policy is
+    // field 41.
+    let policy = stat[close + 2..]
+        .split_whitespace()
+        .nth(41 - 3)
+        .and_then(|p| p.parse::<u32>().ok());
+    name == "sh" && policy == Some(SCHED_IDLE)
+}
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A free TCP port on 127.0.0.1.
 pub(crate) fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
@@ -337,6 +418,7 @@ pub(crate) fn machine(
         raised_priority,
         load_generator_threads: 0,
         load_generator_cores: 0,
+        round_trip_spinners: 0,
         build: if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -440,5 +522,15 @@ mod tests {
         assert!(rss_kib(pid).is_some_and(|kib| kib > 0));
         assert!(cpu_ticks(pid).is_some());
         assert!(cores() >= 1);
+    }
+
+    #[test]
+    fn spinners_run_at_idle_priority_until_dropped() {
+        let spinners = Spinners::start(1).expect("chrt and taskset start a spinner");
+        let pid = spinners.children[0].id();
+        assert!(is_idle_shell(pid));
+        assert!(!is_idle_shell(std::process::id()));
+        drop(spinners);
+        assert!(!is_idle_shell(pid));
     }
 }

@@ -78,6 +78,11 @@ pub(crate) struct Machine {
     /// servers when pinned).
     #[serde(default)]
     pub load_generator_cores: usize,
+    /// Spinning processes at idle priority (`SCHED_IDLE`), one per core,
+    /// that kept the cores awake during the round trip and were stopped
+    /// before the other scenarios; 0 when the cores could sleep.
+    #[serde(default)]
+    pub round_trip_spinners: usize,
     pub build: String,
     pub rustc: String,
     pub redis: String,
@@ -392,6 +397,23 @@ pub(crate) struct TargetCheck {
 }
 
 impl Run {
+    /// The plan's throughput levels (connections), when the run had the
+    /// calls scenario.
+    pub(crate) fn planned_throughput_connections(&self) -> Vec<usize> {
+        if !self.scenarios.is_empty() && !self.scenarios.iter().any(|s| s == "calls") {
+            return Vec::new();
+        }
+        self.plan
+            .get("throughput_connections")
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_u64().and_then(|n| usize::try_from(n).ok()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub(crate) fn server(&self, name: &str) -> Option<&ServerResult> {
         self.servers.iter().find(|s| s.name == name)
     }
@@ -479,33 +501,58 @@ impl Run {
 
         // The ratios to the floor of the proof issue: each at most 1.1x.
         let name = "round trip p50 at one connection within 1.1x of the floor";
+        let awake = if self.machine.round_trip_spinners > 0 {
+            "cores kept awake"
+        } else {
+            "cores not kept awake"
+        };
         checks.push(match (rt(ours), rt(floor)) {
-            (Some(o), Some(f)) => check(name, format!("{:.2}x", o / f), o / f <= 1.1),
+            (Some(o), Some(f)) => check(
+                name,
+                format!("{:.2}x ({o:.0} us vs {f:.0} us, {awake})", o / f),
+                o / f <= 1.1,
+            ),
             _ => unmeasured(name),
         });
-        let levels = self.sizes(|s| s.throughput.iter().map(|t| t.connections).collect());
+        // Every level the plan asked for, measured or not: a level that
+        // could not be measured shows as such rather than vanish.
+        let mut levels = self.sizes(|s| s.throughput.iter().map(|t| t.connections).collect());
+        levels.extend(self.planned_throughput_connections());
+        levels.sort_unstable();
+        levels.dedup();
         let cpu = |s: Option<&ServerResult>, c: usize| {
             s.and_then(|s| s.throughput_at(c))
                 .map(|t| t.server_cpu_us_per_call)
                 .filter(|v| *v > 0.0)
         };
         let name = "server CPU per call within 1.1x of the floor at every connection count";
-        let ratios: Vec<(usize, f64)> = levels
+        let ratios: Vec<(usize, Option<f64>)> = levels
             .iter()
-            .filter_map(|c| Some((*c, cpu(ours, *c)? / cpu(floor, *c)?)))
+            .map(|c| (*c, cpu(ours, *c).zip(cpu(floor, *c)).map(|(o, f)| o / f)))
             .collect();
-        checks.push(if ratios.is_empty() {
+        checks.push(if ratios.iter().all(|(_, r)| r.is_none()) {
             unmeasured(name)
         } else {
-            check(
-                name,
-                ratios
+            let missed = ratios.iter().any(|(_, r)| r.is_some_and(|r| r > 1.1));
+            let complete = ratios.iter().all(|(_, r)| r.is_some());
+            TargetCheck {
+                target: name.to_owned(),
+                measured: ratios
                     .iter()
-                    .map(|(c, r)| format!("{r:.2}x at {}", thousands(*c as u64)))
+                    .map(|(c, r)| match r {
+                        Some(r) => format!("{r:.2}x at {}", thousands(*c as u64)),
+                        None => format!("n/a at {}", thousands(*c as u64)),
+                    })
                     .collect::<Vec<_>>()
                     .join(", "),
-                ratios.iter().all(|(_, r)| *r <= 1.1),
-            )
+                // A level not measured leaves the target open, unless
+                // another already missed it.
+                holds: if missed {
+                    Some(false)
+                } else {
+                    complete.then_some(true)
+                },
+            }
         });
         for subscribers in [1_000, 10_000] {
             let name = format!(
@@ -672,6 +719,19 @@ impl Run {
         );
         let _ = writeln!(
             out,
+            "| cores kept awake | {} |",
+            if m.round_trip_spinners > 0 {
+                format!(
+                    "during the round trip only: a spinning process at idle priority \
+                     (`SCHED_IDLE`) on each of the {} cores, stopped before the other scenarios",
+                    m.round_trip_spinners
+                )
+            } else {
+                "no: the cores could sleep between calls".to_owned()
+            }
+        );
+        let _ = writeln!(
+            out,
             "| CPU pinning | {} |",
             if m.pinned {
                 "servers on core 0, load generator on the other cores"
@@ -834,11 +894,15 @@ impl Run {
                 Unit::Micros,
             );
         }
-        let sizes = self.sizes(|s| s.throughput.iter().map(|t| t.connections).collect());
+        let mut sizes = self.sizes(|s| s.throughput.iter().map(|t| t.connections).collect());
+        sizes.extend(self.planned_throughput_connections());
+        sizes.sort_unstable();
+        sizes.dedup();
         for c in &sizes {
             let c = *c;
+            let n = thousands(c as u64);
             row(
-                format!("throughput, {c} connections (median of slices)"),
+                format!("throughput, {n} connections (median of slices)"),
                 &move |s| s.throughput_at(c).map(Throughput::median_calls_per_second),
                 Unit::PerSecond,
             );
@@ -846,7 +910,7 @@ impl Run {
             let ends: [SpreadEnd; 2] = [("slowest slice", |r| r.min), ("fastest slice", |r| r.max)];
             for (end, pick) in ends {
                 row(
-                    format!("  {end}, {c} connections"),
+                    format!("  {end}, {n} connections"),
                     &move |s| {
                         s.throughput_at(c)
                             .and_then(|t| spread(Some(&t.calls_per_second_spread)))
@@ -856,7 +920,7 @@ impl Run {
                 );
             }
             row(
-                format!("  load generator CPU, {c} connections"),
+                format!("  load generator CPU, {n} connections"),
                 &move |s| {
                     s.throughput_at(c)
                         .filter(|t| !t.slices.is_empty())
@@ -865,22 +929,22 @@ impl Run {
                 Unit::Percent,
             );
             row(
-                format!("  p50 at {c} connections"),
+                format!("  p50 at {n} connections"),
                 &move |s| s.throughput_at(c).map(|t| t.latency.p50_us),
                 Unit::Micros,
             );
             row(
-                format!("  p99 at {c} connections"),
+                format!("  p99 at {n} connections"),
                 &move |s| s.throughput_at(c).map(|t| t.latency.p99_us),
                 Unit::Micros,
             );
             row(
-                format!("  server CPU per call, {c} connections"),
+                format!("  server CPU per call, {n} connections"),
                 &move |s| s.throughput_at(c).map(|t| t.server_cpu_us_per_call),
                 Unit::Micros,
             );
             row(
-                format!("  calls per second of server CPU, {c} connections"),
+                format!("  calls per second of server CPU, {n} connections"),
                 &move |s| s.throughput_at(c).and_then(|t| t.capacity()),
                 Unit::PerSecond,
             );
@@ -1264,6 +1328,31 @@ mod tests {
         assert_eq!(ratios[0].subscribers, 100);
         assert!((ratios[0].publish_p50 - 1.5).abs() < 1e-9);
         assert!((ratios[0].cpu_mean.unwrap() - 1.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn every_planned_connection_count_is_reported_measured_or_not() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/results/run-20261206-060847.json"
+        );
+        let text = std::fs::read_to_string(path).expect("a committed results file");
+        let mut run: Run = serde_json::from_str(&text).expect("a run");
+        run.plan["throughput_connections"] = serde_json::json!([50, 500, 5_000]);
+        run.check_targets();
+        let cpu = run
+            .targets
+            .iter()
+            .find(|t| t.target.starts_with("server CPU per call"))
+            .expect("the CPU-per-call target");
+        assert!(cpu.measured.contains("at 50,"), "{}", cpu.measured);
+        assert!(cpu.measured.contains("at 500,"), "{}", cpu.measured);
+        assert!(cpu.measured.ends_with("n/a at 5,000"), "{}", cpu.measured);
+        let markdown = run.markdown();
+        assert!(markdown.contains("| throughput, 5,000 connections (median of slices) | n/a |"));
+        assert!(markdown.contains("| cores kept awake | no:"));
+        run.machine.round_trip_spinners = 2;
+        assert!(run.markdown().contains("on each of the 2 cores"));
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub(crate) struct Plan {
     pub round_trip_calls: usize,
     pub round_trip_seconds: f64,
     pub throughput_connections: Vec<usize>,
+    /// Throughput levels from this many connections on open their
+    /// connections for each slice and close them after it, one server at a
+    /// time: every server's connections held at once would pass the
+    /// open-files limit of the load generator's process.
+    pub throughput_reopened_from: usize,
     pub throughput_warmup_seconds: f64,
     pub throughput_seconds: f64,
     /// Idle connection counts at which the server's memory is read.
@@ -65,7 +70,8 @@ impl Plan {
             warmup_calls: 500,
             round_trip_calls: 20_000,
             round_trip_seconds: 5.0,
-            throughput_connections: vec![50, 500],
+            throughput_connections: vec![50, 500, 5_000],
+            throughput_reopened_from: 5_000,
             throughput_warmup_seconds: 0.3,
             throughput_seconds: 5.0,
             idle_connections: vec![1_000, 10_000],
@@ -91,7 +97,8 @@ impl Plan {
             warmup_calls: 20,
             round_trip_calls: 200,
             round_trip_seconds: 1.0,
-            throughput_connections: vec![10],
+            throughput_connections: vec![10, 20],
+            throughput_reopened_from: 20,
             throughput_warmup_seconds: 0.1,
             throughput_seconds: 0.6,
             idle_connections: vec![200],
@@ -143,6 +150,11 @@ pub(crate) async fn warm_up(endpoint: Endpoint, plan: &Plan) -> Result<(), Strin
 
 impl Plan {
     fn round_trip_timeout(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+
+    /// How long a throughput call may wait for its answer.
+    pub(crate) fn call_timeout(&self) -> Duration {
         Duration::from_secs(10)
     }
 
@@ -279,6 +291,8 @@ type SliceOfOne = (Ws, Histogram<u64>, u64, u64);
 /// servers can take turns.
 #[derive(Debug)]
 pub(crate) struct Load {
+    endpoint: Endpoint,
+    call_timeout: Duration,
     connections: usize,
     sockets: Vec<Ws>,
     hist: Histogram<u64>,
@@ -292,20 +306,25 @@ pub(crate) struct Load {
 }
 
 impl Load {
+    /// `connections` connections, open.
     pub(crate) async fn open(
         endpoint: Endpoint,
         connections: usize,
         plan: &Plan,
     ) -> Result<Self, String> {
-        let source: Source = if connections > 100 {
-            spread_source
-        } else {
-            default_source
-        };
-        let sockets = open_many(endpoint, 1_000_000, connections, source, plan).await?;
-        Ok(Self {
+        let mut load = Self::closed(endpoint, connections, plan);
+        load.reopen(plan).await?;
+        Ok(load)
+    }
+
+    /// A load whose connections are opened later, by
+    /// [`reopen`](Self::reopen).
+    pub(crate) fn closed(endpoint: Endpoint, connections: usize, plan: &Plan) -> Self {
+        Self {
+            endpoint,
+            call_timeout: plan.call_timeout(),
             connections,
-            sockets,
+            sockets: Vec::new(),
             hist: histogram(),
             calls: 0,
             errors: 0,
@@ -313,7 +332,27 @@ impl Load {
             cpu_seconds: 0.0,
             load_cpu_seconds: 0.0,
             slices: Vec::new(),
-        })
+        }
+    }
+
+    /// Open the connections (those that failed in a slice and the ones
+    /// closed by [`close`](Self::close)), each with one call answered.
+    pub(crate) async fn reopen(&mut self, plan: &Plan) -> Result<(), String> {
+        let source: Source = if self.connections > 100 {
+            spread_source
+        } else {
+            default_source
+        };
+        let missing = self.connections.saturating_sub(self.sockets.len());
+        let first = 1_000_000 + self.sockets.len();
+        let sockets = open_many(self.endpoint, first, missing, source, plan).await?;
+        self.sockets.extend(sockets);
+        Ok(())
+    }
+
+    /// Close every connection (call within the runtime).
+    pub(crate) fn close(&mut self) {
+        self.sockets.clear();
     }
 
     /// Ramp up for `warm`, then count calls answered within `measured`,
@@ -340,7 +379,7 @@ impl Load {
     ) -> Result<(), String> {
         let measure_from = Instant::now() + warm;
         let end = measure_from + measured;
-        let timeout = Duration::from_secs(10);
+        let timeout = self.call_timeout;
         let tasks: Vec<JoinHandle<SliceOfOne>> = self
             .sockets
             .drain(..)
@@ -358,7 +397,12 @@ impl Load {
                         match client::call(&mut ws, SAY_HELLO, timeout).await {
                             Ok(()) => {
                                 let t1 = Instant::now();
-                                if t0 >= measure_from && t1 <= end {
+                                // Calls answered within the measured time,
+                                // whenever sent: with thousands of
+                                // connections a call takes a good part of
+                                // a slice, and counting only calls sent and
+                                // answered within it would undercount.
+                                if t1 >= measure_from && t1 <= end {
                                     calls += 1;
                                     let _ = hist.record(nanos(t1 - t0));
                                 }
