@@ -1,11 +1,12 @@
 //! The HTTP transport: Server-Sent Events down, POST up, with the
 //! guarantees of a socket, and without sticky sessions.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use liveview::testing::sse::post;
+use liveview::testing::sse::{Answer, post};
 use liveview::testing::{SseClient, TestServer};
-use liveview::{Identity, LiveView, RateLimit, Scope};
+use liveview::{Identity, LiveView, LiveViewBuilder, RateLimit, Scope};
 use serde_json::{Value, json};
 
 use crate::support::{server, wait_until};
@@ -17,14 +18,59 @@ async fn frame(stream: &mut SseClient) -> Value {
     }
 }
 
+/// The frame after any others that satisfies `wanted`.
+async fn frame_where(stream: &mut SseClient, wanted: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let got = frame(stream).await;
+        if wanted(&got) {
+            return got;
+        }
+    }
+}
+
 fn echo(marker: &str, reference: u64) -> Value {
     json!({"function": "echo", "form": {"marker": marker}, "ref": reference})
 }
 
+/// A server built from `builder`, and a stream opened on it in `room`.
+async fn stream_on(builder: LiveViewBuilder, room: &str) -> (TestServer, SseClient) {
+    let server = server(builder).await;
+    let stream = server.events(room).await.unwrap();
+    (server, stream)
+}
+
+/// A POST of `body` to `room` on `addr`, naming stream `token` and number
+/// `seq`.
+async fn post_as(addr: SocketAddr, room: &str, body: &[u8], token: &str, seq: &str) -> Answer {
+    post(
+        addr,
+        room,
+        body,
+        &[("LiveView-Stream", token), ("LiveView-Seq", seq)],
+    )
+    .await
+    .unwrap()
+}
+
+/// Two server processes on the shared Redis, with a prefix of their own.
+async fn two_processes_on_redis() -> (TestServer, TestServer) {
+    use liveview::layer::RedisLayer;
+
+    let prefix = format!("lvtest-sse-{}:", liveview::template::room_uuid());
+    let layer = || {
+        RedisLayer::builder("redis://127.0.0.1:6379")
+            .prefix(&prefix)
+            .build()
+            .unwrap()
+    };
+    let holder = server(LiveView::builder().channel_layer(layer())).await;
+    let other = server(LiveView::builder().channel_layer(layer())).await;
+    (holder, other)
+}
+
 #[tokio::test]
 async fn a_stream_carries_calls_and_their_replies() {
-    let server = server(LiveView::builder()).await;
-    let mut stream = server.events("lobby").await.unwrap();
+    let (server, mut stream) = stream_on(LiveView::builder(), "lobby").await;
     assert_eq!(stream.token().len(), 32, "a 128-bit token");
     assert_eq!(stream.header("content-type"), Some("text/event-stream"));
     assert_eq!(stream.header("cache-control"), Some("no-cache"));
@@ -50,8 +96,7 @@ async fn a_stream_carries_calls_and_their_replies() {
 
 #[tokio::test]
 async fn calls_run_in_their_order_and_once_each() {
-    let server = server(LiveView::builder()).await;
-    let mut stream = server.events("ordered").await.unwrap();
+    let (server, mut stream) = stream_on(LiveView::builder(), "ordered").await;
     let addr = server.addr();
     // 2 arrives before 1: it waits for it.
     let second = stream
@@ -76,10 +121,8 @@ async fn calls_run_in_their_order_and_once_each() {
         .unwrap();
     let mut markers = Vec::new();
     while markers.len() < 3 {
-        let reply = frame(&mut stream).await;
-        if let Some(marker) = reply["form"]["marker"].as_str() {
-            markers.push(marker.to_owned());
-        }
+        let reply = frame_where(&mut stream, |f| f["form"]["marker"].is_string()).await;
+        markers.push(reply["form"]["marker"].as_str().unwrap().to_owned());
     }
     assert_eq!(markers, ["a", "b", "c"]);
     // Numbered too far ahead: refused, the stream goes on.
@@ -95,13 +138,8 @@ async fn calls_run_in_their_order_and_once_each() {
         .post_to(addr, 4, &echo("d", 4).to_string(), &[])
         .await
         .unwrap();
-    loop {
-        let reply = frame(&mut stream).await;
-        if let Some(marker) = reply["form"]["marker"].as_str() {
-            assert_eq!(marker, "d");
-            break;
-        }
-    }
+    let reply = frame_where(&mut stream, |f| f["form"]["marker"].is_string()).await;
+    assert_eq!(reply["form"]["marker"], "d");
 }
 
 #[tokio::test]
@@ -205,26 +243,12 @@ async fn the_error_table_holds_over_post() {
         (bare.status, bare.body.as_str()),
         (400, r#"{"error":"Invalid request"}"#)
     );
-    let unknown = post(
-        addr,
-        "errors",
-        b"{}",
-        &[("LiveView-Stream", &"0".repeat(32)), ("LiveView-Seq", "1")],
-    )
-    .await
-    .unwrap();
+    let unknown = post_as(addr, "errors", b"{}", &"0".repeat(32), "1").await;
     assert_eq!(
         (unknown.status, unknown.body.as_str()),
         (404, r#"{"error":"Unknown stream"}"#)
     );
-    let elsewhere = post(
-        addr,
-        "other-room",
-        b"{}",
-        &[("LiveView-Stream", stream.token()), ("LiveView-Seq", "9")],
-    )
-    .await
-    .unwrap();
+    let elsewhere = post_as(addr, "other-room", b"{}", stream.token(), "9").await;
     assert_eq!(elsewhere.status, 404);
 
     // Bad calls: the answers of a socket, on the stream.
@@ -264,16 +288,15 @@ async fn the_error_table_holds_over_post() {
 
 #[tokio::test]
 async fn a_body_that_is_not_utf8_closes_the_stream_with_1007() {
-    let server = server(LiveView::builder()).await;
-    let mut stream = server.events("utf8").await.unwrap();
-    let answer = post(
+    let (server, mut stream) = stream_on(LiveView::builder(), "utf8").await;
+    let answer = post_as(
         server.addr(),
         "utf8",
         &[b'"', 0xff, 0xfe, b'"'],
-        &[("LiveView-Stream", stream.token()), ("LiveView-Seq", "1")],
+        stream.token(),
+        "1",
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(answer.status, 400);
     assert_eq!(stream.closed().await, Some(1007));
 }
@@ -298,13 +321,13 @@ async fn a_stream_is_refused_as_a_socket_would_be() {
 
 #[tokio::test]
 async fn calls_over_the_rate_limit_are_refused_then_the_stream_closed() {
-    let server = server(
+    let (_server, mut stream) = stream_on(
         LiveView::builder()
             .rate_limit(Some(RateLimit::new(0.001, 1)))
             .rate_limit_strikes(3),
+        "limited",
     )
     .await;
-    let mut stream = server.events("limited").await.unwrap();
     for n in 1..=5 {
         stream.call(&echo("x", n)).await.unwrap();
     }
@@ -322,16 +345,22 @@ async fn calls_over_the_rate_limit_are_refused_then_the_stream_closed() {
 
 #[tokio::test]
 async fn heartbeats_keep_a_quiet_stream_open() {
-    let server = server(LiveView::builder().sse_heartbeat(Duration::from_millis(20))).await;
-    let mut stream = server.events("quiet").await.unwrap();
+    let (server, mut stream) = stream_on(
+        LiveView::builder().sse_heartbeat(Duration::from_millis(20)),
+        "quiet",
+    )
+    .await;
     stream.heartbeats(3).await.unwrap();
     assert_eq!(server.streams(), 1);
 }
 
 #[tokio::test]
 async fn a_stream_that_ends_frees_everything() {
-    let server = server(LiveView::builder().sse_heartbeat(Duration::from_millis(20))).await;
-    let stream = server.events("freed").await.unwrap();
+    let (server, stream) = stream_on(
+        LiveView::builder().sse_heartbeat(Duration::from_millis(20)),
+        "freed",
+    )
+    .await;
     assert_eq!(server.streams(), 1);
     assert_eq!(server.live().connections(), 1);
     drop(stream);
@@ -350,15 +379,17 @@ async fn a_stream_that_ends_frees_everything() {
 
 #[tokio::test]
 async fn an_idle_stream_is_closed_with_4408() {
-    let server = server(LiveView::builder().idle_timeout(Duration::from_millis(200))).await;
-    let mut stream = server.events("idle").await.unwrap();
+    let (_server, mut stream) = stream_on(
+        LiveView::builder().idle_timeout(Duration::from_millis(200)),
+        "idle",
+    )
+    .await;
     assert_eq!(stream.closed().await, Some(4408));
 }
 
 #[tokio::test]
 async fn shutdown_closes_streams_with_1001() {
-    let server = server(LiveView::builder()).await;
-    let mut stream = server.events("leaving").await.unwrap();
+    let (server, mut stream) = stream_on(LiveView::builder(), "leaving").await;
     let live = server.live().clone();
     tokio::spawn(async move { live.shutdown().await });
     assert_eq!(stream.closed().await, Some(1001));
@@ -385,17 +416,7 @@ async fn an_expired_session_gets_a_stream_closed_with_4401() {
 /// order, with the connection's state, its replies on the stream.
 #[tokio::test]
 async fn calls_posted_to_either_process_run_in_order_on_the_holder() {
-    use liveview::layer::RedisLayer;
-
-    let prefix = format!("lvtest-sse-{}:", liveview::template::room_uuid());
-    let layer = || {
-        RedisLayer::builder("redis://127.0.0.1:6379")
-            .prefix(&prefix)
-            .build()
-            .unwrap()
-    };
-    let holder = server(LiveView::builder().channel_layer(layer())).await;
-    let other = server(LiveView::builder().channel_layer(layer())).await;
+    let (holder, other) = two_processes_on_redis().await;
     let mut stream = holder.events("nosticky").await.unwrap();
     let nodes = [holder.addr(), other.addr()];
 
@@ -430,10 +451,8 @@ async fn calls_posted_to_either_process_run_in_order_on_the_holder() {
     assert_eq!(again.status, 204);
     let mut counts = Vec::new();
     while counts.len() < 20 {
-        let got = frame(&mut stream).await;
-        if got["target"] == "#count" {
-            counts.push(got["html"].as_str().unwrap().parse::<u32>().unwrap());
-        }
+        let got = frame_where(&mut stream, |f| f["target"] == "#count").await;
+        counts.push(got["html"].as_str().unwrap().parse::<u32>().unwrap());
     }
     assert_eq!(counts, (1..=20).collect::<Vec<_>>());
     // The next call proves the retransmission did not run.
@@ -446,24 +465,12 @@ async fn calls_posted_to_either_process_run_in_order_on_the_holder() {
         )
         .await
         .unwrap();
-    loop {
-        let got = frame(&mut stream).await;
-        if got["target"] == "#count" {
-            assert_eq!(got["html"], "21");
-            break;
-        }
-    }
+    let got = frame_where(&mut stream, |f| f["target"] == "#count").await;
+    assert_eq!(got["html"], "21");
 
     // A token no process holds: unknown, once the wait for its holder ran
     // out.
-    let unknown = post(
-        other.addr(),
-        "nosticky",
-        b"{}",
-        &[("LiveView-Stream", &"ab".repeat(16)), ("LiveView-Seq", "1")],
-    )
-    .await
-    .unwrap();
+    let unknown = post_as(other.addr(), "nosticky", b"{}", &"ab".repeat(16), "1").await;
     assert_eq!(unknown.status, 404);
 }
 
@@ -472,17 +479,7 @@ async fn calls_posted_to_either_process_run_in_order_on_the_holder() {
 /// sent the token, so the call is forwarded to it the first time.
 #[tokio::test]
 async fn the_first_call_of_a_stream_reaches_its_holder_through_another_process() {
-    use liveview::layer::RedisLayer;
-
-    let prefix = format!("lvtest-sse-first-{}:", liveview::template::room_uuid());
-    let layer = || {
-        RedisLayer::builder("redis://127.0.0.1:6379")
-            .prefix(&prefix)
-            .build()
-            .unwrap()
-    };
-    let holder = server(LiveView::builder().channel_layer(layer())).await;
-    let other = server(LiveView::builder().channel_layer(layer())).await;
+    let (holder, other) = two_processes_on_redis().await;
     for n in 1..=5 {
         let mut stream = holder.events("first").await.unwrap();
         let answer = stream
