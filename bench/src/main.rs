@@ -12,6 +12,7 @@
 //! liveview-bench charts bench/results/run-….json   # the SVG charts of docs/benchmarks/
 //! cargo run --release -p liveview-bench -- idle-scale  # 19,000 idle connections
 //! cargo run --release -p liveview-bench -- layers  # every channel layer, cross-node
+//! cargo run --release -p liveview-bench -- instructions  # instructions per call, callgrind
 //! ```
 
 mod charts;
@@ -19,6 +20,7 @@ mod client;
 mod floor;
 mod harness;
 mod idle_scale;
+mod instructions;
 mod layers;
 mod peer;
 mod procs;
@@ -57,6 +59,12 @@ commands:
            with every default, from --procs P load processes over source
            addresses 127.0.0.2-255: server RSS and bytes per connection;
            writes bench/results/idle-scale-<time>.json
+  instructions
+           instructions per call of the floor and of the quick start
+           (memory layer), each under valgrind's callgrind, at
+           --connections 1,50,500,5000 (--calls N counted at each)
+           [--out FILE] [--dumps DIR]; writes
+           bench/results/instructions-<time>.json
   hold     (used by idle-scale) hold --connections N from --first I on --addr
   report   print the Markdown tables of a results file: report FILE
            [--charts DIR] (with links to its charts, DIR relative to the page)
@@ -97,6 +105,7 @@ fn main() -> ExitCode {
         "drive" => drive(rest).map(|()| true),
         "idle-scale" => idle_scale::main(rest),
         "layers" => layers::main(rest),
+        "instructions" => instructions::main(rest),
         "hold" => idle_scale::hold(rest).map(|()| true),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");

@@ -7,7 +7,6 @@
 //! Facade handles are registered on first use, so a recorder installed
 //! before the server takes its first connection sees every series.
 
-use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -278,7 +277,7 @@ pub(crate) struct Metrics {
     pub addresses: Level,
     /// Connections per [`Transport`].
     pub transports: [TransportStats; 2],
-    functions: HashMap<&'static str, FunctionStats>,
+    functions: crate::call::handler::NameMap<FunctionStats>,
 }
 
 impl Default for Metrics {

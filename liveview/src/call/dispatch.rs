@@ -9,7 +9,7 @@ use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::app::Shared;
-use crate::call::handler::Handler;
+use crate::call::handler::{Handler, HandlerEntry};
 use crate::call::log::{Escaped, Warn, escaped};
 use crate::call::protocol::{self, errors};
 use crate::consumer::{CallRef, Connection, Consumer};
@@ -51,10 +51,15 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
     };
     let reference = call.reference;
     let content = call.content;
-    let function = content.function.clone();
     let started = Instant::now();
     let call_ref = reference.map(CallRef::new);
-    let consumer = Consumer::new(conn.clone(), call_ref.clone());
+    let entry = shared.registry.get(&content.function);
+    // The registered name: the call's own is moved into its handler, and
+    // a copy of it would cost an allocation per call.
+    let function: std::borrow::Cow<'static, str> = match entry {
+        Some(entry) => entry.name.into(),
+        None => content.function.clone().into(),
+    };
 
     let span = tracing::info_span!(
         target: "liveview",
@@ -62,32 +67,28 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
         function = %function,
         outcome = tracing::field::Empty,
     );
-    let outcome = async {
-        match shared.registry.get(&function) {
-            None => {
-                if warn(conn) {
-                    tracing::warn!(target: "liveview", connection = conn.id, function = %escaped(&function), "unknown function");
-                }
-                Outcome::Unknown
+    let outcome = match entry {
+        None => {
+            let _entered = span.enter();
+            if warn(conn) {
+                tracing::warn!(target: "liveview", connection = conn.id, function = %escaped(&function), "unknown function");
             }
-            Some(entry) => {
-                let mut allowed = true;
+            Outcome::Unknown
+        }
+        Some(entry) => {
+            let consumer = Consumer::new(conn.clone(), call_ref.clone());
+            async {
                 for middleware in &shared.middleware {
-                    if !middleware.allows(&consumer, &content, &function).await {
-                        allowed = false;
-                        break;
+                    if !middleware.allows(&consumer, &content, entry.name).await {
+                        return Outcome::Refused;
                     }
                 }
-                if allowed {
-                    run(shared, conn, entry.handler, &consumer, content).await
-                } else {
-                    Outcome::Refused
-                }
+                run(shared, conn, entry, &consumer, content).await
             }
+            .instrument(span.clone())
+            .await
         }
-    }
-    .instrument(span.clone())
-    .await;
+    };
     span.record("outcome", outcome.as_str());
     // Counted before the answer ends: a client that reads its error or
     // `done` then the metrics sees its call counted.
@@ -162,20 +163,20 @@ pub(crate) fn refuse_rate_limited(conn: &Connection, text: &str) {
 async fn run(
     shared: &Shared,
     conn: &Connection,
-    handler: Handler,
+    entry: &'static HandlerEntry,
     consumer: &Consumer,
     content: crate::Content,
 ) -> Outcome {
-    let function = content.function.clone();
+    let function = entry.name;
     let timeout = shared.config.handler_timeout;
-    let result = match handler {
+    let result = match entry.handler {
         Handler::Async(f) => {
             let fut = AssertUnwindSafe(f(consumer, content)).catch_unwind();
             match tokio::time::timeout(timeout, fut).await {
                 Err(_) => Err(Outcome::TimedOut),
                 Ok(Err(panic)) => {
                     if warn(conn) {
-                        log_panic(&function, consumer.id(), &panic);
+                        log_panic(function, consumer.id(), &panic);
                     }
                     Err(Outcome::Panicked)
                 }
@@ -189,7 +190,7 @@ async fn run(
                 Err(_) => Err(Outcome::TimedOut),
                 Ok(Err(join)) => {
                     match join.try_into_panic() {
-                        Ok(panic) if warn(conn) => log_panic(&function, consumer.id(), &panic),
+                        Ok(panic) if warn(conn) => log_panic(function, consumer.id(), &panic),
                         Ok(_) => {}
                         Err(join) => {
                             tracing::error!(target: "liveview", function = %function, error = %join, "handler task failed")
