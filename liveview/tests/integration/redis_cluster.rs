@@ -425,3 +425,101 @@ async fn with_replay_off_the_layer_answers_that_it_keeps_no_log() {
     );
     assert!(layer.position(GROUP).await.expect("answered").is_none());
 }
+
+/// Calls of `command` (e.g. `evalsha`) the nodes on `ports` have served.
+async fn served(ports: &[u16], command: &str) -> u64 {
+    let mut total = 0;
+    for port in ports {
+        let Ok(client) = ::redis::Client::open(format!("redis://127.0.0.1:{port}")) else {
+            continue;
+        };
+        let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+            continue;
+        };
+        let stats: String = ::redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .expect("INFO commandstats");
+        let prefix = format!("cmdstat_{command}:calls=");
+        total += stats
+            .lines()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
+}
+
+/// Reads of the groups' logs (the layer's scripts) the nodes served.
+async fn log_reads(ports: &[u16]) -> u64 {
+    served(ports, "evalsha").await + served(ports, "eval").await
+}
+
+/// Wait until the layer has run `checks` more of its checks: each one
+/// PINGs every primary once, and runs to its end before the next.
+async fn checks_pass(ports: &[u16], checks: u64) {
+    let start = served(ports, "ping").await;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    // One PING per primary per check, and one check more: the first may
+    // have been under way.
+    let primaries = ports.len() as u64;
+    while served(ports, "ping").await < start + (checks + 1) * primaries {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the layer checks no more"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The once-a-second check reads the log only of groups whose
+/// subscription no node confirmed since a connection was lost: a process
+/// following many quiet groups reads nothing while its subscriptions
+/// stand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_groups_with_standing_subscriptions_cost_no_reads() {
+    let cluster = RedisCluster::start(3, 0).await.expect("the cluster starts");
+    let ports = cluster.ports();
+    let layer = RedisClusterLayer::builder(cluster.seeds())
+        .prefix("lvquiet:")
+        .build()
+        .expect("a layer");
+    let server = TestServer::start(
+        LiveView::builder().channel_layer(layer),
+        axum::Router::new(),
+    )
+    .await
+    .expect("a node starts");
+    let mut clients = Vec::new();
+    for room in 0..8 {
+        let url = server.ws_url(&format!("quiet-{room}"));
+        clients.push(WsClient::connect(&url, &[]).await.expect("connects"));
+    }
+    let broadcaster = server.live().broadcaster();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while (0..8).any(|room| broadcaster.local_connections(&format!("quiet-{room}")) == 0) {
+        assert!(tokio::time::Instant::now() < deadline, "never joined");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Once every subscription is confirmed, a check reads nothing more.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let before = log_reads(&ports).await;
+        checks_pass(&ports, 1).await;
+        if log_reads(&ports).await == before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "every check reads the logs of quiet groups"
+        );
+    }
+    let before = log_reads(&ports).await;
+    checks_pass(&ports, 3).await;
+    assert_eq!(log_reads(&ports).await, before, "quiet groups were read");
+    for client in clients {
+        client.close().await;
+    }
+    server.shutdown().await;
+}

@@ -17,8 +17,9 @@
 //! subscribes again itself any group that no node confirmed since a
 //! connection was lost; each confirmation of a subscription makes the
 //! layer read the group's log and deliver what the shard published
-//! meanwhile. Frames reach local members
-//! through the sequencer, in the order of their numbers.
+//! meanwhile. A group whose subscription stands is not read again: the
+//! layer's periodic check costs nothing per quiet group. Frames reach
+//! local members through the sequencer, in the order of their numbers.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -386,43 +387,48 @@ impl Inner {
         Ok((newest, epoch, entries))
     }
 
-    /// Start or resume a group's delivery from its log.
-    async fn catch_up(&self, group: &str) {
+    /// Start or resume a group's delivery from its log; whether the log
+    /// was read.
+    async fn catch_up(&self, group: &str) -> bool {
         let Some(local) = self.local.get() else {
-            return;
+            return true;
         };
         let mut deliver = |seq: u64, epoch: &str, frame: &Frame| {
             local.deliver_sequenced(group, frame, seq, epoch);
         };
         if !self.sequencer.started(group) {
-            match self.read(group, u64::MAX - 1).await {
+            return match self.read(group, u64::MAX - 1).await {
                 Ok((newest, epoch, _)) => {
                     let tail = (!epoch.is_empty()).then_some((epoch.as_str(), newest));
                     self.sequencer.start(group, tail, &mut deliver);
+                    true
                 }
                 Err(err) => {
-                    tracing::debug!(group, error = %err, "redis cluster: cannot read a log")
+                    tracing::debug!(group, error = %err, "redis cluster: cannot read a log");
+                    false
                 }
-            }
-            return;
+            };
         }
         let Ok((newest, epoch, _)) = self.read(group, u64::MAX - 1).await else {
-            return;
+            return false;
         };
         if epoch.is_empty() {
-            return;
+            return true;
         }
         // In another epoch than the one delivered here (the numbering
         // restarted, after a failover for one): from its first frame.
         let next = self.sequencer.next(group, &epoch).unwrap_or(1);
-        if next <= newest
-            && let Ok((_, _, entries)) = self.read(group, next - 1).await
-        {
-            for (seq, frame) in entries {
-                self.sequencer
-                    .offer(group, &epoch, seq, &frame, &mut deliver);
-            }
+        if next > newest {
+            return true;
         }
+        let Ok((_, _, entries)) = self.read(group, next - 1).await else {
+            return false;
+        };
+        for (seq, frame) in entries {
+            self.sequencer
+                .offer(group, &epoch, seq, &frame, &mut deliver);
+        }
+        true
     }
 
     /// What `group`'s log holds after `after` (of `epoch`, when the client
@@ -718,12 +724,15 @@ async fn run(inner: Arc<Inner>) {
     }
     let mut subscribed: HashSet<String> = HashSet::new();
     // Groups whose subscription a node confirmed since the last lost
-    // connection. redis-rs subscribes again by itself after a reconnection,
-    // but not always: after every node of the cluster restarted it
-    // reconnects to each and its subscriptions never reach them (no
-    // confirmation comes, and the servers count no subscriber). The layer
-    // does not rely on it: a group without a confirmation is subscribed
-    // again on every check until a node confirms it.
+    // connection, and whose log was read after that confirmation: nothing
+    // published to them can have been missed. redis-rs subscribes again
+    // by itself after a reconnection, but not always: after every node of
+    // the cluster restarted it reconnects to each and its subscriptions
+    // never reach them (no confirmation comes, and the servers count no
+    // subscriber). The layer does not rely on it: a group without a
+    // confirmation is subscribed again, and its log read, on every check
+    // until a node confirms it. The others cost the check nothing, however
+    // many they are.
     let mut confirmed: HashSet<String> = HashSet::new();
     let mut repair = tokio::time::interval(GAP_WAIT / 2);
     let mut check = tokio::time::interval(CHECK_EVERY);
@@ -763,11 +772,11 @@ async fn run(inner: Arc<Inner>) {
                 let Some(push) = push else { break };
                 match inner.incoming(push) {
                     Subscription::Confirmed(group) => {
-                        if subscribed.contains(&group) {
-                            // What the shard published before: from the log.
-                            inner.catch_up(&group).await;
+                        // What the shard published before: from the log
+                        // (read again at the next check if it cannot be).
+                        if !subscribed.contains(&group) || inner.catch_up(&group).await {
+                            confirmed.insert(group);
                         }
-                        confirmed.insert(group);
                     }
                     Subscription::Dropped(group) => {
                         confirmed.remove(&group);
@@ -815,16 +824,19 @@ async fn run(inner: Arc<Inner>) {
                 }
                 // Subscribe again where no node confirmed it; stop at the
                 // first failure (the cluster is not back yet).
-                for group in subscribed.iter().filter(|g| !confirmed.contains(*g)) {
+                let unconfirmed: Vec<&String> = subscribed.iter().filter(|g| !confirmed.contains(*g)).collect();
+                for group in &unconfirmed {
                     if let Err(err) = inner.bounded("SSUBSCRIBE", conn.ssubscribe(inner.channel(group))).await {
                         tracing::debug!(group, error = %err, "redis cluster layer: cannot subscribe again yet");
                         break;
                     }
                 }
-                // Touch every subscribed group's slot: a moved slot or a
-                // dead primary refreshes the slot map (and the
-                // subscriptions follow); then catch up from the log.
-                for group in &subscribed {
+                // Touch those groups' slots: a moved slot or a dead primary
+                // refreshes the slot map (and the subscriptions follow);
+                // then catch up from the log. A group whose subscription
+                // stands has missed nothing: a lost connection or a moved
+                // slot would have taken its confirmation away.
+                for group in unconfirmed {
                     inner.catch_up(group).await;
                 }
             }
