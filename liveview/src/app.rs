@@ -262,6 +262,13 @@ impl LiveView {
     /// Returns whether every connection closed in time.
     pub async fn shutdown(&self) -> bool {
         self.shared.shutdown.cancel();
+        // Every WebSocket connection is in the broadcast group; one that
+        // joins from now on sees the token cancelled (`join::open`).
+        self.shared
+            .hub
+            .for_each_member(crate::layer::BROADCAST_GROUP, |outbox| {
+                outbox.state().go_away();
+            });
         self.shared.tracker.close();
         let finished = tokio::time::timeout(
             self.shared.config.shutdown_grace,

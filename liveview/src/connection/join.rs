@@ -51,6 +51,11 @@ pub(crate) async fn open(
     for group in &groups {
         shared.hub.join(group, id, outbox.clone());
     }
+    // A shutdown that began before the join did not find this connection
+    // in the broadcast group; one that begins after it does.
+    if shared.shutdown.is_cancelled() {
+        outbox.state().go_away();
+    }
     if let Some(resume) = resume {
         replay(shared, &outbox, &groups, &resume).await;
     }

@@ -1,10 +1,11 @@
-//! The connection: the checks before a connection opens, then one reader
-//! and one writer per connection, whatever its transport (a WebSocket,
-//! whose reader and writer are two halves of one task, or the HTTP
+//! The connection: the checks before a connection opens, then a reader and
+//! a writer per connection, whatever its transport (a WebSocket, whose
+//! reader and writer are one poll of one task, see [`live`], or the HTTP
 //! transport of [`sse`]), its outbox, and joining its groups (with the
 //! replay of what it missed).
 
 pub(crate) mod join;
+mod live;
 mod origin;
 pub(crate) mod outbox;
 pub(crate) mod sse;
@@ -254,52 +255,76 @@ fn origin_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
     served.iter().any(|addr| origin.is_served_at(*addr))
 }
 
-async fn run(
+/// A WebSocket connection, from its upgrade to its end. Not an `async fn`:
+/// the socket is used where it was moved in, not moved again into the
+/// future's locals (which would hold it twice), and what joining needs is
+/// in a boxed future of its own.
+fn run(
     shared: Arc<Shared>,
-    socket: WebSocket,
+    mut socket: WebSocket,
     room: String,
     scope: Scope,
     slot: Option<Slot>,
+) -> impl Future<Output = ()> + Send {
+    let open = {
+        let shared = shared.clone();
+        Box::pin(async move {
+            let resume = scope.query("resume").map(|r| Resume::parse(&r));
+            join::open(&shared, &room, scope, resume).await
+        })
+    };
+    async move {
+        let (conn, rx) = open.await;
+        count_opened(&shared, Transport::WebSocket);
+        tracing::Span::current().record("id", conn.id);
+        tracing::debug!(target: "liveview", connection = conn.id, room = %conn.room, "connected");
+        let ip = slot.as_ref().and_then(|_| conn.scope.client_ip());
+        let mut live = live::Live::new(&shared, &conn, rx, ip);
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(live.deadline()));
+        let stop = std::future::poll_fn(|cx| live.poll(cx, &mut socket, timer.as_mut())).await;
+        // Boxed: an open connection does not carry the state of its close.
+        Box::pin(finish(&shared, &conn, socket, live, stop)).await;
+        drop(slot);
+        count_closed(&shared, Transport::WebSocket);
+        tracing::debug!(target: "liveview", connection = conn.id, code = conn.outbox.state().code().unwrap_or(0), "disconnected");
+    }
+}
+
+/// The end of a WebSocket connection told to close: the reader finishes
+/// the call under way, leaves the groups and reads until the client's
+/// close frame, while the writer sends what it must and the close frame,
+/// each within [`CLOSE_GRACE`].
+async fn finish(
+    shared: &Shared,
+    conn: &Connection,
+    socket: WebSocket,
+    live: live::Live<'_>,
+    stop: live::Stop,
 ) {
+    let closer = conn.outbox.state();
     let (sink, mut stream) = socket.split();
-    let resume = scope.query("resume").map(|r| Resume::parse(&r));
-    let (conn, rx) = Box::pin(join::open(&shared, &room, scope, resume)).await;
-    count_opened(&shared, Transport::WebSocket);
-    tracing::Span::current().record("id", conn.id);
-    tracing::debug!(target: "liveview", connection = conn.id, room = %room, "connected");
-
-    // The connection has its own copy.
-    drop(room);
-
-    let closer = conn.outbox.state().clone();
-    let ip = slot.as_ref().and_then(|_| conn.scope.client_ip());
-    // The reader and the writer, made in place: a future held in a local
-    // and then moved would take its room in the task twice.
+    let unflushed = live.unflushed;
+    let (rx, call) = (live.rx, live.call);
     let ((ended, deadline), ()) = futures_util::future::join(
-        Driving {
-            closer: &closer,
-            future: async {
-                let ended = {
-                    let mut inbound = (&mut stream).map(|message| inbound(conn.id, message));
-                    read(&shared, &conn, &mut inbound, &closer, ip).await
-                };
-                // Out of its groups at once; the socket itself lingers until
-                // the closing handshake is done, within a bound.
-                join::close(&shared, &conn);
-                let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
-                if ended == Ended::Readable {
-                    drain(&mut stream, deadline).await;
-                }
-                (ended, deadline)
-            },
+        async {
+            if let Some(call) = call {
+                call.await;
+            }
+            let ended = stop.ended.unwrap_or(Ended::Readable);
+            // Out of its groups at once; the socket itself lingers until
+            // the closing handshake is done, within a bound.
+            join::close(shared, conn);
+            let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+            if ended == Ended::Readable {
+                drain(&mut stream, deadline).await;
+            }
+            (ended, deadline)
         },
-        write(
-            sink,
-            rx,
-            closer.clone(),
-            shared.metrics.clone(),
-            shared.config.ping_interval,
-        ),
+        async {
+            if !stop.write_failed {
+                close_writer(sink, rx, closer, &shared.metrics, unflushed).await;
+            }
+        },
     )
     .await;
     if ended == Ended::Failed {
@@ -309,10 +334,32 @@ async fn run(
         // read the code.
         tokio::time::sleep_until(deadline).await;
     }
-    drop(stream);
-    drop(slot);
-    count_closed(&shared, Transport::WebSocket);
-    tracing::debug!(target: "liveview", connection = conn.id, code = closer.code().unwrap_or(0), "disconnected");
+}
+
+/// The writer of a connection told to close: a write under way gets
+/// [`CLOSE_GRACE`] to finish (or the close frame is not sent: it would be
+/// cut into a half-written frame), then [`close`] sends the rest.
+async fn close_writer<S>(
+    mut sink: S,
+    rx: Receiver,
+    closer: &OutboxState,
+    metrics: &Metrics,
+    unflushed: bool,
+) where
+    S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
+{
+    if unflushed {
+        match tokio::time::timeout(CLOSE_GRACE, sink.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                metrics.write_failures.add(1);
+                tracing::debug!(target: "liveview", error = %err, "write failed");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+    close(sink, rx, closer, metrics).await;
 }
 
 /// Count a connection that joined its groups: counted once joined, so a
@@ -391,31 +438,6 @@ pub(crate) enum Ended {
     Failed,
     /// The connection is gone: there is nobody left to tell.
     Gone,
-}
-
-pin_project_lite::pin_project! {
-    /// The reading side of a WebSocket connection, run with its writer in
-    /// one task (`join` polls it first, then the writer): while it is
-    /// polled, the frames it queues (a call's replies) need no wake-up, and
-    /// go out in the same poll, with no hop to another task.
-    struct Driving<'a, F> {
-        closer: &'a Arc<OutboxState>,
-        #[pin]
-        future: F,
-    }
-}
-
-impl<F: Future> Future for Driving<'_, F> {
-    type Output = F::Output;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        let this = self.project();
-        let future = this.future;
-        this.closer.driving(|| future.poll(cx))
-    }
 }
 
 /// The end of a connection whose stream can still be read, after the read
@@ -602,12 +624,22 @@ pub(crate) async fn write<S>(
             }
         }
     }
+    // Boxed: an open connection does not carry the state of its close.
+    Box::pin(close(sink, rx, &closer, &metrics)).await;
+}
+
+/// The close of a connection's writer: the frames queued before the close
+/// (unless the client was too slow for them) and the close frame, within
+/// [`CLOSE_GRACE`].
+async fn close<S>(mut sink: S, mut rx: Receiver, closer: &OutboxState, metrics: &Metrics)
+where
+    S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
+{
     let code = closer.code().unwrap_or(close::NORMAL);
     if code == close::TRY_AGAIN_LATER {
         metrics.slow_client_closes.add(1);
     }
-    // Boxed: an open connection does not carry the state of its close.
-    let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, async {
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
         if code != close::TRY_AGAIN_LATER {
             // Frames queued before the close (a handler's last replies
             // before shutdown) still go out.
@@ -622,7 +654,7 @@ pub(crate) async fn write<S>(
             reason: Utf8Bytes::from_static(""),
         };
         let _ = sink.send(Message::Close(Some(frame))).await;
-    }))
+    })
     .await;
 }
 

@@ -59,6 +59,9 @@ pub(crate) struct OutboxState {
     /// Outboxes of this queue: once none is left, the writer gets no more
     /// frames.
     senders: AtomicUsize,
+    /// The server is shutting down: the connection closes with 1001 once
+    /// its call under way, if any, is done.
+    going_away: AtomicBool,
     gated: AtomicBool,
     /// More group frames arrived while gated than may be held: the client
     /// is sent a resync instead of them.
@@ -116,6 +119,13 @@ impl Receiver {
         .await
     }
 
+    /// Wake the task of `waker` when a frame is queued, the connection is
+    /// told to close or the server shuts down; registered before looking,
+    /// so nothing in between is missed.
+    pub(crate) fn register(&self, waker: &std::task::Waker) {
+        self.state.writer.register(waker);
+    }
+
     /// The next frame, if one is queued.
     pub(crate) fn try_recv(&mut self) -> Result<Frame, Empty> {
         let frame = {
@@ -152,7 +162,21 @@ impl OutboxState {
             .is_ok()
         {
             self.closing.notify_waiters();
+            // A WebSocket connection's task waits for its close here.
+            self.writer.wake();
         }
+    }
+
+    /// The server is shutting down: close with 1001 once the call under
+    /// way, if any, is done.
+    pub(crate) fn go_away(&self) {
+        self.going_away.store(true, Ordering::Release);
+        self.writer.wake();
+    }
+
+    /// Whether [`go_away`](Self::go_away) was called.
+    pub(crate) fn going_away(&self) -> bool {
+        self.going_away.load(Ordering::Acquire)
     }
 
     /// The close code, once [`close`](Self::close) was called.

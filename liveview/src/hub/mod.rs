@@ -214,6 +214,14 @@ impl Hub {
             .count()
     }
 
+    /// Call `f` with the outbox of every local member of `group`.
+    pub(crate) fn for_each_member(&self, group: &str, mut f: impl FnMut(&Outbox)) {
+        let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(members) = groups.get(group) {
+            members.values().for_each(&mut f);
+        }
+    }
+
     /// Names of the groups with local members.
     pub(crate) fn groups(&self) -> Vec<String> {
         let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
