@@ -196,14 +196,14 @@ impl Broadcaster {
     /// and the channel layer shares it (Redis does), else in this process.
     pub async fn presence(&self, room: &str) -> crate::Presence {
         if !self.hub.presence_shared {
-            return crate::Presence::new(room, self.hub.presence.members(room));
+            return crate::Presence::new(room, self.hub.local_presence(room));
         }
         let members = match self.hub.layer().presence(room).await {
             Ok(Some(members)) => members,
-            Ok(None) => self.hub.presence.members(room),
+            Ok(None) => self.hub.local_presence(room),
             Err(err) => {
                 tracing::debug!(target: "liveview", room, error = %err, "shared presence unavailable; counting this process");
-                self.hub.presence.members(room)
+                self.hub.local_presence(room)
             }
         };
         crate::Presence::new(room, members)

@@ -71,9 +71,11 @@ pub(crate) async fn open(
 
 /// Leave every group of the connection, and the room's presence.
 pub(crate) fn close(shared: &Shared, conn: &Connection) {
+    // Its user first: a room's anonymous connections are counted as its
+    // members without a user (see `LocalPresence`).
+    shared.hub.presence.leave(&conn.room, conn.id);
     shared.hub.leave(&room_group(&conn.room), conn.id);
     shared.hub.leave(BROADCAST_GROUP, conn.id);
-    shared.hub.presence.leave(&conn.room, conn.id);
     if shared.presence.tracked && !shared.shutdown.is_cancelled() {
         shared
             .presence_queue

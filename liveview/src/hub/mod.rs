@@ -17,7 +17,7 @@ use log::{GroupPosition, Logs, sequenced};
 /// logs of group frames when replay is on.
 #[derive(Debug)]
 pub(crate) struct Hub {
-    groups: RwLock<HashMap<Arc<str>, HashMap<u64, Outbox>>>,
+    groups: RwLock<HashMap<Arc<str>, Members>>,
     layer: Arc<dyn ChannelLayer>,
     logs: Option<Logs>,
     emptied: std::sync::atomic::AtomicU64,
@@ -27,6 +27,68 @@ pub(crate) struct Hub {
     pub(crate) presence_shared: bool,
     /// The application's counters (groups and memberships are kept here).
     pub(crate) metrics: Arc<Metrics>,
+}
+
+/// The members of a group here, by connection id. A group of one
+/// connection (a room of its own) holds it in place, without a table.
+#[derive(Debug)]
+enum Members {
+    Empty,
+    One(u64, Outbox),
+    Many(HashMap<u64, Outbox>),
+}
+
+impl Members {
+    /// Add a member (or replace its outbox); whether it is new.
+    fn insert(&mut self, id: u64, outbox: Outbox) -> bool {
+        let (members, new) = match std::mem::replace(self, Members::Empty) {
+            Members::Empty => (Members::One(id, outbox), true),
+            Members::One(one, _) if one == id => (Members::One(id, outbox), false),
+            Members::One(one, current) => (
+                Members::Many(HashMap::from([(one, current), (id, outbox)])),
+                true,
+            ),
+            Members::Many(mut members) => {
+                let new = members.insert(id, outbox).is_none();
+                (Members::Many(members), new)
+            }
+        };
+        *self = members;
+        new
+    }
+
+    /// Remove a member; whether it was one.
+    fn remove(&mut self, id: u64) -> bool {
+        match self {
+            Members::One(one, _) if *one == id => {
+                *self = Members::Empty;
+                true
+            }
+            Members::Many(members) => members.remove(&id).is_some(),
+            Members::Empty | Members::One(..) => false,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Members::Empty => 0,
+            Members::One(..) => 1,
+            Members::Many(members) => members.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn outboxes(&self) -> impl Iterator<Item = &Outbox> {
+        let (one, many) = match self {
+            Members::Empty => (None, None),
+            Members::One(_, outbox) => (Some(outbox), None),
+            Members::Many(members) => (None, Some(members.values())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
 }
 
 impl Hub {
@@ -145,12 +207,12 @@ impl Hub {
         let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
         match groups.get_mut(group) {
             Some(members) => {
-                if members.insert(id, outbox).is_none() {
+                if members.insert(id, outbox) {
                     self.metrics.memberships.add(1);
                 }
             }
             None => {
-                groups.insert(Arc::from(group), HashMap::from([(id, outbox)]));
+                groups.insert(Arc::from(group), Members::One(id, outbox));
                 self.layer.subscribe(group);
                 self.metrics.groups.add(1);
                 self.metrics.memberships.add(1);
@@ -164,7 +226,7 @@ impl Hub {
             let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
             match groups.get_mut(group) {
                 Some(members) => {
-                    if members.remove(&id).is_some() {
+                    if members.remove(id) {
                         self.metrics.memberships.add(-1);
                     }
                     let empty = members.is_empty();
@@ -201,7 +263,7 @@ impl Hub {
         };
         let mut numbered: Option<Frame> = None;
         members
-            .values()
+            .outboxes()
             .filter(|outbox| {
                 let frame = match number {
                     Some((seq, epoch)) if outbox.wants_sequences() => numbered
@@ -218,8 +280,15 @@ impl Hub {
     pub(crate) fn for_each_member(&self, group: &str, mut f: impl FnMut(&Outbox)) {
         let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
         if let Some(members) = groups.get(group) {
-            members.values().for_each(&mut f);
+            members.outboxes().for_each(&mut f);
         }
+    }
+
+    /// Who is in `room` in this process: one entry per connection, with
+    /// its user if it has one.
+    pub(crate) fn local_presence(&self, room: &str) -> Vec<Option<crate::scope::User>> {
+        let count = self.members(&crate::layer::room_group(room));
+        self.presence.members(room, count)
     }
 
     /// Names of the groups with local members.
@@ -231,7 +300,7 @@ impl Hub {
     /// How many local members `group` has.
     pub(crate) fn members(&self, group: &str) -> usize {
         let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
-        groups.get(group).map_or(0, HashMap::len)
+        groups.get(group).map_or(0, Members::len)
     }
 }
 

@@ -63,46 +63,56 @@ impl Presence {
 /// What the app sends a room when its presence changes.
 pub(crate) type OnPresence = Arc<dyn Fn(&Presence) -> Option<Update> + Send + Sync>;
 
-/// The members of each room in this process, with their users.
+/// The signed-in users of each room in this process, by connection. A
+/// room's anonymous connections are not listed: they are its members in
+/// the hub's room group that have no user here, so a room of anonymous
+/// connections takes no table at all.
 #[derive(Debug, Default)]
 pub(crate) struct LocalPresence {
-    rooms: Mutex<HashMap<String, Members>>,
+    rooms: Mutex<HashMap<Box<str>, Users>>,
 }
 
-/// A room's connections and their users, boxed: most connections have
-/// none, and the table holds a slot per connection whichever.
-type Members = HashMap<u64, Option<Box<User>>>;
+/// A room's connections that have a user, and their users.
+type Users = HashMap<u64, Box<User>>;
 
 impl LocalPresence {
     pub(crate) fn join(&self, room: &str, id: u64, user: Option<User>) {
+        let Some(user) = user else { return };
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        rooms
-            .entry(room.to_owned())
-            .or_default()
-            .insert(id, user.map(Box::new));
+        match rooms.get_mut(room) {
+            Some(users) => {
+                users.insert(id, Box::new(user));
+            }
+            None => {
+                rooms.insert(room.into(), HashMap::from([(id, Box::new(user))]));
+            }
+        }
     }
 
     pub(crate) fn leave(&self, room: &str, id: u64) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(members) = rooms.get_mut(room) {
-            members.remove(&id);
-            if members.is_empty() {
+        if let Some(users) = rooms.get_mut(room) {
+            users.remove(&id);
+            if users.is_empty() {
                 rooms.remove(room);
             }
         }
     }
 
-    pub(crate) fn members(&self, room: &str) -> Vec<Option<User>> {
+    /// One entry per connection of `room`, of its `count` connections
+    /// here: their users, then `None` for the others.
+    pub(crate) fn members(&self, room: &str, count: usize) -> Vec<Option<User>> {
         let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        rooms
+        let mut members: Vec<Option<User>> = rooms
             .get(room)
-            .map(|members| {
-                members
-                    .values()
-                    .map(|user| user.as_deref().cloned())
-                    .collect()
-            })
-            .unwrap_or_default()
+            .map(|users| users.values().map(|user| Some((**user).clone())).collect())
+            .unwrap_or_default();
+        // A connection is in the room group whenever its user is listed
+        // (it joins the group first and leaves it last); the two are read
+        // one after the other, so the difference is bounded at zero.
+        let anonymous = count.saturating_sub(members.len());
+        members.extend(std::iter::repeat_n(None, anonymous));
+        members
     }
 }
 
