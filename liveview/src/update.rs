@@ -1,6 +1,6 @@
 //! Updates: what the server tells a page to do.
 
-use serde::Serialize;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 /// One update for the page, with every key of the protocol.
@@ -24,36 +24,94 @@ use serde_json::{Map, Value};
 /// let script = Update::script_only("console.log('hi')");
 /// # let _ = (append, remove, navigate, script);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Update {
-    #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     html: Option<String>,
-    #[serde(skip_serializing_if = "is_false")]
     append: bool,
-    #[serde(skip_serializing_if = "is_false")]
     remove: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     title: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     scroll: Option<String>,
-    #[serde(rename = "scrollTop", skip_serializing_if = "is_false")]
     scroll_top: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     script: Option<String>,
-    #[serde(skip_serializing_if = "is_false")]
     morph: bool,
-    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
-    reference: Option<u64>,
-    #[serde(flatten, skip_serializing_if = "Map::is_empty")]
     extra: Map<String, Value>,
 }
 
-fn is_false(b: &bool) -> bool {
-    !*b
+impl Serialize for Update {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WithRef(self, None).serialize(serializer)
+    }
+}
+
+/// An update with the `ref` of the frame it goes out in: the frame of a
+/// borrowed update is written without a clone of its strings.
+struct WithRef<'a>(&'a Update, Option<u64>);
+
+impl Serialize for WithRef<'_> {
+    // Written by hand rather than derived: a derived `#[serde(flatten)]`
+    // goes through serde's generic flattening on every frame. The keys come
+    // in the same order (declared fields, `ref`, then the extra keys), and
+    // the length is left open as the derived code leaves it, so the bytes
+    // are the same.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let WithRef(u, reference) = *self;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(v) = &u.target {
+            map.serialize_entry("target", v)?;
+        }
+        if let Some(v) = &u.html {
+            map.serialize_entry("html", v)?;
+        }
+        if u.append {
+            map.serialize_entry("append", &true)?;
+        }
+        if u.remove {
+            map.serialize_entry("remove", &true)?;
+        }
+        if let Some(v) = &u.url {
+            map.serialize_entry("url", v)?;
+        }
+        if let Some(v) = &u.title {
+            map.serialize_entry("title", v)?;
+        }
+        if let Some(v) = &u.scroll {
+            map.serialize_entry("scroll", v)?;
+        }
+        if u.scroll_top {
+            map.serialize_entry("scrollTop", &true)?;
+        }
+        if let Some(v) = &u.script {
+            map.serialize_entry("script", v)?;
+        }
+        if u.morph {
+            map.serialize_entry("morph", &true)?;
+        }
+        if let Some(v) = reference {
+            map.serialize_entry("ref", &v)?;
+        }
+        for (k, v) in &u.extra {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl WithRef<'_> {
+    /// The frame's text, in a buffer sized for the common update (no
+    /// escaping, no extra keys) so that it is not regrown while written.
+    fn frame(&self) -> Result<String, serde_json::Error> {
+        let u = self.0;
+        let strings = [&u.target, &u.html, &u.url, &u.title, &u.scroll, &u.script]
+            .iter()
+            .map(|s| s.as_ref().map_or(0, |s| s.len() + 12))
+            .sum::<usize>();
+        let mut buf = Vec::with_capacity(strings + 64);
+        serde_json::to_writer(&mut buf, self)?;
+        // serde_json writes only valid UTF-8.
+        Ok(String::from_utf8(buf).expect("serde_json writes UTF-8"))
+    }
 }
 
 impl Update {
@@ -171,18 +229,14 @@ pub trait IntoUpdate {
 }
 
 impl IntoUpdate for Update {
-    fn into_frame(mut self, reference: Option<u64>) -> Result<String, serde_json::Error> {
-        self.reference = reference;
-        serde_json::to_string(&self)
+    fn into_frame(self, reference: Option<u64>) -> Result<String, serde_json::Error> {
+        WithRef(&self, reference).frame()
     }
 }
 
 impl IntoUpdate for &Update {
     fn into_frame(self, reference: Option<u64>) -> Result<String, serde_json::Error> {
-        match reference {
-            None => serde_json::to_string(self),
-            Some(_) => self.clone().into_frame(reference),
-        }
+        WithRef(self, reference).frame()
     }
 }
 
@@ -235,6 +289,29 @@ mod tests {
             frame(Update::new("#n").remove(), None),
             json!({"target": "#n", "remove": true})
         );
+    }
+
+    #[test]
+    fn the_text_has_the_keys_in_protocol_order_with_the_ref_before_extra_keys() {
+        let update = Update::new("#t")
+            .html("<b>\"x\"</b>")
+            .append()
+            .remove()
+            .url("/u/")
+            .title("T")
+            .scroll("#s")
+            .scroll_top()
+            .script("go()")
+            .morph()
+            .extra("focus", "#t input");
+        let expected = r##"{"target":"#t","html":"<b>\"x\"</b>","append":true,"remove":true,"url":"/u/","title":"T","scroll":"#s","scrollTop":true,"script":"go()","morph":true,"ref":2,"focus":"#t input"}"##;
+        assert_eq!((&update).into_frame(Some(2)).unwrap(), expected);
+        assert_eq!(update.clone().into_frame(Some(2)).unwrap(), expected);
+        assert_eq!(
+            serde_json::to_string(&update).unwrap(),
+            expected.replace(r#""ref":2,"#, "")
+        );
+        assert_eq!(Update::empty().into_frame(None).unwrap(), "{}");
     }
 
     #[test]

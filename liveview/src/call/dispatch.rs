@@ -19,13 +19,15 @@ use crate::metrics::Outcome;
 /// Handle one text frame of `conn`. Never fails: every problem becomes one
 /// of the protocol's error frames and a log line.
 pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &str) -> Outcome {
-    if let Some(n) = protocol::ping(text) {
-        let _ = conn.outbox.push(Frame::from(protocol::pong_frame(n)));
-        return Outcome::Ok;
-    }
     let call = match protocol::parse(text, &conn.room) {
         Ok(call) => call,
         Err(invalid) => {
+            // A probe has no `function`, so it is never a call: looked for
+            // only among refused frames.
+            if let Some(n) = protocol::ping(text) {
+                let _ = conn.outbox.push(Frame::from(protocol::pong_frame(n)));
+                return Outcome::Ok;
+            }
             if warn(conn) {
                 tracing::debug!(target: "liveview", connection = conn.id, reason = %escaped(&invalid.0), "invalid message");
             }
