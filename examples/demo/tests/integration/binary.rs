@@ -122,23 +122,28 @@ async fn a_session_from_one_process_is_valid_on_another_with_the_same_secret() {
     let database = dir.path().join("sessions.sqlite3");
     let (_one, one) = start(&database, None);
     let (_two, two) = start(&database, None);
-    let (status, headers, _) = crate::support::http(
-        one,
-        "POST",
-        "/login/",
-        &[("origin", &format!("http://{one}"))],
-        "name=Ada&next=%2F",
-    )
-    .await;
-    assert_eq!(status, 303);
-    let cookie = crate::support::cookie_pair(
-        crate::support::header(&headers, "set-cookie").expect("a session cookie"),
-    );
+    let cookie = sign_in_as_ada(one).await;
     let (_, _, page) = crate::support::http(two, "GET", "/", &[("cookie", &cookie)], "").await;
     assert!(
         page.contains(r#"<span class="account__name">Ada</span>"#),
         "{page}"
     );
+}
+
+/// Sign in as Ada on `addr`; the session cookie as a `name=value` pair.
+async fn sign_in_as_ada(addr: SocketAddr) -> String {
+    let (status, headers, _) = crate::support::http(
+        addr,
+        "POST",
+        "/login/",
+        &[("origin", &format!("http://{addr}"))],
+        "name=Ada&next=%2F",
+    )
+    .await;
+    assert_eq!(status, 303);
+    crate::support::cookie_pair(
+        crate::support::header(&headers, "set-cookie").expect("a session cookie"),
+    )
 }
 
 /// `alerts_validate` on `socket`, which answers nothing: the connection is
@@ -178,18 +183,7 @@ async fn a_session_signed_out_on_one_process_is_refused_by_another() {
     let database = dir.path().join("sessions.sqlite3");
     let (_one, one) = start(&database, None);
     let (_two, two) = start(&database, None);
-    let (status, headers, _) = crate::support::http(
-        one,
-        "POST",
-        "/login/",
-        &[("origin", &format!("http://{one}"))],
-        "name=Ada&next=%2F",
-    )
-    .await;
-    assert_eq!(status, 303);
-    let cookie = crate::support::cookie_pair(
-        crate::support::header(&headers, "set-cookie").expect("a session cookie"),
-    );
+    let cookie = sign_in_as_ada(one).await;
     let with_cookie = [("cookie", cookie.as_str())];
     let signed_in = r#"<span class="account__name">Ada</span>"#;
 
