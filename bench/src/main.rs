@@ -223,8 +223,6 @@ fn drive(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Raise the soft open-files limit to the hard one; returns the limit in
-/// force. Child processes inherit it.
 /// The multi-threaded runtime the bench servers run on.
 pub(crate) fn server_runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
@@ -233,6 +231,8 @@ pub(crate) fn server_runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Raise the soft open-files limit to the hard one; returns the limit in
+/// force. Child processes inherit it.
 pub(crate) fn raise_fd_limit() -> u64 {
     rlimit::increase_nofile_limit(u64::MAX).unwrap_or_else(|_| {
         rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
