@@ -1,14 +1,15 @@
 //! Key normalisation with many keys: the first two bytes of the input say
 //! how many times (up to 5,000) the rest, cut at commas, is repeated as
 //! keys of `data` with a counter (each key also with the `data_` prefix,
-//! and capitalised), so short inputs make frames of thousands of keys. No key may be lost or keep an upper-case letter, and the
-//! `data_` prefix goes only where the short key is free.
+//! and capitalised), so short inputs make frames of thousands of keys. No key may be lost or keep an upper-case letter, the
+//! `data_` prefix goes only where the short key is free, and the content is
+//! the one the parser it replaced (`decode_reference`) made.
 #![no_main]
 
 use std::collections::BTreeSet;
 
 use libfuzzer_sys::fuzz_target;
-use liveview::__fuzz::{decode, snake_case};
+use liveview::__fuzz::{decode, decode_reference, snake_case};
 use serde_json::{Map, Value, json};
 
 fuzz_target!(|input: &[u8]| {
@@ -36,6 +37,10 @@ fuzz_target!(|input: &[u8]| {
     }
     let frame = json!({"function": "f", "data": data}).to_string();
     let (content, _) = decode(&frame, "fuzz-room").expect("a valid call");
+    // Exactly what the parser it replaced made of it.
+    let (reference, _) = decode_reference(&frame, "fuzz-room").expect("a valid call");
+    assert_eq!(content, reference, "{frame}");
+    assert!(content.data.iter().eq(reference.data.iter()), "{frame}");
 
     // camelCase may merge two keys into one; the prefix never does.
     let snake: BTreeSet<String> = data.keys().map(|k| snake_case(k).into_owned()).collect();

@@ -198,6 +198,14 @@ pub mod __fuzz {
             .ok()
             .map(|call| (call.content, call.reference))
     }
+
+    /// [`decode`] as the parser before the single-pass one did it: the
+    /// reference the `decode` fuzz target holds [`decode`] to (the same
+    /// content, `ref` and refusals). Built only under cargo-fuzz.
+    #[cfg(fuzzing)]
+    pub fn decode_reference(text: &str, room: &str) -> Option<(crate::Content, Option<u64>)> {
+        crate::call::protocol::reference::parse(text, room).ok()
+    }
 }
 
 /// What the `#[liveview_handler]` expansion names. Not public API.

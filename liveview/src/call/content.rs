@@ -1,6 +1,9 @@
 //! What a handler receives: the content of one client call.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::ops::Index;
+use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -98,38 +101,68 @@ impl Content {
 /// assert_eq!(alert.dismiss_after, Some(30));
 /// assert_eq!(content.form["message"], "Deploy at 5");
 /// ```
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct Fields {
-    map: Map<String, Value>,
+    /// Sorted by key, each key once: the order of a JSON map, and a binary
+    /// search to find a key. No tree to build or to free for the one or
+    /// two values of a typical call.
+    entries: Vec<(String, Value)>,
+    /// The values as a JSON map, built the first time [`Fields::as_map`]
+    /// asks for it.
+    map: OnceLock<Map<String, Value>>,
     part: &'static str,
 }
 
 impl Fields {
     pub(crate) fn from_value(value: Value, is_data: bool) -> Self {
-        let map = match value {
-            Value::Object(map) => map,
-            _ => Map::new(),
+        let entries = match value {
+            Value::Object(map) => map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect(),
+            _ => Vec::new(),
         };
-        if is_data {
-            Self::from(keys::normalize_data(map)).with_part("data")
+        Self::from_entries(entries, true, is_data)
+    }
+
+    /// The fields of a `form` (or, with `is_data`, a `data`) object whose
+    /// entries are `entries`, in the order they came, keys as they were
+    /// sent: see [`keys::normalize_entries`].
+    pub(crate) fn from_entries(
+        entries: Vec<(Cow<'_, str>, Value)>,
+        sorted_unique: bool,
+        is_data: bool,
+    ) -> Self {
+        let entries = if entries.is_empty() {
+            Vec::new()
         } else {
-            Self::from(keys::normalize_form(map)).with_part("form")
+            keys::normalize_entries(entries, sorted_unique, is_data)
+        };
+        Self {
+            entries,
+            map: OnceLock::new(),
+            part: if is_data { "data" } else { "form" },
         }
     }
 
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn with_part(mut self, part: &'static str) -> Self {
         self.part = part;
         self
     }
 
+    fn find(&self, key: &str) -> Option<&Value> {
+        self.entries
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.entries[i].1)
+    }
+
     /// The raw value of `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.map.get(key)
+        self.find(key)
     }
 
     /// `key` as a string slice, when it is a string.
     pub fn str(&self, key: &str) -> Option<&str> {
-        self.map.get(key).and_then(Value::as_str)
+        self.find(key).and_then(Value::as_str)
     }
 
     /// `key` as a string, or `default` when it is missing, not a string, or
@@ -148,7 +181,7 @@ impl Fields {
 
     /// `key` as an integer: a JSON number or a string of digits.
     pub fn i64(&self, key: &str) -> Option<i64> {
-        match self.map.get(key)? {
+        match self.find(key)? {
             Value::Number(n) => n.as_i64(),
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
@@ -157,7 +190,7 @@ impl Fields {
 
     /// `key` as a float: a JSON number or a numeric string.
     pub fn f64(&self, key: &str) -> Option<f64> {
-        match self.map.get(key)? {
+        match self.find(key)? {
             Value::Number(n) => n.as_f64(),
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
@@ -167,7 +200,7 @@ impl Fields {
     /// `key` as a boolean: `true`/`false`, or the strings `"true"`, `"on"`,
     /// `"1"`, `"false"`, `"off"`, `"0"`, `""`.
     pub fn bool(&self, key: &str) -> Option<bool> {
-        match self.map.get(key)? {
+        match self.find(key)? {
             Value::Bool(b) => Some(*b),
             Value::String(s) => lenient::parse_bool(s),
             Value::Number(n) => n.as_i64().map(|n| n != 0),
@@ -177,7 +210,7 @@ impl Fields {
 
     /// `key` as an array (a multiple `<select>`).
     pub fn array(&self, key: &str) -> Option<&Vec<Value>> {
-        self.map.get(key).and_then(Value::as_array)
+        self.find(key).and_then(Value::as_array)
     }
 
     /// The strings of an array value; a single string counts as one.
@@ -190,7 +223,7 @@ impl Fields {
     /// assert!(content.form.strings("none").is_empty());
     /// ```
     pub fn strings(&self, key: &str) -> Vec<&str> {
-        match self.map.get(key) {
+        match self.find(key) {
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
             Some(Value::String(s)) => vec![s.as_str()],
             _ => Vec::new(),
@@ -199,32 +232,36 @@ impl Fields {
 
     /// Whether `key` is present.
     pub fn contains(&self, key: &str) -> bool {
-        self.map.contains_key(key)
+        self.find(key).is_some()
     }
 
     /// Whether there are no values.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.entries.is_empty()
     }
 
     /// Number of values.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.entries.len()
     }
 
     /// Iterate over `(key, value)` pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
-        self.map.iter()
+        self.entries.iter().map(|(key, value)| (key, value))
     }
 
     /// The values as a JSON map.
     pub fn as_map(&self) -> &Map<String, Value> {
-        &self.map
+        self.map
+            .get_or_init(|| self.entries.iter().cloned().collect())
     }
 
     /// The values as a JSON map, by value.
-    pub fn into_map(self) -> Map<String, Value> {
-        self.map
+    pub fn into_map(mut self) -> Map<String, Value> {
+        match self.map.take() {
+            Some(map) => map,
+            None => self.entries.into_iter().collect(),
+        }
     }
 
     /// Deserialise the values into `T`. Strings are read as numbers or
@@ -236,7 +273,7 @@ impl Fields {
         } else {
             self.part
         };
-        let value = Value::Object(self.map.clone());
+        let value = Value::Object(self.entries.iter().cloned().collect());
         serde_path_to_error::deserialize(lenient::Lenient(value)).map_err(|err| {
             let path = err.path().to_string();
             ContentError::new(part, path, err.into_inner().to_string())
@@ -246,7 +283,37 @@ impl Fields {
 
 impl From<Map<String, Value>> for Fields {
     fn from(map: Map<String, Value>) -> Self {
-        Self { map, part: "" }
+        Self {
+            entries: map.into_iter().collect(),
+            map: OnceLock::new(),
+            part: "",
+        }
+    }
+}
+
+impl PartialEq for Fields {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries && self.part == other.part
+    }
+}
+
+impl fmt::Debug for Fields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let map = DebugMap(&self.entries);
+        f.debug_struct("Fields")
+            .field("map", &map)
+            .field("part", &self.part)
+            .finish()
+    }
+}
+
+struct DebugMap<'a>(&'a [(String, Value)]);
+
+impl fmt::Debug for DebugMap<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, v)))
+            .finish()
     }
 }
 
@@ -256,6 +323,6 @@ impl Index<&str> for Fields {
     /// The value of `key`, or `Value::Null` when it is missing.
     fn index(&self, key: &str) -> &Value {
         static NULL: Value = Value::Null;
-        self.map.get(key).unwrap_or(&NULL)
+        self.find(key).unwrap_or(&NULL)
     }
 }

@@ -2,10 +2,13 @@
 //! frames the server answers bad input with. See `PROTOCOL.md` in the
 //! repository for the contract.
 
-use serde::Deserialize;
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::fmt;
 
-use crate::call::content::keys::{normalize_data, normalize_form};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+
 use crate::call::content::{Content, Fields};
 
 /// Longest handler name a client may call.
@@ -89,53 +92,225 @@ pub(crate) struct Call {
 #[derive(Debug)]
 pub(crate) struct InvalidMessage(pub String);
 
-#[derive(Deserialize)]
-struct Incoming<'a> {
-    function: String,
-    #[serde(default)]
-    form: Option<Map<String, Value>>,
-    #[serde(default)]
-    data: Option<Map<String, Value>>,
-    #[serde(default)]
-    lang: Option<String>,
-    /// Checked to be a string, never used: the room is the connection's.
-    /// Borrowed from the frame unless it has escapes, so the claim costs no
-    /// allocation.
-    #[serde(default, borrow, rename = "room")]
-    _room: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, rename = "ref")]
-    reference: Option<u64>,
-}
-
 /// Parse one text frame. `room` is the connection's room: the content's
 /// room whatever the frame's `room` key says.
+///
+/// One pass over the frame: the members of `form` and `data` are collected
+/// as they come, keys borrowed from the frame where it has no escapes, and
+/// normalised into their [`Fields`] once at the end (no JSON map is built
+/// and then rebuilt).
 pub(crate) fn parse(text: &str, room: &str) -> Result<Call, InvalidMessage> {
-    // serde would also read a struct from an array (`["echo"]`): only an
-    // object is a message.
-    if !text.trim_start().starts_with('{') {
-        return Err(InvalidMessage("not a JSON object".to_owned()));
-    }
-    let incoming: Incoming =
-        serde_json::from_str(text).map_err(|e| InvalidMessage(e.to_string()))?;
-    if !is_valid_function(&incoming.function) {
+    let frame = match plain::parse(text) {
+        Some(frame) => frame,
+        None => parse_any(text)?,
+    };
+    if !is_valid_function(&frame.function) {
         return Err(InvalidMessage(format!(
             "function name of {} bytes outside [A-Za-z0-9_.-]{{1,{MAX_FUNCTION_LEN}}}",
-            incoming.function.len()
+            frame.function.len()
         )));
     }
     Ok(Call {
         content: Content {
-            function: incoming.function,
-            form: Fields::from(normalize_form(incoming.form.unwrap_or_default())).with_part("form"),
-            data: Fields::from(normalize_data(incoming.data.unwrap_or_default())).with_part("data"),
-            lang: incoming.lang.unwrap_or_default(),
+            function: frame.function.into_owned(),
+            form: Fields::from_entries(frame.form, false, false),
+            data: Fields::from_entries(frame.data, false, true),
+            lang: frame.lang.map(Cow::into_owned).unwrap_or_default(),
             // Always the connection's own room: a frame's `room` key is
             // the client's claim, and a handler trusting it would bypass
             // signed rooms.
             room: room.to_owned(),
         },
-        reference: incoming.reference,
+        reference: frame.reference,
     })
+}
+
+/// Any frame, with serde_json: the judge of every frame [`plain::parse`]
+/// leaves.
+fn parse_any(text: &str) -> Result<Frame<'_>, InvalidMessage> {
+    // serde would also read a struct from an array (`["echo"]`): only an
+    // object is a message.
+    if !text.trim_start().starts_with('{') {
+        return Err(InvalidMessage("not a JSON object".to_owned()));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    (&mut de)
+        .deserialize_map(FrameVisitor)
+        .and_then(|frame| de.end().map(|()| frame))
+        .map_err(|e| InvalidMessage(e.to_string()))
+}
+
+/// The members of a call frame, strings borrowed from the text where they
+/// have no escapes.
+struct Frame<'de> {
+    function: Cow<'de, str>,
+    form: Entries<'de>,
+    data: Entries<'de>,
+    lang: Option<Cow<'de, str>>,
+    reference: Option<u64>,
+}
+
+/// The members of a `form` or `data` object, in the order they came.
+type Entries<'de> = Vec<(Cow<'de, str>, Value)>;
+
+/// The members a call frame may have; any other is skipped.
+enum Member {
+    Function,
+    Form,
+    Data,
+    Lang,
+    Room,
+    Ref,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MemberVisitor;
+        impl Visitor<'_> for MemberVisitor {
+            type Value = Member;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Member, E> {
+                Ok(match name {
+                    "function" => Member::Function,
+                    "form" => Member::Form,
+                    "data" => Member::Data,
+                    "lang" => Member::Lang,
+                    "room" => Member::Room,
+                    "ref" => Member::Ref,
+                    _ => Member::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(MemberVisitor)
+    }
+}
+
+/// A JSON string, borrowed from the frame unless it has escapes.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+/// The frame's `room` claim: checked to be a string, never kept (the room
+/// is the connection's), so it costs no allocation even with escapes.
+struct RoomClaim;
+
+impl<'de> Deserialize<'de> for RoomClaim {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RoomVisitor;
+        impl Visitor<'_> for RoomVisitor {
+            type Value = RoomClaim;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<RoomClaim, E> {
+                Ok(RoomClaim)
+            }
+        }
+        deserializer.deserialize_str(RoomVisitor)
+    }
+}
+
+/// A `form` or `data` object, its members collected as they come.
+struct Object<'de>(Entries<'de>);
+
+impl<'de> Deserialize<'de> for Object<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = Object<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(Text(key)) = map.next_key()? {
+                    let value: Value = map.next_value()?;
+                    entries.push((key, value));
+                }
+                Ok(Object(entries))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+struct FrameVisitor;
+
+impl<'de> Visitor<'de> for FrameVisitor {
+    type Value = Frame<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a call object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Frame<'de>, A::Error> {
+        // Each known member at most once; `null` is the same as absent
+        // except for `function`.
+        fn once<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
+            slot: &mut Option<T>,
+            map: &mut A,
+            name: &'static str,
+        ) -> Result<(), A::Error> {
+            if slot.is_some() {
+                return Err(de::Error::duplicate_field(name));
+            }
+            *slot = Some(map.next_value()?);
+            Ok(())
+        }
+        let mut function: Option<Text<'de>> = None;
+        let mut form: Option<Option<Object<'de>>> = None;
+        let mut data: Option<Option<Object<'de>>> = None;
+        let mut lang: Option<Option<Text<'de>>> = None;
+        let mut room: Option<Option<RoomClaim>> = None;
+        let mut reference: Option<Option<u64>> = None;
+        while let Some(member) = map.next_key()? {
+            match member {
+                Member::Function => once(&mut function, &mut map, "function")?,
+                Member::Form => once(&mut form, &mut map, "form")?,
+                Member::Data => once(&mut data, &mut map, "data")?,
+                Member::Lang => once(&mut lang, &mut map, "lang")?,
+                Member::Room => once(&mut room, &mut map, "room")?,
+                Member::Ref => once(&mut reference, &mut map, "ref")?,
+                Member::Other => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        let Some(Text(function)) = function else {
+            return Err(de::Error::missing_field("function"));
+        };
+        let entries = |object: Option<Option<Object<'de>>>| object.flatten().map(|o| o.0);
+        Ok(Frame {
+            function,
+            form: entries(form).unwrap_or_default(),
+            data: entries(data).unwrap_or_default(),
+            lang: lang.flatten().map(|t| t.0),
+            reference: reference.flatten(),
+        })
+    }
 }
 
 /// The `n` of a liveness probe `{"ping": n}` (an integer, and no
@@ -200,11 +375,15 @@ pub(crate) fn done_frame(reference: u64) -> String {
     format!(r#"{{"ref":{reference},"done":true}}"#)
 }
 
+mod plain;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod reference;
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::content::keys::{normalize_keys, snake_case};
-    use serde_json::json;
+    use crate::call::content::keys::snake_case;
+    use serde_json::{Map, json};
 
     #[test]
     fn a_ping_is_an_integer_without_a_function() {
@@ -339,7 +518,7 @@ mod tests {
                 form in prop::collection::btree_map("[a-zA-Z_]{1,10}", json_value(), 0..6)
             ) {
                 let map: Map<String, Value> = form.into_iter().collect();
-                let once = normalize_data(map);
+                let once = Content::new("f").with_data(Value::Object(map)).data.into_map();
                 fn no_capitals(value: &Value) -> bool {
                     match value {
                         Value::Object(m) => m.iter().all(|(k, v)| !k.bytes().any(|b| b.is_ascii_uppercase()) && no_capitals(v)),
@@ -348,8 +527,440 @@ mod tests {
                     }
                 }
                 prop_assert!(no_capitals(&Value::Object(once.clone())));
-                let twice = normalize_keys(once.clone());
+                let twice = Content::new("f").with_form(Value::Object(once.clone())).form.into_map();
                 prop_assert_eq!(twice, once);
+            }
+        }
+    }
+
+    /// The parser against the one it replaced (`reference`), on frames
+    /// built to reach every branch: escapes, duplicate and colliding keys,
+    /// nesting, numbers of every kind, wrong types and broken JSON.
+    mod differential {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Same content and `ref`, or both refused.
+        fn same_as_reference(text: &str) -> Result<(), String> {
+            let new = parse(text, "room").map(|call| (call.content, call.reference));
+            let old = reference::parse(text, "room");
+            match (new, old) {
+                (Ok(new), Ok(old)) if new == old => {
+                    let order = |f: &Fields| f.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+                    let (new_keys, old_keys) = (order(&new.0.form), order(&old.0.form));
+                    if new_keys == old_keys {
+                        Ok(())
+                    } else {
+                        Err(format!("{text}: keys {new_keys:?}, reference {old_keys:?}"))
+                    }
+                }
+                (Err(_), Err(_)) => Ok(()),
+                (new, old) => Err(format!(
+                    "{text}:\n  parse     {:?}\n  reference {:?}",
+                    new.map_err(|e| e.0),
+                    old
+                )),
+            }
+        }
+
+        fn space() -> impl Strategy<Value = &'static str> {
+            prop_oneof![8 => Just(""), 2 => Just(" "), 1 => Just("\n\t\r ")]
+        }
+
+        /// The inside of a JSON string literal, escapes included (some of
+        /// them invalid: lone surrogates, unknown escapes, raw control
+        /// characters).
+        fn string_body() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                8 => "[a-zA-Z0-9_ .-]{1,6}",
+                1 => Just("é".to_owned()),
+                1 => Just("日本".to_owned()),
+                1 => Just("😀".to_owned()),
+                1 => Just("\\u00e9".to_owned()),
+                1 => Just("\\u0041".to_owned()),
+                1 => Just("\\u005f".to_owned()),
+                1 => Just("\\ud83d\\ude00".to_owned()),
+                1 => Just("\\uD83D\\uDE00".to_owned()),
+                1 => Just("\\ud83d".to_owned()),
+                1 => Just("\\ude00x".to_owned()),
+                1 => Just("\\n".to_owned()),
+                1 => Just("\\\"".to_owned()),
+                1 => Just("\\\\".to_owned()),
+                1 => Just("\\/".to_owned()),
+                1 => Just("\\x".to_owned()),
+                1 => Just("\\u12".to_owned()),
+                1 => Just("\u{1}".to_owned()),
+                1 => Just("\t".to_owned()),
+            ];
+            prop::collection::vec(piece, 0..4).prop_map(|pieces| pieces.concat())
+        }
+
+        /// A key of `form` or `data`, quoted: many need normalising.
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => prop::sample::select(vec![
+                    "name", "user_id", "userId", "userID", "UserId", "user-id", "URL",
+                    "data_", "data", "data_x", "x", "dataX", "data_user_id", "dataUserId",
+                    "data_data_x", "data_X", "_", "a_", "aB", "a_b", "HTMLParser", "html_parser",
+                    "itemID2", "x-Y", "",
+                ])
+                .prop_map(|k| format!("\"{k}\"")),
+                2 => "(data_|data|)[a-z]{0,3}([A-Z-][a-zA-Z]{0,3}){0,2}"
+                    .prop_map(|k| format!("\"{k}\"")),
+                1 => string_body().prop_map(|k| format!("\"{k}\"")),
+                1 => Just("\"user\\u0049d\"".to_owned()),
+            ]
+        }
+
+        fn number() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => prop::sample::select(vec![
+                    "0", "-0", "7", "-17", "18446744073709551615", "18446744073709551616",
+                    "-9223372036854775808", "-9223372036854775809", "1.5", "-0.0", "1e3",
+                    "1E-2", "2.5e+10", "1e400", "-1e400", "123456789012345678901234567890",
+                    "0.1000000000000000055511151231257827", "01", "1.", ".5", "+1", "-", "1e",
+                    "NaN", "Infinity",
+                ])
+                .prop_map(str::to_owned),
+                1 => any::<i64>().prop_map(|n| n.to_string()),
+                1 => any::<f64>().prop_map(|n| n.to_string()),
+            ]
+        }
+
+        /// Any JSON value (mostly valid), as text.
+        fn value() -> impl Strategy<Value = String> {
+            let leaf = prop_oneof![
+                1 => Just("null".to_owned()),
+                1 => Just("true".to_owned()),
+                1 => Just("false".to_owned()),
+                1 => Just("nul".to_owned()),
+                1 => number(),
+                3 => string_body().prop_map(|s| format!("\"{s}\"")),
+            ];
+            leaf.prop_recursive(4, 32, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec((space(), inner.clone()), 0..4).prop_map(|items| {
+                        let items: Vec<String> =
+                            items.into_iter().map(|(s, v)| format!("{s}{v}")).collect();
+                        format!("[{}]", items.join(","))
+                    }),
+                    prop::collection::vec((key(), space(), inner), 0..4).prop_map(|members| {
+                        let members: Vec<String> = members
+                            .into_iter()
+                            .map(|(k, s, v)| format!("{k}:{s}{v}"))
+                            .collect();
+                        format!("{{{}}}", members.join(","))
+                    }),
+                ]
+            })
+        }
+
+        /// A `form` or `data` object, keys repeated and colliding.
+        fn fields() -> impl Strategy<Value = String> {
+            prop::collection::vec((key(), space(), value()), 0..8).prop_map(|members| {
+                let members: Vec<String> = members
+                    .into_iter()
+                    .map(|(k, s, v)| format!("{k}:{s}{v}"))
+                    .collect();
+                format!("{{{}}}", members.join(","))
+            })
+        }
+
+        fn member() -> impl Strategy<Value = String> {
+            let function = prop_oneof![
+                4 => prop::sample::select(vec![
+                    "say_hello", "a.b-c", "f", "", "a b", "say\\u005fhello", "evil\\n",
+                    "ünïcode", "x\\ud83d\\ude00",
+                ])
+                .prop_map(|f| format!("\"{f}\"")),
+                1 => Just(format!("\"{}\"", "a".repeat(64))),
+                1 => Just(format!("\"{}\"", "a".repeat(65))),
+                1 => value(),
+            ];
+            let text_or_any = || {
+                prop_oneof![
+                    3 => string_body().prop_map(|s| format!("\"{s}\"")),
+                    1 => Just("null".to_owned()),
+                    1 => value(),
+                ]
+            };
+            let object_or_any = || {
+                prop_oneof![
+                    4 => fields(),
+                    1 => Just("null".to_owned()),
+                    1 => value(),
+                ]
+            };
+            let reference = prop_oneof![
+                3 => prop::sample::select(vec!["0", "7", "null", "18446744073709551615"])
+                    .prop_map(str::to_owned),
+                1 => number(),
+                1 => value(),
+            ];
+            let name = prop::sample::select(vec![
+                "function",
+                "form",
+                "data",
+                "lang",
+                "room",
+                "ref",
+                "fun\\u0063tion",
+                "Function",
+                "other",
+                "ping",
+            ]);
+            (
+                prop_oneof![8 => name.prop_map(|n| format!("\"{n}\"")), 1 => key()],
+                space(),
+                function,
+                text_or_any(),
+                object_or_any(),
+                reference,
+                value(),
+            )
+                .prop_map(|(name, space, function, text, object, reference, any)| {
+                    let value = match name.as_str() {
+                        "\"function\"" | "\"fun\\u0063tion\"" => function,
+                        "\"lang\"" | "\"room\"" => text,
+                        "\"form\"" | "\"data\"" => object,
+                        "\"ref\"" => reference,
+                        _ => any,
+                    };
+                    format!("{name}{space}:{space}{value}")
+                })
+        }
+
+        /// A frame: a call object (usually with a `function`), sometimes
+        /// broken afterwards.
+        fn frame() -> impl Strategy<Value = String> {
+            let object = (
+                space(),
+                prop::option::weighted(0.8, member()),
+                prop::collection::vec(member(), 0..6),
+                space(),
+            )
+                .prop_map(|(space, first, members, end)| {
+                    let first = first.map(|_| r#""function":"say_hello""#.to_owned());
+                    let members: Vec<String> = first.into_iter().chain(members).collect();
+                    format!("{space}{{{space}{}{end}}}{end}", members.join(","))
+                });
+            (
+                object,
+                0..8u8,
+                any::<prop::sample::Index>(),
+                "[a-z{}\\[\\],:\"0-9 ]{1,3}",
+            )
+                .prop_map(|(text, how, at, garbage)| {
+                    let cut = at.index(text.len() + 1);
+                    let cut = (0..=cut)
+                        .rev()
+                        .find(|&i| text.is_char_boundary(i))
+                        .unwrap_or(0);
+                    match how {
+                        0 => format!("{text}{garbage}"),
+                        1 => text[..cut].to_owned(),
+                        2 => format!("{}{garbage}{}", &text[..cut], &text[cut..]),
+                        _ => text,
+                    }
+                })
+        }
+
+        /// A frame as browsers send it, read by [`plain::parse`] unless
+        /// it strays (a number, an escape, a repeated member, a stray byte).
+        fn plain_frame() -> impl Strategy<Value = String> {
+            let text = || {
+                prop_oneof![
+                    8 => "[a-zA-Z0-9_ .-]{0,8}",
+                    1 => Just("Ünïcødé 😀".to_owned()),
+                    1 => Just("a\\b".to_owned()),
+                    1 => Just("tab\there".to_owned()),
+                ]
+                .prop_map(|s| format!("\"{s}\""))
+            };
+            let plain_key = prop_oneof![
+                4 => prop::sample::select(vec![
+                    "name", "user_id", "userId", "userID", "data_x", "x", "dataX", "data_",
+                    "data", "data_data_x", "a-b", "HTMLParser", "",
+                ])
+                .prop_map(|k| format!("\"{k}\"")),
+                1 => key(),
+            ];
+            let field_value = prop_oneof![
+                6 => text(),
+                1 => Just("true".to_owned()),
+                1 => Just("false".to_owned()),
+                1 => Just("null".to_owned()),
+                1 => Just("tru".to_owned()),
+                1 => Just("7".to_owned()),
+                1 => value(),
+            ];
+            let object = prop::collection::vec((plain_key, space(), field_value), 0..5)
+                .prop_map(|members| {
+                    let members: Vec<String> = members
+                        .into_iter()
+                        .map(|(k, s, v)| format!("{k}{s}:{s}{v}{s}"))
+                        .collect();
+                    format!("{{{}}}", members.join(","))
+                })
+                .boxed();
+            let function = prop_oneof![
+                12 => prop::sample::select(vec!["say_hello", "f", "a.b-c"])
+                    .prop_map(|f| format!("\"{f}\"")),
+                1 => prop::sample::select(vec!["\"\"", "\"a b\"", "\"ü\"", "null", "\"say\\u005fhello\""])
+                    .prop_map(str::to_owned),
+            ];
+            let reference = prop_oneof![
+                4 => prop::sample::select(vec!["0", "7", "42", "18446744073709551615"]),
+                1 => prop::sample::select(vec![
+                    "01", "00", "-1", "1.0", "1e2", "18446744073709551616",
+                    "99999999999999999999", "null", "\"7\"",
+                ]),
+            ]
+            .prop_map(str::to_owned);
+            let stray = prop::sample::select(vec![
+                "\"function\":\"g\"",
+                "\"other\":1",
+                "\"lang\":\"x\"",
+                "\"form\":{}",
+                "\"ref\":1",
+            ]);
+            let members = (
+                function,
+                prop::option::weighted(0.6, object.clone()),
+                prop::option::weighted(0.6, object),
+                prop::option::weighted(0.5, text()),
+                prop::option::weighted(0.3, text()),
+                prop::option::weighted(0.5, reference),
+                prop::option::weighted(0.1, stray),
+            )
+                .prop_map(|(function, form, data, lang, room, reference, stray)| {
+                    let mut members = vec![format!("\"function\":{function}")];
+                    members.extend(form.map(|o| format!("\"form\":{o}")));
+                    members.extend(data.map(|o| format!("\"data\":{o}")));
+                    members.extend(lang.map(|t| format!("\"lang\":{t}")));
+                    members.extend(room.map(|t| format!("\"room\":{t}")));
+                    members.extend(reference.map(|r| format!("\"ref\":{r}")));
+                    members.extend(stray.map(str::to_owned));
+                    members
+                })
+                .prop_shuffle();
+            (
+                members,
+                prop::collection::vec(space(), 16),
+                prop_oneof![
+                    8 => Just(""),
+                    1 => prop::sample::select(vec![" ", "\n", "\u{a0}", "x", ",", "}"]),
+                ],
+                prop_oneof![
+                    8 => Just(""),
+                    1 => prop::sample::select(vec![" ", "\r\n", "\u{a0}", "\u{feff}"]),
+                ],
+            )
+                .prop_map(|(members, spaces, after, before)| {
+                    let members: Vec<String> = members
+                        .iter()
+                        .zip(spaces.chunks(2))
+                        .map(|(m, s)| format!("{}{m}{}", s[0], s[1]))
+                        .collect();
+                    format!("{before}{{{}}}{after}", members.join(","))
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            #[test]
+            fn frames_parse_as_they_did(text in frame()) {
+                same_as_reference(&text).map_err(TestCaseError::fail)?;
+            }
+
+            #[test]
+            fn plain_frames_parse_as_they_did(text in plain_frame()) {
+                same_as_reference(&text).map_err(TestCaseError::fail)?;
+            }
+
+            #[test]
+            fn form_and_data_objects_parse_as_they_did(form in fields(), data in fields()) {
+                let text = format!(r#"{{"function":"f","form":{form},"data":{data},"ref":1}}"#);
+                same_as_reference(&text).map_err(TestCaseError::fail)?;
+            }
+
+            #[test]
+            fn any_json_value_parses_as_it_did(value in value()) {
+                same_as_reference(&value).map_err(TestCaseError::fail)?;
+            }
+        }
+
+        #[test]
+        fn a_browser_frame_takes_the_plain_path() {
+            let text = r#" {"function":"say_hello", "form":{"name":"Ada","agree":true,"x":null},
+                "data":{"dataUserId":"7"},"lang":"en","room":"lobby","ref":12} "#;
+            let frame = plain::parse(text).expect("read without serde");
+            assert_eq!(frame.function, "say_hello");
+            assert_eq!(frame.form.len(), 3);
+            assert_eq!(frame.reference, Some(12));
+            for strays in [
+                r#"{"function":"f","ref":1.5}"#,
+                r#"{"function":"f","form":{"n":1}}"#,
+                r#"{"function":"f\n"}"#,
+                r#"{"function":"f","other":1}"#,
+                r#"{"function":"f","lang":"a","lang":"b"}"#,
+                r#"{"function":"f"} x"#,
+            ] {
+                assert!(plain::parse(strays).is_none(), "{strays}");
+            }
+            same_as_reference(text).unwrap();
+        }
+
+        #[test]
+        fn chosen_frames_parse_as_they_did() {
+            let many: String = (0..5_000)
+                .rev()
+                .map(|i| format!(r#""dataK{i}":{i},"k{}":1,"data_k{i}":2"#, i * 7 % 5_000))
+                .collect::<Vec<_>>()
+                .join(",");
+            let deep = |n: usize| {
+                format!(
+                    r#"{{"function":"f","form":{{"a":{}1{}}}}}"#,
+                    "[".repeat(n),
+                    "]".repeat(n)
+                )
+            };
+            for text in [
+                r#"{"function":"say_hello","form":{"name":"Ada"},"data":{},"lang":"en"}"#.to_owned(),
+                r#"{"function":"f","form":{"a":1,"a":2,"b":3,"a":4}}"#.to_owned(),
+                r#"{"function":"f","form":{"user_id":1,"userId":2,"userID":3}}"#.to_owned(),
+                r#"{"function":"f","form":{"userID":3,"userId":2,"user_id":1}}"#.to_owned(),
+                r#"{"function":"f","data":{"data_x":1,"x":2,"dataY":3,"data_z":4,"z":5,"data_":6}}"#.to_owned(),
+                r#"{"function":"f","data":{"dataX":1,"data_x":2,"data_X":3}}"#.to_owned(),
+                r#"{"function":"f","form":{"a":{"bC":1,"b_c":2},"l":[{"xY":1}]}}"#.to_owned(),
+                r#"{"function":"f","function":"g"}"#.to_owned(),
+                r#"{"function":"f","room":"a","room":"b"}"#.to_owned(),
+                r#"{"function":"f","ref":null,"ref":1}"#.to_owned(),
+                r#"{"function":"f","form":null,"data":null,"lang":null,"room":null,"ref":null}"#.to_owned(),
+                r#"{"function":"f","room":"\ud83d\ude00","lang":"\u00e9"}"#.to_owned(),
+                r#"{"function":"f","room":"\ud83d"}"#.to_owned(),
+                r#"{"fun\u0063tion":"f"}"#.to_owned(),
+                r#"{"function":"f"} x"#.to_owned(),
+                r#"{"function":"f"}}"#.to_owned(),
+                r#"{"function":null}"#.to_owned(),
+                r#"{"function":"f","ref":18446744073709551616}"#.to_owned(),
+                r#"{"function":"f","ref":1.0}"#.to_owned(),
+                r#"{"function":"f","ref":01}"#.to_owned(),
+                r#"{"function":"f","ref":18446744073709551615}"#.to_owned(),
+                r#"{"function":"f","form":{"a":true,"a":null,"b":false,"B":"x"}}"#.to_owned(),
+                "\u{feff}{\"function\":\"f\"}".to_owned(),
+                "\u{a0}{\"function\":\"f\"}".to_owned(),
+                "{\"function\":\"f\"}\u{a0}".to_owned(),
+                format!(r#"{{"function":"f","data":{{{many}}},"form":{{{many}}}}}"#),
+                deep(120),
+                deep(126),
+                deep(127),
+                deep(200),
+            ] {
+                if let Err(diff) = same_as_reference(&text) {
+                    panic!("{diff}");
+                }
             }
         }
     }

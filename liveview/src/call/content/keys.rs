@@ -2,17 +2,75 @@
 //! sent the frame: camelCase to snake_case, and the `data_` prefix of older
 //! clients dropped.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
-/// Normalise the keys of a `form` object: camelCase to snake_case.
-pub(crate) fn normalize_form(form: Map<String, Value>) -> Map<String, Value> {
-    normalize_keys(form)
+/// The entries of a `form` or `data` object as a [`Fields`](super::Fields)
+/// keeps them: keys normalised (camelCase to snake_case, recursively into
+/// nested objects; for `data` also the `data_` prefix dropped where the
+/// short key is free), sorted by key, each key once.
+///
+/// `entries` come in the order of the frame, keys as they were sent. A key
+/// sent twice keeps its last value; keys that only differ before
+/// normalisation (`userId`, `user_id`) resolve in the order of the keys as
+/// sent, the greatest winning, as they did when the object was a JSON map
+/// first. `sorted_unique` says the keys are already sorted and distinct
+/// (they come from a map), which skips the first sort.
+///
+/// At most three sorts and a binary search per prefixed key: a frame of
+/// 5,000 keys costs a few milliseconds, never their square.
+pub(crate) fn normalize_entries(
+    mut entries: Vec<(Cow<'_, str>, Value)>,
+    sorted_unique: bool,
+    is_data: bool,
+) -> Vec<(String, Value)> {
+    if !sorted_unique && !is_strictly_sorted(&entries) {
+        entries.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        dedup_keep_last(&mut entries);
+    }
+    let mut renamed = false;
+    // Same size and alignment: the vector's buffer is reused.
+    let mut entries: Vec<(String, Value)> = entries
+        .into_iter()
+        .map(|(key, value)| {
+            let key = match snake_case(&key) {
+                Cow::Owned(snake) => {
+                    renamed = true;
+                    snake
+                }
+                Cow::Borrowed(_) => key.into_owned(),
+            };
+            (key, normalize_value(value))
+        })
+        .collect();
+    if renamed && !is_strictly_sorted(&entries) {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        dedup_keep_last(&mut entries);
+    }
+    if is_data {
+        strip_data_prefix(&mut entries);
+    }
+    entries
 }
 
-/// Normalise the keys of a `data` object: camelCase to snake_case, then the
-/// `data_` prefix of older clients dropped.
-pub(crate) fn normalize_data(data: Map<String, Value>) -> Map<String, Value> {
-    strip_data_prefix(normalize_keys(data))
+fn is_strictly_sorted<K: AsRef<str>>(entries: &[(K, Value)]) -> bool {
+    entries
+        .windows(2)
+        .all(|pair| pair[0].0.as_ref() < pair[1].0.as_ref())
+}
+
+/// Of each run of equal keys (sorted, so they are next to each other), one
+/// entry with the value of the last.
+fn dedup_keep_last<K: AsRef<str>>(entries: &mut Vec<(K, Value)>) {
+    entries.dedup_by(|later, kept| {
+        if later.0.as_ref() == kept.0.as_ref() {
+            std::mem::swap(&mut later.1, &mut kept.1);
+            true
+        } else {
+            false
+        }
+    });
 }
 
 /// `userId` -> `user_id`, `userID` -> `user_id`, `HTMLParser` ->
@@ -29,7 +87,7 @@ pub(crate) fn normalize_data(data: Map<String, Value>) -> Map<String, Value> {
 /// assert_eq!(snake_case("HTMLParser"), "html_parser");
 /// assert_eq!(snake_case("already_snake"), "already_snake");
 /// ```
-pub fn snake_case(key: &str) -> std::borrow::Cow<'_, str> {
+pub fn snake_case(key: &str) -> Cow<'_, str> {
     if !key.bytes().any(|b| b.is_ascii_uppercase()) {
         return key.into();
     }
@@ -55,7 +113,7 @@ pub fn snake_case(key: &str) -> std::borrow::Cow<'_, str> {
 pub(crate) fn normalize_keys(map: Map<String, Value>) -> Map<String, Value> {
     let needs_work = map
         .iter()
-        .any(|(k, v)| matches!(snake_case(k), std::borrow::Cow::Owned(_)) || has_nested(v));
+        .any(|(k, v)| matches!(snake_case(k), Cow::Owned(_)) || has_nested(v));
     if !needs_work {
         return map;
     }
@@ -63,8 +121,8 @@ pub(crate) fn normalize_keys(map: Map<String, Value>) -> Map<String, Value> {
         .map(|(key, value)| {
             // A key that is already snake_case keeps its String.
             let renamed = match snake_case(&key) {
-                std::borrow::Cow::Owned(renamed) => Some(renamed),
-                std::borrow::Cow::Borrowed(_) => None,
+                Cow::Owned(renamed) => Some(renamed),
+                Cow::Borrowed(_) => None,
             };
             (renamed.unwrap_or(key), normalize_value(value))
         })
@@ -88,39 +146,42 @@ fn normalize_value(value: Value) -> Value {
 }
 
 /// `data_comment_id` -> `comment_id`, unless `comment_id` is there too.
+/// `entries` are sorted by key, each key once, and stay so.
 ///
-/// Linear in the number of keys: one lookup in the map per prefixed key,
-/// then one pass that moves every entry. (A frame of 64 KiB holds about
-/// 5,000 keys; a quadratic membership test here cost tens of
+/// Decided against the keys before any is renamed: one binary search per
+/// prefixed key, then one sort if any was renamed. (A frame of 64 KiB
+/// holds about 5,000 keys; a quadratic membership test here cost tens of
 /// milliseconds of CPU per frame.)
-fn strip_data_prefix(map: Map<String, Value>) -> Map<String, Value> {
-    if !map.keys().any(|k| k.len() > 5 && k.starts_with("data_")) {
-        return map;
+fn strip_data_prefix(entries: &mut [(String, Value)]) {
+    if !entries
+        .iter()
+        .any(|(k, _)| k.len() > "data_".len() && k.starts_with("data_"))
+    {
+        return;
     }
-    // Decided against the keys as they came, before any is renamed: the
-    // same order `into_iter` yields them in.
-    let renamed: Vec<bool> = map
-        .keys()
-        .map(|key| {
+    let renamed: Vec<bool> = entries
+        .iter()
+        .map(|(key, _)| {
             key.strip_prefix("data_").is_some_and(|stripped| {
                 probe();
-                !stripped.is_empty() && !map.contains_key(stripped)
+                !stripped.is_empty()
+                    && entries
+                        .binary_search_by(|(other, _)| other.as_str().cmp(stripped))
+                        .is_err()
             })
         })
         .collect();
     if !renamed.contains(&true) {
-        return map;
+        return;
     }
-    let mut out = Map::with_capacity(map.len());
-    for ((key, value), renamed) in map.into_iter().zip(renamed) {
-        probe();
+    for ((key, _), renamed) in entries.iter_mut().zip(renamed) {
         if renamed {
-            out.insert(key["data_".len()..].to_owned(), value);
-        } else {
-            out.insert(key, value);
+            probe();
+            key.replace_range(.."data_".len(), "");
         }
     }
-    out
+    // A short key is free, so no two keys become equal.
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 }
 
 /// Counts the steps of [`strip_data_prefix`] in tests, so a test can hold
@@ -170,7 +231,8 @@ mod tests {
 
     fn probes_for(map: Map<String, Value>) -> (usize, Map<String, Value>) {
         PROBES.with(|p| p.set(0));
-        let out = normalize_data(map);
+        let entries = map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect();
+        let out = normalize_entries(entries, true, true).into_iter().collect();
         (PROBES.with(std::cell::Cell::get), out)
     }
 
