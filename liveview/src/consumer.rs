@@ -1,6 +1,6 @@
 //! The consumer: one browser connection, as a handler sees it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::broadcast::Broadcaster;
@@ -37,7 +37,7 @@ use crate::update::IntoUpdate;
 #[derive(Clone, Debug)]
 pub struct Consumer {
     conn: Arc<Connection>,
-    call: Option<Arc<CallRef>>,
+    call: Option<CallRef>,
 }
 
 /// The state of one connection, shared by every clone of its consumer.
@@ -52,25 +52,37 @@ pub(crate) struct Connection {
     state: Mutex<http::Extensions>,
     /// How many warnings this connection's calls may still write.
     pub(crate) warnings: crate::call::log::WarnLimit,
+    /// Names the running call that carries a `ref`, if any: odd while one
+    /// runs, each such call with a value of its own. A connection's calls
+    /// run one after the other.
+    calls: AtomicU64,
 }
 
-/// The call a consumer is answering: its `ref`, while it is running.
-#[derive(Debug)]
+/// The call with a `ref` that a consumer answers: its frames carry the
+/// `ref` while that call runs, and not after (a clone kept by a spawned
+/// task sends plain frames once the call is done).
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct CallRef {
     reference: u64,
-    active: AtomicBool,
+    /// The value of [`Connection::calls`] while the call runs.
+    running: u64,
 }
 
 impl CallRef {
-    pub(crate) fn new(reference: u64) -> Arc<Self> {
-        Arc::new(Self {
-            reference,
-            active: AtomicBool::new(true),
-        })
+    /// The start of the call of `conn` with the `ref` `reference`; end it
+    /// with [`finish`](Self::finish).
+    pub(crate) fn start(conn: &Connection, reference: u64) -> Self {
+        // A load and a store, not an atomic increment: only the
+        // connection's calls write, one call at a time. Past the last
+        // value, odd even when that call was dropped before its end.
+        let running = (conn.calls.load(Ordering::Relaxed) + 2) | 1;
+        conn.calls.store(running, Ordering::Release);
+        Self { reference, running }
     }
 
-    pub(crate) fn finish(&self) {
-        self.active.store(false, Ordering::Release);
+    /// The end of the call: frames sent from now on carry no `ref`.
+    pub(crate) fn finish(self, conn: &Connection) {
+        conn.calls.store(self.running + 1, Ordering::Release);
     }
 }
 
@@ -92,6 +104,7 @@ impl Connection {
             app,
             state: Mutex::default(),
             warnings: Default::default(),
+            calls: AtomicU64::new(0),
         })
     }
 }
@@ -107,7 +120,7 @@ impl std::ops::Deref for Consumer {
 }
 
 impl Consumer {
-    pub(crate) fn new(conn: Arc<Connection>, call: Option<Arc<CallRef>>) -> Self {
+    pub(crate) fn new(conn: Arc<Connection>, call: Option<CallRef>) -> Self {
         Self { conn, call }
     }
 
@@ -263,8 +276,61 @@ impl Consumer {
 
     fn current_ref(&self) -> Option<u64> {
         self.call
-            .as_ref()
-            .filter(|call| call.active.load(Ordering::Acquire))
+            .filter(|call| self.conn.calls.load(Ordering::Acquire) == call.running)
             .map(|call| call.reference)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::outbox::Outbox;
+    use crate::hub::Hub;
+    use crate::layer::MemoryLayer;
+    use crate::update::Update;
+
+    #[test]
+    fn a_consumer_sends_its_calls_ref_only_while_that_call_runs() {
+        let (outbox, mut rx) = Outbox::new(16);
+        let hub = Arc::new(Hub::new(Arc::new(MemoryLayer)));
+        let conn = Connection::new(
+            1,
+            "room",
+            Scope::default(),
+            outbox,
+            Broadcaster::new(hub, Default::default()),
+            Default::default(),
+        );
+        let mut sent = || rx.try_recv().unwrap().as_str().to_owned();
+
+        let first = CallRef::start(&conn, 7);
+        let kept = Consumer::new(conn.clone(), Some(first));
+        kept.send(Update::new("#a")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#a","ref":7}"##);
+        first.finish(&conn);
+        kept.send(Update::new("#a")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#a"}"##, "the call is over");
+
+        // A later call has its own ref; the first call's consumer does not
+        // take it.
+        let second = CallRef::start(&conn, 8);
+        let current = Consumer::new(conn.clone(), Some(second));
+        kept.send(Update::new("#a")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#a"}"##);
+        current.send(Update::new("#b")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#b","ref":8}"##);
+
+        // A call dropped before its end does not lend its ref to the next.
+        let third = CallRef::start(&conn, 9);
+        let dropped = Consumer::new(conn.clone(), Some(third));
+        let fourth = CallRef::start(&conn, 10);
+        dropped.send(Update::new("#c")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#c"}"##);
+        current.send(Update::new("#b")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#b"}"##);
+        Consumer::new(conn.clone(), Some(fourth))
+            .send(Update::new("#d"))
+            .unwrap();
+        assert_eq!(sent(), r##"{"target":"#d","ref":10}"##);
     }
 }

@@ -36,7 +36,8 @@ pub struct Update {
     scroll_top: bool,
     script: Option<String>,
     morph: bool,
-    extra: Map<String, Value>,
+    /// Boxed, and only once there is one: most updates have none.
+    extra: Option<Box<Map<String, Value>>>,
 }
 
 impl Serialize for Update {
@@ -91,7 +92,7 @@ impl Serialize for WithRef<'_> {
         if let Some(v) = reference {
             map.serialize_entry("ref", &v)?;
         }
-        for (k, v) in &u.extra {
+        for (k, v) in u.extra.iter().flat_map(|extra| extra.iter()) {
             map.serialize_entry(k, v)?;
         }
         map.end()
@@ -99,18 +100,274 @@ impl Serialize for WithRef<'_> {
 }
 
 impl WithRef<'_> {
-    /// The frame's text, in a buffer sized for the common update (no
-    /// escaping, no extra keys) so that it is not regrown while written.
+    /// The frame's text, as serde_json would write it, in a buffer of
+    /// exactly its length: the frame takes the buffer as it is, with no
+    /// second allocation and no regrowth while it is written.
     fn frame(&self) -> Result<String, serde_json::Error> {
-        let u = self.0;
-        let strings = [&u.target, &u.html, &u.url, &u.title, &u.scroll, &u.script]
-            .iter()
-            .map(|s| s.as_ref().map_or(0, |s| s.len() + 12))
-            .sum::<usize>();
-        let mut buf = Vec::with_capacity(strings + 64);
-        serde_json::to_writer(&mut buf, self)?;
+        let WithRef(u, reference) = *self;
+        // Each string's escaped length, measured once: it sizes the buffer
+        // and says whether the string can be copied as it is.
+        let target = json::measure(&u.target);
+        let html = json::measure(&u.html);
+        let url = json::measure(&u.url);
+        let title = json::measure(&u.title);
+        let scroll = json::measure(&u.scroll);
+        let script = json::measure(&u.script);
+        // Every entry with the comma before it (the first gives it back),
+        // between `{` and `}`. The extra keys are written by serde_json
+        // after the rest: they are rare, and only they make the buffer
+        // grow.
+        let mut len = 2
+            + json::entry_len(TARGET, target)
+            + json::entry_len(HTML, html)
+            + json::entry_len(URL, url)
+            + json::entry_len(TITLE, title)
+            + json::entry_len(SCROLL, scroll)
+            + json::entry_len(SCRIPT, script)
+            + json::flag_len(APPEND, u.append)
+            + json::flag_len(REMOVE, u.remove)
+            + json::flag_len(SCROLL_TOP, u.scroll_top)
+            + json::flag_len(MORPH, u.morph)
+            + reference.map_or(0, |r| REF.len() + json::digits(r));
+        if len > 2 {
+            len -= 1;
+        }
+        let mut out = String::with_capacity(len);
+        out.push('{');
+        // Protocol order: the declared keys, `ref`, then the extra keys.
+        json::text_entry(&mut out, TARGET, &u.target, target);
+        json::text_entry(&mut out, HTML, &u.html, html);
+        json::flag_entry(&mut out, APPEND, u.append);
+        json::flag_entry(&mut out, REMOVE, u.remove);
+        json::text_entry(&mut out, URL, &u.url, url);
+        json::text_entry(&mut out, TITLE, &u.title, title);
+        json::text_entry(&mut out, SCROLL, &u.scroll, scroll);
+        json::flag_entry(&mut out, SCROLL_TOP, u.scroll_top);
+        json::text_entry(&mut out, SCRIPT, &u.script, script);
+        json::flag_entry(&mut out, MORPH, u.morph);
+        if let Some(r) = reference {
+            json::key(&mut out, REF);
+            json::write_u64(&mut out, r);
+        }
+        let Some(extra) = u.extra.as_deref() else {
+            out.push('}');
+            debug_assert_eq!(out.len(), len, "the frame's length was measured");
+            return Ok(out);
+        };
+        let mut bytes = out.into_bytes();
+        for (name, value) in extra {
+            if bytes.len() > 1 {
+                bytes.push(b',');
+            }
+            serde_json::to_writer(&mut bytes, name)?;
+            bytes.push(b':');
+            serde_json::to_writer(&mut bytes, value)?;
+        }
+        bytes.push(b'}');
         // serde_json writes only valid UTF-8.
-        Ok(String::from_utf8(buf).expect("serde_json writes UTF-8"))
+        Ok(String::from_utf8(bytes).expect("serde_json writes UTF-8"))
+    }
+}
+
+// An update's own keys, each with the comma that separates it from the
+// entry before; a flag's with its value.
+const TARGET: &str = ",\"target\":";
+const HTML: &str = ",\"html\":";
+const URL: &str = ",\"url\":";
+const TITLE: &str = ",\"title\":";
+const SCROLL: &str = ",\"scroll\":";
+const SCRIPT: &str = ",\"script\":";
+const REF: &str = ",\"ref\":";
+const APPEND: &str = ",\"append\":true";
+const REMOVE: &str = ",\"remove\":true";
+const SCROLL_TOP: &str = ",\"scrollTop\":true";
+const MORPH: &str = ",\"morph\":true";
+
+/// JSON text written by hand, byte for byte as serde_json writes it: a
+/// string's safe bytes are copied in runs, found eight at a time, rather
+/// than looked at one by one.
+mod json {
+    /// Eight copies of the byte `b`.
+    const fn splat(b: u8) -> u64 {
+        u64::from_ne_bytes([b; 8])
+    }
+
+    const ONES: u64 = splat(0x01);
+    const HIGHS: u64 = splat(0x80);
+
+    /// Flags the bytes of `word` (read little-endian) that JSON must
+    /// escape (a control character, `"` or `\`) with their high bit. The
+    /// lowest flag is always right; flags above it may be wrong. A word
+    /// without such a byte gives zero.
+    #[inline]
+    fn escapes(word: u64) -> u64 {
+        let control = word.wrapping_sub(splat(0x20)) & !word;
+        let quote = word ^ splat(b'"');
+        let backslash = word ^ splat(b'\\');
+        (control
+            | (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGHS
+    }
+
+    /// Whether JSON must escape the byte `b`.
+    #[inline]
+    const fn needs_escape(b: u8) -> bool {
+        b < 0x20 || b == b'"' || b == b'\\'
+    }
+
+    /// The first byte of `bytes[from..]` that JSON must escape, by its
+    /// index in `bytes`.
+    #[inline]
+    fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+        let rest = &bytes[from..];
+        if rest.len() < 8 {
+            return rest.iter().position(|&b| needs_escape(b)).map(|i| from + i);
+        }
+        let word = |at: usize| u64::from_le_bytes(rest[at..at + 8].try_into().expect("8 bytes"));
+        let mut at = 0;
+        while at + 8 <= rest.len() {
+            let flagged = escapes(word(at));
+            if flagged != 0 {
+                return Some(from + at + (flagged.trailing_zeros() / 8) as usize);
+            }
+            at += 8;
+        }
+        if at < rest.len() {
+            // The last eight bytes, overlapping words already read: those
+            // bytes are safe, so the lowest flag is among the new ones.
+            at = rest.len() - 8;
+            let flagged = escapes(word(at));
+            if flagged != 0 {
+                return Some(from + at + (flagged.trailing_zeros() / 8) as usize);
+            }
+        }
+        None
+    }
+
+    /// The length of `text` written as a JSON string, quotes included.
+    #[inline]
+    pub(super) fn string_len(text: &str) -> usize {
+        let bytes = text.as_bytes();
+        let mut len = bytes.len() + 2;
+        let mut from = 0;
+        while let Some(i) = next_escape(bytes, from) {
+            len += match bytes[i] {
+                b'"' | b'\\' | b'\x08' | b'\x0c' | b'\n' | b'\r' | b'\t' => 1,
+                _ => 5,
+            };
+            from = i + 1;
+        }
+        len
+    }
+
+    /// Append `text` as a JSON string; `len` is its [`string_len`].
+    #[inline]
+    pub(super) fn write_string(out: &mut String, text: &str, len: usize) {
+        out.push('"');
+        if len == text.len() + 2 {
+            out.push_str(text);
+        } else {
+            write_escaped(out, text);
+        }
+        out.push('"');
+    }
+
+    /// Append `text` with the bytes JSON must escape escaped.
+    #[cold]
+    fn write_escaped(out: &mut String, text: &str) {
+        let bytes = text.as_bytes();
+        let mut start = 0;
+        while let Some(i) = next_escape(bytes, start) {
+            // Every byte that needs escaping is ASCII: `i` is on a
+            // character boundary.
+            out.push_str(&text[start..i]);
+            match bytes[i] {
+                b'"' => out.push_str("\\\""),
+                b'\\' => out.push_str("\\\\"),
+                b'\x08' => out.push_str("\\b"),
+                b'\x0c' => out.push_str("\\f"),
+                b'\n' => out.push_str("\\n"),
+                b'\r' => out.push_str("\\r"),
+                b'\t' => out.push_str("\\t"),
+                b => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.push_str("\\u00");
+                    out.push(char::from(HEX[usize::from(b >> 4)]));
+                    out.push(char::from(HEX[usize::from(b & 0xf)]));
+                }
+            }
+            start = i + 1;
+        }
+        out.push_str(&text[start..]);
+    }
+
+    /// The escaped length of a string value, quotes included; 0 when
+    /// there is none.
+    #[inline]
+    pub(super) fn measure(text: &Option<String>) -> usize {
+        text.as_deref().map_or(0, string_len)
+    }
+
+    /// The length of the entry `key` (comma, key and colon) with a string
+    /// value of escaped length `len`; 0 when there is no value.
+    #[inline]
+    pub(super) fn entry_len(key: &str, len: usize) -> usize {
+        if len == 0 { 0 } else { key.len() + len }
+    }
+
+    /// The length of the entry `entry` (comma, key, colon and `true`)
+    /// when the flag is set.
+    #[inline]
+    pub(super) fn flag_len(entry: &str, set: bool) -> usize {
+        if set { entry.len() } else { 0 }
+    }
+
+    /// Append `key`, a key with the comma before it and the colon after
+    /// it, leaving the comma out after the object's `{`.
+    #[inline]
+    pub(super) fn key(out: &mut String, key: &str) {
+        out.push_str(if out.len() == 1 { &key[1..] } else { key });
+    }
+
+    /// Append the entry `key` of a string value, when there is one; `len`
+    /// is its [`measure`].
+    #[inline]
+    pub(super) fn text_entry(out: &mut String, key: &str, text: &Option<String>, len: usize) {
+        if let Some(text) = text {
+            self::key(out, key);
+            write_string(out, text, len);
+        }
+    }
+
+    /// Append `entry` (its whole text), when the flag is set.
+    #[inline]
+    pub(super) fn flag_entry(out: &mut String, entry: &str, set: bool) {
+        if set {
+            key(out, entry);
+        }
+    }
+
+    /// The decimal digits of `n`.
+    pub(super) fn digits(n: u64) -> usize {
+        n.checked_ilog10().map_or(1, |d| d as usize + 1)
+    }
+
+    /// Append `n` in decimal.
+    pub(super) fn write_u64(out: &mut String, mut n: u64) {
+        let mut buf = [0u8; 20];
+        let mut at = buf.len();
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for &digit in &buf[at..] {
+            out.push(char::from(digit));
+        }
     }
 }
 
@@ -209,7 +466,9 @@ impl Update {
     /// Add any other key, for clients that understand more than the
     /// protocol's keys.
     pub fn extra(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.into(), value.into());
+        self.extra
+            .get_or_insert_default()
+            .insert(key.into(), value.into());
         self
     }
 }
@@ -312,6 +571,82 @@ mod tests {
             expected.replace(r#""ref":2,"#, "")
         );
         assert_eq!(Update::empty().into_frame(None).unwrap(), "{}");
+    }
+
+    /// Text mixing every kind of character the escaper tells apart: every
+    /// control character, quotes, backslashes, U+007F, U+2028 and U+2029,
+    /// two-, three- and four-byte characters, and runs of plain ASCII long
+    /// enough to fill whole eight-byte words.
+    fn tricky_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            (0u8..0x20).prop_map(|b| char::from(b).to_string()),
+            Just("\"".to_owned()),
+            Just("\\".to_owned()),
+            Just("\u{7f}".to_owned()),
+            Just("\u{2028}".to_owned()),
+            Just("\u{2029}".to_owned()),
+            Just("é".to_owned()),
+            Just("€".to_owned()),
+            Just("😀".to_owned()),
+            "[ -~]{0,20}",
+            any::<char>().prop_map(String::from),
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+    }
+
+    fn optional_text() -> impl proptest::strategy::Strategy<Value = Option<String>> {
+        proptest::option::of(tricky_text())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn a_string_is_escaped_as_serde_json_escapes_it(text in tricky_text()) {
+            let expected = serde_json::to_string(&text).unwrap();
+            let len = json::string_len(&text);
+            proptest::prop_assert_eq!(len, expected.len());
+            let mut written = String::from("x");
+            json::write_string(&mut written, &text, len);
+            proptest::prop_assert_eq!(&written[1..], expected.as_str());
+        }
+
+        #[test]
+        fn a_frame_is_the_text_serde_json_writes_in_a_buffer_of_its_length(
+            strings in proptest::array::uniform6(optional_text()),
+            flags in proptest::array::uniform4(proptest::prelude::any::<bool>()),
+            reference in proptest::option::of(proptest::prelude::any::<u64>()),
+            extra in proptest::collection::btree_map(tricky_text(), tricky_text(), 0..3),
+        ) {
+            let [target, html, url, title, scroll, script] = strings;
+            let [append, remove, scroll_top, morph] = flags;
+            let update = Update {
+                target, html, append, remove, url, title, scroll, scroll_top, script, morph,
+                extra: (!extra.is_empty())
+                    .then(|| Box::new(extra.into_iter().map(|(k, v)| (k, Value::from(v))).collect())),
+            };
+            let with_ref = WithRef(&update, reference);
+            let expected = serde_json::to_string(&with_ref).unwrap();
+            let frame = with_ref.frame().unwrap();
+            proptest::prop_assert_eq!(&frame, &expected);
+            if update.extra.is_none() {
+                proptest::prop_assert_eq!(frame.capacity(), frame.len());
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_is_written_in_a_buffer_of_its_length() {
+        let frame = Update::new("#greeting")
+            .html("<h1>Hello, \"W\u{1}rld\"\\ \u{2028}é!</h1>")
+            .into_frame(Some(u64::MAX))
+            .unwrap();
+        assert_eq!(
+            frame,
+            "{\"target\":\"#greeting\",\"html\":\"<h1>Hello, \\\"W\\u0001rld\\\"\\\\ \u{2028}é!</h1>\",\"ref\":18446744073709551615}"
+        );
+        assert_eq!(frame.capacity(), frame.len());
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! One call, from text frame to `done`: parse, middleware, handler, errors.
 //! Shared by real sockets and the in-process test client.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tracing::Instrument;
@@ -53,8 +56,6 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
     };
     let reference = call.reference;
     let content = call.content;
-    let started = Instant::now();
-    let call_ref = reference.map(CallRef::new);
     let entry = shared.registry.get(&content.function);
     // The registered name: the call's own is moved into its handler, and
     // a copy of it would cost an allocation per call.
@@ -69,32 +70,38 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
         function = %function,
         outcome = tracing::field::Empty,
     );
-    let outcome = match entry {
+    let call_ref = reference.map(|reference| CallRef::start(conn, reference));
+    let (outcome, elapsed) = match entry {
         None => {
             let _entered = span.enter();
             if warn(conn) {
                 tracing::warn!(target: "liveview", connection = conn.id, function = %escaped(&function), "unknown function");
             }
-            Outcome::Unknown
+            (Outcome::Unknown, Duration::ZERO)
         }
         Some(entry) => {
-            let consumer = Consumer::new(conn.clone(), call_ref.clone());
-            async {
+            let consumer = Consumer::new(conn.clone(), call_ref);
+            let call = async {
                 for middleware in &shared.middleware {
                     if !middleware.allows(&consumer, &content, entry.name).await {
-                        return Outcome::Refused;
+                        return (Outcome::Refused, Duration::ZERO);
                     }
                 }
                 run(shared, conn, entry, &consumer, content).await
+            };
+            // Entered and left at every poll only when someone listens;
+            // boxed then, so that the call's state is not held twice.
+            if span.is_disabled() {
+                call.await
+            } else {
+                Box::pin(call.instrument(span.clone())).await
             }
-            .instrument(span.clone())
-            .await
         }
     };
     span.record("outcome", outcome.as_str());
     // Counted before the answer ends: a client that reads its error or
     // `done` then the metrics sees its call counted.
-    shared.metrics.call(&function, outcome, started.elapsed());
+    shared.metrics.call(&function, outcome, elapsed);
     let error = match outcome {
         Outcome::Unknown => Some(errors::UNKNOWN_FUNCTION),
         Outcome::Failed | Outcome::Panicked | Outcome::TimedOut => Some(errors::INTERNAL),
@@ -107,8 +114,8 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
             .push(Frame::from(protocol::error_frame(error, reference)));
     }
 
-    if let Some(call) = &call_ref {
-        call.finish();
+    if let Some(call) = call_ref {
+        call.finish(conn);
     }
     if let Some(reference) = reference {
         let _ = conn
@@ -121,7 +128,7 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
         room = %conn.room,
         function = %function,
         outcome = outcome.as_str(),
-        elapsed_us = started.elapsed().as_micros() as u64,
+        elapsed_us = elapsed.as_micros() as u64,
         "call"
     );
     outcome
@@ -161,21 +168,41 @@ pub(crate) fn refuse_rate_limited(conn: &Connection, text: &str) {
 }
 
 /// Run a handler with the timeout, catching panics and errors; the detail
-/// goes to the log only.
+/// goes to the log only. Returns the outcome and how long the handler
+/// took.
 async fn run(
     shared: &Shared,
     conn: &Connection,
     entry: &'static HandlerEntry,
     consumer: &Consumer,
     content: crate::Content,
-) -> Outcome {
+) -> (Outcome, Duration) {
     let function = entry.name;
     let timeout = shared.config.handler_timeout;
+    let started = tokio::time::Instant::now();
+    // A timeout too far off to be a point in time is none.
+    let deadline = started.checked_add(timeout);
     let result = match entry.handler {
         Handler::Async(f) => {
-            let fut = AssertUnwindSafe(f(consumer, content)).catch_unwind();
-            match tokio::time::timeout(timeout, fut).await {
-                Err(_) => Err(Outcome::TimedOut),
+            let mut fut = AssertUnwindSafe(f(consumer, content)).catch_unwind();
+            // Polled once before any timer is set: most handlers are done
+            // then, and need none. The deadline still counts from the
+            // handler's start. The timer is boxed: a call's state, boxed
+            // by the connection, stays small.
+            let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut fut).poll(cx))).await;
+            let finished = match (first, deadline) {
+                (Poll::Ready(done), _) => Ok(done),
+                (Poll::Pending, Some(deadline)) => {
+                    Box::pin(tokio::time::timeout_at(deadline, &mut fut))
+                        .await
+                        .map_err(|_| Outcome::TimedOut)
+                }
+                (Poll::Pending, None) => Ok((&mut fut).await),
+            };
+            // Abandoned here when it ran out of time.
+            drop(fut);
+            match finished {
+                Err(outcome) => Err(outcome),
                 Ok(Err(panic)) => {
                     if warn(conn) {
                         log_panic(function, consumer.id(), &panic);
@@ -188,7 +215,11 @@ async fn run(
         Handler::Blocking(f) => {
             let owned = consumer.clone();
             let task = tokio::task::spawn_blocking(move || f(&owned, content));
-            match tokio::time::timeout(timeout, task).await {
+            let joined = match deadline {
+                Some(deadline) => Box::pin(tokio::time::timeout_at(deadline, task)).await,
+                None => Ok(task.await),
+            };
+            match joined {
                 Err(_) => Err(Outcome::TimedOut),
                 Ok(Err(join)) => {
                     match join.try_into_panic() {
@@ -204,7 +235,8 @@ async fn run(
             }
         }
     };
-    match result {
+    let elapsed = started.elapsed();
+    let outcome = match result {
         Ok(Ok(())) => Outcome::Ok,
         Ok(Err(err))
             if matches!(
@@ -230,7 +262,8 @@ async fn run(
             Outcome::TimedOut
         }
         Err(outcome) => outcome,
-    }
+    };
+    (outcome, elapsed)
 }
 
 fn log_panic(function: &str, connection: u64, panic: &Box<dyn std::any::Any + Send>) {

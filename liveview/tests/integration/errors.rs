@@ -185,3 +185,24 @@ async fn a_handler_over_its_timeout_is_abandoned_with_an_internal_error_and_the_
     assert_nothing_pending(&mut client, "after timeout").await;
     assert_eq!(gate.finished(), 0);
 }
+
+#[tokio::test]
+async fn a_handler_timeout_too_long_to_be_a_deadline_lets_a_waiting_handler_finish() {
+    let builder = LiveView::builder().handler_timeout(std::time::Duration::MAX);
+    let server = server(builder).await;
+    let mut client = server.connect("errors-no-deadline").await.unwrap();
+    let gate = gate("errors-no-deadline");
+    client
+        .send_json(&json!({"function": "wait_at_gate", "data": {"gate": "errors-no-deadline", "label": "through"}, "ref": 3}))
+        .await
+        .unwrap();
+    // Past its first poll, still waiting: no deadline ends it.
+    wait_until("the handler waits at the gate", || gate.entered() == 1).await;
+    gate.open();
+    assert_eq!(
+        next(&mut client).await,
+        json!({"target": "#gate", "html": "through", "ref": 3})
+    );
+    assert_eq!(next(&mut client).await, json!({"ref": 3, "done": true}));
+    assert_eq!((gate.finished(), gate.abandoned()), (1, 0));
+}
