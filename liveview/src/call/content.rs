@@ -104,9 +104,9 @@ impl Content {
 #[derive(Clone, Default)]
 pub struct Fields {
     /// Sorted by key, each key once: the order of a JSON map, and a binary
-    /// search to find a key. No tree to build or to free for the one or
-    /// two values of a typical call.
-    entries: Vec<(String, Value)>,
+    /// search to find a key. No tree to build or to free, and for the one
+    /// value of a typical call no allocation but its own.
+    entries: Few<(String, Value)>,
     /// The values as a JSON map, built the first time [`Fields::as_map`]
     /// asks for it.
     map: OnceLock<Map<String, Value>>,
@@ -116,8 +116,10 @@ pub struct Fields {
 impl Fields {
     pub(crate) fn from_value(value: Value, is_data: bool) -> Self {
         let entries = match value {
-            Value::Object(map) => map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect(),
-            _ => Vec::new(),
+            Value::Object(map) => {
+                Few::Heap(map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect())
+            }
+            _ => Few::default(),
         };
         Self::from_entries(entries, true, is_data)
     }
@@ -126,17 +128,12 @@ impl Fields {
     /// entries are `entries`, in the order they came, keys as they were
     /// sent: see [`keys::normalize_entries`].
     pub(crate) fn from_entries(
-        entries: Vec<(Cow<'_, str>, Value)>,
+        entries: Few<(Cow<'_, str>, Value)>,
         sorted_unique: bool,
         is_data: bool,
     ) -> Self {
-        let entries = if entries.is_empty() {
-            Vec::new()
-        } else {
-            keys::normalize_entries(entries, sorted_unique, is_data)
-        };
         Self {
-            entries,
+            entries: keys::normalize_entries(entries, sorted_unique, is_data),
             map: OnceLock::new(),
             part: if is_data { "data" } else { "form" },
         }
@@ -149,10 +146,11 @@ impl Fields {
     }
 
     fn find(&self, key: &str) -> Option<&Value> {
-        self.entries
+        let entries = self.entries.as_slice();
+        entries
             .binary_search_by(|(k, _)| k.as_str().cmp(key))
             .ok()
-            .map(|i| &self.entries[i].1)
+            .map(|i| &entries[i].1)
     }
 
     /// The raw value of `key`.
@@ -237,30 +235,33 @@ impl Fields {
 
     /// Whether there are no values.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.as_slice().is_empty()
     }
 
     /// Number of values.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.as_slice().len()
     }
 
     /// Iterate over `(key, value)` pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
-        self.entries.iter().map(|(key, value)| (key, value))
+        self.entries
+            .as_slice()
+            .iter()
+            .map(|(key, value)| (key, value))
     }
 
     /// The values as a JSON map.
     pub fn as_map(&self) -> &Map<String, Value> {
         self.map
-            .get_or_init(|| self.entries.iter().cloned().collect())
+            .get_or_init(|| self.entries.as_slice().iter().cloned().collect())
     }
 
     /// The values as a JSON map, by value.
     pub fn into_map(mut self) -> Map<String, Value> {
         match self.map.take() {
             Some(map) => map,
-            None => self.entries.into_iter().collect(),
+            None => self.entries.into_vec().into_iter().collect(),
         }
     }
 
@@ -273,7 +274,7 @@ impl Fields {
         } else {
             self.part
         };
-        let value = Value::Object(self.entries.iter().cloned().collect());
+        let value = Value::Object(self.entries.as_slice().iter().cloned().collect());
         serde_path_to_error::deserialize(lenient::Lenient(value)).map_err(|err| {
             let path = err.path().to_string();
             ContentError::new(part, path, err.into_inner().to_string())
@@ -284,7 +285,7 @@ impl Fields {
 impl From<Map<String, Value>> for Fields {
     fn from(map: Map<String, Value>) -> Self {
         Self {
-            entries: map.into_iter().collect(),
+            entries: Few::Heap(map.into_iter().collect()),
             map: OnceLock::new(),
             part: "",
         }
@@ -293,13 +294,13 @@ impl From<Map<String, Value>> for Fields {
 
 impl PartialEq for Fields {
     fn eq(&self, other: &Self) -> bool {
-        self.entries == other.entries && self.part == other.part
+        self.entries.as_slice() == other.entries.as_slice() && self.part == other.part
     }
 }
 
 impl fmt::Debug for Fields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let map = DebugMap(&self.entries);
+        let map = DebugMap(self.entries.as_slice());
         f.debug_struct("Fields")
             .field("map", &map)
             .field("part", &self.part)
@@ -324,5 +325,46 @@ impl Index<&str> for Fields {
     fn index(&self, key: &str) -> &Value {
         static NULL: Value = Value::Null;
         self.find(key).unwrap_or(&NULL)
+    }
+}
+
+/// Zero or one item in place, more on the heap: the form of a call has
+/// one field or two, and its data often none.
+#[derive(Debug, Clone)]
+pub(crate) enum Few<T> {
+    Inline(Option<T>),
+    Heap(Vec<T>),
+}
+
+impl<T> Default for Few<T> {
+    fn default() -> Self {
+        Self::Inline(None)
+    }
+}
+
+impl<T> Few<T> {
+    pub(crate) fn push(&mut self, item: T) {
+        match self {
+            Self::Heap(items) => items.push(item),
+            Self::Inline(slot) => match slot.take() {
+                None => *slot = Some(item),
+                Some(first) => *self = Self::Heap(vec![first, item]),
+            },
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[T] {
+        match self {
+            Self::Inline(None) => &[],
+            Self::Inline(Some(item)) => std::slice::from_ref(item),
+            Self::Heap(items) => items,
+        }
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<T> {
+        match self {
+            Self::Inline(item) => item.into_iter().collect(),
+            Self::Heap(items) => items,
+        }
     }
 }

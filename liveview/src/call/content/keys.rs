@@ -6,6 +6,8 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
+use super::Few;
+
 /// The entries of a `form` or `data` object as a [`Fields`](super::Fields)
 /// keeps them: keys normalised (camelCase to snake_case, recursively into
 /// nested objects; for `data` also the `data_` prefix dropped where the
@@ -21,6 +23,34 @@ use serde_json::{Map, Value};
 /// At most three sorts and a binary search per prefixed key: a frame of
 /// 5,000 keys costs a few milliseconds, never their square.
 pub(crate) fn normalize_entries(
+    entries: Few<(Cow<'_, str>, Value)>,
+    sorted_unique: bool,
+    is_data: bool,
+) -> Few<(String, Value)> {
+    match entries {
+        Few::Inline(None) => Few::Inline(None),
+        Few::Inline(Some((key, value))) => {
+            // One key: nothing to sort, nothing it could collide with.
+            let mut key = normalize_key(key).0;
+            if is_data && key.len() > "data_".len() && key.starts_with("data_") {
+                probe();
+                key.replace_range(.."data_".len(), "");
+            }
+            Few::Inline(Some((key, normalize_value(value))))
+        }
+        Few::Heap(entries) => Few::Heap(normalize_many(entries, sorted_unique, is_data)),
+    }
+}
+
+/// The key in snake_case, and whether that changed it.
+fn normalize_key(key: Cow<'_, str>) -> (String, bool) {
+    match snake_case(&key) {
+        Cow::Owned(snake) => (snake, true),
+        Cow::Borrowed(_) => (key.into_owned(), false),
+    }
+}
+
+fn normalize_many(
     mut entries: Vec<(Cow<'_, str>, Value)>,
     sorted_unique: bool,
     is_data: bool,
@@ -34,13 +64,8 @@ pub(crate) fn normalize_entries(
     let mut entries: Vec<(String, Value)> = entries
         .into_iter()
         .map(|(key, value)| {
-            let key = match snake_case(&key) {
-                Cow::Owned(snake) => {
-                    renamed = true;
-                    snake
-                }
-                Cow::Borrowed(_) => key.into_owned(),
-            };
+            let (key, changed) = normalize_key(key);
+            renamed |= changed;
             (key, normalize_value(value))
         })
         .collect();
@@ -231,8 +256,11 @@ mod tests {
 
     fn probes_for(map: Map<String, Value>) -> (usize, Map<String, Value>) {
         PROBES.with(|p| p.set(0));
-        let entries = map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect();
-        let out = normalize_entries(entries, true, true).into_iter().collect();
+        let entries = Few::Heap(map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect());
+        let out = normalize_entries(entries, true, true)
+            .into_vec()
+            .into_iter()
+            .collect();
         (PROBES.with(std::cell::Cell::get), out)
     }
 

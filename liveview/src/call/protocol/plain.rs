@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::{Entries, Frame};
+use crate::call::content::Few;
 
 /// The frame, if it is one of the plain frames.
 pub(super) fn parse(text: &str) -> Option<Frame<'_>> {
@@ -140,7 +141,7 @@ impl<'a> Scan<'a> {
     /// in the order they came.
     fn object(&mut self) -> Option<Entries<'a>> {
         self.eat(b'{')?;
-        let mut entries = Vec::new();
+        let mut entries = Few::default();
         self.space();
         if self.peek() == Some(b'}') {
             self.pos += 1;
