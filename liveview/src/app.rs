@@ -464,7 +464,9 @@ impl LiveViewBuilder {
     }
 
     /// How long a connection may send nothing at all, not even a Pong,
-    /// before the server closes it with 4408 (default 60 s). A client that
+    /// before the server closes it with 4408 (default 60 s; the silence is
+    /// noticed when the ping timer fires, so the close may come up to a
+    /// [`ping_interval`](Self::ping_interval) later). A client that
     /// vanished without closing its socket (a laptop lid, a lost network)
     /// then leaves its room's presence, its groups and its address's
     /// connection slot instead of holding them forever. Keep it above

@@ -253,8 +253,11 @@ impl hyper::body::Body for Deadline {
 }
 
 /// A TCP connection holding its address's slot: the slot is freed when
-/// the socket is, also after the connection was upgraded to a WebSocket.
-struct Counted {
+/// the socket is, also after the connection was upgraded to a WebSocket
+/// (whose socket then runs on it directly, see
+/// [`connection`](crate::connection)).
+#[derive(Debug)]
+pub(crate) struct Counted {
     // Declared first, so it is freed before the socket closes: a client
     // that saw the close can connect again at once.
     _slot: Option<Slot>,

@@ -9,12 +9,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::extract::ws::{Message, WebSocket};
 use futures_util::{Sink, Stream};
 use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::outbox::{OutboxState, Receiver};
-use super::{Ended, Inbound, allowed, inbound};
+use super::upgrade;
+use super::{Ended, Inbound, allowed, inbound, outgoing};
 use crate::app::Shared;
 use crate::call::dispatch;
 use crate::call::protocol::close;
@@ -35,8 +37,11 @@ pub(super) struct Live<'a> {
     ip: Option<IpAddr>,
     /// When the next Ping is due.
     next_ping: Instant,
-    /// When the client, silent since, is closed as idle.
+    /// When the client is closed as idle, unless it was `heard` before.
     idle_at: Instant,
+    /// The client sent something since the timer last fired: the clock is
+    /// read then, not for every frame.
+    heard: bool,
     strikes: u32,
     /// A Ping is due but the socket could not take it yet.
     ping_due: bool,
@@ -72,6 +77,7 @@ impl<'a> Live<'a> {
             ip,
             next_ping: now + config.ping_interval,
             idle_at: now + config.idle_timeout,
+            heard: false,
             strikes: 0,
             ping_due: false,
             unflushed: false,
@@ -90,10 +96,10 @@ impl<'a> Live<'a> {
 
     /// Poll the connection until it is told to close. The reader goes
     /// first, as the writer sends in the same poll what a call queued.
-    pub(super) fn poll(
+    pub(super) fn poll<S: upgrade::Stream>(
         &mut self,
         cx: &mut Context<'_>,
-        socket: &mut WebSocket,
+        socket: &mut WebSocketStream<S>,
         mut timer: Pin<&mut Sleep>,
     ) -> Poll<Stop> {
         let conn = self.conn;
@@ -133,6 +139,13 @@ impl<'a> Live<'a> {
                 self.ping_due = true;
                 self.next_ping = now + self.shared.config.ping_interval;
             }
+            // Heard since the timer last fired (at the latest a ping
+            // interval or an idle timeout ago): silent since now at most.
+            // The close comes no sooner than the idle timeout after the
+            // client's last frame, and at most a ping interval later.
+            if std::mem::take(&mut self.heard) {
+                self.idle_at = now + self.shared.config.idle_timeout;
+            }
             if self.call.is_none() && now >= self.idle_at {
                 let idle_timeout = self.shared.config.idle_timeout;
                 tracing::debug!(target: "liveview", connection = self.conn.id, idle_ms = idle_timeout.as_millis() as u64, "closing a connection that sent nothing, not even a Pong");
@@ -167,10 +180,10 @@ impl<'a> Live<'a> {
     /// One step of the reader: the call under way, or else the next
     /// message. `Ok(true)` when it got anywhere; `Err` when the reader
     /// ended (the close code is set).
-    fn read(
+    fn read<S: upgrade::Stream>(
         &mut self,
         cx: &mut Context<'_>,
-        socket: &mut WebSocket,
+        socket: &mut WebSocketStream<S>,
         closer: &Arc<OutboxState>,
     ) -> Result<bool, Ended> {
         if let Some(call) = &mut self.call {
@@ -196,7 +209,7 @@ impl<'a> Live<'a> {
             Poll::Ready(Some(message)) => inbound(self.conn.id, message),
         };
         // Anything from the client, a Pong included, proves it is there.
-        self.idle_at = Instant::now() + self.shared.config.idle_timeout;
+        self.heard = true;
         match message {
             Inbound::Text(text) => {
                 let shared = self.shared;
@@ -230,7 +243,11 @@ impl<'a> Live<'a> {
 
     /// One step of the writer: a Ping when due, the queued frames, and a
     /// flush once nothing else waits. `Ok(true)` when it got anywhere.
-    fn write(&mut self, cx: &mut Context<'_>, socket: &mut WebSocket) -> Result<bool, axum::Error> {
+    fn write<S: upgrade::Stream>(
+        &mut self,
+        cx: &mut Context<'_>,
+        socket: &mut WebSocketStream<S>,
+    ) -> Result<bool, tungstenite::Error> {
         let metrics = &self.shared.metrics;
         let mut socket = Pin::new(socket);
         let mut progress = false;
@@ -245,7 +262,7 @@ impl<'a> Live<'a> {
             } else if let Ok(frame) = self.rx.try_recv() {
                 metrics.frames_out.add(1);
                 metrics.bytes_out.add(frame.len() as u64);
-                frame.into_message()
+                outgoing(frame)
             } else if self.unflushed {
                 // Nothing else waits: out in as few writes as the burst
                 // allows.

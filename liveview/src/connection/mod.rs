@@ -9,17 +9,22 @@ mod live;
 mod origin;
 pub(crate) mod outbox;
 pub(crate) mod sse;
+mod upgrade;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, StatusCode, Uri};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tracing::Instrument;
 
 use crate::app::Shared;
@@ -33,6 +38,7 @@ use crate::metrics::{Metrics, Transport};
 use crate::scope::Scope;
 use origin::Origin;
 use outbox::{OutboxState, Receiver};
+use upgrade::{Open, Upgrade};
 
 /// Whether `room` is 1 to 94 characters of `[A-Za-z0-9._-]`.
 ///
@@ -162,7 +168,7 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     uri: Uri,
     extensions: http::Extensions,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    upgrade: Result<Upgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if let Err(refused) = check(&shared, &room, &headers, "websocket") {
         return refused.into_response();
@@ -174,19 +180,13 @@ pub(crate) async fn upgrade(
     let Admitted {
         scope,
         slot,
-        expired: session_expired,
+        expired,
     } = match admit(&shared, headers, uri, &extensions, "websocket").await {
         Ok(admitted) => admitted,
         Err(refused) => return refused.into_response(),
     };
-    if session_expired {
-        // A browser cannot read the status of a refused upgrade: the
-        // socket opens and closes at once with a code it can read.
-        return upgrade.on_upgrade(expired).into_response();
-    }
     let config = &shared.config;
-    let tracker = shared.tracker.clone();
-    upgrade
+    let socket = WebSocketConfig::default()
         .read_buffer_size(config.read_buffer)
         .write_buffer_size(config.write_buffer)
         // Every frame the server accepts to send must fit, or tungstenite
@@ -195,32 +195,92 @@ pub(crate) async fn upgrade(
             config.write_buffer,
             config.max_outgoing_frame,
         ))
-        .max_message_size(config.max_frame)
-        .max_frame_size(config.max_frame)
-        .on_upgrade(move |socket| {
-            // One span per connection: every event of it, and of its calls,
-            // carries the room, the client and the connection id.
-            let span = tracing::info_span!(
-                target: "liveview",
-                "connection",
-                room = %room,
-                client = ?scope.client_ip(),
-                id = tracing::field::Empty,
-            );
-            tracker.track_future(run(shared, socket, room, scope, slot).instrument(span))
-        })
+        .max_message_size(Some(config.max_frame))
+        .max_frame_size(Some(config.max_frame));
+    upgrade.accept(
+        socket,
+        Opening {
+            shared,
+            room,
+            scope,
+            slot,
+            expired,
+        },
+    )
+}
+
+/// An accepted upgrade, waiting for its socket.
+struct Opening {
+    shared: Arc<Shared>,
+    room: String,
+    scope: Scope,
+    slot: Option<Slot>,
+    /// The authenticator found the session expired: a browser cannot read
+    /// the status of a refused upgrade, so the socket opens and closes at
+    /// once with a code it can read.
+    expired: bool,
+}
+
+impl Opening {
+    fn open<S: upgrade::Stream>(
+        self,
+        socket: WebSocketStream<S>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let Self {
+            shared,
+            room,
+            scope,
+            slot,
+            expired: session_expired,
+        } = self;
+        let tracker = shared.tracker.clone();
+        // One span per connection: every event of it, and of its calls,
+        // carries the room, the client and the connection id.
+        let span = tracing::info_span!(
+            target: "liveview",
+            "connection",
+            room = %room,
+            client = ?scope.client_ip(),
+            id = tracing::field::Empty,
+        );
+        #[cfg(test)]
+        tests::opened::<S>(&room);
+        if session_expired {
+            Either::Left(expired(socket))
+        } else {
+            Either::Right(
+                tracker.track_future(run(shared, socket, room, scope, slot).instrument(span)),
+            )
+        }
+    }
+}
+
+impl Open for Opening {
+    fn raw(
+        self,
+        socket: WebSocketStream<upgrade::Raw>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        self.open(socket)
+    }
+
+    fn upgraded(
+        self,
+        socket: WebSocketStream<upgrade::Wrapped>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        self.open(socket)
+    }
 }
 
 /// The close of a connection refused as [`Identity::Expired`]: the close
 /// frame, then the client's, within the usual bound.
-async fn expired(mut socket: WebSocket) {
+async fn expired<S: upgrade::Stream>(mut socket: WebSocketStream<S>) {
     let frame = CloseFrame {
-        code: close::SESSION_EXPIRED,
-        reason: "".into(),
+        code: close::SESSION_EXPIRED.into(),
+        reason: Utf8Bytes::from_static(""),
     };
     if socket.send(Message::Close(Some(frame))).await.is_ok() {
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
-            while let Some(Ok(_)) = socket.recv().await {}
+            while let Some(Ok(_)) = socket.next().await {}
         })
         .await;
     }
@@ -259,9 +319,9 @@ fn origin_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
 /// the socket is used where it was moved in, not moved again into the
 /// future's locals (which would hold it twice), and what joining needs is
 /// in a boxed future of its own.
-fn run(
+fn run<S: upgrade::Stream>(
     shared: Arc<Shared>,
-    mut socket: WebSocket,
+    mut socket: WebSocketStream<S>,
     room: String,
     scope: Scope,
     slot: Option<Slot>,
@@ -294,10 +354,10 @@ fn run(
 /// the call under way, leaves the groups and reads until the client's
 /// close frame, while the writer sends what it must and the close frame,
 /// each within [`CLOSE_GRACE`].
-async fn finish(
+async fn finish<S: upgrade::Stream>(
     shared: &Shared,
     conn: &Connection,
-    socket: WebSocket,
+    socket: WebSocketStream<S>,
     live: live::Live<'_>,
     stop: live::Stop,
 ) {
@@ -346,7 +406,8 @@ async fn close_writer<S>(
     metrics: &Metrics,
     unflushed: bool,
 ) where
-    S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
+    S: futures_util::Sink<Message> + Unpin,
+    S::Error: std::fmt::Display,
 {
     if unflushed {
         match tokio::time::timeout(CLOSE_GRACE, sink.flush()).await {
@@ -405,14 +466,15 @@ pub(crate) enum Inbound {
 }
 
 /// A WebSocket message as the read loop sees it.
-fn inbound(connection: u64, message: Result<Message, axum::Error>) -> Inbound {
+fn inbound(connection: u64, message: Result<Message, tungstenite::Error>) -> Inbound {
     match message {
         Ok(Message::Text(text)) => Inbound::Text(text),
         Ok(Message::Binary(_)) => {
             tracing::debug!(target: "liveview", connection, "binary frame refused");
             Inbound::End(close::UNSUPPORTED, Ended::Readable)
         }
-        Ok(Message::Ping(_) | Message::Pong(_)) => Inbound::Alive,
+        // A raw frame is never what a read returns.
+        Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Inbound::Alive,
         Ok(Message::Close(_)) => Inbound::End(close::NORMAL, Ended::Readable),
         Err(err) => {
             let code = close_code_for(&err);
@@ -447,7 +509,10 @@ pub(crate) enum Ended {
 /// read) or `deadline` passes. Closing a socket with unread data would
 /// make the kernel reset it, destroying the close frame and whatever was
 /// still on its way to the client.
-async fn drain(stream: &mut SplitStream<WebSocket>, deadline: tokio::time::Instant) {
+async fn drain<S: upgrade::Stream>(
+    stream: &mut SplitStream<WebSocketStream<S>>,
+    deadline: tokio::time::Instant,
+) {
     let _ = tokio::time::timeout_at(deadline, async {
         while let Some(Ok(_)) = stream.next().await {}
     })
@@ -550,25 +615,15 @@ fn allowed(shared: &Shared, bucket: &mut Option<Bucket>, ip: Option<IpAddr>) -> 
 /// connection: 1009 for a frame over the limit, 1007 for a text frame that
 /// is not UTF-8, 1002 for any other protocol violation, 1000 when the
 /// connection is simply gone.
-fn close_code_for(err: &axum::Error) -> u16 {
-    use tokio_tungstenite::tungstenite;
+fn close_code_for(err: &tungstenite::Error) -> u16 {
     use tungstenite::error::ProtocolError;
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(current) = source {
-        if let Some(err) = current.downcast_ref::<tungstenite::Error>() {
-            return match err {
-                tungstenite::Error::Capacity(_) => close::TOO_BIG,
-                tungstenite::Error::Utf8(_) => close::INVALID_DATA,
-                tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-                    close::NORMAL
-                }
-                tungstenite::Error::Protocol(_) => close::PROTOCOL_ERROR,
-                _ => close::NORMAL,
-            };
-        }
-        source = current.source();
+    match err {
+        tungstenite::Error::Capacity(_) => close::TOO_BIG,
+        tungstenite::Error::Utf8(_) => close::INVALID_DATA,
+        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => close::NORMAL,
+        tungstenite::Error::Protocol(_) => close::PROTOCOL_ERROR,
+        _ => close::NORMAL,
     }
-    close::NORMAL
 }
 
 /// The write loop of a connection, whatever its transport: the queued
@@ -581,7 +636,8 @@ pub(crate) async fn write<S>(
     metrics: Arc<Metrics>,
     ping_interval: Duration,
 ) where
-    S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
+    S: futures_util::Sink<Message> + Unpin,
+    S::Error: std::fmt::Display,
 {
     let closed = closer.closed();
     let mut ping =
@@ -633,7 +689,7 @@ pub(crate) async fn write<S>(
 /// [`CLOSE_GRACE`].
 async fn close<S>(mut sink: S, mut rx: Receiver, closer: &OutboxState, metrics: &Metrics)
 where
-    S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
+    S: futures_util::Sink<Message> + Unpin,
 {
     let code = closer.code().unwrap_or(close::NORMAL);
     if code == close::TRY_AGAIN_LATER {
@@ -644,13 +700,13 @@ where
             // Frames queued before the close (a handler's last replies
             // before shutdown) still go out.
             while let Ok(frame) = rx.try_recv() {
-                if sink.feed(frame.into_message()).await.is_err() {
+                if sink.feed(outgoing(frame)).await.is_err() {
                     return;
                 }
             }
         }
         let frame = CloseFrame {
-            code,
+            code: code.into(),
             reason: Utf8Bytes::from_static(""),
         };
         let _ = sink.send(Message::Close(Some(frame))).await;
@@ -668,13 +724,85 @@ async fn grace_after(closer: &OutboxState) {
 
 /// Write one frame; flush only when nothing else is waiting, so a burst
 /// goes out in few syscalls.
-async fn feed<S>(sink: &mut S, frame: Frame, flush: bool) -> Result<(), axum::Error>
+async fn feed<S>(sink: &mut S, frame: Frame, flush: bool) -> Result<(), S::Error>
 where
-    S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
+    S: futures_util::Sink<Message> + Unpin,
 {
-    sink.feed(frame.into_message()).await?;
+    sink.feed(outgoing(frame)).await?;
     if flush {
         sink.flush().await?;
     }
     Ok(())
+}
+
+/// A frame as a socket sends it.
+pub(crate) fn outgoing(frame: Frame) -> Message {
+    // A frame is UTF-8 by construction; its bytes are shared, not copied,
+    // and only checked again.
+    match Utf8Bytes::try_from(frame.into_message().into_data()) {
+        Ok(text) => Message::Text(text),
+        Err(err) => unreachable!("a frame is UTF-8: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::any::TypeId;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::upgrade;
+    use crate::LiveView;
+    use crate::testing::{Closed, TestServer, WsClient};
+
+    /// The stream each room's last socket ran on: whether it was the TCP
+    /// stream itself.
+    static OPENED: Mutex<Option<HashMap<String, bool>>> = Mutex::new(None);
+
+    pub(super) fn opened<S: upgrade::Stream>(room: &str) {
+        let raw = TypeId::of::<S>() == TypeId::of::<upgrade::Raw>();
+        let mut opened = OPENED.lock().unwrap();
+        opened.get_or_insert_default().insert(room.to_owned(), raw);
+    }
+
+    fn raw(room: &str) -> Option<bool> {
+        OPENED.lock().unwrap().as_ref()?.get(room).copied()
+    }
+
+    /// A call answered, then a frame that closes the connection with its
+    /// code: reads, writes and the close, end to end.
+    async fn round_trip(mut client: WsClient) {
+        client.send_text("not json").await.unwrap();
+        assert_eq!(
+            client.recv().await.unwrap(),
+            json!({"error": "Invalid message"})
+        );
+        client.send_binary(vec![1, 2, 3]).await.unwrap();
+        assert_eq!(client.closed().await, Closed::Code(1003));
+    }
+
+    #[tokio::test]
+    async fn served_sockets_run_on_the_tcp_stream_others_on_the_upgrade() {
+        // Through `serve`: the socket runs on the TCP stream.
+        let server = TestServer::start(LiveView::builder(), axum::Router::new())
+            .await
+            .unwrap();
+        let client = server.connect("transport-served").await.unwrap();
+        assert_eq!(raw("transport-served"), Some(true));
+        round_trip(client).await;
+        server.shutdown().await;
+
+        // Through `axum::serve`: the socket runs on hyper's `Upgraded`.
+        let live = LiveView::builder().build().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = tokio::spawn(axum::serve(listener, live.router()).into_future());
+        let url = format!("ws://{addr}/ws/liveview/transport-axum/");
+        let client = WsClient::connect(&url, &[]).await.unwrap();
+        round_trip(client).await;
+        assert_eq!(raw("transport-axum"), Some(false));
+        served.abort();
+    }
 }

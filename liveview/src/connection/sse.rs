@@ -19,13 +19,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::ws::{Message, Utf8Bytes};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::Instrument;
 
 use super::outbox::{Outbox, Receiver};
@@ -333,9 +333,9 @@ fn data_event(frame: &str) -> Bytes {
 fn encode(message: Message) -> Bytes {
     match message {
         Message::Text(frame) => data_event(frame.as_str()),
-        Message::Close(frame) => close_event(frame.map_or(close::NORMAL, |f| f.code)),
+        Message::Close(frame) => close_event(frame.map_or(close::NORMAL, |f| f.code.into())),
         Message::Ping(_) => Bytes::from_static(b":\n\n"),
-        Message::Pong(_) | Message::Binary(_) => Bytes::new(),
+        Message::Pong(_) | Message::Binary(_) | Message::Frame(_) => Bytes::new(),
     }
 }
 
