@@ -9,6 +9,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
+use futures_util::future::Either;
 use tracing::Instrument;
 
 use crate::app::Shared;
@@ -21,47 +22,67 @@ use crate::metrics::Outcome;
 
 /// Handle one text frame of `conn`. Never fails: every problem becomes one
 /// of the protocol's error frames and a log line.
-pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &str) -> Outcome {
-    let call = match protocol::parse(text, &conn.room) {
-        Ok(call) => call,
-        Err(invalid) => {
-            // A probe has no `function`, so it is never a call: looked for
-            // only among refused frames.
-            if let Some(n) = protocol::ping(text) {
-                let _ = conn.outbox.push(Frame::from(protocol::pong_frame(n)));
-                return Outcome::Ok;
-            }
-            if warn(conn) {
-                tracing::debug!(target: "liveview", connection = conn.id, reason = %escaped(&invalid.0), "invalid message");
-            }
-            // Counted before the answer goes out: a client that reads the
-            // answer then the metrics sees its call counted.
-            shared
-                .metrics
-                .call("", Outcome::Invalid, std::time::Duration::ZERO);
-            // A frame with a `ref` gets it back, and its `done`, whatever
-            // else is wrong with it: the page's loading state ends.
-            let reference = protocol::reference_only(text);
-            let _ = conn.outbox.push(Frame::from(protocol::error_frame(
-                errors::INVALID_MESSAGE,
-                reference,
-            )));
-            if let Some(reference) = reference {
-                let _ = conn
-                    .outbox
-                    .push(Frame::from(protocol::done_frame(reference)));
-            }
-            return Outcome::Invalid;
-        }
-    };
+///
+/// The frame is read at once; a call's future owns its content, held once
+/// (the connection boxes the future, which stays small).
+pub(crate) fn handle_text<'a>(
+    shared: &'a Shared,
+    conn: &'a Arc<Connection>,
+    text: &str,
+) -> impl Future<Output = Outcome> + use<'a> {
+    match protocol::parse(text, &conn.room) {
+        Ok(call) => Either::Left(dispatch(shared, conn, call)),
+        Err(invalid) => Either::Right(std::future::ready(refuse_invalid(
+            shared, conn, text, invalid,
+        ))),
+    }
+}
+
+/// Answer a frame that is not a call (or a probe).
+fn refuse_invalid(
+    shared: &Shared,
+    conn: &Connection,
+    text: &str,
+    invalid: protocol::InvalidMessage,
+) -> Outcome {
+    // A probe has no `function`, so it is never a call: looked for
+    // only among refused frames.
+    if let Some(n) = protocol::ping(text) {
+        let _ = conn.outbox.push(Frame::from(protocol::pong_frame(n)));
+        return Outcome::Ok;
+    }
+    if warn(conn) {
+        tracing::debug!(target: "liveview", connection = conn.id, reason = %escaped(&invalid.0), "invalid message");
+    }
+    // Counted before the answer goes out: a client that reads the
+    // answer then the metrics sees its call counted.
+    shared
+        .metrics
+        .call("", Outcome::Invalid, std::time::Duration::ZERO);
+    // A frame with a `ref` gets it back, and its `done`, whatever
+    // else is wrong with it: the page's loading state ends.
+    let reference = protocol::reference_only(text);
+    let _ = conn.outbox.push(Frame::from(protocol::error_frame(
+        errors::INVALID_MESSAGE,
+        reference,
+    )));
+    if let Some(reference) = reference {
+        let _ = conn
+            .outbox
+            .push(Frame::from(protocol::done_frame(reference)));
+    }
+    Outcome::Invalid
+}
+
+/// Run one call: middleware, handler, errors, `done`.
+async fn dispatch(shared: &Shared, conn: &Arc<Connection>, call: protocol::Call) -> Outcome {
     let reference = call.reference;
-    let content = call.content;
-    let entry = shared.registry.get(&content.function);
+    let entry = shared.registry.get(&call.content.function);
     // The registered name: the call's own is moved into its handler, and
     // a copy of it would cost an allocation per call.
     let function: std::borrow::Cow<'static, str> = match entry {
         Some(entry) => entry.name.into(),
-        None => content.function.clone().into(),
+        None => call.content.function.clone().into(),
     };
 
     let span = tracing::info_span!(
@@ -81,20 +102,32 @@ pub(crate) async fn handle_text(shared: &Shared, conn: &Arc<Connection>, text: &
         }
         Some(entry) => {
             let consumer = Consumer::new(conn.clone(), call_ref);
-            let call = async {
+            if span.is_disabled() {
+                // Written out rather than shared with the traced path: the
+                // content stays in this call's state, not copied into a
+                // future of its own.
+                let mut allowed = true;
                 for middleware in &shared.middleware {
-                    if !middleware.allows(&consumer, &content, entry.name).await {
-                        return (Outcome::Refused, Duration::ZERO);
+                    if !middleware
+                        .allows(&consumer, &call.content, entry.name)
+                        .await
+                    {
+                        allowed = false;
+                        break;
                     }
                 }
-                run(shared, conn, entry, &consumer, content).await
-            };
-            // Entered and left at every poll only when someone listens;
-            // boxed then, so that the call's state is not held twice.
-            if span.is_disabled() {
-                call.await
+                if allowed {
+                    run(shared, conn, entry, &consumer, call.content).await
+                } else {
+                    (Outcome::Refused, Duration::ZERO)
+                }
             } else {
-                Box::pin(call.instrument(span.clone())).await
+                // Entered and left at every poll (boxed).
+                Box::pin(
+                    middleware_then_run(shared, conn, entry, &consumer, call.content)
+                        .instrument(span.clone()),
+                )
+                .await
             }
         }
     };
@@ -167,28 +200,76 @@ pub(crate) fn refuse_rate_limited(conn: &Connection, text: &str) {
     }
 }
 
-/// Run a handler with the timeout, catching panics and errors; the detail
-/// goes to the log only. Returns the outcome and how long the handler
-/// took.
-async fn run(
+/// The middleware, then the handler unless one of them stops the call.
+async fn middleware_then_run(
     shared: &Shared,
     conn: &Connection,
     entry: &'static HandlerEntry,
     consumer: &Consumer,
     content: crate::Content,
 ) -> (Outcome, Duration) {
+    for middleware in &shared.middleware {
+        if !middleware.allows(consumer, &content, entry.name).await {
+            return (Outcome::Refused, Duration::ZERO);
+        }
+    }
+    run(shared, conn, entry, consumer, content).await
+}
+
+/// A handler on its way: the future of an async one, the task of a
+/// blocking one.
+enum Running<'a> {
+    Async(
+        futures_util::future::CatchUnwind<
+            AssertUnwindSafe<crate::call::handler::HandlerFuture<'a>>,
+        >,
+    ),
+    Blocking(tokio::task::JoinHandle<crate::Result>),
+}
+
+/// Run a handler with the timeout, catching panics and errors; the detail
+/// goes to the log only. Returns the outcome and how long the handler
+/// took.
+///
+/// The handler starts before the returned future is made, so that the
+/// call's content is not kept in it: a call's state, boxed by its
+/// connection, stays small.
+fn run<'a>(
+    shared: &'a Shared,
+    conn: &'a Connection,
+    entry: &'static HandlerEntry,
+    consumer: &'a Consumer,
+    content: crate::Content,
+) -> impl Future<Output = (Outcome, Duration)> + 'a {
+    let started = tokio::time::Instant::now();
+    let running = match entry.handler {
+        Handler::Async(f) => Running::Async(AssertUnwindSafe(f(consumer, content)).catch_unwind()),
+        Handler::Blocking(f) => {
+            let owned = consumer.clone();
+            Running::Blocking(tokio::task::spawn_blocking(move || f(&owned, content)))
+        }
+    };
+    finish(shared, conn, entry, consumer, running, started)
+}
+
+/// The rest of [`run`], once the handler has started.
+async fn finish(
+    shared: &Shared,
+    conn: &Connection,
+    entry: &'static HandlerEntry,
+    consumer: &Consumer,
+    running: Running<'_>,
+    started: tokio::time::Instant,
+) -> (Outcome, Duration) {
     let function = entry.name;
     let timeout = shared.config.handler_timeout;
-    let started = tokio::time::Instant::now();
     // A timeout too far off to be a point in time is none.
     let deadline = started.checked_add(timeout);
-    let result = match entry.handler {
-        Handler::Async(f) => {
-            let mut fut = AssertUnwindSafe(f(consumer, content)).catch_unwind();
+    let result = match running {
+        Running::Async(mut fut) => {
             // Polled once before any timer is set: most handlers are done
             // then, and need none. The deadline still counts from the
-            // handler's start. The timer is boxed: a call's state, boxed
-            // by the connection, stays small.
+            // handler's start. The timer is boxed, out of the call's state.
             let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut fut).poll(cx))).await;
             let finished = match (first, deadline) {
                 (Poll::Ready(done), _) => Ok(done),
@@ -212,9 +293,7 @@ async fn run(
                 Ok(Ok(result)) => Ok(result),
             }
         }
-        Handler::Blocking(f) => {
-            let owned = consumer.clone();
-            let task = tokio::task::spawn_blocking(move || f(&owned, content));
+        Running::Blocking(task) => {
             let joined = match deadline {
                 Some(deadline) => Box::pin(tokio::time::timeout_at(deadline, task)).await,
                 None => Ok(task.await),
