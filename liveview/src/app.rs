@@ -932,7 +932,12 @@ mod tests {
         ]);
         assert!(both.unwrap_err().to_string().contains("LIVEVIEW_NATS_URL"));
         let nats = apply_vars(&[("LIVEVIEW_NATS_URL", "nats://127.0.0.1:4222")]);
-        assert_eq!(nats.unwrap().layer.is_some(), cfg!(feature = "nats"));
+        if cfg!(feature = "nats") {
+            assert!(nats.unwrap().layer.is_some());
+        } else {
+            let err = nats.unwrap_err().to_string();
+            assert!(err.contains("without its `nats` feature"), "{err}");
+        }
     }
 
     #[test]
