@@ -107,6 +107,23 @@ impl Connection {
             calls: AtomicU64::new(0),
         })
     }
+
+    /// A connection of room "room" on an in-memory hub, with an outbox of
+    /// `capacity` frames and its receiving end: for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(capacity: usize) -> (Arc<Self>, crate::connection::outbox::Receiver) {
+        let (outbox, rx) = Outbox::new(capacity);
+        let hub = Arc::new(crate::hub::Hub::new(Arc::new(crate::layer::MemoryLayer)));
+        let conn = Self::new(
+            1,
+            "room",
+            Scope::default(),
+            outbox,
+            Broadcaster::new(hub, Default::default()),
+            Default::default(),
+        );
+        (conn, rx)
+    }
 }
 
 impl std::ops::Deref for Consumer {
@@ -284,23 +301,11 @@ impl Consumer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::outbox::Outbox;
-    use crate::hub::Hub;
-    use crate::layer::MemoryLayer;
     use crate::update::Update;
 
     #[test]
     fn a_consumer_sends_its_calls_ref_only_while_that_call_runs() {
-        let (outbox, mut rx) = Outbox::new(16);
-        let hub = Arc::new(Hub::new(Arc::new(MemoryLayer)));
-        let conn = Connection::new(
-            1,
-            "room",
-            Scope::default(),
-            outbox,
-            Broadcaster::new(hub, Default::default()),
-            Default::default(),
-        );
+        let (conn, mut rx) = Connection::for_tests(16);
         let mut sent = || rx.try_recv().unwrap().as_str().to_owned();
 
         let first = CallRef::start(&conn, 7);

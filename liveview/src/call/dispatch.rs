@@ -357,24 +357,9 @@ fn log_panic(function: &str, connection: u64, panic: &Box<dyn std::any::Any + Se
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broadcast::Broadcaster;
-    use crate::connection::outbox::Outbox;
-    use crate::hub::Hub;
-    use crate::layer::MemoryLayer;
-    use crate::scope::Scope;
 
     fn connection() -> (Arc<Connection>, crate::connection::outbox::Receiver) {
-        let (outbox, rx) = Outbox::new(8);
-        let hub = Arc::new(Hub::new(Arc::new(MemoryLayer)));
-        let conn = Connection::new(
-            1,
-            "room",
-            Scope::default(),
-            outbox,
-            Broadcaster::new(hub, Default::default()),
-            Default::default(),
-        );
-        (conn, rx)
+        Connection::for_tests(8)
     }
 
     #[test]
