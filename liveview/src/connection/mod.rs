@@ -221,7 +221,7 @@ struct Opening {
     expired: bool,
 }
 
-impl Opening {
+impl Open for Opening {
     fn open<S: upgrade::Stream>(
         self,
         socket: WebSocketStream<S>,
@@ -252,22 +252,6 @@ impl Opening {
                 tracker.track_future(run(shared, socket, room, scope, slot).instrument(span)),
             )
         }
-    }
-}
-
-impl Open for Opening {
-    fn raw(
-        self,
-        socket: WebSocketStream<upgrade::Raw>,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        self.open(socket)
-    }
-
-    fn upgraded(
-        self,
-        socket: WebSocketStream<upgrade::Wrapped>,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        self.open(socket)
     }
 }
 

@@ -99,7 +99,7 @@ impl Upgrade {
             let Ok(upgraded) = on_upgrade.await else {
                 return;
             };
-            match upgraded.downcast::<TokioIo<Counted>>() {
+            match upgraded.downcast::<TokioIo<Raw>>() {
                 Ok(parts) => {
                     let tcp = parts.io.into_inner();
                     // A client may not send before it has the answer, but
@@ -124,16 +124,13 @@ impl Upgrade {
                             .await
                         }
                     };
-                    tokio::spawn(open.raw(socket));
+                    tokio::spawn(open.open(socket));
                 }
                 Err(upgraded) => {
-                    let socket = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
-                        Role::Server,
-                        Some(config),
-                    )
-                    .await;
-                    tokio::spawn(open.upgraded(socket));
+                    let stream: Wrapped = TokioIo::new(upgraded);
+                    let socket =
+                        WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
+                    tokio::spawn(open.open(socket));
                 }
             }
         });
@@ -162,12 +159,11 @@ pub(crate) type Wrapped = TokioIo<Upgraded>;
 /// What to do with an upgraded socket, on either stream: two methods, so
 /// that each runs the connection monomorphic.
 pub(crate) trait Open: Send + 'static {
-    /// The socket on the TCP stream of [`serve`](crate::serve).
-    fn raw(self, socket: WebSocketStream<Raw>) -> impl Future<Output = ()> + Send + 'static;
-    /// The socket on hyper's `Upgraded`.
-    fn upgraded(
+    /// The socket, on the TCP stream of [`serve`](crate::serve) ([`Raw`])
+    /// or on hyper's `Upgraded` ([`Wrapped`]).
+    fn open<S: Stream>(
         self,
-        socket: WebSocketStream<Wrapped>,
+        socket: WebSocketStream<S>,
     ) -> impl Future<Output = ()> + Send + 'static;
 }
 
