@@ -29,11 +29,13 @@ const SERVERS: [(&str, RGBColor); 4] = [
 /// The Redis layer across two processes.
 const TWO_PROCESSES: RGBColor = RGBColor(255, 127, 14);
 
-/// A line of a chart: its legend, colour and points.
+/// A line of a chart: its legend, colour and points, and at some points
+/// a range drawn as a vertical bar (`x`, low, high).
 struct Line {
     label: String,
     color: RGBColor,
     points: Vec<(f64, f64)>,
+    ranges: Vec<(f64, f64, f64)>,
 }
 
 /// `liveview-bench charts FILE [--idle-scale FILE] [--out DIR]`.
@@ -111,16 +113,32 @@ pub(crate) fn draw_all(
         )?,
     ));
 
-    let cpu = per_server(run, |s, c| {
-        s.throughput_at(c)
-            .map(|t| t.server_cpu_us_per_call)
-            .filter(|v| *v > 0.0)
+    let mut cpu = per_server(run, |s, c| {
+        s.throughput_at(c).and_then(|t| t.cpu_per_call())
     });
+    for line in &mut cpu {
+        let Some(s) = SERVERS
+            .iter()
+            .find(|(n, _)| report::label(n) == line.label)
+            .and_then(|(n, _)| run.server(n))
+        else {
+            continue;
+        };
+        line.ranges = s
+            .throughput
+            .iter()
+            .filter(|t| t.server_cpu_us_per_call_spread.runs > 1)
+            .map(|t| {
+                let r = &t.server_cpu_us_per_call_spread;
+                (t.connections as f64, r.min, r.max)
+            })
+            .collect();
+    }
     done.push((
         "cpu-per-call.svg",
         line_chart(
             &dir.join("cpu-per-call.svg"),
-            "Server CPU per call against connections",
+            "Server CPU per call: median of slices (bars: lowest to highest)",
             &source,
             ("connections calling at once", "server CPU per call, µs"),
             &cpu,
@@ -140,16 +158,31 @@ pub(crate) fn draw_all(
                     .find(|(n, _)| label.starts_with(report::label(n)))
                     .map_or(BLACK, |(_, c)| *c)
             };
-            let mut points: Vec<(f64, f64)> = fs
+            let mut done: Vec<&&report::FanOut> = fs.iter().filter(|f| f.rounds > 0).collect();
+            done.sort_by_key(|f| f.subscribers);
+            let points = done
                 .iter()
-                .filter(|f| f.rounds > 0)
                 .map(|f| (f.subscribers as f64, f.last_delivery.p99_us / 1000.0))
                 .collect();
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let ranges = done
+                .iter()
+                .filter_map(|f| {
+                    let b = f.block_p99()?;
+                    Some((f.subscribers as f64, b.min / 1000.0, b.max / 1000.0))
+                })
+                .collect();
+            // The rounds behind each point, in the legend.
+            let rounds: Vec<String> = done.iter().map(|f| report::thousands(f.rounds)).collect();
+            let label = if rounds.is_empty() {
+                label
+            } else {
+                format!("{label}: {} rounds", rounds.join(", "))
+            };
             Line {
                 label,
                 color,
                 points,
+                ranges,
             }
         })
         .collect();
@@ -157,7 +190,7 @@ pub(crate) fn draw_all(
         "fan-out.svg",
         line_chart(
             &dir.join("fan-out.svg"),
-            "Fan-out: until the last subscriber has the frame (p99)",
+            "Fan-out p99 until the last subscriber (bars: p99 of blocks of rounds)",
             &source,
             ("subscribers", "last subscriber p99, ms"),
             &fan_out,
@@ -231,6 +264,7 @@ fn per_server(run: &Run, value: impl Fn(&report::ServerResult, usize) -> Option<
                 label: report::label(name).to_owned(),
                 color: *color,
                 points,
+                ranges: Vec::new(),
             })
         })
         .collect()
@@ -284,9 +318,15 @@ fn line_chart(
 ) -> Result<bool, String> {
     let lines: Vec<&Line> = lines.iter().filter(|l| !l.points.is_empty()).collect();
     let all = || lines.iter().flat_map(|l| l.points.iter());
-    let (Some((x0, x1)), Some((y0, y1))) =
-        (log_range(all().map(|p| p.0)), log_range(all().map(|p| p.1)))
-    else {
+    let ends = || {
+        lines
+            .iter()
+            .flat_map(|l| l.ranges.iter().flat_map(|r| [r.1, r.2]))
+    };
+    let (Some((x0, x1)), Some((y0, y1))) = (
+        log_range(all().map(|p| p.0)),
+        log_range(all().map(|p| p.1).chain(ends())),
+    ) else {
         return Ok(false);
     };
     let e = |e: DrawingAreaErrorKind<_>| format!("{}: {e}", path.display());
@@ -324,6 +364,11 @@ fn line_chart(
                     .iter()
                     .map(|p| Circle::new(*p, 4, color.filled())),
             )
+            .map_err(e)?;
+        chart
+            .draw_series(line.ranges.iter().filter(|r| r.1 > 0.0).map(|(x, lo, hi)| {
+                PathElement::new([(*x, *lo), (*x, *hi)], color.mix(0.6).stroke_width(2))
+            }))
             .map_err(e)?;
     }
     chart

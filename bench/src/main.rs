@@ -29,6 +29,7 @@ mod replay_log;
 mod report;
 mod scenarios;
 mod server;
+mod wire;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -114,11 +114,6 @@ impl ServerProc {
         rss_kib(self.pid)
     }
 
-    /// CPU time used so far, all threads, in clock ticks.
-    pub(crate) fn cpu_ticks(&self) -> Option<u64> {
-        cpu_ticks(self.pid)
-    }
-
     /// Whether the process is still running.
     pub(crate) fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -126,19 +121,27 @@ impl ServerProc {
 
     /// Wait until the server uses (almost) no CPU: it has finished what the
     /// previous scenario left it (closing thousands of connections, say).
+    /// Quiet is two 50 ms intervals in a row with under 8% of a core each
+    /// (its threads' run time, to the nanosecond).
     pub(crate) fn settle(&self, at_most: Duration) {
+        const STEP: Duration = Duration::from_millis(50);
         let deadline = Instant::now() + at_most;
         let mut quiet = 0;
-        let mut last = self.cpu_ticks();
+        let mut last = ThreadTimes::of(self.pid);
         while Instant::now() < deadline && quiet < 2 {
-            std::thread::sleep(Duration::from_millis(250));
-            let now = self.cpu_ticks();
-            quiet = match (last, now) {
-                (Some(a), Some(b)) if b.saturating_sub(a) <= 2 => quiet + 1,
+            std::thread::sleep(STEP);
+            let now = ThreadTimes::of(self.pid);
+            quiet = match now.since(&last) {
+                Some(ns) if ns * 100 <= STEP.as_nanos() as u64 * 8 => quiet + 1,
                 _ => 0,
             };
             last = now;
         }
+    }
+
+    /// Run time of the server's threads so far.
+    pub(crate) fn thread_times(&self) -> ThreadTimes {
+        ThreadTimes::of(self.pid)
     }
 
     /// The end of the server's log, for error messages.
@@ -256,27 +259,6 @@ pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// utime + stime of a process, clock ticks.
-pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces: fields are counted after its `)`.
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`, 100 on Linux).
-pub(crate) fn ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 /// The niceness of the benchmark's processes when they may raise their
 /// priority: other work on the machine then disturbs the measurements less.
 const PRIORITY: &str = "-10";
@@ -358,6 +340,63 @@ pub(crate) fn process_cpu_ns() -> Option<u64> {
         total += ns.unwrap_or(0);
     }
     Some(total)
+}
+
+/// The run time of each thread of a process at one moment, nanoseconds
+/// (`/proc/PID/task/TID/schedstat`): CPU time to the nanosecond, where
+/// `/proc/PID/stat` counts clock ticks (10 ms), too coarse for slices of
+/// a fraction of a second.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ThreadTimes {
+    /// `(thread id, run time)`; empty when the process could not be read.
+    threads: Vec<(u32, u64)>,
+}
+
+impl ThreadTimes {
+    pub(crate) fn of(pid: u32) -> Self {
+        let mut threads = Vec::new();
+        let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            return Self { threads };
+        };
+        for task in dir.flatten() {
+            let tid = task.file_name().to_str().and_then(|t| t.parse().ok());
+            let ns = fs::read_to_string(task.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+            if let (Some(tid), Some(ns)) = (tid, ns) {
+                threads.push((tid, ns));
+            }
+        }
+        Self { threads }
+    }
+
+    /// This process's threads.
+    pub(crate) fn of_self() -> Self {
+        Self::of(std::process::id())
+    }
+
+    /// CPU time used between `earlier` and this snapshot, nanoseconds: a
+    /// thread started in between counts from zero; a thread that ended in
+    /// between is not counted (its last moments are lost, not
+    /// double-counted). `None` when either snapshot is empty.
+    pub(crate) fn since(&self, earlier: &Self) -> Option<u64> {
+        if self.threads.is_empty() || earlier.threads.is_empty() {
+            return None;
+        }
+        Some(
+            self.threads
+                .iter()
+                .map(|(tid, ns)| {
+                    let before = earlier
+                        .threads
+                        .iter()
+                        .find(|(t, _)| t == tid)
+                        .map_or(0, |(_, b)| *b);
+                    ns.saturating_sub(before)
+                })
+                .sum(),
+        )
+    }
 }
 
 /// Number of cores of the machine (not of this process's affinity).
@@ -520,8 +559,41 @@ mod tests {
     fn this_process_is_measurable() {
         let pid = std::process::id();
         assert!(rss_kib(pid).is_some_and(|kib| kib > 0));
-        assert!(cpu_ticks(pid).is_some());
+        assert!(
+            ThreadTimes::of(pid)
+                .since(&ThreadTimes::default())
+                .is_none()
+        );
+        assert!(ThreadTimes::of(pid).since(&ThreadTimes::of(pid)).is_some());
         assert!(cores() >= 1);
+    }
+
+    #[test]
+    fn thread_times_count_what_ran_in_between() {
+        let before = ThreadTimes::of_self();
+        // A thread started after the first snapshot runs 20 ms of CPU (by
+        // its own count), then waits to be let go.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            let tid = this_thread_id().expect("a thread id");
+            let start = thread_cpu_ns(tid).expect("its run time");
+            let mut x = 0u64;
+            while thread_cpu_ns(tid).expect("its run time") < start + 20_000_000 {
+                for _ in 0..10_000 {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+            }
+            done_tx.send(()).expect("the test waits");
+            let _ = go_rx.recv();
+        });
+        done_rx.recv().expect("the worker ran");
+        let after = ThreadTimes::of_self();
+        let ns = after.since(&before).expect("this process is readable");
+        assert!(ns >= 20_000_000, "the worker's 20 ms of CPU: {ns} ns");
+        assert_eq!(ThreadTimes::default().since(&after), None);
+        drop(go_tx);
+        worker.join().expect("the worker");
     }
 
     #[test]

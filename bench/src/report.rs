@@ -167,9 +167,15 @@ pub(crate) struct Throughput {
     pub latency: Latency,
     /// Share of one core the server used while measured (100 = one core).
     pub server_cpu_percent: f64,
-    /// Server CPU time per answered call, microseconds: what a call costs
-    /// the server whatever the load generator could offer.
+    /// Server CPU time per answered call over every slice together,
+    /// microseconds: what a call costs the server whatever the load
+    /// generator could offer. The figure compared is the median of the
+    /// slices, [`server_cpu_us_per_call_spread`](Self::server_cpu_us_per_call_spread).
     pub server_cpu_us_per_call: f64,
+    /// Server CPU per call slice by slice: median and range (harness
+    /// version 5 on).
+    #[serde(default)]
+    pub server_cpu_us_per_call_spread: Spread,
     /// Share of one core the load generator (this process, all its
     /// threads) used while measured: well under 100 means it had headroom,
     /// so the server, not the load generator, set the pace.
@@ -178,7 +184,14 @@ pub(crate) struct Throughput {
     /// Calls per second slice by slice: median and range.
     #[serde(default)]
     pub calls_per_second_spread: Spread,
-    /// Each measured slice (the servers take turns slice by slice).
+    /// The load generator's share of a core slice by slice: median and
+    /// range (harness version 5 on).
+    #[serde(default)]
+    pub load_generator_cpu_percent_spread: Spread,
+    /// Turns the servers took (each of several slices from version 5 on).
+    #[serde(default)]
+    pub turns: usize,
+    /// Each measured slice (the servers take turns, turn by turn).
     #[serde(default)]
     pub slices: Vec<ThroughputSlice>,
     pub errors: u64,
@@ -187,10 +200,21 @@ pub(crate) struct Throughput {
 /// One measured slice of a throughput scenario.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ThroughputSlice {
+    /// The turn it belongs to, from 1 (0 in results before version 5).
+    #[serde(default)]
+    pub turn: usize,
+    /// Its measured time, seconds, and the calls answered within it.
+    #[serde(default)]
+    pub seconds: f64,
+    #[serde(default)]
+    pub calls: u64,
     pub calls_per_second: f64,
     pub p50_us: f64,
     pub server_cpu_us_per_call: f64,
     pub load_generator_cpu_percent: f64,
+    /// The load generator's CPU per answered call, microseconds.
+    #[serde(default)]
+    pub load_generator_cpu_us_per_call: Option<f64>,
 }
 
 /// Median and range of a figure over the slices of a scenario.
@@ -231,10 +255,27 @@ impl Throughput {
         spread(Some(&self.calls_per_second_spread)).map_or(self.calls_per_second, |s| s.median)
     }
 
-    /// Calls one core of server CPU answers: what the server could do if
-    /// the load generator were not the limit.
+    /// Server CPU per call, microseconds: the median of the slices (the
+    /// aggregate in results without it).
+    pub(crate) fn cpu_per_call(&self) -> Option<f64> {
+        spread(Some(&self.server_cpu_us_per_call_spread))
+            .map(|s| s.median)
+            .or(Some(self.server_cpu_us_per_call))
+            .filter(|v| *v > 0.0)
+    }
+
+    /// The load generator's share of a core: the median of the slices
+    /// (the aggregate in results without it).
+    pub(crate) fn load_generator_cpu(&self) -> f64 {
+        spread(Some(&self.load_generator_cpu_percent_spread))
+            .map_or(self.load_generator_cpu_percent, |s| s.median)
+    }
+
+    /// Calls one core of server CPU answers (from the median CPU per
+    /// call): what the server could do if the load generator were not the
+    /// limit.
     pub(crate) fn capacity(&self) -> Option<f64> {
-        (self.server_cpu_us_per_call > 0.0).then(|| 1e6 / self.server_cpu_us_per_call)
+        self.cpu_per_call().map(|c| 1e6 / c)
     }
 }
 
@@ -243,8 +284,16 @@ impl Throughput {
 pub(crate) struct FanOut {
     pub subscribers: usize,
     pub rounds: u64,
-    /// Time from the call until the last subscriber had the frame.
+    /// Time from the call until the last subscriber had the frame, over
+    /// every round.
     pub last_delivery: Latency,
+    /// Its p90, microseconds (harness version 5 on).
+    #[serde(default)]
+    pub last_delivery_p90_us: Option<f64>,
+    /// The same, block by block: the rounds cut in order into the plan's
+    /// `fan_out_blocks` (harness version 5 on).
+    #[serde(default)]
+    pub blocks: Vec<Latency>,
     /// Subscriber-rounds that never got the frame.
     pub missing: u64,
     /// Frames a subscriber got more than once.
@@ -255,6 +304,14 @@ pub(crate) struct FanOut {
     /// under its cores' worth means the subscribers' side had headroom.
     #[serde(default)]
     pub load_generator_cpu_percent: Option<f64>,
+}
+
+impl FanOut {
+    /// The blocks' p99: median and range.
+    pub(crate) fn block_p99(&self) -> Option<Spread> {
+        let p99s: Vec<f64> = self.blocks.iter().map(|b| b.p99_us).collect();
+        (p99s.len() > 1).then(|| Spread::of(&p99s))
+    }
 }
 
 /// Server memory with idle connections.
@@ -493,7 +550,11 @@ impl Run {
             checks.push(match ours.and_then(|s| s.fan_out_to(subscribers)) {
                 Some(f) if f.rounds > 0 => {
                     let p99 = f.last_delivery.p99_us / 1000.0;
-                    check(&name, format!("{p99:.2} ms"), p99 < limit_ms)
+                    check(
+                        &name,
+                        format!("{p99:.2} ms ({} rounds)", thousands(f.rounds)),
+                        p99 < limit_ms,
+                    )
                 }
                 _ => unmeasured(&name),
             });
@@ -520,12 +581,14 @@ impl Run {
         levels.extend(self.planned_throughput_connections());
         levels.sort_unstable();
         levels.dedup();
+        // The median of the slices: one slice where the machine or the
+        // load generator stalled moves an aggregate, not a median.
         let cpu = |s: Option<&ServerResult>, c: usize| {
             s.and_then(|s| s.throughput_at(c))
-                .map(|t| t.server_cpu_us_per_call)
-                .filter(|v| *v > 0.0)
+                .and_then(Throughput::cpu_per_call)
         };
-        let name = "server CPU per call within 1.1x of the floor at every connection count";
+        let name = "server CPU per call (median of slices) within 1.1x of the floor at every \
+                    connection count";
         let ratios: Vec<(usize, Option<f64>)> = levels
             .iter()
             .map(|c| (*c, cpu(ours, *c).zip(cpu(floor, *c)).map(|(o, f)| o / f)))
@@ -559,13 +622,26 @@ impl Run {
                 "fan-out to {} p99 within 1.1x of the floor",
                 thousands(subscribers as u64)
             );
-            let p99 = |s: Option<&ServerResult>| {
+            fn fan(s: Option<&ServerResult>, subscribers: usize) -> Option<&FanOut> {
                 s.and_then(|s| s.fan_out_to(subscribers))
                     .filter(|f| f.rounds > 0)
-                    .map(|f| f.last_delivery.p99_us)
-            };
-            checks.push(match (p99(ours), p99(floor)) {
-                (Some(o), Some(f)) => check(&name, format!("{:.2}x", o / f), o / f <= 1.1),
+            }
+            checks.push(match (fan(ours, subscribers), fan(floor, subscribers)) {
+                (Some(o), Some(f)) => {
+                    let (a, b) = (o.last_delivery.p99_us, f.last_delivery.p99_us);
+                    check(
+                        &name,
+                        format!(
+                            "{:.2}x ({:.2} ms vs {:.2} ms, p99 of {} and {} rounds)",
+                            a / b,
+                            a / 1000.0,
+                            b / 1000.0,
+                            thousands(o.rounds),
+                            thousands(f.rounds)
+                        ),
+                        a / b <= 1.1,
+                    )
+                }
                 _ => unmeasured(&name),
             });
         }
@@ -710,8 +786,10 @@ impl Run {
         let _ = writeln!(out, "| open files limit | {} |", m.nofile_limit);
         let _ = writeln!(
             out,
-            "| load generator | one process, {} threads on {} core{}, its CPU recorded per \
-             throughput slice and per fan-out round: under {}% of a core it had headroom |",
+            "| load generator | one process, {} threads on {} core{}; the timed calls through \
+             a minimal client (a frame masked once, the answer parsed in place); its CPU \
+             recorded per throughput slice and over the fan-out rounds: under {}% of a core \
+             it had headroom |",
             m.load_generator_threads,
             m.load_generator_cores.max(1),
             if m.load_generator_cores > 1 { "s" } else { "" },
@@ -919,12 +997,29 @@ impl Run {
                     Unit::PerSecond,
                 );
             }
+            // Slices per server at this level, as the titles say.
+            let slices = self
+                .servers
+                .iter()
+                .filter_map(|s| s.throughput_at(c))
+                .map(|t| t.slices.len())
+                .max()
+                .unwrap_or(0);
             row(
-                format!("  load generator CPU, {n} connections"),
+                format!("  load generator CPU, {n} connections (median of slices)"),
                 &move |s| {
                     s.throughput_at(c)
                         .filter(|t| !t.slices.is_empty())
-                        .map(|t| t.load_generator_cpu_percent)
+                        .map(Throughput::load_generator_cpu)
+                },
+                Unit::Percent,
+            );
+            row(
+                format!("  load generator CPU, {n} connections, busiest slice"),
+                &move |s| {
+                    s.throughput_at(c)
+                        .and_then(|t| spread(Some(&t.load_generator_cpu_percent_spread)))
+                        .map(|r| r.max)
                 },
                 Unit::Percent,
             );
@@ -939,12 +1034,33 @@ impl Run {
                 Unit::Micros,
             );
             row(
-                format!("  server CPU per call, {n} connections"),
-                &move |s| s.throughput_at(c).map(|t| t.server_cpu_us_per_call),
-                Unit::Micros,
+                format!("  server CPU per call, {n} connections (median of {slices} slices)"),
+                &move |s| s.throughput_at(c).and_then(Throughput::cpu_per_call),
+                Unit::FineMicros,
+            );
+            let ends: [SpreadEnd; 2] = [("lowest slice", |r| r.min), ("highest slice", |r| r.max)];
+            for (end, pick) in ends {
+                row(
+                    format!("  server CPU per call, {n} connections, {end}"),
+                    &move |s| {
+                        s.throughput_at(c)
+                            .and_then(|t| spread(Some(&t.server_cpu_us_per_call_spread)))
+                            .map(pick)
+                    },
+                    Unit::FineMicros,
+                );
+            }
+            row(
+                format!("  server CPU per call, {n} connections, all slices together"),
+                &move |s| {
+                    s.throughput_at(c)
+                        .map(|t| t.server_cpu_us_per_call)
+                        .filter(|v| *v > 0.0)
+                },
+                Unit::FineMicros,
             );
             row(
-                format!("  calls per second of server CPU, {n} connections"),
+                format!("  calls per second of server CPU, {n} connections (from the median)"),
                 &move |s| s.throughput_at(c).and_then(|t| t.capacity()),
                 Unit::PerSecond,
             );
@@ -1083,13 +1199,16 @@ impl Run {
         let _ = writeln!(
             out,
             "Fan-out: one `notify_all`, the time until every subscriber has the frame \
-             (the last one), over the rounds; ratios to the floor's fan-out to as many \
+             (the last one), over each server's rounds (the p99 of N rounds has N/100 \
+             of them above it); the rounds cut in order into blocks, the median and \
+             range of the blocks' p99; ratios to the floor's fan-out to as many \
              subscribers in the same run:\n"
         );
         let _ = writeln!(
             out,
-            "| subscribers | server | rounds | last subscriber p50 | p99 | p50 / floor | \
-             p99 / floor | load generator CPU |\n|---:|---|---:|---:|---:|---:|---:|---:|"
+            "| subscribers | server | rounds | last subscriber p50 | p90 | p99 | \
+             p99 of blocks: median (range) | p50 / floor | p99 / floor | load generator CPU |\n\
+             |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         let ratio = |a: f64, b: Option<f64>| match b {
             Some(b) if b > 0.0 => format!("{:.2}x", a / b),
@@ -1106,18 +1225,29 @@ impl Run {
                 if f.rounds == 0 {
                     let _ = writeln!(
                         out,
-                        "| {} | {name} | 0 | no round complete | | | | {cpu} |",
+                        "| {} | {name} | 0 | no round complete | | | | | | {cpu} |",
                         thousands(n as u64)
                     );
                     continue;
                 }
                 let d = &f.last_delivery;
+                let blocks = f.block_p99().map_or("n/a".to_owned(), |b| {
+                    format!(
+                        "{} ({} to {}, {} blocks)",
+                        Unit::Millis.show(b.median),
+                        Unit::Millis.show(b.min),
+                        Unit::Millis.show(b.max),
+                        b.runs
+                    )
+                });
                 let _ = writeln!(
                     out,
-                    "| {} | {name} | {} | {} | {} | {} | {} | {cpu} |",
+                    "| {} | {name} | {} | {} | {} | {} | {blocks} | {} | {} | {cpu} |",
                     thousands(n as u64),
-                    f.rounds,
+                    thousands(f.rounds),
                     Unit::Millis.show(d.p50_us),
+                    f.last_delivery_p90_us
+                        .map_or("n/a".to_owned(), |p| Unit::Millis.show(p)),
                     Unit::Millis.show(d.p99_us),
                     ratio(d.p50_us, floor(n).map(|f| f.last_delivery.p50_us)),
                     ratio(d.p99_us, floor(n).map(|f| f.last_delivery.p99_us)),
@@ -1245,6 +1375,8 @@ fn unmeasured(target: &str) -> TargetCheck {
 #[derive(Clone, Copy)]
 enum Unit {
     Micros,
+    /// Microseconds with a decimal below 100 µs.
+    FineMicros,
     Millis,
     PerSecond,
     Bytes,
@@ -1258,6 +1390,7 @@ impl Unit {
         match self {
             Unit::Micros if value >= 1_000.0 => format!("{:.2} ms", value / 1000.0),
             Unit::Micros => format!("{value:.0} µs"),
+            Unit::FineMicros => fine_micros(value),
             Unit::Millis => format!("{:.2} ms", value / 1000.0),
             Unit::PerSecond => format!("{}/s", thousands(value.round() as u64)),
             Unit::Bytes if value >= 1024.0 * 1024.0 => {
@@ -1353,6 +1486,87 @@ mod tests {
         assert!(markdown.contains("| cores kept awake | no:"));
         run.machine.round_trip_spinners = 2;
         assert!(run.markdown().contains("on each of the 2 cores"));
+    }
+
+    #[test]
+    fn cpu_per_call_is_compared_by_the_median_of_the_slices() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/results/run-20261206-115630.json"
+        );
+        let text = std::fs::read_to_string(path).expect("a committed results file");
+        let mut run: Run = serde_json::from_str(&text).expect("a run");
+        // Version 4 had no spread: the aggregate stands in.
+        let t = run
+            .server(FLOOR)
+            .and_then(|s| s.throughput_at(50))
+            .expect("floor at 50");
+        assert_eq!(t.cpu_per_call(), Some(t.server_cpu_us_per_call));
+        // One stalled slice moves the aggregate, not the median.
+        for s in &mut run.servers {
+            let median = if s.name == FLOOR { 10.0 } else { 10.5 };
+            for t in &mut s.throughput {
+                t.server_cpu_us_per_call_spread = Spread::of(&[median, median, 4.0 * median]);
+            }
+        }
+        run.check_targets();
+        let cpu = run
+            .targets
+            .iter()
+            .find(|t| t.target.starts_with("server CPU per call"))
+            .expect("the CPU-per-call target");
+        assert_eq!(cpu.measured, "1.05x at 50, 1.05x at 500, 1.05x at 5,000");
+        assert_eq!(cpu.holds, Some(true));
+        let markdown = run.markdown();
+        assert!(
+            markdown.contains(
+                "|   server CPU per call, 50 connections, highest slice | 40.0 µs | 42.0 µs |"
+            ),
+            "{markdown}"
+        );
+    }
+
+    #[test]
+    fn fan_out_tables_give_the_rounds_and_the_blocks() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/results/run-20261206-115630.json"
+        );
+        let text = std::fs::read_to_string(path).expect("a committed results file");
+        let mut run: Run = serde_json::from_str(&text).expect("a run");
+        let latency = |p99_ms: f64| Latency {
+            samples: 200,
+            p50_us: 1_000.0,
+            p99_us: p99_ms * 1000.0,
+            mean_us: 1_000.0,
+            max_us: p99_ms * 1000.0,
+        };
+        for s in &mut run.servers {
+            for f in &mut s.fan_out {
+                f.rounds = 1_000;
+                f.last_delivery_p90_us = Some(2_000.0);
+                f.blocks = [3.0, 1.0, 2.0, 5.0, 4.0].map(latency).to_vec();
+            }
+        }
+        run.check_targets();
+        let markdown = run.markdown();
+        assert!(
+            markdown.contains(
+                "| 1,000 | floor, one process | 1,000 | 12.62 ms | 2.00 ms | 30.85 ms | \
+                 3.00 ms (1.00 ms to 5.00 ms, 5 blocks) |"
+            ),
+            "{markdown}"
+        );
+        let target = run
+            .targets
+            .iter()
+            .find(|t| t.target == "fan-out to 1,000 p99 within 1.1x of the floor")
+            .expect("the fan-out target");
+        assert!(
+            target.measured.ends_with("p99 of 1,000 and 1,000 rounds)"),
+            "{}",
+            target.measured
+        );
     }
 
     #[test]

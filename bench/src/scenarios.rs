@@ -16,8 +16,9 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, Endpoint, SAY_HELLO, Ws};
-use crate::procs::{self, ServerProc};
+use crate::procs::{self, ServerProc, ThreadTimes};
 use crate::report::{FanOut, Latency, Spread, Throughput, ThroughputSlice};
+use crate::wire::{Conn, SAY_HELLO_FRAME};
 
 /// Sizes and durations of a run.
 #[derive(Debug, Clone, Serialize)]
@@ -32,14 +33,26 @@ pub(crate) struct Plan {
     /// open-files limit of the load generator's process.
     pub throughput_reopened_from: usize,
     pub throughput_warmup_seconds: f64,
+    /// Measured time of each server at each level, seconds: cut into
+    /// `slices` turns of `throughput_slices_per_turn` slices each.
     pub throughput_seconds: f64,
+    /// Slices of a turn: measured back to back on the same connections,
+    /// each its own figure (calls, server CPU per call, load generator
+    /// CPU), so that the median and spread are over many short slices.
+    pub throughput_slices_per_turn: usize,
     /// Idle connection counts at which the server's memory is read.
     pub idle_connections: Vec<usize>,
     /// Subscriber counts of the fan-out scenario.
     pub fan_out_subscribers: Vec<usize>,
+    /// The most rounds of each server at each subscriber count.
     pub fan_out_rounds: usize,
-    /// Fan-out rounds stop early past this time (slow servers).
+    /// A server's rounds stop once they have taken this long, seconds, at
+    /// each subscriber count (slow servers), or once one timed out.
     pub fan_out_seconds: f64,
+    /// A server's rounds are cut into this many blocks, in order, each
+    /// with its own p50 and p99: their spread shows how much the tail
+    /// moves within the run.
+    pub fan_out_blocks: usize,
     pub round_timeout_seconds: f64,
     pub cross_node_rounds: usize,
     /// Subscriber counts of the fan-out across two nodes (half on each).
@@ -58,8 +71,9 @@ pub(crate) struct Plan {
     /// Connections opened at once.
     pub connect_concurrency: usize,
     /// Servers take turns: each timed scenario is cut into this many
-    /// slices, run server after server, so that a machine whose load
-    /// drifts (other work on it) weighs on every server alike.
+    /// turns (slices of the round trip, turns of `throughput_slices_per_turn`
+    /// slices of throughput), run server after server, so that a machine
+    /// whose load drifts (other work on it) weighs on every server alike.
     pub slices: usize,
 }
 
@@ -74,10 +88,12 @@ impl Plan {
             throughput_reopened_from: 5_000,
             throughput_warmup_seconds: 0.3,
             throughput_seconds: 5.0,
+            throughput_slices_per_turn: 4,
             idle_connections: vec![1_000, 10_000],
             fan_out_subscribers: vec![10_000, 1_000, 100],
-            fan_out_rounds: 30,
-            fan_out_seconds: 60.0,
+            fan_out_rounds: 1_000,
+            fan_out_seconds: 15.0,
+            fan_out_blocks: 5,
             round_timeout_seconds: 30.0,
             cross_node_rounds: 300,
             cross_node_fan_out: vec![1_000, 10_000],
@@ -100,11 +116,13 @@ impl Plan {
             throughput_connections: vec![10, 20],
             throughput_reopened_from: 20,
             throughput_warmup_seconds: 0.1,
-            throughput_seconds: 0.6,
+            throughput_seconds: 0.8,
+            throughput_slices_per_turn: 2,
             idle_connections: vec![200],
             fan_out_subscribers: vec![200, 20],
-            fan_out_rounds: 5,
-            fan_out_seconds: 10.0,
+            fan_out_rounds: 20,
+            fan_out_seconds: 5.0,
+            fan_out_blocks: 2,
             round_timeout_seconds: 5.0,
             cross_node_rounds: 20,
             cross_node_fan_out: vec![20, 200],
@@ -168,12 +186,16 @@ impl Plan {
         self.round_trip_calls.div_ceil(self.slices)
     }
 
-    /// Warm-up and measured time of one throughput slice.
-    pub(crate) fn throughput_slice(&self) -> (Duration, Duration) {
-        (
-            Duration::from_secs_f64(self.throughput_warmup_seconds),
-            Duration::from_secs_f64(self.throughput_seconds / self.slices as f64),
-        )
+    /// The shape of one throughput turn: its ramp, then its slices.
+    pub(crate) fn throughput_turn(&self) -> Turn {
+        let slices = self.throughput_slices_per_turn.max(1);
+        Turn {
+            warm: Duration::from_secs_f64(self.throughput_warmup_seconds),
+            slice: Duration::from_secs_f64(
+                self.throughput_seconds / (self.slices.max(1) * slices) as f64,
+            ),
+            slices,
+        }
     }
 }
 
@@ -181,7 +203,7 @@ impl Plan {
 /// in slices so that servers can take turns.
 #[derive(Debug)]
 pub(crate) struct RoundTrip {
-    ws: Ws,
+    conn: Conn,
     hist: Histogram<u64>,
     /// p50 of each slice, microseconds.
     slice_p50s: Vec<f64>,
@@ -190,29 +212,37 @@ pub(crate) struct RoundTrip {
 impl RoundTrip {
     /// Connect and warm the connection up.
     pub(crate) async fn open(endpoint: Endpoint, plan: &Plan) -> Result<Self, String> {
-        let mut ws = endpoint
-            .connect(&client::room(1), None, plan.connect_timeout())
-            .await?;
+        let mut conn =
+            Conn::connect(&endpoint, &client::room(1), None, plan.connect_timeout()).await?;
         for _ in 0..plan.warmup_calls {
-            client::call(&mut ws, SAY_HELLO, plan.round_trip_timeout()).await?;
+            tokio::time::timeout(plan.round_trip_timeout(), conn.call(&SAY_HELLO_FRAME))
+                .await
+                .map_err(|_| "no answer in time".to_owned())??;
         }
         Ok(Self {
-            ws,
+            conn,
             hist: histogram(),
             slice_p50s: Vec::new(),
         })
     }
 
-    /// Up to `calls` calls, for at most `seconds`.
+    /// Up to `calls` calls, for at most `seconds`; a call not answered
+    /// within the call timeout after that is an error.
     pub(crate) async fn slice(&mut self, calls: usize, seconds: f64) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+        let give_up = tokio::time::sleep_until((deadline + Duration::from_secs(10)).into());
+        tokio::pin!(give_up);
         let mut slice = histogram();
         for _ in 0..calls {
             if Instant::now() > deadline {
                 break;
             }
             let start = Instant::now();
-            client::call(&mut self.ws, SAY_HELLO, Duration::from_secs(10)).await?;
+            tokio::select! {
+                biased;
+                answered = self.conn.call(&SAY_HELLO_FRAME) => answered?,
+                () = &mut give_up => return Err("no answer in time".to_owned()),
+            }
             let _ = slice.record(nanos(start.elapsed()));
         }
         if !slice.is_empty() {
@@ -244,6 +274,34 @@ fn spread_source(index: usize) -> Option<IpAddr> {
     Some(client::source_address(index))
 }
 
+/// `count` results of `open(i)`, `concurrency` at a time; the first error
+/// stops it.
+async fn open_concurrently<T, F, Fut>(
+    count: usize,
+    concurrency: usize,
+    open: F,
+) -> Result<Vec<T>, String>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let mut out = Vec::with_capacity(count);
+    let mut pending = FuturesUnordered::new();
+    let mut next = 0;
+    while out.len() < count {
+        while next < count && pending.len() < concurrency {
+            pending.push(open(next));
+            next += 1;
+        }
+        match pending.next().await {
+            Some(Ok(c)) => out.push(c),
+            Some(Err(e)) => return Err(format!("after {} connections: {e}", out.len())),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
 /// Open `count` connections (indexes from `first_index`, each from
 /// `source(index)`), the plan's `connect_concurrency` at a time, each
 /// with one call answered (so the server has it in its groups).
@@ -254,50 +312,94 @@ pub(crate) async fn open_many(
     source: Source,
     plan: &Plan,
 ) -> Result<Vec<Ws>, String> {
-    let mut out = Vec::with_capacity(count);
-    let mut pending = FuturesUnordered::new();
-    let mut next = 0;
     let timeout = plan.connect_timeout();
-    let open = move |i: usize| async move {
-        let index = first_index + i;
-        let mut ws = endpoint
-            .connect(&client::room(index), source(index), timeout)
-            .await?;
-        client::call(&mut ws, SAY_HELLO, timeout)
-            .await
-            .map_err(|e| format!("first call of connection {index}: {e}"))?;
-        Ok::<_, String>(ws)
-    };
-    while out.len() < count {
-        while next < count && pending.len() < plan.connect_concurrency {
-            pending.push(open(next));
-            next += 1;
-        }
-        match pending.next().await {
-            Some(Ok(ws)) => out.push(ws),
-            Some(Err(e)) => return Err(format!("after {} connections: {e}", out.len())),
-            None => break,
-        }
-    }
-    Ok(out)
+    open_concurrently(
+        count,
+        plan.connect_concurrency,
+        move |i: usize| async move {
+            let index = first_index + i;
+            let mut ws = endpoint
+                .connect(&client::room(index), source(index), timeout)
+                .await?;
+            client::call(&mut ws, SAY_HELLO, timeout)
+                .await
+                .map_err(|e| format!("first call of connection {index}: {e}"))?;
+            Ok::<_, String>(ws)
+        },
+    )
+    .await
 }
 
-/// What one connection did in a throughput slice: the socket back, its
-/// latencies (nanoseconds), calls answered in the measured time, calls
-/// failed. Latencies as a list, not a histogram: a histogram is tens of
-/// kilobytes, and thousands of them made at the start of a slice would
-/// hold the load generator up.
-type SliceOfOne = (Ws, Vec<u64>, u64, u64);
+/// [`open_many`] with the minimal client of the timed calls.
+async fn open_many_calling(
+    endpoint: Endpoint,
+    first_index: usize,
+    count: usize,
+    source: Source,
+    plan: &Plan,
+) -> Result<Vec<Conn>, String> {
+    let timeout = plan.connect_timeout();
+    open_concurrently(
+        count,
+        plan.connect_concurrency,
+        move |i: usize| async move {
+            let index = first_index + i;
+            let mut conn =
+                Conn::connect(&endpoint, &client::room(index), source(index), timeout).await?;
+            tokio::time::timeout(timeout, conn.call(&SAY_HELLO_FRAME))
+                .await
+                .map_err(|_| "no answer in time".to_owned())
+                .and_then(|answered| answered)
+                .map_err(|e| format!("first call of connection {index}: {e}"))?;
+            Ok::<_, String>(conn)
+        },
+    )
+    .await
+}
+
+/// The shape of a throughput turn: a ramp of `warm` (calls answered then
+/// are not counted), then `slices` slices of `slice`, back to back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Turn {
+    pub warm: Duration,
+    pub slice: Duration,
+    pub slices: usize,
+}
+
+/// What one connection did in a turn: the socket back, its answered
+/// calls (when answered, and the call's latency in nanoseconds), and
+/// whether it failed. Calls as a list, not a histogram: a histogram is
+/// tens of kilobytes, and thousands of them made at the start of a turn
+/// would hold the load generator up.
+type TurnOfOne = (Conn, Vec<(Instant, u64)>, bool);
+
+/// The moment a slice boundary was taken, with the CPU time of the server
+/// and of the load generator then.
+struct Mark {
+    at: Instant,
+    server: Option<ThreadTimes>,
+    load: ThreadTimes,
+}
+
+impl Mark {
+    fn now(server: Option<&ServerProc>) -> Self {
+        Self {
+            server: server.map(ServerProc::thread_times),
+            load: ThreadTimes::of_self(),
+            at: Instant::now(),
+        }
+    }
+}
 
 /// `connections` connections calling `say_hello` in a closed loop (each
-/// waits for its answer before the next call), measured in slices so that
-/// servers can take turns.
+/// waits for its answer before the next call), measured in turns of
+/// slices so that servers can take turns.
 #[derive(Debug)]
 pub(crate) struct Load {
     endpoint: Endpoint,
     call_timeout: Duration,
     connections: usize,
-    sockets: Vec<Ws>,
+    sockets: Vec<Conn>,
     hist: Histogram<u64>,
     calls: u64,
     errors: u64,
@@ -305,6 +407,7 @@ pub(crate) struct Load {
     cpu_seconds: f64,
     /// CPU time of this process (the load generator) while measured.
     load_cpu_seconds: f64,
+    turns: usize,
     slices: Vec<ThroughputSlice>,
 }
 
@@ -334,11 +437,12 @@ impl Load {
             seconds: 0.0,
             cpu_seconds: 0.0,
             load_cpu_seconds: 0.0,
+            turns: 0,
             slices: Vec::new(),
         }
     }
 
-    /// Open the connections (those that failed in a slice and the ones
+    /// Open the connections (those that failed in a turn and the ones
     /// closed by [`close`](Self::close)), each with one call answered.
     pub(crate) async fn reopen(&mut self, plan: &Plan) -> Result<(), String> {
         let source: Source = if self.connections > 100 {
@@ -348,7 +452,7 @@ impl Load {
         };
         let missing = self.connections.saturating_sub(self.sockets.len());
         let first = 1_000_000 + self.sockets.len();
-        let sockets = open_many(self.endpoint, first, missing, source, plan).await?;
+        let sockets = open_many_calling(self.endpoint, first, missing, source, plan).await?;
         self.sockets.extend(sockets);
         Ok(())
     }
@@ -358,112 +462,121 @@ impl Load {
         self.sockets.clear();
     }
 
-    /// Ramp up for `warm`, then count calls answered within `measured`,
-    /// and the server's CPU time meanwhile.
-    pub(crate) async fn slice(
-        &mut self,
-        server: &ServerProc,
-        warm: Duration,
-        measured: Duration,
-    ) -> Result<(), String> {
-        self.slice_with(Some(server), warm, measured).await
+    /// One turn: ramp up, then count calls answered within each slice,
+    /// and the server's and the load generator's CPU time meanwhile.
+    pub(crate) async fn turn(&mut self, server: &ServerProc, shape: Turn) -> Result<(), String> {
+        self.turn_with(Some(server), shape).await
     }
 
-    /// [`slice`](Self::slice) against a server whose process is not ours.
-    async fn slice_untimed(&mut self, warm: Duration, measured: Duration) -> Result<(), String> {
-        self.slice_with(None, warm, measured).await
-    }
-
-    async fn slice_with(
-        &mut self,
-        server: Option<&ServerProc>,
-        warm: Duration,
-        measured: Duration,
-    ) -> Result<(), String> {
-        let measure_from = Instant::now() + warm;
-        let end = measure_from + measured;
-        let timeout = self.call_timeout;
-        let tasks: Vec<JoinHandle<SliceOfOne>> = self
+    async fn turn_with(&mut self, server: Option<&ServerProc>, shape: Turn) -> Result<(), String> {
+        let measure_from = Instant::now() + shape.warm;
+        let end = measure_from + shape.slice * shape.slices as u32;
+        // A call still unanswered this long after the turn is an error;
+        // one timer per connection and turn, not one per call.
+        let give_up = end + self.call_timeout;
+        let frame: &'static [u8] = &SAY_HELLO_FRAME;
+        let tasks: Vec<JoinHandle<TurnOfOne>> = self
             .sockets
             .drain(..)
-            .map(|mut ws| {
+            .map(|mut conn| {
                 tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    let mut calls = 0;
-                    let mut errors = 0;
+                    let mut answered = Vec::new();
+                    let mut failed = false;
+                    let deadline = tokio::time::sleep_until(give_up.into());
+                    tokio::pin!(deadline);
                     // Bounded by time, and by count should the clock misbehave.
                     for _ in 0..100_000_000u64 {
                         let t0 = Instant::now();
                         if t0 >= end {
                             break;
                         }
-                        match client::call(&mut ws, SAY_HELLO, timeout).await {
-                            Ok(()) => {
+                        tokio::select! {
+                            biased;
+                            call = conn.call(frame) => {
+                                if call.is_err() {
+                                    failed = true;
+                                    break;
+                                }
+                                // Counted by when the answer came,
+                                // whenever the call was sent: with
+                                // thousands of connections a call takes a
+                                // good part of a slice.
                                 let t1 = Instant::now();
-                                // Calls answered within the measured time,
-                                // whenever sent: with thousands of
-                                // connections a call takes a good part of
-                                // a slice, and counting only calls sent and
-                                // answered within it would undercount.
-                                if t1 >= measure_from && t1 <= end {
-                                    calls += 1;
-                                    latencies.push(nanos(t1 - t0));
+                                if t1 >= measure_from {
+                                    answered.push((t1, nanos(t1 - t0)));
                                 }
                             }
-                            Err(_) => {
-                                errors += 1;
+                            () = &mut deadline => {
+                                failed = true;
                                 break;
                             }
                         }
                     }
-                    (ws, latencies, calls, errors)
+                    (conn, answered, failed)
                 })
             })
             .collect();
         tokio::time::sleep_until(measure_from.into()).await;
-        let cpu_start = server.and_then(ServerProc::cpu_ticks);
-        let load_start = procs::cpu_ticks(std::process::id());
-        tokio::time::sleep_until(end.into()).await;
-        let cpu_end = server.and_then(ServerProc::cpu_ticks);
-        let load_end = procs::cpu_ticks(std::process::id());
-        let mut slice_hist = histogram();
-        let mut slice_calls = 0;
+        let mut marks = vec![Mark::now(server)];
+        for k in 1..=shape.slices {
+            tokio::time::sleep_until((measure_from + shape.slice * k as u32).into()).await;
+            marks.push(Mark::now(server));
+        }
+        let mut hists: Vec<Histogram<u64>> = (0..shape.slices).map(|_| histogram()).collect();
+        let mut counts = vec![0u64; shape.slices];
         for task in tasks {
-            let (ws, latencies, calls, errors) = task.await.map_err(|e| e.to_string())?;
-            for latency in latencies {
-                let _ = slice_hist.record(latency);
+            let (conn, answered, failed) = task.await.map_err(|e| e.to_string())?;
+            for (t1, latency) in answered {
+                // The slice whose marks bracket the answer.
+                let Some(k) = marks.windows(2).position(|w| t1 >= w[0].at && t1 < w[1].at) else {
+                    continue;
+                };
+                counts[k] += 1;
+                let _ = hists[k].record(latency);
             }
-            slice_calls += calls;
-            self.errors += errors;
-            if errors == 0 {
-                self.sockets.push(ws);
+            if failed {
+                self.errors += 1;
+            } else {
+                self.sockets.push(conn);
             }
         }
-        self.hist.add(&slice_hist).map_err(|e| e.to_string())?;
-        self.calls += slice_calls;
-        let seconds = measured.as_secs_f64();
-        self.seconds += seconds;
-        let ticks = |a: Option<u64>, b: Option<u64>| {
-            a.zip(b)
-                .map(|(a, b)| b.saturating_sub(a) as f64 / procs::ticks_per_second())
-        };
-        let server_cpu = ticks(cpu_start, cpu_end);
-        let load_cpu = ticks(load_start, load_end);
-        self.cpu_seconds += server_cpu.unwrap_or(0.0);
-        self.load_cpu_seconds += load_cpu.unwrap_or(0.0);
-        self.slices.push(ThroughputSlice {
-            calls_per_second: slice_calls as f64 / seconds.max(f64::EPSILON),
-            p50_us: slice_hist.value_at_quantile(0.5) as f64 / 1000.0,
-            server_cpu_us_per_call: server_cpu
-                .filter(|_| slice_calls > 0)
-                .map_or(0.0, |c| c * 1e6 / slice_calls as f64),
-            load_generator_cpu_percent: load_cpu.map_or(0.0, |c| 100.0 * c / seconds),
-        });
+        self.turns += 1;
+        for (k, w) in marks.windows(2).enumerate() {
+            let seconds = (w[1].at - w[0].at).as_secs_f64().max(f64::EPSILON);
+            let server_cpu = match (&w[0].server, &w[1].server) {
+                (Some(a), Some(b)) => b.since(a).map(|ns| ns as f64 / 1e9),
+                _ => None,
+            };
+            let load_cpu = w[1].load.since(&w[0].load).map(|ns| ns as f64 / 1e9);
+            let calls = counts[k];
+            self.hist.add(&hists[k]).map_err(|e| e.to_string())?;
+            self.calls += calls;
+            self.seconds += seconds;
+            self.cpu_seconds += server_cpu.unwrap_or(0.0);
+            self.load_cpu_seconds += load_cpu.unwrap_or(0.0);
+            self.slices.push(ThroughputSlice {
+                turn: self.turns,
+                seconds,
+                calls,
+                calls_per_second: calls as f64 / seconds,
+                p50_us: hists[k].value_at_quantile(0.5) as f64 / 1000.0,
+                server_cpu_us_per_call: server_cpu
+                    .filter(|_| calls > 0)
+                    .map_or(0.0, |c| c * 1e6 / calls as f64),
+                load_generator_cpu_percent: load_cpu.map_or(0.0, |c| 100.0 * c / seconds),
+                load_generator_cpu_us_per_call: load_cpu
+                    .filter(|_| calls > 0)
+                    .map(|c| c * 1e6 / calls as f64),
+            });
+        }
         Ok(())
     }
 
     pub(crate) fn result(&self) -> Throughput {
         let seconds = self.seconds.max(f64::EPSILON);
+        let of = |pick: fn(&ThroughputSlice) -> Option<f64>| {
+            Spread::of(&self.slices.iter().filter_map(pick).collect::<Vec<_>>())
+        };
         Throughput {
             connections: self.connections,
             seconds: self.seconds,
@@ -472,13 +585,13 @@ impl Load {
             latency: Latency::from_nanos(&self.hist),
             server_cpu_percent: 100.0 * self.cpu_seconds / seconds,
             load_generator_cpu_percent: 100.0 * self.load_cpu_seconds / seconds,
-            calls_per_second_spread: Spread::of(
-                &self
-                    .slices
-                    .iter()
-                    .map(|s| s.calls_per_second)
-                    .collect::<Vec<_>>(),
-            ),
+            calls_per_second_spread: of(|s| Some(s.calls_per_second)),
+            // Slices without an answered call have no CPU per call.
+            server_cpu_us_per_call_spread: of(|s| {
+                (s.calls > 0 && s.server_cpu_us_per_call > 0.0).then_some(s.server_cpu_us_per_call)
+            }),
+            load_generator_cpu_percent_spread: of(|s| Some(s.load_generator_cpu_percent)),
+            turns: self.turns,
             slices: self.slices.clone(),
             server_cpu_us_per_call: if self.calls > 0 {
                 self.cpu_seconds * 1e6 / self.calls as f64
@@ -704,6 +817,10 @@ pub(crate) struct FanOutRun {
     /// and the rounds' wall time, nanoseconds.
     load_cpu_ns: u64,
     rounds_ns: u64,
+    /// Each complete round's time until the last subscriber, in order.
+    round_ns: Vec<u64>,
+    /// Blocks the rounds are cut into for their spread.
+    blocks: usize,
 }
 
 impl FanOutRun {
@@ -717,7 +834,30 @@ impl FanOutRun {
             duplicates_before: tracker.duplicates(),
             load_cpu_ns: 0,
             rounds_ns: 0,
+            round_ns: Vec::new(),
+            blocks: 1,
         }
+    }
+
+    /// Cut the rounds into `blocks` blocks, in order, for their spread.
+    pub(crate) fn with_blocks(mut self, blocks: usize) -> Self {
+        self.blocks = blocks.max(1);
+        self
+    }
+
+    /// A run of the plan's fan-out: its blocks.
+    pub(crate) fn planned(tracker: &Arc<Tracker>, expected: usize, plan: &Plan) -> Self {
+        Self::new(tracker, expected).with_blocks(plan.fan_out_blocks)
+    }
+
+    /// Whether this server's rounds are over: the plan's rounds done, its
+    /// time for them used, or a round timed out (a server that could not
+    /// deliver one round within the round timeout would spend the rest of
+    /// the time on the next).
+    pub(crate) fn done(&self, plan: &Plan) -> bool {
+        self.hist.len() + self.timed_out >= plan.fan_out_rounds as u64
+            || self.rounds_ns as f64 >= plan.fan_out_seconds * 1e9
+            || self.timed_out > 0
     }
 
     /// One round: `publisher` calls `notify_all`; the time until the last
@@ -760,7 +900,9 @@ impl FanOutRun {
         match complete {
             Ok(()) => {
                 let last = round.last_ns.load(Ordering::Relaxed);
-                let _ = self.hist.record(last.saturating_sub(start).max(1));
+                let took = last.saturating_sub(start).max(1);
+                let _ = self.hist.record(took);
+                self.round_ns.push(took);
             }
             Err(_) => self.timed_out += 1,
         }
@@ -777,10 +919,14 @@ impl FanOutRun {
             .iter()
             .map(|r| r.expected.saturating_sub(r.arrived.load(Ordering::Acquire)) as u64)
             .sum();
+        let blocks = blocks_of(&self.round_ns, self.blocks);
         FanOut {
             subscribers: self.expected,
             rounds: self.hist.len(),
             last_delivery: Latency::from_nanos(&self.hist),
+            last_delivery_p90_us: (!self.hist.is_empty())
+                .then(|| self.hist.value_at_quantile(0.90) as f64 / 1000.0),
+            blocks,
             missing,
             duplicates: self.tracker.duplicates() - self.duplicates_before,
             timed_out_rounds: self.timed_out,
@@ -790,18 +936,35 @@ impl FanOutRun {
     }
 }
 
-/// [`FanOutRun`] for the plan's rounds, stopping early past the plan's
-/// fan-out time.
+/// `rounds` (nanoseconds, in the order they ran) cut into `blocks`
+/// consecutive blocks of (nearly) equal size, none empty: the latency of
+/// each.
+pub(crate) fn blocks_of(rounds: &[u64], blocks: usize) -> Vec<Latency> {
+    let blocks = blocks.min(rounds.len()).max(1);
+    (0..blocks)
+        .filter_map(|b| {
+            let part = &rounds[b * rounds.len() / blocks..(b + 1) * rounds.len() / blocks];
+            let mut h = histogram();
+            for ns in part {
+                let _ = h.record(*ns);
+            }
+            (!h.is_empty()).then(|| Latency::from_nanos(&h))
+        })
+        .collect()
+}
+
+/// [`FanOutRun`] for the plan's rounds, stopping early once a server has
+/// used the plan's fan-out time (or a round timed out).
 pub(crate) async fn fan_out(
     publisher: &mut Publisher,
     tracker: &Arc<Tracker>,
     expected: usize,
     plan: &Plan,
 ) -> Result<FanOut, String> {
-    let mut run = FanOutRun::new(tracker, expected);
-    let phase_end = Instant::now() + Duration::from_secs_f64(plan.fan_out_seconds);
+    let mut run = FanOutRun::planned(tracker, expected, plan);
+    // Bounded by the plan's rounds (and time).
     for _ in 0..plan.fan_out_rounds {
-        if Instant::now() > phase_end {
+        if run.done(plan) {
             break;
         }
         run.round(publisher, plan.round_timeout()).await?;
@@ -896,7 +1059,12 @@ pub(crate) async fn drive(
             while Instant::now() < until && rounds < 1_000 {
                 rounds += 1;
                 let chunk = measured.min(Duration::from_secs(1));
-                load.slice_untimed(warm, chunk).await?;
+                let shape = Turn {
+                    warm,
+                    slice: chunk,
+                    slices: 1,
+                };
+                load.turn_with(None, shape).await?;
                 let calls = load.calls;
                 eprintln!(
                     "{} calls/s",
@@ -936,5 +1104,33 @@ pub(crate) async fn drive(
             ))
         }
         other => Err(format!("unknown load {other}: calls, idle or broadcast")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_are_cut_into_blocks_in_order() {
+        // 1 ms to 1,000 ms, in order: five blocks of 200 rounds.
+        let rounds: Vec<u64> = (1..=1_000).map(|ms| ms * 1_000_000).collect();
+        let blocks = blocks_of(&rounds, 5);
+        assert_eq!(blocks.len(), 5);
+        assert!(blocks.iter().all(|b| b.samples == 200));
+        // The first block's p99 is its 198th round, not its last.
+        assert!(
+            (blocks[0].p99_us / 1000.0 - 198.0).abs() < 1.0,
+            "{:?}",
+            blocks[0]
+        );
+        assert!((blocks[4].max_us / 1000.0 - 1_000.0).abs() < 1.0);
+        // Fewer rounds than blocks: one block per round; none: one empty
+        // block left out.
+        assert_eq!(blocks_of(&rounds[..3], 5).len(), 3);
+        assert!(blocks_of(&[], 5).is_empty());
+        // Uneven: every round in exactly one block.
+        let uneven = blocks_of(&rounds[..11], 5);
+        assert_eq!(uneven.iter().map(|b| b.samples).sum::<u64>(), 11);
     }
 }
