@@ -391,6 +391,30 @@ impl Mark {
     }
 }
 
+/// Add the boundary `mark` (taken at `at(&mark)`) after `marks`, the
+/// boundaries of slices of `slice` so far. A boundary reached late (the
+/// load generator waited for a core) is followed at once by the next: no
+/// slice shorter than half its length is made; the one before grows
+/// instead, up to the `last` boundary, which is always kept.
+fn push_boundary<M>(
+    marks: &mut Vec<M>,
+    mark: M,
+    at: impl Fn(&M) -> Instant,
+    slice: Duration,
+    last: bool,
+) {
+    let previous = marks.last().map_or(at(&mark), &at);
+    if at(&mark).duration_since(previous) < slice / 2 {
+        if !last {
+            return;
+        }
+        if marks.len() > 1 {
+            marks.pop();
+        }
+    }
+    marks.push(mark);
+}
+
 /// `connections` connections calling `say_hello` in a closed loop (each
 /// waits for its answer before the next call), measured in turns of
 /// slices so that servers can take turns.
@@ -520,7 +544,8 @@ impl Load {
         let mut marks = vec![Mark::now(server)];
         for k in 1..=shape.slices {
             tokio::time::sleep_until((measure_from + shape.slice * k as u32).into()).await;
-            marks.push(Mark::now(server));
+            let last = k == shape.slices;
+            push_boundary(&mut marks, Mark::now(server), |m| m.at, shape.slice, last);
         }
         let mut hists: Vec<Histogram<u64>> = (0..shape.slices).map(|_| histogram()).collect();
         let mut counts = vec![0u64; shape.slices];
@@ -1110,6 +1135,31 @@ pub(crate) async fn drive(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn late_boundaries_make_no_short_slices() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let slice = Duration::from_millis(250);
+        let place = |taken: &[u64]| {
+            let mut marks = vec![ms(0)];
+            for (i, t) in taken.iter().enumerate() {
+                push_boundary(&mut marks, ms(*t), |m| *m, slice, i + 1 == taken.len());
+            }
+            marks
+                .windows(2)
+                .map(|w| (w[1] - w[0]).as_millis() as u64)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(place(&[250, 500, 750, 1000]), [250, 250, 250, 250]);
+        // The second boundary came 400 ms late: the third follows at once
+        // and is skipped; the last, 100 ms after, closes the slice before.
+        assert_eq!(place(&[250, 900, 901, 1000]), [250, 750]);
+        assert_eq!(place(&[250, 650, 651, 1000]), [250, 400, 350]);
+        // A late last boundary closes the slice before it.
+        assert_eq!(place(&[250, 500, 990, 1000]), [250, 250, 500]);
+        assert_eq!(place(&[1000]), [1000]);
+    }
 
     #[test]
     fn rounds_are_cut_into_blocks_in_order() {
