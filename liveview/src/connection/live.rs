@@ -22,10 +22,13 @@ use crate::call::dispatch;
 use crate::call::protocol::close;
 use crate::consumer::Connection;
 use crate::limits::Bucket;
+use crate::metrics::Outcome;
 
 /// A call under way: at most one per connection, boxed so that an idle
-/// connection does not carry its state.
-pub(super) type Call<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+/// connection does not carry its state. The box holds the dispatch's own
+/// future and nothing around it (the frame's text is parsed before and not
+/// kept), so that it stays small enough for the allocator's fast path.
+pub(super) type Call<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 
 /// The state of an open connection between polls.
 pub(super) struct Live<'a> {
@@ -111,7 +114,10 @@ impl<'a> Live<'a> {
             if closer.code().is_some() {
                 return Poll::Ready(self.stop(None));
             }
-            let read = match self.read(cx, socket, closer) {
+            // A call finished in this turn: its box is freed once its
+            // frames are on their way, not before.
+            let mut finished = None;
+            let read = match self.read(cx, socket, closer, &mut finished) {
                 Ok(read) => read,
                 Err(ended) => return Poll::Ready(self.stop(Some(ended))),
             };
@@ -124,6 +130,7 @@ impl<'a> Live<'a> {
                     return Poll::Ready(self.stop_failed());
                 }
             };
+            drop(finished);
             if read || written {
                 continue;
             }
@@ -178,19 +185,22 @@ impl<'a> Live<'a> {
     }
 
     /// One step of the reader: the call under way, or else the next
-    /// message. `Ok(true)` when it got anywhere; `Err` when the reader
-    /// ended (the close code is set).
+    /// message (and the first poll of the call it starts). `Ok(true)` when
+    /// it got anywhere and may get further; `Err` when the reader ended
+    /// (the close code is set). A call that finished is handed to
+    /// `finished`.
     fn read<S: upgrade::Stream>(
         &mut self,
         cx: &mut Context<'_>,
         socket: &mut WebSocketStream<S>,
         closer: &Arc<OutboxState>,
+        finished: &mut Option<Call<'a>>,
     ) -> Result<bool, Ended> {
         if let Some(call) = &mut self.call {
             // The frames the call queues go out in this same poll.
             return match closer.driving(|| call.as_mut().poll(cx)) {
-                Poll::Ready(()) => {
-                    self.call = None;
+                Poll::Ready(_) => {
+                    *finished = self.call.take();
                     Ok(true)
                 }
                 Poll::Pending => Ok(false),
@@ -218,13 +228,27 @@ impl<'a> Live<'a> {
                 if allowed(shared, &mut self.bucket, self.ip) {
                     self.strikes = 0;
                     let conn = self.conn;
-                    self.call = Some(Box::pin(async move {
-                        dispatch::handle_text(shared, conn, text.as_str()).await;
-                    }));
+                    // Parsed now, and polled at once: most calls are done
+                    // in their first poll, and their frames go out in this
+                    // same poll of the task, without another turn of the
+                    // loop. Whatever is queued meanwhile (a refusal, the
+                    // handler's frames) needs no wake-up.
+                    let mut call: Call<'a> =
+                        closer.driving(|| Box::pin(dispatch::handle_text(shared, conn, &text)));
+                    drop(text);
+                    match closer.driving(|| call.as_mut().poll(cx)) {
+                        Poll::Ready(_) => *finished = Some(call),
+                        // Nothing more to read meanwhile: the call wakes
+                        // the task when it can go on.
+                        Poll::Pending => {
+                            self.call = Some(call);
+                            return Ok(false);
+                        }
+                    }
                 } else {
                     self.strikes += 1;
                     shared.metrics.rate_limited.add(1);
-                    dispatch::refuse_rate_limited(self.conn, text.as_str());
+                    closer.driving(|| dispatch::refuse_rate_limited(self.conn, text.as_str()));
                     if self.strikes >= shared.config.limits.strikes {
                         tracing::warn!(target: "liveview", connection = self.conn.id, "closing a connection that kept exceeding its rate limit");
                         closer.close(close::POLICY);
