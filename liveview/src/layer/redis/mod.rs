@@ -162,6 +162,9 @@ struct Inner {
     pending_publishes: Arc<Semaphore>,
     started: AtomicBool,
     connected: AtomicBool,
+    /// The subscriber's first attempt to connect is over, whatever came of
+    /// it: from then on a disconnected layer is away, not on its way.
+    first_attempt_over: AtomicBool,
     shutdown: CancellationToken,
     publish_warnings: WarnLimiter,
     drop_warnings: WarnLimiter,
@@ -213,6 +216,7 @@ impl RedisLayer {
             pending_publishes: Arc::new(Semaphore::new(settings.pending_publishes)),
             started: AtomicBool::new(false),
             connected: AtomicBool::new(false),
+            first_attempt_over: AtomicBool::new(false),
             shutdown: shutdown.clone(),
             publish_warnings: WarnLimiter::default(),
             drop_warnings: WarnLimiter::default(),
@@ -446,7 +450,10 @@ impl ChannelLayer for RedisLayer {
     fn subscribed<'a>(&'a self, group: &'a str) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             // While Redis is away, nothing is subscribed: no use waiting.
-            self.is_connected()
+            // Before the first connection is made, the group is subscribed
+            // with the others as it is: worth the wait.
+            let on_its_way = !self.inner.first_attempt_over.load(Ordering::Acquire);
+            (self.is_connected() || on_its_way)
                 && self
                     .inner
                     .subscriptions

@@ -44,6 +44,7 @@ pub(super) async fn run_subscriber(
             Ok(client) => Some(client),
             Err(err) => {
                 tracing::error!(error = %err, "redis layer: cannot use Sentinel; the layer stays idle");
+                inner.first_attempt_over.store(true, Ordering::Release);
                 return;
             }
         },
@@ -85,6 +86,7 @@ pub(super) async fn run_subscriber(
                 }
             }
         }
+        inner.first_attempt_over.store(true, Ordering::Release);
         tokio::select! {
             () = inner.shutdown.cancelled() => break,
             () = tokio::time::sleep(backoff.next_delay()) => {}
