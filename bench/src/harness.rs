@@ -26,8 +26,8 @@ use crate::server::Layer;
 /// round trip with every core kept awake by idle-priority spinners;
 /// connections spread over 254 source addresses; 5: the timed calls
 /// through a minimal client (a frame masked once, the answer parsed in
-/// place) instead of tokio-tungstenite, so that the load generator has
-/// headroom; throughput in turns of several short slices, server CPU per
+/// place, no timer per call) instead of tokio-tungstenite, the same for
+/// every server; the load generator's CPU per call; throughput in turns of several short slices, server CPU per
 /// call the median of the slices, CPU time read to the nanosecond from
 /// `schedstat`; fan-out over up to 1,000 rounds per server or 15 s, with
 /// p90 and the p99 of blocks of rounds).

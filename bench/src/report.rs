@@ -271,6 +271,17 @@ impl Throughput {
             .map_or(self.load_generator_cpu_percent, |s| s.median)
     }
 
+    /// The load generator's CPU per answered call, microseconds: the
+    /// median of the slices (harness version 5 on).
+    pub(crate) fn load_generator_cpu_per_call(&self) -> Option<f64> {
+        let per_call: Vec<f64> = self
+            .slices
+            .iter()
+            .filter_map(|s| s.load_generator_cpu_us_per_call)
+            .collect();
+        spread(Some(&Spread::of(&per_call))).map(|s| s.median)
+    }
+
     /// Calls one core of server CPU answers (from the median CPU per
     /// call): what the server could do if the load generator were not the
     /// limit.
@@ -940,8 +951,8 @@ impl Run {
                 let _ = write!(out, " {} |", v.map_or("n/a".to_owned(), |v| unit.show(v)));
             }
             let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-                // A share of the load generator's core is no server figure.
-                _ if matches!(unit, Unit::Percent) => String::new(),
+                // The load generator's figures are no server's.
+                _ if matches!(unit, Unit::Percent | Unit::LoadMicros) => String::new(),
                 (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
                 _ => "n/a".to_owned(),
             };
@@ -1058,6 +1069,14 @@ impl Run {
                         .filter(|v| *v > 0.0)
                 },
                 Unit::FineMicros,
+            );
+            row(
+                format!("  load generator CPU per call, {n} connections (median of slices)"),
+                &move |s| {
+                    s.throughput_at(c)
+                        .and_then(Throughput::load_generator_cpu_per_call)
+                },
+                Unit::LoadMicros,
             );
             row(
                 format!("  calls per second of server CPU, {n} connections (from the median)"),
@@ -1377,6 +1396,8 @@ enum Unit {
     Micros,
     /// Microseconds with a decimal below 100 µs.
     FineMicros,
+    /// The same, of the load generator: no ratio between servers.
+    LoadMicros,
     Millis,
     PerSecond,
     Bytes,
@@ -1390,7 +1411,7 @@ impl Unit {
         match self {
             Unit::Micros if value >= 1_000.0 => format!("{:.2} ms", value / 1000.0),
             Unit::Micros => format!("{value:.0} µs"),
-            Unit::FineMicros => fine_micros(value),
+            Unit::FineMicros | Unit::LoadMicros => fine_micros(value),
             Unit::Millis => format!("{:.2} ms", value / 1000.0),
             Unit::PerSecond => format!("{}/s", thousands(value.round() as u64)),
             Unit::Bytes if value >= 1024.0 * 1024.0 => {
