@@ -131,12 +131,12 @@ fn expand(name: &LitStr, function: &ItemFn) -> syn::Result<proc_macro2::TokenStr
     let output = quote_spanned!(output_span=> __liveview_output);
     let (adapter, kind) = if sig.asyncness.is_some() {
         let adapter = quote! {
-            fn __liveview_adapter<'a>(
-                consumer: &'a ::liveview::Consumer,
+            fn __liveview_adapter(
+                consumer: ::liveview::Consumer,
                 content: ::liveview::Content,
-            ) -> ::liveview::__private::HandlerFuture<'a> {
+            ) -> ::liveview::__private::HandlerFuture {
                 ::std::boxed::Box::pin(async move {
-                    let #output = #ident(consumer, content).await;
+                    let #output = #ident(&consumer, content).await;
                     #into_result(#output)
                 })
             }

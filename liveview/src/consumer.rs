@@ -44,7 +44,9 @@ pub struct Consumer {
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub(crate) id: u64,
-    pub(crate) room: Box<str>,
+    pub(crate) room: Arc<str>,
+    /// The language of the last call, shared by the next ones in it.
+    pub(crate) lang: crate::call::content::LastLang,
     pub(crate) scope: Scope,
     pub(crate) outbox: Outbox,
     pub(crate) broadcaster: Broadcaster,
@@ -98,6 +100,7 @@ impl Connection {
         Arc::new(Self {
             id,
             room: room.into(),
+            lang: Default::default(),
             scope,
             outbox,
             broadcaster,

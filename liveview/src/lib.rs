@@ -189,7 +189,7 @@ pub mod __fuzz {
     /// )
     /// .unwrap();
     /// assert_eq!(content.data.str("comment_id"), Some("3"));
-    /// assert_eq!(content.room, "lobby");
+    /// assert_eq!(content.room(), "lobby");
     /// assert_eq!(reference, Some(5));
     /// assert!(liveview::__fuzz::decode("[1]", "lobby").is_none());
     /// ```

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Index;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -22,25 +22,29 @@ mod lenient;
 ///
 /// let content = liveview::Content::new("greet")
 ///     .with_form(json!({"name": "Ada", "age": "36", "subscribe": true}))
-///     .with_data(json!({"userId": "7"}));
+///     .with_data(json!({"userId": "7"}))
+///     .with_lang("en");
+/// assert_eq!(content.function(), "greet");
 /// assert_eq!(content.form.str("name"), Some("Ada"));
 /// assert_eq!(content.form.i64("age"), Some(36));
 /// assert_eq!(content.form.bool("subscribe"), Some(true));
 /// assert_eq!(content.data.str("user_id"), Some("7"));
+/// assert_eq!(content.lang(), "en");
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Content {
-    /// The handler name that was called.
-    pub function: String,
+    /// The registered name when a client calls a handler: no copy of the
+    /// name per call.
+    function: Cow<'static, str>,
     /// The values of the triggering element's form, by input name.
     pub form: Fields,
     /// The triggering element's `data-data-*` attributes.
     pub data: Fields,
-    /// The page language (`<html lang>`), or `""`.
-    pub lang: String,
-    /// The room of the page.
-    pub room: String,
+    /// Shared with the connection's previous call when it is the same.
+    lang: Arc<str>,
+    /// Shared with the connection.
+    room: Arc<str>,
 }
 
 impl Content {
@@ -48,9 +52,46 @@ impl Content {
     /// tests of handlers.
     pub fn new(function: impl Into<String>) -> Self {
         Self {
-            function: function.into(),
+            function: Cow::Owned(function.into()),
             ..Self::default()
         }
+    }
+
+    /// The content of a client's call of the handler `function`.
+    pub(crate) fn of_call(
+        function: Cow<'static, str>,
+        form: Fields,
+        data: Fields,
+        lang: Arc<str>,
+        room: Arc<str>,
+    ) -> Self {
+        Self {
+            function,
+            form,
+            data,
+            lang,
+            room,
+        }
+    }
+
+    /// The handler name that was called.
+    pub fn function(&self) -> &str {
+        &self.function
+    }
+
+    /// The page language (`<html lang>`), or `""`.
+    pub fn lang(&self) -> &str {
+        &self.lang
+    }
+
+    /// The room of the page.
+    ///
+    /// ```
+    /// let content = liveview::Content::new("f").with_room("lobby");
+    /// assert_eq!(content.room(), "lobby");
+    /// ```
+    pub fn room(&self) -> &str {
+        &self.room
     }
 
     /// Replace the form values; `value` should be a JSON object, whose keys
@@ -68,15 +109,35 @@ impl Content {
     }
 
     /// Set the room.
-    pub fn with_room(mut self, room: impl Into<String>) -> Self {
+    pub fn with_room(mut self, room: impl Into<Arc<str>>) -> Self {
         self.room = room.into();
         self
     }
 
     /// Set the language.
-    pub fn with_lang(mut self, lang: impl Into<String>) -> Self {
+    pub fn with_lang(mut self, lang: impl Into<Arc<str>>) -> Self {
         self.lang = lang.into();
         self
+    }
+}
+
+/// The language of a connection's last call: the next call in the same
+/// language (nearly every call of a page) shares it instead of a copy.
+#[derive(Debug, Default)]
+pub(crate) struct LastLang(std::sync::Mutex<Option<Arc<str>>>);
+
+impl LastLang {
+    /// `lang`, shared with the last call's when it is the same.
+    pub(crate) fn share(&self, lang: &str) -> Arc<str> {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some(same) if **same == *lang => same.clone(),
+            _ => {
+                let lang: Arc<str> = Arc::from(lang);
+                *last = Some(lang.clone());
+                lang
+            }
+        }
     }
 }
 
@@ -108,8 +169,8 @@ pub struct Fields {
     /// value of a typical call no allocation but its own.
     entries: Few<(String, Value)>,
     /// The values as a JSON map, built the first time [`Fields::as_map`]
-    /// asks for it.
-    map: OnceLock<Map<String, Value>>,
+    /// asks for it; boxed, so that the fields of a call stay small to move.
+    map: OnceLock<Box<Map<String, Value>>>,
     part: &'static str,
 }
 
@@ -254,13 +315,13 @@ impl Fields {
     /// The values as a JSON map.
     pub fn as_map(&self) -> &Map<String, Value> {
         self.map
-            .get_or_init(|| self.entries.as_slice().iter().cloned().collect())
+            .get_or_init(|| Box::new(self.entries.as_slice().iter().cloned().collect()))
     }
 
     /// The values as a JSON map, by value.
     pub fn into_map(mut self) -> Map<String, Value> {
         match self.map.take() {
-            Some(map) => map,
+            Some(map) => *map,
             None => self.entries.into_vec().into_iter().collect(),
         }
     }

@@ -13,7 +13,7 @@ use futures_util::future::Either;
 use tracing::Instrument;
 
 use crate::app::Shared;
-use crate::call::handler::{Handler, HandlerEntry};
+use crate::call::handler::{Handler, HandlerEntry, HandlerFuture};
 use crate::call::log::{Escaped, Warn, escaped};
 use crate::call::protocol::{self, errors};
 use crate::consumer::{CallRef, Connection, Consumer};
@@ -23,19 +23,37 @@ use crate::metrics::Outcome;
 /// Handle one text frame of `conn`. Never fails: every problem becomes one
 /// of the protocol's error frames and a log line.
 ///
-/// The frame is read at once; a call's future owns its content, held once
-/// (the connection boxes the future, which stays small).
+/// The frame is read at once, and the handler started: the returned future
+/// holds the handler's future, not the call's content (the connection boxes
+/// it, and it stays small). A frame that is no call of a handler is
+/// answered here, and the future is ready.
 pub(crate) fn handle_text<'a>(
     shared: &'a Shared,
     conn: &'a Arc<Connection>,
     text: &str,
 ) -> impl Future<Output = Outcome> + use<'a> {
-    match protocol::parse(text, &conn.room) {
-        Ok(call) => Either::Left(dispatch(shared, conn, call)),
-        Err(invalid) => Either::Right(std::future::ready(refuse_invalid(
-            shared, conn, text, invalid,
-        ))),
-    }
+    let frame = match protocol::parse_frame(text) {
+        Ok(frame) => frame,
+        Err(invalid) => {
+            return Either::Right(std::future::ready(refuse_invalid(
+                shared, conn, text, invalid,
+            )));
+        }
+    };
+    let reference = frame.reference;
+    let Some(entry) = shared.registry.get(&frame.function) else {
+        return Either::Right(std::future::ready(refuse_unknown(
+            shared,
+            conn,
+            &frame.function,
+            reference,
+        )));
+    };
+    // The registered name, the connection's room and, nearly always, the
+    // language of its last call: no copy of any of them per call.
+    let lang = conn.lang.share(frame.lang.as_deref().unwrap_or(""));
+    let content = frame.into_content(entry.name.into(), lang, conn.room.clone());
+    Either::Left(dispatch(shared, conn, entry, content, reference))
 }
 
 /// Answer a frame that is not a call (or a probe).
@@ -74,67 +92,100 @@ fn refuse_invalid(
     Outcome::Invalid
 }
 
-/// Run one call: middleware, handler, errors, `done`.
-async fn dispatch(shared: &Shared, conn: &Arc<Connection>, call: protocol::Call) -> Outcome {
-    let reference = call.reference;
-    let entry = shared.registry.get(&call.content.function);
-    // The registered name: the call's own is moved into its handler, and
-    // a copy of it would cost an allocation per call.
-    let function: std::borrow::Cow<'static, str> = match entry {
-        Some(entry) => entry.name.into(),
-        None => call.content.function.clone().into(),
-    };
-
+/// Answer a call of a function no handler has.
+fn refuse_unknown(
+    shared: &Shared,
+    conn: &Connection,
+    function: &str,
+    reference: Option<u64>,
+) -> Outcome {
+    let outcome = Outcome::Unknown;
     let span = tracing::info_span!(
         target: "liveview",
         "call",
         function = %function,
         outcome = tracing::field::Empty,
     );
+    {
+        let _entered = span.enter();
+        if warn(conn) {
+            tracing::warn!(target: "liveview", connection = conn.id, function = %escaped(function), "unknown function");
+        }
+    }
+    span.record("outcome", outcome.as_str());
+    // Counted before the answer goes out: a client that reads the answer
+    // then the metrics sees its call counted.
+    shared.metrics.call(function, outcome, Duration::ZERO);
+    answer(conn, outcome, reference);
+    log_call(conn, function, outcome, Duration::ZERO);
+    outcome
+}
+
+/// What a handler's call is waiting for: the handler itself, or the
+/// middleware before it (boxed, with the content they read).
+enum Work<'a> {
+    Started(Started),
+    Boxed(Pin<Box<dyn Future<Output = (Outcome, Duration)> + Send + 'a>>),
+}
+
+/// Run one call of `entry`: middleware, handler, errors, `done`. The
+/// handler starts now, unless middleware must allow it first.
+fn dispatch<'a>(
+    shared: &'a Shared,
+    conn: &'a Arc<Connection>,
+    entry: &'static HandlerEntry,
+    content: crate::Content,
+    reference: Option<u64>,
+) -> impl Future<Output = Outcome> + 'a {
+    let span = tracing::info_span!(
+        target: "liveview",
+        "call",
+        function = %entry.name,
+        outcome = tracing::field::Empty,
+    );
     let call_ref = reference.map(|reference| CallRef::start(conn, reference));
-    let (outcome, elapsed) = match entry {
-        None => {
-            let _entered = span.enter();
-            if warn(conn) {
-                tracing::warn!(target: "liveview", connection = conn.id, function = %escaped(&function), "unknown function");
-            }
-            (Outcome::Unknown, Duration::ZERO)
-        }
-        Some(entry) => {
-            let consumer = Consumer::new(conn.clone(), call_ref);
-            if span.is_disabled() {
-                // Written out rather than shared with the traced path: the
-                // content stays in this call's state, not copied into a
-                // future of its own.
-                let mut allowed = true;
-                for middleware in &shared.middleware {
-                    if !middleware
-                        .allows(&consumer, &call.content, entry.name)
-                        .await
-                    {
-                        allowed = false;
-                        break;
-                    }
-                }
-                if allowed {
-                    run(shared, conn, entry, &consumer, call.content).await
-                } else {
-                    (Outcome::Refused, Duration::ZERO)
-                }
-            } else {
-                // Entered and left at every poll (boxed).
-                Box::pin(
-                    middleware_then_run(shared, conn, entry, &consumer, call.content)
-                        .instrument(span.clone()),
-                )
-                .await
-            }
-        }
+    let consumer = Consumer::new(conn.clone(), call_ref);
+    let work = if span.is_disabled() && shared.middleware.is_empty() {
+        Work::Started(start(entry, consumer, content))
+    } else {
+        // Entered and left at every poll.
+        Work::Boxed(Box::pin(
+            middleware_then_run(shared, conn, entry, consumer, content).instrument(span.clone()),
+        ))
+    };
+    complete(shared, conn, entry, reference, call_ref, span, work)
+}
+
+/// The rest of [`dispatch`]: wait for the handler, count the call, answer
+/// its errors and `done`.
+async fn complete(
+    shared: &Shared,
+    conn: &Connection,
+    entry: &'static HandlerEntry,
+    reference: Option<u64>,
+    call_ref: Option<CallRef>,
+    span: tracing::Span,
+    work: Work<'_>,
+) -> Outcome {
+    let (outcome, elapsed) = match work {
+        Work::Started(started) => finish(shared, conn, entry, started).await,
+        Work::Boxed(work) => work.await,
     };
     span.record("outcome", outcome.as_str());
     // Counted before the answer ends: a client that reads its error or
     // `done` then the metrics sees its call counted.
-    shared.metrics.call(&function, outcome, elapsed);
+    shared.metrics.call(entry.name, outcome, elapsed);
+    if let Some(call) = call_ref {
+        call.finish(conn);
+    }
+    answer(conn, outcome, reference);
+    log_call(conn, entry.name, outcome, elapsed);
+    outcome
+}
+
+/// The end of a call's answer: its error, if any, and its `done` when it
+/// has a `ref`.
+fn answer(conn: &Connection, outcome: Outcome, reference: Option<u64>) {
     let error = match outcome {
         Outcome::Unknown => Some(errors::UNKNOWN_FUNCTION),
         Outcome::Failed | Outcome::Panicked | Outcome::TimedOut => Some(errors::INTERNAL),
@@ -146,15 +197,14 @@ async fn dispatch(shared: &Shared, conn: &Arc<Connection>, call: protocol::Call)
             .outbox
             .push(Frame::from(protocol::error_frame(error, reference)));
     }
-
-    if let Some(call) = call_ref {
-        call.finish(conn);
-    }
     if let Some(reference) = reference {
         let _ = conn
             .outbox
             .push(Frame::from(protocol::done_frame(reference)));
     }
+}
+
+fn log_call(conn: &Connection, function: &str, outcome: Outcome, elapsed: Duration) {
     tracing::debug!(
         target: "liveview",
         connection = conn.id,
@@ -164,7 +214,6 @@ async fn dispatch(shared: &Shared, conn: &Arc<Connection>, call: protocol::Call)
         elapsed_us = elapsed.as_micros() as u64,
         "call"
     );
-    outcome
 }
 
 /// Whether a warning caused by `conn`'s client may be written: each
@@ -205,66 +254,56 @@ async fn middleware_then_run(
     shared: &Shared,
     conn: &Connection,
     entry: &'static HandlerEntry,
-    consumer: &Consumer,
+    consumer: Consumer,
     content: crate::Content,
 ) -> (Outcome, Duration) {
     for middleware in &shared.middleware {
-        if !middleware.allows(consumer, &content, entry.name).await {
+        if !middleware.allows(&consumer, &content, entry.name).await {
             return (Outcome::Refused, Duration::ZERO);
         }
     }
-    run(shared, conn, entry, consumer, content).await
+    finish(shared, conn, entry, start(entry, consumer, content)).await
 }
 
 /// A handler on its way: the future of an async one, the task of a
 /// blocking one.
-enum Running<'a> {
-    Async(
-        futures_util::future::CatchUnwind<
-            AssertUnwindSafe<crate::call::handler::HandlerFuture<'a>>,
-        >,
-    ),
+enum Running {
+    Async(futures_util::future::CatchUnwind<AssertUnwindSafe<HandlerFuture>>),
     Blocking(tokio::task::JoinHandle<crate::Result>),
 }
 
-/// Run a handler with the timeout, catching panics and errors; the detail
-/// goes to the log only. Returns the outcome and how long the handler
-/// took.
-///
-/// The handler starts before the returned future is made, so that the
-/// call's content is not kept in it: a call's state, boxed by its
-/// connection, stays small.
-fn run<'a>(
-    shared: &'a Shared,
-    conn: &'a Connection,
-    entry: &'static HandlerEntry,
-    consumer: &'a Consumer,
-    content: crate::Content,
-) -> impl Future<Output = (Outcome, Duration)> + 'a {
-    let started = tokio::time::Instant::now();
+/// A handler started, and when.
+struct Started {
+    running: Running,
+    at: tokio::time::Instant,
+}
+
+/// Start the handler of `entry`: it takes the consumer and the content.
+fn start(entry: &'static HandlerEntry, consumer: Consumer, content: crate::Content) -> Started {
+    let at = tokio::time::Instant::now();
     let running = match entry.handler {
         Handler::Async(f) => Running::Async(AssertUnwindSafe(f(consumer, content)).catch_unwind()),
         Handler::Blocking(f) => {
-            let owned = consumer.clone();
-            Running::Blocking(tokio::task::spawn_blocking(move || f(&owned, content)))
+            Running::Blocking(tokio::task::spawn_blocking(move || f(&consumer, content)))
         }
     };
-    finish(shared, conn, entry, consumer, running, started)
+    Started { running, at }
 }
 
-/// The rest of [`run`], once the handler has started.
+/// Wait for a started handler, with the timeout, catching panics and
+/// errors; the detail goes to the log only. Returns the outcome and how
+/// long the handler took.
 async fn finish(
     shared: &Shared,
     conn: &Connection,
     entry: &'static HandlerEntry,
-    consumer: &Consumer,
-    running: Running<'_>,
-    started: tokio::time::Instant,
+    started: Started,
 ) -> (Outcome, Duration) {
+    let Started { running, at } = started;
     let function = entry.name;
     let timeout = shared.config.handler_timeout;
     // A timeout too far off to be a point in time is none.
-    let deadline = started.checked_add(timeout);
+    let deadline = at.checked_add(timeout);
     let result = match running {
         Running::Async(mut fut) => {
             // Polled once before any timer is set: most handlers are done
@@ -286,7 +325,7 @@ async fn finish(
                 Err(outcome) => Err(outcome),
                 Ok(Err(panic)) => {
                     if warn(conn) {
-                        log_panic(function, consumer.id(), &panic);
+                        log_panic(function, conn.id, &panic);
                     }
                     Err(Outcome::Panicked)
                 }
@@ -302,7 +341,7 @@ async fn finish(
                 Err(_) => Err(Outcome::TimedOut),
                 Ok(Err(join)) => {
                     match join.try_into_panic() {
-                        Ok(panic) if warn(conn) => log_panic(function, consumer.id(), &panic),
+                        Ok(panic) if warn(conn) => log_panic(function, conn.id, &panic),
                         Ok(_) => {}
                         Err(join) => {
                             tracing::error!(target: "liveview", function = %function, error = %join, "handler task failed")
@@ -314,7 +353,7 @@ async fn finish(
             }
         }
     };
-    let elapsed = started.elapsed();
+    let elapsed = at.elapsed();
     let outcome = match result {
         Ok(Ok(())) => Outcome::Ok,
         Ok(Err(err))
@@ -330,13 +369,13 @@ async fn finish(
             // The error may quote what the client sent (a form value that
             // did not parse).
             if warn(conn) {
-                tracing::error!(target: "liveview", connection = consumer.id(), function = %function, error = %Escaped::long(&err.to_string()), "handler failed");
+                tracing::error!(target: "liveview", connection = conn.id, function = %function, error = %Escaped::long(&err.to_string()), "handler failed");
             }
             Outcome::Failed
         }
         Err(Outcome::TimedOut) => {
             if warn(conn) {
-                tracing::error!(target: "liveview", connection = consumer.id(), function = %function, timeout_ms = timeout.as_millis() as u64, "handler timed out");
+                tracing::error!(target: "liveview", connection = conn.id, function = %function, timeout_ms = timeout.as_millis() as u64, "handler timed out");
             }
             Outcome::TimedOut
         }

@@ -13,14 +13,16 @@ use crate::call::content::Content;
 use crate::consumer::Consumer;
 use crate::error::{BuildError, Error, Result};
 
-/// The boxed future of an async handler.
-pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result> + Send + 'a>>;
+/// The boxed future of an async handler: it owns its consumer and content.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result> + Send>>;
 
 /// How a registered handler is called. Written by the macro.
 #[derive(Clone, Copy)]
 pub enum Handler {
-    /// An `async fn`, polled on the connection's task.
-    Async(for<'a> fn(&'a Consumer, Content) -> HandlerFuture<'a>),
+    /// An `async fn`, polled on the connection's task. It is given the
+    /// consumer to own: the call's future then holds neither the consumer
+    /// nor the content, only the handler's.
+    Async(fn(Consumer, Content) -> HandlerFuture),
     /// A plain `fn`, run on tokio's blocking pool.
     Blocking(fn(&Consumer, Content) -> Result),
 }

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -94,12 +95,24 @@ pub(crate) struct InvalidMessage(pub String);
 
 /// Parse one text frame. `room` is the connection's room: the content's
 /// room whatever the frame's `room` key says.
+pub(crate) fn parse(text: &str, room: &str) -> Result<Call, InvalidMessage> {
+    let frame = parse_frame(text)?;
+    let reference = frame.reference;
+    let function = Cow::Owned(frame.function.clone().into_owned());
+    let lang = Arc::from(frame.lang.as_deref().unwrap_or(""));
+    Ok(Call {
+        content: frame.into_content(function, lang, Arc::from(room)),
+        reference,
+    })
+}
+
+/// Read one text frame as a call, its strings borrowed from `text`.
 ///
 /// One pass over the frame: the members of `form` and `data` are collected
 /// as they come, keys borrowed from the frame where it has no escapes, and
-/// normalised into their [`Fields`] once at the end (no JSON map is built
-/// and then rebuilt).
-pub(crate) fn parse(text: &str, room: &str) -> Result<Call, InvalidMessage> {
+/// normalised into their [`Fields`] once, by [`Frame::into_content`] (no
+/// JSON map is built and then rebuilt).
+pub(crate) fn parse_frame(text: &str) -> Result<Frame<'_>, InvalidMessage> {
     let frame = match plain::parse(text) {
         Some(frame) => frame,
         None => parse_any(text)?,
@@ -110,19 +123,28 @@ pub(crate) fn parse(text: &str, room: &str) -> Result<Call, InvalidMessage> {
             frame.function.len()
         )));
     }
-    Ok(Call {
-        content: Content {
-            function: frame.function.into_owned(),
-            form: Fields::from_entries(frame.form, false, false),
-            data: Fields::from_entries(frame.data, false, true),
-            lang: frame.lang.map(Cow::into_owned).unwrap_or_default(),
-            // Always the connection's own room: a frame's `room` key is
-            // the client's claim, and a handler trusting it would bypass
-            // signed rooms.
-            room: room.to_owned(),
-        },
-        reference: frame.reference,
-    })
+    Ok(frame)
+}
+
+impl Frame<'_> {
+    /// The content a handler sees: `function` is the called name (the
+    /// registered one, not a copy), `lang` the frame's and `room` always the
+    /// connection's own: a frame's `room` key is the client's claim, and a
+    /// handler trusting it would bypass signed rooms.
+    pub(crate) fn into_content(
+        self,
+        function: Cow<'static, str>,
+        lang: Arc<str>,
+        room: Arc<str>,
+    ) -> Content {
+        Content::of_call(
+            function,
+            Fields::from_entries(self.form, false, false),
+            Fields::from_entries(self.data, false, true),
+            lang,
+            room,
+        )
+    }
 }
 
 /// Any frame, with serde_json: the judge of every frame [`plain::parse`]
@@ -142,12 +164,12 @@ fn parse_any(text: &str) -> Result<Frame<'_>, InvalidMessage> {
 
 /// The members of a call frame, strings borrowed from the text where they
 /// have no escapes.
-struct Frame<'de> {
-    function: Cow<'de, str>,
+pub(crate) struct Frame<'de> {
+    pub function: Cow<'de, str>,
     form: Entries<'de>,
     data: Entries<'de>,
-    lang: Option<Cow<'de, str>>,
-    reference: Option<u64>,
+    pub lang: Option<Cow<'de, str>>,
+    pub reference: Option<u64>,
 }
 
 /// The members of a `form` or `data` object, in the order they came.
@@ -427,13 +449,14 @@ mod tests {
     #[test]
     fn defaults_fill_missing_keys_and_room_comes_from_the_url() {
         let call = parse(r#"{"function":"f","ref":9,"extra":[1]}"#, "lobby").unwrap();
-        assert_eq!(call.content.room, "lobby");
+        assert_eq!(call.content.room(), "lobby");
         let claimed = parse(r#"{"function":"f","room":"admins"}"#, "lobby").unwrap();
         assert_eq!(
-            claimed.content.room, "lobby",
+            claimed.content.room(),
+            "lobby",
             "a frame cannot choose its room"
         );
-        assert_eq!(call.content.lang, "");
+        assert_eq!(call.content.lang(), "");
         assert!(call.content.form.is_empty());
         assert_eq!(call.reference, Some(9));
     }

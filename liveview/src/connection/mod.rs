@@ -721,12 +721,7 @@ where
 
 /// A frame as a socket sends it.
 pub(crate) fn outgoing(frame: Frame) -> Message {
-    // A frame is UTF-8 by construction; its bytes are shared, not copied,
-    // and only checked again.
-    match Utf8Bytes::try_from(frame.into_message().into_data()) {
-        Ok(text) => Message::Text(text),
-        Err(err) => unreachable!("a frame is UTF-8: {err}"),
-    }
+    Message::Text(frame.into_text())
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! signal that closes it, and the gate that holds group frames back while
 //! a reconnecting client is replayed what it missed.
 //!
-//! The queue is a plain deque under a lock, allocated on the first frame
-//! and given back when it has drained: an idle connection holds no buffer
-//! for it.
+//! The queue is a plain deque under a lock, its first frame held in place:
+//! a queue of one frame (a call's answer) needs no buffer, and a longer
+//! one's is given back when it has drained, so an idle connection holds
+//! none.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -23,8 +24,8 @@ use crate::layer::Frame;
 /// Close code for a client that could not keep up with its frames.
 pub(crate) const CLOSE_SLOW_CLIENT: u16 = 1013;
 
-/// A drained queue keeps a buffer of up to this many frames; a larger one
-/// is given back: an idle connection holds none.
+/// A drained queue keeps a buffer of up to this many frames besides the
+/// first; a larger one is given back: an idle connection holds none.
 const KEPT_CAPACITY: usize = 0;
 
 /// The sending side of one connection: a bounded queue of frames for its
@@ -48,7 +49,11 @@ pub(crate) struct OutboxState {
     /// Woken once, when the code is set.
     closing: Notify,
     /// The frames waiting for the writer, at most `capacity`.
-    frames: Mutex<VecDeque<Frame>>,
+    frames: Mutex<Queue>,
+    /// How many frames wait: written under the lock of `frames`, read
+    /// without it, so that the writer finds an empty queue (most times it
+    /// looks) without taking the lock.
+    queued: AtomicUsize,
     capacity: usize,
     /// The writer, waiting for a frame.
     writer: AtomicWaker,
@@ -71,6 +76,37 @@ pub(crate) struct OutboxState {
     /// newest sequence queued, so that a frame is never queued twice (a
     /// replayed frame that also arrives live).
     newest: Mutex<Vec<Newest>>,
+}
+
+/// Frames in order: the first in place, the others in a deque (empty
+/// whenever there is no first).
+#[derive(Debug, Default)]
+struct Queue {
+    first: Option<Frame>,
+    rest: VecDeque<Frame>,
+}
+
+impl Queue {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn push_back(&mut self, frame: Frame) {
+        if self.first.is_none() {
+            self.first = Some(frame);
+        } else {
+            self.rest.push_back(frame);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Frame> {
+        let frame = self.first.take()?;
+        self.first = self.rest.pop_front();
+        if self.rest.is_empty() && self.rest.capacity() > KEPT_CAPACITY {
+            self.rest = VecDeque::new();
+        }
+        Some(frame)
+    }
 }
 
 /// A group, the epoch of its numbering and the newest sequence queued.
@@ -112,7 +148,11 @@ impl Receiver {
             self.state.writer.register(cx.waker());
             match self.try_recv() {
                 Ok(frame) => Poll::Ready(Some(frame)),
-                Err(Empty) if self.state.senders.load(Ordering::Acquire) == 0 => Poll::Ready(None),
+                // The last outbox may have queued a frame after the look
+                // above, before it went.
+                Err(Empty) if self.state.senders.load(Ordering::Acquire) == 0 => {
+                    Poll::Ready(self.try_recv().ok())
+                }
                 Err(Empty) => Poll::Pending,
             }
         })
@@ -128,12 +168,16 @@ impl Receiver {
 
     /// The next frame, if one is queued.
     pub(crate) fn try_recv(&mut self) -> Result<Frame, Empty> {
+        // A frame queued on another thread after this look wakes the
+        // writer, which looks again; one queued on this thread was counted
+        // before.
+        if self.state.queued.load(Ordering::Acquire) == 0 {
+            return Err(Empty);
+        }
         let frame = {
             let mut frames = self.state.lock_frames();
             let frame = frames.pop_front().ok_or(Empty)?;
-            if frames.is_empty() && frames.capacity() > KEPT_CAPACITY {
-                *frames = VecDeque::new();
-            }
+            self.state.queued.store(frames.len(), Ordering::Release);
             frame
         };
         self.state.room.wake();
@@ -142,7 +186,7 @@ impl Receiver {
 
     /// Whether nothing is queued.
     pub(crate) fn is_empty(&self) -> bool {
-        self.state.lock_frames().is_empty()
+        self.state.queued.load(Ordering::Acquire) == 0
     }
 }
 
@@ -196,7 +240,7 @@ impl OutboxState {
         }
     }
 
-    fn lock_frames(&self) -> std::sync::MutexGuard<'_, VecDeque<Frame>> {
+    fn lock_frames(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.frames.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -226,6 +270,7 @@ impl OutboxState {
                 return Err(SendError::SlowClient);
             }
             frames.push_back(frame);
+            self.queued.store(frames.len(), Ordering::Release);
         }
         if DRIVING.with(Cell::get) != Arc::as_ptr(self) as usize {
             self.writer.wake();
@@ -485,6 +530,23 @@ mod tests {
         assert_eq!(rx.recv().await, Some(Frame::from("a")));
         assert_eq!(rx.recv().await, Some(Frame::from("b")));
         assert_eq!(rx.recv().await, None);
+    }
+
+    #[test]
+    fn frames_leave_in_the_order_they_came_however_pushes_and_takes_interleave() {
+        let (outbox, mut rx) = Outbox::new(8);
+        for frame in ["a", "b", "c"] {
+            outbox.push(Frame::from(frame)).unwrap();
+        }
+        assert_eq!(rx.try_recv(), Ok(Frame::from("a")));
+        outbox.push(Frame::from("d")).unwrap();
+        assert!(!rx.is_empty());
+        let rest: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(rest, ["b", "c", "d"].map(Frame::from));
+        assert!(rx.is_empty());
+        outbox.push(Frame::from("e")).unwrap();
+        assert_eq!(rx.try_recv(), Ok(Frame::from("e")));
+        assert_eq!(rx.try_recv(), Err(Empty));
     }
 
     #[test]

@@ -128,12 +128,12 @@ use std::sync::Weak;
 /// assert_eq!(frame.len(), 26);
 /// ```
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Frame(axum::extract::ws::Utf8Bytes);
+pub struct Frame(tokio_tungstenite::tungstenite::Utf8Bytes);
 
 impl Frame {
     /// A frame of a `'static` text, without copying it.
     pub const fn from_static(text: &'static str) -> Self {
-        Self(axum::extract::ws::Utf8Bytes::from_static(text))
+        Self(tokio_tungstenite::tungstenite::Utf8Bytes::from_static(text))
     }
 
     /// The frame's text.
@@ -141,9 +141,10 @@ impl Frame {
         self.0.as_str()
     }
 
-    /// The buffer, for the socket.
-    pub(crate) fn into_message(self) -> axum::extract::ws::Message {
-        axum::extract::ws::Message::Text(self.0)
+    /// The buffer, as the socket takes it: shared, not copied, and not
+    /// checked again.
+    pub(crate) fn into_text(self) -> tokio_tungstenite::tungstenite::Utf8Bytes {
+        self.0
     }
 }
 

@@ -65,8 +65,8 @@ async fn announce(consumer: &Consumer, content: Content) -> crate::Result {
     Ok(())
 }
 
-fn adapter<'a>(consumer: &'a Consumer, content: Content) -> HandlerFuture<'a> {
-    Box::pin(announce(consumer, content))
+fn adapter(consumer: Consumer, content: Content) -> HandlerFuture {
+    Box::pin(async move { announce(&consumer, content).await })
 }
 
 inventory::submit! {

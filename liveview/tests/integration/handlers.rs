@@ -9,11 +9,11 @@ use serde_json::json;
 #[liveview_handler("echo")]
 async fn echo(consumer: &Consumer, content: Content) -> liveview::Result {
     consumer.send(json!({
-        "function": content.function,
+        "function": content.function(),
         "form": content.form.as_map(),
         "data": content.data.as_map(),
-        "lang": content.lang,
-        "room": content.room,
+        "lang": content.lang(),
+        "room": content.room(),
     }))?;
     Ok(())
 }

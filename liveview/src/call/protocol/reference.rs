@@ -36,16 +36,16 @@ pub(crate) fn parse(text: &str, room: &str) -> Result<(Content, Option<u64>), St
     if !is_valid_function(&incoming.function) {
         return Err("invalid function".to_owned());
     }
-    let content = Content {
-        function: incoming.function,
-        form: Fields::from(normalize_keys(incoming.form.unwrap_or_default())).with_part("form"),
-        data: Fields::from(strip_data_prefix(normalize_keys(
+    let content = Content::of_call(
+        incoming.function.into(),
+        Fields::from(normalize_keys(incoming.form.unwrap_or_default())).with_part("form"),
+        Fields::from(strip_data_prefix(normalize_keys(
             incoming.data.unwrap_or_default(),
         )))
         .with_part("data"),
-        lang: incoming.lang.unwrap_or_default(),
-        room: room.to_owned(),
-    };
+        incoming.lang.unwrap_or_default().into(),
+        room.into(),
+    );
     Ok((content, incoming.reference))
 }
 

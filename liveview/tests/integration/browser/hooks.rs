@@ -261,7 +261,7 @@ async fn ignored_elements_keep_their_children_in_replace_mode() {
 /// Appends `{"fn": …, "form": …, "data": …}` to `#log`.
 fn log_key(consumer: &Consumer, content: &Content) -> liveview::Result {
     let seen = json!({
-        "fn": content.function,
+        "fn": content.function(),
         "form": content.form.as_map(),
         "data": content.data.as_map(),
     });
