@@ -429,3 +429,23 @@ impl<T> Few<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_language_is_shared_while_it_stays_the_same_and_replaced_when_it_changes() {
+        let last = LastLang::default();
+        let en = last.share("en");
+        assert!(
+            Arc::ptr_eq(&en, &last.share("en")),
+            "the same language is shared"
+        );
+        assert_eq!(&*last.share("es"), "es");
+        assert_eq!(&*last.share(""), "");
+        let again = last.share("en");
+        assert_eq!(&*again, "en");
+        assert!(Arc::ptr_eq(&again, &last.share("en")));
+    }
+}
