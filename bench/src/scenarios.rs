@@ -92,7 +92,7 @@ impl Plan {
             idle_connections: vec![1_000, 10_000],
             fan_out_subscribers: vec![10_000, 1_000, 100],
             fan_out_rounds: 1_000,
-            fan_out_seconds: 15.0,
+            fan_out_seconds: 30.0,
             fan_out_blocks: 5,
             round_timeout_seconds: 30.0,
             cross_node_rounds: 300,
