@@ -186,7 +186,7 @@ const MORPH: &str = ",\"morph\":true";
 /// JSON text written by hand, byte for byte as serde_json writes it: a
 /// string's safe bytes are copied in runs, found eight at a time, rather
 /// than looked at one by one.
-mod json {
+pub(crate) mod json {
     /// Eight copies of the byte `b`.
     const fn splat(b: u8) -> u64 {
         u64::from_ne_bytes([b; 8])
@@ -200,7 +200,7 @@ mod json {
     /// lowest flag is always right; flags above it may be wrong. A word
     /// without such a byte gives zero.
     #[inline]
-    fn escapes(word: u64) -> u64 {
+    pub(crate) fn escapes(word: u64) -> u64 {
         let control = word.wrapping_sub(splat(0x20)) & !word;
         let quote = word ^ splat(b'"');
         let backslash = word ^ splat(b'\\');
@@ -212,7 +212,7 @@ mod json {
 
     /// Whether JSON must escape the byte `b`.
     #[inline]
-    const fn needs_escape(b: u8) -> bool {
+    pub(crate) const fn needs_escape(b: u8) -> bool {
         b < 0x20 || b == b'"' || b == b'\\'
     }
 

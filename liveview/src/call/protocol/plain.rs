@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::{Entries, Frame};
 use crate::call::content::Few;
+use crate::update::json;
 
 /// The frame, if it is one of the plain frames.
 pub(super) fn parse(text: &str) -> Option<Frame<'_>> {
@@ -68,6 +69,27 @@ pub(super) fn parse(text: &str) -> Option<Frame<'_>> {
     })
 }
 
+/// Where a string that starts at `at` ends, if it has no escapes: its
+/// first `"`, `\\` or control character, looked for 8 bytes at a time
+/// (the bytes after the string, up to the end of the text, are read but
+/// not used).
+#[inline(always)]
+fn string_end(bytes: &[u8], mut at: usize) -> Option<usize> {
+    while let Some(word) = bytes.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
+        let word = u64::from_le_bytes(*word);
+        let flagged = json::escapes(word);
+        if flagged != 0 {
+            // The lowest flag is always right.
+            return Some(at + (flagged.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = bytes.get(at..)?;
+    tail.iter()
+        .position(|&b| json::needs_escape(b))
+        .map(|i| at + i)
+}
+
 /// A member seen twice is serde's to refuse.
 fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
     if slot.is_some() {
@@ -104,19 +126,19 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// A string without escapes or control characters, borrowed.
+    /// A string without escapes or control characters, borrowed. Its end
+    /// is looked for 8 bytes at a time.
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
-        let rest = &self.text.as_bytes()[self.pos..];
-        let len = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if rest[len] != b'"' {
+        let start = self.pos;
+        let end = string_end(self.text.as_bytes(), start)?;
+        if self.text.as_bytes()[end] != b'"' {
             return None;
         }
         // Both ends are ASCII, so both are character boundaries.
-        let text = &self.text[self.pos..self.pos + len];
-        self.pos += len + 1;
+        let text = &self.text[start..end];
+        self.pos = end + 1;
         Some(text)
     }
 
