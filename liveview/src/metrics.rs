@@ -277,7 +277,9 @@ pub(crate) struct Metrics {
     pub addresses: Level,
     /// Connections per [`Transport`].
     pub transports: [TransportStats; 2],
-    functions: crate::call::handler::NameMap<FunctionStats>,
+    /// The series of each handler, in the registry's order, then those of
+    /// unknown names.
+    functions: Vec<(&'static str, FunctionStats)>,
 }
 
 impl Default for Metrics {
@@ -287,7 +289,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counters with one series per registered handler name.
+    /// Counters with one series per registered handler name, in the order
+    /// of the registry's names: [`call`](Self::call) takes the index in it.
     pub(crate) fn new(functions: &[&'static str]) -> Self {
         let functions = functions
             .iter()
@@ -385,11 +388,13 @@ impl Metrics {
         &self.transports[transport as usize]
     }
 
-    pub(crate) fn call(&self, function: &str, outcome: Outcome, elapsed: Duration) {
-        let stats = self
-            .functions
-            .get(function)
-            .or_else(|| self.functions.get(UNKNOWN));
+    /// Count a call of the handler at `function` in the registry's order,
+    /// or (`None`) of a name no handler has: no lookup of the name.
+    pub(crate) fn call(&self, function: Option<usize>, outcome: Outcome, elapsed: Duration) {
+        let stats = function
+            .and_then(|index| self.functions.get(index))
+            .or_else(|| self.functions.last())
+            .map(|(_, stats)| stats);
         if let Some(stats) = stats {
             stats.outcomes[outcome as usize].add(1);
             if matches!(
@@ -483,11 +488,10 @@ impl Metrics {
             );
         }
 
-        let mut names: Vec<_> = self.functions.keys().copied().collect();
-        names.sort_unstable();
+        let mut functions: Vec<_> = self.functions.iter().collect();
+        functions.sort_unstable_by_key(|(name, _)| *name);
         out.push_str("# HELP liveview_calls_total Calls by function and outcome.\n# TYPE liveview_calls_total counter\n");
-        for name in &names {
-            let stats = &self.functions[name];
+        for (name, stats) in &functions {
             for outcome in Outcome::ALL {
                 let n = stats.outcomes[outcome as usize].get();
                 if n > 0 {
@@ -500,8 +504,8 @@ impl Metrics {
             }
         }
         out.push_str("# HELP liveview_handler_duration_seconds Time handlers took.\n# TYPE liveview_handler_duration_seconds histogram\n");
-        for name in &names {
-            let h = &self.functions[name].duration;
+        for (name, stats) in &functions {
+            let h = &stats.duration;
             let count = h.count.load(Relaxed);
             if count == 0 {
                 continue;
@@ -574,10 +578,10 @@ mod tests {
     #[test]
     fn calls_are_counted_by_function_and_unknown_names_share_one_series() {
         let metrics = Metrics::new(&["say_hello"]);
-        metrics.call("say_hello", Outcome::Ok, Duration::from_micros(700));
-        metrics.call("say_hello", Outcome::Failed, Duration::from_millis(20));
-        metrics.call("nope", Outcome::Unknown, Duration::ZERO);
-        metrics.call("also_nope", Outcome::Unknown, Duration::ZERO);
+        metrics.call(Some(0), Outcome::Ok, Duration::from_micros(700));
+        metrics.call(Some(0), Outcome::Failed, Duration::from_millis(20));
+        metrics.call(None, Outcome::Unknown, Duration::ZERO);
+        metrics.call(None, Outcome::Unknown, Duration::ZERO);
         metrics.groups.set(2);
         metrics.memberships.add(4);
         let text = metrics.render();

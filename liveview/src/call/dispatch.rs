@@ -41,7 +41,7 @@ pub(crate) fn handle_text<'a>(
         }
     };
     let reference = frame.reference;
-    let Some(entry) = shared.registry.get(&frame.function) else {
+    let Some((entry, index)) = shared.registry.get(&frame.function) else {
         return Either::Right(std::future::ready(refuse_unknown(
             shared,
             conn,
@@ -53,7 +53,7 @@ pub(crate) fn handle_text<'a>(
     // language of its last call: no copy of any of them per call.
     let lang = conn.lang.share(frame.lang.as_deref().unwrap_or(""));
     let content = frame.into_content(entry.name.into(), lang, conn.room.clone());
-    Either::Left(dispatch(shared, conn, entry, content, reference))
+    Either::Left(dispatch(shared, conn, (entry, index), content, reference))
 }
 
 /// Answer a frame that is not a call (or a probe).
@@ -76,7 +76,7 @@ fn refuse_invalid(
     // answer then the metrics sees its call counted.
     shared
         .metrics
-        .call("", Outcome::Invalid, std::time::Duration::ZERO);
+        .call(None, Outcome::Invalid, std::time::Duration::ZERO);
     // A frame with a `ref` gets it back, and its `done`, whatever
     // else is wrong with it: the page's loading state ends.
     let reference = protocol::reference_only(text);
@@ -115,7 +115,7 @@ fn refuse_unknown(
     span.record("outcome", outcome.as_str());
     // Counted before the answer goes out: a client that reads the answer
     // then the metrics sees its call counted.
-    shared.metrics.call(function, outcome, Duration::ZERO);
+    shared.metrics.call(None, outcome, Duration::ZERO);
     answer(conn, outcome, reference);
     log_call(conn, function, outcome, Duration::ZERO);
     outcome
@@ -133,7 +133,7 @@ enum Work<'a> {
 fn dispatch<'a>(
     shared: &'a Shared,
     conn: &'a Arc<Connection>,
-    entry: &'static HandlerEntry,
+    (entry, index): (&'static HandlerEntry, usize),
     content: crate::Content,
     reference: Option<u64>,
 ) -> impl Future<Output = Outcome> + 'a {
@@ -153,7 +153,15 @@ fn dispatch<'a>(
             middleware_then_run(shared, conn, entry, consumer, content).instrument(span.clone()),
         ))
     };
-    complete(shared, conn, entry, reference, call_ref, span, work)
+    complete(
+        shared,
+        conn,
+        (entry, index),
+        reference,
+        call_ref,
+        span,
+        work,
+    )
 }
 
 /// The rest of [`dispatch`]: wait for the handler, count the call, answer
@@ -161,7 +169,7 @@ fn dispatch<'a>(
 async fn complete(
     shared: &Shared,
     conn: &Connection,
-    entry: &'static HandlerEntry,
+    (entry, index): (&'static HandlerEntry, usize),
     reference: Option<u64>,
     call_ref: Option<CallRef>,
     span: tracing::Span,
@@ -174,7 +182,7 @@ async fn complete(
     span.record("outcome", outcome.as_str());
     // Counted before the answer ends: a client that reads its error or
     // `done` then the metrics sees its call counted.
-    shared.metrics.call(entry.name, outcome, elapsed);
+    shared.metrics.call(Some(index), outcome, elapsed);
     if let Some(call) = call_ref {
         call.finish(conn);
     }

@@ -118,16 +118,17 @@ pub(crate) type NameMap<V> = HashMap<&'static str, V, std::hash::BuildHasherDefa
 /// Handlers by name.
 #[derive(Debug)]
 pub(crate) struct Registry {
-    handlers: NameMap<&'static HandlerEntry>,
+    /// Each handler and the index of its name in [`Registry::names`].
+    handlers: NameMap<(&'static HandlerEntry, usize)>,
 }
 
 impl Registry {
     pub(crate) fn from_entries(
         entries: impl IntoIterator<Item = &'static HandlerEntry>,
     ) -> std::result::Result<Self, BuildError> {
-        let mut handlers: NameMap<&'static HandlerEntry> = NameMap::default();
+        let mut handlers: NameMap<(&'static HandlerEntry, usize)> = NameMap::default();
         for entry in entries {
-            if let Some(first) = handlers.insert(entry.name, entry) {
+            if let Some((first, _)) = handlers.insert(entry.name, (entry, 0)) {
                 let (first, second) = ordered(first, entry);
                 return Err(BuildError::DuplicateHandler {
                     name: entry.name,
@@ -136,7 +137,13 @@ impl Registry {
                 });
             }
         }
-        Ok(Self { handlers })
+        let mut registry = Self { handlers };
+        for (index, name) in registry.names().into_iter().enumerate() {
+            if let Some((_, at)) = registry.handlers.get_mut(name) {
+                *at = index;
+            }
+        }
+        Ok(registry)
     }
 
     /// The registry of every handler linked into the program, built once.
@@ -150,7 +157,9 @@ impl Registry {
         built.as_ref().map_err(Clone::clone)
     }
 
-    pub(crate) fn get(&self, name: &str) -> Option<&'static HandlerEntry> {
+    /// The handler called `name`, and the index of its name in
+    /// [`names`](Self::names) (its series in the metrics).
+    pub(crate) fn get(&self, name: &str) -> Option<(&'static HandlerEntry, usize)> {
         self.handlers.get(name).copied()
     }
 
@@ -163,7 +172,7 @@ impl Registry {
     /// One line per handler, the counterpart of Django LiveView's
     /// "✓ Imported:" lines; a loud warning when there are none.
     fn log(&self) {
-        let mut entries: Vec<_> = self.handlers.values().collect();
+        let mut entries: Vec<_> = self.handlers.values().map(|(entry, _)| entry).collect();
         entries.sort_by_key(|e| (e.module, e.name));
         for entry in &entries {
             tracing::info!(target: "liveview", "✓ Registered: {} ({}, {}:{})", entry.name, entry.module, entry.file, entry.line);
@@ -241,10 +250,16 @@ mod tests {
     }
 
     #[test]
-    fn names_are_sorted() {
+    fn names_are_sorted_and_a_handler_is_found_with_the_index_of_its_name() {
         let registry = Registry::from_entries([&FIRST, &OTHER]).unwrap();
         assert_eq!(registry.names(), ["other", "twice"]);
-        assert!(registry.get("twice").is_some());
+        assert_eq!(
+            registry
+                .get("twice")
+                .map(|(entry, index)| (entry.name, index)),
+            Some(("twice", 1))
+        );
+        assert_eq!(registry.get("other").map(|(_, index)| index), Some(0));
         assert!(registry.get("missing").is_none());
     }
 }
