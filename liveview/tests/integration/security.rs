@@ -401,7 +401,7 @@ async fn a_frame_cannot_choose_the_room_its_handler_sees() {
     let room = signer.new_room();
     let server = server(LiveView::builder().signed_rooms(signer)).await;
     let mut client = server.connect(&room).await.unwrap();
-    // `echo` answers with `content.room`.
+    // `echo` answers with `content.room()`.
     client
         .send_json(&json!({"function": "echo", "room": "someone-elses-room"}))
         .await

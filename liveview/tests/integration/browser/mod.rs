@@ -79,6 +79,7 @@ pub fn page_html(body: &str, room: Option<&str>) -> String {
   document.addEventListener("liveview:error", (e) => __lv.errors.push(e.detail));
   document.addEventListener("liveview:call-lost", (e) => __lv.lost.push(e.detail));
   document.addEventListener("liveview:connected", () => __lv.connects = (__lv.connects || 0) + 1);
+  document.addEventListener("liveview:disconnected", () => __lv.disconnects = (__lv.disconnects || 0) + 1);
   window.addEventListener("pageshow", (e) => __lv.persisted = e.persisted);
 </script>
 </head>

@@ -22,9 +22,11 @@ async fn forms_with_recover_send_their_values_after_every_reconnect() {
             let b = &page.browser;
             let reconnect = async || -> Result<(), Box<dyn std::error::Error>> {
                 let n = b.eval("__lv.connects").await?;
+                let d = b.eval("__lv.disconnects || 0").await?;
                 b.execute("LiveView.socket.close()", vec![]).await?;
-                b.wait(r#"document.documentElement.dataset.liveviewConnected === "false""#)
-                    .await?;
+                // Counted, not looked for: the page's own retry may have
+                // connected it again before a look at its state.
+                b.wait(&format!("__lv.disconnects === {d} + 1")).await?;
                 b.execute("LiveView.connect()", vec![]).await?;
                 b.wait(&format!("__lv.connects === {n} + 1")).await?;
                 Ok(())
