@@ -79,16 +79,11 @@ fn refuse_invalid(
         .call(None, Outcome::Invalid, std::time::Duration::ZERO);
     // A frame with a `ref` gets it back, and its `done`, whatever
     // else is wrong with it: the page's loading state ends.
-    let reference = protocol::reference_only(text);
-    let _ = conn.outbox.push(Frame::from(protocol::error_frame(
-        errors::INVALID_MESSAGE,
-        reference,
-    )));
-    if let Some(reference) = reference {
-        let _ = conn
-            .outbox
-            .push(Frame::from(protocol::done_frame(reference)));
-    }
+    error_then_done(
+        conn,
+        Some(errors::INVALID_MESSAGE),
+        protocol::reference_only(text),
+    );
     Outcome::Invalid
 }
 
@@ -200,6 +195,12 @@ fn answer(conn: &Connection, outcome: Outcome, reference: Option<u64>) {
         Outcome::OverBudget => Some(errors::RATE_LIMITED),
         Outcome::Ok | Outcome::Invalid | Outcome::Refused => None,
     };
+    error_then_done(conn, error, reference);
+}
+
+/// Queue `error`, if any, then `done` when the call has a `ref`: the page's
+/// loading state ends whatever went wrong.
+fn error_then_done(conn: &Connection, error: Option<&str>, reference: Option<u64>) {
     if let Some(error) = error {
         let _ = conn
             .outbox
@@ -245,16 +246,11 @@ fn warn(conn: &Connection) -> bool {
 /// Answer a call refused by a rate limit: the fixed error, with the call's
 /// `ref` and `done` when it has one, so the page's loading state ends.
 pub(crate) fn refuse_rate_limited(conn: &Connection, text: &str) {
-    let reference = protocol::reference_only(text);
-    let _ = conn.outbox.push(Frame::from(protocol::error_frame(
-        errors::RATE_LIMITED,
-        reference,
-    )));
-    if let Some(reference) = reference {
-        let _ = conn
-            .outbox
-            .push(Frame::from(protocol::done_frame(reference)));
-    }
+    error_then_done(
+        conn,
+        Some(errors::RATE_LIMITED),
+        protocol::reference_only(text),
+    );
 }
 
 /// The middleware, then the handler unless one of them stops the call.
