@@ -24,17 +24,36 @@ async fn a_client_that_stops_answering_is_closed_and_everything_it_held_is_freed
     let server = server(builder).await;
     let live = server.live().clone();
     let broadcaster = live.broadcaster();
-    // A client that vanished: its socket stays open, but it never reads
-    // (so never answers a ping) and never sends.
-    let (vanished, _) = tokio_tungstenite::connect_async(server.ws_url("liveness-gone"))
+    // A client that answers the pings (reading answers them) until it
+    // vanishes: then its socket stays open, but it never reads again (so
+    // never answers a ping) and never sends. Were it silent from the
+    // upgrade on, the idle timeout would close it before the test could
+    // see it joined whenever the test runs late by an idle timeout.
+    let (ws, _) = tokio_tungstenite::connect_async(server.ws_url("liveness-gone"))
         .await
         .unwrap();
+    let (vanish, vanishes) = tokio::sync::oneshot::channel::<()>();
+    let answering = tokio::spawn(async move {
+        let mut ws = ws;
+        let mut vanishes = vanishes;
+        loop {
+            tokio::select! {
+                _ = &mut vanishes => return ws,
+                message = ws.next() => match message {
+                    Some(Ok(_)) => {}
+                    other => panic!("closed while it answered: {other:?}"),
+                },
+            }
+        }
+    });
     wait_until("it joined", || {
         broadcaster.local_connections("liveness-gone") == 1
     })
     .await;
     present(&broadcaster, "liveness-gone", 1).await;
 
+    vanish.send(()).unwrap();
+    let vanished = answering.await.unwrap();
     wait_until("its memberships are freed", || {
         broadcaster.local_connections("liveness-gone") == 0
     })
@@ -173,29 +192,33 @@ async fn a_client_behind_a_blackholed_link_is_closed_and_freed() {
     let live = server.live().clone();
     let broadcaster = live.broadcaster();
     let addr = server.addr();
-    // The client: a raw upgrade from inside the namespace, then silence.
-    let script = format!(
-        "import socket,sys,time\n\
-         s=socket.create_connection(('{host}',{port}))\n\
-         s.sendall(b'GET /ws/liveview/liveness-netns/ HTTP/1.1\\r\\nHost: {host}:{port}\\r\\n\
-         Upgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Version: 13\\r\\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\n\\r\\n')\n\
-         print(s.recv(12).decode(), flush=True)\n\
-         time.sleep(600)\n",
-        host = ns.host,
-        port = addr.port(),
-    );
+    // The client: a raw upgrade from inside the namespace, then it answers
+    // every ping until the link goes dark. (Silent from the upgrade on, it
+    // would be closed by the idle timeout whether or not the link is cut,
+    // and before the test could see it joined if the test ran late.)
+    let host = ns.host.to_string();
+    let port = addr.port().to_string();
     let mut client = Killed(
         std::process::Command::new("ip")
-            .args(["netns", "exec", &ns.name, "python3", "-c", &script])
+            .args([
+                "netns",
+                "exec",
+                &ns.name,
+                "python3",
+                "-c",
+                ANSWERING_CLIENT,
+                &host,
+                &port,
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap(),
     );
     let mut stdout = client.0.stdout.take().unwrap();
-    let first = tokio::task::spawn_blocking(move || {
+    // The pipe stays open (`_stdout`): the client's print must not fail.
+    let (first, _stdout) = tokio::task::spawn_blocking(move || {
         let mut first = [0; 12];
-        std::io::Read::read_exact(&mut stdout, &mut first).map(|()| first)
+        std::io::Read::read_exact(&mut stdout, &mut first).map(|()| (first, stdout))
     })
     .await
     .unwrap()
@@ -215,6 +238,48 @@ async fn a_client_behind_a_blackholed_link_is_closed_and_freed() {
     present(&broadcaster, "liveness-netns", 0).await;
     wait_until("its connection is gone", || live.connections() == 0).await;
 }
+
+/// A WebSocket client in Python (argv: host, port): it upgrades, prints
+/// the status line, then answers every Ping with a masked Pong, until its
+/// socket ends.
+const ANSWERING_CLIENT: &str = r"
+import os, socket, struct, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.create_connection((host, port))
+s.sendall((
+    'GET /ws/liveview/liveness-netns/ HTTP/1.1\r\nHost: %s:%d\r\n'
+    'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n'
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n' % (host, port)
+).encode())
+def exactly(n):
+    data = b''
+    while len(data) < n:
+        more = s.recv(n - len(data))
+        if not more:
+            sys.exit(0)
+        data += more
+    return data
+head = b''
+while not head.endswith(b'\r\n\r\n'):
+    head += exactly(1)
+print(head[:12].decode(), flush=True)
+while True:
+    first, second = exactly(2)
+    size = second & 127
+    if size == 126:
+        size = struct.unpack('!H', exactly(2))[0]
+    elif size == 127:
+        size = struct.unpack('!Q', exactly(8))[0]
+    if second & 128:
+        exactly(4)
+    payload = exactly(size)
+    if first & 15 == 9:
+        key = os.urandom(4)
+        masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        s.sendall(bytes([0x8A, 0x80 | size]) + key + masked)
+    elif first & 15 == 8:
+        time.sleep(600)
+";
 
 /// A child process killed when dropped, also when the test fails.
 struct Killed(std::process::Child);
