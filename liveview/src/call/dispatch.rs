@@ -423,4 +423,20 @@ mod tests {
         );
         assert_eq!(rx.try_recv().unwrap().as_str(), r#"{"ref":7,"done":true}"#);
     }
+
+    /// The largest request glibc's per-thread cache serves: a call's box
+    /// up to this size is allocated and freed without taking a lock.
+    const ALLOCATOR_FAST_PATH: usize = 1_032;
+
+    #[tokio::test]
+    async fn a_calls_box_fits_the_allocators_fast_path() {
+        let live = crate::LiveView::builder().build().unwrap();
+        let (conn, _rx) = connection();
+        let call = handle_text(&live.shared, &conn, r#"{"function":"f"}"#);
+        let size = std::mem::size_of_val(&call);
+        assert!(
+            size <= ALLOCATOR_FAST_PATH,
+            "a call's box takes {size} bytes, over {ALLOCATOR_FAST_PATH}"
+        );
+    }
 }

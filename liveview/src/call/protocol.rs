@@ -113,10 +113,11 @@ pub(crate) fn parse(text: &str, room: &str) -> Result<Call, InvalidMessage> {
 /// normalised into their [`Fields`] once, by [`Frame::into_content`] (no
 /// JSON map is built and then rebuilt).
 pub(crate) fn parse_frame(text: &str) -> Result<Frame<'_>, InvalidMessage> {
-    let frame = match plain::parse(text) {
-        Some(frame) => frame,
-        None => parse_any(text)?,
-    };
+    // A plain frame's `function` was checked as it was read.
+    if let Some(frame) = plain::parse(text) {
+        return Ok(frame);
+    }
+    let frame = parse_any(text)?;
     if !is_valid_function(&frame.function) {
         return Err(InvalidMessage(format!(
             "function name of {} bytes outside [A-Za-z0-9_.-]{{1,{MAX_FUNCTION_LEN}}}",
@@ -930,12 +931,24 @@ mod tests {
                 r#"{"function":"f","ref":1.5}"#,
                 r#"{"function":"f","form":{"n":1}}"#,
                 r#"{"function":"f\n"}"#,
+                // Names that cannot be called: refused by serde's path,
+                // as the plain path does not check them again.
+                r#"{"function":""}"#,
+                r#"{"function":"a b"}"#,
+                r#"{"function":"f\u00e9"}"#,
+                "{\"function\":\"é\"}",
+                "{\"function\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+                r#"{"function":"f"#,
+                r#"{"functions":"f"}"#,
                 r#"{"function":"f","other":1}"#,
                 r#"{"function":"f","lang":"a","lang":"b"}"#,
                 r#"{"function":"f"} x"#,
             ] {
                 assert!(plain::parse(strays).is_none(), "{strays}");
+                same_as_reference(strays).unwrap();
             }
+            let longest = format!(r#"{{"function":"{}"}}"#, "a".repeat(MAX_FUNCTION_LEN));
+            assert!(plain::parse(&longest).is_some(), "the longest name");
             same_as_reference(text).unwrap();
         }
 

@@ -2,9 +2,10 @@
 //! `function`, `form`, `data`, `lang`, `room` and `ref`, each at most once;
 //! strings without escapes or control characters; `form` and `data`
 //! objects whose values are such strings, `true`, `false` or `null`; `ref`
-//! a plain unsigned integer. For anything else [`parse`] says `None` and
-//! the frame goes to serde_json: this path never refuses a frame, so what
-//! is refused is decided in one place.
+//! a plain unsigned integer; `function` a name that can be called. For
+//! anything else [`parse`] says `None` and the frame goes to serde_json:
+//! this path never refuses a frame, so what is refused is decided in one
+//! place.
 //!
 //! On the frames it reads, it gives what serde_json gives: JSON's four
 //! whitespace characters between tokens, strings borrowed as they are
@@ -36,18 +37,17 @@ pub(super) fn parse(text: &str) -> Option<Frame<'_>> {
         return None;
     }
     loop {
-        let name = scan.string()?;
+        let member = scan.member()?;
         scan.space();
         scan.eat(b':')?;
         scan.space();
-        match name {
-            "function" => once(&mut function, scan.string()?)?,
-            "form" => once(&mut form, scan.object()?)?,
-            "data" => once(&mut data, scan.object()?)?,
-            "lang" => once(&mut lang, scan.string()?)?,
-            "room" => once(&mut room, scan.string()?)?,
-            "ref" => once(&mut reference, scan.unsigned()?)?,
-            _ => return None,
+        match member {
+            Member::Function => once(&mut function, scan.function()?)?,
+            Member::Form => once(&mut form, scan.object()?)?,
+            Member::Data => once(&mut data, scan.object()?)?,
+            Member::Lang => once(&mut lang, scan.string()?)?,
+            Member::Room => once(&mut room, scan.string()?)?,
+            Member::Ref => once(&mut reference, scan.unsigned()?)?,
         }
         scan.space();
         match scan.next()? {
@@ -88,6 +88,16 @@ fn string_end(bytes: &[u8], mut at: usize) -> Option<usize> {
     tail.iter()
         .position(|&b| json::needs_escape(b))
         .map(|i| at + i)
+}
+
+/// The members a plain frame may have.
+enum Member {
+    Function,
+    Form,
+    Data,
+    Lang,
+    Room,
+    Ref,
 }
 
 /// A member seen twice is serde's to refuse.
@@ -140,6 +150,45 @@ impl<'a> Scan<'a> {
         let text = &self.text[start..end];
         self.pos = end + 1;
         Some(text)
+    }
+
+    /// A member's name, quotes included: one of the six a plain frame
+    /// has, compared as it is written (any other name, or one with
+    /// escapes, leaves the frame to serde, so its text need not be read
+    /// as a string first).
+    fn member(&mut self) -> Option<Member> {
+        let rest = &self.text.as_bytes()[self.pos..];
+        let (member, name): (_, &[u8]) = match rest.get(1)? {
+            b'f' if rest.starts_with(b"\"function\"") => (Member::Function, b"\"function\""),
+            b'f' if rest.starts_with(b"\"form\"") => (Member::Form, b"\"form\""),
+            b'd' if rest.starts_with(b"\"data\"") => (Member::Data, b"\"data\""),
+            b'l' if rest.starts_with(b"\"lang\"") => (Member::Lang, b"\"lang\""),
+            b'r' if rest.starts_with(b"\"room\"") => (Member::Room, b"\"room\""),
+            b'r' if rest.starts_with(b"\"ref\"") => (Member::Ref, b"\"ref\""),
+            _ => return None,
+        };
+        self.pos += name.len();
+        Some(member)
+    }
+
+    /// The `function` string, when it is a handler name that can be called
+    /// (see [`is_valid_function`](super::is_valid_function)): its
+    /// characters are checked as its end is looked for. Any other string
+    /// leaves the frame to serde, which refuses it.
+    fn function(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.pos;
+        let bytes = &self.text.as_bytes()[start..];
+        let len = bytes
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')))?;
+        if bytes[len] != b'"' || !(1..=super::MAX_FUNCTION_LEN).contains(&len) {
+            return None;
+        }
+        // Both ends are ASCII, so both are character boundaries.
+        let name = &self.text[start..start + len];
+        self.pos = start + len + 1;
+        Some(name)
     }
 
     /// Digits without a leading zero, that fit a `u64`. A sign, a fraction
