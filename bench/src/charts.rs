@@ -1,7 +1,7 @@
 //! `liveview-bench charts FILE`: the main comparisons of a results file as
 //! SVG charts, for `docs/benchmarks.md`: latency and server CPU per call
-//! against connections, memory per idle connection, fan-out p99 against
-//! subscribers; the floor, the memory layer, the Redis layer and Django
+//! against connections (saturated, and at a fixed rate), memory per idle
+//! connection, fan-out p99 against subscribers; the floor, the memory layer, the Redis layer and Django
 //! LiveView side by side.
 //!
 //! Drawn with `plotters`' SVG backend alone: text is written as SVG text
@@ -142,6 +142,56 @@ pub(crate) fn draw_all(
             &source,
             ("connections calling at once", "server CPU per call, µs"),
             &cpu,
+            SeriesLabelPosition::UpperLeft,
+        )?,
+    ));
+
+    // At the fixed rate: server CPU per call, each server's load generator
+    // CPU (its busiest slice) in the legend, to show its headroom.
+    let fixed: Vec<Line> = SERVERS
+        .iter()
+        .filter_map(|(name, color)| {
+            let s = run.server(name).filter(|s| !s.fixed_rate.is_empty())?;
+            let mut ts: Vec<&report::Throughput> = s.fixed_rate.iter().collect();
+            ts.sort_by_key(|t| t.connections);
+            let points = ts
+                .iter()
+                .filter_map(|t| Some((t.connections as f64, t.cpu_per_call()?)))
+                .collect();
+            let ranges = ts
+                .iter()
+                .filter(|t| t.server_cpu_us_per_call_spread.runs > 1)
+                .map(|t| {
+                    let r = &t.server_cpu_us_per_call_spread;
+                    (t.connections as f64, r.min, r.max)
+                })
+                .collect();
+            let busiest = ts
+                .iter()
+                .map(|t| t.load_generator_cpu_percent_spread.max)
+                .fold(0.0, f64::max);
+            Some(Line {
+                label: format!(
+                    "{}, load generator at most {busiest:.0}% of a core",
+                    report::label(name)
+                ),
+                color: *color,
+                points,
+                ranges,
+            })
+        })
+        .collect();
+    let share = run
+        .fixed_rate_fraction()
+        .map_or("a share".to_owned(), |f| format!("{:.0}%", 100.0 * f));
+    done.push((
+        "fixed-rate.svg",
+        line_chart(
+            &dir.join("fixed-rate.svg"),
+            &format!("Server CPU per call at {share} of the floor's saturated rate"),
+            &source,
+            ("connections calling at once", "server CPU per call, µs"),
+            &fixed,
             SeriesLabelPosition::UpperLeft,
         )?,
     ));
@@ -461,8 +511,13 @@ mod tests {
             std::env::temp_dir().join(format!("liveview-bench-charts-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let drawn = draw_all(&run, Some(&scale), &dir).expect("charts");
-        assert_eq!(drawn.len(), 4);
+        assert_eq!(drawn.len(), 5);
         for (name, written) in drawn {
+            // Runs before harness version 6 have no fixed rate.
+            if name == "fixed-rate.svg" {
+                assert!(!written, "{name} drawn without a fixed rate");
+                continue;
+            }
             assert!(written, "{name} had nothing to draw");
             let svg = std::fs::read_to_string(dir.join(name)).expect("svg");
             assert!(
@@ -470,6 +525,38 @@ mod tests {
                 "{name}"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_fixed_rate_chart_draws_each_server_with_its_load_generator() {
+        let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+        let mut run: Run = read_json(&results.join("run-20261206-144551.json")).expect("run");
+        run.plan["fixed_rate_fraction"] = serde_json::json!(0.5);
+        for s in &mut run.servers {
+            if s.name == DJANGO {
+                continue;
+            }
+            s.fixed_rate = s.throughput.clone();
+            for t in &mut s.fixed_rate {
+                t.offered_per_second = Some(60_000.0);
+                t.load_generator_cpu_percent_spread = report::Spread::of(&[40.0, 55.0, 47.0]);
+            }
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "liveview-bench-fixed-rate-chart-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let drawn = draw_all(&run, None, &dir).expect("charts");
+        assert!(drawn.contains(&("fixed-rate.svg", true)), "{drawn:?}");
+        let svg = std::fs::read_to_string(dir.join("fixed-rate.svg")).expect("svg");
+        assert!(svg.contains("at 50% of the floor"), "{svg}");
+        for server in ["floor", "LiveView (memory)", "LiveView (Redis)"] {
+            let legend = format!("{server}, load generator at most 55% of a core");
+            assert!(svg.contains(&legend), "{legend} missing");
+        }
+        assert!(!svg.contains("Django LiveView"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -31,8 +31,13 @@ use crate::server::Layer;
 /// of several short slices, server CPU per call the median of the
 /// slices, CPU time read to the nanosecond from `schedstat`, a server
 /// quiet after its turn before the next one's; fan-out over up to 1,000
-/// rounds per server or 30 s, with p90 and the p99 of blocks of rounds).
-pub(crate) const HARNESS_VERSION: u32 = 5;
+/// rounds per server or 30 s, with p90 and the p99 of blocks of rounds;
+/// 6: a fixed-rate scenario beside saturation: every server offered the
+/// same calls per second, a share of the floor's saturated rate in the
+/// same run, paced evenly over the connections, with the achieved rate,
+/// server and load generator CPU and p50/p99 per slice; the p99 of every
+/// throughput slice).
+pub(crate) const HARNESS_VERSION: u32 = 6;
 
 /// Full run or CI's smoke run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +55,8 @@ pub(crate) struct Options {
     pub servers: Vec<String>,
     pub cross_node: bool,
     /// Some of `idle`, `fan-out`, `calls` (round trip and throughput),
-    /// `replay-log`.
+    /// `fixed-rate` (throughput at a fixed rate, after `calls`' saturated
+    /// throughput at the same level), `replay-log`.
     pub scenarios: Vec<String>,
     /// The results file is `<label>-<time>.json` in a full run.
     pub label: &'static str,
@@ -74,7 +80,7 @@ impl Options {
             out: None,
             servers: servers.into_iter().map(str::to_owned).collect(),
             cross_node: true,
-            scenarios: ["idle", "fan-out", "calls", "replay-log"]
+            scenarios: ["idle", "fan-out", "calls", "fixed-rate", "replay-log"]
                 .map(str::to_owned)
                 .to_vec(),
             label: "run",
@@ -301,6 +307,11 @@ pub(crate) fn run(options: &Options) -> Result<bool, String> {
         },
         if bench.wants("calls") {
             1 + plan.throughput_connections.len()
+        } else {
+            0
+        },
+        if bench.wants("calls") && bench.wants("fixed-rate") {
+            plan.throughput_connections.len()
         } else {
             0
         },
@@ -590,7 +601,16 @@ impl Bench<'_> {
                     names()
                 ));
                 self.throughput(&servers, entries, results, connections);
+                if self.wants("fixed-rate") {
+                    self.fixed_rate(&servers, entries, results, connections);
+                }
             }
+        } else if self.wants("fixed-rate") {
+            self.run.notes.push(
+                "the fixed rate was not measured: it is a share of the floor's saturated \
+                 throughput, measured by the calls scenario"
+                    .to_owned(),
+            );
         }
 
         let mut sizes = fan_out.to_vec();
@@ -839,6 +859,134 @@ impl Bench<'_> {
                 self.problem(&mut results[*i], ours(*i), what);
             }
             results[*i].throughput.push(t);
+            runtime.block_on(async move { drop(l) });
+            server.settle(Duration::from_secs(30));
+        }
+    }
+
+    /// Calls at a fixed rate, the same for every server: the plan's share
+    /// of the floor's median saturated calls per second at `connections`
+    /// (measured just before), paced evenly over the connections, each
+    /// connection with one call in flight; the servers take turns as in
+    /// the throughput scenario. A server whose own saturated throughput at
+    /// this level is below the rate is not offered it: it could not keep up.
+    fn fixed_rate(
+        &mut self,
+        servers: &[(usize, ServerProc)],
+        entries: &[Entry<'_>],
+        results: &mut [ServerResult],
+        connections: usize,
+    ) {
+        let plan = self.plan;
+        let runtime = self.runtime;
+        let ours = |i: usize| entries[i].ours;
+        let at = report::thousands(connections as u64);
+        // Each server's median saturated calls per second at this level.
+        let saturated: Vec<Option<f64>> = servers
+            .iter()
+            .map(|(i, _)| {
+                results[*i]
+                    .throughput_at(connections)
+                    .filter(|t| t.calls > 0)
+                    .map(report::Throughput::median_calls_per_second)
+            })
+            .collect();
+        let floor = servers
+            .iter()
+            .zip(&saturated)
+            .find(|((i, _), _)| entries[*i].name == report::FLOOR)
+            .and_then(|(_, s)| *s)
+            .filter(|r| *r > 0.0);
+        let Some(floor) = floor else {
+            progress::step(&format!("fixed rate at {at} connections: no rate"));
+            self.run.notes.push(format!(
+                "fixed rate at {at} connections not measured: no saturated throughput of the \
+                 floor at that level to take the rate from"
+            ));
+            return;
+        };
+        let rate = plan.fixed_rate_fraction * floor;
+        let shown = report::thousands(rate.round() as u64);
+        let offered: Vec<bool> = saturated
+            .iter()
+            .map(|s| s.is_some_and(|s| s >= rate))
+            .collect();
+        let names: Vec<&str> = servers
+            .iter()
+            .zip(&offered)
+            .filter(|(_, o)| **o)
+            .map(|((i, _), _)| report::label(entries[*i].name))
+            .collect();
+        progress::step(&format!(
+            "fixed rate of {shown}/s at {at} connections, taking turns: {}",
+            names.join(", ")
+        ));
+        let reopened = !self.fits(connections * names.len());
+        let mut loads: Vec<Option<Load>> = Vec::new();
+        for (((i, server), offered), own) in servers.iter().zip(&offered).zip(&saturated) {
+            if !offered {
+                let why = match own {
+                    Some(own) => format!(
+                        "its saturated throughput there, {}/s, is below it",
+                        report::thousands(own.round() as u64)
+                    ),
+                    None => "its saturated throughput there was not measured".to_owned(),
+                };
+                let what =
+                    format!("fixed rate of {shown}/s at {at} connections not offered: {why}");
+                progress::line(&format!("{}: {what}", results[*i].name));
+                results[*i].notes.push(what);
+                loads.push(None);
+                continue;
+            }
+            let opened = if reopened {
+                Ok(Load::closed(server.endpoint, connections, plan))
+            } else {
+                runtime.block_on(Load::open(server.endpoint, connections, plan))
+            };
+            match opened {
+                Ok(l) => loads.push(Some(l)),
+                Err(e) => {
+                    let what = format!("fixed rate at {at}: {e}");
+                    self.problem(&mut results[*i], ours(*i), what);
+                    loads.push(None);
+                }
+            }
+        }
+        let shape = plan.fixed_rate_turn();
+        let tick = plan.fixed_rate_tick();
+        for _ in 0..plan.slices {
+            for ((i, server), load) in servers.iter().zip(loads.iter_mut()) {
+                let Some(l) = load else { continue };
+                let mut sliced = Ok(());
+                if reopened {
+                    sliced = runtime.block_on(l.reopen(plan));
+                }
+                if sliced.is_ok() {
+                    server.settle(Duration::from_secs(5));
+                    sliced = runtime.block_on(l.paced_turn(server, shape, rate, tick));
+                }
+                if reopened {
+                    runtime.block_on(async { l.close() });
+                    server.settle(Duration::from_secs(30));
+                } else {
+                    server.settle(Duration::from_secs(5));
+                }
+                if let Err(e) = sliced {
+                    let what = format!("fixed rate at {at}: {e}");
+                    self.problem(&mut results[*i], ours(*i), what);
+                    *load = None;
+                }
+            }
+        }
+        for ((i, server), load) in servers.iter().zip(loads) {
+            let Some(l) = load else { continue };
+            let t = l.result();
+            if t.errors > 0 {
+                let what = format!("fixed rate at {at}: {} calls failed", t.errors);
+                self.problem(&mut results[*i], ours(*i), what);
+            }
+            results[*i].fixed_rate.push(t);
             runtime.block_on(async move { drop(l) });
             server.settle(Duration::from_secs(30));
         }

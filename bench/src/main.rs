@@ -22,6 +22,7 @@ mod harness;
 mod idle_scale;
 mod instructions;
 mod layers;
+mod pace;
 mod peer;
 mod procs;
 mod progress;
@@ -76,8 +77,9 @@ commands:
 
 options of all and smoke:
   --servers floor,memory,redis,django   which servers to measure
-  --scenarios idle,fan-out,calls,replay-log
-                                        which scenarios to run (besides cross-node)
+  --scenarios idle,fan-out,calls,fixed-rate,replay-log
+                                        which scenarios to run (besides cross-node);
+                                        fixed-rate needs calls
   --no-cross-node                       skip the two-node scenarios
   --no-pin                              do not pin servers and load generator to cores
   --no-spin                             do not keep the cores awake during the round

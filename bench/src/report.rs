@@ -100,6 +100,10 @@ pub(crate) struct ServerResult {
     #[serde(default)]
     pub round_trip_p50_spread: Option<Spread>,
     pub throughput: Vec<Throughput>,
+    /// The same calls at a fixed rate below saturation, the same for
+    /// every server (harness version 6 on).
+    #[serde(default)]
+    pub fixed_rate: Vec<Throughput>,
     pub fan_out: Vec<FanOut>,
     pub idle: Vec<Idle>,
     pub notes: Vec<String>,
@@ -112,6 +116,7 @@ impl ServerResult {
             round_trip: None,
             round_trip_p50_spread: None,
             throughput: Vec::new(),
+            fixed_rate: Vec::new(),
             fan_out: Vec::new(),
             idle: Vec::new(),
             notes: Vec::new(),
@@ -120,6 +125,12 @@ impl ServerResult {
 
     pub(crate) fn throughput_at(&self, connections: usize) -> Option<&Throughput> {
         self.throughput
+            .iter()
+            .find(|t| t.connections == connections)
+    }
+
+    pub(crate) fn fixed_rate_at(&self, connections: usize) -> Option<&Throughput> {
+        self.fixed_rate
             .iter()
             .find(|t| t.connections == connections)
     }
@@ -157,13 +168,18 @@ impl Latency {
     }
 }
 
-/// Closed-loop calls from many connections at once.
+/// Calls from many connections at once: in a closed loop (saturation), or
+/// at a fixed rate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Throughput {
     pub connections: usize,
     pub seconds: f64,
     pub calls: u64,
+    /// Calls answered per second (the achieved rate).
     pub calls_per_second: f64,
+    /// The fixed rate offered, calls per second; absent for saturation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_per_second: Option<f64>,
     pub latency: Latency,
     /// Share of one core the server used while measured (100 = one core).
     pub server_cpu_percent: f64,
@@ -209,7 +225,14 @@ pub(crate) struct ThroughputSlice {
     #[serde(default)]
     pub calls: u64,
     pub calls_per_second: f64,
+    /// At a fixed rate: the calls made due within the slice, per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_per_second: Option<f64>,
     pub p50_us: f64,
+    /// The p99 of the calls answered within the slice (harness version 6
+    /// on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_us: Option<f64>,
     pub server_cpu_us_per_call: f64,
     pub load_generator_cpu_percent: f64,
     /// The load generator's CPU per answered call, microseconds.
@@ -280,6 +303,20 @@ impl Throughput {
             .filter_map(|s| s.load_generator_cpu_us_per_call)
             .collect();
         spread(Some(&Spread::of(&per_call))).map(|s| s.median)
+    }
+
+    /// At a fixed rate: calls answered over calls made due, slice by
+    /// slice (1 when the server kept up).
+    pub(crate) fn achieved_share(&self) -> Option<Spread> {
+        let shares: Vec<f64> = self
+            .slices
+            .iter()
+            .filter_map(|s| {
+                let offered = s.offered_per_second.filter(|o| *o > 0.0)?;
+                Some(s.calls_per_second / offered)
+            })
+            .collect();
+        spread(Some(&Spread::of(&shares))).cloned()
     }
 
     /// Calls one core of server CPU answers (from the median CPU per
@@ -604,30 +641,24 @@ impl Run {
             .iter()
             .map(|c| (*c, cpu(ours, *c).zip(cpu(floor, *c)).map(|(o, f)| o / f)))
             .collect();
-        checks.push(if ratios.iter().all(|(_, r)| r.is_none()) {
-            unmeasured(name)
-        } else {
-            let missed = ratios.iter().any(|(_, r)| r.is_some_and(|r| r > 1.1));
-            let complete = ratios.iter().all(|(_, r)| r.is_some());
-            TargetCheck {
-                target: name.to_owned(),
-                measured: ratios
-                    .iter()
-                    .map(|(c, r)| match r {
-                        Some(r) => format!("{r:.2}x at {}", thousands(*c as u64)),
-                        None => format!("n/a at {}", thousands(*c as u64)),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                // A level not measured leaves the target open, unless
-                // another already missed it.
-                holds: if missed {
-                    Some(false)
-                } else {
-                    complete.then_some(true)
-                },
-            }
-        });
+        checks.push(per_level(name, &ratios, 1.1));
+        // The same at the fixed rate, every server offered the same calls
+        // per second: an additional row, the saturated one above stays.
+        let mut levels = self.sizes(|s| s.fixed_rate.iter().map(|t| t.connections).collect());
+        if self.scenarios.iter().any(|s| s == "fixed-rate") {
+            levels.extend(self.planned_throughput_connections());
+        }
+        levels.sort_unstable();
+        levels.dedup();
+        let cpu = |s: Option<&ServerResult>, c: usize| {
+            s.and_then(|s| s.fixed_rate_at(c))
+                .and_then(Throughput::cpu_per_call)
+        };
+        let ratios: Vec<(usize, Option<f64>)> = levels
+            .iter()
+            .map(|c| (*c, cpu(ours, *c).zip(cpu(floor, *c)).map(|(o, f)| o / f)))
+            .collect();
+        checks.push(per_level(FIXED_RATE_CPU_TARGET, &ratios, 1.1));
         for subscribers in [1_000, 10_000] {
             let name = format!(
                 "fan-out to {} p99 within 1.1x of the floor",
@@ -799,11 +830,16 @@ impl Run {
             out,
             "| load generator | one process, {} threads on {} core{}; the timed calls through \
              a minimal client (a frame masked once, the answer parsed in place); its CPU \
-             recorded per throughput slice and over the fan-out rounds: under {}% of a core \
+             recorded per throughput slice{} and over the fan-out rounds: under {}% of a core \
              it had headroom |",
             m.load_generator_threads,
             m.load_generator_cores.max(1),
             if m.load_generator_cores > 1 { "s" } else { "" },
+            if self.servers.iter().any(|s| !s.fixed_rate.is_empty()) {
+                " (at the fixed rate, its pacing thread included)"
+            } else {
+                ""
+            },
             100 * m.load_generator_cores.max(1)
         );
         let _ = writeln!(
@@ -867,6 +903,14 @@ impl Run {
             );
         }
         self.servers_table(&mut out);
+        if self.servers.iter().any(|s| !s.fixed_rate.is_empty()) {
+            chart(
+                &mut out,
+                "fixed-rate.svg",
+                "Server CPU per call at a fixed rate against connections",
+            );
+        }
+        self.fixed_rate_table(&mut out);
         if !self.fan_out_series().is_empty() {
             chart(&mut out, "fan-out.svg", "Fan-out p99 against subscribers");
         }
@@ -1133,6 +1177,201 @@ impl Run {
         out.push('\n');
     }
 
+    /// The plan's fixed rate as a share of the floor's saturated rate.
+    pub(crate) fn fixed_rate_fraction(&self) -> Option<f64> {
+        self.plan
+            .get("fixed_rate_fraction")
+            .and_then(serde_json::Value::as_f64)
+    }
+
+    /// The calls at a fixed rate, server by server at each connection
+    /// count, with the ratios to the floor at the same rate, and whether
+    /// every server got the rate it was offered and the load generator
+    /// stayed below its cores.
+    fn fixed_rate_table(&self, out: &mut String) {
+        let sizes = self.sizes(|s| s.fixed_rate.iter().map(|t| t.connections).collect());
+        if sizes.is_empty() {
+            return;
+        }
+        let plan = |key: &str| self.plan.get(key).and_then(serde_json::Value::as_f64);
+        let share = self
+            .fixed_rate_fraction()
+            .map_or("a share".to_owned(), |f| format!("{:.0}%", 100.0 * f));
+        let slices = match (plan("slices"), plan("fixed_rate_slices_per_turn")) {
+            (Some(turns), Some(per_turn)) => format!(
+                "{turns:.0} turns of {per_turn:.0} slices per server and connection count, the \
+                 servers taking turns"
+            ),
+            _ => "slices per server and connection count, the servers taking turns".to_owned(),
+        };
+        let tick = plan("fixed_rate_tick_us").map_or(String::new(), |t| {
+            format!(", released at the first tick of {t:.0} µs at or after that")
+        });
+        let _ = writeln!(
+            out,
+            "Fixed rate: every server offered the same calls per second at each connection \
+             count, {share} of the floor's median saturated throughput there in this run, \
+             paced evenly over the connections (call j due j / rate after the turn's start, \
+             on connection j mod N{tick}; each connection with one call in flight), {slices}; \
+             achieved is the calls answered per second; medians of the slices, ranges in \
+             brackets; ratios to the floor at the same rate:\n"
+        );
+        let _ = writeln!(
+            out,
+            "| connections | server | offered | achieved | achieved / offered: median \
+             (lowest slice) | server CPU per call | CPU per call / floor | load generator CPU: \
+             median (busiest slice) | load generator CPU per call | p50 | p99 | p50 / floor | \
+             p99 / floor |\n\
+             |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+            _ => "n/a".to_owned(),
+        };
+        let na = || "n/a".to_owned();
+        let percent = |v: f64| format!("{:.1}%", 100.0 * v);
+        for c in &sizes {
+            let floor = self.server(FLOOR).and_then(|s| s.fixed_rate_at(*c));
+            for name in [FLOOR, MEMORY, REDIS, DJANGO] {
+                let Some(t) = self.server(name).and_then(|s| s.fixed_rate_at(*c)) else {
+                    continue;
+                };
+                let range = |s: &Spread, unit: Unit| {
+                    format!(
+                        "{} ({} to {})",
+                        unit.show(s.median),
+                        unit.show(s.min),
+                        unit.show(s.max)
+                    )
+                };
+                let achieved = spread(Some(&t.calls_per_second_spread))
+                    .map_or_else(na, |s| range(s, Unit::PerSecond));
+                let share = t.achieved_share().map_or_else(na, |s| {
+                    format!("{} ({})", percent(s.median), percent(s.min))
+                });
+                let cpu = spread(Some(&t.server_cpu_us_per_call_spread))
+                    .map_or_else(na, |s| range(s, Unit::FineMicros));
+                let load = spread(Some(&t.load_generator_cpu_percent_spread))
+                    .map_or_else(na, |s| {
+                        format!("{:.0}% ({:.0}%) of a core", s.median, s.max)
+                    });
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {achieved} | {share} | {cpu} | {} | {load} | {} | {} | {} \
+                     | {} | {} |",
+                    thousands(*c as u64),
+                    label(name),
+                    t.offered_per_second
+                        .map_or_else(na, |o| Unit::PerSecond.show(o)),
+                    ratio(t.cpu_per_call(), floor.and_then(Throughput::cpu_per_call)),
+                    t.load_generator_cpu_per_call()
+                        .map_or_else(na, |v| Unit::LoadMicros.show(v)),
+                    Unit::Micros.show(t.latency.p50_us),
+                    Unit::Micros.show(t.latency.p99_us),
+                    ratio(Some(t.latency.p50_us), floor.map(|f| f.latency.p50_us)),
+                    ratio(Some(t.latency.p99_us), floor.map(|f| f.latency.p99_us)),
+                );
+            }
+        }
+        let _ = writeln!(out, "\n{}\n", self.fixed_rate_verdict());
+    }
+
+    /// What the fixed rate shows, in plain words: whether every server
+    /// answered the rate it was offered, and whether the load generator
+    /// stayed below its cores while offering it.
+    pub(crate) fn fixed_rate_verdict(&self) -> String {
+        // (server, connections, rate) for every fixed-rate result.
+        let all: Vec<(&str, usize, &Throughput)> = self
+            .servers
+            .iter()
+            .flat_map(|s| {
+                s.fixed_rate
+                    .iter()
+                    .map(move |t| (label(&s.name), t.connections, t))
+            })
+            .collect();
+        let shares: Vec<(&str, usize, Spread)> = all
+            .iter()
+            .filter_map(|(n, c, t)| Some((*n, *c, t.achieved_share()?)))
+            .collect();
+        if shares.is_empty() {
+            return "No slice at the fixed rate was measured.".to_owned();
+        }
+        let mut out = String::new();
+        let differ: Vec<String> = shares
+            .iter()
+            .filter(|(_, _, s)| (s.median - 1.0).abs() > FIXED_RATE_KEPT)
+            .map(|(n, c, s)| {
+                format!(
+                    "{n} at {} connections ({:.1}% of it in the median slice)",
+                    thousands(*c as u64),
+                    100.0 * s.median
+                )
+            })
+            .collect();
+        let medians = shares.iter().map(|(_, _, s)| s.median);
+        let (lo, hi) = medians.fold((f64::MAX, f64::MIN), |(lo, hi), m| (lo.min(m), hi.max(m)));
+        let lowest = shares
+            .iter()
+            .min_by(|a, b| a.2.min.total_cmp(&b.2.min))
+            .map(|(n, c, s)| format!("{:.1}%, {n} at {}", 100.0 * s.min, thousands(*c as u64)))
+            .unwrap_or_default();
+        if differ.is_empty() {
+            let _ = write!(
+                out,
+                "**The achieved rate equalled the offered rate**: every server's median slice \
+                 at every connection count answered {:.1}% to {:.1}% of the calls made due in \
+                 it (within {:.0}%; the lowest single slice {lowest}).",
+                100.0 * lo,
+                100.0 * hi,
+                100.0 * FIXED_RATE_KEPT
+            );
+        } else {
+            let _ = write!(
+                out,
+                "**The achieved rate did not equal the offered rate** (the median slice more \
+                 than {:.0}% from it) for {}.",
+                100.0 * FIXED_RATE_KEPT,
+                differ.join(", ")
+            );
+        }
+        let cores = self.machine.load_generator_cores.max(1);
+        let limit = 100.0 * cores as f64;
+        let of = if cores == 1 {
+            "its one core".to_owned()
+        } else {
+            format!("its {cores} cores")
+        };
+        let medians: Vec<f64> = all.iter().map(|(_, _, t)| t.load_generator_cpu()).collect();
+        let busiest = all
+            .iter()
+            .filter_map(|(_, _, t)| spread(Some(&t.load_generator_cpu_percent_spread)))
+            .map(|s| s.max)
+            .fold(0.0, f64::max);
+        let median = medians.iter().copied().fold(0.0, f64::max);
+        if busiest < limit {
+            let _ = write!(
+                out,
+                " **The load generator stayed below {of}**: at most {median:.0}% of a core in \
+                 its median slice and {busiest:.0}% in its busiest, so it had headroom, and at \
+                 the same offered load the servers' CPU per call compares the servers alone."
+            );
+        } else if median < limit {
+            let _ = write!(
+                out,
+                " The load generator's median slice stayed below {of} (at most {median:.0}% of \
+                 a core), but its busiest slice used {busiest:.0}%."
+            );
+        } else {
+            let _ = write!(
+                out,
+                " **The load generator did not stay below {of}**: {median:.0}% of a core in its \
+                 median slice."
+            );
+        }
+        out
+    }
+
     /// Two servers on one Redis.
     fn cross_node_table(&self, out: &mut String) {
         if let Some(c) = &self.cross_node {
@@ -1375,6 +1614,42 @@ fn fine_micros(us: f64) -> String {
     }
 }
 
+/// How far from the offered rate the median slice's achieved rate may be
+/// for the report to call them equal.
+const FIXED_RATE_KEPT: f64 = 0.01;
+
+/// The target of server CPU per call at the fixed rate.
+const FIXED_RATE_CPU_TARGET: &str = "server CPU per call at the fixed rate (median of slices) \
+     within 1.1x of the floor at every connection count";
+
+/// A target checked at every connection count: `ratios` of ours to the
+/// floor at each (`None` where not measured), each at most `limit`.
+fn per_level(name: &str, ratios: &[(usize, Option<f64>)], limit: f64) -> TargetCheck {
+    if ratios.iter().all(|(_, r)| r.is_none()) {
+        return unmeasured(name);
+    }
+    let missed = ratios.iter().any(|(_, r)| r.is_some_and(|r| r > limit));
+    let complete = ratios.iter().all(|(_, r)| r.is_some());
+    TargetCheck {
+        target: name.to_owned(),
+        measured: ratios
+            .iter()
+            .map(|(c, r)| match r {
+                Some(r) => format!("{r:.2}x at {}", thousands(*c as u64)),
+                None => format!("n/a at {}", thousands(*c as u64)),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        // A level not measured leaves the target open, unless another
+        // already missed it.
+        holds: if missed {
+            Some(false)
+        } else {
+            complete.then_some(true)
+        },
+    }
+}
+
 fn check(target: &str, measured: String, holds: bool) -> TargetCheck {
     TargetCheck {
         target: target.to_owned(),
@@ -1587,6 +1862,216 @@ mod tests {
             target.measured.ends_with("p99 of 1,000 and 1,000 rounds)"),
             "{}",
             target.measured
+        );
+    }
+
+    /// A result at a fixed rate of `offered` calls per second: one slice
+    /// per `(achieved, server CPU per call, load generator CPU)`.
+    fn at_fixed_rate(connections: usize, offered: f64, slices: &[(f64, f64, f64)]) -> Throughput {
+        let slices: Vec<ThroughputSlice> = slices
+            .iter()
+            .enumerate()
+            .map(|(k, (achieved, cpu, load))| ThroughputSlice {
+                turn: k / 2 + 1,
+                seconds: 0.25,
+                calls: (achieved / 4.0) as u64,
+                calls_per_second: *achieved,
+                offered_per_second: Some(offered),
+                p50_us: 60.0,
+                p99_us: Some(200.0),
+                server_cpu_us_per_call: *cpu,
+                load_generator_cpu_percent: *load,
+                load_generator_cpu_us_per_call: Some(load * 1e4 / achieved),
+            })
+            .collect();
+        let of = |pick: fn(&ThroughputSlice) -> f64| {
+            Spread::of(&slices.iter().map(pick).collect::<Vec<_>>())
+        };
+        Throughput {
+            connections,
+            seconds: 0.25 * slices.len() as f64,
+            calls: slices.iter().map(|s| s.calls).sum(),
+            calls_per_second: offered,
+            offered_per_second: Some(offered),
+            latency: Latency {
+                samples: 1_000,
+                p50_us: 60.0,
+                p99_us: 200.0,
+                mean_us: 70.0,
+                max_us: 900.0,
+            },
+            server_cpu_percent: 50.0,
+            server_cpu_us_per_call: 7.0,
+            server_cpu_us_per_call_spread: of(|s| s.server_cpu_us_per_call),
+            load_generator_cpu_percent: 50.0,
+            calls_per_second_spread: of(|s| s.calls_per_second),
+            load_generator_cpu_percent_spread: of(|s| s.load_generator_cpu_percent),
+            turns: slices.len().div_ceil(2),
+            slices,
+            errors: 0,
+        }
+    }
+
+    /// The committed version-5 run, read as `report` reads it.
+    fn version_5_run() -> Run {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/results/run-20261206-144551.json"
+        );
+        let text = std::fs::read_to_string(path).expect("a committed results file");
+        serde_json::from_str(&text).expect("a run")
+    }
+
+    #[test]
+    fn a_version_5_run_reads_without_the_fixed_rate() {
+        let mut run = version_5_run();
+        assert_eq!(run.provenance.harness_version, 5);
+        assert!(run.servers.iter().all(|s| s.fixed_rate.is_empty()));
+        run.check_targets();
+        let fixed = run
+            .targets
+            .iter()
+            .find(|t| t.target == FIXED_RATE_CPU_TARGET)
+            .expect("the fixed-rate row");
+        assert_eq!(fixed.holds, None);
+        let markdown = run.markdown();
+        assert!(!markdown.contains("Fixed rate:"), "{markdown}");
+        // The saturated row is still there, unchanged.
+        assert!(markdown.contains(
+            "| server CPU per call (median of slices) within 1.1x of the floor at every \
+             connection count | 1.15x at 50, 1.12x at 500, 1.11x at 5,000 | **no** |"
+        ));
+    }
+
+    #[test]
+    fn the_fixed_rate_table_shows_the_rate_kept_and_the_headroom() {
+        let mut run = version_5_run();
+        run.scenarios.push("fixed-rate".to_owned());
+        run.plan["fixed_rate_fraction"] = serde_json::json!(0.5);
+        run.plan["fixed_rate_slices_per_turn"] = serde_json::json!(2);
+        run.plan["fixed_rate_tick_us"] = serde_json::json!(250);
+        for s in &mut run.servers {
+            let cpu = match s.name.as_str() {
+                FLOOR => 6.0,
+                MEMORY => 6.6,
+                REDIS => 6.9,
+                _ => continue,
+            };
+            for c in [50, 500, 5_000] {
+                let offered = 60_000.0;
+                s.fixed_rate.push(at_fixed_rate(
+                    c,
+                    offered,
+                    &[
+                        (offered, cpu, 50.0),
+                        (0.995 * offered, cpu * 1.2, 61.0),
+                        (1.004 * offered, cpu, 48.0),
+                    ],
+                ));
+            }
+        }
+        run.check_targets();
+        let markdown = run.markdown();
+        assert!(
+            markdown.contains(
+                "(call j due j / rate after the turn's start, on connection j mod N, released \
+                 at the first tick of 250 µs at or after that; each connection with one call \
+                 in flight), 5 turns of 2 slices per server"
+            ),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains(
+                "| 500 | LiveView (memory) | 60,000/s | 60,000/s (59,700/s to 60,240/s) | \
+                 100.0% (99.5%) | 6.6 µs (6.6 µs to 7.9 µs) | 1.10x | 50% (61%) of a core | \
+                 8.3 µs | 60 µs | 200 µs | 1.00x | 1.00x |"
+            ),
+            "{markdown}"
+        );
+        // No row for a server not offered the rate.
+        assert!(!markdown.contains("| 50 | Django LiveView | 60,000/s"));
+        assert!(
+            markdown.contains(
+                "**The achieved rate equalled the offered rate**: every server's median \
+                 slice at every connection count answered 100.0% to 100.0% of the calls \
+                 made due in it (within 1%; the lowest single slice 99.5%,"
+            ),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains(
+                "**The load generator stayed below its one core**: at most 50% of a core \
+                 in its median slice and 61% in its busiest"
+            ),
+            "{markdown}"
+        );
+        let fixed = run
+            .targets
+            .iter()
+            .find(|t| t.target == FIXED_RATE_CPU_TARGET)
+            .expect("the fixed-rate row");
+        assert_eq!(fixed.measured, "1.10x at 50, 1.10x at 500, 1.10x at 5,000");
+        assert_eq!(fixed.holds, Some(true));
+        // The saturated target is still read from saturation.
+        let saturated = run
+            .targets
+            .iter()
+            .find(|t| {
+                t.target
+                    .starts_with("server CPU per call (median of slices)")
+            })
+            .expect("the saturated row");
+        assert_eq!(
+            saturated.measured,
+            "1.15x at 50, 1.12x at 500, 1.11x at 5,000"
+        );
+
+        // A server that fell behind the rate, a load generator at its core.
+        let floor = run
+            .servers
+            .iter_mut()
+            .find(|s| s.name == FLOOR)
+            .expect("the floor");
+        floor.fixed_rate[2] = at_fixed_rate(
+            5_000,
+            60_000.0,
+            &[(54_000.0, 6.0, 100.0), (54_000.0, 6.0, 101.0)],
+        );
+        let verdict = run.fixed_rate_verdict();
+        assert!(
+            verdict.contains(
+                "**The achieved rate did not equal the offered rate** (the median slice more \
+                 than 1% from it) for floor at 5,000 connections (90.0% of it in the median \
+                 slice)."
+            ),
+            "{verdict}"
+        );
+        assert!(
+            verdict.contains("**The load generator did not stay below its one core**"),
+            "{verdict}"
+        );
+        // Below its core in the median slice, not in the busiest.
+        let floor = run
+            .servers
+            .iter_mut()
+            .find(|s| s.name == FLOOR)
+            .expect("the floor");
+        floor.fixed_rate[2] = at_fixed_rate(
+            5_000,
+            60_000.0,
+            &[
+                (60_000.0, 6.0, 80.0),
+                (60_000.0, 6.0, 101.0),
+                (60_000.0, 6.0, 90.0),
+            ],
+        );
+        let verdict = run.fixed_rate_verdict();
+        assert!(
+            verdict.contains(
+                "The load generator's median slice stayed below its one core (at most 90% of \
+                 a core), but its busiest slice used 101%."
+            ),
+            "{verdict}"
         );
     }
 

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, Endpoint, SAY_HELLO, Ws};
+use crate::pace::{Pacer, Schedule, Ticket};
 use crate::procs::{self, ServerProc, ThreadTimes};
 use crate::report::{FanOut, Latency, Spread, Throughput, ThroughputSlice};
 use crate::wire::{Conn, SAY_HELLO_FRAME};
@@ -40,6 +41,18 @@ pub(crate) struct Plan {
     /// each its own figure (calls, server CPU per call, load generator
     /// CPU), so that the median and spread are over many short slices.
     pub throughput_slices_per_turn: usize,
+    /// The fixed rate offered to every server at each throughput level, as
+    /// a share of the floor's median saturated calls per second there (in
+    /// the same run).
+    pub fixed_rate_fraction: f64,
+    /// Measured time of each server at each level at the fixed rate,
+    /// seconds: cut into `slices` turns of `fixed_rate_slices_per_turn`
+    /// slices each, after a ramp of `throughput_warmup_seconds`.
+    pub fixed_rate_seconds: f64,
+    pub fixed_rate_slices_per_turn: usize,
+    /// The pacer's tick at the fixed rate, microseconds: calls fall due
+    /// evenly, and are released at the first tick at or after their time.
+    pub fixed_rate_tick_us: u64,
     /// Idle connection counts at which the server's memory is read.
     pub idle_connections: Vec<usize>,
     /// Subscriber counts of the fan-out scenario.
@@ -89,6 +102,10 @@ impl Plan {
             throughput_warmup_seconds: 0.3,
             throughput_seconds: 5.0,
             throughput_slices_per_turn: 4,
+            fixed_rate_fraction: 0.5,
+            fixed_rate_seconds: 2.5,
+            fixed_rate_slices_per_turn: 2,
+            fixed_rate_tick_us: 250,
             idle_connections: vec![1_000, 10_000],
             fan_out_subscribers: vec![10_000, 1_000, 100],
             fan_out_rounds: 1_000,
@@ -118,6 +135,13 @@ impl Plan {
             throughput_warmup_seconds: 0.1,
             throughput_seconds: 0.8,
             throughput_slices_per_turn: 2,
+            // The debug build of CI's smoke run answers a third of the
+            // floor's calls on our servers: a tenth of the floor's rate
+            // keeps every server offered it, the code paths the same.
+            fixed_rate_fraction: 0.1,
+            fixed_rate_seconds: 0.4,
+            fixed_rate_slices_per_turn: 2,
+            fixed_rate_tick_us: 250,
             idle_connections: vec![200],
             fan_out_subscribers: vec![200, 20],
             fan_out_rounds: 20,
@@ -193,6 +217,24 @@ impl Plan {
             warm: Duration::from_secs_f64(self.throughput_warmup_seconds),
             slice: Duration::from_secs_f64(
                 self.throughput_seconds / (self.slices.max(1) * slices) as f64,
+            ),
+            slices,
+        }
+    }
+
+    /// The pacer's tick at the fixed rate.
+    pub(crate) fn fixed_rate_tick(&self) -> Duration {
+        Duration::from_micros(self.fixed_rate_tick_us)
+    }
+
+    /// The shape of one turn at the fixed rate: the same ramp, then its
+    /// slices.
+    pub(crate) fn fixed_rate_turn(&self) -> Turn {
+        let slices = self.fixed_rate_slices_per_turn.max(1);
+        Turn {
+            warm: Duration::from_secs_f64(self.throughput_warmup_seconds),
+            slice: Duration::from_secs_f64(
+                self.fixed_rate_seconds / (self.slices.max(1) * slices) as f64,
             ),
             slices,
         }
@@ -433,6 +475,11 @@ pub(crate) struct Load {
     load_cpu_seconds: f64,
     turns: usize,
     slices: Vec<ThroughputSlice>,
+    /// The fixed rate of the turns, calls per second; `None` for calls
+    /// in a closed loop (saturation).
+    offered_per_second: Option<f64>,
+    /// The pacer's tick at the fixed rate.
+    tick: Duration,
 }
 
 impl Load {
@@ -463,6 +510,8 @@ impl Load {
             load_cpu_seconds: 0.0,
             turns: 0,
             slices: Vec::new(),
+            offered_per_second: None,
+            tick: Duration::ZERO,
         }
     }
 
@@ -492,17 +541,47 @@ impl Load {
         self.turn_with(Some(server), shape).await
     }
 
+    /// One turn at the fixed rate of `rate` calls per second, paced by a
+    /// [`Pacer`] over the connections from the start of the ramp, on a
+    /// grid of `tick`.
+    pub(crate) async fn paced_turn(
+        &mut self,
+        server: &ServerProc,
+        shape: Turn,
+        rate: f64,
+        tick: Duration,
+    ) -> Result<(), String> {
+        self.offered_per_second = Some(rate);
+        self.tick = tick;
+        self.turn_with(Some(server), shape).await
+    }
+
     async fn turn_with(&mut self, server: Option<&ServerProc>, shape: Turn) -> Result<(), String> {
-        let measure_from = Instant::now() + shape.warm;
+        let started = Instant::now();
+        let measure_from = started + shape.warm;
         let end = measure_from + shape.slice * shape.slices as u32;
         // A call still unanswered this long after the turn is an error;
         // one timer per connection and turn, not one per call.
         let give_up = end + self.call_timeout;
         let frame: &'static [u8] = &SAY_HELLO_FRAME;
+        let schedule = self.offered_per_second.map(|rate| Schedule {
+            rate,
+            connections: self.sockets.len(),
+            tick: self.tick,
+        });
+        let (pacer, tickets): (Option<Pacer>, Vec<Ticket>) = match schedule {
+            Some(schedule) => {
+                let (pacer, tickets) = Pacer::start(schedule, started, end)?;
+                (Some(pacer), tickets)
+            }
+            None => (None, Vec::new()),
+        };
+        let mut tickets = tickets.into_iter();
         let tasks: Vec<JoinHandle<TurnOfOne>> = self
             .sockets
             .drain(..)
             .map(|mut conn| {
+                let mut ticket = tickets.next();
                 tokio::spawn(async move {
                     let mut answered = Vec::new();
                     let mut failed = false;
@@ -510,6 +589,18 @@ impl Load {
                     tokio::pin!(deadline);
                     // Bounded by time, and by count should the clock misbehave.
                     for _ in 0..100_000_000u64 {
+                        if let Some(ticket) = &mut ticket {
+                            // At the fixed rate: the next call released to
+                            // this connection, or the end of the turn.
+                            tokio::select! {
+                                biased;
+                                released = ticket.next() => if !released { break },
+                                () = &mut deadline => {
+                                    failed = true;
+                                    break;
+                                }
+                            }
+                        }
                         let t0 = Instant::now();
                         if t0 >= end {
                             break;
@@ -547,6 +638,10 @@ impl Load {
             let last = k == shape.slices;
             push_boundary(&mut marks, Mark::now(server), |m| m.at, shape.slice, last);
         }
+        // After the last mark: the pacer's thread is counted until then.
+        if let Some(pacer) = pacer {
+            pacer.stop();
+        }
         let mut hists: Vec<Histogram<u64>> = (0..shape.slices).map(|_| histogram()).collect();
         let mut counts = vec![0u64; shape.slices];
         for task in tasks {
@@ -574,6 +669,11 @@ impl Load {
             };
             let load_cpu = w[1].load.since(&w[0].load).map(|ns| ns as f64 / 1e9);
             let calls = counts[k];
+            // The calls the pacer made due within the slice.
+            let offered = schedule.map(|s| {
+                let due = s.due_between(w[0].at - started, w[1].at - started);
+                due as f64 / seconds
+            });
             self.hist.add(&hists[k]).map_err(|e| e.to_string())?;
             self.calls += calls;
             self.seconds += seconds;
@@ -584,7 +684,10 @@ impl Load {
                 seconds,
                 calls,
                 calls_per_second: calls as f64 / seconds,
+                offered_per_second: offered,
                 p50_us: hists[k].value_at_quantile(0.5) as f64 / 1000.0,
+                p99_us: (!hists[k].is_empty())
+                    .then(|| hists[k].value_at_quantile(0.99) as f64 / 1000.0),
                 server_cpu_us_per_call: server_cpu
                     .filter(|_| calls > 0)
                     .map_or(0.0, |c| c * 1e6 / calls as f64),
@@ -607,6 +710,7 @@ impl Load {
             seconds: self.seconds,
             calls: self.calls,
             calls_per_second: self.calls as f64 / seconds,
+            offered_per_second: self.offered_per_second,
             latency: Latency::from_nanos(&self.hist),
             server_cpu_percent: 100.0 * self.cpu_seconds / seconds,
             load_generator_cpu_percent: 100.0 * self.load_cpu_seconds / seconds,
