@@ -5,7 +5,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -24,14 +24,15 @@ use crate::metrics::Outcome;
 /// of the protocol's error frames and a log line.
 ///
 /// The frame is read at once, and the handler started: the returned future
-/// holds the handler's future, not the call's content (the connection boxes
-/// it, and it stays small). A frame that is no call of a handler is
-/// answered here, and the future is ready.
+/// holds the handler's future, not the call's content. It is `Unpin`, so
+/// it is polled where it stands, and the connection boxes it only when the
+/// call is not done in its first poll (most are). A frame that is no call
+/// of a handler is answered here, and the future is ready.
 pub(crate) fn handle_text<'a>(
     shared: &'a Shared,
     conn: &'a Arc<Connection>,
     text: &str,
-) -> impl Future<Output = Outcome> + use<'a> {
+) -> Call<'a> {
     let frame = match protocol::parse_frame(text) {
         Ok(frame) => frame,
         Err(invalid) => {
@@ -55,6 +56,9 @@ pub(crate) fn handle_text<'a>(
     let content = frame.into_content(entry.name.into(), lang, conn.room.clone());
     Either::Left(dispatch(shared, conn, (entry, index), content, reference))
 }
+
+/// A call under way: a handler's, or a frame answered at once.
+pub(crate) type Call<'a> = Either<Dispatch<'a>, std::future::Ready<Outcome>>;
 
 /// Answer a frame that is not a call (or a probe).
 fn refuse_invalid(
@@ -131,7 +135,7 @@ fn dispatch<'a>(
     (entry, index): (&'static HandlerEntry, usize),
     content: crate::Content,
     reference: Option<u64>,
-) -> impl Future<Output = Outcome> + 'a {
+) -> Dispatch<'a> {
     let span = tracing::info_span!(
         target: "liveview",
         "call",
@@ -148,42 +152,56 @@ fn dispatch<'a>(
             middleware_then_run(shared, conn, entry, consumer, content).instrument(span.clone()),
         ))
     };
-    complete(
+    Dispatch {
         shared,
         conn,
-        (entry, index),
+        entry,
+        index,
         reference,
         call_ref,
         span,
         work,
-    )
+    }
 }
 
-/// The rest of [`dispatch`]: wait for the handler, count the call, answer
-/// its errors and `done`.
-async fn complete(
-    shared: &Shared,
-    conn: &Connection,
-    (entry, index): (&'static HandlerEntry, usize),
+/// One call of a handler, from its start to its answer: wait for the
+/// handler, count the call, answer its errors and `done`. Written out as a
+/// future rather than an `async fn`, so that it is `Unpin`: polled where
+/// it stands, it needs a box only when the handler is not done in its
+/// first poll.
+pub(crate) struct Dispatch<'a> {
+    shared: &'a Shared,
+    conn: &'a Connection,
+    entry: &'static HandlerEntry,
+    index: usize,
     reference: Option<u64>,
     call_ref: Option<CallRef>,
     span: tracing::Span,
-    work: Work<'_>,
-) -> Outcome {
-    let (outcome, elapsed) = match work {
-        Work::Started(started) => finish(shared, conn, entry, started).await,
-        Work::Boxed(work) => work.await,
-    };
-    span.record("outcome", outcome.as_str());
-    // Counted before the answer ends: a client that reads its error or
-    // `done` then the metrics sees its call counted.
-    shared.metrics.call(Some(index), outcome, elapsed);
-    if let Some(call) = call_ref {
-        call.finish(conn);
+    work: Work<'a>,
+}
+
+impl Future for Dispatch<'_> {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let this = self.get_mut();
+        let (outcome, elapsed) = match &mut this.work {
+            Work::Started(started) => {
+                std::task::ready!(started.poll_finish(this.shared, this.conn, this.entry, cx))
+            }
+            Work::Boxed(work) => std::task::ready!(work.as_mut().poll(cx)),
+        };
+        this.span.record("outcome", outcome.as_str());
+        // Counted before the answer ends: a client that reads its error or
+        // `done` then the metrics sees its call counted.
+        this.shared.metrics.call(Some(this.index), outcome, elapsed);
+        if let Some(call) = this.call_ref.take() {
+            call.finish(this.conn);
+        }
+        answer(this.conn, outcome, this.reference);
+        log_call(this.conn, this.entry.name, outcome, elapsed);
+        Poll::Ready(outcome)
     }
-    answer(conn, outcome, reference);
-    log_call(conn, entry.name, outcome, elapsed);
-    outcome
 }
 
 /// The end of a call's answer: its error, if any, and its `done` when it
@@ -266,7 +284,8 @@ async fn middleware_then_run(
             return (Outcome::Refused, Duration::ZERO);
         }
     }
-    finish(shared, conn, entry, start(entry, consumer, content)).await
+    let mut started = start(entry, consumer, content);
+    std::future::poll_fn(|cx| started.poll_finish(shared, conn, entry, cx)).await
 }
 
 /// A handler on its way: the future of an async one, the task of a
@@ -274,12 +293,18 @@ async fn middleware_then_run(
 enum Running {
     Async(futures_util::future::CatchUnwind<AssertUnwindSafe<HandlerFuture>>),
     Blocking(tokio::task::JoinHandle<crate::Result>),
+    /// Out of time: its future was dropped, its task left to end alone.
+    Abandoned,
 }
 
 /// A handler started, and when.
 struct Started {
     running: Running,
     at: tokio::time::Instant,
+    /// The handler's deadline, set once a poll left it unfinished (most
+    /// handlers are done in their first, and need none). Boxed, out of the
+    /// call's state.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// Start the handler of `entry`: it takes the consumer and the content.
@@ -291,59 +316,50 @@ fn start(entry: &'static HandlerEntry, consumer: Consumer, content: crate::Conte
             Running::Blocking(tokio::task::spawn_blocking(move || f(&consumer, content)))
         }
     };
-    Started { running, at }
+    Started {
+        running,
+        at,
+        timer: None,
+    }
 }
 
-/// Wait for a started handler, with the timeout, catching panics and
-/// errors; the detail goes to the log only. Returns the outcome and how
-/// long the handler took.
-async fn finish(
-    shared: &Shared,
-    conn: &Connection,
-    entry: &'static HandlerEntry,
-    started: Started,
-) -> (Outcome, Duration) {
-    let Started { running, at } = started;
-    let function = entry.name;
-    let timeout = shared.config.handler_timeout;
-    // A timeout too far off to be a point in time is none.
-    let deadline = at.checked_add(timeout);
-    let result = match running {
-        Running::Async(mut fut) => {
-            // Polled once before any timer is set: most handlers are done
-            // then, and need none. The deadline still counts from the
-            // handler's start. The timer is boxed, out of the call's state.
-            let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut fut).poll(cx))).await;
-            let finished = match (first, deadline) {
-                (Poll::Ready(done), _) => Ok(done),
-                (Poll::Pending, Some(deadline)) => {
-                    Box::pin(tokio::time::timeout_at(deadline, &mut fut))
-                        .await
-                        .map_err(|_| Outcome::TimedOut)
-                }
-                (Poll::Pending, None) => Ok((&mut fut).await),
-            };
-            // Abandoned here when it ran out of time.
-            drop(fut);
-            match finished {
-                Err(outcome) => Err(outcome),
-                Ok(Err(panic)) => {
+impl Started {
+    /// Wait for the handler, with the timeout, catching panics and errors;
+    /// the detail goes to the log only. Gives the outcome and how long the
+    /// handler took.
+    fn poll_finish(
+        &mut self,
+        shared: &Shared,
+        conn: &Connection,
+        entry: &'static HandlerEntry,
+        cx: &mut Context<'_>,
+    ) -> Poll<(Outcome, Duration)> {
+        let timeout = shared.config.handler_timeout;
+        let result = std::task::ready!(self.poll_result(conn, entry.name, timeout, cx));
+        let elapsed = self.at.elapsed();
+        Poll::Ready((outcome(conn, entry.name, timeout, result), elapsed))
+    }
+
+    /// The handler's result, or the outcome of a panic or of running out
+    /// of time.
+    fn poll_result(
+        &mut self,
+        conn: &Connection,
+        function: &str,
+        timeout: Duration,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<crate::Result, Outcome>> {
+        let polled = match &mut self.running {
+            Running::Async(fut) => Pin::new(fut).poll(cx).map(|done| {
+                done.map_err(|panic| {
                     if warn(conn) {
                         log_panic(function, conn.id, &panic);
                     }
-                    Err(Outcome::Panicked)
-                }
-                Ok(Ok(result)) => Ok(result),
-            }
-        }
-        Running::Blocking(task) => {
-            let joined = match deadline {
-                Some(deadline) => Box::pin(tokio::time::timeout_at(deadline, task)).await,
-                None => Ok(task.await),
-            };
-            match joined {
-                Err(_) => Err(Outcome::TimedOut),
-                Ok(Err(join)) => {
+                    Outcome::Panicked
+                })
+            }),
+            Running::Blocking(task) => Pin::new(task).poll(cx).map(|joined| {
+                joined.map_err(|join| {
                     match join.try_into_panic() {
                         Ok(panic) if warn(conn) => log_panic(function, conn.id, &panic),
                         Ok(_) => {}
@@ -351,14 +367,40 @@ async fn finish(
                             tracing::error!(target: "liveview", function = %function, error = %join, "handler task failed")
                         }
                     }
-                    Err(Outcome::Panicked)
-                }
-                Ok(Ok(result)) => Ok(result),
-            }
+                    Outcome::Panicked
+                })
+            }),
+            Running::Abandoned => Poll::Ready(Err(Outcome::TimedOut)),
+        };
+        if polled.is_ready() {
+            return polled;
         }
-    };
-    let elapsed = at.elapsed();
-    let outcome = match result {
+        // The deadline counts from the handler's start. A timeout too far
+        // off to be a point in time is none.
+        let Some(deadline) = self.at.checked_add(timeout) else {
+            return Poll::Pending;
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // Abandoned here: it ran out of time.
+        self.running = Running::Abandoned;
+        self.timer = None;
+        Poll::Ready(Err(Outcome::TimedOut))
+    }
+}
+
+/// The outcome of a handler's `result`, its error logged.
+fn outcome(
+    conn: &Connection,
+    function: &str,
+    timeout: Duration,
+    result: Result<crate::Result, Outcome>,
+) -> Outcome {
+    match result {
         Ok(Ok(())) => Outcome::Ok,
         Ok(Err(err))
             if matches!(
@@ -384,8 +426,7 @@ async fn finish(
             Outcome::TimedOut
         }
         Err(outcome) => outcome,
-    };
-    (outcome, elapsed)
+    }
 }
 
 fn log_panic(function: &str, connection: u64, panic: &Box<dyn std::any::Any + Send>) {

@@ -22,13 +22,14 @@ use crate::call::dispatch;
 use crate::call::protocol::close;
 use crate::consumer::Connection;
 use crate::limits::Bucket;
-use crate::metrics::Outcome;
 
-/// A call under way: at most one per connection, boxed so that an idle
-/// connection does not carry its state. The box holds the dispatch's own
-/// future and nothing around it (the frame's text is parsed before and not
-/// kept), so that it stays small enough for the allocator's fast path.
-pub(super) type Call<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+/// A call under way: at most one per connection, and boxed, so that an
+/// idle connection does not carry its state. Only a call that was not done
+/// in its first poll is boxed: the others are polled where they stand. The
+/// box holds the dispatch's own state and nothing around it (the frame's
+/// text is parsed before and not kept), so that it stays small enough for
+/// the allocator's fast path.
+pub(super) type Call<'a> = Box<dispatch::Call<'a>>;
 
 /// The state of an open connection between polls.
 pub(super) struct Live<'a> {
@@ -114,8 +115,8 @@ impl<'a> Live<'a> {
             if closer.code().is_some() {
                 return Poll::Ready(self.stop(None));
             }
-            // A call finished in this turn: its box is freed once its
-            // frames are on their way, not before.
+            // A call finished in this turn: it is dropped once its frames
+            // are on their way, not before.
             let mut finished = None;
             let read = match self.read(cx, socket, closer, &mut finished) {
                 Ok(read) => read,
@@ -194,13 +195,13 @@ impl<'a> Live<'a> {
         cx: &mut Context<'_>,
         socket: &mut WebSocketStream<S>,
         closer: &Arc<OutboxState>,
-        finished: &mut Option<Call<'a>>,
+        finished: &mut Option<dispatch::Call<'a>>,
     ) -> Result<bool, Ended> {
         if let Some(call) = &mut self.call {
             // The frames the call queues go out in this same poll.
-            return match closer.driving(|| call.as_mut().poll(cx)) {
+            return match closer.driving(|| Pin::new(&mut **call).poll(cx)) {
                 Poll::Ready(_) => {
-                    *finished = self.call.take();
+                    *finished = self.call.take().map(|call| *call);
                     Ok(true)
                 }
                 Poll::Pending => Ok(false),
@@ -233,17 +234,15 @@ impl<'a> Live<'a> {
                     // same poll of the task, without another turn of the
                     // loop. Whatever is queued meanwhile (a refusal, the
                     // handler's frames) needs no wake-up.
-                    let mut call: Call<'a> =
-                        closer.driving(|| Box::pin(dispatch::handle_text(shared, conn, &text)));
+                    // Made where it is kept once done, not moved there.
+                    let call = finished
+                        .insert(closer.driving(|| dispatch::handle_text(shared, conn, &text)));
                     drop(text);
-                    match closer.driving(|| call.as_mut().poll(cx)) {
-                        Poll::Ready(_) => *finished = Some(call),
+                    if closer.driving(|| Pin::new(call).poll(cx)).is_pending() {
                         // Nothing more to read meanwhile: the call wakes
-                        // the task when it can go on.
-                        Poll::Pending => {
-                            self.call = Some(call);
-                            return Ok(false);
-                        }
+                        // the task when it can go on, from its box.
+                        self.call = finished.take().map(Box::new);
+                        return Ok(false);
                     }
                 } else {
                     self.strikes += 1;
