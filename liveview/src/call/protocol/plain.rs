@@ -100,6 +100,19 @@ enum Member {
     Ref,
 }
 
+/// The bytes of a name that can be called: `[A-Za-z0-9_.-]`, one look-up
+/// a byte.
+const NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < table.len() {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-');
+        b += 1;
+    }
+    table
+};
+
 /// A member seen twice is serde's to refuse.
 fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
     if slot.is_some() {
@@ -179,9 +192,7 @@ impl<'a> Scan<'a> {
         self.eat(b'"')?;
         let start = self.pos;
         let bytes = &self.text.as_bytes()[start..];
-        let len = bytes
-            .iter()
-            .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')))?;
+        let len = bytes.iter().position(|&b| !NAME[usize::from(b)])?;
         if bytes[len] != b'"' || !(1..=super::MAX_FUNCTION_LEN).contains(&len) {
             return None;
         }
