@@ -20,10 +20,11 @@ use tokio::sync::Notify;
 const LIMIT: Duration = Duration::from_secs(40);
 const ROOM: &str = "failover";
 const GROUP: &str = "room_failover";
-/// Frames each publisher sends once the cluster and the layer recovered.
+/// Frames each publisher starts once the cluster and the layer recovered.
 const AFTER: usize = 40;
 
-/// Phases of the run, as a publisher sees them when a publish returns.
+/// Phases of the run, as a publisher sees them when a publish starts and
+/// when it returns.
 const BEFORE_KILL: u8 = 0;
 const FAILING_OVER: u8 = 1;
 const RECOVERED: u8 = 2;
@@ -124,8 +125,8 @@ impl Reader {
 }
 
 /// What a publisher sent: each frame's text, whether its publish
-/// succeeded, and the phase when it returned.
-type Sent = Vec<(String, bool, u8)>;
+/// succeeded, and the phases when it started and when it returned.
+type Sent = Vec<(String, bool, u8, u8)>;
 
 fn publisher(
     node: &TestServer,
@@ -138,10 +139,10 @@ fn publisher(
         let mut after = 0;
         for i in 0.. {
             let text = format!("{name}-{i}");
+            let started = phase.load(Ordering::Acquire);
             let ok = broadcaster.send_to_room(ROOM, html(&text)).await.is_ok();
-            let now = phase.load(Ordering::Acquire);
-            sent.push((text, ok, now));
-            if now == RECOVERED {
+            sent.push((text, ok, started, phase.load(Ordering::Acquire)));
+            if started == RECOVERED {
                 after += 1;
                 if after == AFTER {
                     break;
@@ -212,17 +213,24 @@ fn check_client(name: &str, frames: &[Value], sent: &[&Sent], old_epoch: &str) -
         "{name}: one new epoch after the failover, saw {epochs:?}"
     );
     // Exactly once: what was published before the kill, and everything
-    // after the recovery.
+    // after the recovery. A publish started during the failover may fail
+    // and be seen returning after the recovery: its retry (redis-rs waits
+    // at least 1.28 s between two) may have come before the promotion and
+    // the next one after the layer's 2 s bound, or its task may have looked
+    // at the phase late. Every publish started after the recovery
+    // succeeds; every one that succeeded after it is delivered.
     let got: HashSet<&str> = frames.iter().map(text).collect();
-    for (t, ok, phase) in sent.iter().flat_map(|s| s.iter()) {
-        if *phase == BEFORE_KILL && *ok {
+    for (t, ok, started, returned) in sent.iter().flat_map(|s| s.iter()) {
+        if *returned == BEFORE_KILL && *ok {
             assert!(
                 got.contains(t.as_str()),
                 "{name} missed {t}, sent before the kill"
             );
         }
-        if *phase == RECOVERED {
-            assert!(*ok, "publishing {t} failed after the recovery");
+        if *started == RECOVERED {
+            assert!(*ok, "publishing {t} failed, started after the recovery");
+        }
+        if *returned == RECOVERED && *ok {
             assert!(
                 got.contains(t.as_str()),
                 "{name} missed {t}, sent after the recovery"
