@@ -111,12 +111,26 @@ impl RedisCluster {
         let cluster = Self { nodes, _dir: dir };
         for node in &cluster.nodes {
             let port = node.port;
-            wait_until(
+            if let Err(err) = wait_until(
                 &format!("redis-server on {port} answers"),
                 READY_LIMIT,
                 move || ping(port),
             )
-            .await?;
+            .await
+            {
+                // What the server said (a port it could not bind, for
+                // one): the directory goes with the cluster.
+                let log = cluster
+                    ._dir
+                    .path()
+                    .join(port.to_string())
+                    .join("redis-server.log");
+                let said = std::fs::read_to_string(log).unwrap_or_default();
+                return Err(io::Error::new(
+                    err.kind(),
+                    format!("{err}; its log:\n{said}"),
+                ));
+            }
         }
         let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
         create.extend(

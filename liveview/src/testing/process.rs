@@ -2,17 +2,61 @@
 //! temporary directories, child processes killed on drop, and waiting for a
 //! condition with a deadline.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-/// A port of 127.0.0.1 that nothing listens on right now.
+/// Ports handed out by [`free_port`] in this process.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A port of 127.0.0.1 that nothing listens on right now, never handed out
+/// before in this process, and outside the range the kernel picks local
+/// ports of outgoing connections from (where it knows that range).
+///
+/// The port is free when it is picked, not reserved: the server it is for
+/// binds it later. A port the kernel chose for a listener of its own
+/// (`127.0.0.1:0`) lies in that very range, where any outgoing connection
+/// of the machine may take it in between (a suite that opens thousands
+/// of sockets does), and may come back from two calls in a row; either
+/// way the server then cannot bind it.
 pub(crate) fn free_port() -> io::Result<u16> {
-    TcpListener::bind("127.0.0.1:0")?
-        .local_addr()
-        .map(|addr| addr.port())
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    let below = ephemeral_ports_start().unwrap_or(0);
+    if below > FIRST_PORT + 1_000 {
+        let span = u32::from(below - FIRST_PORT);
+        for _ in 0..1_000 {
+            let pick = getrandom::u32().map_err(|err| io::Error::other(err.to_string()))?;
+            let port = FIRST_PORT + u16::try_from(pick % span).unwrap_or(0);
+            if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                handed_out.insert(port);
+                return Ok(port);
+            }
+        }
+    }
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if handed_out.insert(port) {
+            return Ok(port);
+        }
+    }
+}
+
+/// The lowest port [`free_port`] picks.
+const FIRST_PORT: u16 = 10_000;
+
+/// Where the kernel's range of local ports for outgoing connections
+/// starts (Linux).
+fn ephemeral_ports_start() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A directory under the system's temporary directory, removed on drop.
@@ -158,4 +202,24 @@ pub(crate) fn output(program: &str, args: &[&str]) -> io::Result<String> {
         )));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ports for the nodes of several clusters: never one twice, and none
+    /// that an outgoing connection may be given meanwhile.
+    #[test]
+    fn free_ports_are_distinct_and_outside_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..300).map(|_| free_port().unwrap()).collect();
+        let distinct: BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port handed out twice");
+        if let Some(start) = ephemeral_ports_start() {
+            assert!(
+                ports.iter().all(|&port| port < start),
+                "a port in the range of outgoing connections (from {start}): {ports:?}"
+            );
+        }
+    }
 }
