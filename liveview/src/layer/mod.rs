@@ -96,6 +96,8 @@ mod redis;
 mod redis_cluster;
 #[cfg(any(feature = "nats", feature = "redis-cluster"))]
 mod sequencer;
+#[cfg(any(feature = "redis", feature = "nats", feature = "redis-cluster"))]
+mod subscriptions;
 
 pub use crate::hub::log::{
     GroupPosition, Missed, Replay, ReplayConfig, Resume, is_valid_epoch, replay_from,
@@ -227,8 +229,13 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
 
     /// Wait until what other processes publish to `group` reaches this
     /// one: the subscription [`subscribe`](Self::subscribe) asked for is in
-    /// place. `false` when it is not within the layer's own bound (frames
-    /// published meanwhile may then be missed here). Default: at once.
+    /// place, as the server confirmed it. `false` when it is not within the
+    /// layer's own bound, or at once while the layer cannot reach its
+    /// server (frames published meanwhile may then be missed here). The
+    /// library's layers wait up to 2 s, also while their first connection
+    /// is being made. Default: `true` at once, for a layer that carries
+    /// nothing between processes or whose subscriptions are in place as
+    /// soon as they are asked for.
     ///
     /// ```
     /// use liveview::layer::{ChannelLayer, MemoryLayer};

@@ -476,13 +476,13 @@ async fn calls_posted_to_either_process_run_in_order_on_the_holder() {
     assert_eq!(unknown.status, 404);
 }
 
-/// The Redis layer, slow to subscribe the groups of streams: each such
-/// subscription is asked of Redis a third of a second late, as from a
-/// process whose subscriber is busy.
+/// A layer slow to subscribe the groups of streams: each such subscription
+/// is asked of the server a third of a second late, as from a process whose
+/// subscriber is busy.
 #[derive(Debug)]
-struct SlowToSubscribe(liveview::layer::RedisLayer);
+struct SlowToSubscribe<L>(L);
 
-impl ChannelLayer for SlowToSubscribe {
+impl<L: ChannelLayer + Clone> ChannelLayer for SlowToSubscribe<L> {
     fn start(&self, local: LocalDelivery) {
         self.0.start(local);
     }
@@ -509,6 +509,16 @@ impl ChannelLayer for SlowToSubscribe {
     ) -> BoxFuture<'a, Result<(), LayerError>> {
         self.0.publish(group, frame)
     }
+    fn has_shared_log(&self) -> bool {
+        self.0.has_shared_log()
+    }
+    fn publish_sequenced<'a>(
+        &'a self,
+        group: &'a str,
+        frame: &'a Frame,
+    ) -> BoxFuture<'a, Result<Option<(u64, String)>, LayerError>> {
+        self.0.publish_sequenced(group, frame)
+    }
     fn shutdown(&self) {
         self.0.shutdown();
     }
@@ -527,8 +537,53 @@ async fn the_first_call_of_a_stream_reaches_its_holder_through_another_process()
             .build()
             .unwrap()
     };
-    let holder = server(LiveView::builder().channel_layer(SlowToSubscribe(layer()))).await;
-    let other = server(LiveView::builder().channel_layer(layer())).await;
+    first_call_reaches_its_holder(layer(), layer()).await;
+}
+
+/// The same on the NATS layer.
+#[cfg(feature = "nats")]
+#[tokio::test]
+async fn on_nats_the_first_call_of_a_stream_reaches_its_holder_through_another_process() {
+    let prefix = format!("lvtest_sse_first_{}", uuid::Uuid::new_v4().simple());
+    let layer = || {
+        liveview::layer::NatsLayer::builder("nats://127.0.0.1:4222")
+            .prefix(&prefix)
+            .build()
+            .unwrap()
+    };
+    first_call_reaches_its_holder(layer(), layer()).await;
+}
+
+/// The same on the Redis Cluster layer, on a private cluster.
+#[cfg(feature = "redis-cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_cluster_the_first_call_of_a_stream_reaches_its_holder_through_another_process() {
+    let cluster = liveview::testing::RedisCluster::start(3, 0)
+        .await
+        .expect("the cluster starts");
+    let layer = || {
+        liveview::layer::RedisClusterLayer::builder(cluster.seeds())
+            .build()
+            .unwrap()
+    };
+    first_call_reaches_its_holder(layer(), layer()).await;
+}
+
+/// A stream opened on a process whose layer (`held`) is slow to subscribe
+/// its group; its first call, POSTed to another process (on `forwarding`),
+/// is answered on the stream.
+async fn first_call_reaches_its_holder<L: ChannelLayer + Clone>(held: L, forwarding: L) {
+    let holder = server(LiveView::builder().channel_layer(SlowToSubscribe(held.clone()))).await;
+    let other = server(LiveView::builder().channel_layer(forwarding.clone())).await;
+    // Both processes reach the server: only the stream's group is late.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while held.health().await.is_err() || forwarding.health().await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the layers never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut stream = holder.events("first").await.unwrap();
     let answer = stream
         .post_to(other.addr(), 1, r#"{"ping": 1}"#, &[])

@@ -15,6 +15,8 @@ mod http_transport;
 mod levels;
 mod liveness;
 mod middleware;
+#[cfg(feature = "nats")]
+mod nats;
 mod origin;
 mod outgoing;
 mod presence;

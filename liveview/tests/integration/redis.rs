@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use liveview::layer::{ChannelLayer, RedisLayer, ReplayConfig};
 use liveview::testing::{RedisServer, TestServer, WsClient};
+
+use crate::support::Gate;
 use liveview::{LiveView, Scope, Update, User};
 use serde_json::{Value, json};
 
@@ -613,8 +615,11 @@ async fn subscriptions_follow_the_local_members() {
 #[tokio::test]
 async fn a_group_joined_before_the_first_connection_is_waited_for() {
     let prefix = unique_prefix();
-    let gate = Gate::start(shared_redis()).await;
-    let layer = layer(&gate.url, &prefix);
+    let to = shared_redis()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/');
+    let gate = Gate::start(to).await;
+    let layer = layer(&format!("redis://{}", gate.addr()), &prefix);
     let node = node(&layer).await;
     let _client = node.connect("early").await.unwrap();
     crate::support::wait_until("the subscriber is at the gate", || gate.held() >= 1).await;
@@ -628,73 +633,6 @@ async fn a_group_joined_before_the_first_connection_is_waited_for() {
     gate.open();
     assert!(waiting.await, "the group was subscribed once connected");
     wait_subscribed(shared_redis(), &prefix, &["room_early"], 1).await;
-}
-
-/// A TCP gate in front of a Redis server: it accepts connections and holds
-/// them, passing nothing on, until it is opened; then they (and later ones)
-/// go through.
-struct Gate {
-    url: String,
-    held: Arc<std::sync::Mutex<Vec<tokio::net::TcpStream>>>,
-    opened: Arc<tokio::sync::Notify>,
-    open: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Gate {
-    async fn start(redis_url: &str) -> Self {
-        let to = redis_url
-            .trim_start_matches("redis://")
-            .trim_end_matches('/')
-            .to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("redis://{}", listener.local_addr().unwrap());
-        let held: Arc<std::sync::Mutex<Vec<tokio::net::TcpStream>>> = Arc::default();
-        let opened = Arc::new(tokio::sync::Notify::new());
-        let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (h, o, flag) = (held.clone(), opened.clone(), open.clone());
-        tokio::spawn(async move {
-            let pass = move |mut inbound: tokio::net::TcpStream, to: String| {
-                tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            };
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((inbound, _)) = accepted else { return };
-                        if flag.load(std::sync::atomic::Ordering::SeqCst) {
-                            pass(inbound, to.clone());
-                        } else {
-                            h.lock().unwrap().push(inbound);
-                        }
-                    }
-                    () = o.notified() => {
-                        for inbound in h.lock().unwrap().drain(..) {
-                            pass(inbound, to.clone());
-                        }
-                    }
-                }
-            }
-        });
-        Self {
-            url,
-            held,
-            opened,
-            open,
-        }
-    }
-
-    /// Connections waiting at the gate.
-    fn held(&self) -> usize {
-        self.held.lock().unwrap().len()
-    }
-
-    fn open(&self) {
-        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.opened.notify_one();
-    }
 }
 
 #[tokio::test]

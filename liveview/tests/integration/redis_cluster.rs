@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use liveview::layer::RedisClusterLayer;
+use liveview::layer::{ChannelLayer, RedisClusterLayer};
 use liveview::testing::{Closed, RedisCluster, TestServer, WsClient};
 use liveview::{LiveView, Update};
 use serde_json::{Value, json};
@@ -568,4 +568,30 @@ async fn quiet_groups_with_standing_subscriptions_cost_no_reads() {
         client.close().await;
     }
     server.shutdown().await;
+}
+
+/// A group joined before the layer could reach the cluster is waited for:
+/// `subscribed` answers only once a node confirmed the group's sharded
+/// subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_joined_before_the_first_connection_is_waited_for() {
+    let cluster = RedisCluster::start(3, 0).await.expect("the cluster starts");
+    let ports = cluster.ports();
+    let gate = crate::support::Gate::start(&cluster.seeds()[0]).await;
+    let layer = RedisClusterLayer::builder([gate.addr().to_string()])
+        .prefix("lvearly:")
+        .build()
+        .expect("a layer");
+    let server = crate::support::server(LiveView::builder().channel_layer(layer.clone())).await;
+    let _client = server.connect("early").await.expect("connects");
+    crate::support::wait_until("the layer is at the gate", || gate.held() >= 1).await;
+
+    let mut waiting = layer.subscribed("room_early");
+    assert!(
+        futures_util::FutureExt::now_or_never(&mut waiting).is_none(),
+        "answered before the first connection was made"
+    );
+    gate.open();
+    assert!(waiting.await, "the group was subscribed once connected");
+    assert_eq!(shard_subscribers(&ports, "lvearly:{room_early}").await, 1);
 }

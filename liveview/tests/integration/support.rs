@@ -105,3 +105,75 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
 }
+
+/// A TCP gate in front of a server: it accepts connections and holds them,
+/// passing nothing on, until it is opened; then they (and later ones) go
+/// through to the server.
+pub struct Gate {
+    addr: std::net::SocketAddr,
+    held: std::sync::Arc<std::sync::Mutex<Vec<tokio::net::TcpStream>>>,
+    opened: std::sync::Arc<tokio::sync::Notify>,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Gate {
+    /// A gate in front of the server at `to` (`host:port`).
+    pub async fn start(to: &str) -> Self {
+        let to = to.to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held: std::sync::Arc<std::sync::Mutex<Vec<tokio::net::TcpStream>>> =
+            std::sync::Arc::default();
+        let opened = std::sync::Arc::new(tokio::sync::Notify::new());
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (h, o, flag) = (held.clone(), opened.clone(), open.clone());
+        tokio::spawn(async move {
+            let pass = move |mut inbound: tokio::net::TcpStream, to: String| {
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            };
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((inbound, _)) = accepted else { return };
+                        if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                            pass(inbound, to.clone());
+                        } else {
+                            h.lock().unwrap().push(inbound);
+                        }
+                    }
+                    () = o.notified() => {
+                        for inbound in h.lock().unwrap().drain(..) {
+                            pass(inbound, to.clone());
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            addr,
+            held,
+            opened,
+            open,
+        }
+    }
+
+    /// The address clients connect to (`host:port`).
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Connections waiting at the gate.
+    pub fn held(&self) -> usize {
+        self.held.lock().unwrap().len()
+    }
+
+    /// Let every connection, held or to come, through.
+    pub fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.opened.notify_one();
+    }
+}

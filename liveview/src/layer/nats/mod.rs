@@ -12,6 +12,9 @@
 //!   group with local members;
 //! - stream `P_log`, subjects `P.log.>`: the group's log on `P.log.G`,
 //!   capped per subject at the replay capacity;
+//! - `P.probe.<node id>`: a subject no one listens on; the server's answer
+//!   to a request sent there (no responders) shows that it has the
+//!   subscriptions the process made before;
 //! - buckets `P_presence` (key `<room>.<node id>`: that process's members
 //!   of the room) and `P_nodes` (key `<node id>`: its heartbeat, expiring
 //!   after 15 s).
@@ -53,6 +56,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use self::names::{Names, valid_prefix};
 use self::presence::OwnPresence;
 use super::sequencer::Sequencer;
+use super::subscriptions::Subscriptions;
 use super::{ChannelLayer, Frame, LayerError, LocalDelivery, ReplaySetting};
 
 /// Default prefix of the layer's subjects, stream and buckets.
@@ -66,6 +70,9 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a frame may wait for an earlier one before the layer reads the
 /// missing frames from the log.
 const GAP_WAIT: Duration = Duration::from_millis(250);
+/// Longest wait of [`ChannelLayer::subscribed`] for the server to have a
+/// group's subscription.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
 /// Headers of the layer's messages.
 const H_NODE: &str = "Lv-Node";
@@ -119,6 +126,12 @@ struct Inner {
     reconnected: Notify,
     started: AtomicBool,
     connected: AtomicBool,
+    /// The first attempt to connect is over, whatever came of it: from
+    /// then on a disconnected layer is away, not on its way.
+    first_attempt_over: AtomicBool,
+    /// The groups whose subscription the server has, on the connection
+    /// that is up now.
+    subscriptions: Subscriptions,
     shutdown: CancellationToken,
     own_presence: OwnPresence,
     published: AtomicU64,
@@ -184,6 +197,8 @@ impl NatsLayerBuilder {
             reconnected: Notify::new(),
             started: AtomicBool::new(false),
             connected: AtomicBool::new(false),
+            first_attempt_over: AtomicBool::new(false),
+            subscriptions: Subscriptions::default(),
             shutdown: shutdown.clone(),
             own_presence: OwnPresence::default(),
             published: AtomicU64::new(0),
@@ -309,6 +324,21 @@ impl ChannelLayer for NatsLayer {
 
     fn unsubscribe(&self, group: &str) {
         self.inner.group_changed(group);
+    }
+
+    fn subscribed<'a>(&'a self, group: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            // While the server is away, nothing is subscribed: no use
+            // waiting. Before the first connection is made, the group is
+            // subscribed as soon as it is: worth the wait.
+            let on_its_way = !self.inner.first_attempt_over.load(Ordering::Acquire);
+            (self.is_connected() || on_its_way)
+                && self
+                    .inner
+                    .subscriptions
+                    .wait_subscribed(group, SUBSCRIBE_WAIT)
+                    .await
+        })
     }
 
     fn publish<'a>(
@@ -445,6 +475,21 @@ impl Inner {
         result
     }
 
+    /// Whether the server answered a request sent now: it then processed
+    /// everything the client sent before it, subscriptions included (after
+    /// a reconnection, the client subscribes again before it sends
+    /// anything else).
+    async fn round_trip(&self, conn: &Conn) -> bool {
+        let probe = conn
+            .client
+            .request(self.names.probe_subject(&self.node_id), bytes::Bytes::new());
+        match tokio::time::timeout(REQUEST_TIMEOUT, probe).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(err)) => err.kind() == async_nats::client::RequestErrorKind::NoResponders,
+            Err(_) => false,
+        }
+    }
+
     /// An unnumbered frame to the other processes.
     async fn publish_plain(&self, group: &str, frame: &Frame) -> Result<(), LayerError> {
         let conn = self.conn()?;
@@ -523,12 +568,19 @@ async fn run(inner: Arc<Inner>) {
                 match event {
                     async_nats::Event::Connected => {
                         inner.connected.store(true, Ordering::Release);
+                        inner.first_attempt_over.store(true, Ordering::Release);
                         inner.reconnected.notify_one();
                         tracing::info!("nats layer: connected");
                     }
                     async_nats::Event::Disconnected => {
                         inner.connected.store(false, Ordering::Release);
+                        inner.subscriptions.reset();
                         tracing::warn!("nats layer: disconnected; reconnecting");
+                    }
+                    async_nats::Event::ClientError(error) => {
+                        // An attempt to connect failed.
+                        inner.first_attempt_over.store(true, Ordering::Release);
+                        tracing::debug!(%error, "nats layer: event");
                     }
                     other => tracing::debug!(event = %other, "nats layer: event"),
                 }
@@ -574,6 +626,8 @@ async fn follow_groups(inner: Arc<Inner>) {
                 reconcile(&inner, &mut subscribed).await;
             }
             () = inner.reconnected.notified() => {
+                // The client subscribed again on the new connection.
+                confirm_subscriptions(&inner, &subscribed).await;
                 // Frames published while this process was away are in the
                 // logs: deliver them.
                 for group in subscribed.keys() {
@@ -582,8 +636,10 @@ async fn follow_groups(inner: Arc<Inner>) {
             }
             _ = repair.tick() => {
                 // Subscriptions that could not be made are tried again,
-                // even when no group changes any more.
+                // even when no group changes any more, and those the server
+                // was not seen to have are checked again.
                 reconcile(&inner, &mut subscribed).await;
+                confirm_subscriptions(&inner, &subscribed).await;
                 if inner.replay.is_some() {
                     for gap in inner.sequencer.gaps(GAP_WAIT) {
                         inner.repair(&gap).await;
@@ -618,6 +674,7 @@ async fn reconcile(inner: &Arc<Inner>, subscribed: &mut HashMap<String, Cancella
                 }
             }
             (false, true) => {
+                inner.subscriptions.withdraw([&group]);
                 if let Some(token) = subscribed.remove(&group) {
                     token.cancel();
                 }
@@ -640,9 +697,12 @@ async fn subscribe_group(inner: &Arc<Inner>, group: &str) -> Option<Cancellation
             return None;
         }
     };
-    // The subscription is on the server once the flush returns: a frame
-    // numbered after the tail read below reaches this process.
-    let _ = tokio::time::timeout(REQUEST_TIMEOUT, conn.client.flush()).await;
+    // The subscription is on the server once it answered a request sent
+    // after it: a frame numbered after the tail read below reaches this
+    // process.
+    if inner.round_trip(&conn).await {
+        inner.subscriptions.confirm([&group.to_owned()]);
+    }
     let token = inner.shutdown.child_token();
     let cancelled = token.clone();
     let task_inner = inner.clone();
@@ -663,4 +723,20 @@ async fn subscribe_group(inner: &Arc<Inner>, group: &str) -> Option<Cancellation
         inner.catch_up(group).await;
     }
     Some(token)
+}
+
+/// Confirm the subscriptions the server was not yet seen to have (after a
+/// reconnection, or when the round trip after subscribing failed).
+async fn confirm_subscriptions(inner: &Inner, subscribed: &HashMap<String, CancellationToken>) {
+    let unconfirmed: Vec<&String> = subscribed
+        .keys()
+        .filter(|group| !inner.subscriptions.is_confirmed(group))
+        .collect();
+    if unconfirmed.is_empty() || !inner.connected.load(Ordering::Acquire) {
+        return;
+    }
+    let Ok(conn) = inner.conn() else { return };
+    if inner.round_trip(&conn).await {
+        inner.subscriptions.confirm(unconfirmed);
+    }
 }

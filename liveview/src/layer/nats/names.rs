@@ -30,6 +30,13 @@ impl Names {
         format!("{}.fan.{}", self.prefix, token(group))
     }
 
+    /// Subject nobody listens on, that a process sends requests to: the
+    /// server's answer (no responders) shows that it processed what the
+    /// process sent before.
+    pub(super) fn probe_subject(&self, node: &str) -> String {
+        format!("{}.probe.{node}", self.prefix)
+    }
+
     /// Subject of a group's messages in the log stream.
     pub(super) fn log_subject(&self, group: &str) -> String {
         format!("{}.log.{}", self.prefix, token(group))

@@ -75,11 +75,12 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use self::config::{Settings, Target, TargetSpec};
-use self::delivery::{Delivery, Subscriptions};
+use self::delivery::Delivery;
 use self::presence::OwnPresence;
 use self::shared_log::Scripts;
 use self::util::WarnLimiter;
 use self::wire::{MAGIC, encode, now_ms};
+use super::subscriptions::Subscriptions;
 use super::{ChannelLayer, Frame, LayerError, LocalDelivery, ReplaySetting};
 
 /// Default prefix of the Redis channel and key names.

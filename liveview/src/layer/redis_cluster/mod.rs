@@ -35,6 +35,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::sequencer::Sequencer;
+use super::subscriptions::Subscriptions;
 use super::{
     ChannelLayer, Frame, GroupPosition, LayerError, LocalDelivery, Missed, Replay, ReplayConfig,
     ReplaySetting, replay_in_epoch,
@@ -46,6 +47,9 @@ const GAP_WAIT: Duration = Duration::from_millis(250);
 /// that died is noticed (and the slot map refreshed) without traffic.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 const MIN_KEY_TTL: Duration = Duration::from_secs(60);
+/// Longest wait of [`ChannelLayer::subscribed`] for a node to confirm a
+/// group's subscription.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
 /// Numbers, logs and publishes a frame. KEYS: counter, epoch, log, owner.
 /// ARGV: channel, header up to the number, frame, log capacity, keys'
@@ -122,6 +126,12 @@ struct Inner {
     dirty: Mutex<HashSet<String>>,
     groups_changed: Notify,
     connected: AtomicBool,
+    /// The first attempt to connect is over, whatever came of it: from
+    /// then on a disconnected layer is away, not on its way.
+    first_attempt_over: AtomicBool,
+    /// The groups whose subscription a node confirmed, on the connection
+    /// that holds it now.
+    subscriptions: Subscriptions,
     started: AtomicBool,
     heartbeat_started: AtomicBool,
     shutdown: CancellationToken,
@@ -164,6 +174,8 @@ impl RedisClusterLayerBuilder {
             dirty: Mutex::default(),
             groups_changed: Notify::new(),
             connected: AtomicBool::new(false),
+            first_attempt_over: AtomicBool::new(false),
+            subscriptions: Subscriptions::default(),
             started: AtomicBool::new(false),
             heartbeat_started: AtomicBool::new(false),
             shutdown: shutdown.clone(),
@@ -638,6 +650,21 @@ impl ChannelLayer for RedisClusterLayer {
         self.subscribe(group);
     }
 
+    fn subscribed<'a>(&'a self, group: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            // While the cluster is away, nothing is subscribed: no use
+            // waiting. Before the first connection is made, the group is
+            // subscribed as soon as it is: worth the wait.
+            let on_its_way = !self.inner.first_attempt_over.load(Ordering::Acquire);
+            (self.inner.connected.load(Ordering::Acquire) || on_its_way)
+                && self
+                    .inner
+                    .subscriptions
+                    .wait_subscribed(group, SUBSCRIBE_WAIT)
+                    .await
+        })
+    }
+
     fn publish<'a>(
         &'a self,
         group: &'a str,
@@ -711,9 +738,11 @@ async fn run(inner: Arc<Inner>) {
             Ok(conn) => {
                 inner.conn.send_replace(Some(conn));
                 inner.connected.store(true, Ordering::Release);
+                inner.first_attempt_over.store(true, Ordering::Release);
                 break;
             }
             Err(err) => {
+                inner.first_attempt_over.store(true, Ordering::Release);
                 tracing::debug!(error = %err, "redis cluster layer: cannot connect yet");
                 tokio::select! {
                     () = inner.shutdown.cancelled() => return,
@@ -761,6 +790,7 @@ async fn run(inner: Arc<Inner>) {
                         (false, true) => {
                             let _ = inner.bounded("SUNSUBSCRIBE", conn.sunsubscribe(inner.channel(&group))).await;
                             inner.sequencer.forget(&group);
+                            inner.subscriptions.withdraw([&group]);
                             subscribed.remove(&group);
                             confirmed.remove(&group);
                         }
@@ -772,16 +802,25 @@ async fn run(inner: Arc<Inner>) {
                 let Some(push) = push else { break };
                 match inner.incoming(push) {
                     Subscription::Confirmed(group) => {
-                        // What the shard published before: from the log
-                        // (read again at the next check if it cannot be).
+                        // What other processes publish reaches this one
+                        // from now on; what the shard published before
+                        // comes from the log (read again at the next check
+                        // if it cannot be).
+                        if subscribed.contains(&group) {
+                            inner.subscriptions.confirm([&group]);
+                        }
                         if !subscribed.contains(&group) || inner.catch_up(&group).await {
                             confirmed.insert(group);
                         }
                     }
                     Subscription::Dropped(group) => {
+                        inner.subscriptions.withdraw([&group]);
                         confirmed.remove(&group);
                     }
-                    Subscription::Disconnected => confirmed.clear(),
+                    Subscription::Disconnected => {
+                        inner.subscriptions.reset();
+                        confirmed.clear();
+                    }
                     Subscription::Unchanged => {}
                 }
             }
@@ -807,6 +846,7 @@ async fn run(inner: Arc<Inner>) {
                 if !alive {
                     broken = true;
                     inner.connected.store(false, Ordering::Release);
+                    inner.subscriptions.reset();
                     continue;
                 }
                 if broken {
@@ -816,6 +856,7 @@ async fn run(inner: Arc<Inner>) {
                             conn = fresh.clone();
                             inner.conn.send_replace(Some(fresh));
                             inner.connected.store(true, Ordering::Release);
+                            inner.subscriptions.reset();
                             confirmed.clear();
                             tracing::info!("redis cluster layer: reconnected");
                         }

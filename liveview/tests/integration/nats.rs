@@ -1,0 +1,49 @@
+//! The NATS layer against the shared server (`127.0.0.1:4222`), each test
+//! with a prefix of its own.
+
+use liveview::layer::{ChannelLayer, NatsLayer};
+use liveview::{LiveView, Update};
+
+use crate::support::{Gate, next, server, wait_until};
+
+const SHARED: &str = "127.0.0.1:4222";
+
+fn layer(address: &str, prefix: &str) -> NatsLayer {
+    NatsLayer::builder(format!("nats://{address}"))
+        .prefix(prefix)
+        .build()
+        .unwrap()
+}
+
+/// A group joined before the layer could reach the server is waited for:
+/// `subscribed` answers only once the server has the subscription, and
+/// what another process sends to the group then reaches this one.
+#[tokio::test]
+async fn a_group_joined_before_the_first_connection_is_waited_for() {
+    let prefix = format!("lvtest_{}", uuid::Uuid::new_v4().simple());
+    let gate = Gate::start(SHARED).await;
+    let held = layer(&gate.addr().to_string(), &prefix);
+    let holder = server(LiveView::builder().channel_layer(held.clone())).await;
+    let mut client = holder.connect("early").await.unwrap();
+    wait_until("the layer is at the gate", || gate.held() >= 1).await;
+    assert!(!held.is_connected());
+
+    let mut waiting = held.subscribed("room_early");
+    assert!(
+        futures_util::FutureExt::now_or_never(&mut waiting).is_none(),
+        "answered before the first connection was made"
+    );
+    gate.open();
+    assert!(waiting.await, "the group was subscribed once connected");
+
+    let sender = layer(SHARED, &prefix);
+    let other = server(LiveView::builder().channel_layer(sender.clone())).await;
+    wait_until("the other layer is connected", || sender.is_connected()).await;
+    other
+        .live()
+        .broadcaster()
+        .send_to_room("early", Update::new("#log").html("from the other"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut client).await["html"], "from the other");
+}
