@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use futures_util::{Sink, Stream};
 use tokio::time::{Instant, Sleep};
@@ -51,6 +51,10 @@ pub(super) struct Live<'a> {
     ping_due: bool,
     /// Frames were handed to the socket since its last flush.
     pub(super) unflushed: bool,
+    /// The waker the timer was last polled with, since it was last reset
+    /// or fired: the timer keeps it and wakes it when it fires, so it is
+    /// not polled again while the task's waker stays the same.
+    timer_waker: Option<Waker>,
 }
 
 /// Why the open connection's poll ended: it was told to close (its close
@@ -85,6 +89,7 @@ impl<'a> Live<'a> {
             strikes: 0,
             ping_due: false,
             unflushed: false,
+            timer_waker: None,
         }
     }
 
@@ -138,10 +143,24 @@ impl<'a> Live<'a> {
             let deadline = self.deadline();
             if deadline < timer.deadline() {
                 timer.as_mut().reset(deadline);
+                self.timer_waker = None;
             }
-            if timer.as_mut().poll(cx).is_pending() {
+            // Polled once per deadline and waker, not at every turn: a
+            // timer that fired has woken the task, and says so.
+            let armed = self
+                .timer_waker
+                .as_ref()
+                .is_some_and(|waker| waker.will_wake(cx.waker()));
+            if armed && !timer.is_elapsed() {
                 return Poll::Pending;
             }
+            if timer.as_mut().poll(cx).is_pending() {
+                if !armed {
+                    self.timer_waker = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            self.timer_waker = None;
             let now = Instant::now();
             if now >= self.next_ping {
                 self.ping_due = true;
