@@ -122,6 +122,12 @@ impl Namespace {
         let (host_if, peer_if) = (format!("lvh{id}"), format!("lvp{id}"));
         let host = std::net::Ipv4Addr::new(10, 213, id as u8, 1);
         let peer = std::net::Ipv4Addr::new(10, 213, id as u8, 2);
+        // A pair of this id left by an earlier run (one killed before its
+        // drop) would make the new one fail.
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &host_if])
+            .stderr(std::process::Stdio::null())
+            .status();
         ip(&["netns", "add", &name]);
         let ns = Self { name, host };
         ip(&[
@@ -168,8 +174,14 @@ impl Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        // Deleting the namespace deletes its end of the veth pair, and
-        // with it the pair.
+        // The pair goes first, with its address: a namespace outlives its
+        // name while anything in it is left (a socket still sending into
+        // the dead link), and its veth pair with it, which a later run
+        // given the same id could then not create.
+        let id = std::process::id() % 250;
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &format!("lvh{id}")])
+            .status();
         let _ = std::process::Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
