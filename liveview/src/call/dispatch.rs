@@ -121,10 +121,15 @@ fn refuse_unknown(
 }
 
 /// What a handler's call is waiting for: the handler itself, or the
-/// middleware before it (boxed, with the content they read).
+/// middleware before it (boxed, with the content they read, and run in the
+/// call's span). A handler started at once has no span to run in or to
+/// record its outcome in: it is started only when the span is disabled.
 enum Work<'a> {
     Started(Started),
-    Boxed(Pin<Box<dyn Future<Output = (Outcome, Duration)> + Send + 'a>>),
+    Boxed(
+        Pin<Box<dyn Future<Output = (Outcome, Duration)> + Send + 'a>>,
+        tracing::Span,
+    ),
 }
 
 /// Run one call of `entry`: middleware, handler, errors, `done`. The
@@ -148,18 +153,21 @@ fn dispatch<'a>(
         Work::Started(start(entry, consumer, content))
     } else {
         // Entered and left at every poll.
-        Work::Boxed(Box::pin(
-            middleware_then_run(shared, conn, entry, consumer, content).instrument(span.clone()),
-        ))
+        Work::Boxed(
+            Box::pin(
+                middleware_then_run(shared, conn, entry, consumer, content)
+                    .instrument(span.clone()),
+            ),
+            span,
+        )
     };
     Dispatch {
         shared,
         conn,
         entry,
         index,
-        reference,
         call_ref,
-        span,
+        reference,
         work,
     }
 }
@@ -168,15 +176,16 @@ fn dispatch<'a>(
 /// handler, count the call, answer its errors and `done`. Written out as a
 /// future rather than an `async fn`, so that it is `Unpin`: polled where
 /// it stands, it needs a box only when the handler is not done in its
-/// first poll.
+/// first poll. Its state is kept small: it is moved, from the dispatch to
+/// where the connection keeps it.
 pub(crate) struct Dispatch<'a> {
     shared: &'a Shared,
     conn: &'a Connection,
     entry: &'static HandlerEntry,
     index: usize,
-    reference: Option<u64>,
+    /// The call's `ref`, while the call runs (its frames carry it).
     call_ref: Option<CallRef>,
-    span: tracing::Span,
+    reference: Option<u64>,
     work: Work<'a>,
 }
 
@@ -189,9 +198,11 @@ impl Future for Dispatch<'_> {
             Work::Started(started) => {
                 std::task::ready!(started.poll_finish(this.shared, this.conn, this.entry, cx))
             }
-            Work::Boxed(work) => std::task::ready!(work.as_mut().poll(cx)),
+            Work::Boxed(work, _) => std::task::ready!(work.as_mut().poll(cx)),
         };
-        this.span.record("outcome", outcome.as_str());
+        if let Work::Boxed(_, span) = &this.work {
+            span.record("outcome", outcome.as_str());
+        }
         // Counted before the answer ends: a client that reads its error or
         // `done` then the metrics sees its call counted.
         this.shared.metrics.call(Some(this.index), outcome, elapsed);
