@@ -2,6 +2,7 @@
 //! with a prefix of its own.
 
 use liveview::layer::{ChannelLayer, NatsLayer};
+use liveview::testing::NatsServer;
 use liveview::{LiveView, Update};
 
 use crate::support::{Gate, next, server, wait_until};
@@ -46,4 +47,34 @@ async fn a_group_joined_before_the_first_connection_is_waited_for() {
         .await
         .unwrap();
     assert_eq!(next(&mut client).await["html"], "from the other");
+}
+
+/// While the server is away nothing is subscribed: `subscribed` answers
+/// `false` at once instead of waiting; once the server is back and the
+/// client subscribed again, it answers `true`.
+#[tokio::test]
+async fn during_an_outage_a_group_is_not_subscribed() {
+    let mut nats = NatsServer::start().await.expect("nats-server starts");
+    let layer = NatsLayer::builder(nats.url())
+        .prefix("lvtest")
+        .build()
+        .unwrap();
+    let holder = server(LiveView::builder().channel_layer(layer.clone())).await;
+    let _client = holder.connect("outage").await.unwrap();
+    assert!(layer.subscribed("room_outage").await, "subscribed at first");
+
+    nats.kill();
+    wait_until("the layer saw the outage", || !layer.is_connected()).await;
+    assert_eq!(
+        futures_util::FutureExt::now_or_never(layer.subscribed("room_outage")),
+        Some(false),
+        "a group counted as subscribed, or waited for, while the server is away"
+    );
+
+    nats.restart().await.expect("nats-server restarts");
+    wait_until("the layer reconnected", || layer.is_connected()).await;
+    assert!(
+        layer.subscribed("room_outage").await,
+        "subscribed again once the server is back"
+    );
 }
