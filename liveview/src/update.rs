@@ -24,20 +24,47 @@ use serde_json::{Map, Value};
 /// let script = Update::script_only("console.log('hi')");
 /// # let _ = (append, remove, navigate, script);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Update {
     target: Option<String>,
     html: Option<String>,
     append: bool,
     remove: bool,
+    scroll_top: bool,
+    morph: bool,
+    /// The keys most updates leave out, boxed once one of them is set: an
+    /// update is moved through its builder and into its frame, and stays
+    /// small to move.
+    rare: Option<Box<Rare>>,
+}
+
+/// The keys of an [`Update`] that most updates leave out.
+#[derive(Clone, Default, PartialEq)]
+struct Rare {
     url: Option<String>,
     title: Option<String>,
     scroll: Option<String>,
-    scroll_top: bool,
     script: Option<String>,
-    morph: bool,
-    /// Boxed, and only once there is one: most updates have none.
-    extra: Option<Box<Map<String, Value>>>,
+    extra: Option<Map<String, Value>>,
+}
+
+impl std::fmt::Debug for Update {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rare = self.rare.as_deref();
+        f.debug_struct("Update")
+            .field("target", &self.target)
+            .field("html", &self.html)
+            .field("append", &self.append)
+            .field("remove", &self.remove)
+            .field("url", &rare.and_then(|r| r.url.as_ref()))
+            .field("title", &rare.and_then(|r| r.title.as_ref()))
+            .field("scroll", &rare.and_then(|r| r.scroll.as_ref()))
+            .field("scroll_top", &self.scroll_top)
+            .field("script", &rare.and_then(|r| r.script.as_ref()))
+            .field("morph", &self.morph)
+            .field("extra", &rare.and_then(|r| r.extra.as_ref()))
+            .finish()
+    }
 }
 
 impl Serialize for Update {
@@ -58,6 +85,7 @@ impl Serialize for WithRef<'_> {
     // are the same.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let WithRef(u, reference) = *self;
+        let rare = u.rare.as_deref();
         let mut map = serializer.serialize_map(None)?;
         if let Some(v) = &u.target {
             map.serialize_entry("target", v)?;
@@ -71,19 +99,19 @@ impl Serialize for WithRef<'_> {
         if u.remove {
             map.serialize_entry("remove", &true)?;
         }
-        if let Some(v) = &u.url {
+        if let Some(v) = rare.and_then(|r| r.url.as_ref()) {
             map.serialize_entry("url", v)?;
         }
-        if let Some(v) = &u.title {
+        if let Some(v) = rare.and_then(|r| r.title.as_ref()) {
             map.serialize_entry("title", v)?;
         }
-        if let Some(v) = &u.scroll {
+        if let Some(v) = rare.and_then(|r| r.scroll.as_ref()) {
             map.serialize_entry("scroll", v)?;
         }
         if u.scroll_top {
             map.serialize_entry("scrollTop", &true)?;
         }
-        if let Some(v) = &u.script {
+        if let Some(v) = rare.and_then(|r| r.script.as_ref()) {
             map.serialize_entry("script", v)?;
         }
         if u.morph {
@@ -92,7 +120,7 @@ impl Serialize for WithRef<'_> {
         if let Some(v) = reference {
             map.serialize_entry("ref", &v)?;
         }
-        for (k, v) in u.extra.iter().flat_map(|extra| extra.iter()) {
+        for (k, v) in rare.and_then(|r| r.extra.as_ref()).into_iter().flatten() {
             map.serialize_entry(k, v)?;
         }
         map.end()
@@ -105,14 +133,27 @@ impl WithRef<'_> {
     /// second allocation and no regrowth while it is written.
     fn frame(&self) -> Result<String, serde_json::Error> {
         let WithRef(u, reference) = *self;
+        static NONE: Rare = Rare {
+            url: None,
+            title: None,
+            scroll: None,
+            script: None,
+            extra: None,
+        };
+        let rare = u.rare.as_deref().unwrap_or(&NONE);
         // Each string's escaped length, measured once: it sizes the buffer
         // and says whether the string can be copied as it is.
         let target = json::measure(&u.target);
         let html = json::measure(&u.html);
-        let url = json::measure(&u.url);
-        let title = json::measure(&u.title);
-        let scroll = json::measure(&u.scroll);
-        let script = json::measure(&u.script);
+        let (url, title, scroll, script) = match u.rare.as_deref() {
+            None => (0, 0, 0, 0),
+            Some(rare) => (
+                json::measure(&rare.url),
+                json::measure(&rare.title),
+                json::measure(&rare.scroll),
+                json::measure(&rare.script),
+            ),
+        };
         // Every entry with the comma before it (the first gives it back),
         // between `{` and `}`. The extra keys are written by serde_json
         // after the rest: they are rare, and only they make the buffer
@@ -139,17 +180,17 @@ impl WithRef<'_> {
         json::text_entry(&mut out, HTML, &u.html, html);
         json::flag_entry(&mut out, APPEND, u.append);
         json::flag_entry(&mut out, REMOVE, u.remove);
-        json::text_entry(&mut out, URL, &u.url, url);
-        json::text_entry(&mut out, TITLE, &u.title, title);
-        json::text_entry(&mut out, SCROLL, &u.scroll, scroll);
+        json::text_entry(&mut out, URL, &rare.url, url);
+        json::text_entry(&mut out, TITLE, &rare.title, title);
+        json::text_entry(&mut out, SCROLL, &rare.scroll, scroll);
         json::flag_entry(&mut out, SCROLL_TOP, u.scroll_top);
-        json::text_entry(&mut out, SCRIPT, &u.script, script);
+        json::text_entry(&mut out, SCRIPT, &rare.script, script);
         json::flag_entry(&mut out, MORPH, u.morph);
         if let Some(r) = reference {
             json::key(&mut out, REF);
             json::write_u64(&mut out, r);
         }
-        let Some(extra) = u.extra.as_deref() else {
+        let Some(extra) = rare.extra.as_ref() else {
             out.push('}');
             debug_assert_eq!(out.len(), len, "the frame's length was measured");
             return Ok(out);
@@ -416,19 +457,19 @@ impl Update {
     /// Push `url` onto the browser history; back and forward restore the
     /// content this update replaced.
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.url = Some(url.into());
+        self.rare_mut().url = Some(url.into());
         self
     }
 
     /// Set `document.title`.
     pub fn title(mut self, title: impl Into<String>) -> Self {
-        self.title = Some(title.into());
+        self.rare_mut().title = Some(title.into());
         self
     }
 
     /// Smooth-scroll the element matched by `selector` into view.
     pub fn scroll(mut self, selector: impl Into<String>) -> Self {
-        self.scroll = Some(selector.into());
+        self.rare_mut().scroll = Some(selector.into());
         self
     }
 
@@ -441,7 +482,7 @@ impl Update {
     /// Run server-written JavaScript after the update. Never put user input
     /// in it.
     pub fn script(mut self, script: impl Into<String>) -> Self {
-        self.script = Some(script.into());
+        self.rare_mut().script = Some(script.into());
         self
     }
 
@@ -466,10 +507,16 @@ impl Update {
     /// Add any other key, for clients that understand more than the
     /// protocol's keys.
     pub fn extra(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.extra
+        self.rare_mut()
+            .extra
             .get_or_insert_default()
             .insert(key.into(), value.into());
         self
+    }
+
+    /// The rarer keys, boxed the first time one is set.
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_default()
     }
 }
 
@@ -621,16 +668,20 @@ mod tests {
         ) {
             let [target, html, url, title, scroll, script] = strings;
             let [append, remove, scroll_top, morph] = flags;
-            let update = Update {
-                target, html, append, remove, url, title, scroll, scroll_top, script, morph,
+            let rare = Rare {
+                url, title, scroll, script,
                 extra: (!extra.is_empty())
-                    .then(|| Box::new(extra.into_iter().map(|(k, v)| (k, Value::from(v))).collect())),
+                    .then(|| extra.into_iter().map(|(k, v)| (k, Value::from(v))).collect()),
+            };
+            let update = Update {
+                target, html, append, remove, scroll_top, morph,
+                rare: (rare != Rare::default()).then(|| Box::new(rare)),
             };
             let with_ref = WithRef(&update, reference);
             let expected = serde_json::to_string(&with_ref).unwrap();
             let frame = with_ref.frame().unwrap();
             proptest::prop_assert_eq!(&frame, &expected);
-            if update.extra.is_none() {
+            if update.rare.as_ref().is_none_or(|rare| rare.extra.is_none()) {
                 proptest::prop_assert_eq!(frame.capacity(), frame.len());
             }
         }
