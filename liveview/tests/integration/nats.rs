@@ -49,6 +49,46 @@ async fn a_group_joined_before_the_first_connection_is_waited_for() {
     assert_eq!(next(&mut client).await["html"], "from the other");
 }
 
+/// A client resuming before the layer's first connection is made gets what
+/// it missed once the connection is made, not a resync at once.
+#[tokio::test]
+async fn a_replay_asked_before_the_first_connection_is_answered_once_connected() {
+    let prefix = format!("lvtest_{}", uuid::Uuid::new_v4().simple());
+    let sender = layer(SHARED, &prefix);
+    let other = server(LiveView::builder().channel_layer(sender.clone())).await;
+    wait_until("the other layer is connected", || sender.is_connected()).await;
+    for text in ["1", "2"] {
+        other
+            .live()
+            .broadcaster()
+            .send_to_room("early_replay", Update::new("#log").html(text))
+            .await
+            .unwrap();
+    }
+
+    let gate = Gate::start(SHARED).await;
+    let held = layer(&gate.addr().to_string(), &prefix);
+    let holder = server(LiveView::builder().channel_layer(held.clone())).await;
+    // A member in this process, so that the group is subscribed.
+    let _member = holder.connect("early_replay").await.unwrap();
+    wait_until("the layer is at the gate", || gate.held() >= 1).await;
+    let mut replaying = held.replay("room_early_replay", 0, None);
+    assert!(
+        futures_util::FutureExt::now_or_never(&mut replaying).is_none(),
+        "answered before the first connection was made"
+    );
+    gate.open();
+    let missed = replaying
+        .await
+        .expect("the log is read once connected")
+        .expect("the layer keeps a shared log");
+    let liveview::layer::Replay::Frames(frames) = missed.replay else {
+        panic!("a gap instead of the two frames");
+    };
+    let seqs: Vec<u64> = frames.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, [1, 2]);
+}
+
 /// While the server is away nothing is subscribed: `subscribed` answers
 /// `false` at once instead of waiting; once the server is back and the
 /// client subscribed again, it answers `true`.

@@ -635,6 +635,42 @@ async fn a_group_joined_before_the_first_connection_is_waited_for() {
     wait_subscribed(shared_redis(), &prefix, &["room_early"], 1).await;
 }
 
+/// A client resuming in a process's first moments, before the layer's
+/// first connection is made, gets what it missed once the connection is
+/// made, not a resync at once (which would make its page reload what it
+/// had).
+#[tokio::test]
+async fn a_replay_asked_before_the_first_connection_is_answered_once_connected() {
+    let prefix = unique_prefix();
+    let url = shared_redis();
+    let first = layer(url, &prefix);
+    let first_node = node(&first).await;
+    say(&first_node, "early_replay", "1").await;
+    say(&first_node, "early_replay", "2").await;
+
+    let gate = Gate::start(url.trim_start_matches("redis://").trim_end_matches('/')).await;
+    let late = layer(&format!("redis://{}", gate.addr()), &prefix);
+    let late_node = node(&late).await;
+    // A member in this process, so that the group is subscribed.
+    let _member = late_node.connect("early_replay").await.unwrap();
+    crate::support::wait_until("the subscriber is at the gate", || gate.held() >= 1).await;
+    let mut replaying = late.replay("room_early_replay", 0, None);
+    assert!(
+        futures_util::FutureExt::now_or_never(&mut replaying).is_none(),
+        "answered before the first connection was made"
+    );
+    gate.open();
+    let missed = replaying
+        .await
+        .expect("the log is read once connected")
+        .expect("the layer keeps a shared log");
+    let liveview::layer::Replay::Frames(frames) = missed.replay else {
+        panic!("a gap instead of the two frames");
+    };
+    let seqs: Vec<u64> = frames.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, [1, 2]);
+}
+
 #[tokio::test]
 async fn stale_and_foreign_messages_are_dropped_and_counted() {
     let url = shared_redis();

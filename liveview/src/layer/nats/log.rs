@@ -348,7 +348,11 @@ impl Inner {
     }
 
     /// What `group`'s log holds after `after` (of `epoch`, when the
-    /// client said which), for a client that reconnects.
+    /// client said which), for a client that reconnects. Read once the
+    /// group is subscribed here, so that every frame numbered after the read
+    /// reaches this process live. While the server is away it answers at
+    /// once; a client that resumes before the first connection is made is
+    /// answered once it is (within [`SUBSCRIBE_WAIT`](super::SUBSCRIBE_WAIT)).
     pub(super) async fn replay(
         &self,
         group: &str,
@@ -356,10 +360,19 @@ impl Inner {
         epoch: Option<&str>,
     ) -> Result<Missed, LayerError> {
         let config = self.replay_config()?;
-        if !self.connected.load(Ordering::Acquire) {
+        if self.is_away() {
             return Err(LayerError::new(
                 "nats: not connected; the log cannot be read",
             ));
+        }
+        if !self
+            .subscriptions
+            .wait_subscribed(group, super::SUBSCRIBE_WAIT)
+            .await
+        {
+            return Err(LayerError::new(format!(
+                "nats: {group} was not subscribed in time"
+            )));
         }
         let stream = self.stream().await?;
         let Some(tail) = self.read_tail(&stream, group).await? else {

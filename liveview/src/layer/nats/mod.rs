@@ -329,10 +329,8 @@ impl ChannelLayer for NatsLayer {
     fn subscribed<'a>(&'a self, group: &'a str) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             // While the server is away, nothing is subscribed: no use
-            // waiting. Before the first connection is made, the group is
-            // subscribed as soon as it is: worth the wait.
-            let on_its_way = !self.inner.first_attempt_over.load(Ordering::Acquire);
-            (self.is_connected() || on_its_way)
+            // waiting.
+            !self.inner.is_away()
                 && self
                     .inner
                     .subscriptions
@@ -417,6 +415,14 @@ impl ChannelLayer for NatsLayer {
 }
 
 impl Inner {
+    /// The server is away: the layer is not connected and its first
+    /// attempt to connect is over. Before that attempt ends the layer is on
+    /// its way, and a group joined meanwhile is subscribed as it connects:
+    /// worth the wait.
+    fn is_away(&self) -> bool {
+        !self.connected.load(Ordering::Acquire) && self.first_attempt_over.load(Ordering::Acquire)
+    }
+
     fn conn(&self) -> Result<Arc<Conn>, LayerError> {
         self.conn
             .read()

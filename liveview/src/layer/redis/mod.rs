@@ -451,10 +451,7 @@ impl ChannelLayer for RedisLayer {
     fn subscribed<'a>(&'a self, group: &'a str) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             // While Redis is away, nothing is subscribed: no use waiting.
-            // Before the first connection is made, the group is subscribed
-            // with the others as it is: worth the wait.
-            let on_its_way = !self.inner.first_attempt_over.load(Ordering::Acquire);
-            (self.is_connected() || on_its_way)
+            !self.inner.is_away()
                 && self
                     .inner
                     .subscriptions
@@ -550,6 +547,14 @@ impl ChannelLayer for RedisLayer {
 }
 
 impl Inner {
+    /// Redis is away: the subscriber is not connected and its first
+    /// attempt to connect is over. Before that attempt ends the layer is on
+    /// its way, and a group joined meanwhile is subscribed with the others
+    /// as it connects: worth the wait.
+    pub(super) fn is_away(&self) -> bool {
+        !self.connected.load(Ordering::Acquire) && self.first_attempt_over.load(Ordering::Acquire)
+    }
+
     fn lock_dirty(&self) -> MutexGuard<'_, HashSet<String>> {
         // A set of names stays consistent even if a holder panicked.
         self.dirty.lock().unwrap_or_else(PoisonError::into_inner)

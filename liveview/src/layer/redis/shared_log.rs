@@ -302,6 +302,9 @@ impl Inner {
     /// reconnecting client. Read once the group is subscribed here, so that
     /// every frame numbered after the read reaches this process live
     /// (frames both read and received are queued once, by the outbox).
+    /// While Redis is away it answers at once; a client that resumes in the
+    /// process's first moments, before its first connection is made, is
+    /// answered once it is (within [`SUBSCRIBE_WAIT`]).
     pub(super) async fn replay(
         &self,
         group: &str,
@@ -309,7 +312,7 @@ impl Inner {
         epoch: Option<&str>,
     ) -> Result<Missed, LayerError> {
         let config = self.replay_config()?;
-        if !self.connected.load(std::sync::atomic::Ordering::Acquire) {
+        if self.is_away() {
             return Err(LayerError::new(
                 "redis: not connected; the log cannot be read",
             ));
