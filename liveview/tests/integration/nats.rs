@@ -72,21 +72,8 @@ async fn a_replay_asked_before_the_first_connection_is_answered_once_connected()
     // A member in this process, so that the group is subscribed.
     let _member = holder.connect("early_replay").await.unwrap();
     wait_until("the layer is at the gate", || gate.held() >= 1).await;
-    let mut replaying = held.replay("room_early_replay", 0, None);
-    assert!(
-        futures_util::FutureExt::now_or_never(&mut replaying).is_none(),
-        "answered before the first connection was made"
-    );
-    gate.open();
-    let missed = replaying
-        .await
-        .expect("the log is read once connected")
-        .expect("the layer keeps a shared log");
-    let liveview::layer::Replay::Frames(frames) = missed.replay else {
-        panic!("a gap instead of the two frames");
-    };
-    let seqs: Vec<u64> = frames.iter().map(|(seq, _)| *seq).collect();
-    assert_eq!(seqs, [1, 2]);
+    crate::support::assert_replay_waits_for_the_gate(&held, &gate, "room_early_replay", &[1, 2])
+        .await;
 }
 
 /// While the server is away nothing is subscribed: `subscribed` answers

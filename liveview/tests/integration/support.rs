@@ -106,6 +106,32 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
         .map(|(_, v)| v.as_str())
 }
 
+/// The replay of `group` (after 0) asked of `layer` while `gate` holds the
+/// layer's first connection: it is pending, then, once the gate opens,
+/// answers the frames numbered `seqs`.
+pub async fn assert_replay_waits_for_the_gate(
+    layer: &dyn liveview::layer::ChannelLayer,
+    gate: &Gate,
+    group: &str,
+    seqs: &[u64],
+) {
+    let mut replaying = layer.replay(group, 0, None);
+    assert!(
+        futures_util::FutureExt::now_or_never(&mut replaying).is_none(),
+        "answered before the first connection was made"
+    );
+    gate.open();
+    let missed = replaying
+        .await
+        .expect("the log is read once connected")
+        .expect("the layer keeps a shared log");
+    let liveview::layer::Replay::Frames(frames) = missed.replay else {
+        panic!("a gap instead of the frames {seqs:?}");
+    };
+    let read: Vec<u64> = frames.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(read, seqs);
+}
+
 /// A TCP gate in front of a server: it accepts connections and holds them,
 /// passing nothing on, until it is opened; then they (and later ones) go
 /// through to the server.
