@@ -288,7 +288,7 @@ pub(crate) mod json {
 
     /// The length of `text` written as a JSON string, quotes included.
     #[inline]
-    pub(super) fn string_len(text: &str) -> usize {
+    pub(crate) fn string_len(text: &str) -> usize {
         let bytes = text.as_bytes();
         let mut len = bytes.len() + 2;
         let mut from = 0;
@@ -304,7 +304,7 @@ pub(crate) mod json {
 
     /// Append `text` as a JSON string; `len` is its [`string_len`].
     #[inline]
-    pub(super) fn write_string(out: &mut String, text: &str, len: usize) {
+    pub(crate) fn write_string(out: &mut String, text: &str, len: usize) {
         out.push('"');
         if len == text.len() + 2 {
             out.push_str(text);
@@ -395,20 +395,8 @@ pub(crate) mod json {
     }
 
     /// Append `n` in decimal.
-    pub(super) fn write_u64(out: &mut String, mut n: u64) {
-        let mut buf = [0u8; 20];
-        let mut at = buf.len();
-        loop {
-            at -= 1;
-            buf[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for &digit in &buf[at..] {
-            out.push(char::from(digit));
-        }
+    pub(super) fn write_u64(out: &mut String, n: u64) {
+        out.push_str(itoa::Buffer::new().format(n));
     }
 }
 

@@ -11,6 +11,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::call::content::{Content, Few, Fields};
+use crate::update::json;
 
 /// Longest handler name a client may call.
 pub const MAX_FUNCTION_LEN: usize = 64;
@@ -362,7 +363,13 @@ pub(crate) fn ping(text: &str) -> Option<u64> {
 
 /// `{"pong": n}`: the answer to `{"ping": n}`.
 pub(crate) fn pong_frame(n: u64) -> String {
-    format!(r#"{{"pong":{n}}}"#)
+    let mut digits = itoa::Buffer::new();
+    let n = digits.format(n);
+    let mut out = String::with_capacity(PONG.len() + n.len() + 1);
+    out.push_str(PONG);
+    out.push_str(n);
+    out.push('}');
+    out
 }
 
 /// The `ref` of a frame, and nothing else: for frames the server refuses
@@ -386,17 +393,41 @@ pub(crate) fn reference_only(text: &str) -> Option<u64> {
 
 /// `{"error": message}`, with the call's `ref` when there is one.
 pub(crate) fn error_frame(message: &str, reference: Option<u64>) -> String {
-    let message = serde_json::to_string(message).unwrap_or_default();
-    match reference {
-        Some(r) => format!(r#"{{"error":{message},"ref":{r}}}"#),
-        None => format!(r#"{{"error":{message}}}"#),
+    let message_len = json::string_len(message);
+    let mut digits = itoa::Buffer::new();
+    let reference = reference.map(|r| digits.format(r));
+    let len = ERROR.len() + message_len + reference.map_or(0, |r| REF.len() + r.len()) + 1;
+    let mut out = String::with_capacity(len);
+    out.push_str(ERROR);
+    json::write_string(&mut out, message, message_len);
+    if let Some(r) = reference {
+        out.push_str(REF);
+        out.push_str(r);
     }
+    out.push('}');
+    debug_assert_eq!(out.len(), len, "the frame's length was measured");
+    out
 }
 
 /// `{"ref": n, "done": true}`: call `n` is finished.
 pub(crate) fn done_frame(reference: u64) -> String {
-    format!(r#"{{"ref":{reference},"done":true}}"#)
+    let mut digits = itoa::Buffer::new();
+    let reference = digits.format(reference);
+    let mut out = String::with_capacity(DONE_START.len() + reference.len() + DONE_END.len());
+    out.push_str(DONE_START);
+    out.push_str(reference);
+    out.push_str(DONE_END);
+    out
 }
+
+// The fixed text of the frames above, around their message and numbers:
+// each frame is written into a buffer of exactly its length, with no
+// formatting machinery, since every call with a `ref` gets one.
+const PONG: &str = "{\"pong\":";
+const ERROR: &str = "{\"error\":";
+const REF: &str = ",\"ref\":";
+const DONE_START: &str = "{\"ref\":";
+const DONE_END: &str = ",\"done\":true}";
 
 mod plain;
 #[cfg(any(test, fuzzing))]
@@ -478,6 +509,110 @@ mod tests {
             "{\"function\":\"evil\\n\\u001b[31mforged\"}",
         ] {
             assert!(parse(text, "r").is_err(), "{text} should be refused");
+        }
+    }
+
+    /// The frames every call with a `ref` gets, as they were written with
+    /// `format!` and serde_json: the hand-written ones must match them byte
+    /// for byte.
+    mod fixed_frames {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn pong_formatted(n: u64) -> String {
+            format!(r#"{{"pong":{n}}}"#)
+        }
+
+        fn error_formatted(message: &str, reference: Option<u64>) -> String {
+            let message = serde_json::to_string(message).unwrap();
+            match reference {
+                Some(r) => format!(r#"{{"error":{message},"ref":{r}}}"#),
+                None => format!(r#"{{"error":{message}}}"#),
+            }
+        }
+
+        fn done_formatted(reference: u64) -> String {
+            format!(r#"{{"ref":{reference},"done":true}}"#)
+        }
+
+        /// Each frame equals the formatted one, in a buffer of its length.
+        fn check(reference: u64, message: &str) -> Result<(), TestCaseError> {
+            for (written, formatted) in [
+                (pong_frame(reference), pong_formatted(reference)),
+                (done_frame(reference), done_formatted(reference)),
+                (
+                    error_frame(message, Some(reference)),
+                    error_formatted(message, Some(reference)),
+                ),
+                (error_frame(message, None), error_formatted(message, None)),
+            ] {
+                prop_assert_eq!(&written, &formatted);
+                prop_assert_eq!(written.capacity(), written.len(), "{}", written);
+            }
+            Ok(())
+        }
+
+        /// Every count of digits, at both of its ends, and the numbers
+        /// around them.
+        fn edge_references() -> Vec<u64> {
+            let mut refs = vec![0, 1, 9, 10, 11, 99, 100, 101, u64::MAX - 1, u64::MAX];
+            for power in 1..=19 {
+                let p = 10u64.pow(power);
+                refs.extend([p - 1, p, p + 1]);
+            }
+            refs
+        }
+
+        const KINDS: [&str; 4] = [
+            errors::UNKNOWN_FUNCTION,
+            errors::INTERNAL,
+            errors::INVALID_MESSAGE,
+            errors::RATE_LIMITED,
+        ];
+
+        #[test]
+        fn every_error_kind_at_every_count_of_digits() {
+            for reference in edge_references() {
+                for kind in KINDS {
+                    check(reference, kind).unwrap();
+                }
+            }
+            assert_eq!(
+                done_frame(u64::MAX),
+                r#"{"ref":18446744073709551615,"done":true}"#
+            );
+            assert_eq!(
+                error_frame(errors::RATE_LIMITED, Some(0)),
+                r#"{"error":"Rate limited","ref":0}"#
+            );
+        }
+
+        fn reference() -> impl Strategy<Value = u64> {
+            prop_oneof![
+                any::<u64>(),
+                0..1_000u64,
+                prop::sample::select(edge_references()),
+                // Any count of digits, not only the 19 and 20 most random
+                // numbers have.
+                (0..20u32, any::<u64>()).prop_map(|(digits, n)| n % 10u64.pow(digits)),
+            ]
+        }
+
+        fn message() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(KINDS.to_vec()).prop_map(String::from),
+                any::<String>(),
+                "[\"\\\\\\x00-\\x1fa\\x7f\\u{2028}é]{0,12}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            #[test]
+            fn frames_are_the_text_format_wrote(reference in reference(), message in message()) {
+                check(reference, &message)?;
+            }
         }
     }
 
