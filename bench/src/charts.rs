@@ -124,15 +124,7 @@ pub(crate) fn draw_all(
         else {
             continue;
         };
-        line.ranges = s
-            .throughput
-            .iter()
-            .filter(|t| t.server_cpu_us_per_call_spread.runs > 1)
-            .map(|t| {
-                let r = &t.server_cpu_us_per_call_spread;
-                (t.connections as f64, r.min, r.max)
-            })
-            .collect();
+        line.ranges = cpu_per_call_ranges(&s.throughput);
     }
     done.push((
         "cpu-per-call.svg",
@@ -158,14 +150,7 @@ pub(crate) fn draw_all(
                 .iter()
                 .filter_map(|t| Some((t.connections as f64, t.cpu_per_call()?)))
                 .collect();
-            let ranges = ts
-                .iter()
-                .filter(|t| t.server_cpu_us_per_call_spread.runs > 1)
-                .map(|t| {
-                    let r = &t.server_cpu_us_per_call_spread;
-                    (t.connections as f64, r.min, r.max)
-                })
-                .collect();
+            let ranges = cpu_per_call_ranges(ts.iter().copied());
             let busiest = ts
                 .iter()
                 .map(|t| t.load_generator_cpu_percent_spread.max)
@@ -293,6 +278,20 @@ pub(crate) fn draw_all(
 
 fn short(commit: &str) -> &str {
     commit.get(..10).unwrap_or(commit)
+}
+
+/// The bars of server CPU per call: from its lowest slice to its highest,
+/// at each connection count measured in more than one slice.
+fn cpu_per_call_ranges<'t>(
+    ts: impl IntoIterator<Item = &'t report::Throughput>,
+) -> Vec<(f64, f64, f64)> {
+    ts.into_iter()
+        .filter(|t| t.server_cpu_us_per_call_spread.runs > 1)
+        .map(|t| {
+            let r = &t.server_cpu_us_per_call_spread;
+            (t.connections as f64, r.min, r.max)
+        })
+        .collect()
 }
 
 /// One line per server of `run`: `value(server, connections)` at one

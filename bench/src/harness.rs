@@ -11,7 +11,7 @@ use crate::peer::Peer;
 use crate::procs::{self, ServerProc, Spawner};
 use crate::progress;
 use crate::replay_log;
-use crate::report::{self, CrossNode, FanOut, Idle, Latency, Run, ServerResult};
+use crate::report::{self, CrossNode, FanOut, Idle, Latency, Run, ServerResult, Throughput};
 use crate::scenarios::{self, FanOutRun, Load, Plan, Pool, Publisher, RoundTrip, Tracker};
 use crate::server::Layer;
 
@@ -110,6 +110,33 @@ struct Bench<'a> {
     nofile: u64,
     spin: bool,
     run: &'a mut Run,
+}
+
+/// A scenario at one level of connections in which the servers take
+/// turns slice by slice, one load of connections each.
+struct Turns<'s> {
+    /// The servers, each with its place in the entries and the results.
+    servers: &'s [(usize, ServerProc)],
+    entries: &'s [Entry<'s>],
+    /// The scenario's name in its messages: `throughput`, `fixed rate`.
+    label: &'static str,
+    connections: usize,
+    /// Each server's connections opened for its own turn and closed after
+    /// it, rather than kept open throughout.
+    reopened: bool,
+    /// Where a server's result in the scenario goes.
+    measured: fn(&mut ServerResult) -> &mut Vec<Throughput>,
+}
+
+impl Turns<'_> {
+    /// The message for a load that failed with `e`.
+    fn failed(&self, e: &str) -> String {
+        format!(
+            "{} at {}: {e}",
+            self.label,
+            report::thousands(self.connections as u64)
+        )
+    }
 }
 
 /// Run the benchmarks; `Ok(true)` when nothing was functionally broken.
@@ -766,7 +793,6 @@ impl Bench<'_> {
     ) {
         let plan = self.plan;
         let runtime = self.runtime;
-        let ours = |i: usize| entries[i].ours;
         let at = report::thousands(connections as u64);
         if !self.fits(connections) {
             for (i, _) in servers {
@@ -779,89 +805,43 @@ impl Bench<'_> {
         }
         let reopened =
             connections >= plan.throughput_reopened_from || !self.fits(connections * servers.len());
-        let mut loads: Vec<Option<Load>> = Vec::new();
-        for (i, server) in servers {
-            if let Some(why) = too_slow_for(&results[*i], connections, plan) {
-                let what = format!("throughput at {at} connections not measured: {why}");
-                if ours(*i) {
-                    self.problem(&mut results[*i], true, what);
-                } else {
-                    progress::line(&format!("{}: {what}", results[*i].name));
-                    results[*i].notes.push(what);
-                }
-                loads.push(None);
-                continue;
-            }
-            let opened = if reopened {
-                Ok(Load::closed(server.endpoint, connections, plan))
-            } else {
-                runtime.block_on(Load::open(server.endpoint, connections, plan))
-            };
-            match opened {
-                Ok(l) => loads.push(Some(l)),
-                Err(e) => {
-                    let what = format!("throughput at {at}: {e}");
-                    self.problem(&mut results[*i], ours(*i), what);
-                    loads.push(None);
-                }
-            }
-        }
+        let turns = Turns {
+            servers,
+            entries,
+            label: "throughput",
+            connections,
+            reopened,
+            measured: |r| &mut r.throughput,
+        };
+        // A server too slow for this level is left out: a problem for ours.
+        let left_out = |_: usize, result: &ServerResult| {
+            too_slow_for(result, connections, plan)
+                .map(|why| format!("throughput at {at} connections not measured: {why}"))
+        };
+        let mut loads = self.open_loads(&turns, results, left_out, true);
         let shape = plan.throughput_turn();
-        for _ in 0..plan.slices {
-            for ((i, server), load) in servers.iter().zip(loads.iter_mut()) {
-                let Some(l) = load else { continue };
-                let mut sliced = Ok(());
-                if reopened {
-                    sliced = runtime.block_on(l.reopen(plan));
-                }
-                if sliced.is_ok() {
-                    server.settle(Duration::from_secs(5));
-                    sliced = runtime.block_on(l.turn(server, shape));
-                }
-                if reopened {
-                    runtime.block_on(async { l.close() });
-                    // The server closes thousands of connections before the
-                    // next one's turn.
-                    server.settle(Duration::from_secs(30));
-                } else {
-                    // It may still be answering its last calls: the next
-                    // server's turn starts once it is quiet.
-                    server.settle(Duration::from_secs(5));
-                }
-                if let Err(e) = sliced {
-                    let what = format!("throughput at {at}: {e}");
-                    self.problem(&mut results[*i], ours(*i), what);
-                    *load = None;
-                }
-            }
-        }
-        for ((i, server), load) in servers.iter().zip(loads) {
-            let Some(l) = load else { continue };
-            let t = l.result();
-            let cores = self.run.machine.load_generator_cores.max(1);
+        self.take_turns(&turns, results, &mut loads, |l, server| {
+            runtime.block_on(l.turn(server, shape))
+        });
+        let cores = self.run.machine.load_generator_cores.max(1);
+        self.record_loads(&turns, results, loads, |t| {
+            let mut notes = Vec::new();
             if t.load_generator_cpu() > 90.0 * cores as f64 {
-                let what = format!(
+                notes.push(format!(
                     "throughput at {at}: the load generator used {:.0}% of a core \
                      of its {cores} (median of the slices): calls per second may be its \
                      limit rather than the server's; server CPU per call is the figure \
                      to compare",
                     t.load_generator_cpu()
-                );
-                results[*i].notes.push(what);
+                ));
             }
             if reopened {
-                results[*i].notes.push(format!(
+                notes.push(format!(
                     "throughput at {at}: connections opened for each turn and closed after it"
                 ));
             }
-            if t.errors > 0 {
-                let what = format!("throughput at {at}: {} calls failed", t.errors);
-                self.problem(&mut results[*i], ours(*i), what);
-            }
-            results[*i].throughput.push(t);
-            runtime.block_on(async move { drop(l) });
-            server.settle(Duration::from_secs(30));
-        }
+            notes
+        });
     }
 
     /// Calls at a fixed rate, the same for every server: the plan's share
@@ -879,7 +859,6 @@ impl Bench<'_> {
     ) {
         let plan = self.plan;
         let runtime = self.runtime;
-        let ours = |i: usize| entries[i].ours;
         let at = report::thousands(connections as u64);
         // Each server's median saturated calls per second at this level.
         let saturated: Vec<Option<f64>> = servers
@@ -921,25 +900,62 @@ impl Bench<'_> {
             "fixed rate of {shown}/s at {at} connections, taking turns: {}",
             names.join(", ")
         ));
-        let reopened = !self.fits(connections * names.len());
-        let mut loads: Vec<Option<Load>> = Vec::new();
-        for (((i, server), offered), own) in servers.iter().zip(&offered).zip(&saturated) {
-            if !offered {
-                let why = match own {
+        let turns = Turns {
+            servers,
+            entries,
+            label: "fixed rate",
+            connections,
+            reopened: !self.fits(connections * names.len()),
+            measured: |r| &mut r.fixed_rate,
+        };
+        // A server that could not keep up with the rate is left out, with
+        // a note whichever server it is.
+        let left_out = |k: usize, _: &ServerResult| {
+            (!offered[k]).then(|| {
+                let why = match saturated[k] {
                     Some(own) => format!(
                         "its saturated throughput there, {}/s, is below it",
                         report::thousands(own.round() as u64)
                     ),
                     None => "its saturated throughput there was not measured".to_owned(),
                 };
-                let what =
-                    format!("fixed rate of {shown}/s at {at} connections not offered: {why}");
-                progress::line(&format!("{}: {what}", results[*i].name));
-                results[*i].notes.push(what);
+                format!("fixed rate of {shown}/s at {at} connections not offered: {why}")
+            })
+        };
+        let mut loads = self.open_loads(&turns, results, left_out, false);
+        let shape = plan.fixed_rate_turn();
+        let tick = plan.fixed_rate_tick();
+        self.take_turns(&turns, results, &mut loads, |l, server| {
+            runtime.block_on(l.paced_turn(server, shape, rate, tick))
+        });
+        self.record_loads(&turns, results, loads, |_| Vec::new());
+    }
+
+    /// One load of `turns.connections` connections per server, in the
+    /// servers' order: opened now, or, when `turns.reopened`, for each
+    /// turn. `None` for a server whose connections did not open (a
+    /// problem), and for one `left_out` gives a reason for (called with
+    /// the server's place in `turns.servers` and its result): recorded as
+    /// a problem when `left_out_fails`, as a note otherwise.
+    fn open_loads(
+        &mut self,
+        turns: &Turns<'_>,
+        results: &mut [ServerResult],
+        left_out: impl Fn(usize, &ServerResult) -> Option<String>,
+        left_out_fails: bool,
+    ) -> Vec<Option<Load>> {
+        let plan = self.plan;
+        let runtime = self.runtime;
+        let connections = turns.connections;
+        let mut loads: Vec<Option<Load>> = Vec::new();
+        for (k, (i, server)) in turns.servers.iter().enumerate() {
+            if let Some(what) = left_out(k, &results[*i]) {
+                let ours = left_out_fails && turns.entries[*i].ours;
+                self.problem(&mut results[*i], ours, what);
                 loads.push(None);
                 continue;
             }
-            let opened = if reopened {
+            let opened = if turns.reopened {
                 Ok(Load::closed(server.endpoint, connections, plan))
             } else {
                 runtime.block_on(Load::open(server.endpoint, connections, plan))
@@ -947,46 +963,77 @@ impl Bench<'_> {
             match opened {
                 Ok(l) => loads.push(Some(l)),
                 Err(e) => {
-                    let what = format!("fixed rate at {at}: {e}");
-                    self.problem(&mut results[*i], ours(*i), what);
+                    let what = turns.failed(&e);
+                    self.problem(&mut results[*i], turns.entries[*i].ours, what);
                     loads.push(None);
                 }
             }
         }
-        let shape = plan.fixed_rate_turn();
-        let tick = plan.fixed_rate_tick();
+        loads
+    }
+
+    /// The plan's slices: in each, every server with a load takes its
+    /// turn, `turn` run on its load, in the servers' order; a load whose
+    /// turn fails is a problem and takes no more turns.
+    fn take_turns(
+        &mut self,
+        turns: &Turns<'_>,
+        results: &mut [ServerResult],
+        loads: &mut [Option<Load>],
+        turn: impl Fn(&mut Load, &ServerProc) -> Result<(), String>,
+    ) {
+        let plan = self.plan;
+        let runtime = self.runtime;
         for _ in 0..plan.slices {
-            for ((i, server), load) in servers.iter().zip(loads.iter_mut()) {
+            for ((i, server), load) in turns.servers.iter().zip(loads.iter_mut()) {
                 let Some(l) = load else { continue };
                 let mut sliced = Ok(());
-                if reopened {
+                if turns.reopened {
                     sliced = runtime.block_on(l.reopen(plan));
                 }
                 if sliced.is_ok() {
                     server.settle(Duration::from_secs(5));
-                    sliced = runtime.block_on(l.paced_turn(server, shape, rate, tick));
+                    sliced = turn(l, server);
                 }
-                if reopened {
+                if turns.reopened {
                     runtime.block_on(async { l.close() });
+                    // The server closes thousands of connections before the
+                    // next one's turn.
                     server.settle(Duration::from_secs(30));
                 } else {
+                    // It may still be answering its last calls: the next
+                    // server's turn starts once it is quiet.
                     server.settle(Duration::from_secs(5));
                 }
                 if let Err(e) = sliced {
-                    let what = format!("fixed rate at {at}: {e}");
-                    self.problem(&mut results[*i], ours(*i), what);
+                    let what = turns.failed(&e);
+                    self.problem(&mut results[*i], turns.entries[*i].ours, what);
                     *load = None;
                 }
             }
         }
-        for ((i, server), load) in servers.iter().zip(loads) {
+    }
+
+    /// Each load's result into its server's, in the servers' order: first
+    /// the `notes` on it, then failed calls as a problem, then the result
+    /// itself; the load closed, the server settles before the next one.
+    fn record_loads(
+        &mut self,
+        turns: &Turns<'_>,
+        results: &mut [ServerResult],
+        loads: Vec<Option<Load>>,
+        notes: impl Fn(&Throughput) -> Vec<String>,
+    ) {
+        let runtime = self.runtime;
+        for ((i, server), load) in turns.servers.iter().zip(loads) {
             let Some(l) = load else { continue };
             let t = l.result();
+            results[*i].notes.extend(notes(&t));
             if t.errors > 0 {
-                let what = format!("fixed rate at {at}: {} calls failed", t.errors);
-                self.problem(&mut results[*i], ours(*i), what);
+                let what = turns.failed(&format!("{} calls failed", t.errors));
+                self.problem(&mut results[*i], turns.entries[*i].ours, what);
             }
-            results[*i].fixed_rate.push(t);
+            (turns.measured)(&mut results[*i]).push(t);
             runtime.block_on(async move { drop(l) });
             server.settle(Duration::from_secs(30));
         }

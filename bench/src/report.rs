@@ -2026,18 +2026,21 @@ mod tests {
             "1.15x at 50, 1.12x at 500, 1.11x at 5,000"
         );
 
+        // The verdict with the floor's result at 5,000 connections made of
+        // `slices` instead.
+        let with_floor_at_5_000 = |run: &mut Run, slices: &[(f64, f64, f64)]| {
+            let floor = run
+                .servers
+                .iter_mut()
+                .find(|s| s.name == FLOOR)
+                .expect("the floor");
+            floor.fixed_rate[2] = at_fixed_rate(5_000, 60_000.0, slices);
+            run.fixed_rate_verdict()
+        };
+
         // A server that fell behind the rate, a load generator at its core.
-        let floor = run
-            .servers
-            .iter_mut()
-            .find(|s| s.name == FLOOR)
-            .expect("the floor");
-        floor.fixed_rate[2] = at_fixed_rate(
-            5_000,
-            60_000.0,
-            &[(54_000.0, 6.0, 100.0), (54_000.0, 6.0, 101.0)],
-        );
-        let verdict = run.fixed_rate_verdict();
+        let verdict =
+            with_floor_at_5_000(&mut run, &[(54_000.0, 6.0, 100.0), (54_000.0, 6.0, 101.0)]);
         assert!(
             verdict.contains(
                 "**The achieved rate did not equal the offered rate** (the median slice more \
@@ -2051,21 +2054,14 @@ mod tests {
             "{verdict}"
         );
         // Below its core in the median slice, not in the busiest.
-        let floor = run
-            .servers
-            .iter_mut()
-            .find(|s| s.name == FLOOR)
-            .expect("the floor");
-        floor.fixed_rate[2] = at_fixed_rate(
-            5_000,
-            60_000.0,
+        let verdict = with_floor_at_5_000(
+            &mut run,
             &[
                 (60_000.0, 6.0, 80.0),
                 (60_000.0, 6.0, 101.0),
                 (60_000.0, 6.0, 90.0),
             ],
         );
-        let verdict = run.fixed_rate_verdict();
         assert!(
             verdict.contains(
                 "The load generator's median slice stayed below its one core (at most 90% of \
