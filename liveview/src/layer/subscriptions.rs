@@ -3,10 +3,24 @@
 //! log read that must not miss what follows it.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+
+/// Longest wait for the server to confirm a group's subscription: in
+/// [`ChannelLayer::subscribed`](super::ChannelLayer::subscribed), and
+/// before a log read.
+pub(super) const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether a layer's server is away: the layer is not `connected` and its
+/// first attempt to connect is over. Before that attempt ends the layer is
+/// on its way, and a group joined meanwhile is subscribed as it connects:
+/// worth the wait.
+pub(super) fn is_away(connected: &AtomicBool, first_attempt_over: &AtomicBool) -> bool {
+    !connected.load(Ordering::Acquire) && first_attempt_over.load(Ordering::Acquire)
+}
 
 /// The groups whose subscription the server confirmed: what other
 /// processes publish to them reaches this one.
@@ -49,6 +63,13 @@ impl Subscriptions {
     /// Whether `group` is subscribed now.
     pub(super) fn is_confirmed(&self, group: &str) -> bool {
         self.confirmed().contains(group)
+    }
+
+    /// [`ChannelLayer::subscribed`](super::ChannelLayer::subscribed): wait
+    /// until `group` is subscribed, for at most [`SUBSCRIBE_WAIT`]; `false`
+    /// at once while the server is `away`, when nothing is subscribed.
+    pub(super) async fn subscribed(&self, away: bool, group: &str) -> bool {
+        !away && self.wait_subscribed(group, SUBSCRIBE_WAIT).await
     }
 
     /// Wait until `group` is subscribed, for at most `limit`.

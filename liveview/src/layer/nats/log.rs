@@ -13,6 +13,7 @@ use super::{
     Conn, H_EPOCH, H_NODE, H_SEQ, H_TIME, Inner, PUBLISH_TIMEOUT, REQUEST_TIMEOUT, bytes_of, now_ms,
 };
 use crate::layer::sequencer::Gap;
+use crate::layer::subscriptions::SUBSCRIBE_WAIT;
 use crate::layer::{
     Frame, GroupPosition, LayerError, Missed, Replay, ReplayConfig, replay_in_epoch,
 };
@@ -352,7 +353,7 @@ impl Inner {
     /// group is subscribed here, so that every frame numbered after the read
     /// reaches this process live. While the server is away it answers at
     /// once; a client that resumes before the first connection is made is
-    /// answered once it is (within [`SUBSCRIBE_WAIT`](super::SUBSCRIBE_WAIT)).
+    /// answered once it is (within [`SUBSCRIBE_WAIT`]).
     pub(super) async fn replay(
         &self,
         group: &str,
@@ -367,7 +368,7 @@ impl Inner {
         }
         if !self
             .subscriptions
-            .wait_subscribed(group, super::SUBSCRIBE_WAIT)
+            .wait_subscribed(group, SUBSCRIBE_WAIT)
             .await
         {
             return Err(LayerError::new(format!(

@@ -56,7 +56,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use self::names::{Names, valid_prefix};
 use self::presence::OwnPresence;
 use super::sequencer::Sequencer;
-use super::subscriptions::Subscriptions;
+use super::subscriptions::{self, Subscriptions};
 use super::{ChannelLayer, Frame, LayerError, LocalDelivery, ReplaySetting};
 
 /// Default prefix of the layer's subjects, stream and buckets.
@@ -70,9 +70,6 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a frame may wait for an earlier one before the layer reads the
 /// missing frames from the log.
 const GAP_WAIT: Duration = Duration::from_millis(250);
-/// Longest wait of [`ChannelLayer::subscribed`] for the server to have a
-/// group's subscription.
-const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
 /// Headers of the layer's messages.
 const H_NODE: &str = "Lv-Node";
@@ -328,14 +325,8 @@ impl ChannelLayer for NatsLayer {
 
     fn subscribed<'a>(&'a self, group: &'a str) -> BoxFuture<'a, bool> {
         Box::pin(async move {
-            // While the server is away, nothing is subscribed: no use
-            // waiting.
-            !self.inner.is_away()
-                && self
-                    .inner
-                    .subscriptions
-                    .wait_subscribed(group, SUBSCRIBE_WAIT)
-                    .await
+            let away = self.inner.is_away();
+            self.inner.subscriptions.subscribed(away, group).await
         })
     }
 
@@ -415,12 +406,9 @@ impl ChannelLayer for NatsLayer {
 }
 
 impl Inner {
-    /// The server is away: the layer is not connected and its first
-    /// attempt to connect is over. Before that attempt ends the layer is on
-    /// its way, and a group joined meanwhile is subscribed as it connects:
-    /// worth the wait.
+    /// The server is away (see [`subscriptions::is_away`]).
     fn is_away(&self) -> bool {
-        !self.connected.load(Ordering::Acquire) && self.first_attempt_over.load(Ordering::Acquire)
+        subscriptions::is_away(&self.connected, &self.first_attempt_over)
     }
 
     fn conn(&self) -> Result<Arc<Conn>, LayerError> {

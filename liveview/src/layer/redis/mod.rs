@@ -80,7 +80,7 @@ use self::presence::OwnPresence;
 use self::shared_log::Scripts;
 use self::util::WarnLimiter;
 use self::wire::{MAGIC, encode, now_ms};
-use super::subscriptions::Subscriptions;
+use super::subscriptions::{self, Subscriptions};
 use super::{ChannelLayer, Frame, LayerError, LocalDelivery, ReplaySetting};
 
 /// Default prefix of the Redis channel and key names.
@@ -450,13 +450,8 @@ impl ChannelLayer for RedisLayer {
 
     fn subscribed<'a>(&'a self, group: &'a str) -> BoxFuture<'a, bool> {
         Box::pin(async move {
-            // While Redis is away, nothing is subscribed: no use waiting.
-            !self.inner.is_away()
-                && self
-                    .inner
-                    .subscriptions
-                    .wait_subscribed(group, shared_log::SUBSCRIBE_WAIT)
-                    .await
+            let away = self.inner.is_away();
+            self.inner.subscriptions.subscribed(away, group).await
         })
     }
 
@@ -547,12 +542,10 @@ impl ChannelLayer for RedisLayer {
 }
 
 impl Inner {
-    /// Redis is away: the subscriber is not connected and its first
-    /// attempt to connect is over. Before that attempt ends the layer is on
-    /// its way, and a group joined meanwhile is subscribed with the others
-    /// as it connects: worth the wait.
+    /// Redis is away (see [`subscriptions::is_away`]): the subscriber is
+    /// not connected, and its first attempt to connect is over.
     pub(super) fn is_away(&self) -> bool {
-        !self.connected.load(Ordering::Acquire) && self.first_attempt_over.load(Ordering::Acquire)
+        subscriptions::is_away(&self.connected, &self.first_attempt_over)
     }
 
     fn lock_dirty(&self) -> MutexGuard<'_, HashSet<String>> {

@@ -24,6 +24,7 @@ use redis::{FromRedisValue, RedisResult, Script};
 use super::wire::{self, now_ms};
 use super::{COMMAND_TIMEOUT, Inner};
 use crate::hub::log::new_epoch;
+use crate::layer::subscriptions::SUBSCRIBE_WAIT;
 use crate::layer::{
     Frame, GroupPosition, LayerError, Missed, Replay, ReplayConfig, replay_in_epoch,
 };
@@ -34,8 +35,6 @@ const SEQUENCED_TIMEOUT: Duration = Duration::from_secs(1);
 /// The same while the subscriber is disconnected: Redis is probably down,
 /// so local members should not wait for the attempt.
 const SEQUENCED_TIMEOUT_DISCONNECTED: Duration = Duration::from_millis(250);
-/// Longest wait for a group's subscription before reading its log.
-pub(super) const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 /// Longest wait of a publisher for its frame to reach this process's
 /// members through the subscription (it returns then; the frame still
 /// arrives, in order).

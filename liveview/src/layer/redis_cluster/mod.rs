@@ -35,7 +35,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::sequencer::Sequencer;
-use super::subscriptions::Subscriptions;
+use super::subscriptions::{self, Subscriptions};
 use super::{
     ChannelLayer, Frame, GroupPosition, LayerError, LocalDelivery, Missed, Replay, ReplayConfig,
     ReplaySetting, replay_in_epoch,
@@ -47,9 +47,6 @@ const GAP_WAIT: Duration = Duration::from_millis(250);
 /// that died is noticed (and the slot map refreshed) without traffic.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 const MIN_KEY_TTL: Duration = Duration::from_secs(60);
-/// Longest wait of [`ChannelLayer::subscribed`] for a node to confirm a
-/// group's subscription.
-const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
 /// Numbers, logs and publishes a frame. KEYS: counter, epoch, log, owner.
 /// ARGV: channel, header up to the number, frame, log capacity, keys'
@@ -652,16 +649,9 @@ impl ChannelLayer for RedisClusterLayer {
 
     fn subscribed<'a>(&'a self, group: &'a str) -> BoxFuture<'a, bool> {
         Box::pin(async move {
-            // While the cluster is away, nothing is subscribed: no use
-            // waiting. Before the first connection is made, the group is
-            // subscribed as soon as it is: worth the wait.
-            let on_its_way = !self.inner.first_attempt_over.load(Ordering::Acquire);
-            (self.inner.connected.load(Ordering::Acquire) || on_its_way)
-                && self
-                    .inner
-                    .subscriptions
-                    .wait_subscribed(group, SUBSCRIBE_WAIT)
-                    .await
+            let away =
+                subscriptions::is_away(&self.inner.connected, &self.inner.first_attempt_over);
+            self.inner.subscriptions.subscribed(away, group).await
         })
     }
 
