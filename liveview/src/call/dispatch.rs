@@ -112,12 +112,13 @@ fn refuse_unknown(
         }
     }
     span.record("outcome", outcome.as_str());
-    // Counted before the answer goes out: a client that reads the answer
-    // then the metrics sees its call counted.
-    shared.metrics.call(None, outcome, Duration::ZERO);
-    answer(conn, outcome, reference);
-    log_call(conn, function, outcome, Duration::ZERO);
-    outcome
+    conclude(
+        shared,
+        conn,
+        (function, None),
+        (outcome, Duration::ZERO),
+        reference,
+    )
 }
 
 /// What a handler's call is waiting for: the handler itself, or the
@@ -203,16 +204,34 @@ impl Future for Dispatch<'_> {
         if let Work::Boxed(_, span) = &this.work {
             span.record("outcome", outcome.as_str());
         }
-        // Counted before the answer ends: a client that reads its error or
-        // `done` then the metrics sees its call counted.
-        this.shared.metrics.call(Some(this.index), outcome, elapsed);
         if let Some(call) = this.call_ref.take() {
             call.finish(this.conn);
         }
-        answer(this.conn, outcome, this.reference);
-        log_call(this.conn, this.entry.name, outcome, elapsed);
-        Poll::Ready(outcome)
+        Poll::Ready(conclude(
+            this.shared,
+            this.conn,
+            (this.entry.name, Some(this.index)),
+            (outcome, elapsed),
+            this.reference,
+        ))
     }
+}
+
+/// The end of a call of `function` (`index` in the registry, when it has
+/// a handler): counted, answered, logged. Counted before the answer goes
+/// out: a client that reads its error or `done` then the metrics sees its
+/// call counted.
+fn conclude(
+    shared: &Shared,
+    conn: &Connection,
+    (function, index): (&str, Option<usize>),
+    (outcome, elapsed): (Outcome, Duration),
+    reference: Option<u64>,
+) -> Outcome {
+    shared.metrics.call(index, outcome, elapsed);
+    answer(conn, outcome, reference);
+    log_call(conn, function, outcome, elapsed);
+    outcome
 }
 
 /// The end of a call's answer: its error, if any, and its `done` when it
