@@ -29,13 +29,7 @@ async fn a_group_joined_before_the_first_connection_is_waited_for() {
     wait_until("the layer is at the gate", || gate.held() >= 1).await;
     assert!(!held.is_connected());
 
-    let mut waiting = held.subscribed("room_early");
-    assert!(
-        futures_util::FutureExt::now_or_never(&mut waiting).is_none(),
-        "answered before the first connection was made"
-    );
-    gate.open();
-    assert!(waiting.await, "the group was subscribed once connected");
+    crate::support::assert_subscribed_waits_for_the_gate(&held, &gate, "room_early").await;
 
     let sender = layer(SHARED, &prefix);
     let other = server(LiveView::builder().channel_layer(sender.clone())).await;

@@ -625,13 +625,7 @@ async fn a_group_joined_before_the_first_connection_is_waited_for() {
     crate::support::wait_until("the subscriber is at the gate", || gate.held() >= 1).await;
     assert!(!layer.is_connected());
 
-    let mut waiting = layer.subscribed("room_early");
-    assert!(
-        futures_util::FutureExt::now_or_never(&mut waiting).is_none(),
-        "answered before the first connection was made"
-    );
-    gate.open();
-    assert!(waiting.await, "the group was subscribed once connected");
+    crate::support::assert_subscribed_waits_for_the_gate(&layer, &gate, "room_early").await;
     wait_subscribed(shared_redis(), &prefix, &["room_early"], 1).await;
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use liveview::layer::{ChannelLayer, RedisClusterLayer};
+use liveview::layer::RedisClusterLayer;
 use liveview::testing::{Closed, RedisCluster, TestServer, WsClient};
 use liveview::{LiveView, Update};
 use serde_json::{Value, json};
@@ -434,16 +434,25 @@ async fn with_replay_off_the_layer_answers_that_it_keeps_no_log() {
     assert!(layer.position(GROUP).await.expect("answered").is_none());
 }
 
-/// Calls of `command` (e.g. `evalsha`) the nodes on `ports` have served.
-async fn served(ports: &[u16], command: &str) -> u64 {
-    let mut total = 0;
+/// A connection to each node on `ports` that answers (a node killed by the
+/// test is left out).
+async fn node_connections(ports: &[u16]) -> Vec<::redis::aio::MultiplexedConnection> {
+    let mut connections = Vec::with_capacity(ports.len());
     for port in ports {
         let Ok(client) = ::redis::Client::open(format!("redis://127.0.0.1:{port}")) else {
             continue;
         };
-        let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-            continue;
-        };
+        if let Ok(conn) = client.get_multiplexed_async_connection().await {
+            connections.push(conn);
+        }
+    }
+    connections
+}
+
+/// Calls of `command` (e.g. `evalsha`) the nodes on `ports` have served.
+async fn served(ports: &[u16], command: &str) -> u64 {
+    let mut total = 0;
+    for mut conn in node_connections(ports).await {
         let stats: String = ::redis::cmd("INFO")
             .arg("commandstats")
             .query_async(&mut conn)
@@ -463,13 +472,7 @@ async fn served(ports: &[u16], command: &str) -> u64 {
 /// on `ports` serves its slot.
 async fn shard_subscribers(ports: &[u16], channel: &str) -> u64 {
     let mut total = 0;
-    for port in ports {
-        let Ok(client) = ::redis::Client::open(format!("redis://127.0.0.1:{port}")) else {
-            continue;
-        };
-        let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-            continue;
-        };
+    for mut conn in node_connections(ports).await {
         // A node that does not serve the slot answers with a redirection.
         let counts: Result<Vec<(String, u64)>, _> = ::redis::cmd("PUBSUB")
             .arg("SHARDNUMSUB")
@@ -586,12 +589,6 @@ async fn a_group_joined_before_the_first_connection_is_waited_for() {
     let _client = server.connect("early").await.expect("connects");
     crate::support::wait_until("the layer is at the gate", || gate.held() >= 1).await;
 
-    let mut waiting = layer.subscribed("room_early");
-    assert!(
-        futures_util::FutureExt::now_or_never(&mut waiting).is_none(),
-        "answered before the first connection was made"
-    );
-    gate.open();
-    assert!(waiting.await, "the group was subscribed once connected");
+    crate::support::assert_subscribed_waits_for_the_gate(&layer, &gate, "room_early").await;
     assert_eq!(shard_subscribers(&ports, "lvearly:{room_early}").await, 1);
 }

@@ -106,6 +106,22 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
         .map(|(_, v)| v.as_str())
 }
 
+/// `layer.subscribed(group)` asked while `gate` holds the layer's first
+/// connection: it is pending, then, once the gate opens, `true`.
+pub async fn assert_subscribed_waits_for_the_gate(
+    layer: &dyn liveview::layer::ChannelLayer,
+    gate: &Gate,
+    group: &str,
+) {
+    let mut waiting = layer.subscribed(group);
+    assert!(
+        futures_util::FutureExt::now_or_never(&mut waiting).is_none(),
+        "answered before the first connection was made"
+    );
+    gate.open();
+    assert!(waiting.await, "the group was subscribed once connected");
+}
+
 /// The replay of `group` (after 0) asked of `layer` while `gate` holds the
 /// layer's first connection: it is pending, then, once the gate opens,
 /// answers the frames numbered `seqs`.
