@@ -404,6 +404,7 @@ impl<T> Default for Few<T> {
 }
 
 impl<T> Few<T> {
+    #[inline]
     pub(crate) fn push(&mut self, item: T) {
         match self {
             Self::Heap(items) => items.push(item),

@@ -31,16 +31,10 @@ pub(super) fn parse(text: &str) -> Option<Frame<'_>> {
     let mut lang = None;
     let mut room = None;
     let mut reference = None;
-    scan.space();
-    if scan.peek() == Some(b'}') {
-        // No `function`.
-        return None;
-    }
     loop {
+        // An empty object, or a `,` before `}`, has no member here.
+        scan.space();
         let member = scan.member()?;
-        scan.space();
-        scan.eat(b':')?;
-        scan.space();
         match member {
             Member::Function => once(&mut function, scan.function()?)?,
             Member::Form => once(&mut form, scan.object()?)?,
@@ -51,7 +45,7 @@ pub(super) fn parse(text: &str) -> Option<Frame<'_>> {
         }
         scan.space();
         match scan.next()? {
-            b',' => scan.space(),
+            b',' => {}
             b'}' => break,
             _ => return None,
         }
@@ -75,8 +69,7 @@ pub(super) fn parse(text: &str) -> Option<Frame<'_>> {
 /// not used).
 #[inline(always)]
 fn string_end(bytes: &[u8], mut at: usize) -> Option<usize> {
-    while let Some(word) = bytes.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
-        let word = u64::from_le_bytes(*word);
+    while let Some(word) = word_at(bytes, at) {
         let flagged = json::escapes(word);
         if flagged != 0 {
             // The lowest flag is always right.
@@ -90,6 +83,13 @@ fn string_end(bytes: &[u8], mut at: usize) -> Option<usize> {
         .map(|i| at + i)
 }
 
+/// The 8 bytes of `bytes` from `at`, read little-endian, when there are 8.
+#[inline(always)]
+fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
+    let word = bytes.get(at..)?.first_chunk::<8>()?;
+    Some(u64::from_le_bytes(*word))
+}
+
 /// The members a plain frame may have.
 enum Member {
     Function,
@@ -99,6 +99,36 @@ enum Member {
     Room,
     Ref,
 }
+
+/// The first `N` bytes of `name` as [`word_at`] reads them, and a mask of
+/// those bytes.
+const fn word_of<const N: usize>(name: &[u8; N]) -> (u64, u64) {
+    let mut word = 0;
+    let mut i = 0;
+    while i < N && i < 8 {
+        word |= (name[i] as u64) << (8 * i);
+        i += 1;
+    }
+    let mask = if N >= 8 { u64::MAX } else { (1 << (8 * N)) - 1 };
+    (word, mask)
+}
+
+// The member names, quotes included, as words: `"function"` is the one
+// longer than a word, its last two bytes compared on their own.
+const FORM: (u64, u64) = word_of(b"\"form\"");
+const DATA: (u64, u64) = word_of(b"\"data\"");
+const LANG: (u64, u64) = word_of(b"\"lang\"");
+const ROOM: (u64, u64) = word_of(b"\"room\"");
+const REF: (u64, u64) = word_of(b"\"ref\"");
+const FUNCTION: (u64, u64) = word_of(b"\"functio");
+const SIX: u64 = FORM.1;
+// The same names with the `:` that nearly always follows.
+const COLON: (u64, u64) = word_of(b"\"form\":");
+const FORM_COLON: u64 = COLON.0;
+const DATA_COLON: u64 = word_of(b"\"data\":").0;
+const LANG_COLON: u64 = word_of(b"\"lang\":").0;
+const ROOM_COLON: u64 = word_of(b"\"room\":").0;
+const REF_COLON: (u64, u64) = word_of(b"\"ref\":");
 
 /// The bytes of a name that can be called: `[A-Za-z0-9_.-]`, one look-up
 /// a byte.
@@ -112,6 +142,34 @@ const NAME: [bool; 256] = {
     }
     table
 };
+
+/// Eight copies of the byte `b`.
+const fn splat(b: u8) -> u64 {
+    u64::from_ne_bytes([b; 8])
+}
+
+const HIGHS: u64 = splat(0x80);
+
+/// The high bit of each byte of `word` that is at least `lo` and at most
+/// `hi`, for bytes below 0x80 and `lo` of at least 0x20: no sum carries
+/// into the next byte.
+#[inline(always)]
+const fn in_range(word: u64, lo: u8, hi: u8) -> u64 {
+    word.wrapping_add(splat(0x80 - lo)) & !word.wrapping_add(splat(0x7f - hi)) & HIGHS
+}
+
+/// The high bit of each byte of `word` that [`NAME`] allows, eight bytes
+/// at once.
+#[inline(always)]
+const fn name_bytes(word: u64) -> u64 {
+    let ascii = !word & HIGHS;
+    let low = word & !HIGHS;
+    let letter = in_range(low | splat(0x20), b'a', b'z');
+    let digit = in_range(low, b'0', b'9');
+    let dash_dot = in_range(low, b'-', b'.');
+    let underscore = in_range(low, b'_', b'_');
+    (letter | digit | dash_dot | underscore) & ascii
+}
 
 /// A member seen twice is serde's to refuse.
 fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
@@ -128,25 +186,46 @@ struct Scan<'a> {
 }
 
 impl<'a> Scan<'a> {
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.text.as_bytes().get(self.pos).copied()
     }
 
+    #[inline(always)]
     fn next(&mut self) -> Option<u8> {
         let byte = self.peek()?;
         self.pos += 1;
         Some(byte)
     }
 
+    #[inline(always)]
     fn eat(&mut self, byte: u8) -> Option<()> {
         (self.next()? == byte).then_some(())
     }
 
-    /// JSON's whitespace: space, tab, line feed, carriage return.
+    /// JSON's whitespace: space, tab, line feed, carriage return. Most
+    /// frames have none, which costs one comparison.
+    #[inline(always)]
     fn space(&mut self) {
+        if self.peek().is_some_and(|byte| byte <= b' ') {
+            self.more_space();
+        }
+    }
+
+    #[cold]
+    fn more_space(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.pos += 1;
         }
+    }
+
+    /// The `:` after a member's name, with whitespace around it.
+    #[inline(always)]
+    fn colon(&mut self) -> Option<()> {
+        self.space();
+        self.eat(b':')?;
+        self.space();
+        Some(())
     }
 
     /// A string without escapes or control characters, borrowed. Its end
@@ -165,40 +244,81 @@ impl<'a> Scan<'a> {
         Some(text)
     }
 
-    /// A member's name, quotes included: one of the six a plain frame
-    /// has, compared as it is written (any other name, or one with
-    /// escapes, leaves the frame to serde, so its text need not be read
-    /// as a string first).
+    /// A member's name, quotes included, and the `:` after it: one of the
+    /// six a plain frame has, compared as it is written, a word at a time
+    /// (any other name, one with escapes, or one less than 8 bytes from
+    /// the end of the text, leaves the frame to serde, so its text need
+    /// not be read as a string first).
+    #[inline(always)]
     fn member(&mut self) -> Option<Member> {
-        let rest = &self.text.as_bytes()[self.pos..];
-        let (member, name): (_, &[u8]) = match rest.get(1)? {
-            b'f' if rest.starts_with(b"\"function\"") => (Member::Function, b"\"function\""),
-            b'f' if rest.starts_with(b"\"form\"") => (Member::Form, b"\"form\""),
-            b'd' if rest.starts_with(b"\"data\"") => (Member::Data, b"\"data\""),
-            b'l' if rest.starts_with(b"\"lang\"") => (Member::Lang, b"\"lang\""),
-            b'r' if rest.starts_with(b"\"room\"") => (Member::Room, b"\"room\""),
-            b'r' if rest.starts_with(b"\"ref\"") => (Member::Ref, b"\"ref\""),
-            _ => return None,
+        let bytes = self.text.as_bytes();
+        let word = word_at(bytes, self.pos)?;
+        // Nearly always the `:` follows at once, and is compared with the
+        // name.
+        let (member, len) = match word & COLON.1 {
+            w if w == FORM_COLON => (Member::Form, 7),
+            w if w == DATA_COLON => (Member::Data, 7),
+            w if w == LANG_COLON => (Member::Lang, 7),
+            w if w == ROOM_COLON => (Member::Room, 7),
+            _ if word == FUNCTION.0 && bytes.get(self.pos + 8..self.pos + 11) == Some(b"n\":") => {
+                (Member::Function, 11)
+            }
+            _ if word & REF_COLON.1 == REF_COLON.0 => (Member::Ref, 6),
+            _ => {
+                let (member, len) = match word & SIX {
+                    w if w == FORM.0 => (Member::Form, 6),
+                    w if w == DATA.0 => (Member::Data, 6),
+                    w if w == LANG.0 => (Member::Lang, 6),
+                    w if w == ROOM.0 => (Member::Room, 6),
+                    _ if word == FUNCTION.0
+                        && bytes.get(self.pos + 8..self.pos + 10) == Some(b"n\"") =>
+                    {
+                        (Member::Function, 10)
+                    }
+                    _ if word & REF.1 == REF.0 => (Member::Ref, 5),
+                    _ => return None,
+                };
+                self.pos += len;
+                self.colon()?;
+                return Some(member);
+            }
         };
-        self.pos += name.len();
+        self.pos += len;
+        self.space();
         Some(member)
     }
 
     /// The `function` string, when it is a handler name that can be called
     /// (see [`is_valid_function`](super::is_valid_function)): its
-    /// characters are checked as its end is looked for. Any other string
-    /// leaves the frame to serde, which refuses it.
+    /// characters are checked eight at a time as its end is looked for.
+    /// Any other string leaves the frame to serde, which refuses it.
+    #[inline(always)]
     fn function(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.pos;
-        let bytes = &self.text.as_bytes()[start..];
-        let len = bytes.iter().position(|&b| !NAME[usize::from(b)])?;
-        if bytes[len] != b'"' || !(1..=super::MAX_FUNCTION_LEN).contains(&len) {
+        let bytes = self.text.as_bytes();
+        let mut at = start;
+        let end = loop {
+            let Some(word) = word_at(bytes, at) else {
+                let tail = bytes.get(at..)?;
+                break at + tail.iter().position(|&b| !NAME[usize::from(b)])?;
+            };
+            let others = !name_bytes(word) & HIGHS;
+            if others != 0 {
+                break at + (others.trailing_zeros() / 8) as usize;
+            }
+            at += 8;
+            if at - start > super::MAX_FUNCTION_LEN {
+                return None;
+            }
+        };
+        let len = end - start;
+        if bytes.get(end) != Some(&b'"') || !(1..=super::MAX_FUNCTION_LEN).contains(&len) {
             return None;
         }
         // Both ends are ASCII, so both are character boundaries.
-        let name = &self.text[start..start + len];
-        self.pos = start + len + 1;
+        let name = &self.text[start..end];
+        self.pos = end + 1;
         Some(name)
     }
 
@@ -221,6 +341,7 @@ impl<'a> Scan<'a> {
 
     /// An object of plain strings, `true`, `false` and `null`, its members
     /// in the order they came.
+    #[inline(always)]
     fn object(&mut self) -> Option<Entries<'a>> {
         self.eat(b'{')?;
         let mut entries = Few::default();
@@ -231,14 +352,12 @@ impl<'a> Scan<'a> {
         }
         loop {
             let key = self.string()?;
-            self.space();
-            self.eat(b':')?;
-            self.space();
+            self.colon()?;
             let value = match self.peek()? {
                 b'"' => Value::String(self.string()?.to_owned()),
-                b't' => self.literal("true", Value::Bool(true))?,
-                b'f' => self.literal("false", Value::Bool(false))?,
-                b'n' => self.literal("null", Value::Null)?,
+                b't' => self.literal(b"true", Value::Bool(true))?,
+                b'f' => self.literal(b"false", Value::Bool(false))?,
+                b'n' => self.literal(b"null", Value::Null)?,
                 _ => return None,
             };
             entries.push((Cow::Borrowed(key), value));
@@ -251,11 +370,100 @@ impl<'a> Scan<'a> {
         }
     }
 
-    fn literal(&mut self, word: &str, value: Value) -> Option<Value> {
-        if !self.text.as_bytes()[self.pos..].starts_with(word.as_bytes()) {
+    fn literal<const N: usize>(&mut self, word: &[u8; N], value: Value) -> Option<Value> {
+        if self.text.as_bytes().get(self.pos..self.pos + N) != Some(word) {
             return None;
         }
-        self.pos += word.len();
+        self.pos += N;
         Some(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What [`name_bytes`] says of each byte of `word`, from [`NAME`].
+    fn name_bytes_one_at_a_time(word: u64) -> u64 {
+        word.to_le_bytes()
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| NAME[usize::from(**b)])
+            .map(|(i, _)| 0x80 << (8 * i))
+            .sum()
+    }
+
+    #[test]
+    fn every_byte_is_a_name_byte_as_the_table_says() {
+        for byte in 0..=u8::MAX {
+            for filler in [0, b'a', b'"', 0x7f, 0x80, 0xff] {
+                let mut bytes = [filler; 8];
+                bytes[usize::from(byte) % 8] = byte;
+                let word = u64::from_le_bytes(bytes);
+                assert_eq!(
+                    name_bytes(word),
+                    name_bytes_one_at_a_time(word),
+                    "{bytes:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn member_names_are_read_as_words() {
+        for (text, len) in [
+            (r#""function":"f"}"#, Some(11)),
+            (r#""function" : "f"}"#, Some(13)),
+            (r#""form":{}}"#, Some(7)),
+            (r#""form" :{}}"#, Some(8)),
+            (r#""data":{}}"#, Some(7)),
+            (r#""lang":"e"}"#, Some(7)),
+            (r#""room":"r"}"#, Some(7)),
+            (r#""room"	:	"r"}"#, Some(9)),
+            (r#""ref":1}}"#, Some(6)),
+            (r#""ref" :1}}"#, Some(7)),
+            (r#""functiox":"#, None),
+            (r#""functionx":"#, None),
+            (r#""function"x:"f"}"#, None),
+            (r#""forms":{}}"#, None),
+            (r#""form"x{}}}"#, None),
+            (r#""Form":{}}}"#, None),
+            (r#""re":1}}}}"#, None),
+            (r#""ref":1}"#, Some(6)),
+            (r#""ref":1"#, None),
+        ] {
+            let mut scan = Scan { text, pos: 0 };
+            let read = scan.member().map(|_| scan.pos);
+            assert_eq!(read, len, "{text}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn eight_name_bytes_at_once_are_each_as_the_table_says(word in any::<u64>()) {
+            prop_assert_eq!(name_bytes(word), name_bytes_one_at_a_time(word));
+        }
+
+        #[test]
+        fn a_function_is_read_when_it_can_be_called(
+            name in prop_oneof![
+                "[a-zA-Z0-9_.-]{0,70}",
+                // Any byte but `"`, which would end the string early.
+                "[a-zA-Z0-9_.-]{0,20}[\\x00-\\x21\\x23-\\x7f\u{e9}\u{1f600}][a-zA-Z0-9_.-]{0,20}",
+                "[\\x20\\x21\\x23-\\x7f]{0,12}",
+            ],
+            after in prop::sample::select(vec!["}", " }", ",\"ref\":1}"]),
+        ) {
+            let text = format!(r#"{{"function":"{name}"{after}"#);
+            let read = parse(&text).map(|frame| frame.function.into_owned());
+            let callable = super::super::is_valid_function(&name);
+            prop_assert_eq!(read.is_some(), callable, "{}", text);
+            if callable {
+                prop_assert_eq!(read.as_deref(), Some(name.as_str()));
+            }
+        }
     }
 }
