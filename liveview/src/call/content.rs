@@ -10,8 +10,11 @@ use serde_json::{Map, Value};
 
 use crate::error::ContentError;
 
+mod key;
 pub(crate) mod keys;
 mod lenient;
+
+use key::Key;
 
 /// The content of one call, as Django LiveView's handlers receive it: the function
 /// name, the form values, the `data-data-*` values, the page language and the
@@ -166,8 +169,9 @@ impl LastLang {
 pub struct Fields {
     /// Sorted by key, each key once: the order of a JSON map, and a binary
     /// search to find a key. No tree to build or to free, and for the one
-    /// value of a typical call no allocation but its own.
-    entries: Few<(String, Value)>,
+    /// value of a typical call no allocation but its own (its key is kept
+    /// in place).
+    entries: Few<(Key, Value)>,
     /// The values as a JSON map, built the first time [`Fields::as_map`]
     /// asks for it; boxed, so that the fields of a call stay small to move.
     map: OnceLock<Box<Map<String, Value>>>,
@@ -209,7 +213,7 @@ impl Fields {
     fn find(&self, key: &str) -> Option<&Value> {
         let entries = self.entries.as_slice();
         entries
-            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
             .ok()
             .map(|i| &entries[i].1)
     }
@@ -304,25 +308,37 @@ impl Fields {
         self.entries.as_slice().len()
     }
 
-    /// Iterate over `(key, value)` pairs.
+    /// Iterate over `(key, value)` pairs, in the order of their keys.
+    ///
+    /// The pairs are those of [`Fields::as_map`], which the first call
+    /// builds.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.as_map().iter()
+    }
+
+    /// The values as a JSON map, built by the first call.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        self.map.get_or_init(|| Box::new(self.to_map()))
+    }
+
+    fn to_map(&self) -> Map<String, Value> {
         self.entries
             .as_slice()
             .iter()
-            .map(|(key, value)| (key, value))
-    }
-
-    /// The values as a JSON map.
-    pub fn as_map(&self) -> &Map<String, Value> {
-        self.map
-            .get_or_init(|| Box::new(self.entries.as_slice().iter().cloned().collect()))
+            .map(|(key, value)| (String::from(key), value.clone()))
+            .collect()
     }
 
     /// The values as a JSON map, by value.
     pub fn into_map(mut self) -> Map<String, Value> {
         match self.map.take() {
             Some(map) => *map,
-            None => self.entries.into_vec().into_iter().collect(),
+            None => self
+                .entries
+                .into_vec()
+                .into_iter()
+                .map(|(key, value)| (String::from(key), value))
+                .collect(),
         }
     }
 
@@ -335,7 +351,7 @@ impl Fields {
         } else {
             self.part
         };
-        let value = Value::Object(self.entries.as_slice().iter().cloned().collect());
+        let value = Value::Object(self.to_map());
         serde_path_to_error::deserialize(lenient::Lenient(value)).map_err(|err| {
             let path = err.path().to_string();
             ContentError::new(part, path, err.into_inner().to_string())
@@ -346,7 +362,7 @@ impl Fields {
 impl From<Map<String, Value>> for Fields {
     fn from(map: Map<String, Value>) -> Self {
         Self {
-            entries: Few::Heap(map.into_iter().collect()),
+            entries: Few::Heap(map.into_iter().map(|(k, v)| (Key::from(k), v)).collect()),
             map: OnceLock::new(),
             part: "",
         }
@@ -369,12 +385,12 @@ impl fmt::Debug for Fields {
     }
 }
 
-struct DebugMap<'a>(&'a [(String, Value)]);
+struct DebugMap<'a>(&'a [(Key, Value)]);
 
 impl fmt::Debug for DebugMap<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(self.0.iter().map(|(k, v)| (k, v)))
+            .entries(self.0.iter().map(|(k, v)| (k.as_str(), v)))
             .finish()
     }
 }

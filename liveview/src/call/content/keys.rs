@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use super::Few;
+use super::key::Key;
 
 /// The entries of a `form` or `data` object as a [`Fields`](super::Fields)
 /// keeps them: keys normalised (camelCase to snake_case, recursively into
@@ -26,15 +27,15 @@ pub(crate) fn normalize_entries(
     entries: Few<(Cow<'_, str>, Value)>,
     sorted_unique: bool,
     is_data: bool,
-) -> Few<(String, Value)> {
+) -> Few<(Key, Value)> {
     match entries {
         Few::Inline(None) => Few::Inline(None),
         Few::Inline(Some((key, value))) => {
             // One key: nothing to sort, nothing it could collide with.
-            let mut key = normalize_key(key).0;
-            if is_data && key.len() > "data_".len() && key.starts_with("data_") {
+            let mut key = normalize_key(&key).0;
+            if is_data && key.len() > "data_".len() && key.as_bytes().starts_with(b"data_") {
                 probe();
-                key.replace_range(.."data_".len(), "");
+                key.drop_prefix("data_".len());
             }
             Few::Inline(Some((key, normalize_value(value))))
         }
@@ -43,10 +44,11 @@ pub(crate) fn normalize_entries(
 }
 
 /// The key in snake_case, and whether that changed it.
-fn normalize_key(key: Cow<'_, str>) -> (String, bool) {
-    match snake_case(&key) {
-        Cow::Owned(snake) => (snake, true),
-        Cow::Borrowed(_) => (key.into_owned(), false),
+#[inline]
+fn normalize_key(key: &str) -> (Key, bool) {
+    match snake_case(key) {
+        Cow::Owned(snake) => (Key::from(snake), true),
+        Cow::Borrowed(_) => (Key::from(key), false),
     }
 }
 
@@ -54,17 +56,17 @@ fn normalize_many(
     mut entries: Vec<(Cow<'_, str>, Value)>,
     sorted_unique: bool,
     is_data: bool,
-) -> Vec<(String, Value)> {
+) -> Vec<(Key, Value)> {
     if !sorted_unique && !is_strictly_sorted(&entries) {
         entries.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
         dedup_keep_last(&mut entries);
     }
     let mut renamed = false;
     // Same size and alignment: the vector's buffer is reused.
-    let mut entries: Vec<(String, Value)> = entries
+    let mut entries: Vec<(Key, Value)> = entries
         .into_iter()
         .map(|(key, value)| {
-            let (key, changed) = normalize_key(key);
+            let (key, changed) = normalize_key(&key);
             renamed |= changed;
             (key, normalize_value(value))
         })
@@ -79,17 +81,34 @@ fn normalize_many(
     entries
 }
 
-fn is_strictly_sorted<K: AsRef<str>>(entries: &[(K, Value)]) -> bool {
+fn is_strictly_sorted<K: AsBytes>(entries: &[(K, Value)]) -> bool {
     entries
         .windows(2)
-        .all(|pair| pair[0].0.as_ref() < pair[1].0.as_ref())
+        .all(|pair| pair[0].0.bytes() < pair[1].0.bytes())
+}
+
+/// The bytes of a key, as sent or normalised: ordered as text is.
+trait AsBytes {
+    fn bytes(&self) -> &[u8];
+}
+
+impl AsBytes for Cow<'_, str> {
+    fn bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl AsBytes for Key {
+    fn bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
 }
 
 /// Of each run of equal keys (sorted, so they are next to each other), one
 /// entry with the value of the last.
-fn dedup_keep_last<K: AsRef<str>>(entries: &mut Vec<(K, Value)>) {
+fn dedup_keep_last<K: AsBytes>(entries: &mut Vec<(K, Value)>) {
     entries.dedup_by(|later, kept| {
-        if later.0.as_ref() == kept.0.as_ref() {
+        if later.0.bytes() == kept.0.bytes() {
             std::mem::swap(&mut later.1, &mut kept.1);
             true
         } else {
@@ -177,23 +196,25 @@ fn normalize_value(value: Value) -> Value {
 /// prefixed key, then one sort if any was renamed. (A frame of 64 KiB
 /// holds about 5,000 keys; a quadratic membership test here cost tens of
 /// milliseconds of CPU per frame.)
-fn strip_data_prefix(entries: &mut [(String, Value)]) {
+fn strip_data_prefix(entries: &mut [(Key, Value)]) {
     if !entries
         .iter()
-        .any(|(k, _)| k.len() > "data_".len() && k.starts_with("data_"))
+        .any(|(k, _)| k.len() > "data_".len() && k.as_bytes().starts_with(b"data_"))
     {
         return;
     }
     let renamed: Vec<bool> = entries
         .iter()
         .map(|(key, _)| {
-            key.strip_prefix("data_").is_some_and(|stripped| {
-                probe();
-                !stripped.is_empty()
-                    && entries
-                        .binary_search_by(|(other, _)| other.as_str().cmp(stripped))
-                        .is_err()
-            })
+            key.as_bytes()
+                .strip_prefix(b"data_")
+                .is_some_and(|stripped| {
+                    probe();
+                    !stripped.is_empty()
+                        && entries
+                            .binary_search_by(|(other, _)| other.as_bytes().cmp(stripped))
+                            .is_err()
+                })
         })
         .collect();
     if !renamed.contains(&true) {
@@ -202,7 +223,7 @@ fn strip_data_prefix(entries: &mut [(String, Value)]) {
     for ((key, _), renamed) in entries.iter_mut().zip(renamed) {
         if renamed {
             probe();
-            key.replace_range(.."data_".len(), "");
+            key.drop_prefix("data_".len());
         }
     }
     // A short key is free, so no two keys become equal.
@@ -260,6 +281,7 @@ mod tests {
         let out = normalize_entries(entries, true, true)
             .into_vec()
             .into_iter()
+            .map(|(k, v)| (String::from(k), v))
             .collect();
         (PROBES.with(std::cell::Cell::get), out)
     }
