@@ -44,8 +44,9 @@ pub struct Content {
     pub form: Fields,
     /// The triggering element's `data-data-*` attributes.
     pub data: Fields,
-    /// Shared with the connection's previous call when it is the same.
-    lang: Arc<str>,
+    /// In place when short, as nearly every language is; else shared
+    /// with the connection's previous call when it is the same.
+    lang: Lang,
     /// Shared with the connection.
     room: Arc<str>,
 }
@@ -65,7 +66,7 @@ impl Content {
         function: Cow<'static, str>,
         form: Fields,
         data: Fields,
-        lang: Arc<str>,
+        lang: Lang,
         room: Arc<str>,
     ) -> Self {
         Self {
@@ -84,7 +85,7 @@ impl Content {
 
     /// The page language (`<html lang>`), or `""`.
     pub fn lang(&self) -> &str {
-        &self.lang
+        self.lang.as_str()
     }
 
     /// The room of the page.
@@ -119,19 +120,80 @@ impl Content {
 
     /// Set the language.
     pub fn with_lang(mut self, lang: impl Into<Arc<str>>) -> Self {
-        self.lang = lang.into();
+        self.lang = Lang::Shared(lang.into());
         self
     }
 }
 
-/// The language of a connection's last call: the next call in the same
-/// language (nearly every call of a page) shares it instead of a copy.
+/// The language of a call: in place when it is short (`en`, `pt-BR`: no
+/// allocation, no lock, no count to share it), else an `Arc`, shared with
+/// the connection's previous call when it is the same.
+#[derive(Clone)]
+pub(crate) enum Lang {
+    Short(Key),
+    Shared(Arc<str>),
+}
+
+impl Lang {
+    /// `lang`, in place when it is short.
+    pub(crate) fn new(lang: &str) -> Self {
+        match Key::short(lang) {
+            Some(short) => Self::Short(short),
+            None => Self::Shared(Arc::from(lang)),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Short(short) => short.as_str(),
+            Self::Shared(lang) => lang,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Short(short) => short.as_bytes(),
+            Self::Shared(lang) => lang.as_bytes(),
+        }
+    }
+}
+
+impl Default for Lang {
+    fn default() -> Self {
+        Self::new("")
+    }
+}
+
+impl PartialEq for Lang {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl fmt::Debug for Lang {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// The language of a connection's last long language: the next call in
+/// the same language shares it instead of a copy. (A short language costs
+/// less in place than shared.)
 #[derive(Debug, Default)]
 pub(crate) struct LastLang(std::sync::Mutex<Option<Arc<str>>>);
 
 impl LastLang {
-    /// `lang`, shared with the last call's when it is the same.
-    pub(crate) fn share(&self, lang: &str) -> Arc<str> {
+    /// `lang`: in place when short, else shared with the last call's when
+    /// it is the same.
+    #[inline]
+    pub(crate) fn share(&self, lang: &str) -> Lang {
+        match Key::short(lang) {
+            Some(short) => Lang::Short(short),
+            None => Lang::Shared(self.share_long(lang)),
+        }
+    }
+
+    fn share_long(&self, lang: &str) -> Arc<str> {
         let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match &*last {
             Some(same) if **same == *lang => same.clone(),
@@ -452,17 +514,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_language_is_shared_while_it_stays_the_same_and_replaced_when_it_changes() {
+    fn a_long_language_is_shared_while_it_stays_the_same_and_replaced_when_it_changes() {
         let last = LastLang::default();
-        let en = last.share("en");
+        let shared = |lang: Lang| match lang {
+            Lang::Shared(lang) => lang,
+            Lang::Short(short) => panic!("{short:?} is in place"),
+        };
+        let long = "en-Latn-US-x-private-use";
+        let first = shared(last.share(long));
+        assert_eq!(&*first, long);
         assert!(
-            Arc::ptr_eq(&en, &last.share("en")),
+            Arc::ptr_eq(&first, &shared(last.share(long))),
             "the same language is shared"
         );
-        assert_eq!(&*last.share("es"), "es");
-        assert_eq!(&*last.share(""), "");
-        let again = last.share("en");
-        assert_eq!(&*again, "en");
-        assert!(Arc::ptr_eq(&again, &last.share("en")));
+        let other = "es-Latn-ES-x-private-use";
+        assert_eq!(&*shared(last.share(other)), other);
+        assert_eq!(last.share(""), Lang::new(""));
+        let again = shared(last.share(long));
+        assert_eq!(&*again, long);
+        assert!(!Arc::ptr_eq(&again, &first), "replaced when it changed");
+        assert!(Arc::ptr_eq(&again, &shared(last.share(long))));
+    }
+
+    #[test]
+    fn a_short_language_is_in_place_and_reads_as_it_came() {
+        let last = LastLang::default();
+        for lang in [
+            "",
+            "en",
+            "pt-BR",
+            "zh-Hant-TW",
+            "ü",
+            "aaaaaaaaaaaaaaaaaaaaaa",
+        ] {
+            let read = last.share(lang);
+            assert!(matches!(read, Lang::Short(_)), "{lang}");
+            assert_eq!(read.as_str(), lang);
+            let content = Content::of_call(
+                "f".into(),
+                Fields::default(),
+                Fields::default(),
+                read,
+                Arc::from("r"),
+            );
+            assert_eq!(content, Content::new("f").with_lang(lang).with_room("r"));
+            assert_eq!(content.lang(), lang);
+            assert_eq!(
+                format!("{content:?}"),
+                format!("{:?}", Content::new("f").with_lang(lang).with_room("r"))
+            );
+        }
+        assert!(matches!(Lang::new(&"a".repeat(23)), Lang::Shared(_)));
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-use crate::call::content::{Content, Few, Fields};
+use crate::call::content::{Content, Few, Fields, Lang};
 use crate::update::json;
 
 /// Longest handler name a client may call.
@@ -100,7 +100,7 @@ pub(crate) fn parse(text: &str, room: &str) -> Result<Call, InvalidMessage> {
     let frame = parse_frame(text)?;
     let reference = frame.reference;
     let function = Cow::Owned(frame.function.clone().into_owned());
-    let lang = Arc::from(frame.lang.as_deref().unwrap_or(""));
+    let lang = Lang::new(frame.lang.as_deref().unwrap_or(""));
     Ok(Call {
         content: frame.into_content(function, lang, Arc::from(room)),
         reference,
@@ -136,7 +136,7 @@ impl Frame<'_> {
     pub(crate) fn into_content(
         self,
         function: Cow<'static, str>,
-        lang: Arc<str>,
+        lang: Lang,
         room: Arc<str>,
     ) -> Content {
         Content::of_call(

@@ -57,17 +57,25 @@ impl Key {
     }
 }
 
-impl From<&str> for Key {
+impl Key {
+    /// `text` in place, when it is short enough.
     #[inline]
-    fn from(text: &str) -> Self {
+    pub(crate) fn short(text: &str) -> Option<Self> {
         match u8::try_from(text.len()) {
             Ok(len) if usize::from(len) <= INLINE => {
                 let mut bytes = [0; INLINE];
                 bytes[..text.len()].copy_from_slice(text.as_bytes());
-                Self::Inline { len, bytes }
+                Some(Self::Inline { len, bytes })
             }
-            _ => Self::Heap(text.into()),
+            _ => None,
         }
+    }
+}
+
+impl From<&str> for Key {
+    #[inline]
+    fn from(text: &str) -> Self {
+        Self::short(text).unwrap_or_else(|| Self::Heap(text.into()))
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::is_valid_function;
 use crate::call::content::keys::snake_case;
-use crate::call::content::{Content, Fields};
+use crate::call::content::{Content, Fields, Lang};
 
 #[derive(Deserialize)]
 struct Incoming<'a> {
@@ -43,7 +43,7 @@ pub(crate) fn parse(text: &str, room: &str) -> Result<(Content, Option<u64>), St
             incoming.data.unwrap_or_default(),
         )))
         .with_part("data"),
-        incoming.lang.unwrap_or_default().into(),
+        Lang::new(&incoming.lang.unwrap_or_default()),
         room.into(),
     );
     Ok((content, incoming.reference))
