@@ -329,7 +329,7 @@ fn run<S: upgrade::Stream>(
         // Boxed: an open connection does not carry the state of its close.
         Box::pin(finish(&shared, &conn, socket, live, stop)).await;
         drop(slot);
-        count_closed(&shared, Transport::WebSocket);
+        count_closed(&shared, &conn, Transport::WebSocket);
         tracing::debug!(target: "liveview", connection = conn.id, code = conn.outbox.state().code().unwrap_or(0), "disconnected");
     }
 }
@@ -404,7 +404,7 @@ async fn close_writer<S>(
             Err(_) => return,
         }
     }
-    close(sink, rx, closer, metrics).await;
+    close(sink, rx, closer).await;
 }
 
 /// Count a connection that joined its groups: counted once joined, so a
@@ -421,8 +421,14 @@ pub(crate) fn count_opened(shared: &Shared, transport: Transport) {
 }
 
 /// Count a connection that ended.
-pub(crate) fn count_closed(shared: &Shared, transport: Transport) {
+pub(crate) fn count_closed(shared: &Shared, conn: &Connection, transport: Transport) {
     let metrics = &shared.metrics;
+    // Counted from the close code, whether or not the close frame could
+    // still be written: a client too slow for its frames is often too
+    // slow for the close frame too.
+    if conn.outbox.state().code() == Some(close::TRY_AGAIN_LATER) {
+        metrics.slow_client_closes.add(1);
+    }
     metrics.connections_open.add(-1);
     metrics.transport(transport).open.add(-1);
     track_addresses(shared);
@@ -665,20 +671,17 @@ pub(crate) async fn write<S>(
         }
     }
     // Boxed: an open connection does not carry the state of its close.
-    Box::pin(close(sink, rx, &closer, &metrics)).await;
+    Box::pin(close(sink, rx, &closer)).await;
 }
 
 /// The close of a connection's writer: the frames queued before the close
 /// (unless the client was too slow for them) and the close frame, within
 /// [`CLOSE_GRACE`].
-async fn close<S>(mut sink: S, mut rx: Receiver, closer: &OutboxState, metrics: &Metrics)
+async fn close<S>(mut sink: S, mut rx: Receiver, closer: &OutboxState)
 where
     S: futures_util::Sink<Message> + Unpin,
 {
     let code = closer.code().unwrap_or(close::NORMAL);
-    if code == close::TRY_AGAIN_LATER {
-        metrics.slow_client_closes.add(1);
-    }
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         if code != close::TRY_AGAIN_LATER {
             // Frames queued before the close (a handler's last replies

@@ -408,7 +408,7 @@ async fn run(
     // bound; a client that is gone ends it at once.
     let _ = writer.await;
     drop(slot);
-    count_closed(&shared, Transport::Sse);
+    count_closed(&shared, &conn, Transport::Sse);
     tracing::debug!(target: "liveview", connection = conn.id, code = closer.code().unwrap_or(0), ?ended, "stream closed");
 }
 

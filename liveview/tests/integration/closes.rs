@@ -234,6 +234,74 @@ async fn a_slow_reader_that_keeps_calling_gets_a_1013_close_frame() {
     assert_eq!(end, Ok(Some(1013)));
 }
 
+/// A client too slow for its frames is often too slow for the close
+/// frame as well, or gone before it: it is counted as closed for being too
+/// slow all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_gone_before_its_close_frame_is_counted_as_too_slow() {
+    let server = server(LiveView::builder().queue_capacity(4).rate_limit(None)).await;
+    let live = server.live();
+    let broadcaster = live.broadcaster();
+    // A small receive buffer: what the client does not read soon fills
+    // the server's socket.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.addr()).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(server.ws_url("closes-gone"), tcp)
+        .await
+        .unwrap();
+    wait_until("joined", || {
+        broadcaster.local_connections("closes-gone") == 1
+    })
+    .await;
+    // A first frame read: the connection's writer runs.
+    let (_sink, mut stream) = ws.split();
+    broadcaster
+        .send_to_room("closes-gone", liveview::Update::new("#first"))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
+    assert!(matches!(first, Ok(Some(Ok(Message::Text(_))))), "{first:?}");
+    // Not reading: big frames fill the socket buffers, then the queue, and
+    // the server gives up on the client with its last write unfinished.
+    let chunk = "z".repeat(32 * 1024);
+    let mut sent = 0;
+    while broadcaster.local_connections("closes-gone") == 1 {
+        assert!(sent < 20_000, "the stalled client was never closed");
+        broadcaster
+            .send_to_room(
+                "closes-gone",
+                liveview::Update::new("#big").html(chunk.clone()),
+            )
+            .await
+            .unwrap();
+        sent += 1;
+        // A steady stream, not a burst: the writer takes each frame as it
+        // comes while the socket takes them, so the queue fills once the
+        // socket takes nothing more.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Gone with unread data: the server's socket is reset under the
+    // unfinished write, and no close frame can go out.
+    drop((_sink, stream));
+    let metric = |name: &str| {
+        let text = live.metrics_text();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("{name} is not in the metrics: {text}"))
+    };
+    wait_until("the connection ended", || {
+        metric("liveview_connections") == 0.0
+    })
+    .await;
+    assert_eq!(metric("liveview_slow_client_closes_total"), 1.0);
+}
+
 /// A raw TCP connection upgraded by hand, to send frames no WebSocket
 /// library would.
 struct Raw(TcpStream);
