@@ -1,5 +1,7 @@
 //! Updates: what the server tells a page to do.
 
+use std::borrow::Cow;
+
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
@@ -26,7 +28,8 @@ use serde_json::{Map, Value};
 /// ```
 #[derive(Clone, Default, PartialEq)]
 pub struct Update {
-    target: Option<String>,
+    /// A selector, most often a literal: borrowed, not copied.
+    target: Option<Cow<'static, str>>,
     html: Option<String>,
     append: bool,
     remove: bool,
@@ -43,7 +46,7 @@ pub struct Update {
 struct Rare {
     url: Option<String>,
     title: Option<String>,
-    scroll: Option<String>,
+    scroll: Option<Cow<'static, str>>,
     script: Option<String>,
     extra: Option<Map<String, Value>>,
 }
@@ -143,15 +146,15 @@ impl WithRef<'_> {
         let rare = u.rare.as_deref().unwrap_or(&NONE);
         // Each string's escaped length, measured once: it sizes the buffer
         // and says whether the string can be copied as it is.
-        let target = json::measure(&u.target);
-        let html = json::measure(&u.html);
+        let target = json::measure(u.target.as_deref());
+        let html = json::measure(u.html.as_deref());
         let (url, title, scroll, script) = match u.rare.as_deref() {
             None => (0, 0, 0, 0),
             Some(rare) => (
-                json::measure(&rare.url),
-                json::measure(&rare.title),
-                json::measure(&rare.scroll),
-                json::measure(&rare.script),
+                json::measure(rare.url.as_deref()),
+                json::measure(rare.title.as_deref()),
+                json::measure(rare.scroll.as_deref()),
+                json::measure(rare.script.as_deref()),
             ),
         };
         // Every entry with the comma before it (the first gives it back),
@@ -176,15 +179,15 @@ impl WithRef<'_> {
         let mut out = String::with_capacity(len);
         out.push('{');
         // Protocol order: the declared keys, `ref`, then the extra keys.
-        json::text_entry(&mut out, TARGET, &u.target, target);
-        json::text_entry(&mut out, HTML, &u.html, html);
+        json::text_entry(&mut out, TARGET, u.target.as_deref(), target);
+        json::text_entry(&mut out, HTML, u.html.as_deref(), html);
         json::flag_entry(&mut out, APPEND, u.append);
         json::flag_entry(&mut out, REMOVE, u.remove);
-        json::text_entry(&mut out, URL, &rare.url, url);
-        json::text_entry(&mut out, TITLE, &rare.title, title);
-        json::text_entry(&mut out, SCROLL, &rare.scroll, scroll);
+        json::text_entry(&mut out, URL, rare.url.as_deref(), url);
+        json::text_entry(&mut out, TITLE, rare.title.as_deref(), title);
+        json::text_entry(&mut out, SCROLL, rare.scroll.as_deref(), scroll);
         json::flag_entry(&mut out, SCROLL_TOP, u.scroll_top);
-        json::text_entry(&mut out, SCRIPT, &rare.script, script);
+        json::text_entry(&mut out, SCRIPT, rare.script.as_deref(), script);
         json::flag_entry(&mut out, MORPH, u.morph);
         if let Some(r) = reference {
             json::key(&mut out, REF);
@@ -346,8 +349,8 @@ pub(crate) mod json {
     /// The escaped length of a string value, quotes included; 0 when
     /// there is none.
     #[inline]
-    pub(super) fn measure(text: &Option<String>) -> usize {
-        text.as_deref().map_or(0, string_len)
+    pub(super) fn measure(text: Option<&str>) -> usize {
+        text.map_or(0, string_len)
     }
 
     /// The length of the entry `key` (comma, key and colon) with a string
@@ -374,7 +377,7 @@ pub(crate) mod json {
     /// Append the entry `key` of a string value, when there is one; `len`
     /// is its [`measure`].
     #[inline]
-    pub(super) fn text_entry(out: &mut String, key: &str, text: &Option<String>, len: usize) {
+    pub(super) fn text_entry(out: &mut String, key: &str, text: Option<&str>, len: usize) {
         if let Some(text) = text {
             self::key(out, key);
             write_string(out, text, len);
@@ -402,7 +405,19 @@ pub(crate) mod json {
 
 impl Update {
     /// An update acting on the element matched by the CSS selector `target`.
-    pub fn new(target: impl Into<String>) -> Self {
+    ///
+    /// A selector written in the code (a `&'static str`) is kept as it is,
+    /// not copied; one built at run time is taken as a `String`.
+    ///
+    /// ```
+    /// use liveview::Update;
+    ///
+    /// let id = 7;
+    /// let static_target = Update::new("#greeting");
+    /// let built_target = Update::new(format!("#notification-{id}")).remove();
+    /// # let _ = (static_target, built_target);
+    /// ```
+    pub fn new(target: impl Into<Cow<'static, str>>) -> Self {
         Self {
             target: Some(target.into()),
             ..Self::default()
@@ -455,8 +470,9 @@ impl Update {
         self
     }
 
-    /// Smooth-scroll the element matched by `selector` into view.
-    pub fn scroll(mut self, selector: impl Into<String>) -> Self {
+    /// Smooth-scroll the element matched by `selector` into view. Like
+    /// [`new`](Self::new)'s target, a `&'static str` is not copied.
+    pub fn scroll(mut self, selector: impl Into<Cow<'static, str>>) -> Self {
         self.rare_mut().scroll = Some(selector.into());
         self
     }
@@ -657,12 +673,12 @@ mod tests {
             let [target, html, url, title, scroll, script] = strings;
             let [append, remove, scroll_top, morph] = flags;
             let rare = Rare {
-                url, title, scroll, script,
+                url, title, scroll: scroll.map(Cow::from), script,
                 extra: (!extra.is_empty())
                     .then(|| extra.into_iter().map(|(k, v)| (k, Value::from(v))).collect()),
             };
             let update = Update {
-                target, html, append, remove, scroll_top, morph,
+                target: target.map(Cow::from), html, append, remove, scroll_top, morph,
                 rare: (rare != Rare::default()).then(|| Box::new(rare)),
             };
             let with_ref = WithRef(&update, reference);
