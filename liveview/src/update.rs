@@ -289,10 +289,54 @@ pub(crate) mod json {
         None
     }
 
+    /// Whether some byte of `block` needs escaping: written so that the
+    /// compiler checks the sixteen bytes at once, in vector registers.
+    #[inline]
+    fn block_has_escape(block: &[u8; 16]) -> bool {
+        block.iter().fold(false, |any, &b| any | needs_escape(b))
+    }
+
+    /// Whether some byte of `bytes` needs escaping, looked for sixteen
+    /// bytes at a time, or eight, or four: the last block overlaps the one
+    /// before rather than being looked at byte by byte.
+    #[inline]
+    pub(crate) fn has_escape(bytes: &[u8]) -> bool {
+        let n = bytes.len();
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let half = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        if n >= 16 {
+            let block = |at: usize| -> &[u8; 16] { bytes[at..at + 16].try_into().expect("16 bytes") };
+            let mut at = 0;
+            while at + 16 <= n {
+                if block_has_escape(block(at)) {
+                    return true;
+                }
+                at += 16;
+            }
+            at < n && block_has_escape(block(n - 16))
+        } else if n >= 8 {
+            escapes(word(0)) | escapes(word(n - 8)) != 0
+        } else if n >= 4 {
+            escapes(u64::from(half(0)) | u64::from(half(n - 4)) << 32) != 0
+        } else {
+            bytes.iter().any(|&b| needs_escape(b))
+        }
+    }
+
     /// The length of `text` written as a JSON string, quotes included.
     #[inline]
     pub(crate) fn string_len(text: &str) -> usize {
         let bytes = text.as_bytes();
+        if has_escape(bytes) {
+            escaped_len(bytes)
+        } else {
+            bytes.len() + 2
+        }
+    }
+
+    /// [`string_len`] of a string with bytes to escape.
+    #[cold]
+    fn escaped_len(bytes: &[u8]) -> usize {
         let mut len = bytes.len() + 2;
         let mut from = 0;
         while let Some(i) = next_escape(bytes, from) {
