@@ -572,6 +572,35 @@ mod tests {
         assert_eq!(outbox.state().code(), Some(CLOSE_SLOW_CLIENT));
     }
 
+    /// Counts its wake-ups.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_replay_waiting_for_room_is_woken_by_each_frame_taken() {
+        let (outbox, mut rx) = Outbox::new(4);
+        outbox.hold();
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let frames: Vec<Frame> = (0..6).map(|i| Frame::from(i.to_string())).collect();
+        let mut replay = Box::pin(outbox.replay(frames));
+        let mut taken = Vec::new();
+        while replay.as_mut().poll(&mut cx).is_pending() {
+            // The queue is full: the replay waits for room.
+            let before = wakes.0.load(Ordering::Relaxed);
+            taken.push(rx.try_recv().expect("a frame is queued"));
+            assert!(wakes.0.load(Ordering::Relaxed) > before, "woken");
+        }
+        taken.extend(std::iter::from_fn(|| rx.try_recv().ok()));
+        assert_eq!(taken, (0..6).map(|i| Frame::from(i.to_string())).collect::<Vec<_>>());
+    }
+
     #[tokio::test]
     async fn held_frames_are_released_in_order_minus_those_already_replayed() {
         let (outbox, mut rx) = Outbox::new(8);
