@@ -235,12 +235,14 @@ impl WithRef<'_> {
             + reference.map_or(0, |r| REF.len() + r.len())
             + 1;
         let mut out = String::with_capacity(len);
-        out.push_str(OPEN_TARGET);
-        json::write_string(&mut out, target, target_len);
+        // Each string's quotes written with the text around them.
+        out.push_str(OPEN_TARGET_QUOTE);
+        json::write_inside(&mut out, target, target_len);
         if let Some((html, len)) = html {
-            out.push_str(HTML);
-            json::write_string(&mut out, html, len);
+            out.push_str(QUOTE_HTML_QUOTE);
+            json::write_inside(&mut out, html, len);
         }
+        out.push('"');
         if u.append | u.remove | u.scroll_top | u.morph {
             for (entry, set) in [
                 (APPEND, u.append),
@@ -265,6 +267,11 @@ impl WithRef<'_> {
 
 /// The object's opening and its first key, when it is the target.
 const OPEN_TARGET: &str = "{\"target\":";
+/// [`OPEN_TARGET`] and the opening quote of its value.
+const OPEN_TARGET_QUOTE: &str = "{\"target\":\"";
+/// The closing quote of a string value, [`HTML`] and the opening quote of
+/// its value.
+const QUOTE_HTML_QUOTE: &str = "\",\"html\":\"";
 
 // An update's own keys, each with the comma that separates it from the
 // entry before; a flag's with its value.
@@ -352,13 +359,14 @@ pub(crate) mod json {
     /// Whether some byte of `bytes` needs escaping, looked for sixteen
     /// bytes at a time, or eight, or four: the last block overlaps the one
     /// before rather than being looked at byte by byte.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn has_escape(bytes: &[u8]) -> bool {
         let n = bytes.len();
         let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let half = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
         if n >= 16 {
-            let block = |at: usize| -> &[u8; 16] { bytes[at..at + 16].try_into().expect("16 bytes") };
+            let block =
+                |at: usize| -> &[u8; 16] { bytes[at..at + 16].try_into().expect("16 bytes") };
             let mut at = 0;
             while at + 16 <= n {
                 if block_has_escape(block(at)) {
@@ -406,12 +414,19 @@ pub(crate) mod json {
     #[inline]
     pub(crate) fn write_string(out: &mut String, text: &str, len: usize) {
         out.push('"');
+        write_inside(out, text, len);
+        out.push('"');
+    }
+
+    /// Append `text` as the inside of a JSON string, without its quotes;
+    /// `len` is its [`string_len`].
+    #[inline]
+    pub(super) fn write_inside(out: &mut String, text: &str, len: usize) {
         if len == text.len() + 2 {
             out.push_str(text);
         } else {
             write_escaped(out, text);
         }
-        out.push('"');
     }
 
     /// Append `text` with the bytes JSON must escape escaped.
@@ -816,15 +831,17 @@ mod tests {
             optional_text(),
             proptest::array::uniform4(any::<bool>()),
         )
-            .prop_map(|(target, html, [append, remove, scroll_top, morph])| Update {
-                target: Some(Cow::from(target)),
-                html,
-                append,
-                remove,
-                scroll_top,
-                morph,
-                rare: None,
-            })
+            .prop_map(
+                |(target, html, [append, remove, scroll_top, morph])| Update {
+                    target: Some(Cow::from(target)),
+                    html,
+                    append,
+                    remove,
+                    scroll_top,
+                    morph,
+                    rare: None,
+                },
+            )
     }
 
     proptest::proptest! {
