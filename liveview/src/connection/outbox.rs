@@ -101,9 +101,12 @@ impl Queue {
 
     fn pop_front(&mut self) -> Option<Frame> {
         let frame = self.first.take()?;
-        self.first = self.rest.pop_front();
-        if self.rest.is_empty() && self.rest.capacity() > KEPT_CAPACITY {
-            self.rest = VecDeque::new();
+        // Most times the frame was alone, and the deque is left as it is.
+        if !self.rest.is_empty() {
+            self.first = self.rest.pop_front();
+            if self.rest.is_empty() && self.rest.capacity() > KEPT_CAPACITY {
+                self.rest = VecDeque::new();
+            }
         }
         Some(frame)
     }
@@ -598,7 +601,12 @@ mod tests {
             assert!(wakes.0.load(Ordering::Relaxed) > before, "woken");
         }
         taken.extend(std::iter::from_fn(|| rx.try_recv().ok()));
-        assert_eq!(taken, (0..6).map(|i| Frame::from(i.to_string())).collect::<Vec<_>>());
+        assert_eq!(
+            taken,
+            (0..6)
+                .map(|i| Frame::from(i.to_string()))
+                .collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]
