@@ -54,7 +54,7 @@ async fn b_slow_forever(_consumer: &Consumer, _content: Content) -> liveview::Re
     Ok(())
 }
 
-fn item(list: &str, text: &str) -> Update {
+fn item(list: &'static str, text: &str) -> Update {
     Update::new(list).html(format!("<li>{text}</li>")).append()
 }
 
