@@ -224,7 +224,7 @@ impl WithRef<'_> {
         let target_len = json::string_len(target);
         let html = u.html.as_deref().map(|html| (html, json::string_len(html)));
         let mut digits = itoa::Buffer::new();
-        let reference = reference.map(|r| &*digits.format(r));
+        let reference = reference.map(|r| digits.format(r));
         let len = OPEN_TARGET.len()
             + target_len
             + html.map_or(0, |(_, len)| HTML.len() + len)
