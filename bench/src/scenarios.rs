@@ -108,7 +108,7 @@ impl Plan {
             fixed_rate_tick_us: 250,
             idle_connections: vec![1_000, 10_000],
             fan_out_subscribers: vec![10_000, 1_000, 100],
-            fan_out_rounds: 1_000,
+            fan_out_rounds: 3_000,
             fan_out_seconds: 30.0,
             fan_out_blocks: 5,
             round_timeout_seconds: 30.0,
