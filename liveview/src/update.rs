@@ -651,6 +651,8 @@ pub trait IntoUpdate {
 }
 
 impl IntoUpdate for Update {
+    // Inlined where an update is sent: it is not moved again to be written.
+    #[inline]
     fn into_frame(self, reference: Option<u64>) -> Result<String, serde_json::Error> {
         WithRef(&self, reference).frame()
     }
