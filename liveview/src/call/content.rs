@@ -13,8 +13,10 @@ use crate::error::ContentError;
 mod key;
 pub(crate) mod keys;
 mod lenient;
+mod val;
 
 use key::Key;
+pub(crate) use val::Val;
 
 /// The content of one call, as Django LiveView's handlers receive it: the function
 /// name, the form values, the `data-data-*` values, the page language and the
@@ -231,21 +233,23 @@ impl LastLang {
 pub struct Fields {
     /// Sorted by key, each key once: the order of a JSON map, and a binary
     /// search to find a key. No tree to build or to free, and for the one
-    /// value of a typical call no allocation but its own (its key is kept
-    /// in place).
-    entries: Few<(Key, Value)>,
-    /// The values as a JSON map, built the first time [`Fields::as_map`]
-    /// asks for it; boxed, so that the fields of a call stay small to move.
-    map: OnceLock<Box<Map<String, Value>>>,
+    /// short string of a typical call no allocation at all: its key and
+    /// value are kept in place.
+    entries: Few<(Key, Val)>,
+    /// What is built from the entries when first asked for; boxed, so that
+    /// the fields of a call stay small to move.
+    built: OnceLock<Box<Built>>,
     part: &'static str,
 }
 
 impl Fields {
     pub(crate) fn from_value(value: Value, is_data: bool) -> Self {
         let entries = match value {
-            Value::Object(map) => {
-                Few::Heap(map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect())
-            }
+            Value::Object(map) => Few::Heap(
+                map.into_iter()
+                    .map(|(k, v)| (Cow::Owned(k), Val::Json(v)))
+                    .collect(),
+            ),
             _ => Few::default(),
         };
         Self::from_entries(entries, true, is_data)
@@ -255,13 +259,13 @@ impl Fields {
     /// entries are `entries`, in the order they came, keys as they were
     /// sent: see [`keys::normalize_entries`].
     pub(crate) fn from_entries(
-        entries: Few<(Cow<'_, str>, Value)>,
+        entries: Few<(Cow<'_, str>, Val)>,
         sorted_unique: bool,
         is_data: bool,
     ) -> Self {
         Self {
             entries: keys::normalize_entries(entries, sorted_unique, is_data),
-            map: OnceLock::new(),
+            built: OnceLock::new(),
             part: if is_data { "data" } else { "form" },
         }
     }
@@ -272,22 +276,44 @@ impl Fields {
         self
     }
 
-    fn find(&self, key: &str) -> Option<&Value> {
-        let entries = self.entries.as_slice();
-        entries
+    fn position(&self, key: &str) -> Option<usize> {
+        self.entries
+            .as_slice()
             .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
             .ok()
-            .map(|i| &entries[i].1)
+    }
+
+    fn find(&self, key: &str) -> Option<&Val> {
+        self.position(key).map(|i| &self.entries.as_slice()[i].1)
     }
 
     /// The raw value of `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.find(key)
+        let i = self.position(key)?;
+        match &self.entries.as_slice()[i].1 {
+            Val::Json(value) => Some(value),
+            Val::Text(_) => Some(&self.values()[i]),
+        }
+    }
+
+    fn built(&self) -> &Built {
+        self.built.get_or_init(Box::default)
+    }
+
+    /// Every value as JSON, in the order of the entries, built once.
+    fn values(&self) -> &[Value] {
+        self.built().values.get_or_init(|| {
+            self.entries
+                .as_slice()
+                .iter()
+                .map(|(_, value)| value.to_value())
+                .collect()
+        })
     }
 
     /// `key` as a string slice, when it is a string.
     pub fn str(&self, key: &str) -> Option<&str> {
-        self.find(key).and_then(Value::as_str)
+        self.find(key).and_then(Val::as_str)
     }
 
     /// `key` as a string, or `default` when it is missing, not a string, or
@@ -306,18 +332,24 @@ impl Fields {
 
     /// `key` as an integer: a JSON number or a string of digits.
     pub fn i64(&self, key: &str) -> Option<i64> {
-        match self.find(key)? {
+        let value = self.find(key)?;
+        if let Some(s) = value.as_str() {
+            return s.trim().parse().ok();
+        }
+        match value.as_json()? {
             Value::Number(n) => n.as_i64(),
-            Value::String(s) => s.trim().parse().ok(),
             _ => None,
         }
     }
 
     /// `key` as a float: a JSON number or a numeric string.
     pub fn f64(&self, key: &str) -> Option<f64> {
-        match self.find(key)? {
+        let value = self.find(key)?;
+        if let Some(s) = value.as_str() {
+            return s.trim().parse().ok();
+        }
+        match value.as_json()? {
             Value::Number(n) => n.as_f64(),
-            Value::String(s) => s.trim().parse().ok(),
             _ => None,
         }
     }
@@ -325,9 +357,12 @@ impl Fields {
     /// `key` as a boolean: `true`/`false`, or the strings `"true"`, `"on"`,
     /// `"1"`, `"false"`, `"off"`, `"0"`, `""`.
     pub fn bool(&self, key: &str) -> Option<bool> {
-        match self.find(key)? {
+        let value = self.find(key)?;
+        if let Some(s) = value.as_str() {
+            return lenient::parse_bool(s);
+        }
+        match value.as_json()? {
             Value::Bool(b) => Some(*b),
-            Value::String(s) => lenient::parse_bool(s),
             Value::Number(n) => n.as_i64().map(|n| n != 0),
             _ => None,
         }
@@ -335,7 +370,9 @@ impl Fields {
 
     /// `key` as an array (a multiple `<select>`).
     pub fn array(&self, key: &str) -> Option<&Vec<Value>> {
-        self.find(key).and_then(Value::as_array)
+        self.find(key)
+            .and_then(Val::as_json)
+            .and_then(Value::as_array)
     }
 
     /// The strings of an array value; a single string counts as one.
@@ -348,9 +385,14 @@ impl Fields {
     /// assert!(content.form.strings("none").is_empty());
     /// ```
     pub fn strings(&self, key: &str) -> Vec<&str> {
-        match self.find(key) {
+        let Some(value) = self.find(key) else {
+            return Vec::new();
+        };
+        if let Some(s) = value.as_str() {
+            return vec![s];
+        }
+        match value.as_json() {
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-            Some(Value::String(s)) => vec![s.as_str()],
             _ => Vec::new(),
         }
     }
@@ -380,26 +422,26 @@ impl Fields {
 
     /// The values as a JSON map, built by the first call.
     pub fn as_map(&self) -> &Map<String, Value> {
-        self.map.get_or_init(|| Box::new(self.to_map()))
+        self.built().map.get_or_init(|| self.to_map())
     }
 
     fn to_map(&self) -> Map<String, Value> {
         self.entries
             .as_slice()
             .iter()
-            .map(|(key, value)| (String::from(key), value.clone()))
+            .map(|(key, value)| (String::from(key), value.to_value()))
             .collect()
     }
 
     /// The values as a JSON map, by value.
     pub fn into_map(mut self) -> Map<String, Value> {
-        match self.map.take() {
-            Some(map) => *map,
+        match self.built.take().and_then(|built| built.map.into_inner()) {
+            Some(map) => map,
             None => self
                 .entries
                 .into_vec()
                 .into_iter()
-                .map(|(key, value)| (String::from(key), value))
+                .map(|(key, value)| (String::from(key), value.into_value()))
                 .collect(),
         }
     }
@@ -421,11 +463,26 @@ impl Fields {
     }
 }
 
+/// The values of [`Fields`] as [`Fields::as_map`] and [`Fields::get`] give
+/// them, each built the first time it is asked for.
+#[derive(Clone, Default)]
+struct Built {
+    /// The values as a JSON map.
+    map: OnceLock<Map<String, Value>>,
+    /// The values as JSON, in the order of the entries (for a string kept
+    /// in place).
+    values: OnceLock<Box<[Value]>>,
+}
+
 impl From<Map<String, Value>> for Fields {
     fn from(map: Map<String, Value>) -> Self {
         Self {
-            entries: Few::Heap(map.into_iter().map(|(k, v)| (Key::from(k), v)).collect()),
-            map: OnceLock::new(),
+            entries: Few::Heap(
+                map.into_iter()
+                    .map(|(k, v)| (Key::from(k), Val::Json(v)))
+                    .collect(),
+            ),
+            built: OnceLock::new(),
             part: "",
         }
     }
@@ -447,7 +504,7 @@ impl fmt::Debug for Fields {
     }
 }
 
-struct DebugMap<'a>(&'a [(Key, Value)]);
+struct DebugMap<'a>(&'a [(Key, Val)]);
 
 impl fmt::Debug for DebugMap<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -463,7 +520,7 @@ impl Index<&str> for Fields {
     /// The value of `key`, or `Value::Null` when it is missing.
     fn index(&self, key: &str) -> &Value {
         static NULL: Value = Value::Null;
-        self.find(key).unwrap_or(&NULL)
+        self.get(key).unwrap_or(&NULL)
     }
 }
 
@@ -512,6 +569,53 @@ impl<T> Few<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_kept_in_place_read_as_the_json_strings_they_stand_for() {
+        let text = r#"{"function":"f","form":{"name":"Ada","age":" 36 ","ratio":"0.5","agree":"on",
+            "long":"a string longer than twenty-two bytes","n":null}}"#;
+        let call = crate::call::protocol::parse(text, "r").unwrap();
+        let form = &call.content.form;
+        assert!(matches!(form.find("name"), Some(Val::Text(_))));
+        assert!(matches!(form.find("long"), Some(Val::Json(_))));
+        let expected = serde_json::json!({
+            "name": "Ada", "age": " 36 ", "ratio": "0.5", "agree": "on",
+            "long": "a string longer than twenty-two bytes", "n": null,
+        });
+        let Value::Object(map) = expected.clone() else {
+            unreachable!()
+        };
+        for (key, value) in &map {
+            assert_eq!(form.get(key), Some(value), "{key}");
+            assert_eq!(&form[key.as_str()], value, "{key}");
+            assert_eq!(form.str(key), value.as_str(), "{key}");
+        }
+        assert_eq!(form.get("none"), None);
+        assert_eq!(form.i64("age"), Some(36));
+        assert_eq!(form.f64("ratio"), Some(0.5));
+        assert_eq!(form.bool("agree"), Some(true));
+        assert_eq!(form.bool("n"), None);
+        assert_eq!(form.strings("name"), ["Ada"]);
+        assert_eq!(form.array("name"), None);
+        assert_eq!(form.as_map(), &map);
+        let pairs: Map<String, Value> = form.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert_eq!(pairs, map);
+        assert_eq!(form.clone().into_map(), map);
+        let same = Content::new("f").with_form(expected).form;
+        assert_eq!(*form, same);
+        assert_eq!(format!("{form:?}"), format!("{same:?}"));
+        #[derive(serde::Deserialize)]
+        struct Form {
+            name: String,
+            age: u8,
+            agree: bool,
+        }
+        let read: Form = form.deserialize().unwrap();
+        assert_eq!(
+            (read.name.as_str(), read.age, read.agree),
+            ("Ada", 36, true)
+        );
+    }
 
     #[test]
     fn a_long_language_is_shared_while_it_stays_the_same_and_replaced_when_it_changes() {

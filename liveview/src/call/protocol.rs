@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-use crate::call::content::{Content, Few, Fields, Lang};
+use crate::call::content::{Content, Few, Fields, Lang, Val};
 use crate::update::json;
 
 /// Longest handler name a client may call.
@@ -175,7 +175,7 @@ pub(crate) struct Frame<'de> {
 }
 
 /// The members of a `form` or `data` object, in the order they came.
-type Entries<'de> = Few<(Cow<'de, str>, Value)>;
+type Entries<'de> = Few<(Cow<'de, str>, Val)>;
 
 /// The members a call frame may have; any other is skipped.
 enum Member {
@@ -272,7 +272,7 @@ impl<'de> Deserialize<'de> for Object<'de> {
                 let mut entries = Few::default();
                 while let Some(Text(key)) = map.next_key()? {
                     let value: Value = map.next_value()?;
-                    entries.push((key, value));
+                    entries.push((key, Val::Json(value)));
                 }
                 Ok(Object(entries))
             }

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use super::Few;
+use super::Val;
 use super::key::Key;
 
 /// The entries of a `form` or `data` object as a [`Fields`](super::Fields)
@@ -24,10 +25,10 @@ use super::key::Key;
 /// At most three sorts and a binary search per prefixed key: a frame of
 /// 5,000 keys costs a few milliseconds, never their square.
 pub(crate) fn normalize_entries(
-    entries: Few<(Cow<'_, str>, Value)>,
+    entries: Few<(Cow<'_, str>, Val)>,
     sorted_unique: bool,
     is_data: bool,
-) -> Few<(Key, Value)> {
+) -> Few<(Key, Val)> {
     match entries {
         Few::Inline(None) => Few::Inline(None),
         Few::Inline(Some((key, value))) => {
@@ -37,7 +38,7 @@ pub(crate) fn normalize_entries(
                 probe();
                 key.drop_prefix("data_".len());
             }
-            Few::Inline(Some((key, normalize_value(value))))
+            Few::Inline(Some((key, normalize_val(value))))
         }
         Few::Heap(entries) => Few::Heap(normalize_many(entries, sorted_unique, is_data)),
     }
@@ -53,22 +54,22 @@ fn normalize_key(key: &str) -> (Key, bool) {
 }
 
 fn normalize_many(
-    mut entries: Vec<(Cow<'_, str>, Value)>,
+    mut entries: Vec<(Cow<'_, str>, Val)>,
     sorted_unique: bool,
     is_data: bool,
-) -> Vec<(Key, Value)> {
+) -> Vec<(Key, Val)> {
     if !sorted_unique && !is_strictly_sorted(&entries) {
         entries.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
         dedup_keep_last(&mut entries);
     }
     let mut renamed = false;
     // Same size and alignment: the vector's buffer is reused.
-    let mut entries: Vec<(Key, Value)> = entries
+    let mut entries: Vec<(Key, Val)> = entries
         .into_iter()
         .map(|(key, value)| {
             let (key, changed) = normalize_key(&key);
             renamed |= changed;
-            (key, normalize_value(value))
+            (key, normalize_val(value))
         })
         .collect();
     if renamed && !is_strictly_sorted(&entries) {
@@ -81,7 +82,7 @@ fn normalize_many(
     entries
 }
 
-fn is_strictly_sorted<K: AsBytes>(entries: &[(K, Value)]) -> bool {
+fn is_strictly_sorted<K: AsBytes>(entries: &[(K, Val)]) -> bool {
     entries
         .windows(2)
         .all(|pair| pair[0].0.bytes() < pair[1].0.bytes())
@@ -106,7 +107,7 @@ impl AsBytes for Key {
 
 /// Of each run of equal keys (sorted, so they are next to each other), one
 /// entry with the value of the last.
-fn dedup_keep_last<K: AsBytes>(entries: &mut Vec<(K, Value)>) {
+fn dedup_keep_last<K: AsBytes>(entries: &mut Vec<(K, Val)>) {
     entries.dedup_by(|later, kept| {
         if later.0.bytes() == kept.0.bytes() {
             std::mem::swap(&mut later.1, &mut kept.1);
@@ -181,6 +182,17 @@ fn has_nested(value: &Value) -> bool {
     }
 }
 
+/// A string in place has no keys to normalise.
+#[inline]
+fn normalize_val(value: Val) -> Val {
+    match value {
+        Val::Json(value @ (Value::Object(_) | Value::Array(_))) => {
+            Val::Json(normalize_value(value))
+        }
+        other => other,
+    }
+}
+
 fn normalize_value(value: Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(normalize_keys(map)),
@@ -196,7 +208,7 @@ fn normalize_value(value: Value) -> Value {
 /// prefixed key, then one sort if any was renamed. (A frame of 64 KiB
 /// holds about 5,000 keys; a quadratic membership test here cost tens of
 /// milliseconds of CPU per frame.)
-fn strip_data_prefix(entries: &mut [(Key, Value)]) {
+fn strip_data_prefix(entries: &mut [(Key, Val)]) {
     if !entries
         .iter()
         .any(|(k, _)| k.len() > "data_".len() && k.as_bytes().starts_with(b"data_"))
@@ -277,11 +289,15 @@ mod tests {
 
     fn probes_for(map: Map<String, Value>) -> (usize, Map<String, Value>) {
         PROBES.with(|p| p.set(0));
-        let entries = Few::Heap(map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect());
+        let entries = Few::Heap(
+            map.into_iter()
+                .map(|(k, v)| (Cow::Owned(k), Val::Json(v)))
+                .collect(),
+        );
         let out = normalize_entries(entries, true, true)
             .into_vec()
             .into_iter()
-            .map(|(k, v)| (String::from(k), v))
+            .map(|(k, v)| (String::from(k), v.into_value()))
             .collect();
         (PROBES.with(std::cell::Cell::get), out)
     }

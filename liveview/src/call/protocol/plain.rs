@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::{Entries, Frame};
-use crate::call::content::Few;
+use crate::call::content::{Few, Val};
 use crate::update::json;
 
 /// The frame, if it is one of the plain frames.
@@ -354,10 +354,10 @@ impl<'a> Scan<'a> {
             let key = self.string()?;
             self.colon()?;
             let value = match self.peek()? {
-                b'"' => Value::String(self.string()?.to_owned()),
-                b't' => self.literal(b"true", Value::Bool(true))?,
-                b'f' => self.literal(b"false", Value::Bool(false))?,
-                b'n' => self.literal(b"null", Value::Null)?,
+                b'"' => Val::text(self.string()?),
+                b't' => Val::Json(self.literal(b"true", Value::Bool(true))?),
+                b'f' => Val::Json(self.literal(b"false", Value::Bool(false))?),
+                b'n' => Val::Json(self.literal(b"null", Value::Null)?),
                 _ => return None,
             };
             entries.push((Cow::Borrowed(key), value));
