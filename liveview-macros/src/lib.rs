@@ -130,15 +130,14 @@ fn expand(name: &LitStr, function: &ItemFn) -> syn::Result<proc_macro2::TokenStr
         quote_spanned!(output_span=> ::liveview::__private::IntoHandlerResult::into_handler_result);
     let output = quote_spanned!(output_span=> __liveview_output);
     let (adapter, kind) = if sig.asyncness.is_some() {
+        // No `async` block: the handler's future, boxed as it is, holds
+        // the content once, and borrows the connection's consumer.
         let adapter = quote! {
             fn __liveview_adapter(
-                consumer: ::liveview::Consumer,
+                consumer: &::liveview::Consumer,
                 content: ::liveview::Content,
-            ) -> ::liveview::__private::HandlerFuture {
-                ::std::boxed::Box::pin(async move {
-                    let #output = #ident(&consumer, content).await;
-                    #into_result(#output)
-                })
+            ) -> ::liveview::__private::HandlerFuture<'_> {
+                ::liveview::__private::boxed(#ident(consumer, content), #into_result)
             }
         };
         (adapter, quote!(Async))

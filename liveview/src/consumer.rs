@@ -34,10 +34,21 @@ use crate::update::IntoUpdate;
 ///     Ok(())
 /// }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Consumer {
     conn: Arc<Connection>,
-    call: Option<CallRef>,
+    call: Calls,
+}
+
+/// Which call's `ref` a consumer's frames carry.
+#[derive(Clone, Copy, Debug)]
+enum Calls {
+    /// The connection's own consumer, lent to each of its calls in turn:
+    /// the `ref` of the call that runs, if it has one.
+    Lent,
+    /// A consumer of its own (a clone): the `ref` of the call it was made
+    /// in, if any, while that call runs.
+    Of(Option<CallRef>),
 }
 
 /// The state of one connection, shared by every clone of its consumer.
@@ -58,6 +69,8 @@ pub(crate) struct Connection {
     /// runs, each such call with a value of its own. A connection's calls
     /// run one after the other.
     calls: AtomicU64,
+    /// The `ref` of that call, while [`calls`](Self::calls) is odd.
+    reference: AtomicU64,
 }
 
 /// The call with a `ref` that a consumer answers: its frames carry the
@@ -78,8 +91,25 @@ impl CallRef {
         // connection's calls write, one call at a time. Past the last
         // value, odd even when that call was dropped before its end.
         let running = (conn.calls.load(Ordering::Relaxed) + 2) | 1;
+        conn.reference.store(reference, Ordering::Relaxed);
         conn.calls.store(running, Ordering::Release);
         Self { reference, running }
+    }
+
+    /// The start of a call of `conn` that has a `ref` or not: its frames
+    /// carry that `ref`, and those of a call without one none, not even
+    /// after a call dropped before its end.
+    pub(crate) fn start_any(conn: &Connection, reference: Option<u64>) -> Option<Self> {
+        match reference {
+            Some(reference) => Some(Self::start(conn, reference)),
+            None => {
+                let calls = conn.calls.load(Ordering::Relaxed);
+                if calls & 1 == 1 {
+                    conn.calls.store(calls + 1, Ordering::Release);
+                }
+                None
+            }
+        }
     }
 
     /// The end of the call: frames sent from now on carry no `ref`.
@@ -108,6 +138,18 @@ impl Connection {
             state: Mutex::default(),
             warnings: Default::default(),
             calls: AtomicU64::new(0),
+            reference: AtomicU64::new(0),
+        })
+    }
+
+    /// The call with a `ref` running now, if any. Read by the consumer
+    /// lent to the calls, while one of them runs: no call starts or ends
+    /// meanwhile.
+    fn running(&self) -> Option<CallRef> {
+        let running = self.calls.load(Ordering::Acquire);
+        (running & 1 == 1).then(|| CallRef {
+            reference: self.reference.load(Ordering::Relaxed),
+            running,
         })
     }
 
@@ -139,9 +181,48 @@ impl std::ops::Deref for Consumer {
     }
 }
 
+impl Clone for Consumer {
+    /// A clone made during a call answers that call: its frames carry the
+    /// call's `ref` while the call runs, and none once it is done, nor the
+    /// `ref` of a later call.
+    fn clone(&self) -> Self {
+        Self {
+            conn: self.conn.clone(),
+            call: Calls::Of(self.call()),
+        }
+    }
+}
+
 impl Consumer {
+    /// A consumer of `conn` that answers `call`, if any, while it runs.
     pub(crate) fn new(conn: Arc<Connection>, call: Option<CallRef>) -> Self {
-        Self { conn, call }
+        Self {
+            conn,
+            call: Calls::Of(call),
+        }
+    }
+
+    /// The consumer of `conn` its calls borrow, one after the other: its
+    /// frames carry the `ref` of the call that runs, if it has one. Made
+    /// once per connection, it costs a call nothing.
+    pub(crate) fn lent(conn: Arc<Connection>) -> Self {
+        Self {
+            conn,
+            call: Calls::Lent,
+        }
+    }
+
+    /// The connection this consumer answers.
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
+        &self.conn
+    }
+
+    /// The call this consumer answers, if it has a `ref`.
+    fn call(&self) -> Option<CallRef> {
+        match self.call {
+            Calls::Lent => self.conn.running(),
+            Calls::Of(call) => call,
+        }
     }
 
     /// This connection's id, unique within the process.
@@ -295,9 +376,12 @@ impl Consumer {
     }
 
     fn current_ref(&self) -> Option<u64> {
-        self.call
-            .filter(|call| self.conn.calls.load(Ordering::Acquire) == call.running)
-            .map(|call| call.reference)
+        match self.call {
+            Calls::Lent => self.conn.running().map(|call| call.reference),
+            Calls::Of(call) => call
+                .filter(|call| self.conn.calls.load(Ordering::Acquire) == call.running)
+                .map(|call| call.reference),
+        }
     }
 }
 
@@ -340,5 +424,45 @@ mod tests {
             .send(Update::new("#d"))
             .unwrap();
         assert_eq!(sent(), r##"{"target":"#d","ref":10}"##);
+    }
+
+    #[test]
+    fn the_lent_consumer_sends_the_running_calls_ref_and_its_clones_keep_their_own() {
+        let (conn, mut rx) = Connection::for_tests(16);
+        let mut sent = || rx.try_recv().unwrap().as_str().to_owned();
+        let lent = Consumer::lent(conn.clone());
+
+        let first = CallRef::start_any(&conn, Some(7)).unwrap();
+        lent.send(Update::new("#a")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#a","ref":7}"##);
+        let kept = lent.clone();
+        kept.send(Update::new("#k")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#k","ref":7}"##);
+        first.finish(&conn);
+        lent.send(Update::new("#a")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#a"}"##, "between calls");
+        kept.send(Update::new("#k")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#k"}"##, "its call is over");
+
+        // A later call's ref is the lent consumer's, not the first call's
+        // clone's; a clone of a clone answers the same call.
+        let _second = CallRef::start_any(&conn, Some(8)).unwrap();
+        lent.send(Update::new("#a")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#a","ref":8}"##);
+        kept.clone().send(Update::new("#k")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#k"}"##);
+        let current = lent.clone().clone();
+        current.send(Update::new("#c")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#c","ref":8}"##);
+
+        // The second call is dropped before its end: the next call, which
+        // has no ref, sends none, and neither do the clones.
+        assert!(CallRef::start_any(&conn, None).is_none());
+        lent.send(Update::new("#a")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#a"}"##);
+        current.send(Update::new("#c")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#c"}"##);
+        lent.clone().send(Update::new("#n")).unwrap();
+        assert_eq!(sent(), r##"{"target":"#n"}"##);
     }
 }

@@ -211,6 +211,8 @@ pub mod __fuzz {
 /// What the `#[liveview_handler]` expansion names. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::call::handler::{Handler, HandlerEntry, HandlerFuture, IntoHandlerResult};
+    pub use crate::call::handler::{
+        Handler, HandlerEntry, HandlerFuture, IntoHandlerResult, boxed,
+    };
     pub use inventory;
 }

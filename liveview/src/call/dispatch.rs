@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -20,19 +19,17 @@ use crate::consumer::{CallRef, Connection, Consumer};
 use crate::layer::Frame;
 use crate::metrics::Outcome;
 
-/// Handle one text frame of `conn`. Never fails: every problem becomes one
-/// of the protocol's error frames and a log line.
+/// Handle one text frame of the connection `consumer` answers (the one its
+/// calls borrow, [`Consumer::lent`]). Never fails: every problem becomes
+/// one of the protocol's error frames and a log line.
 ///
 /// The frame is read at once, and the handler started: the returned future
 /// holds the handler's future, not the call's content. It is `Unpin`, so
 /// it is polled where it stands, and the connection boxes it only when the
 /// call is not done in its first poll (most are). A frame that is no call
 /// of a handler is answered here, and the future is ready.
-pub(crate) fn handle_text<'a>(
-    shared: &'a Shared,
-    conn: &'a Arc<Connection>,
-    text: &str,
-) -> Call<'a> {
+pub(crate) fn handle_text<'a>(shared: &'a Shared, consumer: &'a Consumer, text: &str) -> Call<'a> {
+    let conn = consumer.connection();
     let frame = match protocol::parse_frame(text) {
         Ok(frame) => frame,
         Err(invalid) => {
@@ -54,7 +51,13 @@ pub(crate) fn handle_text<'a>(
     // language of its last call: no copy of any of them per call.
     let lang = conn.lang.share(frame.lang.as_deref().unwrap_or(""));
     let content = frame.into_content(entry.name.into(), lang, conn.room.clone());
-    Either::Left(dispatch(shared, conn, (entry, index), content, reference))
+    Either::Left(dispatch(
+        shared,
+        consumer,
+        (entry, index),
+        content,
+        reference,
+    ))
 }
 
 /// A call under way: a handler's, or a frame answered at once.
@@ -126,7 +129,7 @@ fn refuse_unknown(
 /// call's span). A handler started at once has no span to run in or to
 /// record its outcome in: it is started only when the span is disabled.
 enum Work<'a> {
-    Started(Started),
+    Started(Started<'a>),
     Boxed(
         Pin<Box<dyn Future<Output = (Outcome, Duration)> + Send + 'a>>,
         tracing::Span,
@@ -137,7 +140,7 @@ enum Work<'a> {
 /// handler starts now, unless middleware must allow it first.
 fn dispatch<'a>(
     shared: &'a Shared,
-    conn: &'a Arc<Connection>,
+    consumer: &'a Consumer,
     (entry, index): (&'static HandlerEntry, usize),
     content: crate::Content,
     reference: Option<u64>,
@@ -148,16 +151,15 @@ fn dispatch<'a>(
         function = %entry.name,
         outcome = tracing::field::Empty,
     );
-    let call_ref = reference.map(|reference| CallRef::start(conn, reference));
-    let consumer = Consumer::new(conn.clone(), call_ref);
+    let conn = consumer.connection();
+    let call_ref = CallRef::start_any(conn, reference);
     let work = if span.is_disabled() && shared.middleware.is_empty() {
         Work::Started(start(entry, consumer, content))
     } else {
         // Entered and left at every poll.
         Work::Boxed(
             Box::pin(
-                middleware_then_run(shared, conn, entry, consumer, content)
-                    .instrument(span.clone()),
+                middleware_then_run(shared, consumer, entry, content).instrument(span.clone()),
             ),
             span,
         )
@@ -304,32 +306,32 @@ pub(crate) fn refuse_rate_limited(conn: &Connection, text: &str) {
 /// The middleware, then the handler unless one of them stops the call.
 async fn middleware_then_run(
     shared: &Shared,
-    conn: &Connection,
+    consumer: &Consumer,
     entry: &'static HandlerEntry,
-    consumer: Consumer,
     content: crate::Content,
 ) -> (Outcome, Duration) {
     for middleware in &shared.middleware {
-        if !middleware.allows(&consumer, &content, entry.name).await {
+        if !middleware.allows(consumer, &content, entry.name).await {
             return (Outcome::Refused, Duration::ZERO);
         }
     }
+    let conn = consumer.connection();
     let mut started = start(entry, consumer, content);
     std::future::poll_fn(|cx| started.poll_finish(shared, conn, entry, cx)).await
 }
 
 /// A handler on its way: the future of an async one, the task of a
 /// blocking one.
-enum Running {
-    Async(futures_util::future::CatchUnwind<AssertUnwindSafe<HandlerFuture>>),
+enum Running<'a> {
+    Async(futures_util::future::CatchUnwind<AssertUnwindSafe<HandlerFuture<'a>>>),
     Blocking(tokio::task::JoinHandle<crate::Result>),
     /// Out of time: its future was dropped, its task left to end alone.
     Abandoned,
 }
 
 /// A handler started, and when.
-struct Started {
-    running: Running,
+struct Started<'a> {
+    running: Running<'a>,
     at: tokio::time::Instant,
     /// The handler's deadline, set once a poll left it unfinished (most
     /// handlers are done in their first, and need none). Boxed, out of the
@@ -337,12 +339,19 @@ struct Started {
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-/// Start the handler of `entry`: it takes the consumer and the content.
-fn start(entry: &'static HandlerEntry, consumer: Consumer, content: crate::Content) -> Started {
+/// Start the handler of `entry`: an async one borrows the consumer, a
+/// blocking one takes a clone of it to its thread (which answers this call
+/// only); each takes the content.
+fn start<'a>(
+    entry: &'static HandlerEntry,
+    consumer: &'a Consumer,
+    content: crate::Content,
+) -> Started<'a> {
     let at = tokio::time::Instant::now();
     let running = match entry.handler {
         Handler::Async(f) => Running::Async(AssertUnwindSafe(f(consumer, content)).catch_unwind()),
         Handler::Blocking(f) => {
+            let consumer = consumer.clone();
             Running::Blocking(tokio::task::spawn_blocking(move || f(&consumer, content)))
         }
     };
@@ -353,7 +362,7 @@ fn start(entry: &'static HandlerEntry, consumer: Consumer, content: crate::Conte
     }
 }
 
-impl Started {
+impl Started<'_> {
     /// Wait for the handler, with the timeout, catching panics and errors;
     /// the detail goes to the log only. Gives the outcome and how long the
     /// handler took.
@@ -470,6 +479,8 @@ fn log_panic(function: &str, connection: u64, panic: &Box<dyn std::any::Any + Se
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn connection() -> (Arc<Connection>, crate::connection::outbox::Receiver) {
@@ -503,7 +514,8 @@ mod tests {
     async fn a_calls_box_fits_the_allocators_fast_path() {
         let live = crate::LiveView::builder().build().unwrap();
         let (conn, _rx) = connection();
-        let call = handle_text(&live.shared, &conn, r#"{"function":"f"}"#);
+        let consumer = Consumer::lent(conn);
+        let call = handle_text(&live.shared, &consumer, r#"{"function":"f"}"#);
         let size = std::mem::size_of_val(&call);
         assert!(
             size <= ALLOCATOR_FAST_PATH,

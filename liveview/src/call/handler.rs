@@ -13,16 +13,18 @@ use crate::call::content::Content;
 use crate::consumer::Consumer;
 use crate::error::{BuildError, Error, Result};
 
-/// The boxed future of an async handler: it owns its consumer and content.
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Result> + Send>>;
+/// The boxed future of an async handler: it owns its content and borrows
+/// the connection's consumer.
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result> + Send + 'a>>;
 
 /// How a registered handler is called. Written by the macro.
 #[derive(Clone, Copy)]
 pub enum Handler {
-    /// An `async fn`, polled on the connection's task. It is given the
-    /// consumer to own: the call's future then holds neither the consumer
-    /// nor the content, only the handler's.
-    Async(fn(Consumer, Content) -> HandlerFuture),
+    /// An `async fn`, polled on the connection's task. It borrows the
+    /// connection's consumer, which outlives the call, and is given the
+    /// content to own: the call's future holds the content only in the
+    /// handler's.
+    Async(for<'a> fn(&'a Consumer, Content) -> HandlerFuture<'a>),
     /// A plain `fn`, run on tokio's blocking pool.
     Blocking(fn(&Consumer, Content) -> Result),
 }
@@ -63,6 +65,39 @@ impl HandlerEntry {
 }
 
 inventory::collect!(HandlerEntry);
+
+/// The future of an async handler, `handler`, boxed, its output made the
+/// library's result by `finish`: no `async` block around the handler, which
+/// would hold the content once more.
+pub fn boxed<'a, F, M>(handler: F, finish: M) -> HandlerFuture<'a>
+where
+    F: Future + Send + 'a,
+    M: FnMut(F::Output) -> Result + Send + 'a,
+{
+    Box::pin(Finish { handler, finish })
+}
+
+pin_project_lite::pin_project! {
+    /// A handler's future whose output `finish` maps.
+    struct Finish<F, M> {
+        #[pin]
+        handler: F,
+        finish: M,
+    }
+}
+
+impl<F, M> Future for Finish<F, M>
+where
+    F: Future,
+    M: FnMut(F::Output) -> Result,
+{
+    type Output = Result;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result> {
+        let this = self.project();
+        this.handler.poll(cx).map(this.finish)
+    }
+}
 
 /// What a handler may return: `()` or `Result<(), E>` with `E: Into<Error>`.
 #[diagnostic::on_unimplemented(

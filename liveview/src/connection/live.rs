@@ -20,7 +20,7 @@ use super::{Ended, Inbound, allowed, inbound, outgoing};
 use crate::app::Shared;
 use crate::call::dispatch;
 use crate::call::protocol::close;
-use crate::consumer::Connection;
+use crate::consumer::{Connection, Consumer};
 use crate::limits::Bucket;
 
 /// A call under way: at most one per connection, and boxed, so that an
@@ -34,7 +34,9 @@ pub(super) type Call<'a> = Box<dispatch::Call<'a>>;
 /// The state of an open connection between polls.
 pub(super) struct Live<'a> {
     shared: &'a Shared,
-    conn: &'a Arc<Connection>,
+    /// The connection's consumer, lent to each of its calls.
+    consumer: &'a Consumer,
+    conn: &'a Connection,
     pub(super) rx: Receiver,
     pub(super) call: Option<Call<'a>>,
     bucket: Option<Bucket>,
@@ -70,7 +72,7 @@ pub(super) struct Stop {
 impl<'a> Live<'a> {
     pub(super) fn new(
         shared: &'a Shared,
-        conn: &'a Arc<Connection>,
+        consumer: &'a Consumer,
         rx: Receiver,
         ip: Option<IpAddr>,
     ) -> Self {
@@ -78,7 +80,8 @@ impl<'a> Live<'a> {
         let config = &shared.config;
         Self {
             shared,
-            conn,
+            consumer,
+            conn: consumer.connection(),
             rx,
             call: None,
             bucket: config.limits.per_connection.as_ref().map(Bucket::new),
@@ -247,7 +250,7 @@ impl<'a> Live<'a> {
                 shared.metrics.bytes_in.add(text.len() as u64);
                 if allowed(shared, &mut self.bucket, self.ip) {
                     self.strikes = 0;
-                    let conn = self.conn;
+                    let consumer = self.consumer;
                     // Parsed now, and polled at once: most calls are done
                     // in their first poll, and their frames go out in this
                     // same poll of the task, without another turn of the
@@ -255,7 +258,7 @@ impl<'a> Live<'a> {
                     // handler's frames) needs no wake-up.
                     // Made where it is kept once done, not moved there.
                     let call = finished
-                        .insert(closer.driving(|| dispatch::handle_text(shared, conn, &text)));
+                        .insert(closer.driving(|| dispatch::handle_text(shared, consumer, &text)));
                     drop(text);
                     if closer.driving(|| Pin::new(call).poll(cx)).is_pending() {
                         // Nothing more to read meanwhile: the call wakes

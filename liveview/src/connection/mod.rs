@@ -31,7 +31,7 @@ use crate::app::Shared;
 use crate::auth::Identity;
 use crate::call::dispatch;
 use crate::call::protocol::close;
-use crate::consumer::Connection;
+use crate::consumer::{Connection, Consumer};
 use crate::layer::{Frame, Resume};
 use crate::limits::{Bucket, Slot};
 use crate::metrics::{Metrics, Transport};
@@ -323,7 +323,9 @@ fn run<S: upgrade::Stream>(
         tracing::Span::current().record("id", conn.id);
         tracing::debug!(target: "liveview", connection = conn.id, room = %conn.room, "connected");
         let ip = slot.as_ref().and_then(|_| conn.scope.client_ip());
-        let mut live = live::Live::new(&shared, &conn, rx, ip);
+        // Lent to each call in turn: a call clones no handle of its own.
+        let consumer = Consumer::lent(conn.clone());
+        let mut live = live::Live::new(&shared, &consumer, rx, ip);
         let mut timer = std::pin::pin!(tokio::time::sleep_until(live.deadline()));
         let stop = std::future::poll_fn(|cx| live.poll(cx, &mut socket, timer.as_mut())).await;
         // Boxed: an open connection does not carry the state of its close.
@@ -515,7 +517,7 @@ async fn drain<S: upgrade::Stream>(
 /// been silent for the idle timeout.
 pub(crate) async fn read<S>(
     shared: &Shared,
-    conn: &Arc<Connection>,
+    consumer: &Consumer,
     inbound: &mut S,
     closer: &OutboxState,
     ip: Option<IpAddr>,
@@ -523,6 +525,7 @@ pub(crate) async fn read<S>(
 where
     S: futures_util::Stream<Item = Inbound> + Unpin,
 {
+    let conn = consumer.connection();
     let limits = &shared.config.limits;
     let mut bucket = limits.per_connection.as_ref().map(Bucket::new);
     let mut strikes = 0;
@@ -553,7 +556,7 @@ where
                         strikes = 0;
                         // Boxed: an idle connection does not carry the
                         // state of a call in its task.
-                        Box::pin(dispatch::handle_text(shared, conn, text.as_str())).await;
+                        Box::pin(dispatch::handle_text(shared, consumer, text.as_str())).await;
                     } else {
                         strikes += 1;
                         shared.metrics.rate_limited.add(1);

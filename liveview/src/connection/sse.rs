@@ -34,6 +34,7 @@ use super::{
 };
 use crate::app::Shared;
 use crate::call::protocol::close;
+use crate::consumer::Consumer;
 use crate::layer::{Frame, Resume};
 use crate::limits::Slot;
 use crate::metrics::Transport;
@@ -396,7 +397,9 @@ async fn run(
         Some((next, (inbox, body)))
     });
     let mut calls = std::pin::pin!(calls);
-    let ended = read(&shared, &conn, &mut calls, &closer, ip).await;
+    // Lent to each call in turn.
+    let consumer = Consumer::lent(conn.clone());
+    let ended = read(&shared, &consumer, &mut calls, &closer, ip).await;
 
     shared.streams.remove(&token);
     if let Some((group, task)) = forwarded {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::app::LiveView;
 use crate::call::dispatch;
 use crate::connection::join;
-use crate::consumer::Connection;
+use crate::consumer::{Connection, Consumer};
 use crate::layer::Resume;
 use crate::scope::Scope;
 use crate::testing::Closed;
@@ -64,11 +64,7 @@ impl TestApp {
         let (conn, rx) =
             futures_util::FutureExt::now_or_never(join::open(&self.live.shared, room, scope, None))
                 .expect("joining without a resume does not wait");
-        TestClient {
-            live: self.live.clone(),
-            conn,
-            rx,
-        }
+        TestClient::new(self.live.clone(), conn, rx)
     }
 
     /// Connect a client that comes back after a disconnect, having applied
@@ -83,11 +79,7 @@ impl TestApp {
             Some(Resume::parse(resume)),
         )
         .await;
-        TestClient {
-            live: self.live.clone(),
-            conn,
-            rx,
-        }
+        TestClient::new(self.live.clone(), conn, rx)
     }
 }
 
@@ -96,11 +88,24 @@ impl TestApp {
 #[derive(Debug)]
 pub struct TestClient {
     live: LiveView,
-    conn: Arc<Connection>,
+    /// The connection's consumer, lent to each of its calls.
+    consumer: Consumer,
     rx: crate::connection::outbox::Receiver,
 }
 
 impl TestClient {
+    fn new(live: LiveView, conn: Arc<Connection>, rx: crate::connection::outbox::Receiver) -> Self {
+        Self {
+            live,
+            consumer: Consumer::lent(conn),
+            rx,
+        }
+    }
+
+    fn conn(&self) -> &Arc<Connection> {
+        self.consumer.connection()
+    }
+
     /// Call `function` with `form` and `data` (JSON objects; keys are
     /// normalised as for a browser's call) and return every frame this
     /// client received by the time the call finished, in order.
@@ -110,7 +115,7 @@ impl TestClient {
             "form": form,
             "data": data,
             "lang": "en",
-            "room": &*self.conn.room,
+            "room": &*self.conn().room,
         });
         self.send_text(&frame.to_string()).await
     }
@@ -118,7 +123,7 @@ impl TestClient {
     /// Handle a raw text frame, as if the browser sent it, and return the
     /// frames received by the time it was handled.
     pub async fn send_text(&mut self, text: &str) -> Vec<Value> {
-        dispatch::handle_text(&self.live.shared, &self.conn, text).await;
+        dispatch::handle_text(&self.live.shared, &self.consumer, text).await;
         self.received()
     }
 
@@ -143,13 +148,13 @@ impl TestClient {
     }
 
     /// The connection's consumer, as handlers see it.
-    pub fn consumer(&self) -> crate::Consumer {
-        crate::Consumer::new(self.conn.clone(), None)
+    pub fn consumer(&self) -> Consumer {
+        Consumer::new(self.conn().clone(), None)
     }
 }
 
 impl Drop for TestClient {
     fn drop(&mut self) {
-        join::close(&self.live.shared, &self.conn);
+        join::close(&self.live.shared, self.conn());
     }
 }

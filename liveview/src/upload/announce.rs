@@ -65,8 +65,8 @@ async fn announce(consumer: &Consumer, content: Content) -> crate::Result {
     Ok(())
 }
 
-fn adapter(consumer: Consumer, content: Content) -> HandlerFuture {
-    Box::pin(async move { announce(&consumer, content).await })
+fn adapter(consumer: &Consumer, content: Content) -> HandlerFuture<'_> {
+    crate::__private::boxed(announce(consumer, content), std::convert::identity)
 }
 
 inventory::submit! {
