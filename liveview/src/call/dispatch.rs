@@ -332,7 +332,10 @@ enum Running<'a> {
 /// A handler started, and when.
 struct Started<'a> {
     running: Running<'a>,
-    at: tokio::time::Instant,
+    /// Read from the system's clock, not tokio's: the handler's duration
+    /// for the metrics is the one clock read a call needs at each end
+    /// (tokio's, which a test may pause, checks for that first).
+    at: Instant,
     /// The handler's deadline, set once a poll left it unfinished (most
     /// handlers are done in their first, and need none). Boxed, out of the
     /// call's state.
@@ -347,7 +350,7 @@ fn start<'a>(
     consumer: &'a Consumer,
     content: crate::Content,
 ) -> Started<'a> {
-    let at = tokio::time::Instant::now();
+    let at = Instant::now();
     let running = match entry.handler {
         Handler::Async(f) => Running::Async(AssertUnwindSafe(f(consumer, content)).catch_unwind()),
         Handler::Blocking(f) => {
@@ -414,14 +417,19 @@ impl Started<'_> {
         if polled.is_ready() {
             return polled;
         }
-        // The deadline counts from the handler's start. A timeout too far
-        // off to be a point in time is none.
-        let Some(deadline) = self.at.checked_add(timeout) else {
-            return Poll::Pending;
+        let timer = match &mut self.timer {
+            Some(timer) => timer,
+            None => {
+                // The deadline counts from the handler's start, on tokio's
+                // clock. A timeout too far off to be a point in time is
+                // none.
+                let left = timeout.saturating_sub(self.at.elapsed());
+                let Some(deadline) = tokio::time::Instant::now().checked_add(left) else {
+                    return Poll::Pending;
+                };
+                self.timer.insert(Box::pin(tokio::time::sleep_until(deadline)))
+            }
         };
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if timer.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
