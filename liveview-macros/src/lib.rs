@@ -137,7 +137,12 @@ fn expand(name: &LitStr, function: &ItemFn) -> syn::Result<proc_macro2::TokenStr
                 consumer: &::liveview::Consumer,
                 content: ::liveview::Content,
             ) -> ::liveview::__private::HandlerFuture<'_> {
-                ::liveview::__private::boxed(#ident(consumer, content), #into_result)
+                ::liveview::__private::boxed(
+                    |consumer, content| #ident(consumer, content),
+                    consumer,
+                    content,
+                    #into_result,
+                )
             }
         };
         (adapter, quote!(Async))

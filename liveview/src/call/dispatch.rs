@@ -350,12 +350,19 @@ fn start<'a>(
     consumer: &'a Consumer,
     content: crate::Content,
 ) -> Started<'a> {
-    let at = Instant::now();
-    let running = match entry.handler {
-        Handler::Async(f) => Running::Async(AssertUnwindSafe(f(consumer, content)).catch_unwind()),
+    // An async handler's future is made before the clock is read: the
+    // content goes straight from the frame to the handler's future, not
+    // kept meanwhile.
+    let (running, at) = match entry.handler {
+        Handler::Async(f) => {
+            let future = AssertUnwindSafe(f(consumer, content)).catch_unwind();
+            (Running::Async(future), Instant::now())
+        }
         Handler::Blocking(f) => {
+            let at = Instant::now();
             let consumer = consumer.clone();
-            Running::Blocking(tokio::task::spawn_blocking(move || f(&consumer, content)))
+            let task = tokio::task::spawn_blocking(move || f(&consumer, content));
+            (Running::Blocking(task), at)
         }
     };
     Started {

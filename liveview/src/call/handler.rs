@@ -66,15 +66,31 @@ impl HandlerEntry {
 
 inventory::collect!(HandlerEntry);
 
-/// The future of an async handler, `handler`, boxed, its output made the
-/// library's result by `finish`: no `async` block around the handler, which
-/// would hold the content once more.
-pub fn boxed<'a, F, M>(handler: F, finish: M) -> HandlerFuture<'a>
+/// The future of the async handler `handler` called with `consumer` and
+/// `content`, boxed, its output made the library's result by `finish`: no
+/// `async` block around the handler, which would hold the content once
+/// more. The box is allocated first and the handler's future made in it,
+/// not made aside and moved in.
+pub fn boxed<'a, H, F, M>(
+    handler: H,
+    consumer: &'a Consumer,
+    content: Content,
+    finish: M,
+) -> HandlerFuture<'a>
 where
+    H: FnOnce(&'a Consumer, Content) -> F,
     F: Future + Send + 'a,
     M: FnMut(F::Output) -> Result + Send + 'a,
 {
-    Box::pin(Finish { handler, finish })
+    let boxed = Box::<Finish<F, M>>::new_uninit();
+    let boxed: Box<Finish<F, M>> = Box::write(
+        boxed,
+        Finish {
+            handler: handler(consumer, content),
+            finish,
+        },
+    );
+    Box::into_pin(boxed)
 }
 
 pin_project_lite::pin_project! {

@@ -123,23 +123,24 @@ impl<'a> Live<'a> {
             if closer.code().is_some() {
                 return Poll::Ready(self.stop(None));
             }
-            // A call finished in this turn: it is dropped once its frames
-            // are on their way, not before.
-            let mut finished = None;
-            let read = match self.read(cx, socket, closer, &mut finished) {
-                Ok(read) => read,
-                Err(ended) => return Poll::Ready(self.stop(Some(ended))),
-            };
-            let written = match self.write(cx, socket) {
-                Ok(written) => written,
-                Err(err) => {
-                    self.shared.metrics.write_failures.add(1);
-                    tracing::debug!(target: "liveview", error = %err, "write failed");
-                    closer.close(close::NORMAL);
-                    return Poll::Ready(self.stop_failed());
+            let (read, written) = {
+                // A call finished in this turn: it is dropped once its
+                // frames are on their way, not before, where it stands.
+                let mut finished = None;
+                let read = match self.read(cx, socket, closer, &mut finished) {
+                    Ok(read) => read,
+                    Err(ended) => return Poll::Ready(self.stop(Some(ended))),
+                };
+                match self.write(cx, socket) {
+                    Ok(written) => (read, written),
+                    Err(err) => {
+                        self.shared.metrics.write_failures.add(1);
+                        tracing::debug!(target: "liveview", error = %err, "write failed");
+                        closer.close(close::NORMAL);
+                        return Poll::Ready(self.stop_failed());
+                    }
                 }
             };
-            drop(finished);
             if read || written {
                 continue;
             }

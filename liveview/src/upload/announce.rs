@@ -66,7 +66,7 @@ async fn announce(consumer: &Consumer, content: Content) -> crate::Result {
 }
 
 fn adapter(consumer: &Consumer, content: Content) -> HandlerFuture<'_> {
-    crate::__private::boxed(announce(consumer, content), std::convert::identity)
+    crate::__private::boxed(announce, consumer, content, std::convert::identity)
 }
 
 inventory::submit! {
