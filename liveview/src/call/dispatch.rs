@@ -223,6 +223,7 @@ impl Future for Dispatch<'_> {
 /// a handler): counted, answered, logged. Counted before the answer goes
 /// out: a client that reads its error or `done` then the metrics sees its
 /// call counted.
+#[inline]
 fn conclude(
     shared: &Shared,
     conn: &Connection,
@@ -376,6 +377,7 @@ impl Started<'_> {
     /// Wait for the handler, with the timeout, catching panics and errors;
     /// the detail goes to the log only. Gives the outcome and how long the
     /// handler took.
+    #[inline]
     fn poll_finish(
         &mut self,
         shared: &Shared,
@@ -383,32 +385,23 @@ impl Started<'_> {
         entry: &'static HandlerEntry,
         cx: &mut Context<'_>,
     ) -> Poll<(Outcome, Duration)> {
-        let timeout = shared.config.handler_timeout;
-        let result = std::task::ready!(self.poll_result(conn, entry.name, timeout, cx));
-        let elapsed = self.at.elapsed();
-        Poll::Ready((outcome(conn, entry.name, timeout, result), elapsed))
-    }
-
-    /// The handler's result, or the outcome of a panic or of running out
-    /// of time.
-    fn poll_result(
-        &mut self,
-        conn: &Connection,
-        function: &str,
-        timeout: Duration,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<crate::Result, Outcome>> {
-        let polled = match &mut self.running {
-            Running::Async(fut) => Pin::new(fut).poll(cx).map(|done| {
-                done.map_err(|panic| {
+        let function = entry.name;
+        let outcome = match &mut self.running {
+            Running::Async(fut) => match Pin::new(fut).poll(cx) {
+                Poll::Ready(Ok(Ok(()))) => Outcome::Ok,
+                Poll::Ready(Ok(Err(err))) => failed(conn, function, &err),
+                Poll::Ready(Err(panic)) => {
                     if warn(conn) {
                         log_panic(function, conn.id, &panic);
                     }
                     Outcome::Panicked
-                })
-            }),
-            Running::Blocking(task) => Pin::new(task).poll(cx).map(|joined| {
-                joined.map_err(|join| {
+                }
+                Poll::Pending => return self.poll_deadline(shared, conn, function, cx),
+            },
+            Running::Blocking(task) => match Pin::new(task).poll(cx) {
+                Poll::Ready(Ok(Ok(()))) => Outcome::Ok,
+                Poll::Ready(Ok(Err(err))) => failed(conn, function, &err),
+                Poll::Ready(Err(join)) => {
                     match join.try_into_panic() {
                         Ok(panic) if warn(conn) => log_panic(function, conn.id, &panic),
                         Ok(_) => {}
@@ -417,13 +410,25 @@ impl Started<'_> {
                         }
                     }
                     Outcome::Panicked
-                })
-            }),
-            Running::Abandoned => Poll::Ready(Err(Outcome::TimedOut)),
+                }
+                Poll::Pending => return self.poll_deadline(shared, conn, function, cx),
+            },
+            Running::Abandoned => Outcome::TimedOut,
         };
-        if polled.is_ready() {
-            return polled;
-        }
+        Poll::Ready((outcome, self.at.elapsed()))
+    }
+
+    /// The handler is not done: wait for its deadline, and abandon it
+    /// there.
+    #[cold]
+    fn poll_deadline(
+        &mut self,
+        shared: &Shared,
+        conn: &Connection,
+        function: &str,
+        cx: &mut Context<'_>,
+    ) -> Poll<(Outcome, Duration)> {
+        let timeout = shared.config.handler_timeout;
         let timer = match &mut self.timer {
             Some(timer) => timer,
             None => {
@@ -434,7 +439,8 @@ impl Started<'_> {
                 let Some(deadline) = tokio::time::Instant::now().checked_add(left) else {
                     return Poll::Pending;
                 };
-                self.timer.insert(Box::pin(tokio::time::sleep_until(deadline)))
+                self.timer
+                    .insert(Box::pin(tokio::time::sleep_until(deadline)))
             }
         };
         if timer.as_mut().poll(cx).is_pending() {
@@ -443,44 +449,29 @@ impl Started<'_> {
         // Abandoned here: it ran out of time.
         self.running = Running::Abandoned;
         self.timer = None;
-        Poll::Ready(Err(Outcome::TimedOut))
+        if warn(conn) {
+            tracing::error!(target: "liveview", connection = conn.id, function = %function, timeout_ms = timeout.as_millis() as u64, "handler timed out");
+        }
+        Poll::Ready((Outcome::TimedOut, self.at.elapsed()))
     }
 }
 
-/// The outcome of a handler's `result`, its error logged.
-fn outcome(
-    conn: &Connection,
-    function: &str,
-    timeout: Duration,
-    result: Result<crate::Result, Outcome>,
-) -> Outcome {
-    match result {
-        Ok(Ok(())) => Outcome::Ok,
-        Ok(Err(err))
-            if matches!(
-                err.source_error().downcast_ref(),
-                Some(crate::BroadcastError::OverBudget)
-            ) =>
-        {
-            // The client's doing, counted where it was refused.
-            Outcome::OverBudget
-        }
-        Ok(Err(err)) => {
-            // The error may quote what the client sent (a form value that
-            // did not parse).
-            if warn(conn) {
-                tracing::error!(target: "liveview", connection = conn.id, function = %function, error = %Escaped::long(&err.to_string()), "handler failed");
-            }
-            Outcome::Failed
-        }
-        Err(Outcome::TimedOut) => {
-            if warn(conn) {
-                tracing::error!(target: "liveview", connection = conn.id, function = %function, timeout_ms = timeout.as_millis() as u64, "handler timed out");
-            }
-            Outcome::TimedOut
-        }
-        Err(outcome) => outcome,
+/// The outcome of a handler that returned `err`, logged.
+#[cold]
+fn failed(conn: &Connection, function: &str, err: &crate::Error) -> Outcome {
+    if matches!(
+        err.source_error().downcast_ref(),
+        Some(crate::BroadcastError::OverBudget)
+    ) {
+        // The client's doing, counted where it was refused.
+        return Outcome::OverBudget;
     }
+    // The error may quote what the client sent (a form value that did not
+    // parse).
+    if warn(conn) {
+        tracing::error!(target: "liveview", connection = conn.id, function = %function, error = %Escaped::long(&err.to_string()), "handler failed");
+    }
+    Outcome::Failed
 }
 
 fn log_panic(function: &str, connection: u64, panic: &Box<dyn std::any::Any + Send>) {
