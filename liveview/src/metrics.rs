@@ -19,6 +19,17 @@ const BOUNDS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// [`BOUNDS`] in nanoseconds.
+const BOUNDS_NANOS: [u64; BOUNDS.len()] = {
+    let mut nanos = [0; BOUNDS.len()];
+    let mut i = 0;
+    while i < BOUNDS.len() {
+        nanos[i] = (BOUNDS[i] * 1e9) as u64;
+        i += 1;
+    }
+    nanos
+};
+
 /// The label for calls of names that are not registered: one series for
 /// all of them, so garbage cannot create series.
 const UNKNOWN: &str = "_unknown";
@@ -82,6 +93,7 @@ impl Count {
     }
 
     /// Count `n` more.
+    #[inline]
     pub(crate) fn add(&self, n: u64) {
         self.value.fetch_add(n, Relaxed);
         self.facade
@@ -165,19 +177,20 @@ impl Histogram {
     }
 
     fn observe(&self, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        if let Some(i) = BOUNDS.iter().position(|b| secs <= *b) {
+        // In whole nanoseconds: compared with integers, no float but the
+        // one the facade takes.
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        if let Some(i) = BOUNDS_NANOS.iter().position(|b| nanos <= *b) {
             self.buckets[i].fetch_add(1, Relaxed);
         }
         self.count.fetch_add(1, Relaxed);
-        self.sum_micros
-            .fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.sum_micros.fetch_add(nanos / 1_000, Relaxed);
         self.facade
             .get(|recorder, key, name, help| {
                 recorder.describe_histogram(name, Some(Unit::Seconds), help);
                 recorder.register_histogram(key, &METADATA)
             })
-            .record(secs);
+            .record(elapsed.as_secs_f64());
     }
 }
 
@@ -600,5 +613,37 @@ mod tests {
         assert!(text.contains("liveview_handler_duration_seconds_count{function=\"say_hello\"} 2"));
         assert!(text.contains("liveview_groups 2\n"));
         assert!(text.contains("liveview_group_memberships 4\n"));
+    }
+
+    #[test]
+    fn a_duration_on_a_bound_falls_in_its_bucket_and_one_past_it_in_the_next() {
+        let metrics = Metrics::new(&["f"]);
+        for elapsed in [
+            Duration::from_micros(500),
+            Duration::from_nanos(500_001),
+            Duration::from_millis(2_500),
+            Duration::from_secs(11),
+        ] {
+            metrics.call(Some(0), Outcome::Ok, elapsed);
+        }
+        let text = metrics.render();
+        let bucket = |le: &str| {
+            let series =
+                format!("liveview_handler_duration_seconds_bucket{{function=\"f\",le=\"{le}\"}} ");
+            let at = text
+                .find(&series)
+                .unwrap_or_else(|| panic!("{series} in {text}"));
+            text[at + series.len()..].lines().next().unwrap().to_owned()
+        };
+        assert_eq!(bucket("0.0005"), "1");
+        assert_eq!(bucket("0.001"), "2");
+        assert_eq!(bucket("1"), "2");
+        assert_eq!(bucket("2.5"), "3");
+        assert_eq!(bucket("10"), "3");
+        assert_eq!(bucket("+Inf"), "4");
+        assert!(
+            text.contains("liveview_handler_duration_seconds_sum{function=\"f\"} 13.501"),
+            "{text}"
+        );
     }
 }

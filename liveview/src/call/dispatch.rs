@@ -233,7 +233,9 @@ fn conclude(
 ) -> Outcome {
     shared.metrics.call(index, outcome, elapsed);
     answer(conn, outcome, reference);
-    log_call(conn, function, outcome, elapsed);
+    if tracing::enabled!(target: "liveview", tracing::Level::DEBUG) {
+        log_call(conn, function, outcome, elapsed);
+    }
     outcome
 }
 
@@ -264,6 +266,8 @@ fn error_then_done(conn: &Connection, error: Option<&str>, reference: Option<u64
     }
 }
 
+#[cold]
+#[inline(never)]
 fn log_call(conn: &Connection, function: &str, outcome: Outcome, elapsed: Duration) {
     tracing::debug!(
         target: "liveview",

@@ -138,28 +138,50 @@ impl<E: Into<Error>> IntoHandlerResult for std::result::Result<(), E> {
     }
 }
 
-/// Hashes the names of a fixed table (the registry, the metrics' series
-/// per handler), looked up once or twice per call: FNV-1a, a fraction of
-/// the default SipHash's cost on names of a few bytes. A client cannot
-/// add names to these tables, so it cannot flood them with collisions.
+/// Hashes the names of a fixed table (the registry), looked up once per
+/// call: eight bytes at a time, each word mixed in with a rotation, an xor
+/// and a multiplication, a fraction of the default SipHash's cost on names
+/// of a few bytes. A client cannot add names to these tables, so it cannot
+/// flood them with collisions.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct NameHasher(u64);
 
+impl NameHasher {
+    /// An odd constant with its bits spread (the golden ratio's).
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(Self::K);
+    }
+}
+
 impl std::hash::Hasher for NameHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut le = [0; 8];
+            le.copy_from_slice(word);
+            self.add(u64::from_le_bytes(le));
         }
-        self.0 = hash;
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            // Byte by byte: a copy of a few bytes would call memcpy.
+            self.add(
+                rest.iter()
+                    .rev()
+                    .fold(0, |word, &b| word << 8 | u64::from(b)),
+            );
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        // The table takes its index from the low bits, which the
+        // multiplications fill from the low bits of the words only.
+        self.0 ^ (self.0 >> 29)
     }
 }
 
@@ -210,6 +232,7 @@ impl Registry {
 
     /// The handler called `name`, and the index of its name in
     /// [`names`](Self::names) (its series in the metrics).
+    #[inline]
     pub(crate) fn get(&self, name: &str) -> Option<(&'static HandlerEntry, usize)> {
         self.handlers.get(name).copied()
     }

@@ -458,6 +458,7 @@ pub(crate) enum Inbound {
 }
 
 /// A WebSocket message as the read loop sees it.
+#[inline]
 fn inbound(connection: u64, message: Result<Message, tungstenite::Error>) -> Inbound {
     match message {
         Ok(Message::Text(text)) => Inbound::Text(text),
@@ -591,6 +592,7 @@ where
 
 /// Whether a call may go through both the connection's and the address's
 /// rate limits.
+#[inline]
 fn allowed(shared: &Shared, bucket: &mut Option<Bucket>, ip: Option<IpAddr>) -> bool {
     let limits = &shared.config.limits;
     if let (Some(bucket), Some(limit)) = (bucket.as_mut(), limits.per_connection.as_ref())
