@@ -166,6 +166,44 @@ async fn calls_with_a_ref_get_it_back_then_done() {
 }
 
 #[tokio::test]
+async fn a_consumer_kept_past_its_call_sends_no_ref_while_the_next_calls_consumer_does() {
+    let server = server(LiveView::builder()).await;
+    let mut client = server.connect("errors-kept-ref").await.unwrap();
+    let data = json!({"key": "errors-kept-ref"});
+    client
+        .send_json(&json!({"function": "keep_consumer", "data": data, "ref": 1}))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut client).await,
+        json!({"target": "#kept", "ref": 1})
+    );
+    assert_eq!(next(&mut client).await, json!({"ref": 1, "done": true}));
+
+    // The kept consumer's call is over: its frame carries no ref, not even
+    // the ref of the call that runs now, whose own consumer sends it.
+    client
+        .send_json(&json!({"function": "send_kept", "data": data, "ref": 2}))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut client).await, json!({"target": "#from-kept"}));
+    assert_eq!(
+        next(&mut client).await,
+        json!({"target": "#from-call", "ref": 2})
+    );
+    assert_eq!(next(&mut client).await, json!({"ref": 2, "done": true}));
+
+    // A call without a ref: no frame of it carries one.
+    client
+        .send_json(&json!({"function": "send_kept", "data": data}))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut client).await, json!({"target": "#from-kept"}));
+    assert_eq!(next(&mut client).await, json!({"target": "#from-call"}));
+    assert_nothing_pending(&mut client, "after the calls").await;
+}
+
+#[tokio::test]
 async fn a_handler_over_its_timeout_is_abandoned_with_an_internal_error_and_the_connection_lives() {
     let builder = LiveView::builder().handler_timeout(std::time::Duration::from_millis(100));
     let server = server(builder).await;

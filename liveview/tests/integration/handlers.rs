@@ -96,6 +96,36 @@ pub(crate) async fn thread_notify(consumer: &Consumer, content: Content) -> live
     Ok(())
 }
 
+/// Consumers kept past their call, by the key of the call that kept them.
+static KEPT: std::sync::Mutex<Vec<(String, Consumer)>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps a clone of its consumer under `data.key`, as a task that answers
+/// later would, and answers `#kept`.
+#[liveview_handler("keep_consumer")]
+async fn keep_consumer(consumer: &Consumer, content: Content) -> liveview::Result {
+    let key = content.data.str_or("key", "").to_owned();
+    KEPT.lock().unwrap().push((key, consumer.clone()));
+    consumer.send(Update::new("#kept"))?;
+    Ok(())
+}
+
+/// Sends `#from-kept` with the consumer kept under `data.key`, then
+/// `#from-call` with its own.
+#[liveview_handler("send_kept")]
+async fn send_kept(consumer: &Consumer, content: Content) -> liveview::Result {
+    let key = content.data.str_or("key", "");
+    let kept = KEPT
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, kept)| kept.clone())
+        .ok_or_else(|| liveview::Error::msg("nothing kept"))?;
+    kept.send(Update::new("#from-kept"))?;
+    consumer.send(Update::new("#from-call"))?;
+    Ok(())
+}
+
 #[derive(Debug, Deserialize)]
 struct Signup {
     email: String,
