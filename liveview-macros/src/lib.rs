@@ -141,7 +141,7 @@ fn expand(name: &LitStr, function: &ItemFn) -> syn::Result<proc_macro2::TokenStr
                     |consumer, content| #ident(consumer, content),
                     consumer,
                     content,
-                    #into_result,
+                    |#output| #into_result(#output),
                 )
             }
         };
