@@ -135,6 +135,13 @@ impl Hub {
     ///   unnumbered, and the error is returned.
     pub(crate) async fn publish(&self, group: &str, frame: &Frame) -> Result<(), LayerError> {
         if self.logs.is_some() && self.layer.has_shared_log() {
+            // This process's members get its frames back through the
+            // layer's subscription: a group joined here a moment ago, not
+            // yet subscribed, is waited for (within the layer's bound), or
+            // they would miss the frame.
+            if self.members(group) > 0 {
+                let _ = self.layer.subscribed(group).await;
+            }
             match self.layer.publish_sequenced(group, frame).await {
                 Ok(Some(_)) => Ok(()),
                 Ok(None) => {
@@ -306,6 +313,8 @@ impl Hub {
 
 #[cfg(test)]
 mod tests {
+    use futures_util::future::BoxFuture;
+
     use super::*;
     use crate::layer::MemoryLayer;
 
@@ -324,5 +333,74 @@ mod tests {
         hub.leave("room_x", 2);
         assert!(hub.groups().is_empty());
         assert_eq!(hub.deliver("room_x", &Frame::from("gone")), 0);
+    }
+
+    /// A layer with a shared log whose subscriptions are confirmed only
+    /// when the test says so; it notes what happened in which order.
+    #[derive(Debug, Default)]
+    struct Confirming {
+        confirmed: tokio::sync::Notify,
+        events: std::sync::Mutex<Vec<&'static str>>,
+    }
+
+    impl Confirming {
+        fn note(&self, event: &'static str) {
+            self.events.lock().unwrap().push(event);
+        }
+    }
+
+    impl ChannelLayer for Confirming {
+        fn start(&self, _local: crate::layer::LocalDelivery) {}
+        fn subscribe(&self, _group: &str) {}
+        fn unsubscribe(&self, _group: &str) {}
+        fn subscribed<'a>(&'a self, _group: &'a str) -> BoxFuture<'a, bool> {
+            Box::pin(async move {
+                self.confirmed.notified().await;
+                self.note("subscribed");
+                true
+            })
+        }
+        fn publish<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a Frame,
+        ) -> BoxFuture<'a, Result<(), LayerError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn has_shared_log(&self) -> bool {
+            true
+        }
+        fn publish_sequenced<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a Frame,
+        ) -> BoxFuture<'a, Result<Option<(u64, String)>, LayerError>> {
+            self.note("published");
+            Box::pin(async { Ok(Some((1, "e".to_owned()))) })
+        }
+    }
+
+    /// The frames of a group joined here come back through the layer's
+    /// subscription: the frame is published only once that subscription
+    /// is in place, or this process's members would never get it.
+    #[tokio::test]
+    async fn a_group_joined_here_is_subscribed_before_its_frame_is_published() {
+        let layer = Arc::new(Confirming::default());
+        let logs = Some(Logs::new(log::ReplayConfig::default()));
+        let hub = Arc::new(Hub::new(layer.clone()).with_logs(logs));
+        let (outbox, _rx) = Outbox::new(8);
+        hub.join("room_x", 1, outbox);
+        let publishing = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.publish("room_x", &Frame::from("hi")).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            layer.events.lock().unwrap().is_empty(),
+            "published before it was subscribed"
+        );
+        layer.confirmed.notify_one();
+        publishing.await.unwrap().unwrap();
+        assert_eq!(*layer.events.lock().unwrap(), ["subscribed", "published"]);
     }
 }
