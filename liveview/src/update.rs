@@ -175,7 +175,7 @@ impl WithRef<'_> {
             + json::flag_len(REMOVE, u.remove)
             + json::flag_len(SCROLL_TOP, u.scroll_top)
             + json::flag_len(MORPH, u.morph)
-            + reference.map_or(0, |r| REF.len() + json::digits(r));
+            + reference.map_or(0, |r| json::REF.len() + json::digits(r));
         if len > 2 {
             len -= 1;
         }
@@ -193,7 +193,7 @@ impl WithRef<'_> {
         json::text_entry(&mut out, SCRIPT, rare.script.as_deref(), script);
         json::flag_entry(&mut out, MORPH, u.morph);
         if let Some(r) = reference {
-            json::key(&mut out, REF);
+            json::key(&mut out, json::REF);
             json::write_u64(&mut out, r);
         }
         let Some(extra) = rare.extra.as_ref() else {
@@ -232,8 +232,7 @@ impl WithRef<'_> {
             + json::flag_len(REMOVE, u.remove)
             + json::flag_len(SCROLL_TOP, u.scroll_top)
             + json::flag_len(MORPH, u.morph)
-            + reference.map_or(0, |r| REF.len() + r.len())
-            + 1;
+            + json::close_with_ref_len(reference);
         let mut out = String::with_capacity(len);
         // Each string's quotes written with the text around them.
         out.push_str(OPEN_TARGET_QUOTE);
@@ -255,11 +254,7 @@ impl WithRef<'_> {
                 }
             }
         }
-        if let Some(r) = reference {
-            out.push_str(REF);
-            out.push_str(r);
-        }
-        out.push('}');
+        json::close_with_ref(&mut out, reference);
         debug_assert_eq!(out.len(), len, "the frame's length was measured");
         out
     }
@@ -281,7 +276,6 @@ const URL: &str = ",\"url\":";
 const TITLE: &str = ",\"title\":";
 const SCROLL: &str = ",\"scroll\":";
 const SCRIPT: &str = ",\"script\":";
-const REF: &str = ",\"ref\":";
 const APPEND: &str = ",\"append\":true";
 const REMOVE: &str = ",\"remove\":true";
 const SCROLL_TOP: &str = ",\"scrollTop\":true";
@@ -512,6 +506,27 @@ pub(crate) mod json {
     /// Append `n` in decimal.
     pub(super) fn write_u64(out: &mut String, n: u64) {
         out.push_str(itoa::Buffer::new().format(n));
+    }
+
+    /// The key of the `ref` a frame answering a call carries, with the
+    /// comma before it.
+    pub(crate) const REF: &str = ",\"ref\":";
+
+    /// The length of what [`close_with_ref`] appends.
+    #[inline]
+    pub(crate) fn close_with_ref_len(reference: Option<&str>) -> usize {
+        reference.map_or(0, |r| REF.len() + r.len()) + 1
+    }
+
+    /// Append the entry of `reference` (the call's `ref`, in decimal), if
+    /// any, and close the object: the end of a frame written by hand.
+    #[inline]
+    pub(crate) fn close_with_ref(out: &mut String, reference: Option<&str>) {
+        if let Some(r) = reference {
+            out.push_str(REF);
+            out.push_str(r);
+        }
+        out.push('}');
     }
 }
 

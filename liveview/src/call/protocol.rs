@@ -396,15 +396,11 @@ pub(crate) fn error_frame(message: &str, reference: Option<u64>) -> String {
     let message_len = json::string_len(message);
     let mut digits = itoa::Buffer::new();
     let reference = reference.map(|r| digits.format(r));
-    let len = ERROR.len() + message_len + reference.map_or(0, |r| REF.len() + r.len()) + 1;
+    let len = ERROR.len() + message_len + json::close_with_ref_len(reference);
     let mut out = String::with_capacity(len);
     out.push_str(ERROR);
     json::write_string(&mut out, message, message_len);
-    if let Some(r) = reference {
-        out.push_str(REF);
-        out.push_str(r);
-    }
-    out.push('}');
+    json::close_with_ref(&mut out, reference);
     debug_assert_eq!(out.len(), len, "the frame's length was measured");
     out
 }
@@ -425,7 +421,6 @@ pub(crate) fn done_frame(reference: u64) -> String {
 // formatting machinery, since every call with a `ref` gets one.
 const PONG: &str = "{\"pong\":";
 const ERROR: &str = "{\"error\":";
-const REF: &str = ",\"ref\":";
 const DONE_START: &str = "{\"ref\":";
 const DONE_END: &str = ",\"done\":true}";
 
