@@ -19,13 +19,17 @@
 /// The [`ChannelLayer`] methods of a layer whose `inner` reads and writes
 /// what every process shares (the log of each group, and presence): one
 /// body for the library's layers, so that each reads a log only when the
-/// application keeps one (replay on). `inner` has a `replay`
-/// ([`ReplaySetting`]) and the methods `replay`, `position`,
-/// `presence_join`, `presence_leave` and `presence`, each answering for
-/// the backend.
+/// application keeps one (replay on), and for a resuming client only once
+/// the group is subscribed here (see
+/// [`Subscriptions::before_log_read`](subscriptions::Subscriptions::before_log_read)).
+/// `$layer` names the layer in errors; `inner` has a `replay`
+/// ([`ReplaySetting`]), `subscriptions`
+/// ([`Subscriptions`](subscriptions::Subscriptions)), and the methods
+/// `is_away`, `replay`, `position`, `presence_join`, `presence_leave` and
+/// `presence`, each answering for the backend.
 #[cfg(any(feature = "redis", feature = "nats", feature = "redis-cluster"))]
 macro_rules! shared_state_methods {
-    () => {
+    ($layer:literal) => {
         fn replay<'a>(
             &'a self,
             group: &'a str,
@@ -39,6 +43,10 @@ macro_rules! shared_state_methods {
                 if self.inner.replay.is_none() {
                     return Ok(None);
                 }
+                self.inner
+                    .subscriptions
+                    .before_log_read($layer, self.inner.is_away(), group)
+                    .await?;
                 self.inner.replay(group, after, epoch).await.map(Some)
             })
         }
@@ -294,7 +302,13 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
 
     /// What `group`'s shared log holds after sequence `after` of the
     /// numbering `epoch` (when the client said which), for a client that
-    /// reconnects; `None` when the layer keeps no shared log.
+    /// reconnects; `None` when the layer keeps no shared log. The client
+    /// relies on live delivery for every frame after the answer: the
+    /// library's layers read the log only once `group` is subscribed here
+    /// (as [`subscribed`](Self::subscribed) waits for it, within the same
+    /// bound), and answer an error when it is not, rather than a read that
+    /// a frame published before the subscription would slip past. Frames
+    /// both read and delivered live reach the client once.
     fn replay<'a>(
         &'a self,
         group: &'a str,

@@ -1,18 +1,21 @@
 //! Which groups a layer's server has confirmed the subscription of, for
 //! [`ChannelLayer::subscribed`](super::ChannelLayer::subscribed) and for a
-//! log read that must not miss what follows it.
+//! log read that must not miss what follows it
+//! ([`Subscriptions::before_log_read`]).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::LayerError;
+
 /// Longest wait for the server to confirm a group's subscription: in
 /// [`ChannelLayer::subscribed`](super::ChannelLayer::subscribed), and
 /// before a log read.
-pub(super) const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
 /// Whether a layer's server is away: the layer is not `connected` and its
 /// first attempt to connect is over. Before that attempt ends the layer is
@@ -28,6 +31,24 @@ pub(super) fn is_away(connected: &AtomicBool, first_attempt_over: &AtomicBool) -
 pub(super) struct Subscriptions {
     confirmed: Mutex<HashSet<String>>,
     changed: Notify,
+    /// Callers waiting now for a subscription that is not confirmed yet.
+    waiting: AtomicUsize,
+}
+
+/// One caller counted in [`Subscriptions::waiting`] while it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Subscriptions {
@@ -60,6 +81,13 @@ impl Subscriptions {
         self.changed.notify_waiters();
     }
 
+    /// How many callers wait now for a subscription that is not confirmed
+    /// yet (for tests: a log read held back until its group is subscribed).
+    #[cfg_attr(not(feature = "redis-cluster"), allow(dead_code))]
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
     /// Whether `group` is subscribed now.
     pub(super) fn is_confirmed(&self, group: &str) -> bool {
         self.confirmed().contains(group)
@@ -72,9 +100,40 @@ impl Subscriptions {
         !away && self.wait_subscribed(group, SUBSCRIBE_WAIT).await
     }
 
+    /// Before `group`'s log is read for a client that resumes: wait until
+    /// the group is subscribed here, for at most [`SUBSCRIBE_WAIT`], so
+    /// that every frame numbered after the read reaches this process live
+    /// (frames both read and received are queued once, by the outbox). A
+    /// group that gained its first member a moment ago may not be yet: a
+    /// frame published between the read and its subscription would be
+    /// neither read nor received. An error at once while the server is
+    /// `away`, and when the subscription does not come in time; `layer`
+    /// names the layer in it. A client that resumes in the process's first
+    /// moments, before the layer's first connection is made, is answered
+    /// once it is (the server is not away yet).
+    pub(super) async fn before_log_read(
+        &self,
+        layer: &str,
+        away: bool,
+        group: &str,
+    ) -> Result<(), LayerError> {
+        if away {
+            return Err(LayerError::new(format!(
+                "{layer}: not connected; the log cannot be read"
+            )));
+        }
+        if !self.wait_subscribed(group, SUBSCRIBE_WAIT).await {
+            return Err(LayerError::new(format!(
+                "{layer}: {group} was not subscribed in time"
+            )));
+        }
+        Ok(())
+    }
+
     /// Wait until `group` is subscribed, for at most `limit`.
-    pub(super) async fn wait_subscribed(&self, group: &str, limit: Duration) -> bool {
+    async fn wait_subscribed(&self, group: &str, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
+        let mut waiting = None;
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -82,6 +141,7 @@ impl Subscriptions {
             if self.confirmed().contains(group) {
                 return true;
             }
+            waiting.get_or_insert_with(|| Waiting::new(&self.waiting));
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 return false;
             }

@@ -592,3 +592,88 @@ async fn a_group_joined_before_the_first_connection_is_waited_for() {
     crate::support::assert_subscribed_waits_for_the_gate(&layer, &gate, "room_early").await;
     assert_eq!(shard_subscribers(&ports, "lvearly:{room_early}").await, 1);
 }
+
+/// A client that resumes on a process not yet subscribed to its group
+/// misses nothing another process publishes meanwhile: the process answers
+/// from the group's log once the subscription is confirmed, so every frame
+/// numbered after that read reaches it live. The subscription is held
+/// until the test lets it go, with a frame published by the other process
+/// in between: read before the subscription, the log would not hold that
+/// frame, and the subscription, which starts the group's delivery at the
+/// newest frame then, would never bring it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resuming_before_its_group_is_subscribed_misses_nothing() {
+    use liveview::layer::ChannelLayer;
+
+    let cluster = RedisCluster::start(3, 0).await.expect("the cluster starts");
+    let layer = || {
+        RedisClusterLayer::builder(cluster.seeds())
+            .prefix("lvresume:")
+            .build()
+            .expect("a layer")
+    };
+    let (layer_a, layer_b) = (layer(), layer());
+    let a = TestServer::start(
+        LiveView::builder().channel_layer(layer_a.clone()),
+        axum::Router::new(),
+    )
+    .await
+    .expect("A starts");
+    let b = TestServer::start(
+        LiveView::builder().channel_layer(layer_b.clone()),
+        axum::Router::new(),
+    )
+    .await
+    .expect("B starts");
+    let send = async |text: &str| {
+        b.live()
+            .broadcaster()
+            .send_to_room(ROOM, html(text))
+            .await
+            .expect("published");
+    };
+    send("one").await;
+    let position = layer_b
+        .position(GROUP)
+        .await
+        .expect("the log is read")
+        .expect("the layer keeps a log");
+    assert_eq!(position.seq, 1);
+    let epoch = position.epoch.expect("a numbering");
+    layer_a.health().await.expect("A reaches the cluster");
+
+    layer_a.hold_subscriptions(true);
+    let reader = Reader::start(&a, &format!("{GROUP}:0:{epoch}")).await;
+    // A has answered the client from the log (then "one" arrives), or it
+    // waits for the group's subscription to read it.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while layer_a.waiting_for_subscriptions() == 0
+        && !reader.recorded.snapshot().iter().any(|f| text(f) == "one")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A neither answered nor waited"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Within the 2 s the layer waits for a subscription before it answers
+    // with a resync: one publish.
+    send("two").await;
+    layer_a.hold_subscriptions(false);
+    assert!(layer_a.subscribed(GROUP).await, "A subscribed to the group");
+    send("three").await;
+    reader.recorded.until("three", |f| text(f) == "three").await;
+
+    let frames = reader.finish().await;
+    let got: Vec<(Option<u64>, &str)> = frames
+        .iter()
+        .map(|f| (f["seq"].as_u64(), text(f)))
+        .collect();
+    assert_eq!(
+        got,
+        [(Some(1), "one"), (Some(2), "two"), (Some(3), "three")],
+        "what the client on A got: {frames:?}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -13,7 +13,6 @@ use super::{
     Conn, H_EPOCH, H_NODE, H_SEQ, H_TIME, Inner, PUBLISH_TIMEOUT, REQUEST_TIMEOUT, bytes_of, now_ms,
 };
 use crate::layer::sequencer::Gap;
-use crate::layer::subscriptions::SUBSCRIBE_WAIT;
 use crate::layer::{
     Frame, GroupPosition, LayerError, Missed, Replay, ReplayConfig, replay_in_epoch,
 };
@@ -349,11 +348,9 @@ impl Inner {
     }
 
     /// What `group`'s log holds after `after` (of `epoch`, when the
-    /// client said which), for a client that reconnects. Read once the
-    /// group is subscribed here, so that every frame numbered after the read
-    /// reaches this process live. While the server is away it answers at
-    /// once; a client that resumes before the first connection is made is
-    /// answered once it is (within [`SUBSCRIBE_WAIT`]).
+    /// client said which), for a client that reconnects; asked once the
+    /// group is subscribed here (see
+    /// [`Subscriptions::before_log_read`](crate::layer::subscriptions::Subscriptions::before_log_read)).
     pub(super) async fn replay(
         &self,
         group: &str,
@@ -361,20 +358,6 @@ impl Inner {
         epoch: Option<&str>,
     ) -> Result<Missed, LayerError> {
         let config = self.replay_config()?;
-        if self.is_away() {
-            return Err(LayerError::new(
-                "nats: not connected; the log cannot be read",
-            ));
-        }
-        if !self
-            .subscriptions
-            .wait_subscribed(group, SUBSCRIBE_WAIT)
-            .await
-        {
-            return Err(LayerError::new(format!(
-                "nats: {group} was not subscribed in time"
-            )));
-        }
         let stream = self.stream().await?;
         let Some(tail) = self.read_tail(&stream, group).await? else {
             // No numbering at all: only a client that saw nothing is in step.

@@ -369,7 +369,7 @@ impl ChannelLayer for NatsLayer {
         })
     }
 
-    shared_state_methods!();
+    shared_state_methods!("nats");
 
     fn health(&self) -> BoxFuture<'_, Result<(), LayerError>> {
         Box::pin(async move {

@@ -500,7 +500,7 @@ impl ChannelLayer for RedisLayer {
         })
     }
 
-    shared_state_methods!();
+    shared_state_methods!("redis");
 
     fn health(&self) -> BoxFuture<'_, Result<(), LayerError>> {
         Box::pin(async move {

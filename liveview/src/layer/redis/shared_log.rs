@@ -24,7 +24,6 @@ use redis::{FromRedisValue, RedisResult, Script};
 use super::wire::{self, now_ms};
 use super::{COMMAND_TIMEOUT, Inner};
 use crate::hub::log::new_epoch;
-use crate::layer::subscriptions::SUBSCRIBE_WAIT;
 use crate::layer::{
     Frame, GroupPosition, LayerError, Missed, Replay, ReplayConfig, replay_in_epoch,
 };
@@ -298,12 +297,8 @@ impl Inner {
     }
 
     /// What `group`'s shared log holds after `after` of `epoch`, for a
-    /// reconnecting client. Read once the group is subscribed here, so that
-    /// every frame numbered after the read reaches this process live
-    /// (frames both read and received are queued once, by the outbox).
-    /// While Redis is away it answers at once; a client that resumes in the
-    /// process's first moments, before its first connection is made, is
-    /// answered once it is (within [`SUBSCRIBE_WAIT`]).
+    /// reconnecting client; asked once the group is subscribed here (see
+    /// [`Subscriptions::before_log_read`](crate::layer::subscriptions::Subscriptions::before_log_read)).
     pub(super) async fn replay(
         &self,
         group: &str,
@@ -311,20 +306,6 @@ impl Inner {
         epoch: Option<&str>,
     ) -> Result<Missed, LayerError> {
         let config = self.replay_config()?;
-        if self.is_away() {
-            return Err(LayerError::new(
-                "redis: not connected; the log cannot be read",
-            ));
-        }
-        if !self
-            .subscriptions
-            .wait_subscribed(group, SUBSCRIBE_WAIT)
-            .await
-        {
-            return Err(LayerError::new(format!(
-                "redis: {group} was not subscribed in time"
-            )));
-        }
         let read = self.read_log(group, after).await?;
         let missed = read.newest.saturating_sub(after);
         let replay = if read.epoch.is_empty() {

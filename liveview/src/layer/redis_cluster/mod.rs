@@ -17,7 +17,11 @@
 //! subscribes again itself any group that no node confirmed since a
 //! connection was lost; each confirmation of a subscription makes the
 //! layer read the group's log and deliver what the shard published
-//! meanwhile. A group whose subscription stands is not read again: the
+//! meanwhile. A client that resumes is answered from the log only once its
+//! group's subscription is confirmed here, as with the other layers: the
+//! first subscription starts the group's delivery at the newest frame, so
+//! a read made before it could miss what was published in between. A
+//! group whose subscription stands is not read again: the
 //! layer's periodic check costs nothing per quiet group. Frames reach
 //! local members through the sequencer, in the order of their numbers.
 
@@ -129,6 +133,8 @@ struct Inner {
     /// The groups whose subscription a node confirmed, on the connection
     /// that holds it now.
     subscriptions: Subscriptions,
+    /// Fault injection for tests: group changes wait while this is set.
+    changes_held: AtomicBool,
     started: AtomicBool,
     heartbeat_started: AtomicBool,
     shutdown: CancellationToken,
@@ -173,6 +179,7 @@ impl RedisClusterLayerBuilder {
             connected: AtomicBool::new(false),
             first_attempt_over: AtomicBool::new(false),
             subscriptions: Subscriptions::default(),
+            changes_held: AtomicBool::new(false),
             started: AtomicBool::new(false),
             heartbeat_started: AtomicBool::new(false),
             shutdown: shutdown.clone(),
@@ -202,6 +209,25 @@ impl RedisClusterLayer {
     /// The prefix of channel and key names.
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
+    }
+
+    /// Fault injection for tests: while `held`, a group that gains its
+    /// first member here is not subscribed (nor one that loses its last
+    /// unsubscribed); once released, the changes are made, in order.
+    #[doc(hidden)]
+    pub fn hold_subscriptions(&self, held: bool) {
+        self.inner.changes_held.store(held, Ordering::Release);
+        if !held {
+            self.inner.groups_changed.notify_one();
+        }
+    }
+
+    /// For tests: how many callers wait now for a group's subscription
+    /// (a log read for a resuming client, a publish to a group with
+    /// members here).
+    #[doc(hidden)]
+    pub fn waiting_for_subscriptions(&self) -> usize {
+        self.inner.subscriptions.waiting()
     }
 }
 
@@ -287,6 +313,11 @@ impl Inner {
                 }
             });
         }
+    }
+
+    /// Whether the cluster is away (see [`subscriptions::is_away`]).
+    fn is_away(&self) -> bool {
+        subscriptions::is_away(&self.connected, &self.first_attempt_over)
     }
 
     fn group_of(&self, channel: &str) -> Option<String> {
@@ -441,7 +472,12 @@ impl Inner {
     }
 
     /// What `group`'s log holds after `after` (of `epoch`, when the client
-    /// said which), for a client that reconnects.
+    /// said which), for a client that reconnects; asked once the group is
+    /// subscribed here (see
+    /// [`Subscriptions::before_log_read`](subscriptions::Subscriptions::before_log_read)):
+    /// the group's delivery here starts at the newest frame when it is
+    /// first subscribed, so a frame numbered after a read made before that
+    /// would be neither in the answer nor delivered.
     async fn replay(
         &self,
         group: &str,
@@ -467,7 +503,10 @@ impl Inner {
         })
     }
 
-    /// Where `group`'s numbering stands.
+    /// Where `group`'s numbering stands. Read at once, subscribed or not:
+    /// a page renders it before any of its connections joins here, and the
+    /// connection resumes from it through [`replay`](Self::replay), which
+    /// waits for the subscription.
     async fn position(&self, group: &str) -> Result<GroupPosition, LayerError> {
         let (seq, epoch, _) = self.read(group, u64::MAX - 1).await?;
         Ok(GroupPosition {
@@ -649,8 +688,7 @@ impl ChannelLayer for RedisClusterLayer {
 
     fn subscribed<'a>(&'a self, group: &'a str) -> BoxFuture<'a, bool> {
         Box::pin(async move {
-            let away =
-                subscriptions::is_away(&self.inner.connected, &self.inner.first_attempt_over);
+            let away = self.inner.is_away();
             self.inner.subscriptions.subscribed(away, group).await
         })
     }
@@ -675,7 +713,7 @@ impl ChannelLayer for RedisClusterLayer {
         Box::pin(async move { self.inner.publish_numbered(group, frame).await.map(Some) })
     }
 
-    shared_state_methods!();
+    shared_state_methods!("redis cluster");
 
     fn health(&self) -> BoxFuture<'_, Result<(), LayerError>> {
         Box::pin(async move {
@@ -760,6 +798,9 @@ async fn run(inner: Arc<Inner>) {
         tokio::select! {
             () = inner.shutdown.cancelled() => break,
             () = inner.groups_changed.notified() => {
+                if inner.changes_held.load(Ordering::Acquire) {
+                    continue;
+                }
                 let dirty = std::mem::take(&mut *inner.dirty.lock().unwrap_or_else(PoisonError::into_inner));
                 let live: HashSet<String> = inner.local.get().map(|l| l.groups()).unwrap_or_default().into_iter().collect();
                 let Ok(mut conn) = inner.conn().await else { continue };
