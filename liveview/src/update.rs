@@ -890,6 +890,73 @@ mod tests {
         assert_eq!(frame.capacity(), frame.len());
     }
 
+    /// Every count of digits a `ref` can have, at both of its ends, in the
+    /// frame of an update with a target only, with the rarer keys, and
+    /// with extra keys: the text serde_json writes, in a buffer of its
+    /// length where the length is measured.
+    #[test]
+    fn a_frame_is_the_text_serde_json_writes_for_every_count_of_digits_of_its_ref() {
+        let mut references = vec![None, Some(0), Some(u64::MAX - 1), Some(u64::MAX)];
+        for power in 1..=19 {
+            let p = 10u64.pow(power);
+            references.extend([Some(p - 1), Some(p), Some(p + 1)]);
+        }
+        let updates = [
+            Update::new("#t"),
+            Update::new("#t")
+                .html("<p>\"\u{2028}\u{1f}\\</p>")
+                .append()
+                .morph(),
+            Update::new("#t").remove().scroll_top(),
+            Update::empty(),
+            Update::empty().title("T\u{7f}\u{2029}"),
+            Update::new("#t")
+                .html("x")
+                .url("/u/")
+                .scroll("#s")
+                .script("go()"),
+            Update::new("#t").extra("focus", "#t input"),
+            Update::empty().extra("ref", 1),
+        ];
+        for update in &updates {
+            for reference in references.iter().copied() {
+                let with_ref = WithRef(update, reference);
+                let expected = serde_json::to_string(&with_ref).unwrap();
+                let frame = with_ref.frame().unwrap();
+                assert_eq!(frame, expected);
+                if update.rare.as_ref().is_none_or(|rare| rare.extra.is_none()) {
+                    assert_eq!(frame.capacity(), frame.len(), "{frame}");
+                }
+            }
+        }
+    }
+
+    /// Every byte value, at every place of every length up to two blocks
+    /// of sixteen and then some, among bytes that need no escaping (next
+    /// to `"`, `\` and the control characters, or only the high bit
+    /// apart): found exactly when JSON escapes it, by each of the scan's
+    /// block, word and half-word paths.
+    #[test]
+    fn every_byte_value_is_found_to_need_escaping_exactly_when_it_does() {
+        for len in 1..=34 {
+            for filler in [b' ', 0xa2, 0xdc] {
+                let mut bytes = vec![filler; len];
+                assert!(!json::has_escape(&bytes));
+                for at in 0..len {
+                    for byte in 0..=u8::MAX {
+                        bytes[at] = byte;
+                        assert_eq!(
+                            json::has_escape(&bytes),
+                            json::needs_escape(byte),
+                            "{byte:#x} at {at} of {len}, among {filler:#x}"
+                        );
+                    }
+                    bytes[at] = filler;
+                }
+            }
+        }
+    }
+
     #[test]
     fn raw_values_get_the_ref_only_when_asked() {
         assert_eq!(frame(json!({"title": "x"}), None), json!({"title": "x"}));

@@ -1133,6 +1133,173 @@ mod tests {
                 }
             }
         }
+
+        /// Text around the 22 bytes kept in place: ASCII, then a character
+        /// of one to four bytes that may straddle the boundary, then a few
+        /// more bytes.
+        fn near_inline() -> impl Strategy<Value = String> {
+            (
+                "[a-z]{17,23}",
+                prop::sample::select(vec!["", "Z", "\u{7f}", "é", "€", "😀"]),
+                "[a-z0-9]{0,2}",
+            )
+                .prop_map(|(ascii, character, more)| format!("{ascii}{character}{more}"))
+        }
+
+        /// Keys that normalise across the inline boundary: camelCase that
+        /// grows past 22 bytes, `data_` and `data` prefixes that bring a key
+        /// back under it.
+        fn boundary_key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                near_inline(),
+                "[a-z]{2,7}([A-Z][a-z]{1,6}){1,3}[A-Z]{0,2}",
+                near_inline().prop_map(|k| format!("data_{k}")),
+                "[a-z]{12,18}".prop_map(|k| format!("data_{k}")),
+                "[A-Z][a-z]{3,7}([A-Z][a-z]{3,6}){1,2}".prop_map(|k| format!("data{k}")),
+            ]
+        }
+
+        /// A `form` or `data` object whose keys come from a few, repeated
+        /// and colliding once normalised (`userName`, `user_name`,
+        /// `data_user_name`, `dataUserName`).
+        fn boundary_object() -> impl Strategy<Value = String> {
+            let value = prop_oneof![
+                4 => near_inline().prop_map(|v| format!("\"{v}\"")),
+                2 => "[a-zA-Z ]{0,4}".prop_map(|v| format!("\"{v}\"")),
+                1 => prop::sample::select(vec!["true", "false", "null"]).prop_map(str::to_owned),
+            ];
+            (
+                prop::collection::vec(boundary_key(), 1..4),
+                prop::collection::vec((any::<prop::sample::Index>(), space(), value), 0..8),
+            )
+                .prop_map(|(mut pool, members)| {
+                    let first = pool[0].clone();
+                    let snake = snake_case(&first).into_owned();
+                    let mut upper = snake.clone();
+                    if let Some(c) = upper.get_mut(..1) {
+                        c.make_ascii_uppercase();
+                    }
+                    pool.extend([
+                        snake.clone(),
+                        format!("data_{snake}"),
+                        format!("data{upper}"),
+                    ]);
+                    let members: Vec<String> = members
+                        .into_iter()
+                        .map(|(at, s, v)| format!("{s}\"{}\"{s}:{s}{v}{s}", at.get(&pool)))
+                        .collect();
+                    format!("{{{}}}", members.join(","))
+                })
+        }
+
+        /// A `ref` of every count of digits, and past `u64::MAX`.
+        fn any_count_of_digits() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => (0..=20u32, any::<u64>()).prop_map(|(digits, n)| {
+                    10u64.checked_pow(digits).map_or(n, |p| n % p).to_string()
+                }),
+                1 => prop::sample::select(vec![
+                    "18446744073709551615", "18446744073709551614", "18446744073709551616",
+                    "18446744073709551619", "18446744073709551620", "20000000000000000000",
+                    "100000000000000000000", "184467440737095516150",
+                ])
+                .prop_map(str::to_owned),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            /// Plain frames whose keys, values and language are about 22
+            /// bytes long: read without serde, as serde_json reads them,
+            /// and seen the same by a handler's accessors.
+            #[test]
+            fn plain_frames_at_the_inline_boundary_parse_as_they_did(
+                form in boundary_object(),
+                data in boundary_object(),
+                lang in near_inline(),
+                reference in any_count_of_digits(),
+                spaces in prop::array::uniform6(space()),
+            ) {
+                let [a, b, c, d, e, f] = spaces;
+                let text = format!(
+                    r#"{a}{{{b}"function"{c}:{d}"f"{e},"form":{form},{f}"data"{a}:{b}{data},"lang":{c}"{lang}","ref"{d}:{e}{reference}{f}}}{a}"#
+                );
+                let fits = reference.parse::<u64>().is_ok();
+                prop_assert_eq!(plain::parse(&text).is_some(), fits, "{}", text);
+                same_as_reference(&text).map_err(TestCaseError::fail)?;
+                if !fits {
+                    return Ok(());
+                }
+                let (call, (old, _)) = (parse(&text, "room").unwrap(), reference::parse(&text, "room").unwrap());
+                prop_assert_eq!(call.content.lang(), lang.as_str());
+                for (new, old) in [(&call.content.form, &old.form), (&call.content.data, &old.data)] {
+                    let expected = old.clone().into_map();
+                    prop_assert_eq!(new.as_map(), &expected, "{}", text);
+                    prop_assert_eq!(new.len(), expected.len());
+                    for (key, value) in &expected {
+                        prop_assert_eq!(new.get(key), Some(value), "{}: {}", text, key);
+                        prop_assert_eq!(new.str(key), value.as_str(), "{}: {}", text, key);
+                    }
+                }
+            }
+
+            /// A string is read without serde exactly when it has nothing
+            /// to escape (no control character, no `\`): whatever its
+            /// characters, and wherever they fall among eight-byte words.
+            #[test]
+            fn a_string_is_read_without_serde_when_it_has_nothing_to_escape(
+                strings in prop::array::uniform3(prop::collection::vec(
+                    prop_oneof![
+                        4 => "[a-z]{0,9}",
+                        1 => (0u8..0x20).prop_map(|b| char::from(b).to_string()),
+                        1 => prop::sample::select(vec![
+                            "\\", "\\n", "\\\"", "\\u00e9", "\u{7f}", "\u{80}", "\u{a2}",
+                            "\u{dc}", "é", "\u{2028}", "😀", " ", "!", "#", "[", "]",
+                        ])
+                        .prop_map(str::to_owned),
+                    ],
+                    0..6,
+                )),
+            ) {
+                let [key, value, lang] = strings.map(|pieces| pieces.concat());
+                let plain = [&key, &value, &lang]
+                    .iter()
+                    .all(|s| !s.bytes().any(crate::update::json::needs_escape));
+                // Each string last in its frame too, where it ends less
+                // than a word before the end of the text.
+                for text in [
+                    format!(r#"{{"function":"f","ref":1,"form":{{"{key}":"{value}"}},"lang":"{lang}"}}"#),
+                    format!(r#"{{"function":"f","lang":"{lang}","ref":1,"form":{{"{key}":"{value}"}}}}"#),
+                ] {
+                    prop_assert_eq!(plain::parse(&text).is_some(), plain, "{:?}", text);
+                    same_as_reference(&text).map_err(TestCaseError::fail)?;
+                }
+            }
+        }
+
+        /// Every frame cut short, and every frame with one byte taken out,
+        /// is read as serde_json reads it, without a panic: the scanner
+        /// never reads past the text, nor accepts a frame that ends early.
+        #[test]
+        fn plain_frames_cut_short_or_missing_a_byte_parse_as_they_did() {
+            for text in [
+                r#"{"function":"say_hello","form":{"name":"Ada Lovelace","agree":true,"x":null},"data":{"dataUserId":"12345678901234567890123"},"lang":"pt-BR","room":"lobby","ref":18446744073709551615}"#,
+                "{ \"function\" : \"a.b-c\" , \"ref\" : 7 , \"form\" : { \"k\" : false } , \"lang\" : \"\" }\n",
+                r#"{"ref":0,"data":{"data_":"é€😀","a":"b"},"function":"abcdefghijklmnop"}"#,
+            ] {
+                let object_end = text.rfind('}').unwrap() + 1;
+                for cut in (0..text.len()).filter(|&i| text.is_char_boundary(i)) {
+                    let short = &text[..cut];
+                    assert_eq!(plain::parse(short).is_some(), cut >= object_end, "{short}");
+                    same_as_reference(short).unwrap();
+                    if let Some(next) = (cut + 1..=text.len()).find(|&i| text.is_char_boundary(i)) {
+                        let missing = format!("{short}{}", &text[next..]);
+                        same_as_reference(&missing).unwrap();
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -439,6 +439,41 @@ mod tests {
         }
     }
 
+    /// Where a string ends, as the first byte JSON escapes, looked at one
+    /// byte at a time.
+    fn string_end_one_at_a_time(bytes: &[u8], at: usize) -> Option<usize> {
+        bytes
+            .get(at..)?
+            .iter()
+            .position(|&b| json::needs_escape(b))
+            .map(|i| at + i)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The end of a string found eight bytes at a time is the first
+        /// byte to escape, also among bytes next to those (by value, or
+        /// with only the high bit apart) and several of them in one word.
+        #[test]
+        fn a_strings_end_is_its_first_byte_to_escape(
+            bytes in prop::collection::vec(
+                prop_oneof![
+                    4 => prop::sample::select(vec![
+                        b' ', b'!', b'#', b'[', b']', b'a', 0x7f, 0x80, 0x9f, 0xa0, 0xa1,
+                        0xa2, 0xa3, 0xdb, 0xdc, 0xdd, 0xff,
+                    ]),
+                    1 => prop::sample::select(vec![0x00, 0x01, 0x1f, b'"', b'\\', b'\n']),
+                    1 => any::<u8>(),
+                ],
+                0..40,
+            ),
+            at in 0..41usize,
+        ) {
+            prop_assert_eq!(string_end(&bytes, at), string_end_one_at_a_time(&bytes, at), "{:?} from {}", bytes, at);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2048))]
 
