@@ -252,19 +252,19 @@ impl Fields {
             ),
             _ => Few::default(),
         };
-        Self::from_entries(entries, true, is_data)
+        // A map's keys are sorted unless serde_json's `preserve_order` is
+        // on (any crate of the application may turn it on), and then they
+        // come in the order they were inserted: normalize_entries sorts
+        // them when they are not.
+        Self::from_entries(entries, is_data)
     }
 
     /// The fields of a `form` (or, with `is_data`, a `data`) object whose
     /// entries are `entries`, in the order they came, keys as they were
     /// sent: see [`keys::normalize_entries`].
-    pub(crate) fn from_entries(
-        entries: Few<(Cow<'_, str>, Val)>,
-        sorted_unique: bool,
-        is_data: bool,
-    ) -> Self {
+    pub(crate) fn from_entries(entries: Few<(Cow<'_, str>, Val)>, is_data: bool) -> Self {
         Self {
-            entries: keys::normalize_entries(entries, sorted_unique, is_data),
+            entries: keys::normalize_entries(entries, is_data),
             built: OnceLock::new(),
             part: if is_data { "data" } else { "form" },
         }
@@ -476,12 +476,15 @@ struct Built {
 
 impl From<Map<String, Value>> for Fields {
     fn from(map: Map<String, Value>) -> Self {
+        let mut entries: Vec<(Key, Val)> = map
+            .into_iter()
+            .map(|(k, v)| (Key::from(k), Val::Json(v)))
+            .collect();
+        // A map's keys are distinct, and sorted unless serde_json's
+        // `preserve_order` is on.
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Self {
-            entries: Few::Heap(
-                map.into_iter()
-                    .map(|(k, v)| (Key::from(k), Val::Json(v)))
-                    .collect(),
-            ),
+            entries: Few::Heap(entries),
             built: OnceLock::new(),
             part: "",
         }
@@ -615,6 +618,32 @@ mod tests {
             (read.name.as_str(), read.age, read.agree),
             ("Ada", 36, true)
         );
+    }
+
+    /// A JSON map keeps its keys sorted, unless serde_json's
+    /// `preserve_order` is on (any crate of an application may turn it
+    /// on), and then they come in the order they were inserted: the fields
+    /// made from one find each of its keys either way.
+    #[test]
+    fn fields_made_from_a_json_map_find_its_keys_in_any_order() {
+        let keys = ["zeta", "alpha", "mid", "beta", "dataGamma", "data_delta"];
+        let mut map = Map::new();
+        for key in keys {
+            map.insert(key.to_owned(), Value::from(key));
+        }
+        let content = Content::new("f")
+            .with_form(Value::Object(map.clone()))
+            .with_data(Value::Object(map.clone()));
+        let raw = Fields::from(map);
+        for key in ["zeta", "alpha", "mid", "beta"] {
+            assert_eq!(content.form.str(key), Some(key));
+            assert_eq!(content.data.str(key), Some(key));
+            assert_eq!(raw.str(key), Some(key));
+        }
+        assert_eq!(content.form.str("data_gamma"), Some("dataGamma"));
+        assert_eq!(content.data.str("gamma"), Some("dataGamma"));
+        assert_eq!(content.data.str("delta"), Some("data_delta"));
+        assert_eq!(raw.str("dataGamma"), Some("dataGamma"));
     }
 
     #[test]

@@ -141,8 +141,8 @@ impl Frame<'_> {
     ) -> Content {
         Content::of_call(
             function,
-            Fields::from_entries(self.form, false, false),
-            Fields::from_entries(self.data, false, true),
+            Fields::from_entries(self.form, false),
+            Fields::from_entries(self.data, true),
             lang,
             room,
         )

@@ -19,14 +19,12 @@ use super::key::Key;
 /// sent twice keeps its last value; keys that only differ before
 /// normalisation (`userId`, `user_id`) resolve in the order of the keys as
 /// sent, the greatest winning, as they did when the object was a JSON map
-/// first. `sorted_unique` says the keys are already sorted and distinct
-/// (they come from a map), which skips the first sort.
+/// first.
 ///
 /// At most three sorts and a binary search per prefixed key: a frame of
 /// 5,000 keys costs a few milliseconds, never their square.
 pub(crate) fn normalize_entries(
     entries: Few<(Cow<'_, str>, Val)>,
-    sorted_unique: bool,
     is_data: bool,
 ) -> Few<(Key, Val)> {
     match entries {
@@ -40,7 +38,7 @@ pub(crate) fn normalize_entries(
             }
             Few::Inline(Some((key, normalize_val(value))))
         }
-        Few::Heap(entries) => Few::Heap(normalize_many(entries, sorted_unique, is_data)),
+        Few::Heap(entries) => Few::Heap(normalize_many(entries, is_data)),
     }
 }
 
@@ -53,12 +51,8 @@ fn normalize_key(key: &str) -> (Key, bool) {
     }
 }
 
-fn normalize_many(
-    mut entries: Vec<(Cow<'_, str>, Val)>,
-    sorted_unique: bool,
-    is_data: bool,
-) -> Vec<(Key, Val)> {
-    if !sorted_unique && !is_strictly_sorted(&entries) {
+fn normalize_many(mut entries: Vec<(Cow<'_, str>, Val)>, is_data: bool) -> Vec<(Key, Val)> {
+    if !is_strictly_sorted(&entries) {
         entries.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
         dedup_keep_last(&mut entries);
     }
@@ -294,7 +288,7 @@ mod tests {
                 .map(|(k, v)| (Cow::Owned(k), Val::Json(v)))
                 .collect(),
         );
-        let out = normalize_entries(entries, true, true)
+        let out = normalize_entries(entries, true)
             .into_vec()
             .into_iter()
             .map(|(k, v)| (String::from(k), v.into_value()))
