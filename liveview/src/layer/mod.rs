@@ -95,6 +95,49 @@ macro_rules! shared_state_methods {
     };
 }
 
+/// The hidden test hooks of a layer whose `inner` follows its groups with
+/// a subscription loop: `subscriptions`
+/// ([`Subscriptions`](subscriptions::Subscriptions)), and `groups_changed`,
+/// the loop's wake-up.
+#[cfg(any(feature = "redis", feature = "nats", feature = "redis-cluster"))]
+macro_rules! subscription_test_hooks {
+    () => {
+        /// Fault injection for tests: while `held`, a group that gains its
+        /// first member here is not subscribed (nor one that loses its last
+        /// unsubscribed); once released, the changes are made, in order.
+        #[doc(hidden)]
+        pub fn hold_subscriptions(&self, held: bool) {
+            self.inner.subscriptions.hold_changes(held);
+            if !held {
+                self.inner.groups_changed.notify_one();
+            }
+        }
+
+        /// Fault injection for tests: while `held`, the layer's loop, once
+        /// it has decided which groups to unsubscribe (their last member
+        /// here left), waits before it unsubscribes them.
+        #[doc(hidden)]
+        pub fn hold_unsubscribes(&self, held: bool) {
+            self.inner.subscriptions.hold_unsubscribes(held);
+        }
+
+        /// For tests: whether the layer's loop waits now to unsubscribe
+        /// (see [`hold_unsubscribes`](Self::hold_unsubscribes)).
+        #[doc(hidden)]
+        pub fn paused_before_unsubscribing(&self) -> bool {
+            self.inner.subscriptions.paused_before_unsubscribing() > 0
+        }
+
+        /// For tests: how many callers wait now for a group's subscription
+        /// (a log read for a resuming client, a publish to a group with
+        /// members here).
+        #[doc(hidden)]
+        pub fn waiting_for_subscriptions(&self) -> usize {
+            self.inner.subscriptions.waiting()
+        }
+    };
+}
+
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;

@@ -4,11 +4,11 @@
 //! ([`Subscriptions::before_log_read`]).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::LayerError;
 
@@ -30,12 +30,34 @@ pub(super) fn is_away(connected: &AtomicBool, first_attempt_over: &AtomicBool) -
 #[derive(Default)]
 pub(super) struct Subscriptions {
     confirmed: Mutex<HashSet<String>>,
+    /// How many times every confirmation was taken away at once
+    /// ([`reset`](Self::reset)); changed under the `confirmed` lock.
+    resets: AtomicU64,
     changed: Notify,
     /// Callers waiting now for a subscription that is not confirmed yet.
     waiting: AtomicUsize,
+    /// Fault injection for tests: group changes wait while this is set.
+    changes_held: AtomicBool,
+    /// Fault injection for tests: a subscription loop that is about to
+    /// unsubscribe waits while this is `true`.
+    unsubscribes_held: watch::Sender<bool>,
+    /// Subscription loops waiting now in
+    /// [`before_unsubscribe`](Self::before_unsubscribe).
+    paused: AtomicUsize,
 }
 
-/// One caller counted in [`Subscriptions::waiting`] while it waits.
+/// What a subscription loop does about the groups whose membership here
+/// changed: see [`Subscriptions::changes`].
+pub(super) struct Changes {
+    /// Groups with members here and no subscription yet.
+    pub(super) subscribe: Vec<String>,
+    /// Subscribed groups without members here any more, their confirmation
+    /// withdrawn already.
+    pub(super) unsubscribe: Vec<String>,
+}
+
+/// One caller counted while it waits (in [`Subscriptions::waiting`], or
+/// [`Subscriptions::paused_before_unsubscribing`]).
 struct Waiting<'a>(&'a AtomicUsize);
 
 impl<'a> Waiting<'a> {
@@ -65,8 +87,9 @@ impl Subscriptions {
         self.changed.notify_waiters();
     }
 
-    /// These groups are about to be unsubscribed, or the server dropped
-    /// their subscription.
+    /// The server dropped these groups' subscription. (A group the layer
+    /// unsubscribes loses its confirmation in [`changes`](Self::changes).)
+    #[cfg_attr(not(feature = "redis-cluster"), allow(dead_code))]
     pub(super) fn withdraw<'a>(&self, groups: impl IntoIterator<Item = &'a String>) {
         let mut confirmed = self.confirmed();
         for group in groups {
@@ -77,13 +100,117 @@ impl Subscriptions {
     /// The connection that held the subscriptions was lost: nothing is
     /// subscribed.
     pub(super) fn reset(&self) {
-        self.confirmed().clear();
+        let mut confirmed = self.confirmed();
+        confirmed.clear();
+        self.resets.fetch_add(1, Ordering::AcqRel);
+        drop(confirmed);
         self.changed.notify_waiters();
+    }
+
+    /// What to do about the groups in `dirty`, whose membership here
+    /// changed: subscribe those that have members here (`has_members`) and
+    /// are not `subscribed`, unsubscribe the `subscribed` ones that have
+    /// none.
+    ///
+    /// A subscribed group that seems to have no member left loses its
+    /// confirmation first, and only then are its members looked at again:
+    /// a client that resumes into it meanwhile either saw the confirmation
+    /// before it went away, and then joined before that second look, which
+    /// keeps the group (its confirmation given back: the subscription
+    /// never stopped), or its log read waits for the group's next
+    /// subscription ([`before_log_read`](Self::before_log_read)). So a log
+    /// is never read under a confirmation that an unsubscribe is about to
+    /// take away: the frames published between that unsubscribe and the
+    /// next subscription would be neither in the read nor delivered. A
+    /// client that joins after the second look marks its group changed
+    /// again, and the loop subscribes it again after unsubscribing it.
+    pub(super) fn changes(
+        &self,
+        dirty: impl IntoIterator<Item = String>,
+        subscribed: impl Fn(&str) -> bool,
+        has_members: impl Fn(&str) -> bool,
+    ) -> Changes {
+        let mut subscribe = Vec::new();
+        let mut leaving = Vec::new();
+        for group in dirty {
+            match (has_members(&group), subscribed(&group)) {
+                (true, false) => subscribe.push(group),
+                (false, true) => leaving.push(group),
+                _ => {}
+            }
+        }
+        if leaving.is_empty() {
+            return Changes {
+                subscribe,
+                unsubscribe: leaving,
+            };
+        }
+        let (withdrawn, resets) = {
+            let mut confirmed = self.confirmed();
+            let withdrawn: HashSet<String> = leaving
+                .iter()
+                .filter(|group| confirmed.remove(*group))
+                .cloned()
+                .collect();
+            (withdrawn, self.resets.load(Ordering::Acquire))
+        };
+        let (kept, unsubscribe): (Vec<String>, Vec<String>) =
+            leaving.into_iter().partition(|group| has_members(group));
+        if !kept.is_empty() {
+            let mut confirmed = self.confirmed();
+            // Unless the connection was lost meanwhile, with every
+            // subscription.
+            if self.resets.load(Ordering::Acquire) == resets {
+                confirmed.extend(kept.into_iter().filter(|g| withdrawn.contains(g)));
+            }
+            drop(confirmed);
+            self.changed.notify_waiters();
+        }
+        Changes {
+            subscribe,
+            unsubscribe,
+        }
+    }
+
+    /// For tests: while `held`, group changes wait (the layer's loop
+    /// leaves them marked; once released, it is woken to make them).
+    pub(super) fn hold_changes(&self, held: bool) {
+        self.changes_held.store(held, Ordering::Release);
+    }
+
+    /// Whether group changes wait now (see [`hold_changes`](Self::hold_changes)).
+    pub(super) fn changes_held(&self) -> bool {
+        self.changes_held.load(Ordering::Acquire)
+    }
+
+    /// For tests: while `held`, a subscription loop that has decided to
+    /// unsubscribe groups waits in
+    /// [`before_unsubscribe`](Self::before_unsubscribe) before it does.
+    pub(super) fn hold_unsubscribes(&self, held: bool) {
+        self.unsubscribes_held.send_replace(held);
+    }
+
+    /// How many subscription loops wait now in
+    /// [`before_unsubscribe`](Self::before_unsubscribe).
+    pub(super) fn paused_before_unsubscribing(&self) -> usize {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Called by a subscription loop between deciding which groups to
+    /// unsubscribe and unsubscribing them: returns at once, unless a test
+    /// holds unsubscribes ([`hold_unsubscribes`](Self::hold_unsubscribes)).
+    pub(super) async fn before_unsubscribe(&self) {
+        let mut held = self.unsubscribes_held.subscribe();
+        if !*held.borrow_and_update() {
+            return;
+        }
+        let _paused = Waiting::new(&self.paused);
+        // The sender lives as long as `self`.
+        let _ = held.wait_for(|held| !held).await;
     }
 
     /// How many callers wait now for a subscription that is not confirmed
     /// yet (for tests: a log read held back until its group is subscribed).
-    #[cfg_attr(not(feature = "redis-cluster"), allow(dead_code))]
     pub(super) fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Acquire)
     }
@@ -146,5 +273,99 @@ impl Subscriptions {
                 return false;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn names(groups: &[&str]) -> Vec<String> {
+        groups.iter().map(|g| (*g).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_group_without_members_is_unsubscribed_and_no_longer_confirmed() {
+        let subscriptions = Subscriptions::default();
+        subscriptions.confirm(&names(&["left", "stays"]));
+        let changes = subscriptions.changes(
+            names(&["left", "joined", "stays"]),
+            |g| g != "joined",
+            |g| g != "left",
+        );
+        assert_eq!(changes.subscribe, ["joined"]);
+        assert_eq!(changes.unsubscribe, ["left"]);
+        assert!(!subscriptions.is_confirmed("left"));
+        assert!(subscriptions.is_confirmed("stays"));
+    }
+
+    #[test]
+    fn members_are_looked_at_again_only_once_the_confirmation_is_withdrawn() {
+        let subscriptions = Subscriptions::default();
+        subscriptions.confirm(&names(&["g"]));
+        // No member at the first look; one joined (and saw no
+        // confirmation) by the second.
+        let looks = Cell::new(0);
+        let changes = subscriptions.changes(
+            names(&["g"]),
+            |_| true,
+            |g| {
+                looks.set(looks.get() + 1);
+                if looks.get() == 1 {
+                    return false;
+                }
+                assert!(
+                    !subscriptions.is_confirmed(g),
+                    "the members are looked at again under the confirmation"
+                );
+                true
+            },
+        );
+        assert_eq!(looks.get(), 2);
+        assert!(changes.unsubscribe.is_empty(), "the group is kept");
+        assert!(changes.subscribe.is_empty());
+        assert!(
+            subscriptions.is_confirmed("g"),
+            "the subscription stood: its confirmation is given back"
+        );
+    }
+
+    #[test]
+    fn a_kept_group_is_not_confirmed_again_after_a_lost_connection() {
+        let subscriptions = Subscriptions::default();
+        subscriptions.confirm(&names(&["g"]));
+        let looks = Cell::new(0);
+        let changes = subscriptions.changes(
+            names(&["g"]),
+            |_| true,
+            |_| {
+                looks.set(looks.get() + 1);
+                if looks.get() == 1 {
+                    return false;
+                }
+                subscriptions.reset();
+                true
+            },
+        );
+        assert!(changes.unsubscribe.is_empty());
+        assert!(!subscriptions.is_confirmed("g"));
+    }
+
+    #[test]
+    fn a_kept_group_that_was_not_confirmed_stays_unconfirmed() {
+        let subscriptions = Subscriptions::default();
+        let looks = Cell::new(0);
+        let changes = subscriptions.changes(
+            names(&["g"]),
+            |_| true,
+            |_| {
+                looks.set(looks.get() + 1);
+                looks.get() > 1
+            },
+        );
+        assert!(changes.unsubscribe.is_empty());
+        assert!(!subscriptions.is_confirmed("g"));
     }
 }

@@ -1992,3 +1992,34 @@ async fn require_password(conn: &mut ::redis::aio::MultiplexedConnection, passwo
         .await
         .unwrap();
 }
+
+/// A client that resumes on a process whose last member of the group just
+/// left, while the process is about to unsubscribe from it, misses no
+/// frame published between that unsubscribe and the next subscription
+/// (see the helper). A private server: the test counts the group's
+/// subscribers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resuming_while_its_group_is_unsubscribed_misses_nothing() {
+    let redis = RedisServer::start().await.expect("redis starts");
+    let prefix = unique_prefix();
+    let layer_a = layer(&redis.url(), &prefix);
+    let layer_b = layer(&redis.url(), &prefix);
+    let a = node(&layer_a).await;
+    let b = node(&layer_b).await;
+    let conn = inspector(&redis.url()).await;
+    let channel = format!("{prefix}room_leaving");
+    crate::support::assert_a_client_resuming_while_its_group_is_unsubscribed_misses_nothing(
+        &layer_a,
+        &a,
+        &b,
+        "leaving",
+        || {
+            let mut conn = conn.clone();
+            let channel = channel.clone();
+            async move { u64::try_from(numsub(&mut conn, &channel).await).unwrap_or(0) }
+        },
+    )
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -677,3 +677,42 @@ async fn a_client_resuming_before_its_group_is_subscribed_misses_nothing() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A client that resumes on a process whose last member of the group just
+/// left, while the process is about to unsubscribe from it, misses no
+/// frame published between that unsubscribe and the next subscription
+/// (see the helper).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resuming_while_its_group_is_unsubscribed_misses_nothing() {
+    let cluster = RedisCluster::start(3, 0).await.expect("the cluster starts");
+    let ports = cluster.ports();
+    let layer = || {
+        RedisClusterLayer::builder(cluster.seeds())
+            .prefix("lvleaving:")
+            .build()
+            .expect("a layer")
+    };
+    let (layer_a, layer_b) = (layer(), layer());
+    let a = TestServer::start(
+        LiveView::builder().channel_layer(layer_a.clone()),
+        axum::Router::new(),
+    )
+    .await
+    .expect("A starts");
+    let b = TestServer::start(
+        LiveView::builder().channel_layer(layer_b.clone()),
+        axum::Router::new(),
+    )
+    .await
+    .expect("B starts");
+    crate::support::assert_a_client_resuming_while_its_group_is_unsubscribed_misses_nothing(
+        &layer_a,
+        &a,
+        &b,
+        "leaving",
+        || shard_subscribers(&ports, "lvleaving:{room_leaving}"),
+    )
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

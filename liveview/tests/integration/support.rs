@@ -219,3 +219,151 @@ impl Gate {
         self.opened.notify_one();
     }
 }
+
+/// The hidden test hooks of a layer's subscription loop.
+#[cfg(feature = "redis")]
+pub trait SubscriptionHooks: liveview::layer::ChannelLayer {
+    fn hold_subscriptions(&self, held: bool);
+    fn hold_unsubscribes(&self, held: bool);
+    fn paused_before_unsubscribing(&self) -> bool;
+    fn waiting_for_subscriptions(&self) -> usize;
+}
+
+#[cfg(feature = "redis")]
+macro_rules! subscription_hooks {
+    ($layer:ty) => {
+        impl SubscriptionHooks for $layer {
+            fn hold_subscriptions(&self, held: bool) {
+                <$layer>::hold_subscriptions(self, held);
+            }
+            fn hold_unsubscribes(&self, held: bool) {
+                <$layer>::hold_unsubscribes(self, held);
+            }
+            fn paused_before_unsubscribing(&self) -> bool {
+                <$layer>::paused_before_unsubscribing(self)
+            }
+            fn waiting_for_subscriptions(&self) -> usize {
+                <$layer>::waiting_for_subscriptions(self)
+            }
+        }
+    };
+}
+
+#[cfg(feature = "redis")]
+subscription_hooks!(liveview::layer::RedisLayer);
+#[cfg(feature = "redis-cluster")]
+subscription_hooks!(liveview::layer::RedisClusterLayer);
+
+/// Receive frames of `client` into `got` until one has the html `text`,
+/// for at most 10 s.
+#[cfg(feature = "redis")]
+async fn receive_until(client: &mut WsClient, got: &mut Vec<Value>, text: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !got.iter().any(|f| f["html"] == text) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match client.recv_timeout(left).await {
+            Ok(frame) => got.push(frame),
+            Err(closed) => panic!("{text:?} never came ({closed:?}); the client got {got:?}"),
+        }
+    }
+}
+
+/// A client that resumes on process `a` into `room`'s group while `a` is
+/// about to unsubscribe from it (its last member there just left) gets
+/// every frame `b` publishes, in order, with no gap: a frame published
+/// after that unsubscribe, before `a` subscribes again, included. The
+/// client must not be answered from the log under the subscription that
+/// is going away: the frames published between the unsubscribe and the
+/// next subscription would be neither in that answer nor delivered.
+///
+/// `layer_a` (`a`'s layer) holds its unsubscribe until the client has
+/// joined (and been answered, or waits for the subscription); it then
+/// holds the group's next subscription until `subscribers` (the server's
+/// count of subscribers of the group's channel) says the unsubscribe is
+/// made, and `b` publishes in between.
+#[cfg(feature = "redis")]
+pub async fn assert_a_client_resuming_while_its_group_is_unsubscribed_misses_nothing<F>(
+    layer_a: &impl SubscriptionHooks,
+    a: &TestServer,
+    b: &TestServer,
+    room: &str,
+    subscribers: impl Fn() -> F,
+) where
+    F: std::future::Future<Output = u64>,
+{
+    let group = format!("room_{room}");
+    let say = async |text: &str| {
+        b.live()
+            .broadcaster()
+            .send_to_room(room, liveview::Update::new("#log").html(text))
+            .await
+            .expect("published");
+    };
+    let mut first = WsClient::connect(&a.ws_url(room), &[])
+        .await
+        .expect("connects");
+    wait_until("the first client joined", || {
+        a.live().broadcaster().local_connections(room) == 1
+    })
+    .await;
+    assert!(
+        layer_a.subscribed(&group).await,
+        "A subscribed to the group"
+    );
+    say("one").await;
+    assert_eq!(next(&mut first).await["html"], "one");
+
+    // The last member on A leaves: A is about to unsubscribe, and a
+    // client resumes into the group then.
+    layer_a.hold_unsubscribes(true);
+    first.close().await;
+    wait_until("A is about to unsubscribe", || {
+        layer_a.paused_before_unsubscribing()
+    })
+    .await;
+    let url = format!("{}?resume={group}:0", a.ws_url(room));
+    let mut second = WsClient::connect(&url, &[]).await.expect("connects");
+    // A has answered it from the log ("one"), or waits for the group's
+    // subscription to read it.
+    let mut got: Vec<Value> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while layer_a.waiting_for_subscriptions() == 0 && !got.iter().any(|f| f["html"] == "one") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A neither answered nor waited"
+        );
+        if let Ok(frame) = second.recv_timeout(Duration::from_millis(10)).await {
+            got.push(frame);
+        }
+    }
+
+    // The unsubscribe goes out; a frame is published before A subscribes
+    // again (within the 2 s a log read waits for a subscription).
+    layer_a.hold_subscriptions(true);
+    layer_a.hold_unsubscribes(false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while subscribers().await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never unsubscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    say("two").await;
+    layer_a.hold_subscriptions(false);
+    receive_until(&mut second, &mut got, "two").await;
+    say("three").await;
+    receive_until(&mut second, &mut got, "three").await;
+
+    let frames: Vec<(Option<u64>, &str)> = got
+        .iter()
+        .map(|f| (f["seq"].as_u64(), f["html"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        frames,
+        [(Some(1), "one"), (Some(2), "two"), (Some(3), "three")],
+        "what the client on A got: {got:?}"
+    );
+    assert_nothing_pending(&mut second, "after three").await;
+    second.close().await;
+}

@@ -229,6 +229,8 @@ impl NatsLayer {
         }
     }
 
+    subscription_test_hooks!();
+
     /// A layer for `url` with the default settings.
     ///
     /// # Errors
@@ -647,7 +649,14 @@ async fn follow_groups(inner: Arc<Inner>) {
     }
 }
 
+/// Applies the group changes made since the last call: subscribes to the
+/// changed groups that have local members, unsubscribes from the others
+/// (their confirmation withdrawn before their members are looked at: see
+/// [`Subscriptions::changes`](super::subscriptions::Subscriptions::changes)).
 async fn reconcile(inner: &Arc<Inner>, subscribed: &mut HashMap<String, CancellationToken>) {
+    if inner.subscriptions.changes_held() {
+        return;
+    }
     let dirty = std::mem::take(&mut *inner.lock_dirty());
     if dirty.is_empty() {
         return;
@@ -656,26 +665,28 @@ async fn reconcile(inner: &Arc<Inner>, subscribed: &mut HashMap<String, Cancella
         inner.lock_dirty().extend(dirty);
         return;
     };
-    let live: HashSet<String> = local.groups().into_iter().collect();
-    for group in dirty {
-        match (live.contains(&group), subscribed.contains_key(&group)) {
-            (true, false) => {
-                if let Some(token) = subscribe_group(inner, &group).await {
-                    subscribed.insert(group, token);
-                } else {
-                    // Try again at the next change or reconnection.
-                    inner.lock_dirty().insert(group);
-                }
-            }
-            (false, true) => {
-                inner.subscriptions.withdraw([&group]);
-                if let Some(token) = subscribed.remove(&group) {
-                    token.cancel();
-                }
-                inner.sequencer.forget(&group);
-            }
-            _ => {}
+    let changes = inner.subscriptions.changes(
+        dirty,
+        |group| subscribed.contains_key(group),
+        |group| local.has_members(group),
+    );
+    for group in changes.subscribe {
+        if let Some(token) = subscribe_group(inner, &group).await {
+            subscribed.insert(group, token);
+        } else {
+            // Try again at the next change or reconnection.
+            inner.lock_dirty().insert(group);
         }
+    }
+    if changes.unsubscribe.is_empty() {
+        return;
+    }
+    inner.subscriptions.before_unsubscribe().await;
+    for group in changes.unsubscribe {
+        if let Some(token) = subscribed.remove(&group) {
+            token.cancel();
+        }
+        inner.sequencer.forget(&group);
     }
 }
 

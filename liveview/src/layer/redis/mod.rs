@@ -368,6 +368,8 @@ impl RedisLayer {
         self.inner.delivery.lose_next(group, count);
     }
 
+    subscription_test_hooks!();
+
     /// Push back the expiry of the shared log's keys of every group with
     /// members here now, as the layer does periodically (for tests).
     #[doc(hidden)]

@@ -261,38 +261,41 @@ enum Subscription {
 }
 
 /// Applies the group changes made since the last call: subscribes to the
-/// changed groups that have local members, unsubscribes from the others.
+/// changed groups that have local members, unsubscribes from the others
+/// (their confirmation withdrawn before their members are looked at: see
+/// [`Subscriptions::changes`](crate::layer::subscriptions::Subscriptions::changes)).
 async fn reconcile(
     inner: &Inner,
     local: &LocalDelivery,
     sink: &mut PubSubSink,
     subscribed: &mut HashSet<String>,
 ) -> Result<(), String> {
+    if inner.subscriptions.changes_held() {
+        return Ok(());
+    }
     let dirty = std::mem::take(&mut *inner.lock_dirty());
     if dirty.is_empty() {
         return Ok(());
     }
-    // Read after taking `dirty`: the table is at least as new as every
-    // change noted there; a later change marks its group dirty again.
-    let live: HashSet<String> = local.groups().into_iter().collect();
-    let mut add = Vec::new();
-    let mut remove = Vec::new();
-    for group in dirty {
-        match (live.contains(&group), subscribed.contains(&group)) {
-            (true, false) => add.push(group),
-            (false, true) => remove.push(group),
-            _ => {}
-        }
+    // Looked at after taking `dirty`: the table is at least as new as
+    // every change noted there; a later change marks its group dirty again.
+    let changes = inner.subscriptions.changes(
+        dirty,
+        |group| subscribed.contains(group),
+        |group| local.has_members(group),
+    );
+    command_in_chunks(inner, sink, Subscription::Subscribe, &changes.subscribe).await?;
+    inner.subscriptions.confirm(&changes.subscribe);
+    subscribed.extend(changes.subscribe);
+    if changes.unsubscribe.is_empty() {
+        return Ok(());
     }
-    command_in_chunks(inner, sink, Subscription::Subscribe, &add).await?;
-    inner.subscriptions.confirm(&add);
-    subscribed.extend(add);
-    inner.subscriptions.withdraw(&remove);
-    for group in &remove {
+    inner.subscriptions.before_unsubscribe().await;
+    for group in &changes.unsubscribe {
         inner.delivery.forget(group);
     }
-    command_in_chunks(inner, sink, Subscription::Unsubscribe, &remove).await?;
-    for group in &remove {
+    command_in_chunks(inner, sink, Subscription::Unsubscribe, &changes.unsubscribe).await?;
+    for group in &changes.unsubscribe {
         subscribed.remove(group);
     }
     Ok(())

@@ -133,8 +133,6 @@ struct Inner {
     /// The groups whose subscription a node confirmed, on the connection
     /// that holds it now.
     subscriptions: Subscriptions,
-    /// Fault injection for tests: group changes wait while this is set.
-    changes_held: AtomicBool,
     started: AtomicBool,
     heartbeat_started: AtomicBool,
     shutdown: CancellationToken,
@@ -179,7 +177,6 @@ impl RedisClusterLayerBuilder {
             connected: AtomicBool::new(false),
             first_attempt_over: AtomicBool::new(false),
             subscriptions: Subscriptions::default(),
-            changes_held: AtomicBool::new(false),
             started: AtomicBool::new(false),
             heartbeat_started: AtomicBool::new(false),
             shutdown: shutdown.clone(),
@@ -211,24 +208,7 @@ impl RedisClusterLayer {
         &self.inner.prefix
     }
 
-    /// Fault injection for tests: while `held`, a group that gains its
-    /// first member here is not subscribed (nor one that loses its last
-    /// unsubscribed); once released, the changes are made, in order.
-    #[doc(hidden)]
-    pub fn hold_subscriptions(&self, held: bool) {
-        self.inner.changes_held.store(held, Ordering::Release);
-        if !held {
-            self.inner.groups_changed.notify_one();
-        }
-    }
-
-    /// For tests: how many callers wait now for a group's subscription
-    /// (a log read for a resuming client, a publish to a group with
-    /// members here).
-    #[doc(hidden)]
-    pub fn waiting_for_subscriptions(&self) -> usize {
-        self.inner.subscriptions.waiting()
-    }
+    subscription_test_hooks!();
 }
 
 impl fmt::Debug for RedisClusterLayer {
@@ -798,35 +778,41 @@ async fn run(inner: Arc<Inner>) {
         tokio::select! {
             () = inner.shutdown.cancelled() => break,
             () = inner.groups_changed.notified() => {
-                if inner.changes_held.load(Ordering::Acquire) {
+                if inner.subscriptions.changes_held() {
                     continue;
                 }
                 let dirty = std::mem::take(&mut *inner.dirty.lock().unwrap_or_else(PoisonError::into_inner));
-                let live: HashSet<String> = inner.local.get().map(|l| l.groups()).unwrap_or_default().into_iter().collect();
-                let Ok(mut conn) = inner.conn().await else { continue };
-                for group in dirty {
-                    match (live.contains(&group), subscribed.contains(&group)) {
-                        (true, false) => {
-                            match inner.bounded("SSUBSCRIBE", conn.ssubscribe(inner.channel(&group))).await {
-                                Ok(()) => {
-                                    inner.catch_up(&group).await;
-                                    subscribed.insert(group);
-                                }
-                                Err(err) => {
-                                    tracing::debug!(group, error = %err, "redis cluster layer: cannot subscribe");
-                                    inner.dirty.lock().unwrap_or_else(PoisonError::into_inner).insert(group);
-                                }
-                            }
+                let Ok(mut conn) = inner.conn().await else {
+                    inner.dirty.lock().unwrap_or_else(PoisonError::into_inner).extend(dirty);
+                    continue;
+                };
+                // Members looked at after each leaving group's confirmation
+                // is withdrawn (see Subscriptions::changes).
+                let changes = inner.subscriptions.changes(
+                    dirty,
+                    |group| subscribed.contains(group),
+                    |group| inner.local.get().is_some_and(|l| l.has_members(group)),
+                );
+                for group in changes.subscribe {
+                    match inner.bounded("SSUBSCRIBE", conn.ssubscribe(inner.channel(&group))).await {
+                        Ok(()) => {
+                            inner.catch_up(&group).await;
+                            subscribed.insert(group);
                         }
-                        (false, true) => {
-                            let _ = inner.bounded("SUNSUBSCRIBE", conn.sunsubscribe(inner.channel(&group))).await;
-                            inner.sequencer.forget(&group);
-                            inner.subscriptions.withdraw([&group]);
-                            subscribed.remove(&group);
-                            confirmed.remove(&group);
+                        Err(err) => {
+                            tracing::debug!(group, error = %err, "redis cluster layer: cannot subscribe");
+                            inner.dirty.lock().unwrap_or_else(PoisonError::into_inner).insert(group);
                         }
-                        _ => {}
                     }
+                }
+                if !changes.unsubscribe.is_empty() {
+                    inner.subscriptions.before_unsubscribe().await;
+                }
+                for group in changes.unsubscribe {
+                    let _ = inner.bounded("SUNSUBSCRIBE", conn.sunsubscribe(inner.channel(&group))).await;
+                    inner.sequencer.forget(&group);
+                    subscribed.remove(&group);
+                    confirmed.remove(&group);
                 }
             }
             push = pushes.recv() => {
