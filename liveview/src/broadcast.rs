@@ -89,6 +89,7 @@ impl Broadcaster {
 
     /// Whether a frame of `len` bytes is within the outgoing limit (a
     /// refusal is logged and counted).
+    #[inline]
     pub(crate) fn check_size(&self, len: usize) -> Result<(), ()> {
         crate::limits::check_outgoing(len, self.max_frame, &self.metrics)
     }

@@ -32,10 +32,19 @@ pub(crate) fn max_write_buffer(write_buffer: usize, max_outgoing: usize) -> usiz
 
 /// `Ok` when a frame of `len` bytes may be sent; otherwise the refusal is
 /// logged and counted.
+#[inline]
 pub(crate) fn check_outgoing(len: usize, max: usize, metrics: &Metrics) -> Result<(), ()> {
     if len <= max {
         return Ok(());
     }
+    refuse_outgoing(len, max, metrics)
+}
+
+/// A frame of `len` bytes is over the outgoing limit `max`: count and log
+/// the refusal.
+#[cold]
+#[inline(never)]
+fn refuse_outgoing(len: usize, max: usize, metrics: &Metrics) -> Result<(), ()> {
     metrics.frames_too_large.add(1);
     tracing::warn!(target: "liveview", size = len, limit = max, "refused to send a frame over the outgoing limit");
     Err(())

@@ -403,6 +403,7 @@ impl Metrics {
 
     /// Count a call of the handler at `function` in the registry's order,
     /// or (`None`) of a name no handler has: no lookup of the name.
+    #[inline]
     pub(crate) fn call(&self, function: Option<usize>, outcome: Outcome, elapsed: Duration) {
         let stats = function
             .and_then(|index| self.functions.get(index))

@@ -47,17 +47,7 @@ pub(crate) fn handle_text<'a>(shared: &'a Shared, consumer: &'a Consumer, text: 
             reference,
         )));
     };
-    // The registered name, the connection's room and, nearly always, the
-    // language of its last call: no copy of any of them per call.
-    let lang = conn.lang.share(frame.lang.as_deref().unwrap_or(""));
-    let content = frame.into_content(entry.name.into(), lang, conn.room.clone());
-    Either::Left(dispatch(
-        shared,
-        consumer,
-        (entry, index),
-        content,
-        reference,
-    ))
+    Either::Left(dispatch(shared, consumer, (entry, index), frame, reference))
 }
 
 /// A call under way: a handler's, or a frame answered at once.
@@ -136,13 +126,20 @@ enum Work<'a> {
     ),
 }
 
-/// Run one call of `entry`: middleware, handler, errors, `done`. The
-/// handler starts now, unless middleware must allow it first.
+/// Run one call of `entry` that `frame` asked for: middleware, handler,
+/// errors, `done`. The handler starts now, unless middleware must allow it
+/// first.
+///
+/// The call's content is made from the frame where it is handed on, as the
+/// argument of the handler's start (or of the middleware), not made before
+/// and moved there: inlined, with [`start`], where the frame is parsed, the
+/// content is copied once less on its way to the handler.
+#[inline(always)]
 fn dispatch<'a>(
     shared: &'a Shared,
     consumer: &'a Consumer,
     (entry, index): (&'static HandlerEntry, usize),
-    content: crate::Content,
+    frame: protocol::Frame<'_>,
     reference: Option<u64>,
 ) -> Dispatch<'a> {
     let span = tracing::info_span!(
@@ -153,13 +150,20 @@ fn dispatch<'a>(
     );
     let conn = consumer.connection();
     let call_ref = CallRef::start_any(conn, reference);
+    // The registered name, the connection's room and, nearly always, the
+    // language of its last call: no copy of any of them per call.
+    let lang = conn.lang.share(frame.lang.as_deref().unwrap_or(""));
+    let content = |frame: protocol::Frame<'_>, lang| {
+        frame.into_content(entry.name.into(), lang, conn.room.clone())
+    };
     let work = if span.is_disabled() && shared.middleware.is_empty() {
-        Work::Started(start(entry, consumer, content))
+        Work::Started(start(entry, consumer, content(frame, lang)))
     } else {
         // Entered and left at every poll.
         Work::Boxed(
             Box::pin(
-                middleware_then_run(shared, consumer, entry, content).instrument(span.clone()),
+                middleware_then_run(shared, consumer, entry, content(frame, lang))
+                    .instrument(span.clone()),
             ),
             span,
         )
@@ -223,7 +227,7 @@ impl Future for Dispatch<'_> {
 /// a handler): counted, answered, logged. Counted before the answer goes
 /// out: a client that reads its error or `done` then the metrics sees its
 /// call counted.
-#[inline]
+#[inline(always)]
 fn conclude(
     shared: &Shared,
     conn: &Connection,
@@ -349,7 +353,8 @@ struct Started<'a> {
 
 /// Start the handler of `entry`: an async one borrows the consumer, a
 /// blocking one takes a clone of it to its thread (which answers this call
-/// only); each takes the content.
+/// only); each takes the content. Inlined where the content is made.
+#[inline(always)]
 fn start<'a>(
     entry: &'static HandlerEntry,
     consumer: &'a Consumer,

@@ -98,6 +98,7 @@ impl<'a> Live<'a> {
 
     /// When the timer must next fire: the next Ping, or the idle timeout
     /// (which only counts between calls: a call under way is no silence).
+    #[inline]
     pub(super) fn deadline(&self) -> Instant {
         if self.call.is_some() {
             self.next_ping

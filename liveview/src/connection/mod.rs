@@ -457,9 +457,20 @@ pub(crate) enum Inbound {
     End(u16, Ended),
 }
 
-/// A WebSocket message as the read loop sees it.
+/// A WebSocket message as the read loop sees it: a text frame at once,
+/// anything else apart.
 #[inline]
 fn inbound(connection: u64, message: Result<Message, tungstenite::Error>) -> Inbound {
+    match message {
+        Ok(Message::Text(text)) => Inbound::Text(text),
+        other => inbound_other(connection, other),
+    }
+}
+
+/// [`inbound`] of a message that is not a text frame.
+#[cold]
+#[inline(never)]
+fn inbound_other(connection: u64, message: Result<Message, tungstenite::Error>) -> Inbound {
     match message {
         Ok(Message::Text(text)) => Inbound::Text(text),
         Ok(Message::Binary(_)) => {

@@ -165,6 +165,7 @@ impl Receiver {
     /// Wake the task of `waker` when a frame is queued, the connection is
     /// told to close or the server shuts down; registered before looking,
     /// so nothing in between is missed.
+    #[inline]
     pub(crate) fn register(&self, waker: &std::task::Waker) {
         self.state.writer.register(waker);
     }
@@ -182,6 +183,7 @@ impl Receiver {
     }
 
     /// The next frame, from a queue that was not empty a moment ago.
+    #[inline]
     fn take(&mut self) -> Result<Frame, Empty> {
         let frame = {
             let mut frames = self.state.lock_frames();
@@ -233,11 +235,13 @@ impl OutboxState {
     }
 
     /// Whether [`go_away`](Self::go_away) was called.
+    #[inline]
     pub(crate) fn going_away(&self) -> bool {
         self.going_away.load(Ordering::Acquire)
     }
 
     /// The close code, once [`close`](Self::close) was called.
+    #[inline]
     pub(crate) fn code(&self) -> Option<u16> {
         match self.code.load(Ordering::Acquire) {
             0 => None,
