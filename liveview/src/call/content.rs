@@ -276,11 +276,18 @@ impl Fields {
         self
     }
 
+    #[inline]
     fn position(&self, key: &str) -> Option<usize> {
-        self.entries
-            .as_slice()
-            .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
-            .ok()
+        match &self.entries {
+            // Nearly every call's form: one field, one comparison.
+            Few::Inline(one) => one
+                .as_ref()
+                .is_some_and(|(k, _)| k.as_bytes() == key.as_bytes())
+                .then_some(0),
+            Few::Heap(entries) => entries
+                .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
+                .ok(),
+        }
     }
 
     fn find(&self, key: &str) -> Option<&Val> {

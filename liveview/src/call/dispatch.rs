@@ -30,14 +30,15 @@ use crate::metrics::Outcome;
 /// of a handler is answered here, and the future is ready.
 pub(crate) fn handle_text<'a>(shared: &'a Shared, consumer: &'a Consumer, text: &str) -> Call<'a> {
     let conn = consumer.connection();
-    let frame = match protocol::parse_frame(text) {
-        Ok(frame) => frame,
+    let mut frame = protocol::Frame::default();
+    match protocol::parse_frame(text, &mut frame) {
+        Ok(()) => {}
         Err(invalid) => {
             return Either::Right(std::future::ready(refuse_invalid(
                 shared, conn, text, invalid,
             )));
         }
-    };
+    }
     let reference = frame.reference;
     let Some((entry, index)) = shared.registry.get(&frame.function) else {
         return Either::Right(std::future::ready(refuse_unknown(
@@ -47,7 +48,13 @@ pub(crate) fn handle_text<'a>(shared: &'a Shared, consumer: &'a Consumer, text: 
             reference,
         )));
     };
-    Either::Left(dispatch(shared, consumer, (entry, index), frame, reference))
+    Either::Left(dispatch(
+        shared,
+        consumer,
+        (entry, index),
+        &mut frame,
+        reference,
+    ))
 }
 
 /// A call under way: a handler's, or a frame answered at once.
@@ -139,7 +146,7 @@ fn dispatch<'a>(
     shared: &'a Shared,
     consumer: &'a Consumer,
     (entry, index): (&'static HandlerEntry, usize),
-    frame: protocol::Frame<'_>,
+    frame: &mut protocol::Frame<'_>,
     reference: Option<u64>,
 ) -> Dispatch<'a> {
     let span = tracing::info_span!(
@@ -153,8 +160,8 @@ fn dispatch<'a>(
     // The registered name, the connection's room and, nearly always, the
     // language of its last call: no copy of any of them per call.
     let lang = conn.lang.share(frame.lang.as_deref().unwrap_or(""));
-    let content = |frame: protocol::Frame<'_>, lang| {
-        frame.into_content(entry.name.into(), lang, conn.room.clone())
+    let content = |frame: &mut protocol::Frame<'_>, lang| {
+        frame.take_content(entry.name.into(), lang, conn.room.clone())
     };
     let work = if span.is_disabled() && shared.middleware.is_empty() {
         Work::Started(start(entry, consumer, content(frame, lang)))

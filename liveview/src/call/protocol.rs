@@ -97,35 +97,38 @@ pub(crate) struct InvalidMessage(pub String);
 /// Parse one text frame. `room` is the connection's room: the content's
 /// room whatever the frame's `room` key says.
 pub(crate) fn parse(text: &str, room: &str) -> Result<Call, InvalidMessage> {
-    let frame = parse_frame(text)?;
+    let mut frame = Frame::default();
+    parse_frame(text, &mut frame)?;
     let reference = frame.reference;
     let function = Cow::Owned(frame.function.clone().into_owned());
     let lang = Lang::new(frame.lang.as_deref().unwrap_or(""));
     Ok(Call {
-        content: frame.into_content(function, lang, Arc::from(room)),
+        content: frame.take_content(function, lang, Arc::from(room)),
         reference,
     })
 }
 
-/// Read one text frame as a call, its strings borrowed from `text`.
+/// Read one text frame as a call into `frame` (empty), its strings
+/// borrowed from `text`.
 ///
 /// One pass over the frame: the members of `form` and `data` are collected
 /// as they come, keys borrowed from the frame where it has no escapes, and
-/// normalised into their [`Fields`] once, by [`Frame::into_content`] (no
-/// JSON map is built and then rebuilt).
-pub(crate) fn parse_frame(text: &str) -> Result<Frame<'_>, InvalidMessage> {
+/// normalised into their [`Fields`] once, by [`Frame::take_content`] (no
+/// JSON map is built and then rebuilt). The frame is written where the
+/// caller keeps it: it is large, and a call moves it no more.
+pub(crate) fn parse_frame<'a>(text: &'a str, frame: &mut Frame<'a>) -> Result<(), InvalidMessage> {
     // A plain frame's `function` was checked as it was read.
-    if let Some(frame) = plain::parse(text) {
-        return Ok(frame);
+    if plain::read(text, frame) {
+        return Ok(());
     }
-    let frame = parse_any(text)?;
+    *frame = parse_any(text)?;
     if !is_valid_function(&frame.function) {
         return Err(InvalidMessage(format!(
             "function name of {} bytes outside [A-Za-z0-9_.-]{{1,{MAX_FUNCTION_LEN}}}",
             frame.function.len()
         )));
     }
-    Ok(frame)
+    Ok(())
 }
 
 impl Frame<'_> {
@@ -133,16 +136,16 @@ impl Frame<'_> {
     /// registered one, not a copy), `lang` the frame's and `room` always the
     /// connection's own: a frame's `room` key is the client's claim, and a
     /// handler trusting it would bypass signed rooms.
-    pub(crate) fn into_content(
-        self,
+    pub(crate) fn take_content(
+        &mut self,
         function: Cow<'static, str>,
         lang: Lang,
         room: Arc<str>,
     ) -> Content {
         Content::of_call(
             function,
-            Fields::from_entries(self.form, false),
-            Fields::from_entries(self.data, true),
+            Fields::from_entries(std::mem::take(&mut self.form), false),
+            Fields::from_entries(std::mem::take(&mut self.data), true),
             lang,
             room,
         )
@@ -166,6 +169,7 @@ fn parse_any(text: &str) -> Result<Frame<'_>, InvalidMessage> {
 
 /// The members of a call frame, strings borrowed from the text where they
 /// have no escapes.
+#[derive(Default)]
 pub(crate) struct Frame<'de> {
     pub function: Cow<'de, str>,
     form: Entries<'de>,

@@ -31,14 +31,32 @@ pub(crate) fn normalize_entries(
         Few::Inline(None) => Few::Inline(None),
         Few::Inline(Some((key, value))) => {
             // One key: nothing to sort, nothing it could collide with.
-            let mut key = normalize_key(&key).0;
-            if is_data && key.len() > "data_".len() && key.as_bytes().starts_with(b"data_") {
-                probe();
-                key.drop_prefix("data_".len());
-            }
-            Few::Inline(Some((key, normalize_val(value))))
+            Few::Inline(Some((normalize_one(&key, is_data), normalize_val(value))))
         }
         Few::Heap(entries) => Few::Heap(normalize_many(entries, is_data)),
+    }
+}
+
+/// The only key of a `form` (or, with `is_data`, a `data`) object, in
+/// snake_case and for `data` without its `data_` prefix. Nearly every such
+/// key (an input's name) is already snake_case: it is copied once, as it
+/// is.
+#[inline]
+fn normalize_one(key: &str, is_data: bool) -> Key {
+    if key.bytes().any(|b| b.is_ascii_uppercase()) {
+        let mut key = normalize_key(key).0;
+        if is_data && key.len() > "data_".len() && key.as_bytes().starts_with(b"data_") {
+            probe();
+            key.drop_prefix("data_".len());
+        }
+        return key;
+    }
+    match key.strip_prefix("data_") {
+        Some(rest) if is_data && !rest.is_empty() => {
+            probe();
+            Key::from(rest)
+        }
+        _ => Key::from(key),
     }
 }
 

@@ -17,31 +17,48 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::{Entries, Frame};
-use crate::call::content::{Few, Val};
+use crate::call::content::Val;
 use crate::update::json;
 
+/// Read `text` into `frame`, which is empty, if it is one of the plain
+/// frames; `false` leaves `frame` partly written, for the caller to set
+/// anew. The frame is written where it stands, not built and moved.
+pub(super) fn read<'a>(text: &'a str, frame: &mut Frame<'a>) -> bool {
+    read_members(text, frame).is_some()
+}
+
 /// The frame, if it is one of the plain frames.
+#[cfg(test)]
 pub(super) fn parse(text: &str) -> Option<Frame<'_>> {
+    let mut frame = Frame::default();
+    read(text, &mut frame).then_some(frame)
+}
+
+#[inline(always)]
+fn read_members<'a>(text: &'a str, frame: &mut Frame<'a>) -> Option<()> {
     let mut scan = Scan { text, pos: 0 };
     scan.space();
     scan.eat(b'{')?;
-    let mut function = None;
-    let mut form = None;
-    let mut data = None;
-    let mut lang = None;
-    let mut room = None;
-    let mut reference = None;
+    // The members read so far, a bit each: a member seen twice is
+    // serde's to refuse.
+    let mut seen = 0u8;
     loop {
         // An empty object, or a `,` before `}`, has no member here.
         scan.space();
         let member = scan.member()?;
+        let bit = 1 << member as u8;
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
         match member {
-            Member::Function => once(&mut function, scan.function()?)?,
-            Member::Form => once(&mut form, scan.object()?)?,
-            Member::Data => once(&mut data, scan.object()?)?,
-            Member::Lang => once(&mut lang, scan.string()?)?,
-            Member::Room => once(&mut room, scan.string()?)?,
-            Member::Ref => once(&mut reference, scan.unsigned()?)?,
+            Member::Function => frame.function = Cow::Borrowed(scan.function()?),
+            Member::Form => scan.object(&mut frame.form)?,
+            Member::Data => scan.object(&mut frame.data)?,
+            Member::Lang => frame.lang = Some(Cow::Borrowed(scan.string()?)),
+            // The room is the connection's: the claim is read, not kept.
+            Member::Room => drop(scan.string()?),
+            Member::Ref => frame.reference = Some(scan.unsigned()?),
         }
         scan.space();
         match scan.next()? {
@@ -51,16 +68,7 @@ pub(super) fn parse(text: &str) -> Option<Frame<'_>> {
         }
     }
     scan.space();
-    if scan.pos != text.len() {
-        return None;
-    }
-    Some(Frame {
-        function: Cow::Borrowed(function?),
-        form: form.unwrap_or_default(),
-        data: data.unwrap_or_default(),
-        lang: lang.map(Cow::Borrowed),
-        reference,
-    })
+    (scan.pos == text.len() && seen & (1 << Member::Function as u8) != 0).then_some(())
 }
 
 /// Where a string that starts at `at` ends, if it has no escapes: its
@@ -91,6 +99,7 @@ fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
 }
 
 /// The members a plain frame may have.
+#[derive(Clone, Copy)]
 enum Member {
     Function,
     Form,
@@ -169,15 +178,6 @@ const fn name_bytes(word: u64) -> u64 {
     let dash_dot = in_range(low, b'-', b'.');
     let underscore = in_range(low, b'_', b'_');
     (letter | digit | dash_dot | underscore) & ascii
-}
-
-/// A member seen twice is serde's to refuse.
-fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
-    if slot.is_some() {
-        return None;
-    }
-    *slot = Some(value);
-    Some(())
 }
 
 struct Scan<'a> {
@@ -340,15 +340,14 @@ impl<'a> Scan<'a> {
     }
 
     /// An object of plain strings, `true`, `false` and `null`, its members
-    /// in the order they came.
+    /// added to `entries` (empty) in the order they came.
     #[inline(always)]
-    fn object(&mut self) -> Option<Entries<'a>> {
+    fn object(&mut self, entries: &mut Entries<'a>) -> Option<()> {
         self.eat(b'{')?;
-        let mut entries = Few::default();
         self.space();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Some(entries);
+            return Some(());
         }
         loop {
             let key = self.string()?;
@@ -364,7 +363,7 @@ impl<'a> Scan<'a> {
             self.space();
             match self.next()? {
                 b',' => self.space(),
-                b'}' => return Some(entries),
+                b'}' => return Some(()),
                 _ => return None,
             }
         }
