@@ -195,6 +195,7 @@ impl Clone for Consumer {
 
 impl Consumer {
     /// A consumer of `conn` that answers `call`, if any, while it runs.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn new(conn: Arc<Connection>, call: Option<CallRef>) -> Self {
         Self {
             conn,
