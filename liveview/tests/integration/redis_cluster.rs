@@ -593,6 +593,34 @@ async fn a_group_joined_before_the_first_connection_is_waited_for() {
     assert_eq!(shard_subscribers(&ports, "lvearly:{room_early}").await, 1);
 }
 
+/// Two processes A and B on `cluster`, each with a layer of its own under
+/// `prefix`.
+async fn two_processes(
+    cluster: &RedisCluster,
+    prefix: &str,
+) -> (
+    (RedisClusterLayer, TestServer),
+    (RedisClusterLayer, TestServer),
+) {
+    let mut processes = Vec::new();
+    for name in ["A", "B"] {
+        let layer = RedisClusterLayer::builder(cluster.seeds())
+            .prefix(prefix)
+            .build()
+            .expect("a layer");
+        let server = TestServer::start(
+            LiveView::builder().channel_layer(layer.clone()),
+            axum::Router::new(),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{name} starts: {err}"));
+        processes.push((layer, server));
+    }
+    let b = processes.pop().expect("B");
+    let a = processes.pop().expect("A");
+    (a, b)
+}
+
 /// A client that resumes on a process not yet subscribed to its group
 /// misses nothing another process publishes meanwhile: the process answers
 /// from the group's log once the subscription is confirmed, so every frame
@@ -606,25 +634,7 @@ async fn a_client_resuming_before_its_group_is_subscribed_misses_nothing() {
     use liveview::layer::ChannelLayer;
 
     let cluster = RedisCluster::start(3, 0).await.expect("the cluster starts");
-    let layer = || {
-        RedisClusterLayer::builder(cluster.seeds())
-            .prefix("lvresume:")
-            .build()
-            .expect("a layer")
-    };
-    let (layer_a, layer_b) = (layer(), layer());
-    let a = TestServer::start(
-        LiveView::builder().channel_layer(layer_a.clone()),
-        axum::Router::new(),
-    )
-    .await
-    .expect("A starts");
-    let b = TestServer::start(
-        LiveView::builder().channel_layer(layer_b.clone()),
-        axum::Router::new(),
-    )
-    .await
-    .expect("B starts");
+    let ((layer_a, a), (layer_b, b)) = two_processes(&cluster, "lvresume:").await;
     let send = async |text: &str| {
         b.live()
             .broadcaster()
@@ -686,25 +696,7 @@ async fn a_client_resuming_before_its_group_is_subscribed_misses_nothing() {
 async fn a_client_resuming_while_its_group_is_unsubscribed_misses_nothing() {
     let cluster = RedisCluster::start(3, 0).await.expect("the cluster starts");
     let ports = cluster.ports();
-    let layer = || {
-        RedisClusterLayer::builder(cluster.seeds())
-            .prefix("lvleaving:")
-            .build()
-            .expect("a layer")
-    };
-    let (layer_a, layer_b) = (layer(), layer());
-    let a = TestServer::start(
-        LiveView::builder().channel_layer(layer_a.clone()),
-        axum::Router::new(),
-    )
-    .await
-    .expect("A starts");
-    let b = TestServer::start(
-        LiveView::builder().channel_layer(layer_b.clone()),
-        axum::Router::new(),
-    )
-    .await
-    .expect("B starts");
+    let ((layer_a, a), (_, b)) = two_processes(&cluster, "lvleaving:").await;
     crate::support::assert_a_client_resuming_while_its_group_is_unsubscribed_misses_nothing(
         &layer_a,
         &a,
