@@ -2,6 +2,7 @@
 //! names) kept in place, so that a call's fields cost no allocation for
 //! their keys, nor a free when the call ends.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 
@@ -85,6 +86,16 @@ impl From<String> for Key {
             Self::from(text.as_str())
         } else {
             Self::Heap(text.into_boxed_str())
+        }
+    }
+}
+
+impl From<Cow<'_, str>> for Key {
+    #[inline]
+    fn from(text: Cow<'_, str>) -> Self {
+        match text {
+            Cow::Borrowed(text) => Self::from(text),
+            Cow::Owned(text) => Self::from(text),
         }
     }
 }

@@ -30,7 +30,6 @@ pub(crate) fn normalize_entries(
     match entries {
         Few::Inline(None) => Few::Inline(None),
         Few::Inline(Some((key, value))) => {
-            // One key: nothing to sort, nothing it could collide with.
             Few::Inline(Some((normalize_one(&key, is_data), normalize_val(value))))
         }
         Few::Heap(entries) => Few::Heap(normalize_many(entries, is_data)),
@@ -38,19 +37,12 @@ pub(crate) fn normalize_entries(
 }
 
 /// The only key of a `form` (or, with `is_data`, a `data`) object, in
-/// snake_case and for `data` without its `data_` prefix. Nearly every such
-/// key (an input's name) is already snake_case: it is copied once, as it
-/// is.
+/// snake_case and for `data` without its `data_` prefix: nothing to sort,
+/// nothing it could collide with. Nearly every such key (an input's name)
+/// is already snake_case, and is copied once, as it is.
 #[inline]
 fn normalize_one(key: &str, is_data: bool) -> Key {
-    if key.bytes().any(|b| b.is_ascii_uppercase()) {
-        let mut key = normalize_key(key).0;
-        if is_data && key.len() > "data_".len() && key.as_bytes().starts_with(b"data_") {
-            probe();
-            key.drop_prefix("data_".len());
-        }
-        return key;
-    }
+    let key = snake_case(key);
     match key.strip_prefix("data_") {
         Some(rest) if is_data && !rest.is_empty() => {
             probe();
@@ -63,10 +55,9 @@ fn normalize_one(key: &str, is_data: bool) -> Key {
 /// The key in snake_case, and whether that changed it.
 #[inline]
 fn normalize_key(key: &str) -> (Key, bool) {
-    match snake_case(key) {
-        Cow::Owned(snake) => (Key::from(snake), true),
-        Cow::Borrowed(_) => (Key::from(key), false),
-    }
+    let snake = snake_case(key);
+    let changed = matches!(snake, Cow::Owned(_));
+    (Key::from(snake), changed)
 }
 
 fn normalize_many(mut entries: Vec<(Cow<'_, str>, Val)>, is_data: bool) -> Vec<(Key, Val)> {
@@ -144,10 +135,18 @@ fn dedup_keep_last<K: AsBytes>(entries: &mut Vec<(K, Val)>) {
 /// assert_eq!(snake_case("HTMLParser"), "html_parser");
 /// assert_eq!(snake_case("already_snake"), "already_snake");
 /// ```
+#[inline]
 pub fn snake_case(key: &str) -> Cow<'_, str> {
     if !key.bytes().any(|b| b.is_ascii_uppercase()) {
         return key.into();
     }
+    snake_case_of_camel(key).into()
+}
+
+/// [`snake_case`] of a key with an ASCII capital.
+#[cold]
+#[inline(never)]
+fn snake_case_of_camel(key: &str) -> String {
     let chars: Vec<char> = key.chars().collect();
     let mut out = String::with_capacity(key.len() + 4);
     for (i, &ch) in chars.iter().enumerate() {
@@ -163,7 +162,7 @@ pub fn snake_case(key: &str) -> Cow<'_, str> {
         }
         out.push(ch.to_ascii_lowercase());
     }
-    out.into()
+    out
 }
 
 /// camelCase to snake_case on every key, recursively.
