@@ -301,12 +301,13 @@ mod tests {
         assert!(subscriptions.is_confirmed("stays"));
     }
 
-    #[test]
-    fn members_are_looked_at_again_only_once_the_confirmation_is_withdrawn() {
-        let subscriptions = Subscriptions::default();
-        subscriptions.confirm(&names(&["g"]));
-        // No member at the first look; one joined (and saw no
-        // confirmation) by the second.
+    /// `changes` of the one subscribed group `g`, which has no member at
+    /// the first look and one at the second, when `at_second_look` runs;
+    /// and how many looks there were.
+    fn a_member_joins_between_the_looks(
+        subscriptions: &Subscriptions,
+        at_second_look: impl Fn(&str),
+    ) -> (Changes, usize) {
         let looks = Cell::new(0);
         let changes = subscriptions.changes(
             names(&["g"]),
@@ -316,14 +317,25 @@ mod tests {
                 if looks.get() == 1 {
                     return false;
                 }
-                assert!(
-                    !subscriptions.is_confirmed(g),
-                    "the members are looked at again under the confirmation"
-                );
+                at_second_look(g);
                 true
             },
         );
-        assert_eq!(looks.get(), 2);
+        (changes, looks.get())
+    }
+
+    #[test]
+    fn members_are_looked_at_again_only_once_the_confirmation_is_withdrawn() {
+        let subscriptions = Subscriptions::default();
+        subscriptions.confirm(&names(&["g"]));
+        // One joined (and saw no confirmation) by the second look.
+        let (changes, looks) = a_member_joins_between_the_looks(&subscriptions, |g| {
+            assert!(
+                !subscriptions.is_confirmed(g),
+                "the members are looked at again under the confirmation"
+            );
+        });
+        assert_eq!(looks, 2);
         assert!(changes.unsubscribe.is_empty(), "the group is kept");
         assert!(changes.subscribe.is_empty());
         assert!(
@@ -336,19 +348,8 @@ mod tests {
     fn a_kept_group_is_not_confirmed_again_after_a_lost_connection() {
         let subscriptions = Subscriptions::default();
         subscriptions.confirm(&names(&["g"]));
-        let looks = Cell::new(0);
-        let changes = subscriptions.changes(
-            names(&["g"]),
-            |_| true,
-            |_| {
-                looks.set(looks.get() + 1);
-                if looks.get() == 1 {
-                    return false;
-                }
-                subscriptions.reset();
-                true
-            },
-        );
+        let (changes, _) =
+            a_member_joins_between_the_looks(&subscriptions, |_| subscriptions.reset());
         assert!(changes.unsubscribe.is_empty());
         assert!(!subscriptions.is_confirmed("g"));
     }
@@ -356,15 +357,7 @@ mod tests {
     #[test]
     fn a_kept_group_that_was_not_confirmed_stays_unconfirmed() {
         let subscriptions = Subscriptions::default();
-        let looks = Cell::new(0);
-        let changes = subscriptions.changes(
-            names(&["g"]),
-            |_| true,
-            |_| {
-                looks.set(looks.get() + 1);
-                looks.get() > 1
-            },
-        );
+        let (changes, _) = a_member_joins_between_the_looks(&subscriptions, |_| {});
         assert!(changes.unsubscribe.is_empty());
         assert!(!subscriptions.is_confirmed("g"));
     }
