@@ -99,6 +99,10 @@ pub(crate) struct ServerResult {
     /// The round trip's p50 slice by slice: median and range.
     #[serde(default)]
     pub round_trip_p50_spread: Option<Spread>,
+    /// The round trip's p50 of each slice, microseconds, in the order the
+    /// slices ran (harness version 8 on).
+    #[serde(default)]
+    pub round_trip_slice_p50s: Vec<f64>,
     pub throughput: Vec<Throughput>,
     /// The same calls at a fixed rate below saturation, the same for
     /// every server (harness version 6 on).
@@ -115,6 +119,7 @@ impl ServerResult {
             name: name.to_owned(),
             round_trip: None,
             round_trip_p50_spread: None,
+            round_trip_slice_p50s: Vec::new(),
             throughput: Vec::new(),
             fixed_rate: Vec::new(),
             fan_out: Vec::new(),

@@ -27,6 +27,11 @@ pub(crate) struct Plan {
     pub warmup_calls: usize,
     pub round_trip_calls: usize,
     pub round_trip_seconds: f64,
+    /// Each turn of the round trip is cut into this many slices, the
+    /// servers taking turns slice by slice: short slices, so that a
+    /// machine that changes pace within a second weighs on every server
+    /// alike.
+    pub round_trip_slices_per_turn: usize,
     pub throughput_connections: Vec<usize>,
     /// Throughput levels from this many connections on open their
     /// connections for each slice and close them after it, one server at a
@@ -84,9 +89,10 @@ pub(crate) struct Plan {
     /// Connections opened at once.
     pub connect_concurrency: usize,
     /// Servers take turns: each timed scenario is cut into this many
-    /// turns (slices of the round trip, turns of `throughput_slices_per_turn`
-    /// slices of throughput), run server after server, so that a machine
-    /// whose load drifts (other work on it) weighs on every server alike.
+    /// turns (of `round_trip_slices_per_turn` slices of the round trip, of
+    /// `throughput_slices_per_turn` slices of throughput), run server after
+    /// server, so that a machine whose load drifts (other work on it) weighs
+    /// on every server alike.
     pub slices: usize,
 }
 
@@ -95,8 +101,9 @@ impl Plan {
     pub(crate) fn full() -> Self {
         Self {
             warmup_calls: 500,
-            round_trip_calls: 20_000,
-            round_trip_seconds: 5.0,
+            round_trip_calls: 40_000,
+            round_trip_seconds: 10.0,
+            round_trip_slices_per_turn: 8,
             throughput_connections: vec![50, 500, 5_000],
             throughput_reopened_from: 5_000,
             throughput_warmup_seconds: 0.3,
@@ -130,6 +137,7 @@ impl Plan {
             warmup_calls: 20,
             round_trip_calls: 200,
             round_trip_seconds: 1.0,
+            round_trip_slices_per_turn: 2,
             throughput_connections: vec![10, 20],
             throughput_reopened_from: 20,
             throughput_warmup_seconds: 0.1,
@@ -200,14 +208,19 @@ impl Plan {
         Duration::from_secs(10)
     }
 
+    /// Slices of the round-trip scenario, per server.
+    pub(crate) fn round_trip_slices(&self) -> usize {
+        self.slices.max(1) * self.round_trip_slices_per_turn.max(1)
+    }
+
     /// Length of one slice of the round-trip scenario, seconds.
     pub(crate) fn round_trip_slice(&self) -> f64 {
-        self.round_trip_seconds / self.slices as f64
+        self.round_trip_seconds / self.round_trip_slices() as f64
     }
 
     /// Calls of one slice of the round-trip scenario.
     pub(crate) fn round_trip_slice_calls(&self) -> usize {
-        self.round_trip_calls.div_ceil(self.slices)
+        self.round_trip_calls.div_ceil(self.round_trip_slices())
     }
 
     /// The shape of one throughput turn: its ramp, then its slices.
@@ -295,10 +308,13 @@ impl RoundTrip {
         Ok(())
     }
 
-    pub(crate) fn result(&self) -> (Latency, Spread) {
+    /// The latency over every slice, the spread of the slices' p50s, and
+    /// those p50s in the order the slices ran.
+    pub(crate) fn result(&self) -> (Latency, Spread, Vec<f64>) {
         (
             Latency::from_nanos(&self.hist),
             Spread::of(&self.slice_p50s),
+            self.slice_p50s.clone(),
         )
     }
 }
