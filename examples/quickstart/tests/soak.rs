@@ -545,20 +545,17 @@ async fn round(
         .wait_for_metric("liveview_runtime_alive_tasks", |v| v <= baseline_tasks)
         .await;
 
-    // The server closed slow readers as too slow (1013), and nothing else:
-    // no more than the closes the slow readers saw, plus at most one each
+    // Every close a slow reader saw was the server closing it as too slow
+    // (1013), and the server closed nothing else as too slow: at least the
+    // closes the slow readers saw, and no more than those plus one each
     // closed as the round stopped. The server counts such a close whether
     // or not its close frame could still be written.
     tally.closed_as_slow = server.metric("liveview_slow_client_closes_total").await - slow_before;
     let seen: i64 = tally.slow_closed.iter().map(|&n| i64::from(n)).sum();
     assert!(
-        tally.closed_as_slow <= seen + SLOW_READERS as i64,
+        (seen..=seen + SLOW_READERS as i64).contains(&tally.closed_as_slow),
         "the server closed {} connections as too slow; the slow readers saw {seen} closes",
         tally.closed_as_slow
-    );
-    assert!(
-        seen == 0 || tally.closed_as_slow > 0,
-        "the slow readers were closed {seen} times, never as too slow"
     );
     tally
 }
