@@ -99,3 +99,35 @@ async fn during_an_outage_a_group_is_not_subscribed() {
         "subscribed again once the server is back"
     );
 }
+
+/// The private server counts the subscriptions of a group's subject: one
+/// while a process has a member of the group, none once it left.
+#[tokio::test]
+async fn the_private_server_counts_a_subjects_subscriptions() {
+    let nats = NatsServer::start().await.expect("nats-server starts");
+    let subject = "lvcount.fan.room_counted";
+    assert_eq!(nats.subscriptions(subject).await.unwrap(), 0);
+    let layer = layer(&format!("127.0.0.1:{}", nats.port()), "lvcount");
+    let holder = server(LiveView::builder().channel_layer(layer.clone())).await;
+    let client = holder.connect("counted").await.unwrap();
+    assert!(layer.subscribed("room_counted").await, "subscribed");
+    assert_eq!(nats.subscriptions(subject).await.unwrap(), 1);
+    assert_eq!(
+        nats.subscriptions("lvcount.fan.room_other").await.unwrap(),
+        0
+    );
+    client.close().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while nats.subscriptions(subject).await.unwrap() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the subscription stayed after the member left"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        nats.subscriptions("lvcount.fan.*").await.is_err(),
+        "a subject with wildcards is refused"
+    );
+    holder.shutdown().await;
+}
