@@ -52,36 +52,25 @@ enum Calls {
 }
 
 /// The state of one connection, shared by every clone of its consumer.
-///
-/// Laid out in order (`repr(C)`), from the start of a cache line: the
-/// fields every call reads or writes come first, in one line, and the
-/// others (read when a connection opens or closes, or by a handler that
-/// asks for them) after. With thousands of connections a call finds
-/// nothing of its connection in the cache; every line it touches is a miss.
 #[derive(Debug)]
-#[repr(C, align(64))]
 pub(crate) struct Connection {
-    // Every call: its `ref`, its frames, its content's room.
+    pub(crate) id: u64,
+    pub(crate) room: Arc<str>,
+    /// The language of the last call, shared by the next ones in it.
+    pub(crate) lang: crate::call::content::LastLang,
+    pub(crate) scope: Scope,
+    pub(crate) outbox: Outbox,
+    pub(crate) broadcaster: Broadcaster,
+    app: Arc<http::Extensions>,
+    state: Mutex<http::Extensions>,
+    /// How many warnings this connection's calls may still write.
+    pub(crate) warnings: crate::call::log::WarnLimit,
     /// Names the running call that carries a `ref`, if any: odd while one
     /// runs, each such call with a value of its own. A connection's calls
     /// run one after the other.
     calls: AtomicU64,
     /// The `ref` of that call, while [`calls`](Self::calls) is odd.
     reference: AtomicU64,
-    pub(crate) outbox: Outbox,
-    pub(crate) room: Arc<str>,
-    pub(crate) id: u64,
-    // Every call that sends: the size check (the next line).
-    pub(crate) broadcaster: Broadcaster,
-    /// The language of the last call, shared by the next ones in it (read
-    /// only when a call names a long one).
-    pub(crate) lang: crate::call::content::LastLang,
-    // Not read by a call of its own accord.
-    pub(crate) scope: Scope,
-    app: Arc<http::Extensions>,
-    state: Mutex<http::Extensions>,
-    /// How many warnings this connection's calls may still write.
-    pub(crate) warnings: crate::call::log::WarnLimit,
 }
 
 /// The call with a `ref` that a consumer answers: its frames carry the
@@ -401,22 +390,6 @@ impl Consumer {
 mod tests {
     use super::*;
     use crate::update::Update;
-
-    #[test]
-    fn what_every_call_touches_of_its_connection_is_in_one_cache_line() {
-        use std::mem::{align_of, offset_of, size_of};
-        assert_eq!(align_of::<Connection>(), 64);
-        let hot = [
-            (offset_of!(Connection, calls), size_of::<AtomicU64>()),
-            (offset_of!(Connection, reference), size_of::<AtomicU64>()),
-            (offset_of!(Connection, outbox), size_of::<Outbox>()),
-            (offset_of!(Connection, room), size_of::<Arc<str>>()),
-            (offset_of!(Connection, id), size_of::<u64>()),
-        ];
-        for (offset, size) in hot {
-            assert!(offset + size <= 64, "{offset} + {size} past the first line");
-        }
-    }
 
     #[test]
     fn a_consumer_sends_its_calls_ref_only_while_that_call_runs() {

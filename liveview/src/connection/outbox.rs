@@ -43,24 +43,13 @@ pub(crate) struct Outbox {
 /// connection is closing (the first reason wins), its queue of frames, and
 /// the gate that holds group frames back while a reconnecting client is
 /// being replayed what it missed.
-///
-/// Laid out in order (`repr(C)`), from the start of a cache line: what
-/// every call and every poll of the connection reads or writes (the code,
-/// the flags, the count, the writer's waker, then the queue) fills the
-/// first two lines, and what only a close, a shutdown or a replay uses
-/// comes after. With thousands of connections each line a call touches
-/// is a cache miss.
 #[derive(Debug, Default)]
-#[repr(C, align(64))]
 pub(crate) struct OutboxState {
-    // Every poll: the close code and the flags, the count and the waker.
     code: AtomicU16,
-    /// The server is shutting down: the connection closes with 1001 once
-    /// its call under way, if any, is done.
-    going_away: AtomicBool,
-    /// The writer is gone: frames can no longer be queued.
-    receiver_gone: AtomicBool,
-    gated: AtomicBool,
+    /// Woken once, when the code is set.
+    closing: Notify,
+    /// The frames waiting for the writer, at most `capacity`.
+    frames: Mutex<Queue>,
     /// How many frames wait: written under the lock of `frames`, read
     /// without it, so that the writer finds an empty queue (most times it
     /// looks) without taking the lock.
@@ -68,17 +57,17 @@ pub(crate) struct OutboxState {
     capacity: usize,
     /// The writer, waiting for a frame.
     writer: AtomicWaker,
-    // Every frame queued and taken.
-    /// The frames waiting for the writer, at most `capacity`.
-    frames: Mutex<Queue>,
-    // The close, the end of the connection and replays.
-    /// Woken once, when the code is set.
-    closing: Notify,
     /// A replay, waiting for room in the queue.
     room: AtomicWaker,
+    /// The writer is gone: frames can no longer be queued.
+    receiver_gone: AtomicBool,
     /// Outboxes of this queue: once none is left, the writer gets no more
     /// frames.
     senders: AtomicUsize,
+    /// The server is shutting down: the connection closes with 1001 once
+    /// its call under way, if any, is done.
+    going_away: AtomicBool,
+    gated: AtomicBool,
     /// More group frames arrived while gated than may be held: the client
     /// is sent a resync instead of them.
     overflowed: AtomicBool,
@@ -547,18 +536,6 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn what_every_poll_touches_of_an_outbox_is_in_its_first_two_cache_lines() {
-        use std::mem::{align_of, offset_of, size_of};
-        assert_eq!(align_of::<OutboxState>(), 64);
-        // The first line: the code, the flags, the count and the waker.
-        let first = offset_of!(OutboxState, writer) + size_of::<AtomicWaker>();
-        assert!(first <= 64, "{first} past the first line");
-        // The queue, in the second.
-        let queue = offset_of!(OutboxState, frames) + size_of::<Mutex<Queue>>();
-        assert!(queue <= 128, "{queue} past the second line");
-    }
 
     #[tokio::test]
     async fn the_queue_ends_when_every_outbox_is_gone() {
