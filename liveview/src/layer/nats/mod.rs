@@ -705,9 +705,7 @@ async fn subscribe_group(inner: &Arc<Inner>, group: &str) -> Option<Cancellation
     // The subscription is on the server once it answered a request sent
     // after it: a frame numbered after the tail read below reaches this
     // process.
-    if inner.round_trip(&conn).await {
-        inner.subscriptions.confirm([&group.to_owned()]);
-    }
+    let on_server = inner.round_trip(&conn).await;
     let token = inner.shutdown.child_token();
     let cancelled = token.clone();
     let task_inner = inner.clone();
@@ -726,6 +724,14 @@ async fn subscribe_group(inner: &Arc<Inner>, group: &str) -> Option<Cancellation
     });
     if inner.replay.is_some() {
         inner.catch_up(group).await;
+    }
+    // Confirmed once its delivery has started: a frame published after
+    // that is numbered after the tail read, and is delivered. Confirmed
+    // before, a frame appended to the log before the tail read, whose
+    // copy on the subject arrives after it, would be taken as delivered
+    // and dropped, though published once the group counted as subscribed.
+    if on_server {
+        inner.subscriptions.confirm([&group.to_owned()]);
     }
     Some(token)
 }
