@@ -131,3 +131,36 @@ async fn the_private_server_counts_a_subjects_subscriptions() {
     );
     holder.shutdown().await;
 }
+
+/// A client that resumes on a process whose last member of the group just
+/// left, while the process is about to unsubscribe from it, misses no
+/// frame published between that unsubscribe and the next subscription
+/// (see the helper). A private server: the test counts the subscriptions
+/// of the group's subject on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resuming_while_its_group_is_unsubscribed_misses_nothing() {
+    let nats = NatsServer::start().await.expect("nats-server starts");
+    let prefix = "lvleaving";
+    let address = format!("127.0.0.1:{}", nats.port());
+    let (layer_a, layer_b) = (layer(&address, prefix), layer(&address, prefix));
+    let a = server(LiveView::builder().channel_layer(layer_a.clone())).await;
+    let b = server(LiveView::builder().channel_layer(layer_b.clone())).await;
+    let subject = &format!("{prefix}.fan.room_leaving");
+    let nats = &nats;
+    crate::support::assert_a_client_resuming_while_its_group_is_unsubscribed_misses_nothing(
+        &layer_a,
+        &a,
+        &b,
+        "leaving",
+        move || async move {
+            let held = nats
+                .subscriptions(subject)
+                .await
+                .expect("nats-server answers");
+            u64::try_from(held).unwrap_or(u64::MAX)
+        },
+    )
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -221,7 +221,7 @@ impl Gate {
 }
 
 /// The hidden test hooks of a layer's subscription loop.
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub trait SubscriptionHooks: liveview::layer::ChannelLayer {
     fn hold_subscriptions(&self, held: bool);
     fn hold_unsubscribes(&self, held: bool);
@@ -229,7 +229,7 @@ pub trait SubscriptionHooks: liveview::layer::ChannelLayer {
     fn waiting_for_subscriptions(&self) -> usize;
 }
 
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 macro_rules! subscription_hooks {
     ($layer:ty) => {
         impl SubscriptionHooks for $layer {
@@ -253,10 +253,12 @@ macro_rules! subscription_hooks {
 subscription_hooks!(liveview::layer::RedisLayer);
 #[cfg(feature = "redis-cluster")]
 subscription_hooks!(liveview::layer::RedisClusterLayer);
+#[cfg(feature = "nats")]
+subscription_hooks!(liveview::layer::NatsLayer);
 
 /// Receive frames of `client` into `got` until one has the html `text`,
 /// for at most 10 s.
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 async fn receive_until(client: &mut WsClient, got: &mut Vec<Value>, text: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !got.iter().any(|f| f["html"] == text) {
@@ -281,7 +283,7 @@ async fn receive_until(client: &mut WsClient, got: &mut Vec<Value>, text: &str) 
 /// holds the group's next subscription until `subscribers` (the server's
 /// count of subscribers of the group's channel) says the unsubscribe is
 /// made, and `b` publishes in between.
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub async fn assert_a_client_resuming_while_its_group_is_unsubscribed_misses_nothing<F>(
     layer_a: &impl SubscriptionHooks,
     a: &TestServer,
