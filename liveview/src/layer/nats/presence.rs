@@ -6,7 +6,8 @@
 //! - `P_nodes`, key `<node id>`: the process's heartbeat, written every
 //!   5 s; the bucket forgets entries after 15 s. The members of a process
 //!   whose heartbeat is gone are not counted, and the first process that
-//!   notices removes them.
+//!   notices removes them, unless they were written again since it read
+//!   them.
 //!
 //! Each process remembers its own members, to write a room again when a
 //! write failed or when the server lost its keys (its heartbeat was gone).
@@ -186,19 +187,32 @@ impl Inner {
                 continue;
             };
             let key = self.names.presence_key(room, &node);
+            // The members are read before the heartbeat: a cleanup below
+            // removes only the revision read here.
+            let Some(entry) = bounded("presence read", store.entry(key.clone()))
+                .await?
+                .filter(|entry| entry.operation == kv::Operation::Put)
+            else {
+                continue;
+            };
             if node != self.node_id {
                 let beat = bounded("heartbeat read", nodes.get(node.clone())).await?;
                 if beat.is_none() {
-                    // A process that died without saying goodbye.
-                    let _ = bounded("presence cleanup", store.purge(&key)).await;
+                    // A process that died without saying goodbye, or one
+                    // whose first heartbeat is on its way: that one writes
+                    // its rooms again once its heartbeat is written, and a
+                    // removal of the revision read before would then be
+                    // refused rather than erase the members written again.
+                    let _ = bounded(
+                        "presence cleanup",
+                        store.purge_expect_revision(&key, Some(entry.revision)),
+                    )
+                    .await;
                     continue;
                 }
             }
-            let Some(value) = bounded("presence read", store.get(key)).await? else {
-                continue;
-            };
             let map: BTreeMap<String, Option<User>> =
-                serde_json::from_slice(&value).unwrap_or_default();
+                serde_json::from_slice(&entry.value).unwrap_or_default();
             members.extend(map.into_values());
         }
         Ok(members)
