@@ -1,6 +1,8 @@
 //! The NATS layer against the shared server (`127.0.0.1:4222`), each test
 //! with a prefix of its own.
 
+use std::time::Duration;
+
 use liveview::layer::{ChannelLayer, NatsLayer};
 use liveview::testing::NatsServer;
 use liveview::{LiveView, Update};
@@ -161,6 +163,90 @@ async fn a_client_resuming_while_its_group_is_unsubscribed_misses_nothing() {
         },
     )
     .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A process's members that another process found without a heartbeat
+/// (its first one on its way) are not erased once they have been written
+/// again with that heartbeat: the removal is of the revision it read.
+/// Without that, the removal landing after the rewrite left the process's
+/// members uncounted for as long as its membership did not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_written_again_with_a_first_heartbeat_are_not_removed() {
+    let prefix = format!("lvtest_{}", uuid::Uuid::new_v4().simple());
+    let with_presence = |layer: &NatsLayer| {
+        LiveView::builder()
+            .channel_layer(layer.clone())
+            .authenticator(|scope: &liveview::Scope| {
+                scope
+                    .header("x-user")
+                    .map(|name| liveview::User::new(name, name))
+            })
+            .on_presence(|_| None)
+    };
+    let layer_a = layer(SHARED, &prefix);
+    let layer_b = layer(SHARED, &prefix);
+    let a = server(with_presence(&layer_a)).await;
+    let b = server(with_presence(&layer_b)).await;
+    let count = async |node: &liveview::testing::TestServer| {
+        node.live().broadcaster().presence("hall").await.count
+    };
+    let counts_within = async |node: &liveview::testing::TestServer, n: usize, what: &str| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while count(node).await != n {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+
+    // A's member is written while A's first heartbeat is held.
+    layer_a.hold_heartbeats(true);
+    let _ada = a
+        .connect_with("hall", &[("x-user", "Ada")])
+        .await
+        .expect("connects");
+    counts_within(&a, 1, "A never counted its member").await;
+    wait_until("A's first heartbeat waits", || {
+        layer_a.waiting_heartbeats() == 1
+    })
+    .await;
+
+    // B finds A's member without a heartbeat, and is held before it
+    // removes it.
+    layer_b.hold_presence_cleanups(true);
+    let reading = tokio::spawn({
+        let broadcaster = b.live().broadcaster();
+        async move { broadcaster.presence("hall").await.count }
+    });
+    wait_until("B is about to remove A's member", || {
+        layer_b.waiting_presence_cleanups() == 1
+    })
+    .await;
+
+    // A's first heartbeat is written, and its member with it; the next
+    // heartbeat waiting shows the first one done.
+    layer_a.hold_heartbeats(false);
+    wait_until("A's first heartbeat goes", || {
+        layer_a.waiting_heartbeats() == 0
+    })
+    .await;
+    layer_a.hold_heartbeats(true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while layer_a.waiting_heartbeats() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A's next heartbeat never came"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // B's removal, decided before the rewrite, comes after it.
+    layer_b.hold_presence_cleanups(false);
+    assert_eq!(reading.await.expect("the read ends"), 0);
+    counts_within(&b, 1, "B never counted A's member again").await;
+    counts_within(&a, 1, "A lost its member").await;
+    layer_a.hold_heartbeats(false);
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -231,6 +231,35 @@ impl NatsLayer {
 
     subscription_test_hooks!();
 
+    /// Fault injection for tests: while `held`, this process's heartbeat
+    /// (the first one included) waits before it is written.
+    #[doc(hidden)]
+    pub fn hold_heartbeats(&self, held: bool) {
+        self.inner.own_presence.heartbeats.set(held);
+    }
+
+    /// Fault injection for tests: while `held`, a presence read that found
+    /// another process's members without its heartbeat waits before it
+    /// removes them.
+    #[doc(hidden)]
+    pub fn hold_presence_cleanups(&self, held: bool) {
+        self.inner.own_presence.cleanups.set(held);
+    }
+
+    /// For tests: how many presence reads wait now to remove a process's
+    /// members (see [`hold_presence_cleanups`](Self::hold_presence_cleanups)).
+    #[doc(hidden)]
+    pub fn waiting_presence_cleanups(&self) -> usize {
+        self.inner.own_presence.cleanups.waiting()
+    }
+
+    /// For tests: how many heartbeats wait now to be written (see
+    /// [`hold_heartbeats`](Self::hold_heartbeats)).
+    #[doc(hidden)]
+    pub fn waiting_heartbeats(&self) -> usize {
+        self.inner.own_presence.heartbeats.waiting()
+    }
+
     /// A layer for `url` with the default settings.
     ///
     /// # Errors

@@ -13,7 +13,7 @@
 //! write failed or when the server lost its keys (its heartbeat was gone).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -34,6 +34,60 @@ pub(super) struct OwnPresence {
     rooms: Mutex<HashMap<String, BTreeMap<u64, serde_json::Value>>>,
     unsynced: Mutex<HashSet<String>>,
     heartbeat_started: std::sync::atomic::AtomicBool,
+    /// For tests: holds each heartbeat before it is written.
+    pub(super) heartbeats: Hold,
+    /// For tests: holds the removal of a process's members for a missing
+    /// heartbeat, once decided.
+    pub(super) cleanups: Hold,
+}
+
+/// A point where a test may hold the layer's presence work (fault
+/// injection): passed at once unless held.
+#[derive(Debug)]
+pub(super) struct Hold {
+    held: tokio::sync::watch::Sender<bool>,
+    waiting: AtomicUsize,
+}
+
+impl Default for Hold {
+    fn default() -> Self {
+        Self {
+            held: tokio::sync::watch::Sender::new(false),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Hold {
+    pub(super) fn set(&self, held: bool) {
+        self.held.send_replace(held);
+    }
+
+    /// How many wait now in [`pass`](Self::pass).
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    async fn pass(&self) {
+        let mut held = self.held.subscribe();
+        if !*held.borrow_and_update() {
+            return;
+        }
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _counted = Counted(&self.waiting);
+        // The sender lives as long as `self`.
+        let _ = held.wait_for(|held| !held).await;
+    }
+}
+
+/// Counts one waiter of a [`Hold`] out when dropped, the wait cancelled
+/// included.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl OwnPresence {
@@ -203,6 +257,7 @@ impl Inner {
                     // its rooms again once its heartbeat is written, and a
                     // removal of the revision read before would then be
                     // refused rather than erase the members written again.
+                    self.own_presence.cleanups.pass().await;
                     let _ = bounded(
                         "presence cleanup",
                         store.purge_expect_revision(&key, Some(entry.revision)),
@@ -234,6 +289,7 @@ impl Inner {
     /// One heartbeat; rooms are written again when a write failed or the
     /// server had forgotten this process.
     async fn beat(&self) -> Result<(), LayerError> {
+        self.own_presence.heartbeats.pass().await;
         let nodes = self.nodes_store().await?;
         let was_alive = bounded("heartbeat read", nodes.get(self.node_id.clone()))
             .await?
