@@ -250,3 +250,57 @@ async fn members_written_again_with_a_first_heartbeat_are_not_removed() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A frame published once a group counts as subscribed reaches the
+/// group's members here, even when it is in the log before this process
+/// reads the log's tail to start the group's delivery and reaches this
+/// process only after that read. The new subscription is held between the
+/// server having it and that read, and the frames received are held until
+/// the delivery has started; the frame is published as soon as the group
+/// counts as subscribed (while the subscription is held, if it counts as
+/// subscribed then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_published_once_a_group_counts_as_subscribed_is_delivered() {
+    let prefix = format!("lvtest_{}", uuid::Uuid::new_v4().simple());
+    let layer_a = layer(SHARED, &prefix);
+    let layer_b = layer(SHARED, &prefix);
+    let a = server(LiveView::builder().channel_layer(layer_a.clone())).await;
+    let b = server(LiveView::builder().channel_layer(layer_b.clone())).await;
+    wait_until("B's layer is connected", || layer_b.is_connected()).await;
+    let publish = async || {
+        b.live()
+            .broadcaster()
+            .send_to_room("held", Update::new("#log").html("one"))
+            .await
+            .expect("published");
+    };
+
+    layer_a.hold_catch_ups(true);
+    layer_a.hold_incoming_frames(true);
+    let mut client = a.connect("held").await.expect("connects");
+    wait_until("A's subscription waits to start its delivery", || {
+        layer_a.waiting_catch_ups() == 1
+    })
+    .await;
+    let early = layer_a.subscribed_now("room_held");
+    if early {
+        publish().await;
+    }
+    layer_a.hold_catch_ups(false);
+    wait_until("A's delivery started", || {
+        layer_a.delivery_started("room_held")
+    })
+    .await;
+    if !early {
+        assert!(layer_a.subscribed("room_held").await, "A never subscribed");
+        publish().await;
+    }
+    wait_until("the frame reached A", || {
+        layer_a.waiting_incoming_frames() == 1
+    })
+    .await;
+    layer_a.hold_incoming_frames(false);
+    assert_eq!(next(&mut client).await["html"], "one");
+    a.shutdown().await;
+    b.shutdown().await;
+}

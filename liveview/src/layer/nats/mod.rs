@@ -43,7 +43,7 @@ mod presence;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -131,6 +131,12 @@ struct Inner {
     subscriptions: Subscriptions,
     shutdown: CancellationToken,
     own_presence: OwnPresence,
+    /// For tests: holds a group's subscription between the server having
+    /// it and the start of its delivery.
+    catch_ups: Hold,
+    /// For tests: holds each frame received on a group's subject before it
+    /// is handled.
+    incoming_frames: Hold,
     published: AtomicU64,
     publish_failures: AtomicU64,
     received: AtomicU64,
@@ -198,6 +204,8 @@ impl NatsLayerBuilder {
             subscriptions: Subscriptions::default(),
             shutdown: shutdown.clone(),
             own_presence: OwnPresence::default(),
+            catch_ups: Hold::default(),
+            incoming_frames: Hold::default(),
             published: AtomicU64::new(0),
             publish_failures: AtomicU64::new(0),
             received: AtomicU64::new(0),
@@ -258,6 +266,49 @@ impl NatsLayer {
     #[doc(hidden)]
     pub fn waiting_heartbeats(&self) -> usize {
         self.inner.own_presence.heartbeats.waiting()
+    }
+
+    /// Fault injection for tests: while `held`, a group's new subscription,
+    /// once the server has it, waits before its delivery starts at its
+    /// log's tail.
+    #[doc(hidden)]
+    pub fn hold_catch_ups(&self, held: bool) {
+        self.inner.catch_ups.set(held);
+    }
+
+    /// For tests: how many new subscriptions wait now to start their
+    /// delivery (see [`hold_catch_ups`](Self::hold_catch_ups)).
+    #[doc(hidden)]
+    pub fn waiting_catch_ups(&self) -> usize {
+        self.inner.catch_ups.waiting()
+    }
+
+    /// Fault injection for tests: while `held`, each frame received on a
+    /// group's subject waits before it is handled.
+    #[doc(hidden)]
+    pub fn hold_incoming_frames(&self, held: bool) {
+        self.inner.incoming_frames.set(held);
+    }
+
+    /// For tests: how many received frames wait now to be handled (see
+    /// [`hold_incoming_frames`](Self::hold_incoming_frames)).
+    #[doc(hidden)]
+    pub fn waiting_incoming_frames(&self) -> usize {
+        self.inner.incoming_frames.waiting()
+    }
+
+    /// For tests: whether `group`'s delivery has started here (its log's
+    /// tail read, or the log found empty).
+    #[doc(hidden)]
+    pub fn delivery_started(&self, group: &str) -> bool {
+        self.inner.sequencer.started(group)
+    }
+
+    /// For tests: whether `group` counts as subscribed now, without
+    /// waiting (see [`ChannelLayer::subscribed`]).
+    #[doc(hidden)]
+    pub fn subscribed_now(&self, group: &str) -> bool {
+        self.inner.subscriptions.is_confirmed(group)
     }
 
     /// A layer for `url` with the default settings.
@@ -744,13 +795,17 @@ async fn subscribe_group(inner: &Arc<Inner>, group: &str) -> Option<Cancellation
             tokio::select! {
                 () = cancelled.cancelled() => break,
                 message = subscriber.next() => match message {
-                    Some(message) => task_inner.incoming(&owned_group, &message),
+                    Some(message) => {
+                        task_inner.incoming_frames.pass().await;
+                        task_inner.incoming(&owned_group, &message);
+                    }
                     None => break,
                 },
             }
         }
         let _ = subscriber.unsubscribe().await;
     });
+    inner.catch_ups.pass().await;
     if inner.replay.is_some() {
         inner.catch_up(group).await;
     }
@@ -778,5 +833,57 @@ async fn confirm_subscriptions(inner: &Inner, subscribed: &HashMap<String, Cance
     let Ok(conn) = inner.conn() else { return };
     if inner.round_trip(&conn).await {
         inner.subscriptions.confirm(unconfirmed);
+    }
+}
+
+/// A point where a test may hold the layer's work (fault injection):
+/// passed at once unless held.
+#[derive(Debug)]
+pub(super) struct Hold {
+    held: tokio::sync::watch::Sender<bool>,
+    waiting: AtomicUsize,
+}
+
+impl Default for Hold {
+    fn default() -> Self {
+        Self {
+            held: tokio::sync::watch::Sender::new(false),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Hold {
+    pub(super) fn set(&self, held: bool) {
+        self.held.send_replace(held);
+    }
+
+    /// How many wait now in [`pass`](Self::pass).
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    pub(super) async fn pass(&self) {
+        if !*self.held.borrow() {
+            return;
+        }
+        let mut held = self.held.subscribe();
+        if !*held.borrow_and_update() {
+            return;
+        }
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _counted = Counted(&self.waiting);
+        // The sender lives as long as `self`.
+        let _ = held.wait_for(|held| !held).await;
+    }
+}
+
+/// Counts one waiter of a [`Hold`] out when dropped, the wait cancelled
+/// included.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

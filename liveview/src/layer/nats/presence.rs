@@ -13,7 +13,7 @@
 //! write failed or when the server lost its keys (its heartbeat was gone).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use async_nats::jetstream::{kv, stream};
 use futures_util::TryStreamExt;
 
 use super::names::untoken;
-use super::{Conn, Inner, REQUEST_TIMEOUT, now_ms};
+use super::{Conn, Hold, Inner, REQUEST_TIMEOUT, now_ms};
 use crate::User;
 use crate::layer::LayerError;
 
@@ -39,55 +39,6 @@ pub(super) struct OwnPresence {
     /// For tests: holds the removal of a process's members for a missing
     /// heartbeat, once decided.
     pub(super) cleanups: Hold,
-}
-
-/// A point where a test may hold the layer's presence work (fault
-/// injection): passed at once unless held.
-#[derive(Debug)]
-pub(super) struct Hold {
-    held: tokio::sync::watch::Sender<bool>,
-    waiting: AtomicUsize,
-}
-
-impl Default for Hold {
-    fn default() -> Self {
-        Self {
-            held: tokio::sync::watch::Sender::new(false),
-            waiting: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl Hold {
-    pub(super) fn set(&self, held: bool) {
-        self.held.send_replace(held);
-    }
-
-    /// How many wait now in [`pass`](Self::pass).
-    pub(super) fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Acquire)
-    }
-
-    async fn pass(&self) {
-        let mut held = self.held.subscribe();
-        if !*held.borrow_and_update() {
-            return;
-        }
-        self.waiting.fetch_add(1, Ordering::AcqRel);
-        let _counted = Counted(&self.waiting);
-        // The sender lives as long as `self`.
-        let _ = held.wait_for(|held| !held).await;
-    }
-}
-
-/// Counts one waiter of a [`Hold`] out when dropped, the wait cancelled
-/// included.
-struct Counted<'a>(&'a AtomicUsize);
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl OwnPresence {
