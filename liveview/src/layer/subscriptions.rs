@@ -39,11 +39,8 @@ pub(super) struct Subscriptions {
     /// Fault injection for tests: group changes wait while this is set.
     changes_held: AtomicBool,
     /// Fault injection for tests: a subscription loop that is about to
-    /// unsubscribe waits while this is `true`.
-    unsubscribes_held: watch::Sender<bool>,
-    /// Subscription loops waiting now in
-    /// [`before_unsubscribe`](Self::before_unsubscribe).
-    paused: AtomicUsize,
+    /// unsubscribe waits here while held.
+    unsubscribes: Hold,
 }
 
 /// What a subscription loop does about the groups whose membership here
@@ -56,8 +53,43 @@ pub(super) struct Changes {
     pub(super) unsubscribe: Vec<String>,
 }
 
+/// A point where a test may hold a layer's work (fault injection): passed
+/// at once unless held.
+#[derive(Debug, Default)]
+pub(super) struct Hold {
+    held: watch::Sender<bool>,
+    /// Callers waiting now in [`pass`](Self::pass).
+    waiting: AtomicUsize,
+}
+
+impl Hold {
+    pub(super) fn set(&self, held: bool) {
+        self.held.send_replace(held);
+    }
+
+    /// How many wait now in [`pass`](Self::pass).
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Return at once, unless held: then once released.
+    pub(super) async fn pass(&self) {
+        // Without a receiver first: the point may be on a hot path.
+        if !*self.held.borrow() {
+            return;
+        }
+        let mut held = self.held.subscribe();
+        if !*held.borrow_and_update() {
+            return;
+        }
+        let _waiting = Waiting::new(&self.waiting);
+        // The sender lives as long as `self`.
+        let _ = held.wait_for(|held| !held).await;
+    }
+}
+
 /// One caller counted while it waits (in [`Subscriptions::waiting`], or
-/// [`Subscriptions::paused_before_unsubscribing`]).
+/// [`Hold::waiting`]).
 struct Waiting<'a>(&'a AtomicUsize);
 
 impl<'a> Waiting<'a> {
@@ -187,26 +219,20 @@ impl Subscriptions {
     /// unsubscribe groups waits in
     /// [`before_unsubscribe`](Self::before_unsubscribe) before it does.
     pub(super) fn hold_unsubscribes(&self, held: bool) {
-        self.unsubscribes_held.send_replace(held);
+        self.unsubscribes.set(held);
     }
 
     /// How many subscription loops wait now in
     /// [`before_unsubscribe`](Self::before_unsubscribe).
     pub(super) fn paused_before_unsubscribing(&self) -> usize {
-        self.paused.load(Ordering::Acquire)
+        self.unsubscribes.waiting()
     }
 
     /// Called by a subscription loop between deciding which groups to
     /// unsubscribe and unsubscribing them: returns at once, unless a test
     /// holds unsubscribes ([`hold_unsubscribes`](Self::hold_unsubscribes)).
     pub(super) async fn before_unsubscribe(&self) {
-        let mut held = self.unsubscribes_held.subscribe();
-        if !*held.borrow_and_update() {
-            return;
-        }
-        let _paused = Waiting::new(&self.paused);
-        // The sender lives as long as `self`.
-        let _ = held.wait_for(|held| !held).await;
+        self.unsubscribes.pass().await;
     }
 
     /// How many callers wait now for a subscription that is not confirmed

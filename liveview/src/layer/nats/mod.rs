@@ -43,7 +43,7 @@ mod presence;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -56,7 +56,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use self::names::{Names, valid_prefix};
 use self::presence::OwnPresence;
 use super::sequencer::Sequencer;
-use super::subscriptions::{self, Subscriptions};
+use super::subscriptions::{self, Hold, Subscriptions};
 use super::{ChannelLayer, Frame, LayerError, LocalDelivery, ReplaySetting};
 
 /// Default prefix of the layer's subjects, stream and buckets.
@@ -833,57 +833,5 @@ async fn confirm_subscriptions(inner: &Inner, subscribed: &HashMap<String, Cance
     let Ok(conn) = inner.conn() else { return };
     if inner.round_trip(&conn).await {
         inner.subscriptions.confirm(unconfirmed);
-    }
-}
-
-/// A point where a test may hold the layer's work (fault injection):
-/// passed at once unless held.
-#[derive(Debug)]
-pub(super) struct Hold {
-    held: tokio::sync::watch::Sender<bool>,
-    waiting: AtomicUsize,
-}
-
-impl Default for Hold {
-    fn default() -> Self {
-        Self {
-            held: tokio::sync::watch::Sender::new(false),
-            waiting: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl Hold {
-    pub(super) fn set(&self, held: bool) {
-        self.held.send_replace(held);
-    }
-
-    /// How many wait now in [`pass`](Self::pass).
-    pub(super) fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Acquire)
-    }
-
-    pub(super) async fn pass(&self) {
-        if !*self.held.borrow() {
-            return;
-        }
-        let mut held = self.held.subscribe();
-        if !*held.borrow_and_update() {
-            return;
-        }
-        self.waiting.fetch_add(1, Ordering::AcqRel);
-        let _counted = Counted(&self.waiting);
-        // The sender lives as long as `self`.
-        let _ = held.wait_for(|held| !held).await;
-    }
-}
-
-/// Counts one waiter of a [`Hold`] out when dropped, the wait cancelled
-/// included.
-struct Counted<'a>(&'a AtomicUsize);
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
