@@ -259,6 +259,11 @@ async fn members_written_again_with_a_first_heartbeat_are_not_removed() {
 /// the delivery has started; the frame is published as soon as the group
 /// counts as subscribed (while the subscription is held, if it counts as
 /// subscribed then).
+///
+/// A connection joins its room's group and the `broadcast` group, and the
+/// hold stops every new subscription: a first connection, in another room,
+/// has the `broadcast` group subscribed and delivered beforehand, so that
+/// the one subscription held is the room's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_published_once_a_group_counts_as_subscribed_is_delivered() {
     let prefix = format!("lvtest_{}", uuid::Uuid::new_v4().simple());
@@ -274,6 +279,19 @@ async fn a_frame_published_once_a_group_counts_as_subscribed_is_delivered() {
             .await
             .expect("published");
     };
+
+    let _elsewhere = a.connect("elsewhere").await.expect("connects");
+    for group in ["broadcast", "room_elsewhere"] {
+        assert!(
+            layer_a.subscribed(group).await,
+            "A never subscribed {group}"
+        );
+        wait_until(
+            "A's delivery of the first connection's groups started",
+            || layer_a.delivery_started(group),
+        )
+        .await;
+    }
 
     layer_a.hold_catch_ups(true);
     layer_a.hold_incoming_frames(true);
