@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
 use futures_util::future::Either;
 use tracing::Instrument;
 
@@ -29,6 +28,18 @@ use crate::metrics::Outcome;
 /// call is not done in its first poll (most are). A frame that is no call
 /// of a handler is answered here, and the future is ready.
 pub(crate) fn handle_text<'a>(shared: &'a Shared, consumer: &'a Consumer, text: &str) -> Call<'a> {
+    handle_text_reusing(shared, consumer, text, &mut None)
+}
+
+/// [`handle_text`] for a connection that keeps the box of its last call's
+/// handler (`spare`, see [`spare`]): a call of the same handler starts in
+/// it, without allocating.
+pub(crate) fn handle_text_reusing<'a>(
+    shared: &'a Shared,
+    consumer: &'a Consumer,
+    text: &str,
+    spare: &mut Spare<'a>,
+) -> Call<'a> {
     let conn = consumer.connection();
     let mut frame = protocol::Frame::default();
     match protocol::parse_frame(text, &mut frame) {
@@ -54,11 +65,37 @@ pub(crate) fn handle_text<'a>(shared: &'a Shared, consumer: &'a Consumer, text: 
         (entry, index),
         &mut frame,
         reference,
+        spare,
     ))
 }
 
 /// A call under way: a handler's, or a frame answered at once.
 pub(crate) type Call<'a> = Either<Dispatch<'a>, std::future::Ready<Outcome>>;
+
+/// The box of an async handler's future whose call is done, and the
+/// handler it belongs to: kept by the connection, the next call of that
+/// handler starts in it.
+pub(crate) type Spare<'a> = Option<(&'static HandlerEntry, HandlerFuture<'a>)>;
+
+/// The handler's box of `call`, which is done, to start the connection's
+/// next call of the same handler in. None when the handler was blocking,
+/// panicked, timed out or did not run. Inlined where the call is kept, not
+/// moved here.
+#[inline(always)]
+pub(crate) fn spare(call: Call<'_>) -> Spare<'_> {
+    match call {
+        Either::Left(Dispatch {
+            entry,
+            work:
+                Work::Started(Started {
+                    running: Running::Async(future),
+                    ..
+                }),
+            ..
+        }) => Some((entry, future)),
+        _ => None,
+    }
+}
 
 /// Answer a frame that is not a call (or a probe).
 fn refuse_invalid(
@@ -148,6 +185,7 @@ fn dispatch<'a>(
     (entry, index): (&'static HandlerEntry, usize),
     frame: &mut protocol::Frame<'_>,
     reference: Option<u64>,
+    spare: &mut Spare<'a>,
 ) -> Dispatch<'a> {
     let span = tracing::info_span!(
         target: "liveview",
@@ -164,7 +202,7 @@ fn dispatch<'a>(
         frame.take_content(entry.name.into(), lang, conn.room.clone())
     };
     let work = if span.is_disabled() && shared.middleware.is_empty() {
-        Work::Started(start(entry, consumer, content(frame, lang)))
+        Work::Started(start(entry, consumer, content(frame, lang), spare))
     } else {
         // Entered and left at every poll.
         Work::Boxed(
@@ -332,16 +370,19 @@ async fn middleware_then_run(
         }
     }
     let conn = consumer.connection();
-    let mut started = start(entry, consumer, content);
+    let mut started = start(entry, consumer, content, &mut None);
     std::future::poll_fn(|cx| started.poll_finish(shared, conn, entry, cx)).await
 }
 
 /// A handler on its way: the future of an async one, the task of a
 /// blocking one.
 enum Running<'a> {
-    Async(futures_util::future::CatchUnwind<AssertUnwindSafe<HandlerFuture<'a>>>),
+    /// Kept once done, unless it panicked: the connection may start its
+    /// next call of the handler in its box.
+    Async(HandlerFuture<'a>),
     Blocking(tokio::task::JoinHandle<crate::Result>),
-    /// Out of time: its future was dropped, its task left to end alone.
+    /// Out of time, or panicked: its future was dropped, its task left to
+    /// end alone.
     Abandoned,
 }
 
@@ -360,19 +401,27 @@ struct Started<'a> {
 
 /// Start the handler of `entry`: an async one borrows the consumer, a
 /// blocking one takes a clone of it to its thread (which answers this call
-/// only); each takes the content. Inlined where the content is made.
+/// only); each takes the content. An async one starts in the box of
+/// `spare` when that is its own. Inlined where the content is made.
 #[inline(always)]
 fn start<'a>(
     entry: &'static HandlerEntry,
     consumer: &'a Consumer,
     content: crate::Content,
+    spare: &mut Spare<'a>,
 ) -> Started<'a> {
     // An async handler's future is made before the clock is read: the
     // content goes straight from the frame to the handler's future, not
     // kept meanwhile.
     let (running, at) = match entry.handler {
         Handler::Async(f) => {
-            let future = AssertUnwindSafe(f(consumer, content)).catch_unwind();
+            let future = match spare.take() {
+                Some((handler, mut future)) if std::ptr::eq(handler, entry) => {
+                    future.as_mut().restart(consumer, content);
+                    future
+                }
+                _ => f(consumer, content),
+            };
             (Running::Async(future), Instant::now())
         }
         Handler::Blocking(f) => {
@@ -403,17 +452,21 @@ impl Started<'_> {
     ) -> Poll<(Outcome, Duration)> {
         let function = entry.name;
         let outcome = match &mut self.running {
-            Running::Async(fut) => match Pin::new(fut).poll(cx) {
-                Poll::Ready(Ok(Ok(()))) => Outcome::Ok,
-                Poll::Ready(Ok(Err(err))) => failed(conn, function, &err),
-                Poll::Ready(Err(panic)) => {
-                    if warn(conn) {
-                        log_panic(function, conn.id, &panic);
+            Running::Async(fut) => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+                    Ok(Poll::Ready(Ok(()))) => Outcome::Ok,
+                    Ok(Poll::Ready(Err(err))) => failed(conn, function, &err),
+                    Err(panic) => {
+                        // Not started again: dropped now.
+                        self.running = Running::Abandoned;
+                        if warn(conn) {
+                            log_panic(function, conn.id, &panic);
+                        }
+                        Outcome::Panicked
                     }
-                    Outcome::Panicked
+                    Ok(Poll::Pending) => return self.poll_deadline(shared, conn, function, cx),
                 }
-                Poll::Pending => return self.poll_deadline(shared, conn, function, cx),
-            },
+            }
             Running::Blocking(task) => match Pin::new(task).poll(cx) {
                 Poll::Ready(Ok(Ok(()))) => Outcome::Ok,
                 Poll::Ready(Ok(Err(err))) => failed(conn, function, &err),

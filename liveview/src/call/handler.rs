@@ -14,8 +14,18 @@ use crate::consumer::Consumer;
 use crate::error::{BuildError, Error, Result};
 
 /// The boxed future of an async handler: it owns its content and borrows
-/// the connection's consumer.
-pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result> + Send + 'a>>;
+/// the connection's consumer. Once done, it can start the same handler
+/// again in its box ([`HandlerTask::restart`]).
+pub type HandlerFuture<'a> = Pin<Box<dyn HandlerTask<'a> + 'a>>;
+
+/// An async handler's future that, once done, starts its handler again in
+/// the place it takes: a connection that calls one handler time after time
+/// reuses the box of its previous call rather than allocating another.
+pub trait HandlerTask<'a>: Future<Output = Result> + Send {
+    /// Start the handler again for another call on the same connection,
+    /// where this future stands: the future it was is dropped.
+    fn restart(self: Pin<&mut Self>, consumer: &'a Consumer, content: Content);
+}
 
 /// How a registered handler is called. Written by the macro.
 #[derive(Clone, Copy)]
@@ -70,7 +80,8 @@ inventory::collect!(HandlerEntry);
 /// `content`, boxed, its output made the library's result by `finish`: no
 /// `async` block around the handler, which would hold the content once
 /// more. The box is allocated first and the handler's future made in it,
-/// not made aside and moved in.
+/// not made aside and moved in. The box keeps `handler` and `finish`, to
+/// start the handler again in it ([`HandlerTask::restart`]).
 pub fn boxed<'a, H, F, M>(
     handler: H,
     consumer: &'a Consumer,
@@ -78,31 +89,34 @@ pub fn boxed<'a, H, F, M>(
     finish: M,
 ) -> HandlerFuture<'a>
 where
-    H: FnOnce(&'a Consumer, Content) -> F,
+    H: Fn(&'a Consumer, Content) -> F + Copy + Send + 'a,
     F: Future + Send + 'a,
-    M: FnMut(F::Output) -> Result + Send + 'a,
+    M: FnMut(F::Output) -> Result + Copy + Send + 'a,
 {
-    let boxed = Box::<Finish<F, M>>::new_uninit();
-    let boxed: Box<Finish<F, M>> = Box::write(
+    let boxed = Box::<Finish<F, M, H>>::new_uninit();
+    let boxed: Box<Finish<F, M, H>> = Box::write(
         boxed,
         Finish {
             handler: handler(consumer, content),
             finish,
+            start: handler,
         },
     );
     Box::into_pin(boxed)
 }
 
 pin_project_lite::pin_project! {
-    /// A handler's future whose output `finish` maps.
-    struct Finish<F, M> {
+    /// A handler's future whose output `finish` maps, and the handler that
+    /// made it (`start`).
+    struct Finish<F, M, H> {
         #[pin]
         handler: F,
         finish: M,
+        start: H,
     }
 }
 
-impl<F, M> Future for Finish<F, M>
+impl<F, M, H> Future for Finish<F, M, H>
 where
     F: Future,
     M: FnMut(F::Output) -> Result,
@@ -112,6 +126,22 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result> {
         let this = self.project();
         this.handler.poll(cx).map(this.finish)
+    }
+}
+
+impl<'a, F, M, H> HandlerTask<'a> for Finish<F, M, H>
+where
+    H: Fn(&'a Consumer, Content) -> F + Copy + Send + 'a,
+    F: Future + Send + 'a,
+    M: FnMut(F::Output) -> Result + Copy + Send + 'a,
+{
+    fn restart(mut self: Pin<&mut Self>, consumer: &'a Consumer, content: Content) {
+        let (start, finish) = (self.start, self.finish);
+        self.set(Finish {
+            handler: start(consumer, content),
+            finish,
+            start,
+        });
     }
 }
 
@@ -307,6 +337,28 @@ mod tests {
         line: 20,
         handler: Handler::Blocking(noop),
     };
+
+    #[tokio::test]
+    async fn a_handler_started_again_runs_in_the_same_box_with_the_new_content() {
+        static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        async fn record(_: &Consumer, content: Content) -> Result {
+            SEEN.lock().unwrap().push(content.function().to_owned());
+            Ok(())
+        }
+        let (consumer, _recorder) = crate::testing::consumer("room");
+        let mut future = boxed(
+            record,
+            &consumer,
+            Content::new("first"),
+            std::convert::identity,
+        );
+        let at = std::ptr::from_ref(&*future).cast::<()>();
+        future.as_mut().await.unwrap();
+        future.as_mut().restart(&consumer, Content::new("second"));
+        future.as_mut().await.unwrap();
+        assert_eq!(*SEEN.lock().unwrap(), ["first", "second"]);
+        assert_eq!(std::ptr::from_ref(&*future).cast::<()>(), at);
+    }
 
     #[test]
     fn two_handlers_with_one_name_are_refused_naming_both() {

@@ -39,6 +39,10 @@ pub(super) struct Live<'a> {
     conn: &'a Connection,
     pub(super) rx: Receiver,
     pub(super) call: Option<Call<'a>>,
+    /// The box of the last call's async handler, in which the next call of
+    /// that handler starts: a burst of calls allocates none. Released when
+    /// the timer fires, so that a connection quiet since does not keep it.
+    spare: dispatch::Spare<'a>,
     bucket: Option<Bucket>,
     ip: Option<IpAddr>,
     /// When the next Ping is due.
@@ -84,6 +88,7 @@ impl<'a> Live<'a> {
             conn: consumer.connection(),
             rx,
             call: None,
+            spare: None,
             bucket: config.limits.per_connection.as_ref().map(Bucket::new),
             ip,
             next_ping: now + config.ping_interval,
@@ -126,13 +131,18 @@ impl<'a> Live<'a> {
             }
             let (read, written) = {
                 // A call finished in this turn: it is dropped once its
-                // frames are on their way, not before, where it stands.
+                // frames are on their way, not before, where it stands,
+                // and its handler's box kept for the next call.
                 let mut finished = None;
                 let read = match self.read(cx, socket, closer, &mut finished) {
                     Ok(read) => read,
                     Err(ended) => return Poll::Ready(self.stop(Some(ended))),
                 };
-                match self.write(cx, socket) {
+                let written = self.write(cx, socket);
+                if let Some(call) = finished {
+                    self.spare = dispatch::spare(call);
+                }
+                match written {
                     Ok(written) => (read, written),
                     Err(err) => {
                         self.shared.metrics.write_failures.add(1);
@@ -166,6 +176,7 @@ impl<'a> Live<'a> {
                 return Poll::Pending;
             }
             self.timer_waker = None;
+            self.spare = None;
             let now = Instant::now();
             if now >= self.next_ping {
                 self.ping_due = true;
@@ -259,8 +270,9 @@ impl<'a> Live<'a> {
                     // loop. Whatever is queued meanwhile (a refusal, the
                     // handler's frames) needs no wake-up.
                     // Made where it is kept once done, not moved there.
-                    let call = finished
-                        .insert(closer.driving(|| dispatch::handle_text(shared, consumer, &text)));
+                    let call = finished.insert(closer.driving(|| {
+                        dispatch::handle_text_reusing(shared, consumer, &text, &mut self.spare)
+                    }));
                     drop(text);
                     if closer.driving(|| Pin::new(call).poll(cx)).is_pending() {
                         // Nothing more to read meanwhile: the call wakes
