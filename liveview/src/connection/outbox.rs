@@ -87,10 +87,18 @@ struct Queue {
 }
 
 impl Queue {
+    /// How many frames wait.
+    #[inline(always)]
     fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
+        // The deque holds frames only behind a first one.
+        if self.first.is_none() {
+            0
+        } else {
+            1 + self.rest.len()
+        }
     }
 
+    #[inline(always)]
     fn push_back(&mut self, frame: Frame) {
         if self.first.is_none() {
             self.first = Some(frame);
@@ -99,16 +107,25 @@ impl Queue {
         }
     }
 
+    #[inline(always)]
     fn pop_front(&mut self) -> Option<Frame> {
         let frame = self.first.take()?;
         // Most times the frame was alone, and the deque is left as it is.
         if !self.rest.is_empty() {
-            self.first = self.rest.pop_front();
-            if self.rest.is_empty() && self.rest.capacity() > KEPT_CAPACITY {
-                self.rest = VecDeque::new();
-            }
+            self.advance();
         }
         Some(frame)
+    }
+
+    /// The deque's first frame moves into place; a drained deque gives its
+    /// buffer back.
+    #[cold]
+    #[inline(never)]
+    fn advance(&mut self) {
+        self.first = self.rest.pop_front();
+        if self.rest.is_empty() && self.rest.capacity() > KEPT_CAPACITY {
+            self.rest = VecDeque::new();
+        }
     }
 }
 
@@ -258,6 +275,7 @@ impl OutboxState {
         }
     }
 
+    #[inline(always)]
     fn lock_frames(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.frames.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -282,13 +300,14 @@ impl OutboxState {
         }
         {
             let mut frames = self.lock_frames();
-            if !force && frames.len() >= self.capacity {
+            let len = frames.len();
+            if !force && len >= self.capacity {
                 drop(frames);
                 self.close(CLOSE_SLOW_CLIENT);
                 return Err(SendError::SlowClient);
             }
             frames.push_back(frame);
-            self.queued.store(frames.len(), Ordering::Release);
+            self.queued.store(len + 1, Ordering::Release);
         }
         if DRIVING.with(Cell::get) != Arc::as_ptr(self) as usize {
             self.writer.wake();
