@@ -57,6 +57,9 @@ pub(crate) struct OutboxState {
     capacity: usize,
     /// The writer, waiting for a frame.
     writer: AtomicWaker,
+    /// Set before each wake-up of the writer: the waker it registered was
+    /// taken, and it registers again.
+    writer_woken: AtomicBool,
     /// A replay, waiting for room in the queue.
     room: AtomicWaker,
     /// The writer is gone: frames can no longer be queued.
@@ -151,6 +154,10 @@ thread_local! {
 #[derive(Debug)]
 pub(crate) struct Receiver {
     state: Arc<OutboxState>,
+    /// The waker last registered, while it stays registered: a task that
+    /// registers on each poll most times finds it there, and has nothing
+    /// to do.
+    registered: Option<std::task::Waker>,
 }
 
 /// Nothing is queued.
@@ -165,7 +172,7 @@ impl Receiver {
             if let Ok(frame) = self.try_recv() {
                 return Poll::Ready(Some(frame));
             }
-            self.state.writer.register(cx.waker());
+            self.register(cx.waker());
             match self.try_recv() {
                 Ok(frame) => Poll::Ready(Some(frame)),
                 // The last outbox may have queued a frame after the look
@@ -183,8 +190,28 @@ impl Receiver {
     /// told to close or the server shuts down; registered before looking,
     /// so nothing in between is missed.
     #[inline]
-    pub(crate) fn register(&self, waker: &std::task::Waker) {
+    pub(crate) fn register(&mut self, waker: &std::task::Waker) {
+        // A wake-up that sets the flag after this look takes a waker of
+        // this same task: the task is polled again, and registers then.
+        if !self.state.writer_woken.load(Ordering::Acquire)
+            && self.registered.as_ref().is_some_and(|w| w.will_wake(waker))
+        {
+            return;
+        }
+        self.register_anew(waker);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn register_anew(&mut self, waker: &std::task::Waker) {
+        // Cleared before registering: a wake-up from now on either finds
+        // the new waker or sets the flag again.
+        self.state.writer_woken.store(false, Ordering::Release);
         self.state.writer.register(waker);
+        match &mut self.registered {
+            Some(registered) => registered.clone_from(waker),
+            None => self.registered = Some(waker.clone()),
+        }
     }
 
     /// The next frame, if one is queued.
@@ -240,15 +267,22 @@ impl OutboxState {
         {
             self.closing.notify_waiters();
             // A WebSocket connection's task waits for its close here.
-            self.writer.wake();
+            self.wake_writer();
         }
+    }
+
+    /// Wake the writer: it registers its waker again.
+    #[inline]
+    fn wake_writer(&self) {
+        self.writer_woken.store(true, Ordering::Release);
+        self.writer.wake();
     }
 
     /// The server is shutting down: close with 1001 once the call under
     /// way, if any, is done.
     pub(crate) fn go_away(&self) {
         self.going_away.store(true, Ordering::Release);
-        self.writer.wake();
+        self.wake_writer();
     }
 
     /// Whether [`go_away`](Self::go_away) was called.
@@ -310,7 +344,7 @@ impl OutboxState {
             self.queued.store(len + 1, Ordering::Release);
         }
         if DRIVING.with(Cell::get) != Arc::as_ptr(self) as usize {
-            self.writer.wake();
+            self.wake_writer();
         }
         Ok(())
     }
@@ -352,7 +386,7 @@ impl Clone for Outbox {
 impl Drop for Outbox {
     fn drop(&mut self) {
         if self.state.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.state.writer.wake();
+            self.state.wake_writer();
         }
     }
 }
@@ -368,6 +402,7 @@ impl Outbox {
         });
         let receiver = Receiver {
             state: state.clone(),
+            registered: None,
         };
         let outbox = Self {
             state,
