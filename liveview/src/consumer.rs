@@ -145,6 +145,7 @@ impl Connection {
     /// The call with a `ref` running now, if any. Read by the consumer
     /// lent to the calls, while one of them runs: no call starts or ends
     /// meanwhile.
+    #[inline]
     fn running(&self) -> Option<CallRef> {
         let running = self.calls.load(Ordering::Acquire);
         (running & 1 == 1).then(|| CallRef {
@@ -376,6 +377,7 @@ impl Consumer {
         self.conn.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    #[inline]
     fn current_ref(&self) -> Option<u64> {
         match self.call {
             Calls::Lent => self.conn.running().map(|call| call.reference),

@@ -15,11 +15,21 @@ use std::borrow::Cow;
 /// );
 /// assert_eq!(liveview::escape("plain"), "plain");
 /// ```
+#[inline]
 pub fn escape(text: &str) -> Cow<'_, str> {
+    // Inlined where it is called: most text has nothing to escape, and
+    // costs only this look; the copy is made out of line.
+    match text.bytes().position(|b| entity(b).is_some()) {
+        None => Cow::Borrowed(text),
+        Some(first) => Cow::Owned(escape_from(text, first)),
+    }
+}
+
+/// `text` escaped, its first byte to escape at `first`.
+#[cold]
+#[inline(never)]
+fn escape_from(text: &str, first: usize) -> String {
     let bytes = text.as_bytes();
-    let Some(first) = bytes.iter().position(|&b| entity(b).is_some()) else {
-        return Cow::Borrowed(text);
-    };
     let grows: usize = bytes[first..]
         .iter()
         .map(|&b| entity(b).map_or(0, |e| e.len() - 1))
@@ -37,7 +47,7 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     }
     out.push_str(&text[start..]);
     debug_assert_eq!(out.len(), out.capacity(), "the length was measured");
-    Cow::Owned(out)
+    out
 }
 
 /// The entity that replaces the byte `b`, if it is one to escape.
