@@ -134,11 +134,24 @@ impl WithRef<'_> {
     /// The frame's text, as serde_json would write it, in a buffer of
     /// exactly its length: the frame takes the buffer as it is, with no
     /// second allocation and no regrowth while it is written.
+    #[inline]
     fn frame(&self) -> Result<String, serde_json::Error> {
-        let WithRef(u, reference) = *self;
-        if let (Some(target), None) = (u.target.as_deref(), &u.rare) {
-            return Ok(self.plain_frame(target));
+        // The common case is written where the update is sent, the rest
+        // out of line.
+        if let (Some(target), None) = (&self.0.target, &self.0.rare) {
+            let target_len = match target {
+                Cow::Borrowed(literal) => literal_len(literal),
+                Cow::Owned(built) => json::string_len(built),
+            };
+            return Ok(self.plain_frame(target, target_len));
         }
+        self.full_frame()
+    }
+
+    /// [`frame`](Self::frame) of any update.
+    #[inline(never)]
+    fn full_frame(&self) -> Result<String, serde_json::Error> {
+        let WithRef(u, reference) = *self;
         static NONE: Rare = Rare {
             url: None,
             title: None,
@@ -217,11 +230,11 @@ impl WithRef<'_> {
 
     /// [`frame`](Self::frame) of an update with a target and none of the
     /// rarer keys, as most are: the same text, with less to look at. The
-    /// target comes first, so every key after it has its comma.
+    /// target comes first, so every key after it has its comma;
+    /// `target_len` is its [`json::string_len`].
     #[inline]
-    fn plain_frame(&self, target: &str) -> String {
+    fn plain_frame(&self, target: &str, target_len: usize) -> String {
         let WithRef(u, reference) = *self;
-        let target_len = json::string_len(target);
         let html = u.html.as_deref().map(|html| (html, json::string_len(html)));
         let mut digits = itoa::Buffer::new();
         let reference = reference.map(|r| digits.format(r));
@@ -258,6 +271,31 @@ impl WithRef<'_> {
         debug_assert_eq!(out.len(), len, "the frame's length was measured");
         out
     }
+}
+
+thread_local! {
+    /// The last `'static` text found to need no JSON escaping, by its
+    /// address and length: most updates of a handler have the same
+    /// literal selector, looked at once per thread rather than once per
+    /// frame. A `'static` text is never changed nor freed, so an address
+    /// and a length name the same bytes for as long as the process runs.
+    static PLAIN_LITERAL: std::cell::Cell<(usize, usize)> =
+        const { std::cell::Cell::new((0, 0)) };
+}
+
+/// [`json::string_len`] of a `'static` text, remembered while it needs no
+/// escaping.
+#[inline]
+fn literal_len(text: &'static str) -> usize {
+    let key = (text.as_ptr() as usize, text.len());
+    if PLAIN_LITERAL.with(std::cell::Cell::get) == key {
+        return text.len() + 2;
+    }
+    let len = json::string_len(text);
+    if len == text.len() + 2 {
+        PLAIN_LITERAL.with(|plain| plain.set(key));
+    }
+    len
 }
 
 /// The object's opening and its first key, when it is the target.
@@ -953,6 +991,21 @@ mod tests {
                     }
                     bytes[at] = filler;
                 }
+            }
+        }
+    }
+
+    /// A literal target is looked at once while it needs no escaping; one
+    /// that does, or another after it, is written as serde_json writes it,
+    /// each time.
+    #[test]
+    fn literal_targets_are_written_as_serde_json_writes_them_however_they_alternate() {
+        let targets = ["#a", "#b\"c", "#a", "#a", "#b\"c", "#d\\", "#a", ""];
+        for _ in 0..2 {
+            for target in targets {
+                let update = Update::new(target).html("x");
+                let expected = serde_json::to_string(&WithRef(&update, Some(3))).unwrap();
+                assert_eq!(update.into_frame(Some(3)).unwrap(), expected);
             }
         }
     }

@@ -328,6 +328,7 @@ impl OutboxState {
 
     /// Queue `frame` if there is room for it, or at any rate when `force`
     /// (frames a replay made room for).
+    #[inline]
     fn enqueue(self: &Arc<Self>, frame: Frame, force: bool) -> Result<(), SendError> {
         if self.receiver_gone.load(Ordering::Acquire) {
             return Err(SendError::Closed);
@@ -424,6 +425,7 @@ impl Outbox {
     /// Queue a frame. A full queue means the client is not reading fast
     /// enough: the connection is closed with 1013 rather than buffering
     /// without bound.
+    #[inline]
     pub(crate) fn push(&self, frame: Frame) -> Result<(), SendError> {
         self.state.enqueue(frame, false)
     }
