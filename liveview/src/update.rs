@@ -707,8 +707,25 @@ impl IntoUpdate for Update {
     // Inlined where an update is sent: it is not moved again to be written.
     #[inline]
     fn into_frame(self, reference: Option<u64>) -> Result<String, serde_json::Error> {
-        WithRef(&self, reference).frame()
+        let frame = WithRef(&self, reference).frame();
+        // Taken apart here: most updates have none of the rarer keys, and
+        // free only their html.
+        let Update {
+            target, html, rare, ..
+        } = self;
+        if let Some(rare) = rare {
+            drop_rare(rare);
+        }
+        drop((target, html));
+        frame
     }
+}
+
+/// Drop the rarer keys of an update, out of the way of the common case.
+#[cold]
+#[inline(never)]
+fn drop_rare(rare: Box<Rare>) {
+    drop(rare);
 }
 
 impl IntoUpdate for &Update {
