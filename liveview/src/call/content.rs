@@ -64,6 +64,7 @@ impl Content {
     }
 
     /// The content of a client's call of the handler `function`.
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn of_call(
         function: Cow<'static, str>,
         form: Fields,
@@ -75,6 +76,27 @@ impl Content {
             function,
             form,
             data,
+            lang,
+            room,
+        }
+    }
+
+    /// The content of a client's call of the handler `function`, its `form`
+    /// and `data` entries taken from the frame that sent them, as
+    /// [`Fields::from_entries`] makes fields: built where it is returned,
+    /// not from fields made first and then moved into it.
+    #[inline(always)]
+    pub(crate) fn of_frame(
+        function: Cow<'static, str>,
+        form: &mut Few<(Cow<'_, str>, Val)>,
+        data: &mut Few<(Cow<'_, str>, Val)>,
+        lang: Lang,
+        room: Arc<str>,
+    ) -> Self {
+        Self {
+            function,
+            form: Fields::taken(form, false),
+            data: Fields::taken(data, true),
             lang,
             room,
         }
@@ -270,6 +292,30 @@ impl Fields {
         }
     }
 
+    /// The fields of the entries of a `form` (or, with `is_data`, a
+    /// `data`) object, taken from where the frame keeps them, as
+    /// [`Fields::from_entries`] makes them: the one entry of nearly every
+    /// call is normalised as it is taken, and an empty object, as `data`
+    /// nearly always is, has nothing to move.
+    #[inline(always)]
+    fn taken(entries: &mut Few<(Cow<'_, str>, Val)>, is_data: bool) -> Self {
+        let entries = match entries {
+            Few::Inline(slot) => match slot.take() {
+                None => Few::Inline(None),
+                Some((key, value)) => Few::Inline(Some((
+                    keys::normalize_one(&key, is_data),
+                    keys::normalize_val(value),
+                ))),
+            },
+            Few::Heap(items) => Few::Heap(keys::normalize_many(std::mem::take(items), is_data)),
+        };
+        Self {
+            entries,
+            built: OnceLock::new(),
+            part: if is_data { "data" } else { "form" },
+        }
+    }
+
     #[cfg(any(test, fuzzing))]
     pub(crate) fn with_part(mut self, part: &'static str) -> Self {
         self.part = part;
@@ -284,14 +330,19 @@ impl Fields {
                 .as_ref()
                 .is_some_and(|(k, _)| k.as_bytes() == key.as_bytes())
                 .then_some(0),
-            Few::Heap(entries) => entries
-                .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
-                .ok(),
+            Few::Heap(entries) => search(entries, key),
         }
     }
 
+    /// The value of `key`. Inlined where a handler asks, so that the one
+    /// comparison of a one-field form is with a key the compiler knows.
+    #[inline(always)]
     fn find(&self, key: &str) -> Option<&Val> {
-        self.position(key).map(|i| &self.entries.as_slice()[i].1)
+        match &self.entries {
+            Few::Inline(Some((k, value))) => (k.as_bytes() == key.as_bytes()).then_some(value),
+            Few::Inline(None) => None,
+            Few::Heap(entries) => search(entries, key).map(|i| &entries[i].1),
+        }
     }
 
     /// The raw value of `key`.
@@ -319,6 +370,7 @@ impl Fields {
     }
 
     /// `key` as a string slice, when it is a string.
+    #[inline(always)]
     pub fn str(&self, key: &str) -> Option<&str> {
         self.find(key).and_then(Val::as_str)
     }
@@ -330,6 +382,7 @@ impl Fields {
     /// let content = liveview::Content::new("f").with_form(serde_json::json!({"name": ""}));
     /// assert_eq!(content.form.str_or("name", "World"), "World");
     /// ```
+    #[inline(always)]
     pub fn str_or<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
         match self.str(key) {
             Some(s) if !s.is_empty() => s,
@@ -470,6 +523,14 @@ impl Fields {
     }
 }
 
+/// Where `key` is among `entries`, sorted by key.
+#[inline(never)]
+fn search(entries: &[(Key, Val)], key: &str) -> Option<usize> {
+    entries
+        .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
+        .ok()
+}
+
 /// The values of [`Fields`] as [`Fields::as_map`] and [`Fields::get`] give
 /// them, each built the first time it is asked for.
 #[derive(Clone, Default)]
@@ -549,15 +610,23 @@ impl<T> Default for Few<T> {
 }
 
 impl<T> Few<T> {
-    #[inline]
+    /// Add `item`: the first is written in place, where it will stay.
+    #[inline(always)]
     pub(crate) fn push(&mut self, item: T) {
         match self {
+            Self::Inline(slot @ None) => *slot = Some(item),
+            Self::Inline(Some(_)) => self.spill(item),
             Self::Heap(items) => items.push(item),
-            Self::Inline(slot) => match slot.take() {
-                None => *slot = Some(item),
-                Some(first) => *self = Self::Heap(vec![first, item]),
-            },
         }
+    }
+
+    /// The second item: both go to the heap.
+    #[cold]
+    fn spill(&mut self, item: T) {
+        let mut items = Vec::with_capacity(2);
+        items.extend(std::mem::take(self).into_vec());
+        items.push(item);
+        *self = Self::Heap(items);
     }
 
     pub(crate) fn as_slice(&self) -> &[T] {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-use crate::call::content::{Content, Few, Fields, Lang, Val};
+use crate::call::content::{Content, Few, Lang, Val};
 use crate::update::json;
 
 /// Longest handler name a client may call.
@@ -113,7 +113,7 @@ pub(crate) fn parse(text: &str, room: &str) -> Result<Call, InvalidMessage> {
 ///
 /// One pass over the frame: the members of `form` and `data` are collected
 /// as they come, keys borrowed from the frame where it has no escapes, and
-/// normalised into their [`Fields`] once, by [`Frame::take_content`] (no
+/// normalised into their [`Fields`](crate::Fields) once, by [`Frame::take_content`] (no
 /// JSON map is built and then rebuilt). The frame is written where the
 /// caller keeps it: it is large, and a call moves it no more.
 pub(crate) fn parse_frame<'a>(text: &'a str, frame: &mut Frame<'a>) -> Result<(), InvalidMessage> {
@@ -142,13 +142,7 @@ impl Frame<'_> {
         lang: Lang,
         room: Arc<str>,
     ) -> Content {
-        Content::of_call(
-            function,
-            Fields::from_entries(std::mem::take(&mut self.form), false),
-            Fields::from_entries(std::mem::take(&mut self.data), true),
-            lang,
-            room,
-        )
+        Content::of_frame(function, &mut self.form, &mut self.data, lang, room)
     }
 }
 
@@ -696,6 +690,7 @@ mod tests {
     /// nesting, numbers of every kind, wrong types and broken JSON.
     mod differential {
         use super::*;
+        use crate::call::content::Fields;
         use proptest::prelude::*;
 
         /// Same content and `ref`, or both refused.

@@ -29,6 +29,7 @@ impl Key {
 
     /// The key as text. Checks the bytes again (the crate has no unsafe
     /// code), so hot paths compare [`Key::as_bytes`] instead.
+    #[inline]
     pub(crate) fn as_str(&self) -> &str {
         match self {
             Self::Inline { .. } => {

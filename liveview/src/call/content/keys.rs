@@ -41,7 +41,7 @@ pub(crate) fn normalize_entries(
 /// nothing it could collide with. Nearly every such key (an input's name)
 /// is already snake_case, and is copied once, as it is.
 #[inline]
-fn normalize_one(key: &str, is_data: bool) -> Key {
+pub(crate) fn normalize_one(key: &str, is_data: bool) -> Key {
     let key = snake_case(key);
     match key.strip_prefix("data_") {
         Some(rest) if is_data && !rest.is_empty() => {
@@ -60,7 +60,11 @@ fn normalize_key(key: &str) -> (Key, bool) {
     (Key::from(snake), changed)
 }
 
-fn normalize_many(mut entries: Vec<(Cow<'_, str>, Val)>, is_data: bool) -> Vec<(Key, Val)> {
+#[inline(never)]
+pub(crate) fn normalize_many(
+    mut entries: Vec<(Cow<'_, str>, Val)>,
+    is_data: bool,
+) -> Vec<(Key, Val)> {
     if !is_strictly_sorted(&entries) {
         entries.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
         dedup_keep_last(&mut entries);
@@ -195,7 +199,7 @@ fn has_nested(value: &Value) -> bool {
 
 /// A string in place has no keys to normalise.
 #[inline]
-fn normalize_val(value: Val) -> Val {
+pub(crate) fn normalize_val(value: Val) -> Val {
     match value {
         Val::Json(value @ (Value::Object(_) | Value::Array(_))) => {
             Val::Json(normalize_value(value))
