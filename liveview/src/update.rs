@@ -139,10 +139,7 @@ impl WithRef<'_> {
         // The common case is written where the update is sent, the rest
         // out of line.
         if let (Some(target), None) = (&self.0.target, &self.0.rare) {
-            let target_len = match target {
-                Cow::Borrowed(literal) => literal_len(literal),
-                Cow::Owned(built) => json::string_len(built),
-            };
+            let target_len = json::string_len(target);
             return Ok(self.plain_frame(target, target_len));
         }
         self.full_frame()
@@ -271,31 +268,6 @@ impl WithRef<'_> {
         debug_assert_eq!(out.len(), len, "the frame's length was measured");
         out
     }
-}
-
-thread_local! {
-    /// The last `'static` text found to need no JSON escaping, by its
-    /// address and length: most updates of a handler have the same
-    /// literal selector, looked at once per thread rather than once per
-    /// frame. A `'static` text is never changed nor freed, so an address
-    /// and a length name the same bytes for as long as the process runs.
-    static PLAIN_LITERAL: std::cell::Cell<(usize, usize)> =
-        const { std::cell::Cell::new((0, 0)) };
-}
-
-/// [`json::string_len`] of a `'static` text, remembered while it needs no
-/// escaping.
-#[inline]
-fn literal_len(text: &'static str) -> usize {
-    let key = (text.as_ptr() as usize, text.len());
-    if PLAIN_LITERAL.with(std::cell::Cell::get) == key {
-        return text.len() + 2;
-    }
-    let len = json::string_len(text);
-    if len == text.len() + 2 {
-        PLAIN_LITERAL.with(|plain| plain.set(key));
-    }
-    len
 }
 
 /// The object's opening and its first key, when it is the target.
@@ -1012,9 +984,8 @@ mod tests {
         }
     }
 
-    /// A literal target is looked at once while it needs no escaping; one
-    /// that does, or another after it, is written as serde_json writes it,
-    /// each time.
+    /// Targets that need escaping and targets that do not, in any order,
+    /// are written as serde_json writes them.
     #[test]
     fn literal_targets_are_written_as_serde_json_writes_them_however_they_alternate() {
         let targets = ["#a", "#b\"c", "#a", "#a", "#b\"c", "#d\\", "#a", ""];
