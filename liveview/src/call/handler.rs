@@ -15,7 +15,7 @@ use crate::error::{BuildError, Error, Result};
 
 /// The boxed future of an async handler: it owns its content and borrows
 /// the connection's consumer. Once done, it can start the same handler
-/// again in its box ([`HandlerTask::restart`]).
+/// again in its box (`HandlerTask::restart`).
 pub type HandlerFuture<'a> = Pin<Box<dyn HandlerTask<'a> + 'a>>;
 
 /// An async handler's future that, once done, starts its handler again in
@@ -81,7 +81,7 @@ inventory::collect!(HandlerEntry);
 /// `async` block around the handler, which would hold the content once
 /// more. The box is allocated first and the handler's future made in it,
 /// not made aside and moved in. The box keeps `handler` and `finish`, to
-/// start the handler again in it ([`HandlerTask::restart`]).
+/// start the handler again in it (`HandlerTask::restart`).
 pub fn boxed<'a, H, F, M>(
     handler: H,
     consumer: &'a Consumer,
