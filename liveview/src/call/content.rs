@@ -284,33 +284,16 @@ impl Fields {
     /// The fields of a `form` (or, with `is_data`, a `data`) object whose
     /// entries are `entries`, in the order they came, keys as they were
     /// sent: see [`keys::normalize_entries`].
-    pub(crate) fn from_entries(entries: Few<(Cow<'_, str>, Val)>, is_data: bool) -> Self {
-        Self {
-            entries: keys::normalize_entries(entries, is_data),
-            built: OnceLock::new(),
-            part: if is_data { "data" } else { "form" },
-        }
+    pub(crate) fn from_entries(mut entries: Few<(Cow<'_, str>, Val)>, is_data: bool) -> Self {
+        Self::taken(&mut entries, is_data)
     }
 
-    /// The fields of the entries of a `form` (or, with `is_data`, a
-    /// `data`) object, taken from where the frame keeps them, as
-    /// [`Fields::from_entries`] makes them: the one entry of nearly every
-    /// call is normalised as it is taken, and an empty object, as `data`
-    /// nearly always is, has nothing to move.
+    /// [`Fields::from_entries`] of the entries where the frame keeps them,
+    /// taken from there rather than moved out first.
     #[inline(always)]
     fn taken(entries: &mut Few<(Cow<'_, str>, Val)>, is_data: bool) -> Self {
-        let entries = match entries {
-            Few::Inline(slot) => match slot.take() {
-                None => Few::Inline(None),
-                Some((key, value)) => Few::Inline(Some((
-                    keys::normalize_one(&key, is_data),
-                    keys::normalize_val(value),
-                ))),
-            },
-            Few::Heap(items) => Few::Heap(keys::normalize_many(std::mem::take(items), is_data)),
-        };
         Self {
-            entries,
+            entries: keys::normalize_entries(entries, is_data),
             built: OnceLock::new(),
             part: if is_data { "data" } else { "form" },
         }
