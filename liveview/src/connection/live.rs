@@ -11,10 +11,10 @@ use std::task::{Context, Poll, Waker};
 
 use futures_util::{Sink, Stream};
 use tokio::time::{Instant, Sleep};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::outbox::{OutboxState, Receiver};
+use super::socket::Socket;
 use super::upgrade;
 use super::{Ended, Inbound, allowed, inbound, outgoing};
 use crate::app::Shared;
@@ -117,7 +117,7 @@ impl<'a> Live<'a> {
     pub(super) fn poll<S: upgrade::Stream>(
         &mut self,
         cx: &mut Context<'_>,
-        socket: &mut WebSocketStream<S>,
+        socket: &mut Socket<S>,
         mut timer: Pin<&mut Sleep>,
     ) -> Poll<Stop> {
         let conn = self.conn;
@@ -228,7 +228,7 @@ impl<'a> Live<'a> {
     fn read<S: upgrade::Stream>(
         &mut self,
         cx: &mut Context<'_>,
-        socket: &mut WebSocketStream<S>,
+        socket: &mut Socket<S>,
         closer: &Arc<OutboxState>,
         finished: &mut Option<dispatch::Call<'a>>,
     ) -> Result<bool, Ended> {
@@ -305,7 +305,7 @@ impl<'a> Live<'a> {
     fn write<S: upgrade::Stream>(
         &mut self,
         cx: &mut Context<'_>,
-        socket: &mut WebSocketStream<S>,
+        socket: &mut Socket<S>,
     ) -> Result<bool, tungstenite::Error> {
         let metrics = &self.shared.metrics;
         let mut socket = Pin::new(socket);

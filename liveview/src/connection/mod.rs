@@ -8,6 +8,7 @@ pub(crate) mod join;
 mod live;
 mod origin;
 pub(crate) mod outbox;
+mod socket;
 pub(crate) mod sse;
 mod upgrade;
 
@@ -22,7 +23,6 @@ use futures_util::future::Either;
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, StatusCode, Uri};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tracing::Instrument;
@@ -38,6 +38,7 @@ use crate::metrics::{Metrics, Transport};
 use crate::scope::Scope;
 use origin::Origin;
 use outbox::{OutboxState, Receiver};
+use socket::Socket;
 use upgrade::{Open, Upgrade};
 
 /// Whether `room` is 1 to 94 characters of `[A-Za-z0-9._-]`.
@@ -224,7 +225,7 @@ struct Opening {
 impl Open for Opening {
     fn open<S: upgrade::Stream>(
         self,
-        socket: WebSocketStream<S>,
+        socket: Socket<S>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let Self {
             shared,
@@ -257,7 +258,7 @@ impl Open for Opening {
 
 /// The close of a connection refused as [`Identity::Expired`]: the close
 /// frame, then the client's, within the usual bound.
-async fn expired<S: upgrade::Stream>(mut socket: WebSocketStream<S>) {
+async fn expired<S: upgrade::Stream>(mut socket: Socket<S>) {
     let frame = CloseFrame {
         code: close::SESSION_EXPIRED.into(),
         reason: Utf8Bytes::from_static(""),
@@ -305,7 +306,7 @@ fn origin_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
 /// in a boxed future of its own.
 fn run<S: upgrade::Stream>(
     shared: Arc<Shared>,
-    mut socket: WebSocketStream<S>,
+    mut socket: Socket<S>,
     room: String,
     scope: Scope,
     slot: Option<Slot>,
@@ -343,7 +344,7 @@ fn run<S: upgrade::Stream>(
 async fn finish<S: upgrade::Stream>(
     shared: &Shared,
     conn: &Connection,
-    socket: WebSocketStream<S>,
+    socket: Socket<S>,
     live: live::Live<'_>,
     stop: live::Stop,
 ) {
@@ -514,7 +515,7 @@ pub(crate) enum Ended {
 /// make the kernel reset it, destroying the close frame and whatever was
 /// still on its way to the client.
 async fn drain<S: upgrade::Stream>(
-    stream: &mut SplitStream<WebSocketStream<S>>,
+    stream: &mut SplitStream<Socket<S>>,
     deadline: tokio::time::Instant,
 ) {
     let _ = tokio::time::timeout_at(deadline, async {

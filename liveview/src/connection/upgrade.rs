@@ -21,10 +21,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, head
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::socket::Socket;
 use crate::serve::Counted;
 
 /// A request to open a WebSocket that passed the handshake's checks: the
@@ -110,26 +110,12 @@ impl Upgrade {
                     let read: Option<Vec<u8>> =
                         (!parts.read_buf.is_empty()).then(|| parts.read_buf.to_vec());
                     drop(parts.read_buf);
-                    let socket = match read {
-                        None => {
-                            WebSocketStream::from_raw_socket(tcp, Role::Server, Some(config)).await
-                        }
-                        Some(read) => {
-                            WebSocketStream::from_partially_read(
-                                tcp,
-                                read,
-                                Role::Server,
-                                Some(config),
-                            )
-                            .await
-                        }
-                    };
+                    let socket = Socket::new(tcp, read, config);
                     tokio::spawn(open.open(socket));
                 }
                 Err(upgraded) => {
                     let stream: Wrapped = TokioIo::new(upgraded);
-                    let socket =
-                        WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
+                    let socket = Socket::new(stream, None, config);
                     tokio::spawn(open.open(socket));
                 }
             }
@@ -161,10 +147,7 @@ pub(crate) type Wrapped = TokioIo<Upgraded>;
 pub(crate) trait Open: Send + 'static {
     /// The socket, on the TCP stream of [`serve`](crate::serve) ([`Raw`])
     /// or on hyper's `Upgraded` ([`Wrapped`]).
-    fn open<S: Stream>(
-        self,
-        socket: WebSocketStream<S>,
-    ) -> impl Future<Output = ()> + Send + 'static;
+    fn open<S: Stream>(self, socket: Socket<S>) -> impl Future<Output = ()> + Send + 'static;
 }
 
 /// A stream a socket can run on.
