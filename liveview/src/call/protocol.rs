@@ -1133,12 +1133,12 @@ mod tests {
             }
         }
 
-        /// Text around the 22 bytes kept in place: ASCII, then a character
+        /// Text around the 24 bytes kept in place: ASCII, then a character
         /// of one to four bytes that may straddle the boundary, then a few
         /// more bytes.
         fn near_inline() -> impl Strategy<Value = String> {
             (
-                "[a-z]{17,23}",
+                "[a-z]{19,25}",
                 prop::sample::select(vec!["", "Z", "\u{7f}", "é", "€", "😀"]),
                 "[a-z0-9]{0,2}",
             )
@@ -1146,14 +1146,14 @@ mod tests {
         }
 
         /// Keys that normalise across the inline boundary: camelCase that
-        /// grows past 22 bytes, `data_` and `data` prefixes that bring a key
+        /// grows past 24 bytes, `data_` and `data` prefixes that bring a key
         /// back under it.
         fn boundary_key() -> impl Strategy<Value = String> {
             prop_oneof![
                 near_inline(),
                 "[a-z]{2,7}([A-Z][a-z]{1,6}){1,3}[A-Z]{0,2}",
                 near_inline().prop_map(|k| format!("data_{k}")),
-                "[a-z]{12,18}".prop_map(|k| format!("data_{k}")),
+                "[a-z]{14,20}".prop_map(|k| format!("data_{k}")),
                 "[A-Z][a-z]{3,7}([A-Z][a-z]{3,6}){1,2}".prop_map(|k| format!("data{k}")),
             ]
         }

@@ -2,101 +2,68 @@
 //! names) kept in place, so that a call's fields cost no allocation for
 //! their keys, nor a free when the call ends.
 
-use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 
-/// Longest key kept in place.
-const INLINE: usize = 22;
+use compact_str::CompactString;
+
+/// Longest key kept in place: as long as a `String`'s own three words.
+const INLINE: usize = 24;
 
 /// A key, in place when it has at most [`INLINE`] bytes. Ordered and
-/// compared by its bytes, as `str` is.
+/// compared by its bytes, as `str` is. Read as text without checking its
+/// bytes again.
 #[derive(Clone)]
-pub(crate) enum Key {
-    Inline { len: u8, bytes: [u8; INLINE] },
-    Heap(Box<str>),
-}
+pub(crate) struct Key(CompactString);
 
 impl Key {
-    /// The key's bytes: UTF-8, as the key was made from text.
+    /// The key's bytes.
     #[inline]
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Heap(text) => text.as_bytes(),
-        }
+        self.0.as_bytes()
     }
 
-    /// The key as text. Checks the bytes again (the crate has no unsafe
-    /// code), so hot paths compare [`Key::as_bytes`] instead.
+    /// The key as text.
     #[inline]
     pub(crate) fn as_str(&self) -> &str {
-        match self {
-            Self::Inline { .. } => {
-                std::str::from_utf8(self.as_bytes()).expect("a key is made from text")
-            }
-            Self::Heap(text) => text,
-        }
+        self.0.as_str()
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.as_bytes().len()
+        self.0.len()
     }
 
     /// The key without its first `n` bytes, which are ASCII.
     pub(crate) fn drop_prefix(&mut self, n: usize) {
-        *self = match self {
-            Self::Inline { len, bytes } => {
-                let len = usize::from(*len);
-                bytes.copy_within(n..len, 0);
-                Self::Inline {
-                    len: (len - n) as u8,
-                    bytes: *bytes,
-                }
-            }
-            Self::Heap(text) => Self::from(&text[n..]),
-        };
+        self.0 = CompactString::new(&self.0[n..]);
     }
-}
 
-impl Key {
     /// `text` in place, when it is short enough.
     #[inline]
     pub(crate) fn short(text: &str) -> Option<Self> {
-        match u8::try_from(text.len()) {
-            Ok(len) if usize::from(len) <= INLINE => {
-                let mut bytes = [0; INLINE];
-                bytes[..text.len()].copy_from_slice(text.as_bytes());
-                Some(Self::Inline { len, bytes })
-            }
-            _ => None,
-        }
+        (text.len() <= INLINE).then(|| Self(CompactString::new(text)))
     }
 }
 
 impl From<&str> for Key {
     #[inline]
     fn from(text: &str) -> Self {
-        Self::short(text).unwrap_or_else(|| Self::Heap(text.into()))
+        Self(CompactString::new(text))
     }
 }
 
 impl From<String> for Key {
     fn from(text: String) -> Self {
-        if text.len() <= INLINE {
-            Self::from(text.as_str())
-        } else {
-            Self::Heap(text.into_boxed_str())
-        }
+        Self(CompactString::from(text))
     }
 }
 
-impl From<Cow<'_, str>> for Key {
+impl From<std::borrow::Cow<'_, str>> for Key {
     #[inline]
-    fn from(text: Cow<'_, str>) -> Self {
+    fn from(text: std::borrow::Cow<'_, str>) -> Self {
         match text {
-            Cow::Borrowed(text) => Self::from(text),
-            Cow::Owned(text) => Self::from(text),
+            std::borrow::Cow::Borrowed(text) => Self::from(text),
+            std::borrow::Cow::Owned(text) => Self::from(text),
         }
     }
 }
@@ -109,10 +76,7 @@ impl From<&Key> for String {
 
 impl From<Key> for String {
     fn from(key: Key) -> Self {
-        match key {
-            Key::Heap(text) => text.into_string(),
-            inline => inline.as_str().to_owned(),
-        }
+        key.0.into_string()
     }
 }
 
@@ -149,20 +113,14 @@ mod tests {
 
     #[test]
     fn short_keys_are_in_place_and_long_ones_on_the_heap() {
-        assert!(matches!(Key::from("name"), Key::Inline { len: 4, .. }));
-        assert!(matches!(
-            Key::from("a".repeat(INLINE).as_str()),
-            Key::Inline { .. }
-        ));
-        assert!(matches!(
-            Key::from("a".repeat(INLINE + 1).as_str()),
-            Key::Heap(_)
-        ));
-        assert!(matches!(Key::from("a".repeat(300).as_str()), Key::Heap(_)));
-        assert!(matches!(
-            Key::from(String::from("ü")),
-            Key::Inline { len: 2, .. }
-        ));
+        let in_place = |key: Key| !key.0.is_heap_allocated();
+        assert!(in_place(Key::from("name")));
+        assert!(in_place(Key::from("a".repeat(INLINE).as_str())));
+        assert!(!in_place(Key::from("a".repeat(INLINE + 1).as_str())));
+        assert!(!in_place(Key::from("a".repeat(300).as_str())));
+        assert!(in_place(Key::from(String::from("ü"))));
+        assert!(Key::short(&"a".repeat(INLINE)).is_some_and(in_place));
+        assert!(Key::short(&"a".repeat(INLINE + 1)).is_none());
     }
 
     proptest! {

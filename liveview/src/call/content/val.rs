@@ -100,9 +100,9 @@ mod tests {
             b in prop_oneof!["\\PC{0,30}", "[ab]{0,3}"],
         ) {
             let (val, json) = (Val::text(&a), Val::Json(Value::String(a.clone())));
-            prop_assert_eq!(matches!(val, Val::Text(_)), a.len() <= 22);
+            prop_assert_eq!(matches!(val, Val::Text(_)), a.len() <= 24);
             prop_assert_eq!(val.as_str(), Some(a.as_str()));
-            prop_assert_eq!(val.as_json().is_none(), a.len() <= 22);
+            prop_assert_eq!(val.as_json().is_none(), a.len() <= 24);
             prop_assert_eq!(val.to_value(), Value::String(a.clone()));
             prop_assert_eq!(val.clone().into_value(), Value::String(a.clone()));
             prop_assert_eq!(&val, &json);
