@@ -1,4 +1,5 @@
-//! Procedural macros for LiveView for Rust.
+//! Procedural macros for LiveView for Rust: `#[liveview_handler]` and
+//! `html!`.
 //!
 //! Use them through the `liveview` crate, which re-exports them and provides
 //! every item the expansion names (through its hidden `__private` module), so
@@ -10,6 +11,8 @@ use proc_macro2::Span;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, LitStr};
+
+mod html;
 
 /// Registers a function as the LiveView handler called `name`.
 ///
@@ -175,6 +178,60 @@ fn expand(name: &LitStr, function: &ItemFn) -> syn::Result<proc_macro2::TokenStr
             }
         };
     })
+}
+
+/// Builds markup from a template, escaping every value it puts in: the way
+/// to build HTML in a handler.
+///
+/// The template is a string literal written as for `format!`: `{name}`
+/// takes a variable in scope, `{}` the next argument after the template,
+/// `{0}` an argument by its position, `{name}` with `name = expr` a named
+/// argument, and `{{` and `}}` are literal braces. It returns a
+/// `liveview::Html`, which `Update::html` takes as it is.
+///
+/// Each value goes in through `liveview::ToHtml`: text is escaped
+/// (`& < > " '`, as `liveview::escape` does), numbers and `bool` are
+/// written as text, and `Html`, such as the result of another `html!`, goes
+/// in as it is, so markup built in pieces is escaped once.
+///
+/// ```
+/// use liveview::{html, Update};
+///
+/// let name = "<script>alert('hi')</script>";
+/// let greeting = html!("<h1>Hello, {name}!</h1>");
+/// assert_eq!(
+///     greeting,
+///     "<h1>Hello, &lt;script&gt;alert(&#x27;hi&#x27;)&lt;/script&gt;!</h1>"
+/// );
+///
+/// // Nested: the inner markup is not escaped a second time.
+/// let unread = 3;
+/// let page = html!(r#"<div class="card">{greeting}<p>{} new, {unread}</p></div>"#, "a & b");
+/// assert_eq!(
+///     page,
+///     "<div class=\"card\"><h1>Hello, &lt;script&gt;alert(&#x27;hi&#x27;)&lt;/script&gt;!</h1>\
+///      <p>a &amp; b new, 3</p></div>"
+/// );
+///
+/// let update = Update::new("#greeting").html(html!("<b>{who}</b> {{ok}}", who = "Ann"));
+/// # let _ = update;
+/// ```
+///
+/// Each argument is evaluated once, by reference. The string is sized
+/// once for the template and the values, and written in one pass: no
+/// `format!` machinery, no intermediate strings.
+///
+/// Format specs such as `{x:?}` or `{x:>5}` are a compile error: format the
+/// value first (`format!("{x:?}")`) and pass the `String`, which is then
+/// escaped. As with `format!`, an argument the template does not use is a
+/// compile error, and so is a name that is neither an argument nor a
+/// variable in scope.
+#[proc_macro]
+pub fn html(input: TokenStream) -> TokenStream {
+    match html::expand(input.into()) {
+        Ok(expanded) => expanded.into(),
+        Err(error) => error.to_compile_error().into(),
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Every misuse of `#[liveview_handler]` has a clear compile error, and only
-//! that one: the item stays as written, so no cascade follows.
+//! Every misuse of `#[liveview_handler]` and `html!` has a clear compile
+//! error, and only that one: for the attribute, the item stays as written,
+//! so no cascade follows.
 
 #[test]
 fn misuse_is_a_compile_error() {

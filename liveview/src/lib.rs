@@ -12,15 +12,16 @@
 //! A handler is a function registered under a name with
 //! [`#[liveview_handler]`](liveview_handler). It gets the [`Consumer`] (the
 //! connection) and the [`Content`] of the call, and answers with
-//! [`Update`]s:
+//! [`Update`]s, their markup built with [`html!`], which escapes every
+//! value it puts in:
 //!
 //! ```
-//! use liveview::{liveview_handler, Consumer, Content, Update};
+//! use liveview::{html, liveview_handler, Consumer, Content, Update};
 //!
 //! #[liveview_handler("say_hello")]
 //! async fn say_hello(consumer: &Consumer, content: Content) -> liveview::Result {
-//!     let name = liveview::escape(content.form.str_or("name", "World"));
-//!     consumer.send(Update::new("#greeting").html(format!("<h1>Hello, {name}!</h1>")))?;
+//!     let name = content.form.str_or("name", "World");
+//!     consumer.send(Update::new("#greeting").html(html!("<h1>Hello, {name}!</h1>")))?;
 //!     Ok(())
 //! }
 //! ```
@@ -77,12 +78,12 @@
 //! ## Broadcasting
 //!
 //! ```
-//! use liveview::{liveview_handler, Consumer, Content, Update};
+//! use liveview::{html, liveview_handler, Consumer, Content, Update};
 //!
 //! #[liveview_handler("notify_all")]
 //! async fn notify_all(consumer: &Consumer, content: Content) -> liveview::Result {
-//!     let message = liveview::escape(content.form.str_or("message", ""));
-//!     let html = format!(r#"<div class="notification">{message}</div>"#);
+//!     let message = content.form.str_or("message", "");
+//!     let html = html!(r#"<div class="notification">{message}</div>"#);
 //!     consumer.broadcast(Update::new("#notifications").html(html).append()).await?;
 //!     Ok(())
 //! }
@@ -124,6 +125,9 @@
     allow(rustdoc::broken_intra_doc_links)
 )]
 
+// `html!` names its items as `::liveview::...`, here as in any other crate.
+extern crate self as liveview;
+
 // The app on top: builder, consumer, broadcaster, routes, serving.
 mod app;
 pub mod assets;
@@ -163,10 +167,10 @@ pub use call::{middleware, protocol};
 pub use connection::is_valid_room;
 pub use consumer::Consumer;
 pub use error::{BroadcastError, BuildError, ContentError, Error, Result, SendError};
-pub use html::escape;
+pub use html::{Html, ToHtml, escape};
 pub use hub::presence::Presence;
 pub use limits::RateLimit;
-pub use liveview_macros::liveview_handler;
+pub use liveview_macros::{html, liveview_handler};
 pub use scope::{Scope, ScopeBuilder, User};
 pub use serve::{serve, serve_until, shutdown_signal};
 pub use update::{IntoUpdate, Update};
@@ -208,9 +212,11 @@ pub mod __fuzz {
     }
 }
 
-/// What the `#[liveview_handler]` expansion names. Not public API.
+/// What the `#[liveview_handler]` and `html!` expansions name. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use std::string::String;
+
     pub use crate::call::handler::{
         Handler, HandlerEntry, HandlerFuture, IntoHandlerResult, boxed,
     };

@@ -573,9 +573,17 @@ impl Update {
 
     /// Replace the target's content with `html` (inline scripts run).
     ///
-    /// The string is inserted as it is: escape user input with
-    /// [`escape`](crate::escape) or render it through an auto-escaping
-    /// template.
+    /// The markup is inserted as it is: build it with
+    /// [`html!`](crate::html), which escapes every value it puts in, or
+    /// render it through an auto-escaping template.
+    ///
+    /// ```
+    /// use liveview::{html, Update};
+    ///
+    /// let name = "<script>alert(1)</script>";
+    /// let update = Update::new("#greeting").html(html!("<h1>Hello, {name}!</h1>"));
+    /// # let _ = update;
+    /// ```
     pub fn html(mut self, html: impl Into<String>) -> Self {
         self.html = Some(html.into());
         self

@@ -1,0 +1,6 @@
+use liveview::html;
+
+fn main() {
+    let template = "<p>{}</p>";
+    let _ = html!(template, 1);
+}
