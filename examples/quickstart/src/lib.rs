@@ -7,14 +7,14 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::Html;
 use axum::routing::get;
-use liveview::{Consumer, Content, LiveView, Update, liveview_handler};
+use liveview::{Consumer, Content, LiveView, Update, html, liveview_handler};
 
 /// Greets the caller: `<h1>Hello, NAME!</h1>` in `#greeting`, with the
 /// escaped `form.name`, or `World` when it is missing or empty.
 #[liveview_handler("say_hello")]
 pub async fn say_hello(consumer: &Consumer, content: Content) -> liveview::Result {
-    let name = liveview::escape(content.form.str_or("name", "World"));
-    consumer.send(Update::new("#greeting").html(format!("<h1>Hello, {name}!</h1>")))?;
+    let name = content.form.str_or("name", "World");
+    consumer.send(Update::new("#greeting").html(html!("<h1>Hello, {name}!</h1>")))?;
     Ok(())
 }
 
@@ -22,8 +22,8 @@ pub async fn say_hello(consumer: &Consumer, content: Content) -> liveview::Resul
 /// every connected page, with the escaped `form.message`.
 #[liveview_handler("notify_all")]
 pub async fn notify_all(consumer: &Consumer, content: Content) -> liveview::Result {
-    let message = liveview::escape(content.form.str_or("message", ""));
-    let html = format!(r#"<div class="notification">{message}</div>"#);
+    let message = content.form.str_or("message", "");
+    let html = html!(r#"<div class="notification">{message}</div>"#);
     consumer
         .broadcast(Update::new("#notifications").html(html).append())
         .await?;

@@ -2,13 +2,13 @@
 //! start your own, then `cargo run -p starter` and open http://127.0.0.1:8000.
 
 use axum::{Router, http::StatusCode, response::Html, routing::get};
-use liveview::{Consumer, Content, LiveView, Update, liveview_handler};
+use liveview::{Consumer, Content, LiveView, Update, html, liveview_handler};
 
 /// Answers the caller: "Hello, NAME!" in `#greeting`.
 #[liveview_handler("greet")]
 async fn greet(consumer: &Consumer, content: Content) -> liveview::Result {
-    let name = liveview::escape(content.form.str_or("name", "World"));
-    consumer.send(Update::new("#greeting").html(format!("Hello, {name}!")))?;
+    let name = content.form.str_or("name", "World");
+    consumer.send(Update::new("#greeting").html(html!("Hello, {name}!")))?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! outgoing limit is refused where it is made, and disconnects no one.
 
 use liveview::testing::WsClient;
-use liveview::{Consumer, Content, LiveView, Update, liveview_handler};
+use liveview::{Consumer, Content, LiveView, Update, html, liveview_handler};
 use serde_json::json;
 
 use crate::support::{assert_nothing_pending, next, server};
@@ -12,7 +12,7 @@ use crate::support::{assert_nothing_pending, next, server};
 #[liveview_handler("outgoing_reply")]
 async fn outgoing_reply(consumer: &Consumer, content: Content) -> liveview::Result {
     let n = content.data.i64("n").unwrap_or(0) as usize;
-    let html = liveview::escape(&"'".repeat(n)).into_owned();
+    let html = html!("{}", "'".repeat(n));
     let result = consumer.send(Update::new("#reply").html(html));
     consumer.send(json!({"sent": result.map_err(|e| e.to_string()).err()}))?;
     Ok(())
@@ -22,9 +22,9 @@ async fn outgoing_reply(consumer: &Consumer, content: Content) -> liveview::Resu
 /// then reports how the broadcast went.
 #[liveview_handler("outgoing_notify_all")]
 async fn outgoing_notify_all(consumer: &Consumer, content: Content) -> liveview::Result {
-    let message = liveview::escape(content.form.str_or("message", "")).into_owned();
+    let message = content.form.str_or("message", "");
     let result = consumer
-        .broadcast(Update::new("#alerts").html(message).append())
+        .broadcast(Update::new("#alerts").html(html!("{message}")).append())
         .await;
     consumer.send(json!({"broadcast": result.map_err(|e| e.to_string()).err()}))?;
     Ok(())

@@ -31,7 +31,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use liveview::{Broadcaster, Consumer, Content, Fields, LiveView, Update, liveview_handler};
+use liveview::{Broadcaster, Consumer, Content, Fields, LiveView, Update, html, liveview_handler};
 use minijinja::value::Serde;
 use minijinja::{Value, context};
 use serde::Serialize;
@@ -184,18 +184,16 @@ pub fn check_dismiss_after(value: Option<&Json>) -> Result<Option<Duration>, Str
 }
 
 fn error_update(field: &str, error: Option<&str>) -> Update {
-    let html = error
-        .map(|e| liveview::escape(e).into_owned())
-        .unwrap_or_default();
+    let html = error.map(|e| html!("{e}")).unwrap_or_default();
     Update::new(format!("#error-{}", field.replace('_', "-"))).html(html)
 }
 
 fn counter_update(form: &Fields) -> Update {
     let chars = form.str("message").unwrap_or("").trim().chars().count();
     let html = if chars > MAX_MESSAGE_CHARS {
-        format!(r#"<strong class="over">{chars}</strong> / {MAX_MESSAGE_CHARS}"#)
+        html!(r#"<strong class="over">{chars}</strong> / {MAX_MESSAGE_CHARS}"#)
     } else {
-        format!("{chars} / {MAX_MESSAGE_CHARS}")
+        html!("{chars} / {MAX_MESSAGE_CHARS}")
     };
     Update::new("#message-count").html(html)
 }

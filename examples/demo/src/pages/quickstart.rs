@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use liveview::{Consumer, Content, Update};
+use liveview::{Consumer, Content, Update, html};
 use minijinja::context;
 
 use super::Visitor;
@@ -32,7 +32,7 @@ pub fn cap_lengths(consumer: &Consumer, content: &Content, function: &str) -> bo
     if chars <= MAX_CHARS {
         return true;
     }
-    let refusal = format!(
+    let refusal = html!(
         r#"<p class="notification error">At most {MAX_CHARS} characters, please ({chars} given).</p>"#
     );
     let _ = consumer.send(Update::new(target).html(refusal).append());

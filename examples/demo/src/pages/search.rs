@@ -12,7 +12,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::routing::get;
-use liveview::{Consumer, Content, Update, liveview_handler};
+use liveview::{Consumer, Content, ToHtml, Update, liveview_handler};
 use minijinja::value::Serde;
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
@@ -97,13 +97,13 @@ pub fn highlight(text: &str, terms: &[String]) -> String {
     let mut out = String::with_capacity(text.len() + ranges.len() * 13);
     let mut at = 0;
     for range in ranges {
-        out.push_str(&liveview::escape(&text[at..range.start]));
+        text[at..range.start].push_html(&mut out);
         out.push_str("<mark>");
-        out.push_str(&liveview::escape(&text[range.clone()]));
+        text[range.clone()].push_html(&mut out);
         out.push_str("</mark>");
         at = range.end;
     }
-    out.push_str(&liveview::escape(&text[at..]));
+    text[at..].push_html(&mut out);
     out
 }
 
