@@ -161,8 +161,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_util::Sink<Message> for Socket<S
     /// [`poll_ready`](futures_util::Sink::poll_ready) sends it first.
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
         let this = self.get_mut();
-        // The stream is not written to unless it can take more: the
-        // waker of the last poll is the one it keeps.
+        // The stream is written to once the write buffer is past its
+        // size, with the waker of the last poll: a write it cannot take
+        // now leaves the socket blocked, and the caller's next
+        // `poll_ready` or `poll_flush` writes again with its own waker.
         match this.ws.write(message) {
             Ok(()) => {
                 this.blocked = false;
@@ -210,63 +212,66 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_util::Sink<Message> for Socket<S
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::time::Duration;
+
     use futures_util::{SinkExt, StreamExt};
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncWriteExt, DuplexStream};
+    use tokio_tungstenite::WebSocketStream;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
     use super::*;
 
+    /// The server's configuration here: no write buffer, so that every
+    /// `start_send` writes to the stream, as the library's small default
+    /// buffer makes it do for a large frame.
+    fn config() -> WebSocketConfig {
+        WebSocketConfig::default().write_buffer_size(0)
+    }
+
+    /// `future`, or a failure when it does not finish in time: a lost
+    /// wake-up fails the test instead of hanging it.
+    async fn soon<T>(future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), future)
+            .await
+            .expect("the socket stalled")
+    }
+
     /// A server socket and a tungstenite client on the two ends of an
     /// in-memory duplex stream of `capacity` bytes.
-    async fn pair(
-        capacity: usize,
-    ) -> (
-        Socket<tokio::io::DuplexStream>,
-        tokio_tungstenite::WebSocketStream<tokio::io::DuplexStream>,
-    ) {
+    async fn pair(capacity: usize) -> (Socket<DuplexStream>, WebSocketStream<DuplexStream>) {
         let (server, client) = tokio::io::duplex(capacity);
-        let client =
-            tokio_tungstenite::WebSocketStream::from_raw_socket(client, Role::Client, None).await;
-        (
-            Socket::new(server, None, WebSocketConfig::default()),
-            client,
-        )
+        let client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        (Socket::new(server, None, config()), client)
     }
 
     #[tokio::test]
     async fn messages_go_both_ways_and_the_close_ends_the_reader() {
         let (mut server, mut client) = pair(1 << 16).await;
         client.send(Message::text("hello")).await.unwrap();
-        assert_eq!(
-            server.next().await.unwrap().unwrap(),
-            Message::text("hello")
-        );
-        server.send(Message::text("welcome")).await.unwrap();
-        assert_eq!(
-            client.next().await.unwrap().unwrap(),
-            Message::text("welcome")
-        );
+        let hello = soon(server.next()).await.unwrap().unwrap();
+        assert_eq!(hello, Message::text("hello"));
+        soon(server.send(Message::text("welcome"))).await.unwrap();
+        let welcome = soon(client.next()).await.unwrap().unwrap();
+        assert_eq!(welcome, Message::text("welcome"));
         let frame = CloseFrame {
             code: CloseCode::Away,
             reason: "bye".into(),
         };
-        server
-            .send(Message::Close(Some(frame.clone())))
+        soon(server.send(Message::Close(Some(frame.clone()))))
             .await
             .unwrap();
-        assert_eq!(
-            client.next().await.unwrap().unwrap(),
-            Message::Close(Some(frame))
-        );
+        let close = soon(client.next()).await.unwrap().unwrap();
+        assert_eq!(close, Message::Close(Some(frame)));
         // The client's answer to the close goes out; the server's reader
         // reads it, then ends.
-        client.flush().await.unwrap();
+        soon(client.flush()).await.unwrap();
         assert!(matches!(
-            server.next().await,
+            soon(server.next()).await,
             Some(Ok(Message::Close(Some(answer)))) if answer.code == CloseCode::Away
         ));
-        assert!(server.next().await.is_none());
+        assert!(soon(server.next()).await.is_none());
         assert!(server.next().await.is_none(), "an ended reader stays ended");
     }
 
@@ -278,7 +283,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!reader.is_finished());
         client.send(Message::text("late")).await.unwrap();
-        assert_eq!(reader.await.unwrap(), Message::text("late"));
+        assert_eq!(soon(reader).await.unwrap(), Message::text("late"));
     }
 
     #[tokio::test]
@@ -293,34 +298,79 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(!writer.is_finished(), "the frame cannot fit yet");
-        assert_eq!(client.next().await.unwrap().unwrap(), Message::text(text));
-        writer.await.unwrap();
+        let read = soon(client.next()).await.unwrap().unwrap();
+        assert_eq!(read, Message::text(text));
+        soon(writer).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn split_halves_in_one_task_send_then_close_with_a_code() {
+        // As a connection ends: its reader and its writer, two halves of
+        // the socket, polled together in one task, over a stream too
+        // small for the frame.
+        let (server, mut client) = pair(64).await;
+        let (mut sink, mut stream) = server.split();
+        let frame = CloseFrame {
+            code: CloseCode::Again,
+            reason: "".into(),
+        };
+        let text = "y".repeat(1_000);
+        let (sent, closing) = (text.clone(), frame.clone());
+        let server = tokio::spawn(async move {
+            let ((), read) = futures_util::future::join(
+                async {
+                    sink.send(Message::text(sent)).await.unwrap();
+                    sink.send(Message::Close(Some(closing))).await.unwrap();
+                    sink.close().await.unwrap();
+                },
+                async {
+                    let mut read = Vec::new();
+                    while let Some(Ok(message)) = stream.next().await {
+                        read.push(message);
+                    }
+                    read
+                },
+            )
+            .await;
+            read
+        });
+        let first = soon(client.next()).await.unwrap().unwrap();
+        assert_eq!(first, Message::text(text));
+        let close = soon(client.next()).await.unwrap().unwrap();
+        assert_eq!(close, Message::Close(Some(frame)));
+        soon(client.flush()).await.unwrap();
+        // The server's reader got the client's answer to its close, then
+        // the end.
+        let read = soon(server).await.unwrap();
+        assert!(
+            matches!(read.as_slice(), [Message::Close(Some(answer))] if answer.code == CloseCode::Again),
+            "{read:?}"
+        );
     }
 
     #[tokio::test]
     async fn a_broken_frame_is_an_error_then_the_end() {
         let (server, mut client) = tokio::io::duplex(1 << 10);
-        let mut server = Socket::new(server, None, WebSocketConfig::default());
+        let mut server = Socket::new(server, None, config());
         // An unmasked text frame from a client breaks the protocol.
         client.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
-        assert!(matches!(server.next().await, Some(Err(Error::Protocol(_)))));
-        assert!(server.next().await.is_none());
-        drop(client);
+        let broken = soon(server.next()).await;
+        assert!(
+            matches!(broken, Some(Err(Error::Protocol(_)))),
+            "{broken:?}"
+        );
+        assert!(soon(server.next()).await.is_none());
     }
 
     #[tokio::test]
     async fn what_was_read_past_the_request_starts_the_first_frame() {
         let (server, client) = tokio::io::duplex(1 << 10);
-        let mut client =
-            tokio_tungstenite::WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
         // A masked "hi" frame, its first three bytes read with the request.
         let frame = [0x81, 0x82, 0, 0, 0, 0, b'h', b'i'];
-        let mut server = Socket::new(
-            server,
-            Some(frame[..3].to_vec()),
-            WebSocketConfig::default(),
-        );
+        let mut server = Socket::new(server, Some(frame[..3].to_vec()), config());
         client.get_mut().write_all(&frame[3..]).await.unwrap();
-        assert_eq!(server.next().await.unwrap().unwrap(), Message::text("hi"));
+        let hi = soon(server.next()).await.unwrap().unwrap();
+        assert_eq!(hi, Message::text("hi"));
     }
 }

@@ -7,8 +7,9 @@ use std::fmt;
 
 use compact_str::CompactString;
 
-/// Longest key kept in place: as long as a `String`'s own three words.
-const INLINE: usize = 24;
+/// Longest key kept in place: as long as a `String`'s own three words
+/// (24 bytes on 64-bit targets), as `CompactString` keeps it.
+const INLINE: usize = std::mem::size_of::<String>();
 
 /// A key, in place when it has at most [`INLINE`] bytes. Ordered and
 /// compared by its bytes, as `str` is. Read as text without checking its
