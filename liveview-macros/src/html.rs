@@ -190,16 +190,18 @@ pub(crate) fn expand(input: TokenStream) -> syn::Result<TokenStream> {
         values.push(quote!((#value)));
         spans.push(value.span());
     }
+    let out = Ident::new("__liveview_html", Span::mixed_site());
     let mut used = vec![false; values.len()];
     let mut captured: Vec<String> = Vec::new();
     let mut next = 0;
-    let mut order = Vec::new();
     let mut literal_len = 0;
+    let mut hints = Vec::new();
+    let mut pushes = Vec::new();
     for piece in &pieces {
         let index = match piece {
             Piece::Text(text) => {
                 literal_len += text.len();
-                order.push(None);
+                pushes.push(quote!(::liveview::__private::String::push_str(&mut #out, #text);));
                 continue;
             }
             Piece::Value(Placeholder::Next) => {
@@ -226,7 +228,10 @@ pub(crate) fn expand(input: TokenStream) -> syn::Result<TokenStream> {
             }
         };
         used[index] = true;
-        order.push(Some(index));
+        let value = binding(index, spans[index]);
+        let span = value.span();
+        hints.push(quote_spanned!(span=> + ::liveview::ToHtml::html_len_hint(#value)));
+        pushes.push(quote_spanned!(span=> ::liveview::ToHtml::push_html(#value, &mut #out);));
     }
     for (index, value) in input.positional.iter().enumerate() {
         if !used[index] {
@@ -247,41 +252,7 @@ pub(crate) fn expand(input: TokenStream) -> syn::Result<TokenStream> {
         }
     }
 
-    // Hygienic names, located at their values so that a value that cannot
-    // be put into markup is reported where it is written.
-    let bindings: Vec<Ident> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, span)| {
-            format_ident!(
-                "__liveview_value{i}",
-                span = Span::mixed_site().located_at(*span)
-            )
-        })
-        .collect();
-    let out = Ident::new("__liveview_html", Span::mixed_site());
-    let mut hints = Vec::new();
-    let mut pushes = Vec::new();
-    let mut texts = pieces.iter().filter_map(|piece| match piece {
-        Piece::Text(text) => Some(text),
-        Piece::Value(_) => None,
-    });
-    for index in order {
-        match index {
-            None => {
-                let text = texts.next().expect("one text for each text piece");
-                pushes.push(quote!(::liveview::__private::String::push_str(&mut #out, #text);));
-            }
-            Some(index) => {
-                let binding = &bindings[index];
-                let span = binding.span();
-                hints.push(quote_spanned!(span=> + ::liveview::ToHtml::html_len_hint(#binding)));
-                pushes.push(
-                    quote_spanned!(span=> ::liveview::ToHtml::push_html(#binding, &mut #out);),
-                );
-            }
-        }
-    }
+    let bindings = spans.iter().enumerate().map(|(i, span)| binding(i, *span));
     Ok(quote! {
         match (#(&#values,)*) {
             (#(#bindings,)*) => {
@@ -291,6 +262,16 @@ pub(crate) fn expand(input: TokenStream) -> syn::Result<TokenStream> {
             }
         }
     })
+}
+
+/// The name the expansion binds value `index` to: hygienic, and located
+/// at the value, so that a value that cannot be put into markup is
+/// reported where it is written.
+fn binding(index: usize, span: Span) -> Ident {
+    format_ident!(
+        "__liveview_value{index}",
+        span = Span::mixed_site().located_at(span)
+    )
 }
 
 /// The value index of positional argument `index`, if there is one.

@@ -165,18 +165,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_util::Sink<Message> for Socket<S
         // size, with the waker of the last poll: a write it cannot take
         // now leaves the socket blocked, and the caller's next
         // `poll_ready` or `poll_flush` writes again with its own waker.
-        match this.ws.write(message) {
-            Ok(()) => {
-                this.blocked = false;
-                Ok(())
-            }
-            Err(Error::Io(err)) if err.kind() == io::ErrorKind::WouldBlock => {
+        match ready(this.ws.write(message)) {
+            Poll::Pending => {
                 this.blocked = true;
                 Ok(())
             }
-            Err(err) => {
+            Poll::Ready(written) => {
                 this.blocked = false;
-                Err(err)
+                written
             }
         }
     }
@@ -199,13 +195,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_util::Sink<Message> for Socket<S
         this.blocked = false;
         let closing = this.closing;
         let closed = this.with(cx, |ws| if closing { ws.flush() } else { ws.close(None) });
-        match closed {
-            Ok(()) | Err(Error::ConnectionClosed) => Poll::Ready(Ok(())),
-            Err(Error::Io(err)) if err.kind() == io::ErrorKind::WouldBlock => {
+        match ready(closed) {
+            Poll::Pending => {
                 this.closing = true;
                 Poll::Pending
             }
-            Err(err) => Poll::Ready(Err(err)),
+            Poll::Ready(Ok(()) | Err(Error::ConnectionClosed)) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! names) kept in place, so that a call's fields cost no allocation for
 //! their keys, nor a free when the call ends.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 
@@ -59,12 +60,12 @@ impl From<String> for Key {
     }
 }
 
-impl From<std::borrow::Cow<'_, str>> for Key {
+impl From<Cow<'_, str>> for Key {
     #[inline]
-    fn from(text: std::borrow::Cow<'_, str>) -> Self {
+    fn from(text: Cow<'_, str>) -> Self {
         match text {
-            std::borrow::Cow::Borrowed(text) => Self::from(text),
-            std::borrow::Cow::Owned(text) => Self::from(text),
+            Cow::Borrowed(text) => Self::from(text),
+            Cow::Owned(text) => Self::from(text),
         }
     }
 }
